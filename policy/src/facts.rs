@@ -1,0 +1,105 @@
+//! The facts a decision is made from, gathered by the glue from GUCs and catalogs.
+
+use crate::operation::{ObjectRef, OpClass, OpSet};
+
+/// Facts about a database: its name and its own ai_agent_safety settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseFacts {
+    pub name: String,
+    pub require_approval: bool,
+    pub protected: OpSet,
+    pub environment: Option<String>,
+}
+
+/// Facts about the session making the statement.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct SessionFacts {
+    pub session_user: String,
+    pub current_user: String,
+    pub is_agent: bool,
+    pub task_id: Option<String>,
+    pub task_environment: Option<String>,
+    /// `None`: no scope set (only unlabelled databases are in scope).
+    pub allowed_environments: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenState {
+    Pending,
+    Granted,
+    Denied,
+    Cancelled,
+}
+
+impl TokenState {
+    pub fn parse(s: &str) -> Option<TokenState> {
+        match s {
+            "pending" => Some(TokenState::Pending),
+            "granted" => Some(TokenState::Granted),
+            "denied" => Some(TokenState::Denied),
+            "cancelled" => Some(TokenState::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenUse {
+    pub at: String,
+    pub pid: i32,
+}
+
+/// A token row as the glue read it from this database's tokens table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenFacts {
+    pub id: String,
+    pub state: TokenState,
+    pub requested_by: String,
+    pub decided_by: Option<String>,
+    pub operation: OpClass,
+    /// `None`: any object in this database.
+    pub target: Option<ObjectRef>,
+    pub expires_at_us: Option<i64>,
+    pub expires_at_text: String,
+    pub used: Option<TokenUse>,
+}
+
+/// What the session presented in `ai_agent_safety.approval_token`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenPresented {
+    None,
+    Malformed(String),
+    NotFound(String),
+    /// The tokens could not be read (extension not created here, internal error).
+    Unavailable(String),
+    Found(TokenFacts),
+}
+
+/// Parses a token id: a UUID in its canonical text form (hyphens optional, any case,
+/// optional braces). Returns the canonical lower-case hyphenated form.
+pub fn parse_token_id(raw: &str) -> Option<String> {
+    let t = raw.trim();
+    let t = t
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .unwrap_or(t);
+    let hex: String = t.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    if t.contains('-') {
+        let groups: Vec<usize> = t.split('-').map(|g| g.len()).collect();
+        if groups != [8, 4, 4, 4, 12] {
+            return None;
+        }
+    }
+    let h = hex.to_ascii_lowercase();
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}

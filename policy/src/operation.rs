@@ -1,0 +1,187 @@
+//! The vocabulary: operation classes, sets of them, and the operation a statement performs.
+
+use std::fmt;
+
+/// The class of a destructive operation. The same words appear in settings,
+/// tokens, error messages, audit rows and the README.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpClass {
+    Drop,
+    Delete,
+    Truncate,
+    Update,
+    Alter,
+}
+
+impl OpClass {
+    pub const ALL: [OpClass; 5] = [
+        OpClass::Drop,
+        OpClass::Delete,
+        OpClass::Truncate,
+        OpClass::Update,
+        OpClass::Alter,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpClass::Drop => "DROP",
+            OpClass::Delete => "DELETE",
+            OpClass::Truncate => "TRUNCATE",
+            OpClass::Update => "UPDATE",
+            OpClass::Alter => "ALTER",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// Parses an operation name as an agent or a DBA writes it: `DROP`, `drop`,
+    /// `drop_operation`, `DROP_OPERATION`. Surrounding blanks are ignored.
+    pub fn parse(word: &str) -> Option<OpClass> {
+        let w = word.trim().to_ascii_uppercase();
+        let w = w.strip_suffix("_OPERATION").unwrap_or(&w);
+        OpClass::ALL.into_iter().find(|c| c.as_str() == w)
+    }
+
+    /// The accepted spellings, for error messages.
+    pub fn accepted_names() -> String {
+        let plain: Vec<&str> = OpClass::ALL.iter().map(|c| c.as_str()).collect();
+        let spelled: Vec<String> = OpClass::ALL
+            .iter()
+            .map(|c| format!("{}_operation", c.as_str().to_ascii_lowercase()))
+            .collect();
+        format!("{}, or {}", plain.join(", "), spelled.join(", "))
+    }
+}
+
+impl fmt::Display for OpClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of operation classes, as configured by `ai_agent_safety.protected_operations`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OpSet(u8);
+
+impl OpSet {
+    pub const DEFAULT_TEXT: &'static str = "DROP, DELETE, TRUNCATE";
+
+    pub fn empty() -> OpSet {
+        OpSet(0)
+    }
+
+    pub fn default_set() -> OpSet {
+        OpSet::of(&[OpClass::Drop, OpClass::Delete, OpClass::Truncate])
+    }
+
+    pub fn of(classes: &[OpClass]) -> OpSet {
+        OpSet(classes.iter().fold(0, |acc, c| acc | c.bit()))
+    }
+
+    pub fn contains(self, c: OpClass) -> bool {
+        self.0 & c.bit() != 0
+    }
+
+    pub fn insert(&mut self, c: OpClass) {
+        self.0 |= c.bit();
+    }
+
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    pub fn from_bits(bits: u8) -> OpSet {
+        OpSet(bits & 0b1_1111)
+    }
+
+    /// Parses a comma-separated list such as `DROP, DELETE, TRUNCATE`.
+    /// Only the plain class words are accepted here; an empty list protects nothing.
+    pub fn parse(list: &str) -> Result<OpSet, String> {
+        let mut set = OpSet::empty();
+        for raw in list.split(',') {
+            let word = raw.trim().trim_matches('"');
+            if word.is_empty() {
+                if list.trim().is_empty() {
+                    continue;
+                }
+                return Err(format!(
+                    "empty entry in \"{list}\"; accepted words are {}",
+                    Self::accepted_words()
+                ));
+            }
+            let upper = word.to_ascii_uppercase();
+            match OpClass::ALL.into_iter().find(|c| c.as_str() == upper) {
+                Some(c) => set.insert(c),
+                None => {
+                    return Err(format!(
+                        "\"{word}\" is not an operation class; accepted words are {}",
+                        Self::accepted_words()
+                    ))
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    pub fn accepted_words() -> String {
+        let v: Vec<&str> = OpClass::ALL.iter().map(|c| c.as_str()).collect();
+        v.join(", ")
+    }
+
+    pub fn describe(self) -> String {
+        let v: Vec<&str> = OpClass::ALL
+            .iter()
+            .filter(|c| self.contains(**c))
+            .map(|c| c.as_str())
+            .collect();
+        if v.is_empty() {
+            "nothing".into()
+        } else {
+            v.join(", ")
+        }
+    }
+}
+
+/// A reference to a catalog object: its catalog (classid), its oid, and the
+/// identity a person reads (for example `public.orders`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub classid: u32,
+    pub objid: u32,
+    pub display: String,
+}
+
+impl ObjectRef {
+    pub fn same_object(&self, other: &ObjectRef) -> bool {
+        self.objid != 0 && self.classid == other.classid && self.objid == other.objid
+    }
+}
+
+/// One destructive thing a statement does. A statement may perform several
+/// (multi-object DROP, a DELETE in a writable CTE beside an UPDATE, MERGE).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    pub class: OpClass,
+    /// What a person calls the statement: `DROP TABLE`, `DELETE`, `ALTER TABLE ... DROP COLUMN`.
+    pub verb: String,
+    /// The object acted on. `objid` is 0 when the object does not exist (DROP ... IF EXISTS).
+    pub object: ObjectRef,
+    /// For DROP DATABASE: the database being dropped, whose own settings decide.
+    pub target_database: Option<String>,
+    /// True when the operation writes data or changes schema (everything but a read).
+    pub is_write: bool,
+}
+
+impl Operation {
+    /// The text used in messages: `DROP TABLE public.orders`, `DELETE on public.orders`.
+    pub fn describe(&self) -> String {
+        match self.class {
+            OpClass::Delete | OpClass::Update => {
+                format!("{} on {}", self.verb, self.object.display)
+            }
+            _ => format!("{} {}", self.verb, self.object.display),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+# Shared machinery for scripts/demo, scripts/test and scripts/bench.
+# Source it; it defines functions and sets no traps.
+#
+#   ensure_deps        apt packages, cargo-pgrx 0.18.1, `cargo pgrx init` (skips what is there)
+#   install_extension  build (release) and install into the system PostgreSQL 15
+#   cluster_start NAME PORT [--no-preload] [extra postgresql.conf lines...]
+#   cluster_stop NAME  cluster_dir NAME   psql_as ROLE PORT DB [psql args...]
+#
+# Clusters live in /tmp/aas-NAME, run as the postgres OS user on a private port,
+# with their unix socket in /tmp.
+
+set -euo pipefail
+
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_CONFIG=$PG_BIN/pg_config
+PGRX_VERSION=0.18.1
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export PATH="$HOME/.cargo/bin:$PATH"
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+note() { printf '   %s\n' "$*"; }
+
+as_postgres() {
+    if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+
+ensure_deps() {
+    local missing=()
+    for p in postgresql-15 postgresql-server-dev-15 postgresql-client-15 postgresql-contrib libclang-dev clang sudo; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        note "installing apt packages: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
+        note "installing cargo-pgrx $PGRX_VERSION (about 4 minutes, once)"
+        cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --quiet
+    fi
+    if ! grep -qs "pg15" "$HOME/.pgrx/config.toml"; then
+        note "cargo pgrx init --pg15 $PG_CONFIG"
+        (cd "$REPO_ROOT" && cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null)
+    fi
+}
+
+install_extension() {
+    note "building and installing ai_agent_safety (release) into $("$PG_CONFIG" --pkglibdir)"
+    (cd "$REPO_ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null)
+}
+
+cluster_dir() { echo "/tmp/aas-$1"; }
+
+cluster_stop() {
+    local dir; dir=$(cluster_dir "$1")
+    if [ -f "$dir/postmaster.pid" ]; then
+        as_postgres "$PG_BIN/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+}
+
+# cluster_start NAME PORT [--no-preload] [conf lines...]
+# (Re)creates the cluster from scratch so every run starts clean.
+cluster_start() {
+    local name=$1 port=$2; shift 2
+    local preload=yes
+    if [ "${1:-}" = --no-preload ]; then preload=no; shift; fi
+    local dir; dir=$(cluster_dir "$name")
+    cluster_stop "$name"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    chown postgres:postgres "$dir"
+    as_postgres "$PG_BIN/initdb" -D "$dir" -A trust -U postgres --no-sync >/dev/null
+    {
+        echo "port = $port"
+        echo "listen_addresses = '127.0.0.1'"
+        echo "unix_socket_directories = '/tmp'"
+        echo "fsync = off"
+        echo "synchronous_commit = off"
+        echo "max_connections = 200"
+        echo "logging_collector = off"
+        [ "$preload" = yes ] && echo "shared_preload_libraries = 'ai_agent_safety'"
+        for line in "$@"; do echo "$line"; done
+    } >> "$dir/postgresql.conf"
+    # local: trust (tests connect as any role); TCP: password (SCRAM) so issued
+    # credentials can be checked with a real password login.
+    cat > "$dir/pg_hba.conf" <<HBA
+local   all all                 trust
+host    all all 127.0.0.1/32    scram-sha-256
+HBA
+    chown postgres:postgres "$dir/postgresql.conf" "$dir/pg_hba.conf"
+    # Without RUST_BACKTRACE, so errors that pass through Rust frames carry no backtrace.
+    as_postgres env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w start >/dev/null
+}
+
+# psql_as ROLE PORT DB [args...]
+psql_as() {
+    local role=$1 port=$2 db=$3; shift 3
+    psql -X -q -v ON_ERROR_STOP=1 -h /tmp -p "$port" -U "$role" -d "$db" "$@"
+}

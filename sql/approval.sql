@@ -1,0 +1,351 @@
+-- ai_agent_safety: approval tokens.
+--
+-- An agent requests (request_approval_token), a different, human role decides
+-- (grant/deny), the agent presents the token with
+-- SET ai_agent_safety.approval_token and runs exactly one statement. The hook
+-- (src/approval.rs) consumes the token in the agent's transaction.
+--
+-- Every function that writes runs SECURITY DEFINER with a pinned search_path,
+-- and validates who calls it from session_user, which SET ROLE cannot change
+-- within a SECURITY DEFINER call. Agents hold no privileges on the table.
+
+SELECT ai_agent_safety.assert_preloaded();
+
+CREATE TABLE ai_agent_safety.tokens (
+    id               uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+    database         name NOT NULL DEFAULT pg_catalog.current_database(),
+    requested_by     name NOT NULL,
+    requested_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    operation        text NOT NULL CHECK (operation IN ('DROP', 'DELETE', 'TRUNCATE', 'UPDATE', 'ALTER')),
+    target_classid   oid,
+    target_objid     oid,
+    target_text      text,
+    task_id          text NOT NULL,
+    reason           text,
+    state            text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'granted', 'denied', 'cancelled')),
+    decided_by       name,
+    decided_at       timestamptz,
+    decision_comment text,
+    expires_at       timestamptz,
+    used_at          timestamptz,
+    used_by_pid      integer,
+    used_statement   text,
+    CHECK ((target_classid IS NULL) = (target_objid IS NULL))
+);
+CREATE INDEX tokens_pending ON ai_agent_safety.tokens (requested_at) WHERE state = 'pending';
+CREATE INDEX tokens_requested_by ON ai_agent_safety.tokens (requested_by, requested_at);
+REVOKE ALL ON ai_agent_safety.tokens FROM PUBLIC;
+
+-- Limits on text inputs: refused, never truncated.
+CREATE FUNCTION ai_agent_safety._check_text(what text, val text, max_len integer, required boolean)
+RETURNS text LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF val IS NULL OR btrim(val) = '' THEN
+        IF required THEN
+            RAISE EXCEPTION '% is required', what
+                USING ERRCODE = 'null_value_not_allowed',
+                      HINT = format('Pass a non-empty %s.', what);
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF length(val) > max_len THEN
+        RAISE EXCEPTION '% is too long: % characters, at most % are accepted', what, length(val), max_len
+            USING ERRCODE = 'string_data_right_truncation';
+    END IF;
+    RETURN btrim(val);
+END $$;
+
+-- Operation names: DROP ... ALTER, or drop_operation ... alter_operation, any case.
+CREATE FUNCTION ai_agent_safety._operation(op text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    w text;
+BEGIN
+    PERFORM ai_agent_safety._check_text('operation', op, 64, true);
+    w := upper(btrim(op));
+    IF w LIKE '%\_OPERATION' THEN
+        w := left(w, length(w) - length('_OPERATION'));
+    END IF;
+    IF w NOT IN ('DROP', 'DELETE', 'TRUNCATE', 'UPDATE', 'ALTER') THEN
+        RAISE EXCEPTION 'unknown operation "%"', op
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Accepted operations: DROP, DELETE, TRUNCATE, UPDATE, ALTER, or drop_operation, delete_operation, truncate_operation, update_operation, alter_operation.';
+    END IF;
+    RETURN w;
+END $$;
+
+-- Resolves a target as the caller writes it, with the caller's search_path:
+-- public.orders, orders, TABLE orders, DATABASE staging_old, SCHEMA scratch,
+-- ROLE bot, FUNCTION f(integer). Runs as the caller.
+CREATE FUNCTION ai_agent_safety._resolve_target(target text, OUT classid oid, OUT objid oid)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    t text;
+    m text[];
+    kind text;
+    name text;
+BEGIN
+    IF target IS NULL THEN
+        RETURN;
+    END IF;
+    t := ai_agent_safety._check_text('target', target, 1000, true);
+    m := pg_catalog.regexp_match(t, '^(DATABASE|SCHEMA|ROLE|FUNCTION|PROCEDURE|TABLE|VIEW|MATERIALIZED\s+VIEW|INDEX|SEQUENCE|FOREIGN\s+TABLE)\s+(.+)$', 'i');
+    IF m IS NULL THEN
+        kind := 'RELATION';
+        name := t;
+    ELSE
+        kind := pg_catalog.upper(pg_catalog.regexp_replace(m[1], '\s+', ' ', 'g'));
+        name := pg_catalog.btrim(m[2]);
+    END IF;
+    BEGIN
+        CASE kind
+            WHEN 'DATABASE' THEN
+                classid := 'pg_catalog.pg_database'::pg_catalog.regclass;
+                SELECT d.oid INTO objid FROM pg_catalog.pg_database d
+                 WHERE d.datname = (pg_catalog.parse_ident(name))[1];
+            WHEN 'SCHEMA' THEN
+                classid := 'pg_catalog.pg_namespace'::pg_catalog.regclass;
+                objid := pg_catalog.to_regnamespace(name);
+            WHEN 'ROLE' THEN
+                classid := 'pg_catalog.pg_authid'::pg_catalog.regclass;
+                objid := pg_catalog.to_regrole(name);
+            WHEN 'FUNCTION', 'PROCEDURE' THEN
+                classid := 'pg_catalog.pg_proc'::pg_catalog.regclass;
+                objid := COALESCE(pg_catalog.to_regprocedure(name), pg_catalog.to_regproc(name));
+            ELSE
+                classid := 'pg_catalog.pg_class'::pg_catalog.regclass;
+                objid := pg_catalog.to_regclass(name);
+        END CASE;
+    EXCEPTION WHEN others THEN
+        objid := NULL;
+    END;
+    IF objid IS NULL THEN
+        RAISE EXCEPTION 'target "%" does not exist', t
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Name an existing object as you would write it, for example public.orders, DATABASE staging_old or SCHEMA scratch; or pass NULL to ask for any object in this database.';
+    END IF;
+END $$;
+
+-- How an approver reads a target.
+CREATE FUNCTION ai_agent_safety._target_text(classid oid, objid oid)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+             WHEN classid IS NULL THEN NULL
+             WHEN o.type IN ('table', 'view', 'materialized view', 'index', 'sequence', 'foreign table',
+                             'partitioned table', 'partitioned index')
+               THEN o.identity
+             ELSE upper(o.type) || ' ' || o.identity
+           END
+      FROM pg_identify_object(classid, objid, 0) AS o
+$$;
+
+CREATE FUNCTION ai_agent_safety._request_token(operation text, task_id text, classid oid, objid oid, reason text)
+RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    op text := ai_agent_safety._operation(operation);
+    task text := ai_agent_safety._check_text('task_id', task_id, 200, true);
+    why text := ai_agent_safety._check_text('reason', reason, 2000, false);
+    shown text;
+    new_id uuid;
+BEGIN
+    IF (classid IS NULL) <> (objid IS NULL) THEN
+        RAISE EXCEPTION 'target is incomplete' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF classid IS NOT NULL THEN
+        -- Derived here, never taken from the caller: the approver sees the real object.
+        shown := ai_agent_safety._target_text(classid, objid);
+        IF shown IS NULL THEN
+            RAISE EXCEPTION 'target object does not exist' USING ERRCODE = 'undefined_object';
+        END IF;
+    END IF;
+    INSERT INTO ai_agent_safety.tokens (requested_by, operation, target_classid, target_objid, target_text, task_id, reason)
+    VALUES (session_user, op, classid, objid, shown, task, why)
+    RETURNING id INTO new_id;
+    PERFORM pg_notify('ai_agent_safety_requests', json_build_object(
+        'token', new_id,
+        'database', current_database(),
+        'requester', session_user,
+        'operation', op,
+        'target', COALESCE(shown, 'any object'),
+        'task_id', task,
+        'reason', why)::text);
+    RETURN new_id;
+END $$;
+REVOKE ALL ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text) FROM PUBLIC;
+
+CREATE FUNCTION request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL)
+RETURNS uuid LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    r := ai_agent_safety._resolve_target(target);
+    RETURN ai_agent_safety._request_token(operation, task_id, r.classid, r.objid, reason);
+END $$;
+COMMENT ON FUNCTION request_approval_token(text, text, text, text) IS
+    'Ask a human for approval of one protected statement; returns the token id. NOTIFY ai_agent_safety_requests tells approvers.';
+GRANT EXECUTE ON FUNCTION ai_agent_safety._resolve_target(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text) TO PUBLIC;
+GRANT USAGE ON SCHEMA ai_agent_safety TO PUBLIC;
+
+-- Who may decide: superusers and members of ai_agent_approver, never an agent,
+-- never the requester.
+CREATE FUNCTION ai_agent_safety._assert_approver(action text)
+RETURNS void LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me oid := (SELECT oid FROM pg_roles WHERE rolname = session_user);
+BEGIN
+    IF ai_agent_safety.role_is_agent(me) THEN
+        RAISE EXCEPTION 'agent role "%" may not % approval tokens', session_user, action
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Agents can never decide approval requests, even as members of ai_agent_approver (separation of duties).',
+                  HINT = 'A human approver must do this from their own session.';
+    END IF;
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE oid = me)
+       AND NOT pg_has_role(me, 'ai_agent_approver', 'MEMBER') THEN
+        RAISE EXCEPTION 'role "%" may not % approval tokens', session_user, action
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only superusers and members of ai_agent_approver decide approval requests.',
+                  HINT = format('A superuser can make this role an approver: GRANT ai_agent_approver TO %I;', session_user);
+    END IF;
+END $$;
+
+-- The token's state as a person reads it: pending, granted, denied, cancelled, used, expired.
+CREATE FUNCTION ai_agent_safety._status(t ai_agent_safety.tokens)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+             WHEN t.used_at IS NOT NULL THEN 'used'
+             WHEN t.state = 'granted' AND t.expires_at <= clock_timestamp() THEN 'expired'
+             ELSE t.state
+           END
+$$;
+
+CREATE FUNCTION ai_agent_safety._decide(token uuid, new_state text, comment text, action text)
+RETURNS ai_agent_safety.tokens LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t ai_agent_safety.tokens;
+BEGIN
+    IF token IS NULL THEN
+        RAISE EXCEPTION 'token is required' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM ai_agent_safety._assert_approver(action);
+    SELECT * INTO t FROM ai_agent_safety.tokens WHERE id = token FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'approval token % does not exist in database "%"', token, current_database()
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF t.requested_by = session_user THEN
+        RAISE EXCEPTION 'role "%" may not % its own request %', session_user, action, token
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The requester can never decide its own request (separation of duties).',
+                  HINT = 'Ask a different approver.';
+    END IF;
+    IF t.state <> 'pending' THEN
+        RAISE EXCEPTION 'approval token % is not pending: it is %', token, ai_agent_safety._status(t)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('It was %s by %s at %s.', t.state, COALESCE(t.decided_by, t.requested_by),
+                                  COALESCE(t.decided_at, t.requested_at));
+    END IF;
+    UPDATE ai_agent_safety.tokens
+       SET state = new_state,
+           decided_by = session_user,
+           decided_at = clock_timestamp(),
+           decision_comment = comment,
+           expires_at = CASE WHEN new_state = 'granted'
+                             THEN clock_timestamp() + current_setting('ai_agent_safety.token_ttl')::interval
+                        END
+     WHERE id = token
+     RETURNING * INTO t;
+    RETURN t;
+END $$;
+REVOKE ALL ON FUNCTION ai_agent_safety._decide(uuid, text, text, text) FROM PUBLIC;
+
+CREATE FUNCTION grant_approval_token(token uuid, comment text DEFAULT NULL)
+RETURNS timestamptz LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (ai_agent_safety._decide(token, 'granted', ai_agent_safety._check_text('comment', comment, 2000, false), 'grant')).expires_at;
+END $$;
+COMMENT ON FUNCTION grant_approval_token(uuid, text) IS
+    'Approve a pending request; the token is usable once, until the returned time (ai_agent_safety.token_ttl).';
+
+CREATE FUNCTION deny_approval_token(token uuid, reason text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM ai_agent_safety._decide(token, 'denied', ai_agent_safety._check_text('reason', reason, 2000, true), 'deny');
+END $$;
+
+CREATE FUNCTION cancel_approval_token(token uuid)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t ai_agent_safety.tokens;
+BEGIN
+    IF token IS NULL THEN
+        RAISE EXCEPTION 'token is required' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO t FROM ai_agent_safety.tokens WHERE id = token FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'approval token % does not exist in database "%"', token, current_database()
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF t.requested_by <> session_user THEN
+        PERFORM ai_agent_safety._assert_approver('cancel');
+    END IF;
+    IF ai_agent_safety._status(t) NOT IN ('pending', 'granted') THEN
+        RAISE EXCEPTION 'approval token % cannot be cancelled: it is %', token, ai_agent_safety._status(t)
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    UPDATE ai_agent_safety.tokens
+       SET state = 'cancelled', decided_by = session_user, decided_at = clock_timestamp()
+     WHERE id = token;
+END $$;
+
+CREATE FUNCTION approval_token_status(token uuid)
+RETURNS TABLE (token_id uuid, status text, operation text, target text, task_id text, requested_by name,
+               requested_at timestamptz, decided_by name, decided_at timestamptz, comment text,
+               expires_at timestamptz, used_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t ai_agent_safety.tokens;
+    me oid := (SELECT oid FROM pg_roles WHERE rolname = session_user);
+    approver boolean;
+BEGIN
+    IF token IS NULL THEN
+        RAISE EXCEPTION 'token is required' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    approver := NOT ai_agent_safety.role_is_agent(me)
+                AND ((SELECT rolsuper FROM pg_roles WHERE oid = me) OR pg_has_role(me, 'ai_agent_approver', 'MEMBER'));
+    SELECT * INTO t FROM ai_agent_safety.tokens tk WHERE tk.id = token;
+    IF NOT FOUND OR (t.requested_by <> session_user AND NOT approver) THEN
+        RAISE EXCEPTION 'no approval token % requested by "%" in database "%"', token, session_user, current_database()
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN QUERY SELECT t.id, ai_agent_safety._status(t), t.operation,
+                        COALESCE(t.target_text, 'any object in database ' || t.database),
+                        t.task_id, t.requested_by, t.requested_at, t.decided_by, t.decided_at,
+                        COALESCE(t.decision_comment, ''), t.expires_at, t.used_at;
+END $$;
+
+-- Approvers' views. An agent that was (wrongly) made an approver still sees nothing.
+CREATE VIEW ai_agent_safety.approval_tokens AS
+SELECT t.id AS token, ai_agent_safety._status(t) AS status, t.database, t.requested_by, t.requested_at,
+       t.operation, COALESCE(t.target_text, 'any object in database ' || t.database) AS target,
+       t.task_id, t.reason, t.decided_by, t.decided_at, t.decision_comment AS comment,
+       t.expires_at, t.used_at, t.used_by_pid, t.used_statement
+  FROM ai_agent_safety.tokens t
+ WHERE NOT ai_agent_safety.session_is_agent();
+
+CREATE VIEW ai_agent_safety.pending_requests AS
+SELECT t.id AS token, t.requested_by, t.requested_at,
+       date_trunc('second', clock_timestamp() - t.requested_at) AS waiting,
+       t.operation, COALESCE(t.target_text, 'any object in database ' || t.database) AS target,
+       t.task_id, t.reason,
+       format('%s may run one %s on %s in database %s, within %s of the grant',
+              t.requested_by, t.operation, COALESCE(t.target_text, 'any object'), t.database,
+              current_setting('ai_agent_safety.token_ttl')) AS would_allow,
+       format('SELECT grant_approval_token(%L);', t.id) AS grant_sql,
+       format('SELECT deny_approval_token(%L, ''<reason>'');', t.id) AS deny_sql
+  FROM ai_agent_safety.tokens t
+ WHERE t.state = 'pending' AND NOT ai_agent_safety.session_is_agent()
+ ORDER BY t.requested_at;
+
+REVOKE ALL ON ai_agent_safety.approval_tokens, ai_agent_safety.pending_requests FROM PUBLIC;
+GRANT SELECT ON ai_agent_safety.approval_tokens, ai_agent_safety.pending_requests TO ai_agent_approver;

@@ -1,0 +1,37 @@
+-- ai_agent_safety: runs first in CREATE EXTENSION.
+--
+-- Refuse to install unless the library is preloaded: without the hooks the
+-- database would look protected but not be.
+DO $preload$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1
+          FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.current_setting('shared_preload_libraries'), ',')) AS l(lib)
+         WHERE pg_catalog.btrim(l.lib, ' "') IN ('ai_agent_safety', '$libdir/ai_agent_safety')
+    ) THEN
+        RAISE EXCEPTION 'ai_agent_safety must be loaded through shared_preload_libraries before CREATE EXTENSION'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = pg_catalog.format('shared_preload_libraries is currently %L. Without preloading, the hooks that protect this database would not run in every session.',
+                                             pg_catalog.current_setting('shared_preload_libraries')),
+                  HINT = 'Add ai_agent_safety to shared_preload_libraries (for example ALTER SYSTEM SET shared_preload_libraries = ''ai_agent_safety''; keeping any libraries already listed), restart PostgreSQL, then run CREATE EXTENSION ai_agent_safety; again.';
+    END IF;
+END
+$preload$;
+
+-- The agent group and the approver group (cluster-wide, created once).
+DO $roles$
+DECLARE
+    agent text := COALESCE(NULLIF(pg_catalog.current_setting('ai_agent_safety.agent_role', true), ''), 'ai_agent');
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = agent) THEN
+        EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', agent);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'ai_agent_approver') THEN
+        CREATE ROLE ai_agent_approver NOLOGIN;
+    END IF;
+END
+$roles$;
+
+CREATE SCHEMA IF NOT EXISTS ai_agent_safety;
+REVOKE ALL ON SCHEMA ai_agent_safety FROM PUBLIC;
+GRANT USAGE ON SCHEMA ai_agent_safety TO ai_agent_approver;

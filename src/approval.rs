@@ -1,0 +1,136 @@
+//! Approval tokens, hook side: read the presented token and consume it.
+//!
+//! The SQL API (request, grant, deny, cancel, status, views) is in
+//! sql/approval.sql. Here the guard looks a token up (a SELECT: no transaction id)
+//! and, when the decision allows it, consumes it with an UPDATE in the agent's
+//! own transaction: a statement that fails or rolls back leaves the token usable,
+//! and concurrent sessions presenting one token serialize on its row lock, so
+//! exactly one of them gets it.
+
+use crate::privileged;
+use aas_policy::{ObjectRef, OpClass, TokenFacts, TokenPresented, TokenState, TokenUse};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+
+/// Reads the presented token's row.
+pub fn lookup(raw: &str) -> TokenPresented {
+    let Some(id) = aas_policy::parse_token_id(raw) else {
+        return TokenPresented::Malformed(raw.to_string());
+    };
+    if !crate::extension_created() {
+        return TokenPresented::Unavailable(format!(
+            "the ai_agent_safety extension is not created in database \"{}\"",
+            crate::dbfacts::current_database_name()
+        ));
+    }
+    let row = privileged::run(|| {
+        Spi::connect(|c| {
+            let t = c.select(
+                "SELECT state, requested_by::text, decided_by::text, operation, \
+                        target_classid, target_objid, target_text, expires_at, \
+                        pg_catalog.to_char(expires_at, 'YYYY-MM-DD HH24:MI:SS.US TZ'), \
+                        pg_catalog.to_char(used_at, 'YYYY-MM-DD HH24:MI:SS.US TZ'), used_by_pid \
+                 FROM ai_agent_safety.tokens WHERE id = $1::uuid",
+                Some(1),
+                &[id.clone().into()],
+            )?;
+            if t.is_empty() {
+                return Ok::<_, pgrx::spi::Error>(None);
+            }
+            let r = t.first();
+            let state: String = r.get(1)?.unwrap_or_default();
+            let requested_by: String = r.get(2)?.unwrap_or_default();
+            let decided_by: Option<String> = r.get(3)?;
+            let operation: String = r.get(4)?.unwrap_or_default();
+            let classid: Option<pg_sys::Oid> = r.get(5)?;
+            let objid: Option<pg_sys::Oid> = r.get(6)?;
+            let target_text: Option<String> = r.get(7)?;
+            let expires: Option<TimestampWithTimeZone> = r.get(8)?;
+            let expires_text: Option<String> = r.get(9)?;
+            let used_at: Option<String> = r.get(10)?;
+            let used_pid: Option<i32> = r.get(11)?;
+            Ok(Some((
+                state,
+                requested_by,
+                decided_by,
+                operation,
+                classid,
+                objid,
+                target_text,
+                expires,
+                expires_text,
+                used_at,
+                used_pid,
+            )))
+        })
+    });
+    match row {
+        Err(e) => TokenPresented::Unavailable(format!("reading the tokens table failed: {e}")),
+        Ok(None) => TokenPresented::NotFound(id),
+        Ok(Some((
+            state,
+            requested_by,
+            decided_by,
+            operation,
+            classid,
+            objid,
+            target_text,
+            expires,
+            expires_text,
+            used_at,
+            used_pid,
+        ))) => {
+            let (Some(state), Some(operation)) =
+                (TokenState::parse(&state), OpClass::parse(&operation))
+            else {
+                return TokenPresented::Unavailable(format!(
+                    "token {id} has an unreadable state or operation"
+                ));
+            };
+            let target = match (classid, objid) {
+                (Some(c), Some(o)) => Some(ObjectRef {
+                    classid: c.to_u32(),
+                    objid: o.to_u32(),
+                    display: target_text.unwrap_or_default(),
+                }),
+                _ => None,
+            };
+            TokenPresented::Found(TokenFacts {
+                id,
+                state,
+                requested_by,
+                decided_by,
+                operation,
+                target,
+                expires_at_us: expires.map(|t| t.into_inner()),
+                expires_at_text: expires_text.unwrap_or_default(),
+                used: used_at.map(|at| TokenUse {
+                    at,
+                    pid: used_pid.unwrap_or(0),
+                }),
+            })
+        }
+    }
+}
+
+/// Marks the token used by this statement, in the current transaction.
+/// Returns false when another session got it first (or it changed meanwhile).
+pub fn consume(id: &str, statement: &str) -> bool {
+    let stmt: String = statement.chars().take(4000).collect();
+    privileged::run(|| {
+        Spi::connect_mut(|c| {
+            let t = c.update(
+                "UPDATE ai_agent_safety.tokens \
+                    SET used_at = pg_catalog.clock_timestamp(), used_by_pid = pg_catalog.pg_backend_pid(), \
+                        used_statement = $2 \
+                  WHERE id = $1::uuid AND state = 'granted' AND used_at IS NULL \
+                    AND expires_at > pg_catalog.clock_timestamp() \
+                  RETURNING 1",
+                None,
+                &[id.to_string().into(), stmt.clone().into()],
+            )?;
+            Ok::<_, pgrx::spi::Error>(t.len() == 1)
+        })
+    })
+    .unwrap_or(false)
+}

@@ -1,0 +1,97 @@
+//! Planned queries -> operations.
+//!
+//! Every row-changing query, wherever it runs (top level, writable CTE, MERGE,
+//! SQL or PL/pgSQL function, trigger, rule action, prepared statement), reaches
+//! the executor as a PlannedStmt whose ModifyTable nodes say what it changes.
+//! A ModifyTable node is always the top node of its query's plan: the main plan
+//! or one of `subplans` (writable CTEs), so no deep tree walk is needed.
+
+use super::{list_ints, list_ptrs, node_tag, relation_ref, StatementOps};
+use aas_policy::{OpClass, Operation};
+use pg_sys::CmdType::{CMD_DELETE, CMD_INSERT, CMD_MERGE, CMD_SELECT, CMD_UPDATE};
+use pgrx::pg_sys;
+
+/// True when the query can change nothing: checked before anything else, so
+/// reads cost no more than this.
+#[inline]
+pub fn is_read_only(stmt: &pg_sys::PlannedStmt) -> bool {
+    stmt.commandType == CMD_SELECT && !stmt.hasModifyingCTE
+}
+
+/// The operations a planned query performs.
+pub unsafe fn classify(stmt: &pg_sys::PlannedStmt) -> StatementOps {
+    let mut out = StatementOps {
+        verb: "INSERT",
+        ..Default::default()
+    };
+    let mut plans: Vec<*mut std::ffi::c_void> = vec![stmt.planTree as *mut _];
+    plans.extend(list_ptrs(stmt.subplans));
+    for p in plans {
+        if p.is_null() || node_tag(p) != pg_sys::NodeTag::T_ModifyTable {
+            continue;
+        }
+        let mt = &*(p as *const pg_sys::ModifyTable);
+        let rels: Vec<pg_sys::Oid> = list_ints(mt.resultRelations)
+            .into_iter()
+            .map(|rti| {
+                let rte =
+                    list_ptrs(stmt.rtable)[(rti - 1) as usize] as *const pg_sys::RangeTblEntry;
+                (*rte).relid
+            })
+            .collect();
+        // The extension's own tables are written only by its SECURITY DEFINER
+        // functions (request, cancel); agents hold no privileges on them.
+        let rels: Vec<pg_sys::Oid> = rels
+            .into_iter()
+            .filter(|r| !super::is_own_relation(*r))
+            .collect();
+        if rels.is_empty() {
+            continue;
+        }
+        let mut classes: Vec<(OpClass, &'static str)> = Vec::new();
+        match mt.operation {
+            CMD_DELETE => classes.push((OpClass::Delete, "DELETE")),
+            CMD_UPDATE => {
+                out.writes = true;
+                classes.push((OpClass::Update, "UPDATE"))
+            }
+            CMD_INSERT => {
+                out.writes = true;
+                if mt.onConflictAction == pg_sys::OnConflictAction::ONCONFLICT_UPDATE {
+                    classes.push((OpClass::Update, "INSERT ... ON CONFLICT DO UPDATE"));
+                }
+            }
+            CMD_MERGE => {
+                out.writes = true;
+                for actions in list_ptrs(mt.mergeActionLists) {
+                    for a in list_ptrs(actions as *mut pg_sys::List) {
+                        let a = &*(a as *const pg_sys::MergeAction);
+                        let c = match a.commandType {
+                            CMD_DELETE => Some((OpClass::Delete, "MERGE ... THEN DELETE")),
+                            CMD_UPDATE => Some((OpClass::Update, "MERGE ... THEN UPDATE")),
+                            _ => None,
+                        };
+                        if let Some(c) = c {
+                            if !classes.contains(&c) {
+                                classes.push(c);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        for rel in rels {
+            for (class, verb) in &classes {
+                out.ops.push(Operation {
+                    class: *class,
+                    verb: (*verb).to_string(),
+                    object: relation_ref(rel),
+                    target_database: None,
+                    is_write: true,
+                });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,352 @@
+//! Utility statements -> operations.
+//!
+//! DROP of every object kind (DropStmt, DROP DATABASE/ROLE/TABLESPACE/
+//! SUBSCRIPTION/USER MAPPING, DROP OWNED), TRUNCATE, and the ALTER forms that
+//! lose or hide data: ALTER TABLE ... DROP COLUMN / ALTER COLUMN TYPE /
+//! DETACH PARTITION, and RENAME of a table or column.
+
+use super::{cstr, list_ptrs, node_tag, quote_ident, relation_ref, StatementOps};
+use aas_policy::{ObjectRef, OpClass, Operation};
+use pg_sys::NodeTag::*;
+use pg_sys::ObjectType::*;
+use pgrx::pg_sys;
+use std::ffi::c_void;
+
+/// Cheap test on the node tag alone: could this utility statement be destructive?
+#[inline]
+pub fn may_be_destructive(tag: pg_sys::NodeTag) -> bool {
+    matches!(
+        tag,
+        T_DropStmt
+            | T_DropdbStmt
+            | T_DropOwnedStmt
+            | T_DropRoleStmt
+            | T_DropTableSpaceStmt
+            | T_DropSubscriptionStmt
+            | T_DropUserMappingStmt
+            | T_TruncateStmt
+            | T_AlterTableStmt
+            | T_RenameStmt
+    )
+}
+
+/// Utility statements that change nothing persistent, for the task-environment
+/// rule ("any write or DDL").
+fn is_non_writing(tag: pg_sys::NodeTag) -> bool {
+    matches!(
+        tag,
+        T_VariableSetStmt
+            | T_VariableShowStmt
+            | T_TransactionStmt
+            | T_ExplainStmt
+            | T_PrepareStmt
+            | T_ExecuteStmt
+            | T_DeallocateStmt
+            | T_DeclareCursorStmt
+            | T_FetchStmt
+            | T_ClosePortalStmt
+            | T_ListenStmt
+            | T_UnlistenStmt
+            | T_NotifyStmt
+            | T_DiscardStmt
+            | T_LockStmt
+            | T_CheckPointStmt
+            | T_DoStmt
+            | T_CallStmt
+            | T_CopyStmt
+            | T_VacuumStmt
+            | T_ConstraintsSetStmt
+            | T_LoadStmt
+    )
+}
+
+fn object_type_word(t: pg_sys::ObjectType::Type) -> &'static str {
+    match t {
+        OBJECT_TABLE => "TABLE",
+        OBJECT_VIEW => "VIEW",
+        OBJECT_MATVIEW => "MATERIALIZED VIEW",
+        OBJECT_INDEX => "INDEX",
+        OBJECT_SEQUENCE => "SEQUENCE",
+        OBJECT_FOREIGN_TABLE => "FOREIGN TABLE",
+        OBJECT_SCHEMA => "SCHEMA",
+        OBJECT_FUNCTION => "FUNCTION",
+        OBJECT_PROCEDURE => "PROCEDURE",
+        OBJECT_ROUTINE => "ROUTINE",
+        OBJECT_AGGREGATE => "AGGREGATE",
+        OBJECT_TYPE => "TYPE",
+        OBJECT_DOMAIN => "DOMAIN",
+        OBJECT_EXTENSION => "EXTENSION",
+        OBJECT_TRIGGER => "TRIGGER",
+        OBJECT_RULE => "RULE",
+        OBJECT_POLICY => "POLICY",
+        OBJECT_COLLATION => "COLLATION",
+        OBJECT_CONVERSION => "CONVERSION",
+        OBJECT_OPERATOR => "OPERATOR",
+        OBJECT_OPCLASS => "OPERATOR CLASS",
+        OBJECT_OPFAMILY => "OPERATOR FAMILY",
+        OBJECT_LANGUAGE => "LANGUAGE",
+        OBJECT_CAST => "CAST",
+        OBJECT_TRANSFORM => "TRANSFORM",
+        OBJECT_STATISTIC_EXT => "STATISTICS",
+        OBJECT_PUBLICATION => "PUBLICATION",
+        OBJECT_FDW => "FOREIGN DATA WRAPPER",
+        OBJECT_FOREIGN_SERVER => "SERVER",
+        OBJECT_EVENT_TRIGGER => "EVENT TRIGGER",
+        OBJECT_ACCESS_METHOD => "ACCESS METHOD",
+        OBJECT_TSCONFIGURATION => "TEXT SEARCH CONFIGURATION",
+        OBJECT_TSDICTIONARY => "TEXT SEARCH DICTIONARY",
+        OBJECT_TSPARSER => "TEXT SEARCH PARSER",
+        OBJECT_TSTEMPLATE => "TEXT SEARCH TEMPLATE",
+        _ => "OBJECT",
+    }
+}
+
+fn drop_op(verb: String, object: ObjectRef) -> Operation {
+    Operation {
+        class: OpClass::Drop,
+        verb,
+        object,
+        target_database: None,
+        is_write: true,
+    }
+}
+
+fn named(classid: pg_sys::Oid, objid: pg_sys::Oid, display: String) -> ObjectRef {
+    ObjectRef {
+        classid: classid.to_u32(),
+        objid: objid.to_u32(),
+        display,
+    }
+}
+
+/// The name as written, for objects that do not exist.
+unsafe fn written_name(object: *mut c_void) -> String {
+    if object.is_null() {
+        return "(unnamed)".into();
+    }
+    match node_tag(object) {
+        T_String => quote_ident(&cstr((*(object as *const pg_sys::String)).sval)),
+        T_List => cstr(pg_sys::NameListToString(object as *mut pg_sys::List)),
+        _ => "(object)".into(),
+    }
+}
+
+unsafe fn drop_stmt(s: &pg_sys::DropStmt, out: &mut StatementOps) {
+    let verb = format!("DROP {}", object_type_word(s.removeType));
+    for object in list_ptrs(s.objects) {
+        let mut rel: pg_sys::Relation = std::ptr::null_mut();
+        let addr = pg_sys::get_object_address(
+            s.removeType,
+            object as *mut pg_sys::Node,
+            &mut rel,
+            pg_sys::AccessExclusiveLock as i32,
+            true,
+        );
+        if !rel.is_null() {
+            pg_sys::relation_close(rel, pg_sys::NoLock as i32);
+        }
+        let display = if addr.objectId != pg_sys::InvalidOid {
+            cstr(pg_sys::getObjectIdentity(&addr, true))
+        } else {
+            written_name(object)
+        };
+        out.ops.push(drop_op(
+            verb.clone(),
+            named(addr.classId, addr.objectId, display),
+        ));
+    }
+}
+
+unsafe fn role_ops(roles: *mut pg_sys::List, verb: &str, out: &mut StatementOps) {
+    for r in list_ptrs(roles) {
+        let spec = r as *const pg_sys::RoleSpec;
+        let oid = pg_sys::get_rolespec_oid(spec, true);
+        let name = if (*spec).rolename.is_null() {
+            crate::identity::role_name(oid)
+        } else {
+            cstr((*spec).rolename)
+        };
+        out.ops.push(drop_op(
+            verb.to_string(),
+            named(pg_sys::AuthIdRelationId, oid, quote_ident(&name)),
+        ));
+    }
+}
+
+unsafe fn range_var_oid(rv: *const pg_sys::RangeVar) -> pg_sys::Oid {
+    if rv.is_null() {
+        return pg_sys::InvalidOid;
+    }
+    pg_sys::RangeVarGetRelidExtended(
+        rv,
+        pg_sys::NoLock as i32,
+        pg_sys::RVROption::RVR_MISSING_OK,
+        None,
+        std::ptr::null_mut(),
+    )
+}
+
+unsafe fn range_var_ref(rv: *const pg_sys::RangeVar) -> ObjectRef {
+    let oid = range_var_oid(rv);
+    if oid != pg_sys::InvalidOid {
+        relation_ref(oid)
+    } else {
+        let name = if (*rv).schemaname.is_null() {
+            quote_ident(&cstr((*rv).relname))
+        } else {
+            format!(
+                "{}.{}",
+                quote_ident(&cstr((*rv).schemaname)),
+                quote_ident(&cstr((*rv).relname))
+            )
+        };
+        named(pg_sys::RelationRelationId, pg_sys::InvalidOid, name)
+    }
+}
+
+fn alter_op(verb: &str, object: ObjectRef) -> Operation {
+    Operation {
+        class: OpClass::Alter,
+        verb: verb.to_string(),
+        object,
+        target_database: None,
+        is_write: true,
+    }
+}
+
+/// The operations a utility statement performs.
+pub unsafe fn classify(node: *mut pg_sys::Node) -> StatementOps {
+    let mut out = StatementOps {
+        verb: "DDL",
+        ..Default::default()
+    };
+    if node.is_null() {
+        return out;
+    }
+    let tag = (*node).type_;
+    out.writes = !is_non_writing(tag);
+    match tag {
+        T_DropStmt => drop_stmt(&*(node as *const pg_sys::DropStmt), &mut out),
+        T_DropdbStmt => {
+            let s = &*(node as *const pg_sys::DropdbStmt);
+            let name = cstr(s.dbname);
+            let c = std::ffi::CString::new(name.clone()).unwrap_or_default();
+            let oid = pg_sys::get_database_oid(c.as_ptr(), true);
+            out.ops.push(Operation {
+                class: OpClass::Drop,
+                verb: "DROP DATABASE".into(),
+                object: named(pg_sys::DatabaseRelationId, oid, quote_ident(&name)),
+                target_database: Some(name),
+                is_write: true,
+            });
+        }
+        T_DropOwnedStmt => role_ops(
+            (*(node as *const pg_sys::DropOwnedStmt)).roles,
+            "DROP OWNED BY",
+            &mut out,
+        ),
+        T_DropRoleStmt => role_ops(
+            (*(node as *const pg_sys::DropRoleStmt)).roles,
+            "DROP ROLE",
+            &mut out,
+        ),
+        T_DropTableSpaceStmt => {
+            let s = &*(node as *const pg_sys::DropTableSpaceStmt);
+            let name = cstr(s.tablespacename);
+            let c = std::ffi::CString::new(name.clone()).unwrap_or_default();
+            let oid = pg_sys::get_tablespace_oid(c.as_ptr(), true);
+            out.ops.push(drop_op(
+                "DROP TABLESPACE".into(),
+                named(pg_sys::TableSpaceRelationId, oid, quote_ident(&name)),
+            ));
+        }
+        T_DropSubscriptionStmt => {
+            let s = &*(node as *const pg_sys::DropSubscriptionStmt);
+            out.ops.push(drop_op(
+                "DROP SUBSCRIPTION".into(),
+                named(
+                    pg_sys::InvalidOid,
+                    pg_sys::InvalidOid,
+                    quote_ident(&cstr(s.subname)),
+                ),
+            ));
+        }
+        T_DropUserMappingStmt => {
+            let s = &*(node as *const pg_sys::DropUserMappingStmt);
+            out.ops.push(drop_op(
+                "DROP USER MAPPING".into(),
+                named(
+                    pg_sys::InvalidOid,
+                    pg_sys::InvalidOid,
+                    format!("for server {}", quote_ident(&cstr(s.servername))),
+                ),
+            ));
+        }
+        T_TruncateStmt => {
+            let s = &*(node as *const pg_sys::TruncateStmt);
+            for rv in list_ptrs(s.relations) {
+                out.ops.push(Operation {
+                    class: OpClass::Truncate,
+                    verb: "TRUNCATE".into(),
+                    object: range_var_ref(rv as *const pg_sys::RangeVar),
+                    target_database: None,
+                    is_write: true,
+                });
+            }
+        }
+        T_AlterTableStmt => {
+            let s = &*(node as *const pg_sys::AlterTableStmt);
+            for cmd in list_ptrs(s.cmds) {
+                let c = &*(cmd as *const pg_sys::AlterTableCmd);
+                let verb = match c.subtype {
+                    pg_sys::AlterTableType::AT_DropColumn => Some(format!(
+                        "ALTER TABLE ... DROP COLUMN {}",
+                        quote_ident(&cstr(c.name))
+                    )),
+                    pg_sys::AlterTableType::AT_AlterColumnType => Some(format!(
+                        "ALTER TABLE ... ALTER COLUMN {} TYPE",
+                        quote_ident(&cstr(c.name))
+                    )),
+                    pg_sys::AlterTableType::AT_DetachPartition
+                    | pg_sys::AlterTableType::AT_DetachPartitionFinalize => {
+                        Some("ALTER TABLE ... DETACH PARTITION".to_string())
+                    }
+                    _ => None,
+                };
+                if let Some(v) = verb {
+                    out.ops.push(alter_op(&v, range_var_ref(s.relation)));
+                }
+            }
+        }
+        T_RenameStmt => {
+            let s = &*(node as *const pg_sys::RenameStmt);
+            let relation_kinds = [
+                OBJECT_TABLE,
+                OBJECT_FOREIGN_TABLE,
+                OBJECT_VIEW,
+                OBJECT_MATVIEW,
+            ];
+            if relation_kinds.contains(&s.renameType) {
+                out.ops.push(alter_op(
+                    &format!(
+                        "ALTER {} ... RENAME TO {}",
+                        object_type_word(s.renameType),
+                        quote_ident(&cstr(s.newname))
+                    ),
+                    range_var_ref(s.relation),
+                ));
+            } else if s.renameType == OBJECT_COLUMN {
+                out.ops.push(alter_op(
+                    &format!(
+                        "ALTER TABLE ... RENAME COLUMN {} TO {}",
+                        quote_ident(&cstr(s.subname)),
+                        quote_ident(&cstr(s.newname))
+                    ),
+                    range_var_ref(s.relation),
+                ));
+            }
+        }
+        _ => {}
+    }
+    out
+}

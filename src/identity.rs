@@ -1,0 +1,150 @@
+//! Who: is this session an agent?
+//!
+//! A session is an agent when its session_user or its current_user is a member,
+//! directly or through other roles, of the group named by
+//! `ai_agent_safety.agent_role`. Superuser status does not make a role a member
+//! (`is_member_of_role_nosuper`), so a DBA is not mistaken for an agent.
+//!
+//! This is asked on every statement, so the answer is cached per role and the
+//! cache is dropped by syscache callbacks when pg_authid or pg_auth_members change
+//! (including changes made by other sessions), or when agent_role changes.
+
+use crate::settings;
+use pgrx::pg_sys;
+use std::ffi::CString;
+
+#[derive(Clone, Copy)]
+struct Cached {
+    role: pg_sys::Oid,
+    is_agent: bool,
+}
+
+struct Cache {
+    /// Bumped by the syscache callbacks.
+    epoch: u64,
+    agent_role_generation: u64,
+    filled_epoch: u64,
+    session: Option<Cached>,
+    current: Option<Cached>,
+}
+
+static mut CACHE: Cache = Cache {
+    epoch: 1,
+    agent_role_generation: 0,
+    filled_epoch: 0,
+    session: None,
+    current: None,
+};
+
+/// Counts membership computations; lets tests and the benchmark see the cache work.
+pub static mut LOOKUPS: u64 = 0;
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn invalidate(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    CACHE.epoch = CACHE.epoch.wrapping_add(1);
+    crate::credentials::invalidate_expiry_cache();
+}
+
+/// Registers the syscache callbacks. Called from `_PG_init`.
+pub fn register_invalidation() {
+    unsafe {
+        for id in [
+            pg_sys::SysCacheIdentifier::AUTHOID,
+            pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE,
+            pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM,
+        ] {
+            pg_sys::CacheRegisterSyscacheCallback(
+                id as i32,
+                Some(invalidate),
+                pg_sys::Datum::from(0),
+            );
+        }
+    }
+}
+
+/// The agent group's oid, or InvalidOid when the role does not exist.
+pub fn agent_group_oid() -> pg_sys::Oid {
+    let Some(name) = settings::agent_role() else {
+        return pg_sys::InvalidOid;
+    };
+    let Ok(c) = CString::new(name) else {
+        return pg_sys::InvalidOid;
+    };
+    unsafe { pg_sys::get_role_oid(c.as_ptr(), true) }
+}
+
+/// Is `role` a member of the agent group? Needs catalog access (a transaction,
+/// or authentication, where the shared catalogs are readable).
+pub fn role_is_agent(role: pg_sys::Oid) -> bool {
+    let group = agent_group_oid();
+    if group == pg_sys::InvalidOid || role == pg_sys::InvalidOid {
+        return false;
+    }
+    unsafe {
+        LOOKUPS += 1;
+        pg_sys::is_member_of_role_nosuper(role, group)
+    }
+}
+
+/// The hot path: a few comparisons when nothing changed.
+#[inline]
+pub fn session_is_agent() -> bool {
+    unsafe {
+        let c = &mut *std::ptr::addr_of_mut!(CACHE);
+        if c.filled_epoch != c.epoch || c.agent_role_generation != settings::AGENT_ROLE_GENERATION {
+            c.session = None;
+            c.current = None;
+            c.filled_epoch = c.epoch;
+            c.agent_role_generation = settings::AGENT_ROLE_GENERATION;
+        }
+        let s = pg_sys::GetSessionUserId();
+        let session_agent = match c.session {
+            Some(x) if x.role == s => x.is_agent,
+            _ => {
+                let v = role_is_agent(s);
+                c.session = Some(Cached {
+                    role: s,
+                    is_agent: v,
+                });
+                v
+            }
+        };
+        if session_agent {
+            return true;
+        }
+        let u = pg_sys::GetUserId();
+        if u == s {
+            return false;
+        }
+        match c.current {
+            Some(x) if x.role == u => x.is_agent,
+            _ => {
+                let v = role_is_agent(u);
+                c.current = Some(Cached {
+                    role: u,
+                    is_agent: v,
+                });
+                v
+            }
+        }
+    }
+}
+
+pub fn role_name(oid: pg_sys::Oid) -> String {
+    unsafe {
+        let p = pg_sys::GetUserNameFromId(oid, true);
+        if p.is_null() {
+            format!("oid {}", oid.to_u32())
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+pub fn session_user_name() -> String {
+    role_name(unsafe { pg_sys::GetSessionUserId() })
+}
+
+pub fn current_user_name() -> String {
+    role_name(unsafe { pg_sys::GetUserId() })
+}

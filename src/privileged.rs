@@ -1,0 +1,58 @@
+//! Running the extension's own catalog work as the bootstrap superuser, with a
+//! safe search_path, and without re-entering our own hooks.
+//!
+//! The agent's search_path must never steer a query that runs with elevated
+//! rights, so search_path is pinned to `pg_catalog, pg_temp` for the duration.
+//! The user, security context and GUC nest level are restored on return, and by
+//! PostgreSQL's own (sub)transaction abort on error.
+
+use pgrx::pg_sys;
+
+static mut ACTIVE: bool = false;
+
+/// True while the extension runs its own queries: hooks pass straight through.
+#[inline]
+pub fn active() -> bool {
+    unsafe { ACTIVE }
+}
+
+struct Reset(bool);
+impl Drop for Reset {
+    fn drop(&mut self) {
+        unsafe { ACTIVE = self.0 }
+    }
+}
+
+/// Called on (sub)transaction abort: an error may have skipped the Drop.
+pub fn reset() {
+    unsafe { ACTIVE = false }
+}
+
+pub fn run<R>(f: impl FnOnce() -> R) -> R {
+    unsafe {
+        let mut uid = pg_sys::InvalidOid;
+        let mut sec = 0;
+        pg_sys::GetUserIdAndSecContext(&mut uid, &mut sec);
+        pg_sys::SetUserIdAndSecContext(
+            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+            sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        let _reset = Reset(ACTIVE);
+        ACTIVE = true;
+        let r = f();
+        pg_sys::AtEOXact_GUC(true, nest);
+        pg_sys::SetUserIdAndSecContext(uid, sec);
+        r
+    }
+}

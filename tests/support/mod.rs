@@ -1,0 +1,198 @@
+//! Shared helpers for the integration tests.
+//!
+//! The tests run against a real PostgreSQL 15 cluster with ai_agent_safety
+//! preloaded, started by `scripts/test` (port in AAS_TEST_PORT, socket in /tmp,
+//! trust for local connections, SCRAM for 127.0.0.1). Every test makes its own
+//! databases and roles with unique names, so tests run in parallel.
+
+use postgres::{Client, NoTls};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use postgres;
+
+pub fn port() -> u16 {
+    std::env::var("AAS_TEST_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(55433)
+}
+
+pub fn try_connect(role: &str, db: &str) -> Result<Client, postgres::Error> {
+    try_connect_with(role, db, "")
+}
+
+/// Connects with extra libpq `options` (for example `-c ai_agent_safety.task_id=x`).
+pub fn try_connect_with(role: &str, db: &str, options: &str) -> Result<Client, postgres::Error> {
+    let mut cfg = postgres::Config::new();
+    cfg.host_path("/tmp")
+        .port(port())
+        .user(role)
+        .dbname(db)
+        .application_name("aas_integration");
+    if !options.is_empty() {
+        cfg.options(options);
+    }
+    cfg.connect(NoTls)
+}
+
+pub fn connect(role: &str, db: &str) -> Client {
+    try_connect(role, db).unwrap_or_else(|e| panic!("connect as {role} to {db}: {}", describe(&e)))
+}
+
+/// A superuser connection.
+pub fn admin(db: &str) -> Client {
+    connect("postgres", db)
+}
+
+static PREPARED: std::sync::Once = std::sync::Once::new();
+
+/// Creates the extension in the `postgres` database once (which also creates the
+/// ai_agent and ai_agent_approver roles).
+pub fn prepare_cluster() {
+    PREPARED.call_once(|| {
+        admin("postgres")
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS ai_agent_safety")
+            .unwrap_or_else(|e| panic!("CREATE EXTENSION in postgres: {}", describe(&e)));
+    });
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+        % 1_000_000_000;
+    format!("{prefix}_{}_{t}_{n}", std::process::id())
+}
+
+/// Message, detail and hint of a database error, for assertions and panics.
+pub fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!(
+            "{} [{}] DETAIL: {} HINT: {}",
+            d.message(),
+            d.code().code(),
+            d.detail().unwrap_or(""),
+            d.hint().unwrap_or("")
+        ),
+        None => e.to_string(),
+    }
+}
+
+/// Asserts the statement was refused with SQLSTATE 42501 and returns the full text.
+pub fn assert_refused(r: Result<impl std::fmt::Debug, postgres::Error>) -> String {
+    match r {
+        Ok(v) => panic!("expected a refusal (42501), but the statement succeeded: {v:?}"),
+        Err(e) => {
+            let d = e
+                .as_db_error()
+                .unwrap_or_else(|| panic!("expected a database error, got {e}"));
+            assert_eq!(d.code().code(), "42501", "wrong SQLSTATE: {}", describe(&e));
+            describe(&e)
+        }
+    }
+}
+
+/// Asserts the statement failed with a database error of this SQLSTATE.
+pub fn assert_sqlstate(r: Result<impl std::fmt::Debug, postgres::Error>, code: &str) -> String {
+    match r {
+        Ok(v) => panic!("expected SQLSTATE {code}, but the statement succeeded: {v:?}"),
+        Err(e) => {
+            let got = e
+                .as_db_error()
+                .map(|d| d.code().code().to_string())
+                .unwrap_or_default();
+            assert_eq!(got, code, "wrong SQLSTATE: {}", describe(&e));
+            describe(&e)
+        }
+    }
+}
+
+pub fn count(c: &mut Client, sql: &str) -> i64 {
+    c.query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)))
+        .get(0)
+}
+
+/// One test's world: a protected database, an unprotected one, an agent role,
+/// a non-agent owner role. Each database has the extension and a table
+/// `public.orders` (10 rows) owned by the owner role, writable by the agent.
+pub struct World {
+    pub protected: String,
+    pub open: String,
+    pub agent: String,
+    pub owner: String,
+}
+
+impl World {
+    pub fn new(tag: &str) -> World {
+        Self::with_settings(tag, &[])
+    }
+
+    /// `settings`: extra `name = 'value'` pairs set on the protected database.
+    pub fn with_settings(tag: &str, settings: &[(&str, &str)]) -> World {
+        let w = World {
+            protected: unique(&format!("{tag}_prod")),
+            open: unique(&format!("{tag}_dev")),
+            agent: unique(&format!("{tag}_agent")),
+            owner: unique(&format!("{tag}_owner")),
+        };
+        prepare_cluster();
+        let mut a = admin("postgres");
+        let until = in_one_hour(&mut a);
+        for sql in [
+            format!(
+                "CREATE ROLE {} LOGIN IN ROLE ai_agent VALID UNTIL '{until}'",
+                w.agent
+            ),
+            format!("CREATE ROLE {} LOGIN", w.owner),
+            format!("CREATE DATABASE {} OWNER {}", w.protected, w.owner),
+            format!("CREATE DATABASE {} OWNER {}", w.open, w.owner),
+            format!(
+                "ALTER DATABASE {} SET ai_agent_safety.require_approval = on",
+                w.protected
+            ),
+        ] {
+            a.batch_execute(&sql)
+                .unwrap_or_else(|e| panic!("world setup: {sql}: {}", describe(&e)));
+        }
+        for (k, v) in settings {
+            a.batch_execute(&format!("ALTER DATABASE {} SET {k} = '{v}'", w.protected))
+                .unwrap();
+        }
+        for db in [&w.protected, &w.open] {
+            let mut c = admin(db);
+            c.batch_execute(&format!(
+                "CREATE EXTENSION ai_agent_safety;
+                 GRANT ALL ON SCHEMA public TO {agent}, {owner};
+                 SET ROLE {owner};
+                 CREATE TABLE public.orders (id int PRIMARY KEY, note text);
+                 INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series(1, 10) g;
+                 GRANT ALL ON public.orders TO {agent};
+                 RESET ROLE;",
+                agent = w.agent,
+                owner = w.owner
+            ))
+            .unwrap_or_else(|e| panic!("world setup in {db}: {}", describe(&e)));
+        }
+        w
+    }
+
+    pub fn agent_in(&self, db: &str) -> Client {
+        connect(&self.agent, db)
+    }
+    pub fn owner_in(&self, db: &str) -> Client {
+        connect(&self.owner, db)
+    }
+}
+
+/// now() + 1 hour, as text, from the server's clock.
+pub fn in_one_hour(c: &mut Client) -> String {
+    c.query_one("SELECT (now() + interval '1 hour')::text", &[])
+        .unwrap()
+        .get(0)
+}
