@@ -47,7 +47,12 @@ ensure_deps() {
 
 install_extension() {
     note "building and installing ai_agent_safety (release) into $("$PG_CONFIG" --pkglibdir)"
-    (cd "$REPO_ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null)
+    local log=/tmp/aas-install.log
+    if ! (cd "$REPO_ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG") >"$log" 2>&1; then
+        cat "$log"
+        echo "install failed (log above, also in $log)" >&2
+        return 1
+    fi
 }
 
 cluster_dir() { echo "/tmp/aas-$1"; }
@@ -90,7 +95,11 @@ host    all all 127.0.0.1/32    scram-sha-256
 HBA
     chown postgres:postgres "$dir/postgresql.conf" "$dir/pg_hba.conf"
     # Without RUST_BACKTRACE, so errors that pass through Rust frames carry no backtrace.
-    as_postgres env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w start >/dev/null
+    if ! as_postgres env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w start >/dev/null; then
+        tail -20 "$dir/server.log" >&2
+        echo "could not start cluster $name on port $port (is the port in use?)" >&2
+        return 1
+    fi
 }
 
 # psql_as ROLE PORT DB [args...]

@@ -84,7 +84,16 @@ mod ai_agent_safety {
 }
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
-pgrx::extension_sql_file!("../sql/approval.sql", name = "approval", finalize);
+pgrx::extension_sql_file!(
+    "../sql/approval.sql",
+    name = "approval",
+    requires = [
+        ai_agent_safety::assert_preloaded,
+        ai_agent_safety::role_is_agent,
+        ai_agent_safety::session_is_agent
+    ]
+);
+pgrx::extension_sql_file!("../sql/credentials.sql", name = "credentials", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]

@@ -196,3 +196,62 @@ pub fn in_one_hour(c: &mut Client) -> String {
         .unwrap()
         .get(0)
 }
+
+/// Connects to a cluster on another port (for example a second cluster started
+/// by a test), over the unix socket in /tmp.
+pub fn try_connect_port(port: u16, role: &str, db: &str) -> Result<Client, postgres::Error> {
+    let mut cfg = postgres::Config::new();
+    cfg.host_path("/tmp")
+        .port(port)
+        .user(role)
+        .dbname(db)
+        .application_name("aas_integration");
+    cfg.connect(NoTls)
+}
+
+pub fn connect_port(port: u16, role: &str, db: &str) -> Client {
+    try_connect_port(port, role, db)
+        .unwrap_or_else(|e| panic!("connect as {role} to {db} on port {port}: {}", describe(&e)))
+}
+
+/// The repository root: AAS_REPO_ROOT (set by scripts/test), else the parent of
+/// this crate's directory.
+pub fn repo_root() -> std::path::PathBuf {
+    match std::env::var_os("AAS_REPO_ROOT") {
+        Some(p) if !p.is_empty() => std::path::PathBuf::from(p),
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ has a parent")
+            .to_path_buf(),
+    }
+}
+
+/// Runs `source scripts/lib.sh && <command>` with bash from the repository root,
+/// panicking with its output when it fails.
+pub fn run_lib_sh(command: &str) {
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source scripts/lib.sh && {command}"))
+        .current_dir(repo_root())
+        .output()
+        .unwrap_or_else(|e| panic!("bash -c '{command}': {e}"));
+    assert!(
+        out.status.success(),
+        "bash -c '{command}' failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Asserts the statement was refused by ai_agent_safety's guard (SQLSTATE 42501
+/// and the guard's wording, so a plain "permission denied" does not pass), and
+/// returns the full text.
+pub fn assert_guard_refused(r: Result<impl std::fmt::Debug, postgres::Error>) -> String {
+    let msg = assert_refused(r);
+    assert!(
+        msg.contains("refused: agent role") && msg.contains("needs an approval token"),
+        "refused with 42501, but not by the guard: {msg}"
+    );
+    msg
+}
