@@ -1,1 +1,486 @@
-//! (tests to come)
+//! Credentials that really expire, and agents that stay in their environment.
+//! The test cluster uses trust authentication on its socket, so every login
+//! check here is the extension's, not PostgreSQL's password check.
+
+use aas_integration::*;
+
+fn login_error(role: &str, db: &str) -> String {
+    match try_connect(role, db) {
+        Ok(_) => panic!("login as {role} to {db} should have been refused"),
+        Err(e) => describe(&e),
+    }
+}
+
+fn exec(c: &mut postgres::Client, sql: &str) {
+    c.batch_execute(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
+}
+
+/// A fresh agent role (member of ai_agent) with the given VALID UNTIL clause.
+fn agent_with(valid_until: &str) -> String {
+    prepare_cluster();
+    let r = unique("cred_agent");
+    exec(
+        &mut admin("postgres"),
+        &format!("CREATE ROLE {r} LOGIN IN ROLE ai_agent {valid_until}"),
+    );
+    r
+}
+
+#[test]
+fn login_refused_without_expiry() {
+    let r = agent_with("");
+    let e = login_error(&r, "postgres");
+    assert!(e.contains("no credential expiry"), "{e}");
+    assert!(e.contains("issue_agent_credentials"), "{e}");
+}
+
+#[test]
+fn login_refused_with_infinite_expiry() {
+    let r = agent_with("VALID UNTIL 'infinity'");
+    assert!(login_error(&r, "postgres").contains("no credential expiry"));
+}
+
+#[test]
+fn login_refused_when_expired() {
+    let r = agent_with("VALID UNTIL '2020-01-01 00:00:00+00'");
+    let e = login_error(&r, "postgres");
+    assert!(
+        e.contains(&format!(
+            "credentials of agent role \"{r}\" expired at 2020-01-01"
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn login_refused_when_expiry_too_far_ahead() {
+    let r = agent_with("");
+    exec(
+        &mut admin("postgres"),
+        &format!("ALTER ROLE {r} VALID UNTIL '{}'", {
+            let mut a = admin("postgres");
+            let t: String = a
+                .query_one("SELECT (now() + interval '30 days')::text", &[])
+                .unwrap()
+                .get(0);
+            t
+        }),
+    );
+    let e = login_error(&r, "postgres");
+    assert!(e.contains("max_credential_lifetime"), "{e}");
+}
+
+#[test]
+fn login_refused_for_superuser_agent() {
+    let r = agent_with("SUPERUSER");
+    let mut a = admin("postgres");
+    let until = in_one_hour(&mut a);
+    exec(&mut a, &format!("ALTER ROLE {r} VALID UNTIL '{until}'"));
+    let e = login_error(&r, "postgres");
+    assert!(e.contains("superuser"), "{e}");
+}
+
+#[test]
+fn login_allowed_with_valid_expiry_and_for_non_agents() {
+    let mut a = admin("postgres");
+    let until = in_one_hour(&mut a);
+    let r = agent_with(&format!("VALID UNTIL '{until}'"));
+    let mut c = connect(&r, "postgres");
+    assert_eq!(count(&mut c, "SELECT 1::bigint"), 1);
+    // A non-agent without any expiry is never touched.
+    let human = unique("human");
+    exec(&mut a, &format!("CREATE ROLE {human} LOGIN"));
+    let mut h = connect(&human, "postgres");
+    assert_eq!(count(&mut h, "SELECT 1::bigint"), 1);
+    // The client is told whether the session is an agent's.
+    let v: String = c
+        .query_one("SHOW ai_agent_safety.agent_session", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "on");
+    let v: String = h
+        .query_one("SHOW ai_agent_safety.agent_session", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "off");
+}
+
+#[test]
+fn open_session_ends_when_expiry_moved_into_the_past() {
+    let mut a = admin("postgres");
+    let until = in_one_hour(&mut a);
+    let r = agent_with(&format!("VALID UNTIL '{until}'"));
+    let mut c = connect(&r, "postgres");
+    assert_eq!(count(&mut c, "SELECT 1::bigint"), 1);
+    exec(
+        &mut a,
+        &format!("ALTER ROLE {r} VALID UNTIL '2020-01-01 00:00:00+00'"),
+    );
+    let e = c
+        .query_one("SELECT 1", &[])
+        .expect_err("the session must end");
+    let d = e.as_db_error().expect("a FATAL from the server");
+    assert_eq!(d.severity(), "FATAL", "{}", describe(&e));
+    assert!(
+        d.message().contains("expired at 2020-01-01"),
+        "{}",
+        describe(&e)
+    );
+    assert!(c.is_closed() || c.simple_query("SELECT 1").is_err());
+}
+
+#[test]
+fn open_session_ends_when_expiry_time_runs_out() {
+    let mut a = admin("postgres");
+    let until: String = a
+        .query_one(
+            "SELECT (clock_timestamp() + interval '1500 milliseconds')::text",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let r = agent_with(&format!("VALID UNTIL '{until}'"));
+    let mut c = connect(&r, "postgres");
+    assert_eq!(count(&mut c, "SELECT 1::bigint"), 1);
+    // Wait for the server's clock to pass the expiry (bounded; not a synchronisation sleep).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let passed: bool = a
+            .query_one(
+                &format!("SELECT clock_timestamp() > '{until}'::timestamptz"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if passed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server clock never passed {until}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let e = c
+        .query_one("SELECT 1", &[])
+        .expect_err("the session must end");
+    assert_eq!(
+        e.as_db_error().map(|d| d.severity()),
+        Some("FATAL"),
+        "{}",
+        describe(&e)
+    );
+    assert!(describe(&e).contains("expired at"), "{}", describe(&e));
+}
+
+#[test]
+fn revoke_ends_live_sessions_and_counts_them() {
+    let mut a = admin("postgres");
+    let r = unique("revoked");
+    let _pw: String = a
+        .query_one("SELECT issue_agent_credentials($1, '1 hour')", &[&r])
+        .unwrap()
+        .get(0);
+    let mut s1 = connect(&r, "postgres");
+    let mut s2 = connect(&r, "postgres");
+    assert_eq!(
+        count(&mut s1, "SELECT 1::bigint") + count(&mut s2, "SELECT 1::bigint"),
+        2
+    );
+    let ended: i32 = a
+        .query_one("SELECT revoke_agent_credentials($1)", &[&r])
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 2);
+    assert!(s1.simple_query("SELECT 1").is_err());
+    assert!(s2.simple_query("SELECT 1").is_err());
+    assert!(login_error(&r, "postgres").contains("expired at"));
+    // Revoking a role that is not an agent is an error, never silent.
+    let e = assert_sqlstate(
+        a.query_one("SELECT revoke_agent_credentials('postgres')", &[]),
+        "22023",
+    );
+    assert!(e.contains("not an agent"), "{e}");
+    assert_sqlstate(
+        a.query_one("SELECT revoke_agent_credentials('no_such_role_xyz')", &[]),
+        "42704",
+    );
+}
+
+fn tcp_login(role: &str, password: &str) -> Result<postgres::Client, postgres::Error> {
+    let mut cfg = postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(port())
+        .user(role)
+        .password(password)
+        .dbname("postgres");
+    cfg.connect(postgres::NoTls)
+}
+
+#[test]
+fn issued_credentials_log_in_with_scram_and_are_capped() {
+    let mut a = admin("postgres");
+    let r = unique("issued");
+    let pw: String = a
+        .query_one(
+            "SELECT issue_agent_credentials($1, '30 minutes', ARRAY['development'])",
+            &[&r],
+        )
+        .unwrap()
+        .get(0);
+    assert!(pw.len() >= 32, "password too short: {pw}");
+    let mut c = tcp_login(&r, &pw).unwrap_or_else(|e| panic!("password login: {}", describe(&e)));
+    assert_eq!(count(&mut c, "SELECT 1::bigint"), 1);
+    assert!(tcp_login(&r, "wrong password").is_err());
+    let stored: String = a
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&r],
+        )
+        .unwrap()
+        .get(0);
+    assert!(stored.starts_with("SCRAM-SHA-256$"), "{stored}");
+    let in_group: bool = a
+        .query_one("SELECT pg_has_role($1::name, 'ai_agent', 'MEMBER')", &[&r])
+        .unwrap()
+        .get(0);
+    assert!(in_group);
+    let row = a
+        .query_one(
+            "SELECT valid_until > now() + interval '29 minutes' AND valid_until < now() + interval '31 minutes',
+                    allowed_environments, problems
+               FROM ai_agent_safety.credential_report WHERE role = $1",
+            &[&r],
+        )
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(
+        row.get::<_, Vec<String>>(1),
+        vec!["development".to_string()]
+    );
+    assert!(row.get::<_, Vec<String>>(2).is_empty());
+    // Refreshing gives a new password; the old one stops working.
+    let pw2: String = a
+        .query_one("SELECT issue_agent_credentials($1, '10 minutes')", &[&r])
+        .unwrap()
+        .get(0);
+    assert_ne!(pw, pw2);
+    assert!(tcp_login(&r, &pw).is_err());
+    assert!(tcp_login(&r, &pw2).is_ok());
+    // Over-long ttl and bad input are refused.
+    let e = assert_sqlstate(
+        a.query_one("SELECT issue_agent_credentials($1, '2 days')", &[&r]),
+        "22023",
+    );
+    assert!(e.contains("max_credential_lifetime"), "{e}");
+    assert_sqlstate(
+        a.query_one("SELECT issue_agent_credentials($1, '-1 hour')", &[&r]),
+        "22023",
+    );
+    assert_sqlstate(
+        a.query_one("SELECT issue_agent_credentials(NULL, '1 hour')", &[]),
+        "22004",
+    );
+    assert_sqlstate(
+        a.query_one(
+            "SELECT issue_agent_credentials($1, '1 hour', ARRAY['a,b'])",
+            &[&r],
+        ),
+        "22023",
+    );
+    // Never turns a human or a superuser into an agent.
+    let e =
+        assert_refused(a.query_one("SELECT issue_agent_credentials('postgres', '1 hour')", &[]));
+    assert!(e.contains("superuser"), "{e}");
+}
+
+#[test]
+fn credential_report_flags_dangerous_agents() {
+    let mut a = admin("postgres");
+    let no_expiry = agent_with("PASSWORD 'x'");
+    let far = agent_with("");
+    let t: String = a
+        .query_one("SELECT (now() + interval '10 days')::text", &[])
+        .unwrap()
+        .get(0);
+    exec(&mut a, &format!("ALTER ROLE {far} VALID UNTIL '{t}'"));
+    let sup = agent_with("SUPERUSER VALID UNTIL '2020-01-01'");
+    let problems = |a: &mut postgres::Client, r: &str| -> String {
+        let v: Vec<String> = a
+            .query_one(
+                "SELECT problems FROM ai_agent_safety.credential_report WHERE role = $1",
+                &[&r],
+            )
+            .unwrap()
+            .get(0);
+        v.join("; ")
+    };
+    assert!(problems(&mut a, &no_expiry).contains("password but no expiry"));
+    assert!(problems(&mut a, &far).contains("lifetime above the maximum"));
+    assert!(problems(&mut a, &sup).contains("superuser"));
+}
+
+#[test]
+fn environment_scope_at_connect() {
+    let mut a = admin("postgres");
+    let prod = unique("env_prod");
+    let dev = unique("env_dev");
+    let plain = unique("env_plain");
+    for db in [&prod, &dev, &plain] {
+        exec(&mut a, &format!("CREATE DATABASE {db}"));
+    }
+    exec(
+        &mut a,
+        &format!("ALTER DATABASE {prod} SET ai_agent_safety.environment = 'production'"),
+    );
+    exec(
+        &mut a,
+        &format!("ALTER DATABASE {dev} SET ai_agent_safety.environment = 'development'"),
+    );
+    let until = in_one_hour(&mut a);
+    let scoped = agent_with(&format!("VALID UNTIL '{until}'"));
+    exec(
+        &mut a,
+        &format!("ALTER ROLE {scoped} SET ai_agent_safety.allowed_environments = 'development'"),
+    );
+    let unscoped = agent_with(&format!("VALID UNTIL '{until}'"));
+
+    let e = login_error(&scoped, &prod);
+    assert!(e.contains("production") && e.contains("development"), "{e}");
+    assert!(try_connect(&scoped, &dev).is_ok());
+    assert!(try_connect(&scoped, &plain).is_ok());
+
+    let e = login_error(&unscoped, &dev);
+    assert!(e.contains("development") && e.contains("none set"), "{e}");
+    assert!(try_connect(&unscoped, &plain).is_ok());
+
+    // Non-agents go anywhere.
+    assert!(try_connect("postgres", &prod).is_ok());
+}
+
+#[test]
+fn drop_database_requires_target_environment_in_scope() {
+    let mut a = admin("postgres");
+    let until = in_one_hour(&mut a);
+    let agent = agent_with(&format!("VALID UNTIL '{until}' CREATEDB"));
+    exec(
+        &mut a,
+        &format!("ALTER ROLE {agent} SET ai_agent_safety.allowed_environments = 'development'"),
+    );
+    let prod = unique("dd_prod");
+    let dev = unique("dd_dev");
+    for db in [&prod, &dev] {
+        exec(&mut a, &format!("CREATE DATABASE {db} OWNER {agent}"));
+    }
+    exec(
+        &mut a,
+        &format!("ALTER DATABASE {prod} SET ai_agent_safety.environment = 'production'"),
+    );
+    exec(
+        &mut a,
+        &format!("ALTER DATABASE {dev} SET ai_agent_safety.environment = 'development'"),
+    );
+    let mut c = connect(&agent, "postgres");
+    let e = assert_refused(c.batch_execute(&format!("DROP DATABASE {prod}")));
+    assert!(e.contains("outside the scope"), "{e}");
+    let still: i64 = count(
+        &mut a,
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{prod}'"),
+    );
+    assert_eq!(still, 1);
+    // With a development task declared, the production target is refused too;
+    // the development target is fine.
+    exec(
+        &mut c,
+        "SET ai_agent_safety.task_environment = 'development'",
+    );
+    assert_refused(c.batch_execute(&format!("DROP DATABASE {prod} WITH (FORCE)")));
+    c.batch_execute(&format!("DROP DATABASE {dev}"))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+}
+
+#[test]
+fn task_environment_mismatch_refuses_writes() {
+    let w = World::new("task");
+    let mut a = admin("postgres");
+    exec(
+        &mut a,
+        &format!(
+            "ALTER DATABASE {} SET ai_agent_safety.environment = 'production'",
+            w.open
+        ),
+    );
+    exec(
+        &mut a,
+        &format!(
+            "ALTER ROLE {} SET ai_agent_safety.allowed_environments = 'production, development'",
+            w.agent
+        ),
+    );
+    let opts =
+        "-c ai_agent_safety.task_id=cleanup_42 -c ai_agent_safety.task_environment=development";
+    let mut c =
+        try_connect_with(&w.agent, &w.open, opts).unwrap_or_else(|e| panic!("{}", describe(&e)));
+    // Reads are fine.
+    assert_eq!(count(&mut c, "SELECT count(*) FROM orders"), 10);
+    for sql in [
+        "INSERT INTO orders VALUES (100, 'x')",
+        "UPDATE orders SET note = 'y'",
+        "DELETE FROM orders",
+        "CREATE TABLE scratch (id int)",
+    ] {
+        let e = assert_refused(c.batch_execute(sql));
+        assert!(
+            e.contains("production-tier access during a development task"),
+            "{sql}: {e}"
+        );
+        assert!(e.contains("cleanup_42"), "{sql}: {e}");
+    }
+    assert_eq!(
+        count(&mut admin(&w.open), "SELECT count(*) FROM orders"),
+        10
+    );
+    // The matching task environment writes normally (this database is not protected).
+    exec(
+        &mut c,
+        "SET ai_agent_safety.task_environment = 'production'",
+    );
+    exec(&mut c, "INSERT INTO orders VALUES (100, 'x')");
+    // A non-agent declaring a task is never refused.
+    let mut o = try_connect_with(&w.owner, &w.open, opts).unwrap();
+    exec(&mut o, "INSERT INTO orders VALUES (101, 'y')");
+}
+
+#[test]
+fn agents_cannot_change_these_settings_or_call_these_functions() {
+    let w = World::new("credset");
+    let mut c = w.agent_in(&w.open);
+    for sql in [
+        "SET ai_agent_safety.allowed_environments = 'production'",
+        "SET ai_agent_safety.environment = 'development'",
+        "SET ai_agent_safety.max_credential_lifetime = '30d'",
+        "SET ai_agent_safety.agent_role = 'nobody'",
+        "SET ai_agent_safety.token_ttl = '1d'",
+    ] {
+        assert!(
+            c.batch_execute(sql).is_err(),
+            "{sql} should fail for an agent"
+        );
+    }
+    let me = w.agent.clone();
+    assert!(c
+        .batch_execute(&format!(
+            "ALTER ROLE {me} SET ai_agent_safety.allowed_environments = 'production'"
+        ))
+        .is_err());
+    assert!(c
+        .batch_execute(&format!("ALTER ROLE {me} VALID UNTIL 'infinity'"))
+        .is_err());
+    let e = assert_refused(c.query_one("SELECT issue_agent_credentials($1, '1 hour')", &[&me]));
+    assert!(e.contains("may not"), "{e}");
+    assert_refused(c.query_one("SELECT revoke_agent_credentials($1)", &[&me]));
+    assert!(c
+        .query("SELECT * FROM ai_agent_safety.credential_report", &[])
+        .is_err());
+}

@@ -3,6 +3,7 @@
 //! protected database with nothing changed, allowed in the open database, never
 //! refused for a non-agent.
 
+use aas_integration::postgres::Client;
 use aas_integration::*;
 
 #[test]
@@ -33,4 +34,1190 @@ fn plain_delete() {
         o.execute("DELETE FROM orders WHERE id = 1", &[]).unwrap(),
         1
     );
+}
+
+// ---------------------------------------------------------------------------
+// The shared shape of a statement-form test.
+// ---------------------------------------------------------------------------
+
+const ALTER_LISTED: &[(&str, &str)] = &[(
+    "ai_agent_safety.protected_operations",
+    "DROP, DELETE, TRUNCATE, UPDATE, ALTER",
+)];
+const UPDATE_LISTED: &[(&str, &str)] = &[(
+    "ai_agent_safety.protected_operations",
+    "DROP, DELETE, TRUNCATE, UPDATE",
+)];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Owner,
+    Agent,
+}
+
+/// One statement form. `{agent}` and `{owner}` in any SQL text are replaced by
+/// the world's role names.
+struct Form {
+    tag: &'static str,
+    settings: &'static [(&'static str, &'static str)],
+    /// Makes the agent a member of the owner role, so it may drop and alter the
+    /// owner's objects (the agent stays an agent: it is still in ai_agent).
+    agent_acts_for_owner: bool,
+    /// Run first in both databases, by `setup_as`. Must succeed, also in the
+    /// protected database (creating things is not destructive).
+    setup: &'static str,
+    setup_as: Who,
+    /// Run in the same session just before `stmt`; must succeed.
+    prelude: &'static str,
+    /// The statement form under test.
+    stmt: &'static str,
+    /// Run as superuser; returns a bigint that is `intact` before and after the
+    /// refusal and `done` once the statement ran.
+    probe: &'static str,
+    intact: i64,
+    done: i64,
+    /// Texts the refusal must contain.
+    says: &'static [&'static str],
+}
+
+impl Default for Form {
+    fn default() -> Self {
+        Form {
+            tag: "form",
+            settings: &[],
+            agent_acts_for_owner: false,
+            setup: "",
+            setup_as: Who::Owner,
+            prelude: "",
+            stmt: "",
+            probe: "SELECT count(*) FROM public.orders",
+            intact: 10,
+            done: 9,
+            says: &[],
+        }
+    }
+}
+
+fn sql(w: &World, text: &str) -> String {
+    text.replace("{agent}", &w.agent)
+        .replace("{owner}", &w.owner)
+}
+
+fn run_ok(c: &mut Client, what: &str, text: &str) {
+    c.batch_execute(text)
+        .unwrap_or_else(|e| panic!("{what}: {text}: {}", describe(&e)));
+}
+
+fn probe(w: &World, db: &str, text: &str) -> i64 {
+    count(&mut admin(db), &sql(w, text))
+}
+
+fn orders_rows(db: &str) -> i64 {
+    count(&mut admin(db), "SELECT count(*) FROM public.orders")
+}
+
+/// GRANT owner TO agent.
+fn agent_acts_for_owner(w: &World) {
+    run_ok(
+        &mut admin("postgres"),
+        "grant",
+        &format!("GRANT {} TO {}", w.owner, w.agent),
+    );
+}
+
+impl Form {
+    /// (a) refused for the agent in the protected database, nothing changed;
+    /// (b) the same statement works for the agent in the open database;
+    /// (c) the owner (not an agent) is not refused in the protected database.
+    /// Returns the world and the refusal text.
+    fn check(&self) -> (World, String) {
+        let w = World::with_settings(self.tag, self.settings);
+        if self.agent_acts_for_owner {
+            agent_acts_for_owner(&w);
+        }
+        for db in [&w.protected, &w.open] {
+            if !self.setup.is_empty() {
+                let mut c = match self.setup_as {
+                    Who::Owner => w.owner_in(db),
+                    Who::Agent => w.agent_in(db),
+                };
+                run_ok(&mut c, &format!("setup in {db}"), &sql(&w, self.setup));
+            }
+            assert_eq!(
+                probe(&w, db, self.probe),
+                self.intact,
+                "probe before the statement in {db}: {}",
+                self.probe
+            );
+        }
+        let stmt = sql(&w, self.stmt);
+        let prelude = sql(&w, self.prelude);
+
+        // (a) refused, nothing changed, the session still usable.
+        let mut a = w.agent_in(&w.protected);
+        if !prelude.is_empty() {
+            run_ok(&mut a, "prelude (agent, protected)", &prelude);
+        }
+        let msg = assert_guard_refused(a.batch_execute(&stmt));
+        assert!(msg.contains(&w.agent), "{msg}");
+        for s in self.says {
+            assert!(msg.contains(&sql(&w, s)), "expected {s:?} in: {msg}");
+        }
+        assert_eq!(
+            probe(&w, &w.protected, self.probe),
+            self.intact,
+            "after the refusal of {stmt}: {msg}"
+        );
+        assert_eq!(orders_rows(&w.protected), 10, "orders after refusal");
+        assert_eq!(count(&mut a, "SELECT 1::bigint"), 1);
+        drop(a);
+
+        // (b) the open database: the same statement works for the agent.
+        let mut d = w.agent_in(&w.open);
+        if !prelude.is_empty() {
+            run_ok(&mut d, "prelude (agent, open)", &prelude);
+        }
+        run_ok(&mut d, "agent in the open database", &stmt);
+        assert_eq!(
+            probe(&w, &w.open, self.probe),
+            self.done,
+            "after {stmt} in the open database"
+        );
+        drop(d);
+
+        // (c) a non-agent is never refused.
+        let mut o = w.owner_in(&w.protected);
+        if !prelude.is_empty() {
+            run_ok(&mut o, "prelude (owner, protected)", &prelude);
+        }
+        run_ok(&mut o, "owner in the protected database", &stmt);
+        assert_eq!(
+            probe(&w, &w.protected, self.probe),
+            self.done,
+            "after {stmt} by the owner in the protected database"
+        );
+        (w, msg)
+    }
+}
+
+const TABLE_EXISTS: &str = "SELECT count(*) FROM pg_class WHERE oid = to_regclass('public.orders')";
+
+// ---------------------------------------------------------------------------
+// DROP
+// ---------------------------------------------------------------------------
+
+#[test]
+fn drop_table() {
+    Form {
+        tag: "droptab",
+        agent_acts_for_owner: true,
+        stmt: "DROP TABLE orders",
+        probe: TABLE_EXISTS,
+        intact: 1,
+        done: 0,
+        says: &["DROP TABLE public.orders", "request_approval_token('DROP'"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn drop_table_if_exists_existing() {
+    Form {
+        tag: "dropife",
+        agent_acts_for_owner: true,
+        stmt: "DROP TABLE IF EXISTS orders",
+        probe: TABLE_EXISTS,
+        intact: 1,
+        done: 0,
+        says: &["DROP TABLE public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+/// IF EXISTS on a missing table is still a DROP: refused in the protected
+/// database (the policy does not guess what the agent meant to remove), a no-op
+/// elsewhere.
+#[test]
+fn drop_table_if_exists_missing() {
+    Form {
+        tag: "dropifm",
+        agent_acts_for_owner: true,
+        stmt: "DROP TABLE IF EXISTS no_such_table",
+        probe: TABLE_EXISTS,
+        intact: 1,
+        done: 1,
+        says: &["DROP TABLE no_such_table"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn drop_table_cascade() {
+    Form {
+        tag: "dropcasc",
+        agent_acts_for_owner: true,
+        setup: "CREATE VIEW recent_orders AS SELECT * FROM orders WHERE id > 5",
+        stmt: "DROP TABLE orders CASCADE",
+        probe: "SELECT count(*) FROM pg_class WHERE relname IN ('orders', 'recent_orders') \
+                AND relnamespace = 'public'::regnamespace",
+        intact: 2,
+        done: 0,
+        says: &["DROP TABLE public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn drop_several_tables() {
+    Form {
+        tag: "dropmulti",
+        agent_acts_for_owner: true,
+        setup: "CREATE TABLE customers (id int PRIMARY KEY);
+                INSERT INTO customers SELECT generate_series(1, 5)",
+        stmt: "DROP TABLE orders, customers",
+        probe: "SELECT count(*) FROM pg_class WHERE relname IN ('orders', 'customers') \
+                AND relnamespace = 'public'::regnamespace",
+        intact: 2,
+        done: 0,
+        says: &[
+            "DROP TABLE public.orders",
+            "DROP TABLE public.customers",
+            "one statement at a time",
+        ],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn drop_view() {
+    Form {
+        tag: "dropview",
+        agent_acts_for_owner: true,
+        setup: "CREATE VIEW recent_orders AS SELECT * FROM orders WHERE id > 5",
+        stmt: "DROP VIEW recent_orders",
+        probe: "SELECT count(*) FROM pg_class WHERE oid = to_regclass('public.recent_orders')",
+        intact: 1,
+        done: 0,
+        says: &["DROP VIEW public.recent_orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn drop_index() {
+    Form {
+        tag: "dropidx",
+        agent_acts_for_owner: true,
+        setup: "CREATE INDEX orders_note_idx ON orders (note)",
+        stmt: "DROP INDEX orders_note_idx",
+        probe: "SELECT count(*) FROM pg_class WHERE oid = to_regclass('public.orders_note_idx')",
+        intact: 1,
+        done: 0,
+        says: &["DROP INDEX public.orders_note_idx"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn drop_function() {
+    Form {
+        tag: "dropfn",
+        agent_acts_for_owner: true,
+        setup: "CREATE FUNCTION order_total(i int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2'",
+        stmt: "DROP FUNCTION order_total(int)",
+        probe: "SELECT count(*) FROM pg_proc WHERE proname = 'order_total'",
+        intact: 1,
+        done: 0,
+        says: &["DROP FUNCTION public.order_total(integer)"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn drop_schema_cascade() {
+    Form {
+        tag: "dropschema",
+        agent_acts_for_owner: true,
+        setup: "CREATE SCHEMA archive;
+                CREATE TABLE archive.old_orders AS SELECT * FROM public.orders",
+        stmt: "DROP SCHEMA archive CASCADE",
+        probe: "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'archive')
+                     + (SELECT count(*) FROM pg_class WHERE oid = to_regclass('archive.old_orders'))",
+        intact: 2,
+        done: 0,
+        says: &["DROP SCHEMA archive"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn drop_sequence() {
+    Form {
+        tag: "dropseq",
+        agent_acts_for_owner: true,
+        setup: "CREATE SEQUENCE order_numbers",
+        stmt: "DROP SEQUENCE order_numbers",
+        probe: "SELECT count(*) FROM pg_class WHERE oid = to_regclass('public.order_numbers')",
+        intact: 1,
+        done: 0,
+        says: &["DROP SEQUENCE public.order_numbers"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn drop_type() {
+    Form {
+        tag: "droptype",
+        agent_acts_for_owner: true,
+        setup: "CREATE TYPE order_state AS ENUM ('open', 'shipped')",
+        stmt: "DROP TYPE order_state",
+        probe: "SELECT count(*) FROM pg_type WHERE typname = 'order_state'",
+        intact: 1,
+        done: 0,
+        says: &["DROP TYPE public.order_state"],
+        ..Form::default()
+    }
+    .check();
+}
+
+/// DROP OWNED BY the agent itself. The owner cannot drop what the agent owns, so
+/// the non-agent check is the owner's own DROP OWNED BY.
+#[test]
+fn drop_owned_by_agent() {
+    let w = World::new("dropowned");
+    let probe_sql = "SELECT count(*) FROM pg_class WHERE oid = to_regclass('public.agent_notes')";
+    for db in [&w.protected, &w.open] {
+        run_ok(
+            &mut w.agent_in(db),
+            "agent creates a table",
+            "CREATE TABLE agent_notes (t text); INSERT INTO agent_notes VALUES ('keep me')",
+        );
+    }
+    let stmt = format!("DROP OWNED BY {}", w.agent);
+
+    let mut a = w.agent_in(&w.protected);
+    let msg = assert_guard_refused(a.batch_execute(&stmt));
+    assert!(msg.contains(&format!("DROP OWNED BY {}", w.agent)), "{msg}");
+    assert_eq!(probe(&w, &w.protected, probe_sql), 1);
+    assert_eq!(
+        count(&mut admin(&w.protected), "SELECT count(*) FROM agent_notes"),
+        1
+    );
+    // The agent's privileges on orders survive too.
+    assert_eq!(
+        count(&mut a, "SELECT count(*) FROM orders"),
+        10,
+        "the agent still reads orders"
+    );
+
+    run_ok(
+        &mut w.agent_in(&w.open),
+        "agent in the open database",
+        &stmt,
+    );
+    assert_eq!(probe(&w, &w.open, probe_sql), 0);
+
+    let mut o = w.owner_in(&w.protected);
+    run_ok(
+        &mut o,
+        "owner creates a table",
+        "CREATE TABLE owner_scratch (t text)",
+    );
+    run_ok(
+        &mut o,
+        "owner drops what it owns",
+        &format!("DROP OWNED BY {}", w.owner),
+    );
+    assert_eq!(
+        probe(
+            &w,
+            &w.protected,
+            "SELECT count(*) FROM pg_class WHERE oid = to_regclass('public.owner_scratch')"
+        ),
+        0
+    );
+}
+
+// ---------------------------------------------------------------------------
+// TRUNCATE
+// ---------------------------------------------------------------------------
+
+#[test]
+fn truncate_plain() {
+    Form {
+        tag: "trunc",
+        stmt: "TRUNCATE orders",
+        done: 0,
+        says: &[
+            "TRUNCATE public.orders",
+            "request_approval_token('TRUNCATE'",
+        ],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn truncate_only() {
+    Form {
+        tag: "trunconly",
+        stmt: "TRUNCATE ONLY orders",
+        done: 0,
+        says: &["TRUNCATE public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn truncate_cascade() {
+    Form {
+        tag: "trunccasc",
+        setup: "CREATE TABLE order_lines (order_id int REFERENCES orders (id), qty int);
+                INSERT INTO order_lines SELECT g, 1 FROM generate_series(1, 10) g;
+                GRANT ALL ON order_lines TO {agent}",
+        stmt: "TRUNCATE orders CASCADE",
+        probe: "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_lines)",
+        intact: 20,
+        done: 0,
+        says: &["TRUNCATE public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn truncate_several_tables() {
+    Form {
+        tag: "truncmulti",
+        setup: "CREATE TABLE customers (id int PRIMARY KEY);
+                INSERT INTO customers SELECT generate_series(1, 5);
+                GRANT ALL ON customers TO {agent}",
+        stmt: "TRUNCATE orders, customers",
+        probe: "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM customers)",
+        intact: 15,
+        done: 0,
+        says: &["TRUNCATE public.orders", "TRUNCATE public.customers"],
+        ..Form::default()
+    }
+    .check();
+}
+
+const EVENTS_SETUP: &str = "CREATE TABLE events (id int, at date) PARTITION BY RANGE (at);
+     CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+     CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+     INSERT INTO events SELECT g, date '2024-06-01' + g * 30 FROM generate_series(1, 10) g;
+     GRANT ALL ON events, events_2024, events_2025 TO {agent}";
+
+#[test]
+fn truncate_partitioned_table() {
+    Form {
+        tag: "truncpart",
+        setup: EVENTS_SETUP,
+        stmt: "TRUNCATE events",
+        probe: "SELECT count(*) FROM events",
+        intact: 10,
+        done: 0,
+        says: &["TRUNCATE public.events"],
+        ..Form::default()
+    }
+    .check();
+}
+
+// ---------------------------------------------------------------------------
+// DELETE, wherever it runs
+// ---------------------------------------------------------------------------
+
+#[test]
+fn delete_in_writable_cte() {
+    Form {
+        tag: "delcte",
+        stmt: "WITH d AS (DELETE FROM orders WHERE id = 1 RETURNING *) SELECT count(*) FROM d",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn merge_then_delete() {
+    Form {
+        tag: "delmerge",
+        stmt: "MERGE INTO orders o USING (VALUES (1)) AS s(id) ON o.id = s.id \
+               WHEN MATCHED THEN DELETE",
+        says: &["MERGE ... THEN DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn delete_in_plpgsql_function() {
+    Form {
+        tag: "delplpgsql",
+        setup_as: Who::Agent,
+        setup: "CREATE FUNCTION purge_order(i int) RETURNS void LANGUAGE plpgsql
+                AS $$ BEGIN DELETE FROM orders WHERE id = i; END $$",
+        stmt: "SELECT purge_order(1)",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn delete_in_procedure() {
+    Form {
+        tag: "delproc",
+        setup_as: Who::Agent,
+        setup: "CREATE PROCEDURE purge_order_proc(i int) LANGUAGE plpgsql
+                AS $$ BEGIN DELETE FROM orders WHERE id = i; END $$",
+        stmt: "CALL purge_order_proc(1)",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn delete_in_do_block() {
+    Form {
+        tag: "deldo",
+        stmt: "DO $$ BEGIN DELETE FROM orders WHERE id = 1; END $$",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn delete_by_dynamic_execute_in_do_block() {
+    Form {
+        tag: "deldyn",
+        stmt: "DO $$ BEGIN EXECUTE format('DELETE FROM %I WHERE id = %s', 'orders', 1); END $$",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+/// A SECURITY DEFINER function owned by the non-agent owner: inside it
+/// current_user is the owner, but session_user is still the agent. The agent's
+/// own DELETE privilege is revoked, so the definer's rights are the only route.
+#[test]
+fn delete_through_security_definer_function_of_owner() {
+    let (w, msg) = Form {
+        tag: "deldefiner",
+        setup: "CREATE FUNCTION owner_purge(i int) RETURNS void
+                LANGUAGE plpgsql SECURITY DEFINER SET search_path = public
+                AS $$ BEGIN DELETE FROM orders WHERE id = i; END $$;
+                REVOKE DELETE ON orders FROM {agent}",
+        stmt: "SELECT owner_purge(1)",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+    assert!(
+        msg.contains(&format!("acting as \"{}\"", w.owner)),
+        "the refusal names the definer the agent acted as: {msg}"
+    );
+    // Without the function the agent could not delete at all.
+    let mut a = w.agent_in(&w.open);
+    let e = assert_refused(a.batch_execute("DELETE FROM orders WHERE id = 2"));
+    assert!(e.contains("permission denied"), "{e}");
+}
+
+#[test]
+fn delete_in_sql_function() {
+    Form {
+        tag: "delsqlfn",
+        setup_as: Who::Agent,
+        setup: "CREATE FUNCTION purge_order_sql(i int) RETURNS void LANGUAGE sql
+                AS 'DELETE FROM orders WHERE id = $1'",
+        stmt: "SELECT purge_order_sql(1)",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+/// PREPARE is not refused (it deletes nothing); EXECUTE is.
+#[test]
+fn delete_by_prepare_execute() {
+    Form {
+        tag: "delprep",
+        prelude: "PREPARE purge(int) AS DELETE FROM orders WHERE id = $1",
+        stmt: "EXECUTE purge(1)",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+/// A rule the agent creates on its own table: creating it is allowed, the
+/// DELETE it sets off is not (and the INSERT that fired it is rolled back).
+#[test]
+fn delete_by_rule_created_by_agent() {
+    let (w, _) = Form {
+        tag: "delrule",
+        setup_as: Who::Agent,
+        setup: "CREATE TABLE order_log (x int);
+                GRANT ALL ON order_log TO {owner};
+                CREATE RULE purge_on_log AS ON INSERT TO order_log
+                    DO ALSO DELETE FROM orders WHERE id = NEW.x",
+        stmt: "INSERT INTO order_log VALUES (1)",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+    assert_eq!(
+        count(&mut admin(&w.open), "SELECT count(*) FROM order_log"),
+        1
+    );
+    // Refused INSERT rolled back; the owner's went through.
+    assert_eq!(
+        count(&mut admin(&w.protected), "SELECT count(*) FROM order_log"),
+        1
+    );
+}
+
+/// A trigger the agent creates, whose function deletes.
+#[test]
+fn delete_by_trigger_created_by_agent() {
+    let (w, _) = Form {
+        tag: "deltrig",
+        setup_as: Who::Agent,
+        setup: "CREATE TABLE order_log (x int);
+                GRANT ALL ON order_log TO {owner};
+                CREATE FUNCTION purge_from_log() RETURNS trigger LANGUAGE plpgsql
+                    AS $$ BEGIN DELETE FROM orders WHERE id = NEW.x; RETURN NEW; END $$;
+                CREATE TRIGGER purge_after_log AFTER INSERT ON order_log
+                    FOR EACH ROW EXECUTE FUNCTION purge_from_log()",
+        stmt: "INSERT INTO order_log VALUES (1)",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+    assert_eq!(
+        count(&mut admin(&w.protected), "SELECT count(*) FROM order_log"),
+        1,
+        "only the owner's INSERT is there"
+    );
+}
+
+/// SET ROLE to a non-agent role the agent is a member of changes current_user
+/// only; session_user is still the agent.
+#[test]
+fn set_role_to_non_agent_does_not_escape() {
+    let (w, msg) = Form {
+        tag: "setrole",
+        agent_acts_for_owner: true,
+        prelude: "SET ROLE {owner}",
+        stmt: "DELETE FROM orders WHERE id = 1",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+    assert!(msg.contains(&format!("acting as \"{}\"", w.owner)), "{msg}");
+    // The utility path too: DROP TABLE after SET ROLE.
+    let mut a = w.agent_in(&w.protected);
+    run_ok(&mut a, "set role", &format!("SET ROLE {}", w.owner));
+    assert_eq!(count(&mut a, "SELECT count(*) FROM orders"), 9);
+    assert_guard_refused(a.batch_execute("DROP TABLE orders"));
+    assert_guard_refused(a.batch_execute("TRUNCATE orders"));
+    assert_eq!(orders_rows(&w.protected), 9);
+}
+
+// ---------------------------------------------------------------------------
+// UPDATE: protected only when listed
+// ---------------------------------------------------------------------------
+
+const CHANGED: &str = "SELECT count(*) FROM orders WHERE note = 'changed'";
+
+#[test]
+fn update_refused_when_listed() {
+    Form {
+        tag: "updlisted",
+        settings: UPDATE_LISTED,
+        stmt: "UPDATE orders SET note = 'changed' WHERE id = 1",
+        probe: CHANGED,
+        intact: 0,
+        done: 1,
+        says: &["UPDATE on public.orders", "request_approval_token('UPDATE'"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn upsert_do_update_refused_when_update_listed() {
+    let (w, _) = Form {
+        tag: "upsert",
+        settings: UPDATE_LISTED,
+        stmt: "INSERT INTO orders VALUES (1, 'changed') \
+               ON CONFLICT (id) DO UPDATE SET note = excluded.note",
+        probe: CHANGED,
+        intact: 0,
+        done: 1,
+        says: &["INSERT ... ON CONFLICT DO UPDATE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+    // DO NOTHING changes no row: allowed.
+    let mut a = w.agent_in(&w.protected);
+    run_ok(
+        &mut a,
+        "upsert do nothing",
+        "INSERT INTO orders VALUES (2, 'changed') ON CONFLICT (id) DO NOTHING;
+         INSERT INTO orders VALUES (11, 'new') ON CONFLICT (id) DO NOTHING",
+    );
+    assert_eq!(orders_rows(&w.protected), 11);
+}
+
+#[test]
+fn merge_then_update_refused_when_update_listed() {
+    Form {
+        tag: "mergeupd",
+        settings: UPDATE_LISTED,
+        stmt: "MERGE INTO orders o USING (VALUES (1)) AS s(id) ON o.id = s.id \
+               WHEN MATCHED THEN UPDATE SET note = 'changed'",
+        probe: CHANGED,
+        intact: 0,
+        done: 1,
+        says: &["MERGE ... THEN UPDATE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn update_allowed_when_not_listed() {
+    let w = World::new("updopen");
+    let mut a = w.agent_in(&w.protected);
+    assert_eq!(
+        a.execute("UPDATE orders SET note = 'changed' WHERE id = 1", &[])
+            .unwrap(),
+        1
+    );
+    run_ok(
+        &mut a,
+        "upsert",
+        "INSERT INTO orders VALUES (2, 'changed') ON CONFLICT (id) DO UPDATE SET note = excluded.note",
+    );
+    assert_eq!(count(&mut admin(&w.protected), CHANGED), 2);
+}
+
+// ---------------------------------------------------------------------------
+// ALTER: protected only when listed
+// ---------------------------------------------------------------------------
+
+const NOTE_IS_TEXT: &str =
+    "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.orders'::regclass \
+     AND attname = 'note' AND atttypid = 'text'::regtype AND NOT attisdropped";
+
+#[test]
+fn alter_drop_column_refused_when_listed() {
+    Form {
+        tag: "altdropcol",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        stmt: "ALTER TABLE orders DROP COLUMN note",
+        probe: NOTE_IS_TEXT,
+        intact: 1,
+        done: 0,
+        says: &[
+            "DROP COLUMN note",
+            "public.orders",
+            "request_approval_token('ALTER'",
+        ],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn alter_column_type_refused_when_listed() {
+    Form {
+        tag: "alttype",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        stmt: "ALTER TABLE orders ALTER COLUMN note TYPE varchar(50)",
+        probe: NOTE_IS_TEXT,
+        intact: 1,
+        done: 0,
+        says: &["ALTER COLUMN note TYPE", "public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn alter_detach_partition_refused_when_listed() {
+    Form {
+        tag: "altdetach",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        setup: EVENTS_SETUP,
+        stmt: "ALTER TABLE events DETACH PARTITION events_2024",
+        probe: "SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.events'::regclass",
+        intact: 2,
+        done: 1,
+        says: &["DETACH PARTITION", "public.events"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn alter_rename_table_refused_when_listed() {
+    Form {
+        tag: "altrentab",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        stmt: "ALTER TABLE orders RENAME TO orders_old",
+        probe: TABLE_EXISTS,
+        intact: 1,
+        done: 0,
+        says: &["RENAME TO orders_old", "public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn alter_rename_column_refused_when_listed() {
+    Form {
+        tag: "altrencol",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        stmt: "ALTER TABLE orders RENAME COLUMN note TO remark",
+        probe: NOTE_IS_TEXT,
+        intact: 1,
+        done: 0,
+        says: &["RENAME COLUMN note TO remark", "public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn alter_add_column_allowed_when_listed() {
+    let w = World::with_settings("altadd", ALTER_LISTED);
+    agent_acts_for_owner(&w);
+    let mut a = w.agent_in(&w.protected);
+    run_ok(
+        &mut a,
+        "add column",
+        "ALTER TABLE orders ADD COLUMN shipped boolean DEFAULT false",
+    );
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM orders WHERE NOT shipped"
+        ),
+        10
+    );
+}
+
+#[test]
+fn alter_drop_column_allowed_when_not_listed() {
+    let w = World::new("altopen");
+    agent_acts_for_owner(&w);
+    let mut a = w.agent_in(&w.protected);
+    run_ok(
+        &mut a,
+        "drop column",
+        "ALTER TABLE orders DROP COLUMN note; ALTER TABLE orders RENAME TO orders_renamed",
+    );
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM orders_renamed"
+        ),
+        10
+    );
+}
+
+// ---------------------------------------------------------------------------
+// DROP DATABASE: decided by the target database's own settings
+// ---------------------------------------------------------------------------
+
+/// Creates a database owned by `owner`, with require_approval on when asked.
+fn make_database(owner: &str, require_approval: bool) -> String {
+    let name = unique("victimdb");
+    let mut a = admin("postgres");
+    run_ok(
+        &mut a,
+        "create database",
+        &format!("CREATE DATABASE {name} OWNER {owner}"),
+    );
+    if require_approval {
+        run_ok(
+            &mut a,
+            "protect database",
+            &format!("ALTER DATABASE {name} SET ai_agent_safety.require_approval = on"),
+        );
+    }
+    name
+}
+
+fn database_exists(name: &str) -> bool {
+    count(
+        &mut admin("postgres"),
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+    ) == 1
+}
+
+#[test]
+fn drop_database_protected_target_refused_from_open_database() {
+    let w = World::new("dropdb");
+    let x = make_database(&w.agent, true);
+    // The current database does not require approval; the target does.
+    let mut a = w.agent_in(&w.open);
+    for stmt in [
+        format!("DROP DATABASE {x}"),
+        format!("DROP DATABASE {x} WITH (FORCE)"),
+        format!("DROP DATABASE IF EXISTS {x}"),
+    ] {
+        let msg = assert_guard_refused(a.batch_execute(&stmt));
+        assert!(msg.contains(&format!("DROP DATABASE {x}")), "{msg}");
+        assert!(msg.contains(&format!("Database \"{x}\"")), "{msg}");
+        assert!(database_exists(&x), "{x} survived {stmt}");
+    }
+    // From the protected database as well.
+    let mut p = w.agent_in(&w.protected);
+    assert_guard_refused(p.batch_execute(&format!("DROP DATABASE {x} WITH (FORCE)")));
+    assert!(database_exists(&x));
+
+    // A non-agent dropping its own protected database is not refused.
+    let y = make_database(&w.owner, true);
+    run_ok(
+        &mut w.owner_in(&w.open),
+        "owner drops its database",
+        &format!("DROP DATABASE {y} WITH (FORCE)"),
+    );
+    assert!(!database_exists(&y));
+}
+
+#[test]
+fn drop_database_unprotected_target_allowed_from_protected_database() {
+    let w = World::new("dropdbok");
+    let x = make_database(&w.agent, false);
+    let y = make_database(&w.agent, false);
+    let mut a = w.agent_in(&w.protected);
+    run_ok(&mut a, "drop database", &format!("DROP DATABASE {x}"));
+    assert!(!database_exists(&x));
+    run_ok(
+        &mut a,
+        "drop database with force",
+        &format!("DROP DATABASE {y} WITH (FORCE)"),
+    );
+    assert!(!database_exists(&y));
+    // A missing database is nothing to protect.
+    run_ok(
+        &mut a,
+        "drop missing database",
+        &format!("DROP DATABASE IF EXISTS {x}"),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The agent cannot switch the guard off
+// ---------------------------------------------------------------------------
+
+#[test]
+fn agent_cannot_change_guard_settings() {
+    let w = World::new("settings");
+    let mut a = w.agent_in(&w.protected);
+    let attempts = [
+        "SET ai_agent_safety.require_approval = off".to_string(),
+        "SET LOCAL ai_agent_safety.require_approval = off".to_string(),
+        "RESET ai_agent_safety.require_approval".to_string(),
+        "SELECT set_config('ai_agent_safety.require_approval', 'off', false)".to_string(),
+        "SET ai_agent_safety.protected_operations = ''".to_string(),
+        "SELECT set_config('ai_agent_safety.protected_operations', '', false)".to_string(),
+        "SET ai_agent_safety.agent_role = 'nobody'".to_string(),
+        format!(
+            "ALTER ROLE {} SET ai_agent_safety.require_approval = off",
+            w.agent
+        ),
+        format!(
+            "ALTER ROLE {} IN DATABASE {} SET ai_agent_safety.require_approval = off",
+            w.agent, w.protected
+        ),
+        format!(
+            "ALTER DATABASE {} SET ai_agent_safety.require_approval = off",
+            w.protected
+        ),
+        format!(
+            "ALTER DATABASE {} RESET ai_agent_safety.require_approval",
+            w.protected
+        ),
+    ];
+    for stmt in &attempts {
+        let msg = assert_refused(a.batch_execute(stmt));
+        assert!(
+            msg.contains("permission denied") || msg.contains("must be owner"),
+            "{stmt}: {msg}"
+        );
+    }
+    // Even as a member of the database owner's role, database settings stay out
+    // of reach.
+    agent_acts_for_owner(&w);
+    for stmt in [
+        format!(
+            "ALTER DATABASE {} SET ai_agent_safety.require_approval = off",
+            w.protected
+        ),
+        format!(
+            "ALTER DATABASE {} SET ai_agent_safety.protected_operations = ''",
+            w.protected
+        ),
+    ] {
+        assert_refused(w.agent_in(&w.protected).batch_execute(&stmt));
+    }
+    // Nothing changed: in this session and in a new one the guard still refuses.
+    assert_eq!(
+        count(
+            &mut a,
+            "SELECT (current_setting('ai_agent_safety.require_approval') = 'on')::int::bigint"
+        ),
+        1
+    );
+    assert_guard_refused(a.batch_execute("DELETE FROM orders WHERE id = 1"));
+    let mut fresh = w.agent_in(&w.protected);
+    assert_guard_refused(fresh.batch_execute("DELETE FROM orders WHERE id = 1"));
+    assert_eq!(
+        count(
+            &mut admin("postgres"),
+            &format!(
+                "SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
+                 WHERE d.datname = '{}' AND 'ai_agent_safety.require_approval=on' = ANY (s.setconfig)",
+                w.protected
+            )
+        ),
+        1
+    );
+    assert_eq!(orders_rows(&w.protected), 10);
+}
+
+#[test]
+fn invalid_protected_operations_rejected_for_superuser() {
+    let w = World::new("badops");
+    let mut s = admin(&w.protected);
+    let msg = assert_sqlstate(
+        s.batch_execute("SET ai_agent_safety.protected_operations = 'DROP, EXPLODE'"),
+        "22023",
+    );
+    assert!(msg.contains("EXPLODE"), "{msg}");
+    assert!(
+        msg.contains("DROP, DELETE, TRUNCATE, UPDATE, ALTER"),
+        "the error lists the accepted words: {msg}"
+    );
+    let msg = assert_sqlstate(
+        s.batch_execute(&format!(
+            "ALTER DATABASE {} SET ai_agent_safety.protected_operations = 'DROP, NUKE'",
+            w.protected
+        )),
+        "22023",
+    );
+    assert!(msg.contains("NUKE"), "{msg}");
+    assert!(
+        msg.contains("DROP, DELETE, TRUNCATE, UPDATE, ALTER"),
+        "{msg}"
+    );
+    let msg = assert_sqlstate(
+        s.batch_execute(&format!(
+            "ALTER ROLE {} SET ai_agent_safety.protected_operations = 'DROP,,DELETE'",
+            w.agent
+        )),
+        "22023",
+    );
+    assert!(msg.contains("empty entry"), "{msg}");
+    // The setting was not changed: still the default.
+    assert_eq!(
+        count(
+            &mut s,
+            "SELECT (current_setting('ai_agent_safety.protected_operations') = 'DROP, DELETE, TRUNCATE')::int::bigint"
+        ),
+        1
+    );
+    // A valid list is accepted, in any case and spacing.
+    run_ok(
+        &mut s,
+        "valid list",
+        "SET ai_agent_safety.protected_operations = 'drop,Delete , TRUNCATE, update, ALTER'",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// CREATE EXTENSION without the library preloaded
+// ---------------------------------------------------------------------------
+
+const NOPRELOAD_PORT: u16 = 55441;
+
+/// Stops the second cluster however the test ends.
+struct StopCluster(&'static str);
+impl Drop for StopCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("source scripts/lib.sh && cluster_stop {}", self.0))
+            .current_dir(repo_root())
+            .output();
+    }
+}
+
+#[test]
+fn create_extension_requires_preload() {
+    let _stop = StopCluster("nopreload");
+    run_lib_sh(&format!(
+        "cluster_start nopreload {NOPRELOAD_PORT} --no-preload"
+    ));
+    let mut c = connect_port(NOPRELOAD_PORT, "postgres", "postgres");
+    let msg = assert_sqlstate(c.batch_execute("CREATE EXTENSION ai_agent_safety"), "55000");
+    assert!(msg.contains("shared_preload_libraries"), "{msg}");
+    for probe_sql in [
+        "SELECT count(*) FROM pg_namespace WHERE nspname = 'ai_agent_safety'",
+        "SELECT count(*) FROM pg_extension WHERE extname = 'ai_agent_safety'",
+        "SELECT count(*) FROM pg_roles WHERE rolname IN ('ai_agent', 'ai_agent_approver')",
+    ] {
+        assert_eq!(count(&mut c, probe_sql), 0, "{probe_sql}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What agents may do
+// ---------------------------------------------------------------------------
+
+#[test]
+fn select_and_insert_allowed_in_protected_database() {
+    let w = World::new("readwrite");
+    let mut a = w.agent_in(&w.protected);
+    assert_eq!(count(&mut a, "SELECT count(*) FROM orders"), 10);
+    assert_eq!(
+        a.execute("INSERT INTO orders VALUES (11, 'new')", &[])
+            .unwrap(),
+        1
+    );
+    run_ok(
+        &mut a,
+        "insert select, create, select for update",
+        "INSERT INTO orders SELECT g, 'bulk' FROM generate_series(12, 20) g;
+         CREATE TABLE agent_scratch AS SELECT * FROM orders;
+         BEGIN; SELECT * FROM orders WHERE id = 1 FOR UPDATE; COMMIT;
+         EXPLAIN DELETE FROM orders",
+    );
+    assert_eq!(orders_rows(&w.protected), 20);
 }
