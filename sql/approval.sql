@@ -147,6 +147,7 @@ DECLARE
     why text := ai_agent_safety._check_text('reason', reason, 2000, false);
     shown text;
     new_id uuid;
+    payload text;
 BEGIN
     IF (classid IS NULL) <> (objid IS NULL) THEN
         RAISE EXCEPTION 'target is incomplete' USING ERRCODE = 'invalid_parameter_value';
@@ -161,14 +162,30 @@ BEGIN
     INSERT INTO ai_agent_safety.tokens (requested_by, operation, target_classid, target_objid, target_text, task_id, reason)
     VALUES (session_user, op, classid, objid, shown, task, why)
     RETURNING id INTO new_id;
-    PERFORM pg_notify('ai_agent_safety_requests', json_build_object(
+    payload := json_build_object(
         'token', new_id,
         'database', current_database(),
         'requester', session_user,
         'operation', op,
         'target', COALESCE(shown, 'any object'),
         'task_id', task,
-        'reason', why)::text);
+        'reason', why)::text;
+    -- NOTIFY payloads must stay under 8000 bytes. A reason of 2000 characters
+    -- can exceed that (4-byte characters, or control characters JSON escapes as
+    -- \u00XX), and pg_notify would then fail the whole request. Shorten the
+    -- texts in the notice instead; the full request is in pending_requests.
+    IF octet_length(payload) > 7900 THEN
+        payload := json_build_object(
+            'token', new_id,
+            'database', current_database(),
+            'requester', session_user,
+            'operation', op,
+            'target', left(COALESCE(shown, 'any object'), 200),
+            'task_id', left(task, 200),
+            'reason', left(why, 200),
+            'truncated', true)::text;
+    END IF;
+    PERFORM pg_notify('ai_agent_safety_requests', payload);
     RETURN new_id;
 END $$;
 REVOKE ALL ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text) FROM PUBLIC;

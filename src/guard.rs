@@ -82,6 +82,7 @@ pub fn check(stmt: &crate::classify::StatementOps, source: &str) -> Verdict {
                 match decide(&session, &here, target.as_ref(), &stmt.ops, &again, now) {
                     Decision::Deny(d) => refuse(d),
                     _ => refuse(Denial {
+                        source: "token",
                         message: format!("approval token {token} could not be consumed"),
                         detail: "Another session used or changed it at the same moment.".into(),
                         hint: "Request a new token with request_approval_token.".into(),

@@ -1097,3 +1097,98 @@ fn bad_requests_are_rejected() {
         0
     );
 }
+
+/// A reason within the 2000-character limit must never make the request fail,
+/// even when its NOTIFY payload would exceed PostgreSQL's 8000-byte limit
+/// (4-byte characters; control characters that JSON escapes as \u00XX).
+#[test]
+fn long_reason_still_requests_and_notifies() {
+    let w = World::new("longreason");
+    let dba_role = new_approver("longreason");
+    let mut dba = connect(&dba_role, &w.protected);
+    dba.batch_execute("LISTEN ai_agent_safety_requests")
+        .unwrap();
+    let mut agent = w.agent_in(&w.protected);
+    let emoji = "\u{1F600}".repeat(2000);
+    let control = "\u{1}".repeat(2000);
+    let mut tokens = vec![];
+    for reason in [&emoji, &control] {
+        let t = try_request(
+            &mut agent,
+            "DELETE",
+            Some(&"\u{1}".repeat(200)),
+            Some("orders"),
+            Some(reason),
+        )
+        .unwrap_or_else(|e| panic!("request with a 2000-character reason: {}", describe(&e)));
+        tokens.push(t);
+    }
+    for (t, reason) in tokens.iter().zip([&emoji, &control]) {
+        let n = dba
+            .notifications()
+            .timeout_iter(Duration::from_secs(30))
+            .next()
+            .unwrap()
+            .expect("no NOTIFY within 30 s");
+        let r = dba
+            .query_one(
+                "SELECT j->>'token', j->>'truncated', length(j->>'reason') FROM (SELECT $1::text::json AS j) s",
+                &[&n.payload()],
+            )
+            .unwrap();
+        assert_eq!(r.get::<_, Option<String>>(0).as_deref(), Some(t.as_str()));
+        assert_eq!(r.get::<_, Option<String>>(1).as_deref(), Some("true"));
+        // The approver still reads the whole reason.
+        let full: String = dba
+            .query_one(
+                "SELECT reason FROM ai_agent_safety.pending_requests WHERE token = $1::text::uuid",
+                &[&t],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(&full, reason);
+    }
+}
+
+/// A token requested with no target is shown to the approver as "one DROP on
+/// any object in database <here>": it must not let the agent DROP DATABASE of a
+/// different, protected database.
+#[test]
+fn any_object_token_does_not_cover_another_database() {
+    let w = World::new("anydb");
+    let victim = unique("anydb_victim");
+    let mut su = admin("postgres");
+    su.batch_execute(&format!("CREATE DATABASE {victim} OWNER {}", w.agent))
+        .unwrap();
+    su.batch_execute(&format!(
+        "ALTER DATABASE {victim} SET ai_agent_safety.require_approval = on"
+    ))
+    .unwrap();
+    let dba_role = new_approver("anydb");
+    let mut agent = w.agent_in(&w.open);
+    let t = request(&mut agent, "DROP", None);
+    let mut dba = connect(&dba_role, &w.open);
+    let would: String = dba
+        .query_one(
+            "SELECT would_allow FROM ai_agent_safety.pending_requests WHERE token = $1::text::uuid",
+            &[&t],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        would.contains(&format!("any object in database {}", w.open)),
+        "{would}"
+    );
+    grant(&mut dba, &t);
+    present(&mut agent, &t);
+    let r = agent.batch_execute(&format!("DROP DATABASE {victim}"));
+    let gone = count(
+        &mut su,
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{victim}'"),
+    ) == 0;
+    if !gone {
+        su.batch_execute(&format!("DROP DATABASE {victim}"))
+            .unwrap();
+    }
+    assert_refused(r);
+}

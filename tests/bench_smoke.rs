@@ -1,1 +1,309 @@
-//! (tests to come)
+//! Smoke test of the benchmark command: `scripts/bench --smoke` (1 round per
+//! side, 1 s per run, every scenario) on its own cluster, then checks that every
+//! scenario 1-5 produced numbers in the JSON summary, scenario 6 is marked
+//! skipped, and the output ends with `worst_ratio=<x.xxx>`. No timing assertions.
+//!
+//! The bench builds its own cluster (name `bench-smoke`, port 55451 unless
+//! AAS_BENCH_SMOKE_PORT says otherwise, within 55450-55459), so it never touches
+//! the integration cluster. It uses the installed extension: unless
+//! AAS_BENCH_SKIP_INSTALL is set explicitly, it is set to 1 here (scripts/test
+//! installs the extension before the integration tests).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo_root() -> PathBuf {
+    match std::env::var_os("AAS_REPO_ROOT") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
+    }
+}
+
+#[test]
+fn bench_smoke_reports_every_scenario() {
+    let root = repo_root();
+    let json_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench_smoke.json");
+    let _ = std::fs::remove_file(&json_path);
+    let port = std::env::var("AAS_BENCH_SMOKE_PORT").unwrap_or_else(|_| "55451".into());
+    let skip_install = std::env::var("AAS_BENCH_SKIP_INSTALL").unwrap_or_else(|_| "1".into());
+
+    let out = Command::new(root.join("scripts/bench"))
+        .args([
+            "--smoke",
+            "--port",
+            &port,
+            "--name",
+            "bench-smoke",
+            "--json",
+        ])
+        .arg(&json_path)
+        .env("AAS_BENCH_SKIP_INSTALL", skip_install)
+        .current_dir(&root)
+        .output()
+        .expect("run scripts/bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "scripts/bench --smoke failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+
+    // The very last line: worst_ratio=<x.xxx>.
+    let last = stdout.lines().last().unwrap_or("");
+    let value = last
+        .strip_prefix("worst_ratio=")
+        .unwrap_or_else(|| panic!("last line is not worst_ratio=...: {last:?}\n{stdout}"));
+    let (int, frac) = value
+        .split_once('.')
+        .unwrap_or_else(|| panic!("worst_ratio is not x.xxx: {value:?}"));
+    assert!(
+        !int.is_empty()
+            && int.bytes().all(|b| b.is_ascii_digit())
+            && frac.len() == 3
+            && frac.bytes().all(|b| b.is_ascii_digit()),
+        "worst_ratio is not x.xxx: {value:?}"
+    );
+
+    let text = std::fs::read_to_string(&json_path)
+        .unwrap_or_else(|e| panic!("read {}: {e}\n{stdout}", json_path.display()));
+    let doc = Parser::parse(&text).unwrap_or_else(|e| panic!("JSON summary: {e}\n{text}"));
+    assert!(num(&doc, &["worst_ratio"]) > 0.0);
+
+    let scenarios: BTreeMap<String, &Json> = match doc.get("scenarios") {
+        Some(Json::Arr(items)) => items
+            .iter()
+            .map(|s| (string(s, &["id"]).to_string(), s))
+            .collect(),
+        other => panic!("scenarios is not an array: {other:?}"),
+    };
+    for id in ["1", "2", "3", "4"] {
+        let s = scenarios
+            .get(id)
+            .unwrap_or_else(|| panic!("scenario {id} missing"));
+        assert_eq!(string(s, &["status"]), "measured", "scenario {id}");
+        for path in [&["with", "median"][..], &["without", "median"], &["ratio"]] {
+            assert!(
+                num(s, path) > 0.0,
+                "scenario {id}: {path:?} is not positive"
+            );
+        }
+        for path in [
+            &["with", "min"][..],
+            &["with", "max"],
+            &["without", "min"],
+            &["without", "max"],
+        ] {
+            num(s, path);
+        }
+    }
+    let s5 = scenarios.get("5").expect("scenario 5 missing");
+    assert_eq!(string(s5, &["status"]), "measured");
+    for path in [
+        &["token_path", "median"][..],
+        &["plain_delete", "median"],
+        &["seeded", "token_path", "median"],
+        &["seeded", "ratio_to_empty"],
+    ] {
+        assert!(num(s5, path) > 0.0, "scenario 5: {path:?} is not positive");
+    }
+    num(s5, &["added_ms"]);
+    let s6 = scenarios.get("6").expect("scenario 6 missing");
+    assert_eq!(string(s6, &["status"]), "skipped");
+}
+
+fn lookup<'a>(v: &'a Json, path: &[&str]) -> &'a Json {
+    path.iter().fold(v, |cur, k| {
+        cur.get(k)
+            .unwrap_or_else(|| panic!("missing {k:?} (path {path:?}) in {cur:?}"))
+    })
+}
+
+fn num(v: &Json, path: &[&str]) -> f64 {
+    match lookup(v, path) {
+        Json::Num(n) if n.is_finite() => *n,
+        other => panic!("{path:?} is not a number: {other:?}"),
+    }
+}
+
+fn string<'a>(v: &'a Json, path: &[&str]) -> &'a str {
+    match lookup(v, path) {
+        Json::Str(s) => s,
+        other => panic!("{path:?} is not a string: {other:?}"),
+    }
+}
+
+/// Just enough JSON for the summary (the test crate has no JSON dependency).
+#[derive(Debug)]
+enum Json {
+    Null,
+    Bool(#[allow(dead_code)] bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Obj(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn parse(text: &'a str) -> Result<Json, String> {
+        let mut p = Parser {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        let v = p.value()?;
+        p.ws();
+        if p.i != p.s.len() {
+            return Err(format!("trailing data at byte {}", p.i));
+        }
+        Ok(v)
+    }
+
+    fn ws(&mut self) {
+        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, lit: &str) -> bool {
+        if self.s[self.i..].starts_with(lit.as_bytes()) {
+            self.i += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), String> {
+        self.ws();
+        if self.s.get(self.i) == Some(&c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(format!("expected {:?} at byte {}", c as char, self.i))
+        }
+    }
+
+    fn value(&mut self) -> Result<Json, String> {
+        self.ws();
+        match self.s.get(self.i) {
+            None => Err("unexpected end".into()),
+            Some(b'{') => {
+                self.i += 1;
+                let mut fields = Vec::new();
+                self.ws();
+                if self.eat("}") {
+                    return Ok(Json::Obj(fields));
+                }
+                loop {
+                    self.ws();
+                    let k = match self.value()? {
+                        Json::Str(k) => k,
+                        _ => return Err(format!("object key expected at byte {}", self.i)),
+                    };
+                    self.expect(b':')?;
+                    fields.push((k, self.value()?));
+                    self.ws();
+                    if self.eat("}") {
+                        return Ok(Json::Obj(fields));
+                    }
+                    self.expect(b',')?;
+                }
+            }
+            Some(b'[') => {
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.eat("]") {
+                    return Ok(Json::Arr(items));
+                }
+                loop {
+                    items.push(self.value()?);
+                    self.ws();
+                    if self.eat("]") {
+                        return Ok(Json::Arr(items));
+                    }
+                    self.expect(b',')?;
+                }
+            }
+            Some(b'"') => {
+                self.i += 1;
+                let mut out = String::new();
+                loop {
+                    let c = *self.s.get(self.i).ok_or("unterminated string")?;
+                    self.i += 1;
+                    match c {
+                        b'"' => return Ok(Json::Str(out)),
+                        b'\\' => {
+                            let e = *self.s.get(self.i).ok_or("unterminated escape")?;
+                            self.i += 1;
+                            match e {
+                                b'n' => out.push('\n'),
+                                b't' => out.push('\t'),
+                                b'r' => out.push('\r'),
+                                b'b' => out.push('\u{8}'),
+                                b'f' => out.push('\u{c}'),
+                                b'u' => {
+                                    let hex = std::str::from_utf8(
+                                        self.s.get(self.i..self.i + 4).ok_or("short \\u")?,
+                                    )
+                                    .map_err(|e| e.to_string())?;
+                                    let cp =
+                                        u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
+                                    self.i += 4;
+                                    out.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
+                                }
+                                other => out.push(other as char),
+                            }
+                        }
+                        _ => {
+                            // Copy one UTF-8 sequence.
+                            let start = self.i - 1;
+                            let mut end = self.i;
+                            while end < self.s.len() && (self.s[end] & 0xC0) == 0x80 {
+                                end += 1;
+                            }
+                            out.push_str(
+                                std::str::from_utf8(&self.s[start..end])
+                                    .map_err(|e| e.to_string())?,
+                            );
+                            self.i = end;
+                        }
+                    }
+                }
+            }
+            Some(_) if self.eat("true") => Ok(Json::Bool(true)),
+            Some(_) if self.eat("false") => Ok(Json::Bool(false)),
+            Some(_) if self.eat("null") => Ok(Json::Null),
+            Some(_) => {
+                let start = self.i;
+                while self.i < self.s.len()
+                    && matches!(
+                        self.s[self.i],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
+                {
+                    self.i += 1;
+                }
+                let t = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
+                t.parse::<f64>()
+                    .map(Json::Num)
+                    .map_err(|_| format!("bad value at byte {start}"))
+            }
+        }
+    }
+}

@@ -911,6 +911,24 @@ fn alter_rename_column_refused_when_listed() {
     .check();
 }
 
+/// Moving a table to another schema hides it from its readers like RENAME does.
+#[test]
+fn alter_set_schema_refused_when_listed() {
+    Form {
+        tag: "altsetschema",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        setup: "CREATE SCHEMA attic",
+        stmt: "ALTER TABLE orders SET SCHEMA attic",
+        probe: TABLE_EXISTS,
+        intact: 1,
+        done: 0,
+        says: &["SET SCHEMA attic", "public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
 #[test]
 fn alter_add_column_allowed_when_listed() {
     let w = World::with_settings("altadd", ALTER_LISTED);
@@ -938,7 +956,9 @@ fn alter_drop_column_allowed_when_not_listed() {
     run_ok(
         &mut a,
         "drop column",
-        "ALTER TABLE orders DROP COLUMN note; ALTER TABLE orders RENAME TO orders_renamed",
+        "ALTER TABLE orders DROP COLUMN note; ALTER TABLE orders RENAME TO orders_renamed;
+         CREATE SCHEMA attic; ALTER TABLE orders_renamed SET SCHEMA attic;
+         ALTER TABLE attic.orders_renamed SET SCHEMA public",
     );
     assert_eq!(
         count(
@@ -1220,4 +1240,215 @@ fn select_and_insert_allowed_in_protected_database() {
          EXPLAIN DELETE FROM orders",
     );
     assert_eq!(orders_rows(&w.protected), 20);
+}
+
+// ---------------------------------------------------------------------------
+// More routes to the same operations
+// ---------------------------------------------------------------------------
+
+/// Utility statements run from PL/pgSQL reach the guard too.
+#[test]
+fn drop_and_truncate_inside_do_block() {
+    Form {
+        tag: "dodrop",
+        agent_acts_for_owner: true,
+        stmt: "DO $$ BEGIN EXECUTE 'DROP TABLE orders'; END $$",
+        probe: TABLE_EXISTS,
+        intact: 1,
+        done: 0,
+        says: &["DROP TABLE public.orders"],
+        ..Form::default()
+    }
+    .check();
+    Form {
+        tag: "dotrunc",
+        stmt: "DO $$ BEGIN TRUNCATE orders; END $$",
+        done: 0,
+        says: &["TRUNCATE public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn explain_analyze_delete() {
+    Form {
+        tag: "explain",
+        stmt: "EXPLAIN ANALYZE DELETE FROM orders WHERE id = 1",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+fn copy_out(c: &mut Client, stmt: &str) -> Result<Vec<u8>, postgres::Error> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    c.copy_out(stmt)?
+        .read_to_end(&mut out)
+        .expect("read COPY data");
+    Ok(out)
+}
+
+#[test]
+fn copy_of_delete_returning() {
+    let w = World::new("copydel");
+    let stmt = "COPY (DELETE FROM orders WHERE id = 1 RETURNING id) TO STDOUT";
+    let msg = assert_guard_refused(copy_out(&mut w.agent_in(&w.protected), stmt));
+    assert!(msg.contains("DELETE on public.orders"), "{msg}");
+    assert_eq!(orders_rows(&w.protected), 10);
+    let rows = copy_out(&mut w.agent_in(&w.open), stmt).unwrap();
+    assert_eq!(rows, b"1\n");
+    assert_eq!(orders_rows(&w.open), 9);
+    copy_out(&mut w.owner_in(&w.protected), stmt).unwrap();
+    assert_eq!(orders_rows(&w.protected), 9);
+}
+
+#[test]
+fn delete_in_cte_of_insert() {
+    Form {
+        tag: "ctein",
+        setup: "CREATE TABLE order_archive (LIKE orders); GRANT ALL ON order_archive TO {agent}",
+        stmt: "WITH d AS (DELETE FROM orders WHERE id = 1 RETURNING *) \
+               INSERT INTO order_archive SELECT * FROM d",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn delete_through_updatable_view() {
+    Form {
+        tag: "delview",
+        setup: "CREATE VIEW all_orders AS SELECT * FROM orders; GRANT ALL ON all_orders TO {agent}",
+        stmt: "DELETE FROM all_orders WHERE id = 1",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn delete_from_partitioned_table() {
+    for (tag, stmt, done) in [
+        ("delpart", "DELETE FROM events WHERE id = 1", 9),
+        // Every partition pruned: deletes nothing, but it is a DELETE.
+        (
+            "delpruned",
+            "DELETE FROM events WHERE at = date '1999-01-01'",
+            10,
+        ),
+    ] {
+        Form {
+            tag,
+            setup: EVENTS_SETUP,
+            stmt,
+            probe: "SELECT count(*) FROM events",
+            intact: 10,
+            done,
+            says: &["DELETE on public.events"],
+            ..Form::default()
+        }
+        .check();
+    }
+}
+
+#[test]
+fn drop_materialized_view() {
+    Form {
+        tag: "dropmv",
+        agent_acts_for_owner: true,
+        setup: "CREATE MATERIALIZED VIEW order_stats AS SELECT count(*) AS n FROM orders",
+        stmt: "DROP MATERIALIZED VIEW order_stats",
+        probe: "SELECT count(*) FROM pg_class WHERE oid = to_regclass('public.order_stats')",
+        intact: 1,
+        done: 0,
+        says: &["DROP MATERIALIZED VIEW public.order_stats"],
+        ..Form::default()
+    }
+    .check();
+}
+
+/// The destructive statement is the second of a multi-statement query string.
+#[test]
+fn delete_after_select_in_one_query_string() {
+    Form {
+        tag: "multistmt",
+        stmt: "SELECT 1; DELETE FROM orders WHERE id = 1",
+        says: &["DELETE on public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+/// A role that becomes an agent while its session is open is refused from its
+/// next statement on (the identity cache is invalidated).
+#[test]
+fn role_made_agent_mid_session_is_refused() {
+    let w = World::new("midsession");
+    let mut o = w.owner_in(&w.protected);
+    assert_eq!(
+        o.execute("DELETE FROM orders WHERE id = 1", &[]).unwrap(),
+        1
+    );
+    run_ok(
+        &mut admin("postgres"),
+        "make the owner an agent",
+        &format!("GRANT ai_agent TO {}", w.owner),
+    );
+    assert_guard_refused(o.batch_execute("DELETE FROM orders WHERE id = 2"));
+    run_ok(
+        &mut admin("postgres"),
+        "and no longer",
+        &format!("REVOKE ai_agent FROM {}", w.owner),
+    );
+    assert_eq!(
+        o.execute("DELETE FROM orders WHERE id = 2", &[]).unwrap(),
+        1
+    );
+    assert_eq!(orders_rows(&w.protected), 8);
+}
+
+/// An agent that is a member of ai_agent only through another group is an agent.
+#[test]
+fn indirect_member_of_agent_group_is_refused() {
+    let w = World::new("indirect");
+    let team = unique("agent_team");
+    let bot = unique("indirect_bot");
+    let mut s = admin("postgres");
+    let until = in_one_hour(&mut s);
+    run_ok(
+        &mut s,
+        "roles",
+        &format!(
+            "CREATE ROLE {team} NOLOGIN IN ROLE ai_agent;
+             CREATE ROLE {bot} LOGIN IN ROLE {team} VALID UNTIL '{until}'"
+        ),
+    );
+    run_ok(
+        &mut admin(&w.protected),
+        "grant",
+        &format!("GRANT ALL ON orders TO {bot}"),
+    );
+    let mut b = connect(&bot, &w.protected);
+    assert_guard_refused(b.batch_execute("DELETE FROM orders WHERE id = 1"));
+    assert_eq!(orders_rows(&w.protected), 10);
+}
+
+/// A non-agent that takes on an agent role (here a superuser with SET ROLE) is
+/// judged as the agent: current_user counts as well as session_user.
+#[test]
+fn superuser_acting_as_agent_is_refused() {
+    let w = World::new("suasagent");
+    let mut s = admin(&w.protected);
+    run_ok(&mut s, "set role", &format!("SET ROLE {}", w.agent));
+    let msg = assert_guard_refused(s.batch_execute("DELETE FROM orders WHERE id = 1"));
+    assert!(msg.contains("DELETE on public.orders"), "{msg}");
+    run_ok(&mut s, "reset role", "RESET ROLE");
+    assert_eq!(orders_rows(&w.protected), 10);
+    assert_eq!(
+        s.execute("DELETE FROM orders WHERE id = 1", &[]).unwrap(),
+        1
+    );
 }

@@ -9,6 +9,8 @@ use crate::operation::{OpClass, Operation};
 /// Why a statement was refused: the three parts of a PostgreSQL error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Denial {
+    /// Which rule refused: `approval`, `token` or `environment` (audit source).
+    pub source: &'static str,
     pub message: String,
     pub detail: String,
     pub hint: String,
@@ -52,6 +54,7 @@ pub fn decide(
     if target_db.is_none() {
         if let Some(op) = ops.iter().find(|o| o.target_database.is_some()) {
             return Decision::Deny(Denial {
+                source: "approval",
                 message: format!(
                     "{} refused: the settings of the target database could not be read",
                     op.describe()
@@ -111,11 +114,13 @@ pub fn decide(
 
     match token {
         TokenPresented::None => Decision::Deny(Denial {
+                source: "approval",
             message: refused(what),
             detail: why,
             hint: request_hint,
         }),
         TokenPresented::Malformed(raw) => Decision::Deny(Denial {
+                source: "token",
             message: refused(what),
             detail: format!(
                 "ai_agent_safety.approval_token is set to \"{}\", which is not a token id (a UUID such as 3f2c1e9a-8b7d-4c6e-9f10-2a3b4c5d6e7f).",
@@ -127,11 +132,13 @@ pub fn decide(
             ),
         }),
         TokenPresented::Unavailable(why_not) => Decision::Deny(Denial {
+                source: "token",
             message: refused(what),
             detail: format!("The approval token could not be checked: {why_not}."),
             hint: "A DBA should run CREATE EXTENSION ai_agent_safety; in this database (or repair it), then retry.".into(),
         }),
         TokenPresented::NotFound(id) => Decision::Deny(Denial {
+                source: "token",
             message: refused(what),
             detail: format!(
                 "Approval token {id} does not exist in database \"{}\". Tokens are valid only in the database where they were requested.",
@@ -142,6 +149,7 @@ pub fn decide(
         TokenPresented::Found(t) => {
             let fail = |detail: String, hint: String| {
                 Decision::Deny(Denial {
+                source: "token",
                     message: refused(what.clone()),
                     detail: format!("Approval token {} cannot be used: {}", t.id, detail),
                     hint,
@@ -204,6 +212,16 @@ pub fn decide(
                         format!(
                             "it was granted for {} but this is {}.",
                             t.operation, op.class
+                        ),
+                        request_hint_for(op, task),
+                    );
+                }
+                if t.target.is_none() && op.is_cluster_wide() {
+                    return fail(
+                        format!(
+                            "it was granted for any object in database \"{}\", which does not cover {}: that object is not in this database.",
+                            here.name,
+                            op.describe()
                         ),
                         request_hint_for(op, task),
                     );
@@ -299,6 +317,7 @@ fn environment_denial(
                 t.environment.as_deref(),
             ) {
                 return Some(Denial {
+                    source: "environment",
                     message: format!(
                         "{} refused: database \"{}\" is environment {}, which is outside the scope of agent role \"{}\"",
                         op.describe(),
@@ -321,6 +340,7 @@ fn environment_denial(
             if let Some(task_env) = session.task_environment.as_deref() {
                 if t.environment.as_deref() != Some(task_env) {
                     return Some(Denial {
+                    source: "environment",
                         message: format!(
                             "{} refused: database \"{}\" is environment {}, but task {} declared environment {}",
                             op.describe(),
@@ -350,6 +370,7 @@ fn environment_denial(
                 .find(|o| o.is_write && o.target_database.is_none())
             {
                 return Some(Denial {
+                    source: "environment",
                     message: format!(
                         "{} refused: database \"{}\" is environment {}, but task {} declared environment {}",
                         op.describe(),
@@ -409,6 +430,7 @@ pub fn decide_write(session: &SessionFacts, here: &DatabaseFacts, verb: &str) ->
     }
     let task_id = session.task_id.as_deref().unwrap_or("(no task id)");
     Decision::Deny(Denial {
+        source: "environment",
         message: format!(
             "{} refused: database \"{}\" is environment {}, but task {} declared environment {}",
             verb,

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod decision;
 pub mod facts;
 pub mod operation;
+pub mod time;
 
 pub use credentials::{check_connect_environment, check_login, environment_in_scope, LoginFacts};
 pub use decision::{decide, decide_write, needs_approval, token_target_text, Decision, Denial};

@@ -174,7 +174,17 @@ pub struct Operation {
     pub is_write: bool,
 }
 
+/// Catalogs of cluster-wide objects: pg_authid (roles), pg_tablespace, pg_database.
+pub const CLUSTER_WIDE_CATALOGS: [u32; 3] = [1260, 1213, 1262];
+
 impl Operation {
+    /// Does the operation act on something outside the current database (another
+    /// database, a role, a tablespace)? A token for "any object in this database"
+    /// never covers such an operation.
+    pub fn is_cluster_wide(&self) -> bool {
+        self.target_database.is_some() || CLUSTER_WIDE_CATALOGS.contains(&self.object.classid)
+    }
+
     /// The text used in messages: `DROP TABLE public.orders`, `DELETE on public.orders`.
     pub fn describe(&self) -> String {
         match self.class {

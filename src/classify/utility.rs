@@ -3,7 +3,8 @@
 //! DROP of every object kind (DropStmt, DROP DATABASE/ROLE/TABLESPACE/
 //! SUBSCRIPTION/USER MAPPING, DROP OWNED), TRUNCATE, and the ALTER forms that
 //! lose or hide data: ALTER TABLE ... DROP COLUMN / ALTER COLUMN TYPE /
-//! DETACH PARTITION, and RENAME of a table or column.
+//! DETACH PARTITION, RENAME of a table or column, and SET SCHEMA of a table
+//! (which, like RENAME, makes the table vanish from where it was).
 
 use super::{cstr, list_ptrs, node_tag, quote_ident, relation_ref, StatementOps};
 use aas_policy::{ObjectRef, OpClass, Operation};
@@ -27,6 +28,7 @@ pub fn may_be_destructive(tag: pg_sys::NodeTag) -> bool {
             | T_TruncateStmt
             | T_AlterTableStmt
             | T_RenameStmt
+            | T_AlterObjectSchemaStmt
     )
 }
 
@@ -204,6 +206,14 @@ unsafe fn range_var_ref(rv: *const pg_sys::RangeVar) -> ObjectRef {
     }
 }
 
+/// Relation kinds whose RENAME or SET SCHEMA hides their data.
+const RELATION_KINDS: [pg_sys::ObjectType::Type; 4] = [
+    OBJECT_TABLE,
+    OBJECT_FOREIGN_TABLE,
+    OBJECT_VIEW,
+    OBJECT_MATVIEW,
+];
+
 fn alter_op(verb: &str, object: ObjectRef) -> Operation {
     Operation {
         class: OpClass::Alter,
@@ -320,13 +330,7 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> StatementOps {
         }
         T_RenameStmt => {
             let s = &*(node as *const pg_sys::RenameStmt);
-            let relation_kinds = [
-                OBJECT_TABLE,
-                OBJECT_FOREIGN_TABLE,
-                OBJECT_VIEW,
-                OBJECT_MATVIEW,
-            ];
-            if relation_kinds.contains(&s.renameType) {
+            if RELATION_KINDS.contains(&s.renameType) {
                 out.ops.push(alter_op(
                     &format!(
                         "ALTER {} ... RENAME TO {}",
@@ -341,6 +345,19 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> StatementOps {
                         "ALTER TABLE ... RENAME COLUMN {} TO {}",
                         quote_ident(&cstr(s.subname)),
                         quote_ident(&cstr(s.newname))
+                    ),
+                    range_var_ref(s.relation),
+                ));
+            }
+        }
+        T_AlterObjectSchemaStmt => {
+            let s = &*(node as *const pg_sys::AlterObjectSchemaStmt);
+            if RELATION_KINDS.contains(&s.objectType) && !s.relation.is_null() {
+                out.ops.push(alter_op(
+                    &format!(
+                        "ALTER {} ... SET SCHEMA {}",
+                        object_type_word(s.objectType),
+                        quote_ident(&cstr(s.newschema))
                     ),
                     range_var_ref(s.relation),
                 ));

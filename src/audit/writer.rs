@@ -1,0 +1,321 @@
+//! The background writers that move spooled events into ai_agent_safety.audit_log.
+//!
+//! - The launcher (static worker, no database) checks the spool every second and
+//!   starts a writer for any database with pending events that has none. This
+//!   also recovers events left by a crash or a restart.
+//! - A writer (dynamic worker, one per database) rotates its database's spool
+//!   every 100 ms, loads each closed file in one transaction together with the
+//!   file's name in audit_spool_done (so a file is loaded exactly once, even if
+//!   the writer dies between commit and unlink), then deletes it. It also purges
+//!   events older than ai_agent_safety.audit_retention and records expired tokens.
+//! - Backends start a writer themselves when they spool an event and none runs.
+
+use super::spool::{self, SPOOL};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::prelude::*;
+use std::time::Duration;
+
+/// True inside a writer while it purges old events: the append-only trigger
+/// lets exactly this through.
+static mut PURGING: bool = false;
+
+pub fn purging() -> bool {
+    unsafe { PURGING }
+}
+
+/// Registers the launcher. Called from `_PG_init` (postmaster).
+pub fn register_launcher() {
+    BackgroundWorkerBuilder::new("ai_agent_safety audit launcher")
+        .set_type("ai_agent_safety audit launcher")
+        .set_library("ai_agent_safety")
+        .set_function("aas_audit_launcher_main")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(Duration::from_secs(5)))
+        .load();
+}
+
+/// Starts a writer for a database (from a backend or the launcher).
+pub fn start(dboid: u32) {
+    let r = BackgroundWorkerBuilder::new(&format!("ai_agent_safety audit writer {dboid}"))
+        .set_type("ai_agent_safety audit writer")
+        .set_library("ai_agent_safety")
+        .set_function("aas_audit_writer_main")
+        .set_argument(Some(pg_sys::Datum::from(dboid)))
+        .enable_spi_access()
+        .set_restart_time(None)
+        .load_dynamic();
+    if r.is_err() {
+        // No free worker slot: the slot stays "starting" and is retried.
+        pgrx::log!("ai_agent_safety: could not start the audit writer for database oid {dboid}; will retry");
+    }
+}
+
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn aas_audit_launcher_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi(None, None);
+    while BackgroundWorker::wait_latch(Some(Duration::from_millis(1000))) {
+        for db in spool::spooled_databases() {
+            let pending = !spool::closed_files(db).is_empty()
+                || std::fs::metadata(spool::current_path(db)).map(|m| m.len() > 0).unwrap_or(false);
+            if !pending {
+                continue;
+            }
+            if !database_exists(db) {
+                drop_spool_of_missing_database(db);
+                continue;
+            }
+            let claim = {
+                let mut shared = SPOOL.exclusive();
+                claim(&mut shared, db)
+            };
+            if claim {
+                start(db);
+            }
+        }
+    }
+}
+
+fn claim(shared: &mut spool::Shared, dboid: u32) -> bool {
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    if let Some(s) = shared.writers.iter_mut().find(|s| s.dboid == dboid && s.state != 0) {
+        let retry_after = if s.state == 3 { 30_000_000 } else { 2_000_000 };
+        if s.state != 2 && now - s.since > retry_after {
+            s.state = 1;
+            s.since = now;
+            return true;
+        }
+        return false;
+    }
+    if let Some(s) = shared.writers.iter_mut().find(|s| s.state == 0) {
+        *s = spool::WriterSlot { dboid, state: 1, pid: 0, since: now };
+        return true;
+    }
+    false
+}
+
+fn database_exists(dboid: u32) -> bool {
+    BackgroundWorker::transaction(|| unsafe {
+        !pg_sys::get_database_name(pg_sys::Oid::from(dboid)).is_null()
+    })
+}
+
+fn drop_spool_of_missing_database(dboid: u32) {
+    let lines = spool::closed_files(dboid)
+        .into_iter()
+        .chain(std::iter::once(spool::current_path(dboid)))
+        .filter_map(|f| std::fs::read(f).ok())
+        .map(|b| b.iter().filter(|c| **c == b'\n').count() as u64)
+        .sum::<u64>();
+    let _ = std::fs::remove_dir_all(spool::db_dir(dboid));
+    SPOOL.exclusive().events_dropped += lines;
+    pgrx::log!("ai_agent_safety: database oid {dboid} no longer exists; {lines} spooled audit events for it were dropped");
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn free_slot(_code: i32, arg: pg_sys::Datum) {
+    let dboid = arg.value() as u32;
+    let mut shared = SPOOL.exclusive();
+    for s in shared.writers.iter_mut() {
+        if s.dboid == dboid && s.pid == pg_sys::MyProcPid {
+            *s = spool::WriterSlot::default();
+        }
+    }
+}
+
+fn set_state(dboid: u32, state: u8) {
+    let mut shared = SPOOL.exclusive();
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let pid = unsafe { pg_sys::MyProcPid };
+    if let Some(s) = shared.writers.iter_mut().find(|s| s.dboid == dboid && s.pid == pid) {
+        s.state = state;
+        s.since = now;
+    }
+}
+
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
+    let dboid = arg.value() as u32;
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    {
+        let mut shared = SPOOL.exclusive();
+        let me = unsafe { pg_sys::MyProcPid };
+        let now = unsafe { pg_sys::GetCurrentTimestamp() };
+        let other_alive = shared.writers.iter().any(|s| {
+            s.dboid == dboid && s.state == 2 && s.pid != me && unsafe { libc_kill0(s.pid) }
+        });
+        if other_alive {
+            return;
+        }
+        let slot = match shared.writers.iter().position(|s| s.dboid == dboid && s.state != 0) {
+            Some(i) => Some(i),
+            None => shared.writers.iter().position(|s| s.state == 0),
+        };
+        match slot {
+            Some(i) => shared.writers[i] = spool::WriterSlot { dboid, state: 2, pid: me, since: now },
+            None => return,
+        }
+        shared.writer_restarts += 1;
+    }
+    unsafe { pg_sys::before_shmem_exit(Some(free_slot), pg_sys::Datum::from(dboid)) };
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
+
+    let mut seq = 0u64;
+    let mut last_maintenance = 0i64;
+    while BackgroundWorker::wait_latch(Some(Duration::from_millis(100))) {
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        if !extension_present() {
+            // Keep the events; the launcher retries later.
+            set_state(dboid, 3);
+            return;
+        }
+        drain(dboid, &mut seq);
+        let now = unsafe { pg_sys::GetCurrentTimestamp() };
+        if now - last_maintenance > 60_000_000 {
+            maintenance();
+            last_maintenance = now;
+        }
+    }
+    // SIGTERM (writer stop or server shutdown): load what is there, then go.
+    if extension_present() {
+        drain(dboid, &mut seq);
+    }
+}
+
+unsafe fn libc_kill0(pid: i32) -> bool {
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    pid > 0 && kill(pid, 0) == 0
+}
+
+fn extension_present() -> bool {
+    BackgroundWorker::transaction(|| {
+        Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('ai_agent_safety.audit_spool_done') IS NOT NULL")
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    })
+}
+
+fn drain(dboid: u32, seq: &mut u64) {
+    spool::rotate(dboid, seq);
+    for f in spool::closed_files(dboid) {
+        load_file(&f);
+    }
+}
+
+/// Loads one closed spool file, exactly once.
+fn load_file(path: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+    let mut good: Vec<&str> = Vec::new();
+    let mut bad = 0u64;
+    for line in text.lines() {
+        let l = line.trim();
+        if l.is_empty() {
+            continue;
+        }
+        // A line cut by a crash mid-write is not valid JSON: count it as dropped.
+        if l.starts_with('{') && l.ends_with('}') {
+            good.push(l);
+        } else {
+            bad += 1;
+        }
+    }
+    let batch = format!("[{}]", good.join(","));
+    let n = good.len() as u64;
+    let loaded = BackgroundWorker::transaction(|| {
+        Spi::connect_mut(|c| {
+            let fresh = c.update(
+                "INSERT INTO ai_agent_safety.audit_spool_done (file) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1",
+                None,
+                &[name.clone().into()],
+            )?;
+            if fresh.len() == 1 {
+                c.update(
+                    "INSERT INTO ai_agent_safety.audit_log \
+                       (ts, database, pid, client_addr, application_name, session_user, current_user, task_id, \
+                        source, event, decision, operation, object, statement, reason, token) \
+                     SELECT ts, database, pid, client_addr, application_name, session_user, current_user, task_id, \
+                            source, event, decision, operation, object, statement, reason, token \
+                       FROM pg_catalog.json_populate_recordset(NULL::ai_agent_safety.audit_log, $1::json)",
+                    None,
+                    &[batch.clone().into()],
+                )?;
+            }
+            Ok::<bool, pgrx::spi::Error>(fresh.len() == 1)
+        })
+    });
+    match loaded {
+        Ok(fresh) => {
+            let _ = std::fs::remove_file(path);
+            let mut shared = SPOOL.exclusive();
+            if fresh {
+                shared.events_written += n;
+            }
+            shared.events_dropped += bad;
+        }
+        Err(e) => pgrx::log!("ai_agent_safety: loading {name} failed, will retry: {e}"),
+    }
+}
+
+/// Retention purge and token-expiry events.
+fn maintenance() {
+    BackgroundWorker::transaction(|| {
+        unsafe { PURGING = true };
+        let r = Spi::connect_mut(|c| {
+            c.update(
+                "DELETE FROM ai_agent_safety.audit_log \
+                  WHERE ts < pg_catalog.now() - pg_catalog.current_setting('ai_agent_safety.audit_retention')::interval",
+                None,
+                &[],
+            )?;
+            c.update(
+                "DELETE FROM ai_agent_safety.audit_spool_done WHERE done_at < pg_catalog.now() - interval '7 days'",
+                None,
+                &[],
+            )
+            .map(|_| ())
+        });
+        unsafe { PURGING = false };
+        if let Err(e) = r {
+            pgrx::log!("ai_agent_safety: audit retention purge failed: {e}");
+        }
+        let expired = Spi::connect_mut(|c| {
+            let t = c.update(
+                "WITH e AS (UPDATE ai_agent_safety.tokens SET expiry_logged = true \
+                             WHERE state = 'granted' AND used_at IS NULL AND NOT expiry_logged \
+                               AND expires_at < pg_catalog.now() RETURNING *) \
+                 INSERT INTO ai_agent_safety.audit_log \
+                   (ts, database, session_user, current_user, task_id, source, event, decision, operation, object, reason, token) \
+                 SELECT pg_catalog.now(), e.database, e.requested_by, e.requested_by, e.task_id, 'token', 'expired', 'info', \
+                        e.operation, COALESCE(e.target_text, 'any object'), \
+                        pg_catalog.format('approval token %s for %s on %s expired unused at %s', e.id, e.operation, \
+                                          COALESCE(e.target_text, 'any object'), e.expires_at), e.id \
+                   FROM e RETURNING pg_catalog.row_to_json(audit_log)::text",
+                None,
+                &[],
+            )?;
+            let mut lines = Vec::new();
+            for row in t {
+                if let Some(l) = row.get::<String>(1)? {
+                    lines.push(l);
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(lines)
+        });
+        if let Ok(lines) = expired {
+            for l in lines {
+                pgrx::log!("ai_agent_safety: {l}");
+            }
+        }
+    });
+}
