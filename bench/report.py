@@ -65,6 +65,9 @@ def main():
     ap.add_argument("--scale", type=int, required=True)
     ap.add_argument("--seed-rows", type=int, required=True)
     ap.add_argument("--pg-version", default="")
+    ap.add_argument("--cpus", default="")
+    ap.add_argument("--load-before", default="")
+    ap.add_argument("--load-after", default="")
     a = ap.parse_args()
 
     runs = load(a.results)
@@ -83,10 +86,18 @@ def main():
             sys.exit(1)
         ratio = w["median"] / wo["median"]
         ratios.append(ratio)
+        # Per-round with/without ratios (rounds pair a with run and the next without run).
+        per_round = {}
+        for r in runs:
+            if r["scenario"] == key:
+                per_round.setdefault(r["round"], {})[r["side"]] = r["tps"]
+        paired = [p["with"] / p["without"] for _, p in sorted(per_round.items()) if len(p) == 2]
         ok = ratio >= target
         scenarios.append({
             "id": sid, "name": desc, "status": "measured", "metric": "tps",
             "with": w, "without": wo, "ratio": round(ratio, 4),
+            "paired_ratios": [round(x, 4) for x in paired],
+            "paired_ratio_median": round(statistics.median(paired), 4) if paired else None,
             "latency_ms_with": stats(pick(runs, key, "with", "latency_ms")),
             "latency_ms_without": stats(pick(runs, key, "without", "latency_ms")),
             "target": f"ratio >= {target}", "meets_target": ok,
@@ -147,6 +158,7 @@ def main():
     print(f"PostgreSQL {a.pg_version}, pgbench scale {a.scale}, {a.clients} clients / {a.threads} threads, "
           f"{a.duration} s per run ({a.token_duration} s per token run), "
           f"{a.rounds} round(s) per side, alternating with/without ({a.mode} mode)")
+    print(f"{a.cpus} CPUs; load average before {a.load_before}, after {a.load_after}")
     print(line(header))
     print("  ".join("-" * w for w in widths))
     for r in rows:
@@ -156,6 +168,8 @@ def main():
     print("  'tok' = agent presents and consumes a granted token for a one-row DELETE, 'plain' = the same")
     print("  transaction shape by a non-agent; 5b ratio = token latency with seeded tokens table / empty.")
     print("  Audit log seeding skipped until the audit issue lands.")
+    if a.load_before and a.cpus and float(a.load_before.split()[0]) > 0.5 * float(a.cpus):
+        print(f"  The machine was busy before the run (load {a.load_before.split()[0]} on {a.cpus} CPUs): expect noise.")
     if a.mode != "default":
         print(f"  ({a.mode} mode: runs are short, figures are indicative only)")
 
@@ -166,7 +180,8 @@ def main():
             "postgresql": a.pg_version, "pgbench_scale": a.scale, "clients": a.clients,
             "threads": a.threads, "duration_s": a.duration, "token_duration_s": a.token_duration,
             "rounds_per_side": a.rounds, "order": "alternating with, without per round",
-            "protocol": "simple",
+            "protocol": "simple", "cpus": a.cpus,
+            "load_average_before": a.load_before, "load_average_after": a.load_after,
         },
         "scenarios": scenarios,
         "worst_ratio": round(worst, 4),

@@ -30,10 +30,13 @@ CREATE TABLE ai_agent_safety.tokens (
     used_at          timestamptz,
     used_by_pid      integer,
     used_statement   text,
+    expiry_logged    boolean NOT NULL DEFAULT false,
     CHECK ((target_classid IS NULL) = (target_objid IS NULL))
 );
 CREATE INDEX tokens_pending ON ai_agent_safety.tokens (requested_at) WHERE state = 'pending';
 CREATE INDEX tokens_requested_by ON ai_agent_safety.tokens (requested_by, requested_at);
+CREATE INDEX tokens_unlogged_expiry ON ai_agent_safety.tokens (expires_at)
+    WHERE state = 'granted' AND used_at IS NULL AND NOT expiry_logged;
 REVOKE ALL ON ai_agent_safety.tokens FROM PUBLIC;
 
 -- Limits on text inputs: refused, never truncated.
@@ -186,6 +189,11 @@ BEGIN
             'truncated', true)::text;
     END IF;
     PERFORM pg_notify('ai_agent_safety_requests', payload);
+    PERFORM ai_agent_safety._audit('token', 'requested', 'info', op, COALESCE(shown, 'any object'),
+        format('%s requested approval for one %s on %s (task %s)%s', session_user, op,
+               COALESCE(shown, 'any object in database ' || current_database()), task,
+               COALESCE(': ' || why, '')),
+        new_id);
     RETURN new_id;
 END $$;
 REVOKE ALL ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text) FROM PUBLIC;
@@ -272,6 +280,10 @@ BEGIN
                         END
      WHERE id = token
      RETURNING * INTO t;
+    PERFORM ai_agent_safety._audit('token', new_state, 'info', t.operation, COALESCE(t.target_text, 'any object'),
+        format('%s %s the request of %s for one %s on %s (task %s)%s', session_user, new_state, t.requested_by,
+               t.operation, COALESCE(t.target_text, 'any object'), t.task_id, COALESCE(': ' || comment, '')),
+        t.id);
     RETURN t;
 END $$;
 REVOKE ALL ON FUNCTION ai_agent_safety._decide(uuid, text, text, text) FROM PUBLIC;
@@ -313,6 +325,10 @@ BEGIN
     UPDATE ai_agent_safety.tokens
        SET state = 'cancelled', decided_by = session_user, decided_at = clock_timestamp()
      WHERE id = token;
+    PERFORM ai_agent_safety._audit('token', 'cancelled', 'info', t.operation, COALESCE(t.target_text, 'any object'),
+        format('%s cancelled the request of %s for one %s on %s (task %s)', session_user, t.requested_by,
+               t.operation, COALESCE(t.target_text, 'any object'), t.task_id),
+        t.id);
 END $$;
 
 CREATE FUNCTION approval_token_status(token uuid)

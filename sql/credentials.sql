@@ -90,6 +90,10 @@ BEGIN
         EXECUTE format('ALTER ROLE %I SET ai_agent_safety.allowed_environments = %L',
                        role, array_to_string(environments, ', '));
     END IF;
+    PERFORM ai_agent_safety._audit('credentials', 'issued', 'info', NULL, role,
+        format('%s issued credentials for agent role %s valid until %s%s', session_user, role, until,
+               COALESCE(', environments ' || array_to_string(environments, ', '), '')),
+        NULL);
     RETURN secret;
 END $$;
 COMMENT ON FUNCTION issue_agent_credentials(name, interval, text[]) IS
@@ -126,6 +130,9 @@ BEGIN
         END IF;
         ended := ended + 1;
     END LOOP;
+    PERFORM ai_agent_safety._audit('credentials', 'revoked', 'info', NULL, role,
+        format('%s revoked the credentials of agent role %s and ended %s open session(s)', session_user, role, ended),
+        NULL);
     RETURN ended;
 END $$;
 COMMENT ON FUNCTION revoke_agent_credentials(name) IS

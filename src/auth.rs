@@ -44,6 +44,17 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::libpq::be::
     let max =
         crate::settings::max_credential_lifetime_seconds() * aas_policy::credentials::SECOND_US;
     if let Err(why) = aas_policy::check_login(&facts, now, max) {
+        let db = crate::classify::cstr((*port).database_name);
+        let cdb = std::ffi::CString::new(db.clone()).unwrap_or_default();
+        crate::audit::record_login(
+            "credentials",
+            pg_sys::get_database_oid(cdb.as_ptr(), true),
+            &db,
+            &user,
+            &crate::classify::cstr((*port).remote_host),
+            &crate::classify::cstr((*port).application_name),
+            &why,
+        );
         refuse_login(why, format!(
             "A DBA can issue short-lived credentials: SELECT issue_agent_credentials('{user}', '1 hour');"
         ));
@@ -71,6 +82,27 @@ pub fn check_environment_at_login() {
     let scope = crate::settings::allowed_environments().filter(|v| !v.is_empty());
     let env = crate::settings::environment();
     if let Err(why) = aas_policy::check_connect_environment(&user, scope.as_deref(), &db, env) {
+        // Outside a transaction here: no catalog access, so the login variant.
+        let (client, app) = unsafe {
+            let port = pg_sys::MyProcPort as *const pg_sys::libpq::be::Port;
+            if port.is_null() {
+                (String::new(), String::new())
+            } else {
+                (
+                    crate::classify::cstr((*port).remote_host),
+                    crate::classify::cstr((*port).application_name),
+                )
+            }
+        };
+        crate::audit::record_login(
+            "environment",
+            unsafe { pg_sys::MyDatabaseId },
+            &db,
+            &user,
+            &client,
+            &app,
+            &why,
+        );
         refuse_login(
             why,
             format!(

@@ -86,6 +86,13 @@ pub fn check_open_session() {
                     role,
                     timestamp_text(until)
                 );
+                crate::audit::record(crate::audit::Event {
+                    source: "credentials",
+                    event: "session_expired",
+                    decision: "refuse",
+                    reason: msg.clone(),
+                    ..Default::default()
+                });
                 ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, msg, "ai_agent_safety")
                     .set_detail("Agent sessions do not outlive their credentials (VALID UNTIL).")
                     .set_hint(format!(

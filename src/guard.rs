@@ -5,7 +5,8 @@
 //! presented token when (and only when) the decision depends on it, consumes
 //! it, and raises the refusal.
 
-use crate::{approval, dbfacts, identity, settings};
+use crate::classify::StatementOps;
+use crate::{approval, audit, dbfacts, identity, settings};
 use aas_policy::{decide, Decision, Denial, SessionFacts, TokenPresented};
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -30,8 +31,73 @@ fn session_facts() -> SessionFacts {
     }
 }
 
-/// Checks a statement by an agent session. Raises an ERROR when refused.
-pub fn check(stmt: &crate::classify::StatementOps, source: &str) -> Verdict {
+fn op_text(stmt: &StatementOps) -> String {
+    if stmt.ops.is_empty() {
+        return stmt.verb.to_string();
+    }
+    let mut v: Vec<&str> = stmt.ops.iter().map(|o| o.class.as_str()).collect();
+    v.dedup();
+    v.join(", ")
+}
+
+fn object_text(stmt: &StatementOps) -> String {
+    let v: Vec<String> = stmt
+        .ops
+        .iter()
+        .map(|o| aas_policy::token_target_text(o))
+        .collect();
+    v.join(", ")
+}
+
+fn event(stmt: &StatementOps, source: &str) -> audit::Event {
+    audit::Event {
+        operation: op_text(stmt),
+        object: object_text(stmt),
+        statement: source.to_string(),
+        ..Default::default()
+    }
+}
+
+/// Records an allowed statement when the audit level asks for it.
+fn audit_allowed(stmt: &StatementOps, source: &str) {
+    let level = settings::audit_level();
+    let is_write = stmt.writes || !stmt.ops.is_empty();
+    if level >= audit::LEVEL_ALL || (level >= audit::LEVEL_WRITES && is_write) {
+        audit::record(audit::Event {
+            source: "guard",
+            event: "allowed",
+            decision: "allow",
+            ..event(stmt, source)
+        });
+    }
+}
+
+/// Refuses, or in audit mode records what would have been refused and allows.
+fn deny(d: Denial, stmt: &StatementOps, source: &str, token: Option<&str>) -> Verdict {
+    let src = match d.source {
+        "token" => "token",
+        "environment" => "environment",
+        _ => "guard",
+    };
+    let shadow = settings::audit_mode();
+    audit::record(audit::Event {
+        source: src,
+        event: if shadow { "would_refuse" } else { "refused" },
+        decision: if shadow { "would_refuse" } else { "refuse" },
+        reason: d.reason(),
+        token: token.unwrap_or("").to_string(),
+        ..event(stmt, source)
+    });
+    if shadow {
+        Verdict::Allow
+    } else {
+        refuse(d)
+    }
+}
+
+/// Checks a statement by an agent session. Raises an ERROR when refused (in
+/// enforce mode); records the decision in the audit log.
+pub fn check(stmt: &StatementOps, source: &str) -> Verdict {
     let session = session_facts();
     let here = dbfacts::current();
     let target = stmt
@@ -47,9 +113,10 @@ pub fn check(stmt: &crate::classify::StatementOps, source: &str) -> Verdict {
     if stmt.ops.is_empty() {
         if stmt.writes {
             if let Decision::Deny(d) = aas_policy::decide_write(&session, &here, stmt.verb) {
-                refuse(d);
+                return deny(d, stmt, source, None);
             }
         }
+        audit_allowed(stmt, source);
         return Verdict::Allow;
     }
 
@@ -62,31 +129,52 @@ pub fn check(stmt: &crate::classify::StatementOps, source: &str) -> Verdict {
         now,
     );
     let Decision::Deny(denial) = first else {
+        audit_allowed(stmt, source);
         return Verdict::Allow;
     };
     let Some(raw) = settings::approval_token() else {
-        refuse(denial);
+        return deny(denial, stmt, source, None);
     };
     // Environment refusals are final whatever the token says.
     let presented = approval::lookup(raw);
     match decide(&session, &here, target.as_ref(), &stmt.ops, &presented, now) {
-        Decision::Allow => Verdict::Allow,
-        Decision::Deny(d) => refuse(d),
+        Decision::Allow => {
+            audit_allowed(stmt, source);
+            Verdict::Allow
+        }
+        Decision::Deny(d) => deny(d, stmt, source, Some(raw)),
         Decision::AllowWithToken { token } => {
             if approval::consume(&token, source) {
+                audit::record(audit::Event {
+                    source: "token",
+                    event: "consumed",
+                    decision: "allow",
+                    reason: format!(
+                        "{} allowed: approval token {} was granted for it and is now used",
+                        op_text(stmt),
+                        token
+                    ),
+                    token: token.clone(),
+                    ..event(stmt, source)
+                });
                 Verdict::Approved
             } else {
                 // Lost a race, or the token changed since it was read: decide
                 // again on the fresh row so the reason is exact.
                 let again = approval::lookup(raw);
                 match decide(&session, &here, target.as_ref(), &stmt.ops, &again, now) {
-                    Decision::Deny(d) => refuse(d),
-                    _ => refuse(Denial {
-                        source: "token",
-                        message: format!("approval token {token} could not be consumed"),
-                        detail: "Another session used or changed it at the same moment.".into(),
-                        hint: "Request a new token with request_approval_token.".into(),
-                    }),
+                    Decision::Deny(d) => deny(d, stmt, source, Some(&token)),
+                    _ => deny(
+                        Denial {
+                            source: "token",
+                            message: format!("approval token {token} could not be consumed"),
+                            detail: "Another session used or changed it at the same moment.".into(),
+                            hint: "Request a new token with request_approval_token.".into(),
+                        },
+                        stmt,
+                        source,
+                        Some(&token),
+                    ),
                 }
             }
         }

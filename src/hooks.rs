@@ -141,15 +141,20 @@ unsafe extern "C-unwind" fn executor_start_hook(query_desc: *mut pg_sys::QueryDe
     if agent_statement() {
         credentials::check_open_session();
         let ps = &*(*query_desc).plannedstmt;
-        if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0
-            && !plan::is_read_only(ps)
-            && settings::anything_to_enforce()
-        {
-            let ops = plan::classify(ps);
-            if let Verdict::Approved =
-                guard::check(&ops, &statement_text((*query_desc).sourceText, ps))
-            {
-                approved = true;
+        if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0 && settings::anything_to_enforce() {
+            if !plan::is_read_only(ps) {
+                let ops = plan::classify(ps);
+                if let Verdict::Approved =
+                    guard::check(&ops, &statement_text((*query_desc).sourceText, ps))
+                {
+                    approved = true;
+                }
+            } else if settings::audit_level() >= crate::audit::LEVEL_ALL {
+                let read = StatementOps {
+                    verb: "SELECT",
+                    ..Default::default()
+                };
+                guard::check(&read, &statement_text((*query_desc).sourceText, ps));
             }
         }
     }

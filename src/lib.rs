@@ -15,6 +15,7 @@
 use pgrx::prelude::*;
 
 pub mod approval;
+pub mod audit;
 pub mod auth;
 pub mod classify;
 pub mod credentials;
@@ -41,6 +42,8 @@ pub extern "C-unwind" fn _PG_init() {
         PRELOADED = true;
     }
     identity::register_invalidation();
+    audit::spool::init_shmem();
+    audit::writer::register_launcher();
     hooks::install();
     auth::install();
 }
@@ -76,6 +79,95 @@ mod ai_agent_safety {
         crate::identity::role_is_agent(role)
     }
 
+    /// Records an audit event from the extension's SQL functions (token and
+    /// credential events). Not executable by PUBLIC.
+    #[pg_extern]
+    fn _audit(
+        source: &str,
+        event: &str,
+        decision: &str,
+        operation: Option<&str>,
+        object: Option<&str>,
+        reason: Option<&str>,
+        token: Option<pgrx::Uuid>,
+    ) {
+        fn known(v: &str, list: &[&'static str]) -> &'static str {
+            list.iter().find(|x| **x == v).copied().unwrap_or_else(|| {
+                pgrx::error!("ai_agent_safety: unknown audit vocabulary \"{v}\"")
+            })
+        }
+        let e = crate::audit::Event {
+            source: known(source, &["token", "credentials", "environment", "guard"]),
+            event: known(
+                event,
+                &[
+                    "requested",
+                    "granted",
+                    "denied",
+                    "cancelled",
+                    "issued",
+                    "revoked",
+                ],
+            ),
+            decision: known(decision, &["info", "allow", "refuse"]),
+            operation: operation.unwrap_or("").to_string(),
+            object: object.unwrap_or("").to_string(),
+            statement: String::new(),
+            reason: reason.unwrap_or("").to_string(),
+            token: token.map(|t| t.to_string()).unwrap_or_default(),
+        };
+        crate::audit::record(e);
+    }
+
+    /// True only inside the audit writer's retention purge.
+    #[pg_extern(volatile)]
+    fn audit_writer_purging() -> bool {
+        crate::audit::writer::purging()
+    }
+
+    /// The spool and writer counters behind ai_agent_safety.audit_stats.
+    #[pg_extern(volatile)]
+    fn _audit_stats() -> TableIterator<
+        'static,
+        (
+            name!(queue_depth, i64),
+            name!(events_spooled, i64),
+            name!(events_written, i64),
+            name!(events_dropped, i64),
+            name!(writer_state, String),
+            name!(writers, String),
+        ),
+    > {
+        let here = unsafe { pg_sys::MyDatabaseId.to_u32() };
+        let s = *crate::audit::spool::SPOOL.share();
+        let state_name = |st: u8| match st {
+            1 => "starting",
+            2 => "running",
+            3 => "waiting for CREATE EXTENSION",
+            _ => "stopped",
+        };
+        let mine = s
+            .writers
+            .iter()
+            .find(|w| w.dboid == here && w.state != 0)
+            .map(|w| format!("{} (pid {})", state_name(w.state), w.pid))
+            .unwrap_or_else(|| "idle (started on demand)".into());
+        let all: Vec<String> = s
+            .writers
+            .iter()
+            .filter(|w| w.state != 0)
+            .map(|w| format!("db {}: {} pid {}", w.dboid, state_name(w.state), w.pid))
+            .collect();
+        TableIterator::once((
+            crate::audit::spool::pending_lines(),
+            s.events_spooled as i64,
+            s.events_written as i64,
+            s.events_dropped as i64,
+            mine,
+            all.join("; "),
+        ))
+    }
+
     /// Is the calling session an agent (session_user or current_user)?
     #[pg_extern(stable)]
     fn session_is_agent() -> bool {
@@ -93,7 +185,12 @@ pgrx::extension_sql_file!(
         ai_agent_safety::session_is_agent
     ]
 );
-pgrx::extension_sql_file!("../sql/credentials.sql", name = "credentials", finalize);
+pgrx::extension_sql_file!(
+    "../sql/credentials.sql",
+    name = "credentials",
+    requires = ["approval"]
+);
+pgrx::extension_sql_file!("../sql/audit.sql", name = "audit", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]

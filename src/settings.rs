@@ -22,6 +22,54 @@ static mut ALLOWED_ENVIRONMENTS: *mut c_char = ptr::null_mut();
 static mut TASK_ID: *mut c_char = ptr::null_mut();
 static mut TASK_ENVIRONMENT: *mut c_char = ptr::null_mut();
 static mut AGENT_SESSION: *mut c_char = ptr::null_mut();
+static mut MODE: c_int = MODE_ENFORCE;
+static mut AUDIT_LEVEL: c_int = crate::audit::LEVEL_DECISIONS;
+static mut AUDIT_RETENTION_S: c_int = 365 * 24 * 3600;
+static mut AUDIT_STATEMENT_MAX: c_int = 2000;
+
+pub const MODE_ENFORCE: c_int = 0;
+pub const MODE_AUDIT: c_int = 1;
+
+static mut MODE_OPTIONS: [pg_sys::config_enum_entry; 3] = [
+    pg_sys::config_enum_entry {
+        name: c"enforce".as_ptr(),
+        val: MODE_ENFORCE,
+        hidden: false,
+    },
+    pg_sys::config_enum_entry {
+        name: c"audit".as_ptr(),
+        val: MODE_AUDIT,
+        hidden: false,
+    },
+    pg_sys::config_enum_entry {
+        name: ptr::null(),
+        val: 0,
+        hidden: false,
+    },
+];
+static mut LEVEL_OPTIONS: [pg_sys::config_enum_entry; 4] = [
+    pg_sys::config_enum_entry {
+        name: c"decisions".as_ptr(),
+        val: crate::audit::LEVEL_DECISIONS,
+        hidden: false,
+    },
+    pg_sys::config_enum_entry {
+        name: c"writes".as_ptr(),
+        val: crate::audit::LEVEL_WRITES,
+        hidden: false,
+    },
+    pg_sys::config_enum_entry {
+        name: c"all".as_ptr(),
+        val: crate::audit::LEVEL_ALL,
+        hidden: false,
+    },
+    pg_sys::config_enum_entry {
+        name: ptr::null(),
+        val: 0,
+        hidden: false,
+    },
+];
+
 static mut MAX_CREDENTIAL_LIFETIME_S: c_int = 24 * 3600;
 
 /// Values that came from postgresql.conf, the command line or the built-in default,
@@ -82,9 +130,18 @@ pub fn max_credential_lifetime_seconds() -> i64 {
     unsafe { MAX_CREDENTIAL_LIFETIME_S as i64 }
 }
 /// Cheap test used on every statement of an agent: is anything configured that
-/// could refuse a statement in this database?
+/// could refuse or record a statement in this database?
 pub fn anything_to_enforce() -> bool {
-    unsafe { REQUIRE_APPROVAL || !opt_str(TASK_ENVIRONMENT).is_none() }
+    unsafe { REQUIRE_APPROVAL || AUDIT_LEVEL > 0 || !opt_str(TASK_ENVIRONMENT).is_none() }
+}
+pub fn audit_mode() -> bool {
+    unsafe { MODE == MODE_AUDIT }
+}
+pub fn audit_level() -> i32 {
+    unsafe { AUDIT_LEVEL }
+}
+pub fn audit_statement_max() -> usize {
+    unsafe { AUDIT_STATEMENT_MAX.max(0) as usize }
 }
 
 pub fn file_require_approval() -> bool {
@@ -429,6 +486,62 @@ pub fn define() {
             None,
             None,
             Some(crate::auth::show_agent_session),
+        );
+        pg_sys::DefineCustomEnumVariable(
+            c"ai_agent_safety.mode".as_ptr(),
+            c"enforce refuses; audit only records what would be refused (shadow mode).".as_ptr(),
+            ptr::null(),
+            ptr::addr_of_mut!(MODE),
+            MODE_ENFORCE,
+            ptr::addr_of!(MODE_OPTIONS) as *const pg_sys::config_enum_entry,
+            PGC_SUSET,
+            0,
+            None,
+            None,
+            None,
+        );
+        pg_sys::DefineCustomEnumVariable(
+            c"ai_agent_safety.audit_level".as_ptr(),
+            c"What the audit log records about agents: decisions, writes or all statements."
+                .as_ptr(),
+            ptr::null(),
+            ptr::addr_of_mut!(AUDIT_LEVEL),
+            crate::audit::LEVEL_DECISIONS,
+            ptr::addr_of!(LEVEL_OPTIONS) as *const pg_sys::config_enum_entry,
+            PGC_SUSET,
+            0,
+            None,
+            None,
+            None,
+        );
+        pg_sys::DefineCustomIntVariable(
+            c"ai_agent_safety.audit_retention".as_ptr(),
+            c"Audit events older than this are purged by the writer.".as_ptr(),
+            ptr::null(),
+            ptr::addr_of_mut!(AUDIT_RETENTION_S),
+            365 * 24 * 3600,
+            1,
+            i32::MAX,
+            PGC_SIGHUP,
+            pg_sys::GUC_UNIT_S as c_int,
+            None,
+            None,
+            None,
+        );
+        pg_sys::DefineCustomIntVariable(
+            c"ai_agent_safety.audit_statement_max".as_ptr(),
+            c"Statement text in audit events is cut at this many characters (the cut is shown)."
+                .as_ptr(),
+            ptr::null(),
+            ptr::addr_of_mut!(AUDIT_STATEMENT_MAX),
+            2000,
+            0,
+            1_000_000,
+            PGC_SUSET,
+            0,
+            None,
+            None,
+            None,
         );
         pg_sys::MarkGUCPrefixReserved(c"ai_agent_safety".as_ptr());
     }

@@ -19,7 +19,7 @@ pub struct Denial {
 impl Denial {
     /// The reason as one sentence a person can read (for the audit log).
     pub fn reason(&self) -> String {
-        format!("{}: {}", self.message, self.detail)
+        format!("{}. {}", self.message, self.detail)
     }
 }
 

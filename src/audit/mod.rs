@@ -45,7 +45,7 @@ struct Context {
 
 fn session_context() -> Context {
     unsafe {
-        let port = pg_sys::MyProcPort;
+        let port = pg_sys::MyProcPort as *const pg_sys::libpq::be::Port;
         let client_addr = if port.is_null() {
             String::new()
         } else {
@@ -108,13 +108,17 @@ pub fn cut_statement(s: &str) -> String {
 fn to_json(e: &Event, c: &Context, task_id: &str) -> String {
     let mut o = String::with_capacity(512);
     o.push('{');
-    push_json_str(&mut o, "ts", &iso_utc(unsafe { pg_sys::GetCurrentTimestamp() }));
+    push_json_str(
+        &mut o,
+        "ts",
+        &iso_utc(unsafe { pg_sys::GetCurrentTimestamp() }),
+    );
     push_json_str(&mut o, "database", &c.database);
     o.push_str(&format!("\"pid\":{},", unsafe { pg_sys::MyProcPid }));
     push_json_str(&mut o, "client_addr", &c.client_addr);
     push_json_str(&mut o, "application_name", &c.application_name);
-    push_json_str(&mut o, "session_user", &c.session_user);
-    push_json_str(&mut o, "current_user", &c.current_user);
+    push_json_str(&mut o, "session_user_name", &c.session_user);
+    push_json_str(&mut o, "current_user_name", &c.current_user);
     push_json_str(&mut o, "task_id", task_id);
     push_json_str(&mut o, "source", e.source);
     push_json_str(&mut o, "event", e.event);
@@ -140,7 +144,15 @@ pub fn record(e: Event) {
 
 /// Records a login refusal, before any database session exists: it goes to the
 /// spool of the database the agent tried to reach.
-pub fn record_login(db_oid: pg_sys::Oid, database: &str, user: &str, client: &str, app: &str, reason: &str) {
+pub fn record_login(
+    source: &'static str,
+    db_oid: pg_sys::Oid,
+    database: &str,
+    user: &str,
+    client: &str,
+    app: &str,
+    reason: &str,
+) {
     let c = Context {
         db_oid,
         database: database.to_string(),
@@ -150,7 +162,7 @@ pub fn record_login(db_oid: pg_sys::Oid, database: &str, user: &str, client: &st
         application_name: app.to_string(),
     };
     let e = Event {
-        source: "credentials",
+        source,
         event: "login_refused",
         decision: "refuse",
         reason: reason.to_string(),
@@ -162,4 +174,3 @@ pub fn record_login(db_oid: pg_sys::Oid, database: &str, user: &str, client: &st
     }
     pgrx::log!("ai_agent_safety: {line}");
 }
-

@@ -9,6 +9,7 @@
 
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 use pgrx::shmem::PGRXSharedMemory;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -76,7 +77,10 @@ pub fn current_path(dboid: u32) -> PathBuf {
 
 fn open_current(dboid: u32) -> std::io::Result<File> {
     std::fs::create_dir_all(db_dir(dboid))?;
-    OpenOptions::new().create(true).append(true).open(current_path(dboid))
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(current_path(dboid))
 }
 
 /// Appends one event line. A failure to write is an ERROR: an agent's statement
@@ -90,10 +94,17 @@ pub fn append(dboid: pg_sys::Oid, line: &str) {
     {
         let mut shared = SPOOL.exclusive();
         let open = unsafe { &mut *std::ptr::addr_of_mut!(OPEN) };
-        let stale = !matches!(open, Some(o) if o.dboid == dboid && o.generation == shared.generation);
+        let stale =
+            !matches!(open, Some(o) if o.dboid == dboid && o.generation == shared.generation);
         if stale {
             match open_current(dboid) {
-                Ok(f) => *open = Some(Open { dboid, generation: shared.generation, file: f }),
+                Ok(f) => {
+                    *open = Some(Open {
+                        dboid,
+                        generation: shared.generation,
+                        file: f,
+                    })
+                }
                 Err(e) => {
                     shared.events_dropped += 1;
                     drop(shared);
@@ -120,7 +131,11 @@ pub fn append(dboid: pg_sys::Oid, line: &str) {
 /// "starting" and the caller starts one.
 fn claim_writer_start(shared: &mut Shared, dboid: u32) -> bool {
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    if let Some(s) = shared.writers.iter_mut().find(|s| s.dboid == dboid && s.state != 0) {
+    if let Some(s) = shared
+        .writers
+        .iter_mut()
+        .find(|s| s.dboid == dboid && s.state != 0)
+    {
         // A start that never completed (no free worker slot): try again after 2 s.
         if s.state == 1 && now - s.since > 2_000_000 {
             s.since = now;
@@ -129,7 +144,12 @@ fn claim_writer_start(shared: &mut Shared, dboid: u32) -> bool {
         return false;
     }
     if let Some(s) = shared.writers.iter_mut().find(|s| s.state == 0) {
-        *s = WriterSlot { dboid, state: 1, pid: 0, since: now };
+        *s = WriterSlot {
+            dboid,
+            state: 1,
+            pid: 0,
+            since: now,
+        };
         return true;
     }
     false

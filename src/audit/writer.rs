@@ -11,7 +11,9 @@
 //! - Backends start a writer themselves when they spool an event and none runs.
 
 use super::spool::{self, SPOOL};
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
+};
 use pgrx::prelude::*;
 use std::time::Duration;
 
@@ -59,7 +61,9 @@ pub extern "C-unwind" fn aas_audit_launcher_main(_arg: pg_sys::Datum) {
     while BackgroundWorker::wait_latch(Some(Duration::from_millis(1000))) {
         for db in spool::spooled_databases() {
             let pending = !spool::closed_files(db).is_empty()
-                || std::fs::metadata(spool::current_path(db)).map(|m| m.len() > 0).unwrap_or(false);
+                || std::fs::metadata(spool::current_path(db))
+                    .map(|m| m.len() > 0)
+                    .unwrap_or(false);
             if !pending {
                 continue;
             }
@@ -80,7 +84,11 @@ pub extern "C-unwind" fn aas_audit_launcher_main(_arg: pg_sys::Datum) {
 
 fn claim(shared: &mut spool::Shared, dboid: u32) -> bool {
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    if let Some(s) = shared.writers.iter_mut().find(|s| s.dboid == dboid && s.state != 0) {
+    if let Some(s) = shared
+        .writers
+        .iter_mut()
+        .find(|s| s.dboid == dboid && s.state != 0)
+    {
         let retry_after = if s.state == 3 { 30_000_000 } else { 2_000_000 };
         if s.state != 2 && now - s.since > retry_after {
             s.state = 1;
@@ -90,7 +98,12 @@ fn claim(shared: &mut spool::Shared, dboid: u32) -> bool {
         return false;
     }
     if let Some(s) = shared.writers.iter_mut().find(|s| s.state == 0) {
-        *s = spool::WriterSlot { dboid, state: 1, pid: 0, since: now };
+        *s = spool::WriterSlot {
+            dboid,
+            state: 1,
+            pid: 0,
+            since: now,
+        };
         return true;
     }
     false
@@ -129,7 +142,11 @@ fn set_state(dboid: u32, state: u8) {
     let mut shared = SPOOL.exclusive();
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let pid = unsafe { pg_sys::MyProcPid };
-    if let Some(s) = shared.writers.iter_mut().find(|s| s.dboid == dboid && s.pid == pid) {
+    if let Some(s) = shared
+        .writers
+        .iter_mut()
+        .find(|s| s.dboid == dboid && s.pid == pid)
+    {
         s.state = state;
         s.since = now;
     }
@@ -150,12 +167,23 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
         if other_alive {
             return;
         }
-        let slot = match shared.writers.iter().position(|s| s.dboid == dboid && s.state != 0) {
+        let slot = match shared
+            .writers
+            .iter()
+            .position(|s| s.dboid == dboid && s.state != 0)
+        {
             Some(i) => Some(i),
             None => shared.writers.iter().position(|s| s.state == 0),
         };
         match slot {
-            Some(i) => shared.writers[i] = spool::WriterSlot { dboid, state: 2, pid: me, since: now },
+            Some(i) => {
+                shared.writers[i] = spool::WriterSlot {
+                    dboid,
+                    state: 2,
+                    pid: me,
+                    since: now,
+                }
+            }
             None => return,
         }
         shared.writer_restarts += 1;
@@ -196,10 +224,12 @@ unsafe fn libc_kill0(pid: i32) -> bool {
 
 fn extension_present() -> bool {
     BackgroundWorker::transaction(|| {
-        Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('ai_agent_safety.audit_spool_done') IS NOT NULL")
-            .ok()
-            .flatten()
-            .unwrap_or(false)
+        Spi::get_one::<bool>(
+            "SELECT pg_catalog.to_regclass('ai_agent_safety.audit_spool_done') IS NOT NULL",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false)
     })
 }
 
@@ -215,7 +245,11 @@ fn load_file(path: &std::path::Path) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return;
     };
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_string();
     let mut good: Vec<&str> = Vec::new();
     let mut bad = 0u64;
     for line in text.lines() {
@@ -242,9 +276,9 @@ fn load_file(path: &std::path::Path) {
             if fresh.len() == 1 {
                 c.update(
                     "INSERT INTO ai_agent_safety.audit_log \
-                       (ts, database, pid, client_addr, application_name, session_user, current_user, task_id, \
+                       (ts, database, pid, client_addr, application_name, session_user_name, current_user_name, task_id, \
                         source, event, decision, operation, object, statement, reason, token) \
-                     SELECT ts, database, pid, client_addr, application_name, session_user, current_user, task_id, \
+                     SELECT ts, database, pid, client_addr, application_name, session_user_name, current_user_name, task_id, \
                             source, event, decision, operation, object, statement, reason, token \
                        FROM pg_catalog.json_populate_recordset(NULL::ai_agent_safety.audit_log, $1::json)",
                     None,
@@ -295,7 +329,7 @@ fn maintenance() {
                              WHERE state = 'granted' AND used_at IS NULL AND NOT expiry_logged \
                                AND expires_at < pg_catalog.now() RETURNING *) \
                  INSERT INTO ai_agent_safety.audit_log \
-                   (ts, database, session_user, current_user, task_id, source, event, decision, operation, object, reason, token) \
+                   (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason, token) \
                  SELECT pg_catalog.now(), e.database, e.requested_by, e.requested_by, e.task_id, 'token', 'expired', 'info', \
                         e.operation, COALESCE(e.target_text, 'any object'), \
                         pg_catalog.format('approval token %s for %s on %s expired unused at %s', e.id, e.operation, \
