@@ -637,7 +637,7 @@ fn agent_protected_drop_without_token_denied_with_full_message() {
         "request_approval_token('DROP', 'TASK-42', 'public.orders')",
     );
     assert_contains(&d.hint, "SET ai_agent_safety.approval_token");
-    assert_eq!(d.reason(), format!("{}: {}", d.message, d.detail));
+    assert_eq!(d.reason(), format!("{}. {}", d.message, d.detail));
 }
 
 #[test]
