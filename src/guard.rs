@@ -98,6 +98,17 @@ fn deny(d: Denial, stmt: &StatementOps, source: &str, token: Option<&str>) -> Ve
 /// Checks a statement by an agent session. Raises an ERROR when refused (in
 /// enforce mode); records the decision in the audit log.
 pub fn check(stmt: &StatementOps, source: &str) -> Verdict {
+    if stmt.ops.is_empty() {
+        // Destroys nothing: only the task-environment rule or the audit level
+        // can care, and both are cheap to rule out.
+        let level = settings::audit_level();
+        let must_look = (stmt.writes && settings::task_environment().is_some())
+            || level >= audit::LEVEL_ALL
+            || (level >= audit::LEVEL_WRITES && stmt.writes);
+        if !must_look {
+            return Verdict::Allow;
+        }
+    }
     let session = session_facts();
     let here = dbfacts::current();
     let target = stmt

@@ -135,6 +135,19 @@ unsafe extern "C-unwind" fn utility_hook(
     }
 }
 
+/// A write by an agent needs a closer look only if it could be refused or must
+/// be recorded: a protected class in a database that requires approval, a
+/// declared task environment, or an audit level that records writes.
+unsafe fn needs_classification(ps: &pg_sys::PlannedStmt) -> bool {
+    if settings::task_environment().is_some()
+        || settings::audit_level() >= crate::audit::LEVEL_WRITES
+    {
+        return true;
+    }
+    settings::require_approval()
+        && (plan::classes(ps).bits() & settings::protected_operations().bits()) != 0
+}
+
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn executor_start_hook(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
     let mut approved = false;
@@ -142,7 +155,7 @@ unsafe extern "C-unwind" fn executor_start_hook(query_desc: *mut pg_sys::QueryDe
         credentials::check_open_session();
         let ps = &*(*query_desc).plannedstmt;
         if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0 && settings::anything_to_enforce() {
-            if !plan::is_read_only(ps) {
+            if !plan::is_read_only(ps) && needs_classification(ps) {
                 let ops = plan::classify(ps);
                 if let Verdict::Approved =
                     guard::check(&ops, &statement_text((*query_desc).sourceText, ps))

@@ -18,6 +18,34 @@ pub fn is_read_only(stmt: &pg_sys::PlannedStmt) -> bool {
     stmt.commandType == CMD_SELECT && !stmt.hasModifyingCTE
 }
 
+/// The operation classes a planned query performs, from its ModifyTable nodes
+/// alone (no catalog access). Lets the hook skip classification when nothing
+/// the query does is protected.
+pub unsafe fn classes(stmt: &pg_sys::PlannedStmt) -> aas_policy::OpSet {
+    let mut set = aas_policy::OpSet::empty();
+    let mut plans: Vec<*mut std::ffi::c_void> = vec![stmt.planTree as *mut _];
+    plans.extend(list_ptrs(stmt.subplans));
+    for p in plans {
+        if p.is_null() || node_tag(p) != pg_sys::NodeTag::T_ModifyTable {
+            continue;
+        }
+        let mt = &*(p as *const pg_sys::ModifyTable);
+        match mt.operation {
+            CMD_DELETE => set.insert(OpClass::Delete),
+            CMD_UPDATE => set.insert(OpClass::Update),
+            CMD_INSERT if mt.onConflictAction == pg_sys::OnConflictAction::ONCONFLICT_UPDATE => {
+                set.insert(OpClass::Update)
+            }
+            CMD_MERGE => {
+                set.insert(OpClass::Delete);
+                set.insert(OpClass::Update);
+            }
+            _ => {}
+        }
+    }
+    set
+}
+
 /// The operations a planned query performs.
 pub unsafe fn classify(stmt: &pg_sys::PlannedStmt) -> StatementOps {
     let mut out = StatementOps {
