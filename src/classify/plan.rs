@@ -18,18 +18,22 @@ pub fn is_read_only(stmt: &pg_sys::PlannedStmt) -> bool {
     stmt.commandType == CMD_SELECT && !stmt.hasModifyingCTE
 }
 
+/// The ModifyTable nodes of a planned query: the top of the main plan and of
+/// each subplan (writable CTEs).
+unsafe fn modify_tables(stmt: &pg_sys::PlannedStmt) -> Vec<&pg_sys::ModifyTable> {
+    std::iter::once(stmt.planTree as *mut std::ffi::c_void)
+        .chain(list_ptrs(stmt.subplans))
+        .filter(|p| !p.is_null() && node_tag(*p) == pg_sys::NodeTag::T_ModifyTable)
+        .map(|p| &*(p as *const pg_sys::ModifyTable))
+        .collect()
+}
+
 /// The operation classes a planned query performs, from its ModifyTable nodes
 /// alone (no catalog access). Lets the hook skip classification when nothing
 /// the query does is protected.
 pub unsafe fn classes(stmt: &pg_sys::PlannedStmt) -> aas_policy::OpSet {
     let mut set = aas_policy::OpSet::empty();
-    let mut plans: Vec<*mut std::ffi::c_void> = vec![stmt.planTree as *mut _];
-    plans.extend(list_ptrs(stmt.subplans));
-    for p in plans {
-        if p.is_null() || node_tag(p) != pg_sys::NodeTag::T_ModifyTable {
-            continue;
-        }
-        let mt = &*(p as *const pg_sys::ModifyTable);
+    for mt in modify_tables(stmt) {
         match mt.operation {
             CMD_DELETE => set.insert(OpClass::Delete),
             CMD_UPDATE => set.insert(OpClass::Update),
@@ -52,13 +56,7 @@ pub unsafe fn classify(stmt: &pg_sys::PlannedStmt) -> StatementOps {
         verb: "INSERT",
         ..Default::default()
     };
-    let mut plans: Vec<*mut std::ffi::c_void> = vec![stmt.planTree as *mut _];
-    plans.extend(list_ptrs(stmt.subplans));
-    for p in plans {
-        if p.is_null() || node_tag(p) != pg_sys::NodeTag::T_ModifyTable {
-            continue;
-        }
-        let mt = &*(p as *const pg_sys::ModifyTable);
+    for mt in modify_tables(stmt) {
         let rels: Vec<pg_sys::Oid> = list_ints(mt.resultRelations)
             .into_iter()
             .map(|rti| {
