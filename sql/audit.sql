@@ -34,6 +34,7 @@ CREATE TABLE ai_agent_safety.audit_spool_done (
     file    text PRIMARY KEY,
     done_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
+CREATE INDEX audit_spool_done_done_at ON ai_agent_safety.audit_spool_done (done_at);
 
 REVOKE ALL ON ai_agent_safety.audit_log, ai_agent_safety.audit_spool_done FROM PUBLIC;
 REVOKE ALL ON SEQUENCE ai_agent_safety.audit_log_id_seq FROM PUBLIC;

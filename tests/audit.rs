@@ -1,1 +1,1118 @@
-//! (tests to come)
+//! The agent audit log: every decision about an agent reaches
+//! ai_agent_safety.audit_log of its database, quickly, exactly once, across
+//! writer crashes and server restarts, and nobody can rewrite it.
+//!
+//! Events travel asynchronously (spool file, then the background writer), so
+//! tests wait for them with bounded polling loops. To show that something was
+//! *not* recorded, a test makes a later refusal as a marker: the spool is
+//! loaded in order, so once the marker is in the table, everything before it
+//! that was recorded is too.
+
+use aas_integration::postgres::Client;
+use aas_integration::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------- helpers
+
+fn exec(c: &mut Client, sql: &str) {
+    c.batch_execute(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
+}
+
+/// The outcome of a bounded wait for a count.
+struct Waited {
+    last: i64,
+    /// The largest value seen while waiting (to catch overshoot: duplicates).
+    max: i64,
+    elapsed: Duration,
+}
+
+/// Polls the count `sql` until it equals `want` or `limit` has passed.
+fn wait_count(c: &mut Client, sql: &str, want: i64, limit: Duration) -> Waited {
+    let start = Instant::now();
+    let mut max = i64::MIN;
+    loop {
+        let n = count(c, sql);
+        max = max.max(n);
+        let elapsed = start.elapsed();
+        if n == want || elapsed >= limit {
+            return Waited {
+                last: n,
+                max,
+                elapsed,
+            };
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits (bounded) for `sql` to count `want`, panicking with `what` otherwise.
+fn expect_count(c: &mut Client, sql: &str, want: i64, limit: Duration, what: &str) -> Duration {
+    let w = wait_count(c, sql, want, limit);
+    assert_eq!(
+        w.last, want,
+        "{what}: expected {want} after {:?}, got {} (max seen {})",
+        w.elapsed, w.last, w.max
+    );
+    w.elapsed
+}
+
+/// Events of one session user in a database, oldest first.
+#[derive(Debug, Clone)]
+struct Ev {
+    source: String,
+    event: String,
+    decision: String,
+    operation: Option<String>,
+    object: Option<String>,
+    statement: Option<String>,
+    reason: Option<String>,
+    task_id: Option<String>,
+    token: Option<String>,
+    session_user: Option<String>,
+}
+
+fn events_where(c: &mut Client, cond: &str) -> Vec<Ev> {
+    let sql = format!(
+        "SELECT source, event, decision, operation, object, statement, reason, task_id, token::text,
+                session_user_name::text
+           FROM ai_agent_safety.audit_log WHERE {cond} ORDER BY id"
+    );
+    c.query(&sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)))
+        .iter()
+        .map(|r| Ev {
+            source: r.get(0),
+            event: r.get(1),
+            decision: r.get(2),
+            operation: r.get(3),
+            object: r.get(4),
+            statement: r.get(5),
+            reason: r.get(6),
+            task_id: r.get(7),
+            token: r.get(8),
+            session_user: r.get(9),
+        })
+        .collect()
+}
+
+fn events_of(c: &mut Client, user: &str) -> Vec<Ev> {
+    events_where(c, &format!("session_user_name = '{user}'"))
+}
+
+fn refused_count_sql(user: &str) -> String {
+    format!(
+        "SELECT count(*) FROM ai_agent_safety.audit_log
+          WHERE session_user_name = '{user}' AND event = 'refused'"
+    )
+}
+
+/// Makes a refusal (DELETE in the protected database) as a marker and waits
+/// until `want_refusals` refusals of the agent are in the table.
+fn marker_refusal(w: &World, agent: &mut Client, want_refusals: i64) {
+    assert_guard_refused(agent.batch_execute("DELETE FROM orders WHERE id = 10"));
+    expect_count(
+        &mut admin(&w.protected),
+        &refused_count_sql(&w.agent),
+        want_refusals,
+        Duration::from_secs(10),
+        "marker refusal",
+    );
+}
+
+/// A human approver: a login role in ai_agent_approver, not an agent.
+fn new_approver(tag: &str) -> String {
+    let name = unique(&format!("{tag}_dba"));
+    exec(
+        &mut admin("postgres"),
+        &format!("CREATE ROLE {name} LOGIN IN ROLE ai_agent_approver"),
+    );
+    name
+}
+
+/// The agent requests a token (as itself, in its session); returns its id.
+fn request(c: &mut Client, op: &str, target: &str) -> String {
+    c.query_one(
+        "SELECT request_approval_token($1, COALESCE(NULLIF(current_setting('ai_agent_safety.task_id'), ''), 'audit-task'), $2, 'audit test')::text",
+        &[&op, &target],
+    )
+    .unwrap_or_else(|e| panic!("request_approval_token({op}, {target}): {}", describe(&e)))
+    .get(0)
+}
+
+fn grant(c: &mut Client, token: &str) {
+    c.query_one(
+        "SELECT grant_approval_token($1::text::uuid, 'ok by audit test')::text",
+        &[&token],
+    )
+    .unwrap_or_else(|e| panic!("grant {token}: {}", describe(&e)));
+}
+
+/// Pids of the audit writer of a database (normally zero or one).
+fn writer_pids(a: &mut Client, db: &str) -> Vec<i32> {
+    a.query(
+        "SELECT pid FROM pg_stat_activity
+          WHERE backend_type = 'ai_agent_safety audit writer' AND datname = $1",
+        &[&db],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// SIGTERM to a backend (never SIGKILL: that would crash-restart the cluster).
+fn terminate(a: &mut Client, pid: i32) -> bool {
+    a.query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap()
+        .get(0)
+}
+
+/// Waits (bounded) until a pid is gone from pg_stat_activity.
+fn wait_gone(a: &mut Client, pid: i32) {
+    expect_count(
+        a,
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"),
+        0,
+        Duration::from_secs(10),
+        &format!("backend {pid} exits"),
+    );
+}
+
+// ---------------------------------------------------------------- refusals
+
+#[test]
+fn refused_drop_is_in_the_table_within_a_second() {
+    let w = World::new("aud_drop");
+    let mut ag = w.agent_in(&w.protected);
+    exec(&mut ag, "SET ai_agent_safety.task_id = 'task-drop-1'");
+    exec(&mut ag, "BEGIN");
+    let t0 = Instant::now();
+    assert_guard_refused(ag.batch_execute("DROP TABLE orders"));
+    exec(&mut ag, "ROLLBACK");
+    let mut a = admin(&w.protected);
+    let sql = refused_count_sql(&w.agent);
+    let limit = Duration::from_secs(1);
+    let mut arrived = None;
+    while t0.elapsed() < limit {
+        if count(&mut a, &sql) == 1 {
+            arrived = Some(t0.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let arrived = arrived.unwrap_or_else(|| {
+        panic!(
+            "the refused DROP's event was not in audit_log within {limit:?} (count now {})",
+            count(&mut a, &sql)
+        )
+    });
+    eprintln!("refused DROP event arrived in audit_log after {arrived:?} (first event: writer started on demand)");
+    assert!(arrived < limit);
+    let ev = events_of(&mut a, &w.agent);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let e = &ev[0];
+    assert_eq!(e.source, "guard");
+    assert_eq!(e.event, "refused");
+    assert_eq!(e.decision, "refuse");
+    assert_eq!(e.operation.as_deref(), Some("DROP"), "{e:?}");
+    assert_eq!(e.object.as_deref(), Some("public.orders"), "{e:?}");
+    assert_eq!(e.statement.as_deref(), Some("DROP TABLE orders"), "{e:?}");
+    assert_eq!(e.task_id.as_deref(), Some("task-drop-1"), "{e:?}");
+    assert_eq!(e.token, None, "{e:?}");
+    let reason = e.reason.as_deref().unwrap_or("");
+    assert!(reason.contains("require_approval"), "{reason}");
+    assert!(reason.contains("task-drop-1"), "{reason}");
+    // The rolled-back transaction did not take the event with it, and the table is there.
+    assert_eq!(count(&mut a, "SELECT count(*) FROM public.orders"), 10);
+}
+
+#[test]
+fn refusal_with_a_wrong_token_records_the_token() {
+    let w = World::new("aud_badtok");
+    let dba = new_approver("aud_badtok");
+    let mut ag = w.agent_in(&w.protected);
+    exec(&mut ag, "SET ai_agent_safety.task_id = 'task-bad-token'");
+    let token = request(&mut ag, "DELETE", "public.orders");
+    grant(&mut connect(&dba, &w.protected), &token);
+    exec(
+        &mut ag,
+        &format!("SET ai_agent_safety.approval_token = '{token}'"),
+    );
+    exec(&mut ag, "BEGIN");
+    let t0 = Instant::now();
+    assert_refused(ag.batch_execute("DROP TABLE orders"));
+    exec(&mut ag, "ROLLBACK");
+    let mut a = admin(&w.protected);
+    expect_count(
+        &mut a,
+        &refused_count_sql(&w.agent),
+        1,
+        Duration::from_secs(1),
+        "refused DROP with a DELETE token",
+    );
+    let arrived = t0.elapsed();
+    eprintln!(
+        "refused DROP (wrong token) event arrived after {arrived:?} (writer already running)"
+    );
+    assert!(arrived < Duration::from_secs(1), "{arrived:?}");
+    let ev = events_where(
+        &mut a,
+        &format!("session_user_name = '{}' AND event = 'refused'", w.agent),
+    );
+    let e = &ev[0];
+    assert_eq!(e.decision, "refuse");
+    assert_eq!(e.operation.as_deref(), Some("DROP"), "{e:?}");
+    assert_eq!(e.token.as_deref(), Some(token.as_str()), "{e:?}");
+    assert_eq!(e.task_id.as_deref(), Some("task-bad-token"), "{e:?}");
+    assert!(e.reason.as_deref().unwrap_or("").contains(&token), "{e:?}");
+    // The token was not used up by the refused statement.
+    assert_eq!(
+        count(
+            &mut a,
+            &format!(
+                "SELECT count(*) FROM ai_agent_safety.audit_log
+                  WHERE token = '{token}' AND event = 'consumed'"
+            )
+        ),
+        0
+    );
+}
+
+// ---------------------------------------------------------------- mode and levels
+
+#[test]
+fn audit_mode_allows_and_records_would_refuse() {
+    let w = World::with_settings("aud_mode", &[("ai_agent_safety.mode", "audit")]);
+    let mut ag = w.agent_in(&w.protected);
+    exec(&mut ag, "SET ai_agent_safety.task_id = 'shadow-1'");
+    let n = ag
+        .execute("DELETE FROM orders WHERE id <= 3", &[])
+        .unwrap_or_else(|e| panic!("audit mode must allow the DELETE: {}", describe(&e)));
+    assert_eq!(n, 3);
+    let mut a = admin(&w.protected);
+    assert_eq!(
+        count(&mut a, "SELECT count(*) FROM public.orders WHERE id <= 3"),
+        0,
+        "the rows are really gone"
+    );
+    expect_count(
+        &mut a,
+        &format!(
+            "SELECT count(*) FROM ai_agent_safety.audit_log
+              WHERE session_user_name = '{}' AND decision = 'would_refuse'",
+            w.agent
+        ),
+        1,
+        Duration::from_secs(5),
+        "would_refuse event",
+    );
+    let ev = events_of(&mut a, &w.agent);
+    assert_eq!(ev.len(), 1, "only the would_refuse event: {ev:?}");
+    let e = &ev[0];
+    assert_eq!(e.event, "would_refuse");
+    assert_eq!(e.operation.as_deref(), Some("DELETE"));
+    assert_eq!(e.task_id.as_deref(), Some("shadow-1"));
+    let reason = e.reason.as_deref().unwrap_or("");
+    assert!(
+        reason.contains("require_approval") && reason.contains("refused"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn audit_level_decisions_records_only_decisions() {
+    let w = World::with_settings("aud_lvl_d", &[("ai_agent_safety.audit_level", "decisions")]);
+    let mut ag = w.agent_in(&w.protected);
+    ag.simple_query("SELECT count(*) FROM orders").unwrap();
+    exec(&mut ag, "INSERT INTO orders VALUES (100, 'new')");
+    marker_refusal(&w, &mut ag, 1);
+    let ev = events_of(&mut admin(&w.protected), &w.agent);
+    assert_eq!(ev.len(), 1, "only the refusal: {ev:?}");
+    assert_eq!(ev[0].event, "refused");
+}
+
+#[test]
+fn audit_level_writes_records_writes_not_reads() {
+    let w = World::with_settings("aud_lvl_w", &[("ai_agent_safety.audit_level", "writes")]);
+    let mut ag = w.agent_in(&w.protected);
+    ag.simple_query("SELECT count(*) FROM orders").unwrap();
+    exec(&mut ag, "INSERT INTO orders VALUES (100, 'new')");
+    marker_refusal(&w, &mut ag, 1);
+    let ev = events_of(&mut admin(&w.protected), &w.agent);
+    assert_eq!(ev.len(), 2, "the INSERT and the refusal: {ev:?}");
+    assert_eq!(ev[0].event, "allowed", "{ev:?}");
+    assert_eq!(ev[0].decision, "allow", "{ev:?}");
+    assert_eq!(
+        ev[0].statement.as_deref(),
+        Some("INSERT INTO orders VALUES (100, 'new')")
+    );
+    assert_eq!(ev[1].event, "refused");
+    assert!(
+        !ev.iter()
+            .any(|e| e.statement.as_deref().unwrap_or("").starts_with("SELECT")),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn audit_level_all_records_reads() {
+    let w = World::with_settings("aud_lvl_a", &[("ai_agent_safety.audit_level", "all")]);
+    let mut ag = w.agent_in(&w.protected);
+    ag.simple_query("SELECT count(*) FROM orders").unwrap();
+    exec(&mut ag, "INSERT INTO orders VALUES (100, 'new')");
+    marker_refusal(&w, &mut ag, 1);
+    let ev = events_of(&mut admin(&w.protected), &w.agent);
+    let sel: Vec<&Ev> = ev
+        .iter()
+        .filter(|e| e.statement.as_deref() == Some("SELECT count(*) FROM orders"))
+        .collect();
+    assert_eq!(sel.len(), 1, "{ev:?}");
+    assert_eq!(sel[0].event, "allowed");
+    assert_eq!(sel[0].decision, "allow");
+    assert!(
+        ev.iter().any(|e| e.event == "allowed"
+            && e.statement.as_deref() == Some("INSERT INTO orders VALUES (100, 'new')")),
+        "{ev:?}"
+    );
+    assert_eq!(ev.last().unwrap().event, "refused", "{ev:?}");
+}
+
+// ---------------------------------------------------------------- load and crashes
+
+/// `threads` agent sessions, started together, each making `per_thread`
+/// refusals (one implicit transaction each). `during` runs on the calling
+/// thread while they work, with a counter of refusals made so far.
+fn refusal_load(
+    w: &World,
+    threads: usize,
+    per_thread: usize,
+    during: impl FnOnce(&AtomicUsize, usize),
+) -> Duration {
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..threads {
+        let barrier = barrier.clone();
+        let done = done.clone();
+        let agent = w.agent.clone();
+        let db = w.protected.clone();
+        handles.push(std::thread::spawn(move || {
+            let mut c = connect(&agent, &db);
+            barrier.wait();
+            for _ in 0..per_thread {
+                assert_refused(c.batch_execute("DELETE FROM orders WHERE id = 1"));
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    barrier.wait();
+    let t0 = Instant::now();
+    during(&done, threads * per_thread);
+    for h in handles {
+        h.join().expect("a load thread failed");
+    }
+    t0.elapsed()
+}
+
+/// Waits (up to 60 s) until exactly `want` refusals of the agent are in the
+/// table, asserting the count never goes past it; then checks per-session counts.
+fn expect_all_refusals(w: &World, threads: usize, per_thread: usize) -> Duration {
+    let want = (threads * per_thread) as i64;
+    let mut a = admin(&w.protected);
+    let waited = wait_count(
+        &mut a,
+        &refused_count_sql(&w.agent),
+        want,
+        Duration::from_secs(60),
+    );
+    assert!(
+        waited.max <= want,
+        "more events than refusals (duplicates): max seen {}",
+        waited.max
+    );
+    assert_eq!(
+        waited.last, want,
+        "after {:?}: {} of {want} events in audit_log",
+        waited.elapsed, waited.last
+    );
+    // Each session's events, exactly once.
+    let per_pid: Vec<i64> = a
+        .query(
+            &format!(
+                "SELECT count(*) FROM ai_agent_safety.audit_log
+                  WHERE session_user_name = '{}' AND event = 'refused' GROUP BY pid",
+                w.agent
+            ),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(per_pid.len(), threads, "{per_pid:?}");
+    assert!(
+        per_pid.iter().all(|n| *n == per_thread as i64),
+        "{per_pid:?}"
+    );
+    // Nothing was deleted by any of it.
+    assert_eq!(
+        count(&mut a, "SELECT count(*) FROM public.orders WHERE id = 1"),
+        1
+    );
+    waited.elapsed
+}
+
+#[test]
+fn load_eight_sessions_every_refusal_exactly_once() {
+    let (threads, per_thread) = (8, 1000);
+    let w = World::new("aud_load");
+    let took = refusal_load(&w, threads, per_thread, |_, _| {});
+    let drained = expect_all_refusals(&w, threads, per_thread);
+    let n = threads * per_thread;
+    eprintln!(
+        "load: {n} refusals by {threads} sessions in {took:?} ({:.0} refusals/s); all in audit_log {drained:?} after the last one",
+        n as f64 / took.as_secs_f64()
+    );
+}
+
+#[test]
+fn writer_terminated_mid_load_loses_and_duplicates_nothing() {
+    let (threads, per_thread) = (8, 1000);
+    let w = World::new("aud_kill");
+    let mut a = admin(&w.protected);
+    let mut kills: Vec<(i32, usize)> = Vec::new();
+    let took = refusal_load(&w, threads, per_thread, |done, total| {
+        // Terminate the writer at about 1/4 and at about 3/5 of the load.
+        for at in [total / 4, total * 3 / 5] {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let made = done.load(Ordering::Relaxed);
+                if made >= at {
+                    let killed_before: Vec<i32> = kills.iter().map(|k| k.0).collect();
+                    let pids: Vec<i32> = writer_pids(&mut a, &w.protected)
+                        .into_iter()
+                        .filter(|p| !killed_before.contains(p))
+                        .collect();
+                    if let Some(pid) = pids.first() {
+                        assert!(terminate(&mut a, *pid), "pg_terminate_backend({pid})");
+                        kills.push((*pid, done.load(Ordering::Relaxed)));
+                        break;
+                    }
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no (new) audit writer appeared for {}",
+                    w.protected
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    let drained = expect_all_refusals(&w, threads, per_thread);
+    let n = threads * per_thread;
+    eprintln!(
+        "writer kill: {n} refusals in {took:?}; writers terminated (pid, refusals made by then): {kills:?}; all in audit_log {drained:?} after the load"
+    );
+    assert_eq!(kills.len(), 2);
+    assert!(
+        kills[0].1 < n,
+        "the first termination happened during the load: {kills:?}"
+    );
+    assert_ne!(kills[0].0, kills[1].0, "a new writer took over");
+    // And a writer serves the database again.
+    let s: String = a
+        .query_one("SELECT writer_state FROM ai_agent_safety.audit_stats", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        s.starts_with("running (pid ") || s.starts_with("idle"),
+        "{s}"
+    );
+}
+
+/// Stops a cluster started by a test, even when the test fails.
+struct ClusterGuard(&'static str);
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("source scripts/lib.sh && cluster_stop {}", self.0))
+            .current_dir(repo_root())
+            .output();
+    }
+}
+
+/// Lines waiting in a stopped cluster's spool (not loaded into any table yet).
+fn spool_lines(cluster_dir: &str) -> usize {
+    let root = std::path::Path::new(cluster_dir).join("ai_agent_safety_spool");
+    let mut n = 0;
+    for db in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(db.path()).into_iter().flatten().flatten() {
+            if let Ok(s) = std::fs::read(f.path()) {
+                n += s.iter().filter(|b| **b == b'\n').count();
+            }
+        }
+    }
+    n
+}
+
+/// A test's own cluster: the extension in `postgres`, an agent role, and
+/// protected databases with `public.orders` writable by the agent.
+fn own_cluster(name: &str, port: u16, conf: &[&str], agent: &str, dbs: &[&str]) {
+    let conf: Vec<String> = conf.iter().map(|l| format!("'{l}'")).collect();
+    run_lib_sh(&format!("cluster_start {name} {port} {}", conf.join(" ")));
+    let mut a = connect_port(port, "postgres", "postgres");
+    let until = in_one_hour(&mut a);
+    exec(&mut a, "CREATE EXTENSION ai_agent_safety");
+    exec(
+        &mut a,
+        &format!("CREATE ROLE {agent} LOGIN IN ROLE ai_agent VALID UNTIL '{until}'"),
+    );
+    for db in dbs {
+        exec(&mut a, &format!("CREATE DATABASE {db}"));
+        exec(
+            &mut a,
+            &format!("ALTER DATABASE {db} SET ai_agent_safety.require_approval = on"),
+        );
+        exec(
+            &mut connect_port(port, "postgres", db),
+            &format!(
+                "CREATE EXTENSION ai_agent_safety;
+                 CREATE TABLE public.orders (id int PRIMARY KEY, note text);
+                 INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series(1, 10) g;
+                 GRANT ALL ON public.orders TO {agent};"
+            ),
+        );
+    }
+}
+
+/// `threads` agent sessions on another cluster, `per_thread` refusals each.
+fn refusals_on(
+    port: u16,
+    agent: &'static str,
+    db: &'static str,
+    threads: usize,
+    per_thread: usize,
+) {
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = connect_port(port, agent, db);
+                for _ in 0..per_thread {
+                    assert_refused(c.batch_execute("DELETE FROM orders WHERE id = 1"));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("a refusal thread failed");
+    }
+}
+
+#[test]
+fn clean_restart_with_events_queued_loses_nothing() {
+    const NAME: &str = "auditrestart";
+    const PORT: u16 = 55471;
+    const AGENT: &str = "restart_agent";
+    const DB: &str = "restart_prod";
+    let _guard = ClusterGuard(NAME);
+    // One background worker slot, taken by the launcher: no writer can start,
+    // so every event is still queued in the spool when the server stops.
+    own_cluster(NAME, PORT, &["max_worker_processes = 1"], AGENT, &[DB]);
+    let dir = format!("/tmp/aas-{NAME}");
+    let restart = || {
+        run_lib_sh(&format!("cluster_stop {NAME}"));
+        assert!(
+            !std::path::Path::new(&dir).join("postmaster.pid").exists(),
+            "the cluster stopped"
+        );
+        let queued = spool_lines(&dir);
+        run_lib_sh(&format!(
+            "as_postgres env -u RUST_BACKTRACE $PG_BIN/pg_ctl -D {dir} -l {dir}/server.log -w start >/dev/null"
+        ));
+        queued
+    };
+
+    // 1. Events queued (no writer can run), clean restart with room for writers.
+    refusals_on(PORT, AGENT, DB, 4, 500);
+    let mut c = connect_port(PORT, "postgres", DB);
+    assert_eq!(count(&mut c, &refused_count_sql(AGENT)), 0);
+    let r = c
+        .query_one(
+            "SELECT queue_depth, writer_state FROM ai_agent_safety.audit_stats",
+            &[],
+        )
+        .unwrap();
+    let (depth, state): (i64, String) = (r.get(0), r.get(1));
+    assert_eq!(depth, 2000, "queued in the spool");
+    assert!(state.starts_with("starting"), "{state}");
+    exec(&mut c, "ALTER SYSTEM SET max_worker_processes = 8");
+    drop(c);
+    let queued = restart();
+    assert_eq!(queued, 2000, "spool lines at shutdown");
+    let mut c = connect_port(PORT, "postgres", DB);
+    let w = wait_count(
+        &mut c,
+        &refused_count_sql(AGENT),
+        2000,
+        Duration::from_secs(30),
+    );
+    eprintln!(
+        "restart 1: {queued} events queued at shutdown; {} of 2000 in audit_log {:?} after the restart",
+        w.last, w.elapsed
+    );
+    assert!(w.max <= 2000, "duplicates: max seen {}", w.max);
+    assert_eq!(w.last, 2000, "after {:?}", w.elapsed);
+    drop(c);
+
+    // 2. Writers running: refusals, then an immediate fast shutdown.
+    refusals_on(PORT, AGENT, DB, 4, 250);
+    let queued = restart();
+    let mut c = connect_port(PORT, "postgres", DB);
+    let w = wait_count(
+        &mut c,
+        &refused_count_sql(AGENT),
+        3000,
+        Duration::from_secs(30),
+    );
+    eprintln!(
+        "restart 2: {queued} events still in the spool at shutdown; {} of 3000 in audit_log {:?} after the restart",
+        w.last, w.elapsed
+    );
+    assert!(w.max <= 3000, "duplicates: max seen {}", w.max);
+    assert_eq!(w.last, 3000, "after {:?}", w.elapsed);
+    let depth = wait_count(
+        &mut c,
+        "SELECT queue_depth FROM ai_agent_safety.audit_stats",
+        0,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        depth.last, 0,
+        "the spool is empty once everything is loaded"
+    );
+}
+
+#[test]
+fn more_audited_databases_than_worker_slots() {
+    const NAME: &str = "auditslots";
+    const PORT: u16 = 55472;
+    const AGENT: &str = "slots_agent";
+    const DBS: [&str; 6] = [
+        "slots_a", "slots_b", "slots_c", "slots_d", "slots_e", "slots_f",
+    ];
+    let _guard = ClusterGuard(NAME);
+    // The launcher, PostgreSQL's logical replication launcher and one writer.
+    own_cluster(NAME, PORT, &["max_worker_processes = 3"], AGENT, &DBS);
+    let t0 = Instant::now();
+    for db in DBS {
+        refusals_on(PORT, AGENT, db, 1, 3);
+    }
+    for db in DBS {
+        let mut c = connect_port(PORT, "postgres", db);
+        expect_count(
+            &mut c,
+            &refused_count_sql(AGENT),
+            3,
+            Duration::from_secs(30),
+            &format!("refusals in {db}"),
+        );
+    }
+    eprintln!(
+        "slots: 6 databases, 1 writer slot: all events loaded {:?} after the first",
+        t0.elapsed()
+    );
+    // A granted token that expires unused in a database whose writer retired
+    // is still recorded (the launcher starts a writer for it).
+    let mut a = connect_port(PORT, "postgres", "postgres");
+    exec(
+        &mut a,
+        "CREATE ROLE slots_dba LOGIN IN ROLE ai_agent_approver",
+    );
+    exec(
+        &mut a,
+        "ALTER ROLE slots_dba SET ai_agent_safety.token_ttl = '2s'",
+    );
+    let mut ag = connect_port(PORT, AGENT, DBS[0]);
+    let token = request(&mut ag, "DELETE", "public.orders");
+    let mut d = connect_port(PORT, "slots_dba", DBS[0]);
+    grant(&mut d, &token);
+    let mut c = connect_port(PORT, "postgres", DBS[0]);
+    let took = expect_count(
+        &mut c,
+        &format!(
+            "SELECT count(*) FROM ai_agent_safety.audit_log
+              WHERE token = '{token}' AND event = 'expired'"
+        ),
+        1,
+        Duration::from_secs(30),
+        "expired token event",
+    );
+    eprintln!("slots: token expiry recorded {took:?} after the grant (TTL 2 s)");
+    // Idle writers give their slots back.
+    let w = wait_count(
+        &mut a,
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'ai_agent_safety audit writer'",
+        0,
+        Duration::from_secs(30),
+    );
+    assert_eq!(w.last, 0, "writers still running after {:?}", w.elapsed);
+}
+
+// ---------------------------------------------------------------- tampering
+
+#[test]
+fn agent_cannot_touch_the_audit_log_and_nobody_can_rewrite_it() {
+    let w = World::new("aud_tamper");
+    let mut ag = w.agent_in(&w.protected);
+    assert_guard_refused(ag.batch_execute("DELETE FROM orders WHERE id = 1"));
+    let mut a = admin(&w.protected);
+    expect_count(
+        &mut a,
+        &refused_count_sql(&w.agent),
+        1,
+        Duration::from_secs(5),
+        "first refusal",
+    );
+    let total = count(&mut a, "SELECT count(*) FROM ai_agent_safety.audit_log");
+
+    for db in [&w.protected, &w.open] {
+        let mut ag = w.agent_in(db);
+        for sql in [
+            "SELECT * FROM ai_agent_safety.audit_log",
+            "INSERT INTO ai_agent_safety.audit_log (ts, source, event, decision) VALUES (now(), 'guard', 'allowed', 'allow')",
+            "UPDATE ai_agent_safety.audit_log SET reason = 'nothing happened'",
+            "DELETE FROM ai_agent_safety.audit_log",
+            "TRUNCATE ai_agent_safety.audit_log",
+            "DROP TABLE ai_agent_safety.audit_log",
+            "ALTER TABLE ai_agent_safety.audit_log DISABLE TRIGGER USER",
+            "INSERT INTO ai_agent_safety.audit_spool_done (file) VALUES ('x.jsonl')",
+            "SELECT ai_agent_safety._audit('guard', 'granted', 'allow', NULL, NULL, 'forged', NULL)",
+            "SELECT * FROM audit_log_json('-infinity')",
+            "SELECT * FROM ai_agent_safety.audit_stats",
+            "SET ai_agent_safety.mode = 'audit'",
+            "SET ai_agent_safety.audit_level = 'decisions'",
+            "SET ai_agent_safety.audit_statement_max = 0",
+        ] {
+            let msg = assert_refused(ag.batch_execute(sql));
+            assert!(!msg.is_empty(), "{sql}");
+        }
+    }
+
+    // Even a superuser cannot rewrite it: the append-only triggers.
+    for sql in [
+        "UPDATE ai_agent_safety.audit_log SET reason = 'nothing happened'",
+        "DELETE FROM ai_agent_safety.audit_log",
+        "TRUNCATE ai_agent_safety.audit_log",
+    ] {
+        let msg = assert_refused(a.batch_execute(sql));
+        assert!(msg.contains("append-only"), "{sql}: {msg}");
+    }
+    // Nothing changed: the first refusal is intact, no forged or rewritten row.
+    let ev = events_of(&mut a, &w.agent);
+    assert_eq!(ev[0].event, "refused", "{ev:?}");
+    assert!(
+        ev[0]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("require_approval"),
+        "{ev:?}"
+    );
+    assert!(
+        count(&mut a, "SELECT count(*) FROM ai_agent_safety.audit_log") >= total,
+        "no event disappeared"
+    );
+    assert_eq!(
+        count(
+            &mut a,
+            "SELECT count(*) FROM ai_agent_safety.audit_log WHERE reason = 'forged' OR reason = 'nothing happened'"
+        ),
+        0
+    );
+}
+
+// ---------------------------------------------------------------- retention
+
+/// Restores ai_agent_safety.audit_retention even when the test fails.
+struct RetentionGuard;
+
+impl Drop for RetentionGuard {
+    fn drop(&mut self) {
+        if let Ok(mut a) = try_connect("postgres", "postgres") {
+            let _ = a.batch_execute("ALTER SYSTEM RESET ai_agent_safety.audit_retention");
+            let _ = a.batch_execute("SELECT pg_reload_conf()");
+        }
+    }
+}
+
+#[test]
+fn retention_purges_old_events() {
+    let w = World::new("aud_retain");
+    let mut a = admin(&w.protected);
+    exec(
+        &mut a,
+        "INSERT INTO ai_agent_safety.audit_log (ts, database, session_user_name, source, event, decision, reason)
+         VALUES (now() - interval '400 days', current_database(), 'ancient_agent', 'guard', 'refused', 'refuse', 'old event'),
+                (now() - interval '10 days', current_database(), 'recent_agent', 'guard', 'refused', 'refuse', 'recent event')",
+    );
+    let _restore = RetentionGuard;
+    {
+        let mut p = admin("postgres");
+        exec(
+            &mut p,
+            "ALTER SYSTEM SET ai_agent_safety.audit_retention = '30d'",
+        );
+        exec(&mut p, "SELECT pg_reload_conf()");
+    }
+    // The postmaster has reloaded once new sessions see the value; writers
+    // started from then on use it.
+    let start = Instant::now();
+    loop {
+        let v: String = admin(&w.protected)
+            .query_one("SHOW ai_agent_safety.audit_retention", &[])
+            .unwrap()
+            .get(0);
+        if v == "30d" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "retention setting not reloaded: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A fresh writer purges on its first pass: end any running one, then make
+    // an event so a new one starts.
+    for pid in writer_pids(&mut a, &w.protected) {
+        terminate(&mut a, pid);
+        wait_gone(&mut a, pid);
+    }
+    let mut ag = w.agent_in(&w.protected);
+    assert_guard_refused(ag.batch_execute("DELETE FROM orders WHERE id = 1"));
+    expect_count(
+        &mut a,
+        "SELECT count(*) FROM ai_agent_safety.audit_log WHERE reason = 'old event'",
+        0,
+        Duration::from_secs(10),
+        "the 400-day-old event is purged",
+    );
+    assert_eq!(
+        count(
+            &mut a,
+            "SELECT count(*) FROM ai_agent_safety.audit_log WHERE reason = 'recent event'"
+        ),
+        1,
+        "a 10-day-old event is kept with 30d retention"
+    );
+    expect_count(
+        &mut a,
+        &refused_count_sql(&w.agent),
+        1,
+        Duration::from_secs(5),
+        "the new refusal",
+    );
+}
+
+// ---------------------------------------------------------------- other sources
+
+#[test]
+fn login_refusal_is_recorded_in_the_target_database() {
+    let w = World::new("aud_login");
+    let role = unique("aud_login_noexp");
+    exec(
+        &mut admin("postgres"),
+        &format!("CREATE ROLE {role} LOGIN IN ROLE ai_agent"),
+    );
+    let e = match try_connect(&role, &w.protected) {
+        Ok(_) => panic!("an agent without VALID UNTIL must not log in"),
+        Err(e) => describe(&e),
+    };
+    assert!(e.contains("no credential expiry"), "{e}");
+    let mut a = admin(&w.protected);
+    expect_count(
+        &mut a,
+        &format!(
+            "SELECT count(*) FROM ai_agent_safety.audit_log WHERE session_user_name = '{role}'"
+        ),
+        1,
+        Duration::from_secs(5),
+        "login refusal event",
+    );
+    let ev = events_of(&mut a, &role);
+    let e = &ev[0];
+    assert_eq!(e.source, "credentials");
+    assert_eq!(e.event, "login_refused");
+    assert_eq!(e.decision, "refuse");
+    assert!(
+        e.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("no credential expiry"),
+        "{e:?}"
+    );
+    assert_eq!(
+        count(
+            &mut a,
+            &format!(
+                "SELECT count(*) FROM ai_agent_safety.audit_log
+                  WHERE session_user_name = '{role}' AND database = current_database()"
+            )
+        ),
+        1
+    );
+}
+
+#[test]
+fn token_lifecycle_is_recorded_with_the_token_id() {
+    let w = World::new("aud_token");
+    let dba = new_approver("aud_token");
+    let mut ag = w.agent_in(&w.protected);
+    exec(&mut ag, "SET ai_agent_safety.task_id = 'task-token-1'");
+    let token = request(&mut ag, "DELETE", "public.orders");
+    grant(&mut connect(&dba, &w.protected), &token);
+    exec(
+        &mut ag,
+        &format!("SET ai_agent_safety.approval_token = '{token}'"),
+    );
+    assert_eq!(
+        ag.execute("DELETE FROM orders WHERE id = 1", &[])
+            .unwrap_or_else(|e| panic!("DELETE with a granted token: {}", describe(&e))),
+        1
+    );
+    let mut a = admin(&w.protected);
+    expect_count(
+        &mut a,
+        &format!("SELECT count(*) FROM ai_agent_safety.audit_log WHERE token = '{token}'"),
+        3,
+        Duration::from_secs(5),
+        "requested, granted, consumed",
+    );
+    let ev = events_where(&mut a, &format!("token = '{token}'"));
+    let kinds: Vec<(&str, &str)> = ev
+        .iter()
+        .map(|e| (e.source.as_str(), e.event.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("token", "requested"),
+            ("token", "granted"),
+            ("token", "consumed")
+        ],
+        "{ev:?}"
+    );
+    assert_eq!(ev[0].session_user.as_deref(), Some(w.agent.as_str()));
+    assert_eq!(ev[0].task_id.as_deref(), Some("task-token-1"));
+    assert_eq!(ev[1].session_user.as_deref(), Some(dba.as_str()));
+    assert_eq!(ev[2].session_user.as_deref(), Some(w.agent.as_str()));
+    assert_eq!(ev[2].decision, "allow");
+    assert_eq!(
+        ev[2].statement.as_deref(),
+        Some("DELETE FROM orders WHERE id = 1")
+    );
+    assert_eq!(ev[2].task_id.as_deref(), Some("task-token-1"));
+}
+
+#[test]
+fn approver_views_json_stats_and_activity() {
+    let w = World::new("aud_views");
+    let dba = new_approver("aud_views");
+    let mut ag = w.agent_in(&w.protected);
+    for id in 1..=3 {
+        assert_guard_refused(ag.batch_execute(&format!("DELETE FROM orders WHERE id = {id}")));
+    }
+    let mut d = connect(&dba, &w.protected);
+    expect_count(
+        &mut d,
+        &refused_count_sql(&w.agent),
+        3,
+        Duration::from_secs(5),
+        "three refusals",
+    );
+    // audit_log_json: one JSON object per event.
+    let n = count(
+        &mut d,
+        &format!(
+            "SELECT count(*) FROM audit_log_json(now() - interval '1 hour') j
+              WHERE json_typeof(j) = 'object' AND j->>'session_user_name' = '{}'
+                AND j->>'event' = 'refused' AND j->>'decision' = 'refuse'
+                AND j->>'reason' LIKE '%require_approval%'",
+            w.agent
+        ),
+    );
+    assert_eq!(n, 3);
+    assert_eq!(
+        count(
+            &mut d,
+            "SELECT count(*) FROM audit_log_json(now() + interval '1 hour')"
+        ),
+        0
+    );
+    let msg = assert_sqlstate(d.query("SELECT * FROM audit_log_json(NULL)", &[]), "22004");
+    assert!(msg.contains("since is required"), "{msg}");
+    // audit_stats.
+    let r = d
+        .query_one(
+            "SELECT events_written, events_spooled, queue_depth, writer_state FROM ai_agent_safety.audit_stats",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("audit_stats as approver: {}", describe(&e)));
+    let written: i64 = r.get(0);
+    let spooled: i64 = r.get(1);
+    let depth: i64 = r.get(2);
+    let state: String = r.get(3);
+    assert!(written >= 3, "events_written {written}");
+    assert!(spooled >= written, "spooled {spooled} written {written}");
+    assert!(depth >= 0);
+    assert!(state.starts_with("running (pid "), "{state}");
+    let pid: i32 = state
+        .trim_start_matches("running (pid ")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap_or_else(|_| panic!("writer_state {state}"));
+    assert_eq!(
+        writer_pids(&mut admin(&w.protected), &w.protected),
+        vec![pid]
+    );
+    // agent_activity.
+    let r = d
+        .query_one(
+            "SELECT refusals, statements, tokens_used FROM ai_agent_safety.agent_activity WHERE role = $1",
+            &[&w.agent],
+        )
+        .unwrap_or_else(|e| panic!("agent_activity: {}", describe(&e)));
+    let refusals: i64 = r.get(0);
+    let statements: i64 = r.get(1);
+    let used: i64 = r.get(2);
+    assert_eq!((refusals, statements, used), (3, 3, 0));
+}
+
+#[test]
+fn statement_text_is_cut_at_audit_statement_max() {
+    let w = World::with_settings("aud_cut", &[("ai_agent_safety.audit_statement_max", "20")]);
+    let mut ag = w.agent_in(&w.protected);
+    let sql = "DELETE FROM orders WHERE id = 1 AND note <> 'a statement much longer than twenty characters'";
+    assert_guard_refused(ag.batch_execute(sql));
+    let mut a = admin(&w.protected);
+    expect_count(
+        &mut a,
+        &refused_count_sql(&w.agent),
+        1,
+        Duration::from_secs(5),
+        "refusal",
+    );
+    let ev = events_of(&mut a, &w.agent);
+    let stmt = ev[0].statement.clone().unwrap_or_default();
+    let want = format!(
+        "{}... [cut: {} characters in all]",
+        &sql[..20],
+        sql.chars().count()
+    );
+    assert_eq!(stmt, want);
+    assert!(stmt.contains("[cut:"));
+}

@@ -21,11 +21,23 @@ const MAX_WRITERS: usize = 64;
 #[derive(Clone, Copy, Default)]
 pub struct WriterSlot {
     pub dboid: u32,
-    /// 0 free, 1 starting, 2 running.
+    /// 0 free, 1 starting, 2 running, 3 waiting for CREATE EXTENSION.
     pub state: u8,
     pub pid: i32,
     /// When the slot entered its state (PostgreSQL timestamp).
     pub since: i64,
+    /// Starting, but the last start found no free background worker slot
+    /// (max_worker_processes): retried soon, and idle writers make room.
+    pub no_worker: bool,
+}
+
+/// A database without a running writer that needs one at a given time for
+/// maintenance: a granted token expires, or its oldest event passes the
+/// retention. Writers leave this behind when they retire; the launcher acts on it.
+#[derive(Clone, Copy, Default)]
+pub struct Wake {
+    pub dboid: u32,
+    pub at: i64,
 }
 
 #[derive(Clone, Copy)]
@@ -36,6 +48,10 @@ pub struct Shared {
     pub events_dropped: u64,
     pub writer_restarts: u64,
     pub writers: [WriterSlot; MAX_WRITERS],
+    pub wakes: [Wake; MAX_WRITERS],
+    /// The launcher's latch (a PGPROC latch in shared memory), so a retiring
+    /// writer can wake it when another database waits for a worker slot.
+    pub launcher_latch: usize,
 }
 
 impl Default for Shared {
@@ -47,6 +63,8 @@ impl Default for Shared {
             events_dropped: 0,
             writer_restarts: 0,
             writers: [WriterSlot::default(); MAX_WRITERS],
+            wakes: [Wake::default(); MAX_WRITERS],
+            launcher_latch: 0,
         }
     }
 }
@@ -130,15 +148,45 @@ pub fn append(dboid: pg_sys::Oid, line: &str) {
 /// True when no writer serves this database: the slot is then marked
 /// "starting" and the caller starts one.
 fn claim_writer_start(shared: &mut Shared, dboid: u32) -> bool {
+    claim(shared, dboid, false)
+}
+
+/// Claims the start of a writer for a database, for a backend that just
+/// spooled an event or for the launcher. True when the caller must start one.
+pub fn claim(shared: &mut Shared, dboid: u32, launcher: bool) -> bool {
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     if let Some(s) = shared
         .writers
         .iter_mut()
         .find(|s| s.dboid == dboid && s.state != 0)
     {
-        // A start that never completed (no free worker slot): try again after 2 s.
-        if s.state == 1 && now - s.since > 2_000_000 {
+        let retry_after = match s.state {
+            // No free worker slot last time: the launcher retries on every
+            // pass (and when a writer retires), backends every 100 ms.
+            1 if s.no_worker => {
+                if launcher {
+                    0
+                } else {
+                    100_000
+                }
+            }
+            // A start that never completed: try again after 2 s.
+            1 => 2_000_000,
+            // The extension is missing: the launcher looks again every 30 s;
+            // a backend with a new event (after CREATE EXTENSION, say) after 1 s.
+            3 => {
+                if launcher {
+                    30_000_000
+                } else {
+                    1_000_000
+                }
+            }
+            _ => return false,
+        };
+        if now - s.since >= retry_after {
+            s.state = 1;
             s.since = now;
+            s.no_worker = false;
             return true;
         }
         return false;
@@ -149,10 +197,60 @@ fn claim_writer_start(shared: &mut Shared, dboid: u32) -> bool {
             state: 1,
             pid: 0,
             since: now,
+            no_worker: false,
         };
         return true;
     }
     false
+}
+
+/// Records that a writer start found no free background worker slot.
+pub fn mark_no_worker(dboid: u32) {
+    let mut shared = SPOOL.exclusive();
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    if let Some(s) = shared
+        .writers
+        .iter_mut()
+        .find(|s| s.dboid == dboid && s.state == 1)
+    {
+        s.no_worker = true;
+        s.since = now;
+    }
+}
+
+/// Does any database wait for a background worker slot?
+pub fn someone_waits(shared: &Shared) -> bool {
+    shared.writers.iter().any(|s| s.state == 1 && s.no_worker)
+}
+
+/// Sets (or with `None` clears) the maintenance wake-up time of a database.
+/// When the table is full, the latest wake-up gives way to an earlier one.
+pub fn set_wake(shared: &mut Shared, dboid: u32, at: Option<i64>) {
+    let existing = shared.wakes.iter().position(|w| w.dboid == dboid);
+    let Some(at) = at else {
+        if let Some(i) = existing {
+            shared.wakes[i] = Wake::default();
+        }
+        return;
+    };
+    let i = existing
+        .or_else(|| shared.wakes.iter().position(|w| w.dboid == 0))
+        .or_else(|| {
+            let (i, latest) = shared.wakes.iter().enumerate().max_by_key(|(_, w)| w.at)?;
+            (latest.at > at).then_some(i)
+        });
+    if let Some(i) = i {
+        shared.wakes[i] = Wake { dboid, at };
+    }
+}
+
+/// Is anything waiting in the spool of a database? (Call under the lock to
+/// decide whether a writer may retire.)
+pub fn pending(dboid: u32) -> bool {
+    !closed_files(dboid).is_empty()
+        || std::fs::metadata(current_path(dboid))
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
 }
 
 /// Rotates `current.jsonl` of a database if it holds anything. Returns the

@@ -7,8 +7,15 @@
 //!   every 100 ms, loads each closed file in one transaction together with the
 //!   file's name in audit_spool_done (so a file is loaded exactly once, even if
 //!   the writer dies between commit and unlink), then deletes it. It also purges
-//!   events older than ai_agent_safety.audit_retention and records expired tokens.
+//!   events older than ai_agent_safety.audit_retention and records expired tokens
+//!   (when it starts, then every 60 s).
 //! - Backends start a writer themselves when they spool an event and none runs.
+//! - A writer retires when its spool has been empty for a while (sooner when
+//!   another database waits for a worker slot), so writers never hold all of
+//!   max_worker_processes: a cluster can have any number of audited databases.
+//!   A retiring writer leaves the time its database next needs maintenance (a
+//!   granted token's expiry, its oldest event passing the retention); the
+//!   launcher starts a writer then.
 
 use super::spool::{self, SPOOL};
 use pgrx::bgworkers::{
@@ -16,6 +23,11 @@ use pgrx::bgworkers::{
 };
 use pgrx::prelude::*;
 use std::time::Duration;
+
+/// A writer retires after its spool has been empty this long...
+const IDLE_RETIRE_US: i64 = 5_000_000;
+/// ...or this long, when another database waits for a worker slot.
+const IDLE_RETIRE_CROWDED_US: i64 = 200_000;
 
 /// True inside a writer while it purges old events: the append-only trigger
 /// lets exactly this through.
@@ -37,8 +49,9 @@ pub fn register_launcher() {
         .load();
 }
 
-/// Starts a writer for a database (from a backend or the launcher).
-pub fn start(dboid: u32) {
+/// Starts a writer for a database (from a backend or the launcher). False when
+/// no background worker slot was free: the slot is marked and retried.
+pub fn start(dboid: u32) -> bool {
     let r = BackgroundWorkerBuilder::new(&format!("ai_agent_safety audit writer {dboid}"))
         .set_type("ai_agent_safety audit writer")
         .set_library("ai_agent_safety")
@@ -48,9 +61,10 @@ pub fn start(dboid: u32) {
         .set_restart_time(None)
         .load_dynamic();
     if r.is_err() {
-        // No free worker slot: the slot stays "starting" and is retried.
-        pgrx::log!("ai_agent_safety: could not start the audit writer for database oid {dboid}; will retry");
+        spool::mark_no_worker(dboid);
+        return false;
     }
+    true
 }
 
 #[pg_guard]
@@ -58,13 +72,23 @@ pub fn start(dboid: u32) {
 pub extern "C-unwind" fn aas_audit_launcher_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi(None, None);
-    while BackgroundWorker::wait_latch(Some(Duration::from_millis(1000))) {
+    SPOOL.exclusive().launcher_latch = unsafe { pg_sys::MyLatch as usize };
+    let mut logged_no_worker = false;
+    let mut pause = Duration::from_millis(1000);
+    while BackgroundWorker::wait_latch(Some(pause)) {
+        let now = unsafe { pg_sys::GetCurrentTimestamp() };
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            // The retention may have changed: every sleeping database gets a
+            // maintenance pass now.
+            let mut shared = SPOOL.exclusive();
+            for w in shared.wakes.iter_mut().filter(|w| w.dboid != 0) {
+                w.at = now;
+            }
+        }
+        let mut no_worker = false;
         for db in spool::spooled_databases() {
-            let pending = !spool::closed_files(db).is_empty()
-                || std::fs::metadata(spool::current_path(db))
-                    .map(|m| m.len() > 0)
-                    .unwrap_or(false);
-            if !pending {
+            if !spool::pending(db) {
                 continue;
             }
             if !database_exists(db) {
@@ -73,40 +97,53 @@ pub extern "C-unwind" fn aas_audit_launcher_main(_arg: pg_sys::Datum) {
             }
             let claim = {
                 let mut shared = SPOOL.exclusive();
-                claim(&mut shared, db)
+                spool::claim(&mut shared, db, true)
             };
-            if claim {
-                start(db);
+            if claim && !start(db) {
+                no_worker = true;
             }
         }
-    }
-}
-
-fn claim(shared: &mut spool::Shared, dboid: u32) -> bool {
-    let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    if let Some(s) = shared
-        .writers
-        .iter_mut()
-        .find(|s| s.dboid == dboid && s.state != 0)
-    {
-        let retry_after = if s.state == 3 { 30_000_000 } else { 2_000_000 };
-        if s.state != 2 && now - s.since > retry_after {
-            s.state = 1;
-            s.since = now;
-            return true;
-        }
-        return false;
-    }
-    if let Some(s) = shared.writers.iter_mut().find(|s| s.state == 0) {
-        *s = spool::WriterSlot {
-            dboid,
-            state: 1,
-            pid: 0,
-            since: now,
+        // Maintenance of databases whose writer retired.
+        let due: Vec<u32> = {
+            let mut shared = SPOOL.exclusive();
+            let mut due = Vec::new();
+            for w in shared.wakes.iter_mut() {
+                if w.dboid != 0 && w.at <= now {
+                    due.push(w.dboid);
+                    *w = spool::Wake::default();
+                }
+            }
+            due
         };
-        return true;
+        for db in due {
+            if !database_exists(db) {
+                continue;
+            }
+            let claim = {
+                let mut shared = SPOOL.exclusive();
+                let c = spool::claim(&mut shared, db, true);
+                if !c && !shared.writers.iter().any(|s| s.dboid == db && s.state != 0) {
+                    // No room in the writer table: try again in a second.
+                    spool::set_wake(&mut shared, db, Some(now + 1_000_000));
+                }
+                c
+            };
+            if claim && !start(db) {
+                no_worker = true;
+            }
+        }
+        if no_worker && !logged_no_worker {
+            pgrx::log!("ai_agent_safety: no free background worker slot for an audit writer; events wait in the spool (raise max_worker_processes)");
+        }
+        logged_no_worker = no_worker;
+        // While a database waits for a worker slot, look again soon: a slot
+        // is free only once the postmaster has reaped a retired writer.
+        pause = Duration::from_millis(if spool::someone_waits(&SPOOL.share()) {
+            100
+        } else {
+            1000
+        });
     }
-    false
 }
 
 fn database_exists(dboid: u32) -> bool {
@@ -149,6 +186,8 @@ fn set_state(dboid: u32, state: u8) {
     {
         s.state = state;
         s.since = now;
+        // Kept after this process exits (free_slot matches on the pid).
+        s.pid = 0;
     }
 }
 
@@ -182,6 +221,7 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
                     state: 2,
                     pid: me,
                     since: now,
+                    no_worker: false,
                 }
             }
             None => return,
@@ -193,6 +233,7 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
 
     let mut seq = 0u64;
     let mut last_maintenance = 0i64;
+    let mut busy_at = unsafe { pg_sys::GetCurrentTimestamp() };
     while BackgroundWorker::wait_latch(Some(Duration::from_millis(100))) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
@@ -202,17 +243,80 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
             set_state(dboid, 3);
             return;
         }
-        drain(dboid, &mut seq);
+        let loaded = drain(dboid, &mut seq);
         let now = unsafe { pg_sys::GetCurrentTimestamp() };
         if now - last_maintenance > 60_000_000 {
             maintenance();
             last_maintenance = now;
         }
+        if loaded {
+            busy_at = now;
+            continue;
+        }
+        let idle = now - busy_at;
+        let crowded = spool::someone_waits(&SPOOL.share());
+        if idle >= IDLE_RETIRE_US || (crowded && idle >= IDLE_RETIRE_CROWDED_US) {
+            let wake = next_maintenance();
+            if retire(dboid, wake) {
+                return;
+            }
+            busy_at = now;
+        }
     }
     // SIGTERM (writer stop or server shutdown): load what is there, then go.
     if extension_present() {
         drain(dboid, &mut seq);
+        let wake = next_maintenance();
+        let mut shared = SPOOL.exclusive();
+        spool::set_wake(&mut shared, dboid, wake);
     }
+}
+
+/// Frees this writer's slot if the spool is empty (under the spool lock, so an
+/// event spooled from now on starts a new writer), leaving the database's next
+/// maintenance time for the launcher. False when events arrived meanwhile.
+fn retire(dboid: u32, wake: Option<i64>) -> bool {
+    let mut shared = SPOOL.exclusive();
+    if spool::pending(dboid) {
+        return false;
+    }
+    let me = unsafe { pg_sys::MyProcPid };
+    for s in shared.writers.iter_mut() {
+        if s.dboid == dboid && s.pid == me {
+            *s = spool::WriterSlot::default();
+        }
+    }
+    spool::set_wake(&mut shared, dboid, wake);
+    let latch = shared.launcher_latch;
+    let wake_launcher = spool::someone_waits(&shared);
+    drop(shared);
+    if wake_launcher && latch != 0 {
+        unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
+    }
+    true
+}
+
+/// When this database next needs the writer's maintenance with no events
+/// coming in: a granted, unused token expires, or the oldest event passes the
+/// retention (one second late, so the moment has surely passed).
+fn next_maintenance() -> Option<i64> {
+    // Unix epoch microseconds to PostgreSQL's (2000-01-01).
+    const PG_EPOCH_US: i64 = 946_684_800_000_000;
+    BackgroundWorker::transaction(|| {
+        Spi::get_one::<i64>(
+            "SELECT (pg_catalog.date_part('epoch', x) * 1000000)::int8
+               FROM (SELECT LEAST(
+                        (SELECT pg_catalog.min(expires_at) FROM ai_agent_safety.tokens
+                          WHERE state = 'granted' AND used_at IS NULL AND NOT expiry_logged),
+                        (SELECT pg_catalog.min(ts) FROM ai_agent_safety.audit_log)
+                          + pg_catalog.current_setting('ai_agent_safety.audit_retention')::interval
+                     ) AS x) t
+              WHERE pg_catalog.isfinite(x)",
+        )
+        .ok()
+        .flatten()
+    })
+    .map(|unix_us| unix_us - PG_EPOCH_US + 1_000_000)
 }
 
 unsafe fn libc_kill0(pid: i32) -> bool {
@@ -233,11 +337,14 @@ fn extension_present() -> bool {
     })
 }
 
-fn drain(dboid: u32, seq: &mut u64) {
+/// Loads everything spooled so far. True when there was anything.
+fn drain(dboid: u32, seq: &mut u64) -> bool {
     spool::rotate(dboid, seq);
-    for f in spool::closed_files(dboid) {
-        load_file(&f);
+    let files = spool::closed_files(dboid);
+    for f in &files {
+        load_file(f);
     }
+    !files.is_empty()
 }
 
 /// Loads one closed spool file, exactly once.
