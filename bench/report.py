@@ -3,8 +3,10 @@
 
 Input: a TSV with one line per pgbench run:
     round  side(with|without)  scenario  tps  latency_ms  transactions
+and (optional) a TSV of side facts about runs:
+    round  side  scenario  key  value
 The very last line printed is worst_ratio=<x.xxx>, the lowest with/without
-throughput ratio among scenarios 1-4.
+throughput ratio among scenarios 1-4 (scenario 6 has its own target).
 """
 import argparse
 import datetime
@@ -52,9 +54,60 @@ def pick(runs, scen, side, field):
     return [r[field] for r in runs if r["scenario"] == scen and r["side"] == side]
 
 
+def load_facts(path):
+    facts = []
+    if not path:
+        return facts
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            rnd, side, scen, key, value = line.split("\t")
+            facts.append({"round": int(rnd), "side": side, "scenario": scen,
+                          "key": key, "value": float(value)})
+    return facts
+
+
+def fact_values(facts, scen, key):
+    return [f["value"] for f in facts if f["scenario"] == scen and f["key"] == key]
+
+
+def throughput(runs, key, sid, desc, target):
+    """with/without tps of one scenario, or exits when runs are missing."""
+    w = stats(pick(runs, key, "with", "tps"))
+    wo = stats(pick(runs, key, "without", "tps"))
+    if not w or not wo:
+        print(f"scenario {sid}: missing runs", file=sys.stderr)
+        sys.exit(1)
+    ratio = w["median"] / wo["median"]
+    # Per-round with/without ratios (rounds pair a with run and the next without run).
+    per_round = {}
+    for r in runs:
+        if r["scenario"] == key:
+            per_round.setdefault(r["round"], {})[r["side"]] = r["tps"]
+    paired = [p["with"] / p["without"] for _, p in sorted(per_round.items()) if len(p) == 2]
+    ok = ratio >= target
+    scen = {
+        "id": sid, "name": desc, "status": "measured", "metric": "tps",
+        "with": w, "without": wo, "ratio": round(ratio, 4),
+        "paired_ratios": [round(x, 4) for x in paired],
+        "paired_ratio_median": round(statistics.median(paired), 4) if paired else None,
+        "latency_ms_with": stats(pick(runs, key, "with", "latency_ms")),
+        "latency_ms_without": stats(pick(runs, key, "without", "latency_ms")),
+        "target": f"ratio >= {target}", "meets_target": ok,
+    }
+    fmt = lambda v: f"{v:.1f}"
+    row = (sid, desc, "tps", fmt(w["median"]), fmt(wo["median"]), f"{ratio:.3f}",
+           f"{fmt(w['min'])}-{fmt(w['max'])} | {fmt(wo['min'])}-{fmt(wo['max'])}",
+           f">= {target:.2f}", "ok" if ok else "BELOW")
+    return scen, ratio, row
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
+    ap.add_argument("--facts", default="")
     ap.add_argument("--json", required=True)
     ap.add_argument("--mode", default="default")
     ap.add_argument("--rounds", type=int, required=True)
@@ -64,6 +117,7 @@ def main():
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--scale", type=int, required=True)
     ap.add_argument("--seed-rows", type=int, required=True)
+    ap.add_argument("--audit-seed-rows", type=int, default=0)
     ap.add_argument("--pg-version", default="")
     ap.add_argument("--cpus", default="")
     ap.add_argument("--load-before", default="")
@@ -71,40 +125,16 @@ def main():
     a = ap.parse_args()
 
     runs = load(a.results)
+    facts = load_facts(a.facts)
     scenarios = []
     ratios = []
     rows = []
 
-    def fmt(v, d=1):
-        return f"{v:.{d}f}"
-
     for sid, key, desc, target in THROUGHPUT:
-        w = stats(pick(runs, key, "with", "tps"))
-        wo = stats(pick(runs, key, "without", "tps"))
-        if not w or not wo:
-            print(f"scenario {sid}: missing runs", file=sys.stderr)
-            sys.exit(1)
-        ratio = w["median"] / wo["median"]
+        scen, ratio, row = throughput(runs, key, sid, desc, target)
         ratios.append(ratio)
-        # Per-round with/without ratios (rounds pair a with run and the next without run).
-        per_round = {}
-        for r in runs:
-            if r["scenario"] == key:
-                per_round.setdefault(r["round"], {})[r["side"]] = r["tps"]
-        paired = [p["with"] / p["without"] for _, p in sorted(per_round.items()) if len(p) == 2]
-        ok = ratio >= target
-        scenarios.append({
-            "id": sid, "name": desc, "status": "measured", "metric": "tps",
-            "with": w, "without": wo, "ratio": round(ratio, 4),
-            "paired_ratios": [round(x, 4) for x in paired],
-            "paired_ratio_median": round(statistics.median(paired), 4) if paired else None,
-            "latency_ms_with": stats(pick(runs, key, "with", "latency_ms")),
-            "latency_ms_without": stats(pick(runs, key, "without", "latency_ms")),
-            "target": f"ratio >= {target}", "meets_target": ok,
-        })
-        rows.append((sid, desc, "tps", fmt(w["median"]), fmt(wo["median"]), f"{ratio:.3f}",
-                     f"{fmt(w['min'])}-{fmt(w['max'])} | {fmt(wo['min'])}-{fmt(wo['max'])}",
-                     f">= {target:.2f}", "ok" if ok else "BELOW"))
+        scenarios.append(scen)
+        rows.append(row)
 
     tok = stats(pick(runs, "s5_token", "with", "latency_ms"))
     plain = stats(pick(runs, "s5_plain", "with", "latency_ms"))
@@ -114,23 +144,39 @@ def main():
         sys.exit(1)
     added = tok["median"] - plain["median"]
     seeded_ratio = seeded["median"] / tok["median"]
+    audit_rows_empty = stats(fact_values(facts, "s5_token", "audit_log_rows"))
+    audit_rows_seeded = stats(fact_values(facts, "s5_seeded", "audit_log_rows"))
+    tokens_rows_empty = stats(fact_values(facts, "s5_token", "tokens_rows"))
+    tokens_rows_seeded = stats(fact_values(facts, "s5_seeded", "tokens_rows"))
+    rng = lambda st: "?" if not st else (f"{st['min']:,.0f}" if st["min"] == st["max"]
+                                         else f"{st['min']:,.0f}-{st['max']:,.0f}")
     s5_ok = added < TOKEN_ADDED_MS_TARGET
     s5b_ok = seeded_ratio <= SEEDED_RATIO_TARGET
     scenarios.append({
         "id": "5", "name": "agent, token-approved one-row DELETE vs plain DELETE by a non-agent",
         "status": "measured", "metric": "latency_ms per transaction (extension loaded)",
+        "database": "bench",
         "token_path": tok, "plain_delete": plain,
         "token_tps": stats(pick(runs, "s5_token", "with", "tps")),
         "plain_tps": stats(pick(runs, "s5_plain", "with", "tps")),
         "added_ms": round(added, 4),
         "target": f"token path adds < {TOKEN_ADDED_MS_TARGET} ms per statement", "meets_target": s5_ok,
+        "tables_at_run_start": {
+            "tokens_rows": tokens_rows_empty, "audit_log_rows": audit_rows_empty,
+            "note": "tokens: only the run's own tokens; audit_log: only the events the bench itself "
+                    "produced in database bench (token requests, grants and uses of earlier runs)",
+        },
         "seeded": {
-            "tokens_rows_seeded": a.seed_rows, "token_path": seeded,
+            "database": "bench_seeded",
+            "tokens_rows_seeded": a.seed_rows, "audit_log_rows_seeded": a.audit_seed_rows,
+            "seeding": f"{a.seed_rows} unrelated rows in ai_agent_safety.tokens before each run; "
+                       f"{a.audit_seed_rows} rows in ai_agent_safety.audit_log once, in setup",
+            "tables_at_run_start": {"tokens_rows": tokens_rows_seeded, "audit_log_rows": audit_rows_seeded},
+            "token_path": seeded,
             "token_tps": stats(pick(runs, "s5_seeded", "with", "tps")),
             "ratio_to_empty": round(seeded_ratio, 4),
             "target": f"within 10% of the empty-table latency (ratio <= {SEEDED_RATIO_TARGET})",
             "meets_target": s5b_ok,
-            "audit_log_seeding": "skipped until the audit issue lands",
         },
         "note": "without the library no token is checked, so only the with-extension side is measured",
     })
@@ -138,16 +184,33 @@ def main():
                  f"tok {tok['median']:.3f}", f"plain {plain['median']:.3f}", f"+{added:.3f}ms" if added >= 0 else f"{added:.3f}ms",
                  f"{tok['min']:.3f}-{tok['max']:.3f} | {plain['min']:.3f}-{plain['max']:.3f}",
                  f"< {TOKEN_ADDED_MS_TARGET:g} ms", "ok" if s5_ok else "ABOVE"))
-    rows.append(("5b", f"same, {a.seed_rows:,} rows in tokens", "ms/txn",
+    rows.append(("5b", f"same, seeded tokens + audit_log", "ms/txn",
                  f"tok {seeded['median']:.3f}", f"empty {tok['median']:.3f}", f"{seeded_ratio:.3f}",
                  f"{seeded['min']:.3f}-{seeded['max']:.3f} | {tok['min']:.3f}-{tok['max']:.3f}",
                  f"<= {SEEDED_RATIO_TARGET:.2f}x", "ok" if s5b_ok else "ABOVE"))
-    scenarios.append({
-        "id": "6", "name": "agent, audit_level = all", "status": "skipped",
-        "reason": "audit issue not landed", "target": f"ratio >= {AUDIT_RATIO_TARGET}",
+    s6, s6_ratio, row = throughput(runs, "s6_audit_all", "6", "agent, audit_level = all, select-only",
+                                   AUDIT_RATIO_TARGET)
+    xacts = sum(fact_values(facts, "s6_audit_all", "transactions"))
+    spooled = sum(fact_values(facts, "s6_audit_all", "events_spooled"))
+    log_bytes = sum(fact_values(facts, "s6_audit_all", "server_log_bytes"))
+    s6.update({
+        "database": "bench_audit", "role": "bench_agent_all",
+        "setting": "ALTER ROLE bench_agent_all SET ai_agent_safety.audit_level = 'all'",
+        "audit_with_side": {
+            "transactions": int(xacts),
+            "events_spooled": int(spooled),
+            "events_dropped": int(sum(fact_values(facts, "s6_audit_all", "events_dropped"))),
+            "events_per_transaction": round(spooled / xacts, 3) if xacts else None,
+            "server_log_bytes": int(log_bytes),
+            "server_log_bytes_per_transaction": round(log_bytes / xacts, 1) if xacts else None,
+            "backlog_after_run": stats(fact_values(facts, "s6_audit_all", "backlog_after_run")),
+            "drain_s": stats(fact_values(facts, "s6_audit_all", "drain_s")),
+            "left_after_drain": stats(fact_values(facts, "s6_audit_all", "left_after_drain")),
+        },
+        "note": "the writer's backlog is loaded after each run, outside the measured time",
     })
-    rows.append(("6", "agent, audit_level = all", "-", "SKIPPED", "-", "-",
-                 "audit issue not landed", f">= {AUDIT_RATIO_TARGET:.2f}", "-"))
+    scenarios.append(s6)
+    rows.append(row)
 
     worst = min(ratios)
     header = ("#", "scenario", "metric", "with (median)", "without (median)", "ratio",
@@ -166,8 +229,21 @@ def main():
     print()
     print("ratio = with / without (median tps). Scenario 5: per-transaction latency, extension loaded;")
     print("  'tok' = agent presents and consumes a granted token for a one-row DELETE, 'plain' = the same")
-    print("  transaction shape by a non-agent; 5b ratio = token latency with seeded tokens table / empty.")
-    print("  Audit log seeding skipped until the audit issue lands.")
+    print("  transaction shape by a non-agent. 5 runs in database bench: its tokens table holds only the")
+    print(f"  run's tokens ({rng(tokens_rows_empty)} rows), its audit_log only the bench's own events "
+          f"({rng(audit_rows_empty)} rows at run start).")
+    print(f"  5b runs in database bench_seeded: {a.seed_rows:,} unrelated tokens rows seeded before each run, "
+          f"{a.audit_seed_rows:,} audit_log rows")
+    print(f"  seeded once in setup ({rng(tokens_rows_seeded)} tokens / {rng(audit_rows_seeded)} audit_log rows "
+          "at run start); 5b ratio = 5b latency / 5 latency.")
+    a6 = s6["audit_with_side"]
+    if xacts:
+        print(f"Scenario 6 (database bench_audit, role bench_agent_all): {a6['events_per_transaction']:.2f} audit "
+              f"events per transaction, server log +{a6['server_log_bytes_per_transaction']:.0f} bytes per "
+              f"transaction, {a6['events_dropped']} dropped;")
+        bl, dr = a6["backlog_after_run"], a6["drain_s"]
+        print(f"  writer backlog at the end of a run {rng(bl)} events, loaded in "
+              f"{dr['min']:.1f}-{dr['max']:.1f} s (between runs, not measured).")
     if a.load_before and a.cpus and float(a.load_before.split()[0]) > 0.5 * float(a.cpus):
         print(f"  The machine was busy before the run (load {a.load_before.split()[0]} on {a.cpus} CPUs): expect noise.")
     if a.mode != "default":
@@ -186,7 +262,9 @@ def main():
         "scenarios": scenarios,
         "worst_ratio": round(worst, 4),
         "worst_ratio_scenarios": "1-4",
+        "audit_all_ratio": round(s6_ratio, 4),
         "runs": runs,
+        "facts": facts,
     }
     with open(a.json, "w") as f:
         json.dump(summary, f, indent=2)

@@ -1,7 +1,8 @@
 //! Smoke test of the benchmark command: `scripts/bench --smoke` (1 round per
 //! side, 1 s per run, every scenario) on its own cluster, then checks that every
-//! scenario 1-5 produced numbers in the JSON summary, scenario 6 is marked
-//! skipped, and the output ends with `worst_ratio=<x.xxx>`. No timing assertions.
+//! scenario 1-6 produced numbers in the JSON summary (5b with its seeded tokens
+//! and audit_log rows, 6 with the audit events it recorded), and the output
+//! ends with `worst_ratio=<x.xxx>`. No timing assertions.
 //!
 //! The bench builds its own cluster (name `bench-smoke`, port 55451 unless
 //! AAS_BENCH_SMOKE_PORT says otherwise, within 55450-55459), so it never touches
@@ -78,7 +79,7 @@ fn bench_smoke_reports_every_scenario() {
             .collect(),
         other => panic!("scenarios is not an array: {other:?}"),
     };
-    for id in ["1", "2", "3", "4"] {
+    for id in ["1", "2", "3", "4", "6"] {
         let s = scenarios
             .get(id)
             .unwrap_or_else(|| panic!("scenario {id} missing"));
@@ -109,8 +110,28 @@ fn bench_smoke_reports_every_scenario() {
         assert!(num(s5, path) > 0.0, "scenario 5: {path:?} is not positive");
     }
     num(s5, &["added_ms"]);
+    assert_eq!(num(s5, &["seeded", "tokens_rows_seeded"]), 100_000.0);
+    assert_eq!(num(s5, &["seeded", "audit_log_rows_seeded"]), 1_000_000.0);
+    assert!(
+        num(s5, &["seeded", "tables_at_run_start", "audit_log_rows", "min"]) >= 1_000_000.0,
+        "scenario 5b ran without the seeded audit log"
+    );
+    assert!(
+        num(s5, &["tables_at_run_start", "audit_log_rows", "max"]) < 1_000_000.0,
+        "scenario 5's database has the seeded audit log"
+    );
+
+    // Scenario 6 (checked with 1-4 above for with/without/ratio): every
+    // statement of the audit_level = all agent was recorded.
     let s6 = scenarios.get("6").expect("scenario 6 missing");
-    assert_eq!(string(s6, &["status"]), "skipped");
+    let audit = lookup(s6, &["audit_with_side"]);
+    assert!(num(audit, &["transactions"]) > 0.0);
+    assert!(
+        num(audit, &["events_per_transaction"]) >= 1.0,
+        "scenario 6: fewer audit events than statements: {audit:?}"
+    );
+    assert_eq!(num(audit, &["events_dropped"]), 0.0, "scenario 6: {audit:?}");
+    assert!(num(&doc, &["audit_all_ratio"]) > 0.0);
 }
 
 fn lookup<'a>(v: &'a Json, path: &[&str]) -> &'a Json {

@@ -371,6 +371,28 @@ fn load_file(path: &std::path::Path) {
             bad += 1;
         }
     }
+    // A file whose load keeps killing the writer (a line that looks whole but
+    // is not valid JSON, e.g. after an OS crash) must not stop the audit log
+    // for good: the attempt count survives the writer, and after three failed
+    // attempts the file is set aside as <name>.bad and its lines are counted
+    // as dropped (audit_stats.events_dropped).
+    let attempts_path = path.with_extension("attempts");
+    let attempts: u32 = std::fs::read_to_string(&attempts_path)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    if attempts >= 3 {
+        let _ = std::fs::rename(path, path.with_extension("bad"));
+        let _ = std::fs::remove_file(&attempts_path);
+        SPOOL.exclusive().events_dropped += good.len() as u64 + bad;
+        pgrx::log!(
+            "ai_agent_safety: spool file {name} failed to load 3 times; set aside as {}.bad, its {} events are counted as dropped",
+            name.trim_end_matches(".jsonl"),
+            good.len() as u64 + bad
+        );
+        return;
+    }
+    let _ = std::fs::write(&attempts_path, (attempts + 1).to_string());
     let batch = format!("[{}]", good.join(","));
     let n = good.len() as u64;
     let loaded = BackgroundWorker::transaction(|| {
@@ -398,6 +420,7 @@ fn load_file(path: &std::path::Path) {
     match loaded {
         Ok(fresh) => {
             let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(&attempts_path);
             let mut shared = SPOOL.exclusive();
             if fresh {
                 shared.events_written += n;
