@@ -24,8 +24,8 @@ CREATE TABLE ai_agent_safety.audit_log (
     token            uuid
 );
 CREATE INDEX audit_log_ts ON ai_agent_safety.audit_log (ts);
-CREATE INDEX audit_log_session_user ON ai_agent_safety.audit_log (session_user_name, ts);
-CREATE INDEX audit_log_token ON ai_agent_safety.audit_log (token) WHERE token IS NOT NULL;
+-- Only the ts index: every index costs the writer on each event, and with
+-- audit_level = all there is one event per agent statement.
 COMMENT ON TABLE ai_agent_safety.audit_log IS
     'One row per decision about an AI agent (refusals, token use, credential and environment events; more with audit_level).';
 

@@ -108,6 +108,11 @@ pub fn check(stmt: &StatementOps, source: &str) -> Verdict {
         if !must_look {
             return Verdict::Allow;
         }
+        if !(stmt.writes && settings::task_environment().is_some()) {
+            // Nothing to decide, only to record: skip gathering facts.
+            audit_allowed(stmt, source);
+            return Verdict::Allow;
+        }
     }
     let session = session_facts();
     let here = dbfacts::current();

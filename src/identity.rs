@@ -45,6 +45,11 @@ unsafe extern "C-unwind" fn invalidate(_arg: pg_sys::Datum, _cacheid: i32, _hash
     crate::credentials::invalidate_expiry_cache();
 }
 
+/// Changes whenever a role or membership changes (syscache invalidation).
+pub fn epoch() -> u64 {
+    unsafe { CACHE.epoch }
+}
+
 /// Registers the syscache callbacks. Called from `_PG_init`.
 pub fn register_invalidation() {
     unsafe {

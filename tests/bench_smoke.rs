@@ -113,7 +113,10 @@ fn bench_smoke_reports_every_scenario() {
     assert_eq!(num(s5, &["seeded", "tokens_rows_seeded"]), 100_000.0);
     assert_eq!(num(s5, &["seeded", "audit_log_rows_seeded"]), 1_000_000.0);
     assert!(
-        num(s5, &["seeded", "tables_at_run_start", "audit_log_rows", "min"]) >= 1_000_000.0,
+        num(
+            s5,
+            &["seeded", "tables_at_run_start", "audit_log_rows", "min"]
+        ) >= 1_000_000.0,
         "scenario 5b ran without the seeded audit log"
     );
     assert!(
@@ -130,7 +133,11 @@ fn bench_smoke_reports_every_scenario() {
         num(audit, &["events_per_transaction"]) >= 1.0,
         "scenario 6: fewer audit events than statements: {audit:?}"
     );
-    assert_eq!(num(audit, &["events_dropped"]), 0.0, "scenario 6: {audit:?}");
+    assert_eq!(
+        num(audit, &["events_dropped"]),
+        0.0,
+        "scenario 6: {audit:?}"
+    );
     assert!(num(&doc, &["audit_all_ratio"]) > 0.0);
 }
 

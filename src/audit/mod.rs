@@ -34,6 +34,7 @@ pub struct Event {
 }
 
 /// Where and who, filled from the running session.
+#[derive(Clone)]
 struct Context {
     db_oid: pg_sys::Oid,
     database: String,
@@ -43,26 +44,47 @@ struct Context {
     application_name: String,
 }
 
+/// The session's context, kept between events (audit_level = all records every
+/// statement): rebuilt when the session or current user changes or a role
+/// changes in the catalog (the identity cache epoch).
+static mut CONTEXT: Option<((pg_sys::Oid, pg_sys::Oid, u64), Context)> = None;
+
 fn session_context() -> Context {
     unsafe {
+        let key = (
+            pg_sys::GetSessionUserId(),
+            pg_sys::GetUserId(),
+            identity::epoch(),
+        );
+        let application_name = crate::classify::cstr(pg_sys::GetConfigOption(
+            c"application_name".as_ptr(),
+            true,
+            false,
+        ));
+        let cache = &mut *std::ptr::addr_of_mut!(CONTEXT);
+        if let Some((k, c)) = cache {
+            if *k == key {
+                let mut c = c.clone();
+                c.application_name = application_name;
+                return c;
+            }
+        }
         let port = pg_sys::MyProcPort as *const pg_sys::libpq::be::Port;
         let client_addr = if port.is_null() {
             String::new()
         } else {
             crate::classify::cstr((*port).remote_host)
         };
-        Context {
+        let c = Context {
             db_oid: pg_sys::MyDatabaseId,
             database: crate::dbfacts::current_database_name(),
             session_user: identity::session_user_name(),
             current_user: identity::current_user_name(),
             client_addr,
-            application_name: crate::classify::cstr(pg_sys::GetConfigOption(
-                c"application_name".as_ptr(),
-                true,
-                false,
-            )),
-        }
+            application_name,
+        };
+        *cache = Some((key, c.clone()));
+        c
     }
 }
 
