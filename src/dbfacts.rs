@@ -27,8 +27,17 @@ pub fn current() -> DatabaseFacts {
     }
 }
 
+/// The name of the database this backend is connected to (read once).
 pub fn current_database_name() -> String {
-    unsafe { crate::classify::cstr(pg_sys::get_database_name(pg_sys::MyDatabaseId)) }
+    static mut NAME: Option<String> = None;
+    unsafe {
+        let cached = &mut *std::ptr::addr_of_mut!(NAME);
+        cached
+            .get_or_insert_with(|| {
+                crate::classify::cstr(pg_sys::get_database_name(pg_sys::MyDatabaseId))
+            })
+            .clone()
+    }
 }
 
 /// The effective ai_agent_safety.* settings for `role` in database `db`

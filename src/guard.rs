@@ -102,13 +102,13 @@ pub fn check(stmt: &StatementOps, source: &str) -> Verdict {
         // Destroys nothing: only the task-environment rule or the audit level
         // can care, and both are cheap to rule out.
         let level = settings::audit_level();
-        let must_look = (stmt.writes && settings::task_environment().is_some())
+        let must_look = (stmt.writes && settings::task_environment_mismatch())
             || level >= audit::LEVEL_ALL
             || (level >= audit::LEVEL_WRITES && stmt.writes);
         if !must_look {
             return Verdict::Allow;
         }
-        if !(stmt.writes && settings::task_environment().is_some()) {
+        if !(stmt.writes && settings::task_environment_mismatch()) {
             // Nothing to decide, only to record: skip gathering facts.
             audit_allowed(stmt, source);
             return Verdict::Allow;

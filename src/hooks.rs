@@ -137,9 +137,10 @@ unsafe extern "C-unwind" fn utility_hook(
 
 /// A write by an agent needs a closer look only if it could be refused or must
 /// be recorded: a protected class in a database that requires approval, a
-/// declared task environment, or an audit level that records writes.
+/// declared task environment that differs from this database's, or an audit
+/// level that records writes.
 unsafe fn needs_classification(ps: &pg_sys::PlannedStmt) -> bool {
-    if settings::task_environment().is_some()
+    if settings::task_environment_mismatch()
         || settings::audit_level() >= crate::audit::LEVEL_WRITES
     {
         return true;

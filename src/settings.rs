@@ -134,6 +134,14 @@ pub fn max_credential_lifetime_seconds() -> i64 {
 pub fn anything_to_enforce() -> bool {
     unsafe { REQUIRE_APPROVAL || AUDIT_LEVEL > 0 || !opt_str(TASK_ENVIRONMENT).is_none() }
 }
+/// Could the task-environment rule refuse a write here? Only when a task
+/// environment is declared and differs from this database's label.
+pub fn task_environment_mismatch() -> bool {
+    match task_environment() {
+        Some(t) => environment() != Some(t),
+        None => false,
+    }
+}
 pub fn audit_mode() -> bool {
     unsafe { MODE == MODE_AUDIT }
 }
