@@ -365,6 +365,31 @@ unsafe fn define_string(
     );
 }
 
+/// An integer setting: `(default, min, max)`, with a unit flag such as GUC_UNIT_S.
+unsafe fn define_int(
+    name: &'static CStr,
+    desc: &'static CStr,
+    var: *mut c_int,
+    (boot, min, max): (c_int, c_int, c_int),
+    context: pg_sys::GucContext::Type,
+    flags: c_int,
+) {
+    pg_sys::DefineCustomIntVariable(
+        name.as_ptr(),
+        desc.as_ptr(),
+        ptr::null(),
+        var,
+        boot,
+        min,
+        max,
+        context,
+        flags,
+        None,
+        None,
+        None,
+    );
+}
+
 /// Defines every setting. Called once from `_PG_init`.
 pub fn define() {
     use pg_sys::GucContext::{PGC_SIGHUP, PGC_SUSET, PGC_USERSET};
@@ -412,19 +437,13 @@ pub fn define() {
             Some(check_token),
             None,
         );
-        pg_sys::DefineCustomIntVariable(
-            c"ai_agent_safety.token_ttl".as_ptr(),
-            c"How long a granted approval token stays usable.".as_ptr(),
-            ptr::null(),
+        define_int(
+            c"ai_agent_safety.token_ttl",
+            c"How long a granted approval token stays usable.",
             ptr::addr_of_mut!(TOKEN_TTL_S),
-            15 * 60,
-            1,
-            7 * 24 * 3600,
+            (15 * 60, 1, 7 * 24 * 3600),
             PGC_SUSET,
             pg_sys::GUC_UNIT_S as c_int,
-            None,
-            None,
-            None,
         );
         define_string(
             c"ai_agent_safety.environment",
@@ -466,19 +485,13 @@ pub fn define() {
             Some(check_task_environment),
             None,
         );
-        pg_sys::DefineCustomIntVariable(
-            c"ai_agent_safety.max_credential_lifetime".as_ptr(),
-            c"Longest VALID UNTIL horizon an agent role may hold.".as_ptr(),
-            ptr::null(),
+        define_int(
+            c"ai_agent_safety.max_credential_lifetime",
+            c"Longest VALID UNTIL horizon an agent role may hold.",
             ptr::addr_of_mut!(MAX_CREDENTIAL_LIFETIME_S),
-            24 * 3600,
-            1,
-            i32::MAX,
+            (24 * 3600, 1, i32::MAX),
             PGC_SIGHUP,
             pg_sys::GUC_UNIT_S as c_int,
-            None,
-            None,
-            None,
         );
         // Reported to the client after login; its show hook finishes the agent's
         // login checks once per-database and per-role settings are applied.
@@ -522,19 +535,13 @@ pub fn define() {
             None,
             None,
         );
-        pg_sys::DefineCustomIntVariable(
-            c"ai_agent_safety.audit_retention".as_ptr(),
-            c"Audit events older than this are purged by the writer.".as_ptr(),
-            ptr::null(),
+        define_int(
+            c"ai_agent_safety.audit_retention",
+            c"Audit events older than this are purged by the writer.",
             ptr::addr_of_mut!(AUDIT_RETENTION_S),
-            365 * 24 * 3600,
-            1,
-            i32::MAX,
+            (365 * 24 * 3600, 1, i32::MAX),
             PGC_SIGHUP,
             pg_sys::GUC_UNIT_S as c_int,
-            None,
-            None,
-            None,
         );
         pg_sys::DefineCustomIntVariable(
             c"ai_agent_safety.audit_statement_max".as_ptr(),
