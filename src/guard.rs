@@ -41,11 +41,7 @@ fn op_text(stmt: &StatementOps) -> String {
 }
 
 fn object_text(stmt: &StatementOps) -> String {
-    let v: Vec<String> = stmt
-        .ops
-        .iter()
-        .map(|o| aas_policy::token_target_text(o))
-        .collect();
+    let v: Vec<String> = stmt.ops.iter().map(aas_policy::token_target_text).collect();
     v.join(", ")
 }
 

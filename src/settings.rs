@@ -132,7 +132,7 @@ pub fn max_credential_lifetime_seconds() -> i64 {
 /// Cheap test used on every statement of an agent: is anything configured that
 /// could refuse or record a statement in this database?
 pub fn anything_to_enforce() -> bool {
-    unsafe { REQUIRE_APPROVAL || AUDIT_LEVEL > 0 || !opt_str(TASK_ENVIRONMENT).is_none() }
+    unsafe { REQUIRE_APPROVAL || AUDIT_LEVEL > 0 || opt_str(TASK_ENVIRONMENT).is_some() }
 }
 /// Could the task-environment rule refuse a write here? Only when a task
 /// environment is declared and differs from this database's label.

@@ -406,7 +406,7 @@ pub(crate) fn env_text(env: Option<&str>) -> String {
 pub(crate) fn scope_text(scope: Option<&[String]>) -> String {
     match scope {
         None => "none set (only databases without an environment label)".into(),
-        Some(v) if v.is_empty() => "none set (only databases without an environment label)".into(),
+        Some([]) => "none set (only databases without an environment label)".into(),
         Some(v) => v.join(", "),
     }
 }
