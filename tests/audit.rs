@@ -533,19 +533,6 @@ fn writer_terminated_mid_load_loses_and_duplicates_nothing() {
     );
 }
 
-/// Stops a cluster started by a test, even when the test fails.
-struct ClusterGuard(&'static str);
-
-impl Drop for ClusterGuard {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(format!("source scripts/lib.sh && cluster_stop {}", self.0))
-            .current_dir(repo_root())
-            .output();
-    }
-}
-
 /// Lines waiting in a stopped cluster's spool (not loaded into any table yet).
 fn spool_lines(cluster_dir: &str) -> usize {
     let root = std::path::Path::new(cluster_dir).join("ai_agent_safety_spool");
@@ -619,7 +606,7 @@ fn clean_restart_with_events_queued_loses_nothing() {
     const PORT: u16 = 55471;
     const AGENT: &str = "restart_agent";
     const DB: &str = "restart_prod";
-    let _guard = ClusterGuard(NAME);
+    let _guard = StopCluster(NAME);
     // One background worker slot, taken by the launcher: no writer can start,
     // so every event is still queued in the spool when the server stops.
     own_cluster(NAME, PORT, &["max_worker_processes = 1"], AGENT, &[DB]);
@@ -705,7 +692,7 @@ fn more_audited_databases_than_worker_slots() {
     const DBS: [&str; 6] = [
         "slots_a", "slots_b", "slots_c", "slots_d", "slots_e", "slots_f",
     ];
-    let _guard = ClusterGuard(NAME);
+    let _guard = StopCluster(NAME);
     // The launcher, PostgreSQL's logical replication launcher and one writer.
     own_cluster(NAME, PORT, &["max_worker_processes = 3"], AGENT, &DBS);
     let t0 = Instant::now();

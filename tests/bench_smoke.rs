@@ -10,16 +10,10 @@
 //! AAS_BENCH_SKIP_INSTALL is set explicitly, it is set to 1 here (scripts/test
 //! installs the extension before the integration tests).
 
+use aas_integration::repo_root;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-
-fn repo_root() -> PathBuf {
-    match std::env::var_os("AAS_REPO_ROOT") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
-    }
-}
 
 #[test]
 fn bench_smoke_reports_every_scenario() {

@@ -1187,18 +1187,6 @@ fn invalid_protected_operations_rejected_for_superuser() {
 
 const NOPRELOAD_PORT: u16 = 55441;
 
-/// Stops the second cluster however the test ends.
-struct StopCluster(&'static str);
-impl Drop for StopCluster {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(format!("source scripts/lib.sh && cluster_stop {}", self.0))
-            .current_dir(repo_root())
-            .output();
-    }
-}
-
 #[test]
 fn create_extension_requires_preload() {
     let _stop = StopCluster("nopreload");

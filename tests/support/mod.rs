@@ -226,6 +226,19 @@ pub fn repo_root() -> std::path::PathBuf {
     }
 }
 
+/// Stops a cluster started by a test (`cluster_stop NAME`) however the test ends.
+pub struct StopCluster(pub &'static str);
+
+impl Drop for StopCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("source scripts/lib.sh && cluster_stop {}", self.0))
+            .current_dir(repo_root())
+            .output();
+    }
+}
+
 /// Runs `source scripts/lib.sh && <command>` with bash from the repository root,
 /// panicking with its output when it fails.
 pub fn run_lib_sh(command: &str) {
