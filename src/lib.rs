@@ -139,30 +139,38 @@ mod ai_agent_safety {
         ),
     > {
         let here = unsafe { pg_sys::MyDatabaseId.to_u32() };
-        let s = *crate::audit::spool::SPOOL.share();
+        use crate::audit::spool::{Counters, SPOOL};
+        let (writers, spooled, written, dropped) = {
+            let s = SPOOL.share();
+            let c = &s.counters;
+            (
+                s.writers,
+                Counters::get(&c.spooled),
+                Counters::get(&c.written),
+                Counters::get(&c.dropped),
+            )
+        };
         let state_name = |st: u8| match st {
             1 => "starting",
             2 => "running",
             3 => "waiting for CREATE EXTENSION",
             _ => "stopped",
         };
-        let mine = s
-            .writers
+        let mine = writers
             .iter()
             .find(|w| w.dboid == here && w.state != 0)
             .map(|w| format!("{} (pid {})", state_name(w.state), w.pid))
             .unwrap_or_else(|| "idle (started on demand)".into());
-        let all: Vec<String> = s
-            .writers
+        let all: Vec<String> = writers
             .iter()
             .filter(|w| w.state != 0)
             .map(|w| format!("db {}: {} pid {}", w.dboid, state_name(w.state), w.pid))
             .collect();
         TableIterator::once((
             crate::audit::spool::pending_lines(),
-            s.events_spooled as i64,
-            s.events_written as i64,
-            s.events_dropped as i64,
+            spooled as i64,
+            written as i64,
+            dropped as i64,
             mine,
             all.join("; "),
         ))

@@ -685,6 +685,93 @@ fn clean_restart_with_events_queued_loses_nothing() {
 }
 
 #[test]
+fn lines_cut_by_a_crash_are_dropped_and_counted_and_the_rest_load() {
+    const NAME: &str = "audittorn";
+    const PORT: u16 = 55473;
+    const AGENT: &str = "torn_agent";
+    const DB: &str = "torn_prod";
+    let _guard = StopCluster(NAME);
+    // No writer can start (the launcher holds the only worker slot), so the
+    // events stay in the spool until the restart.
+    own_cluster(NAME, PORT, &["max_worker_processes = 1"], AGENT, &[DB]);
+    let mut agent = connect_port(PORT, AGENT, DB);
+    for id in 1..=10 {
+        assert_refused(agent.batch_execute(&format!("DELETE FROM orders WHERE id = {id}")));
+    }
+    drop(agent);
+    let mut c = connect_port(PORT, "postgres", DB);
+    exec(&mut c, "ALTER SYSTEM SET max_worker_processes = 8");
+    drop(c);
+    run_lib_sh(&format!("cluster_stop {NAME}"));
+
+    // What a crash in mid-write leaves: event 3 cut short and run into event
+    // 4 (the next append lands after the partial bytes), and a last line,
+    // event 10, cut short with no newline.
+    let dir = format!("/tmp/aas-{NAME}");
+    let spool: Vec<_> = std::fs::read_dir(format!("{dir}/ai_agent_safety_spool"))
+        .unwrap()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .map(|f| f.path())
+        .collect();
+    assert_eq!(spool.len(), 1, "one spool file: {spool:?}");
+    let text = std::fs::read_to_string(&spool[0]).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 10, "ten events spooled");
+    for (i, l) in lines.iter().enumerate() {
+        assert!(l.contains(&format!("WHERE id = {}", i + 1)), "line {i}: {l}");
+    }
+    let mut damaged = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        match i {
+            2 => damaged.push_str(&l[..l.len() / 2]),
+            9 => damaged.push_str(&l[..l.len() - 5]),
+            _ => {
+                damaged.push_str(l);
+                damaged.push('\n');
+            }
+        }
+    }
+    std::fs::write(&spool[0], damaged).unwrap();
+    run_lib_sh(&format!(
+        "as_postgres env -u RUST_BACKTRACE $PG_BIN/pg_ctl -D {dir} -l {dir}/server.log -w start >/dev/null"
+    ));
+
+    let mut c = connect_port(PORT, "postgres", DB);
+    let w = wait_count(
+        &mut c,
+        "SELECT queue_depth FROM ai_agent_safety.audit_stats",
+        0,
+        Duration::from_secs(30),
+    );
+    assert_eq!(w.last, 0, "the spool is loaded after {:?}", w.elapsed);
+    let loaded: Vec<String> = c
+        .query(
+            "SELECT statement FROM ai_agent_safety.audit_log
+              WHERE session_user_name = $1 AND event = 'refused' ORDER BY id",
+            &[&AGENT],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let want: Vec<String> = [1, 2, 5, 6, 7, 8, 9]
+        .iter()
+        .map(|id| format!("DELETE FROM orders WHERE id = {id}"))
+        .collect();
+    assert_eq!(loaded, want, "every whole line loaded, exactly once");
+    // Two damaged lines (3-and-4 run together, and 10) counted as dropped.
+    let dropped = count(&mut c, "SELECT events_dropped FROM ai_agent_safety.audit_stats");
+    assert_eq!(dropped, 2);
+    let left: Vec<_> = std::fs::read_dir(spool[0].parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|f| f.file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing set aside or left behind: {left:?}");
+}
+
+#[test]
 fn more_audited_databases_than_worker_slots() {
     const NAME: &str = "auditslots";
     const PORT: u16 = 55472;

@@ -5,6 +5,7 @@
 //! Nothing here touches PostgreSQL; the extension's glue gathers the facts and
 //! carries out the decision.
 
+pub mod audit_record;
 pub mod credentials;
 pub mod decision;
 pub mod facts;

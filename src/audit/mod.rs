@@ -2,8 +2,9 @@
 //!
 //! An event is written, at the moment of the decision, to
 //! 1. the spool (`spool.rs`): an append-only file per database under
-//!    `$PGDATA/ai_agent_safety_spool/`, outside any transaction, so it survives
-//!    the agent's rollback, a writer crash and a server restart; then
+//!    `$PGDATA/ai_agent_safety_spool/`, one line of COPY text format per event,
+//!    outside any transaction, so it survives the agent's rollback, a writer
+//!    crash and a server restart; then
 //! 2. the server log, as one line `ai_agent_safety: {json}`.
 //!
 //! A background writer per database (`writer.rs`) moves spooled events into
@@ -88,30 +89,6 @@ fn session_context() -> Context {
     }
 }
 
-fn push_json_str(out: &mut String, key: &str, val: &str) {
-    out.push('"');
-    out.push_str(key);
-    out.push_str("\":");
-    if val.is_empty() {
-        out.push_str("null");
-    } else {
-        out.push('"');
-        for c in val.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-    }
-    out.push(',');
-}
-
 pub use aas_policy::time::iso_utc;
 
 /// Cuts the statement text at `ai_agent_safety.audit_statement_max` characters,
@@ -127,41 +104,71 @@ pub fn cut_statement(s: &str) -> String {
     }
 }
 
-fn to_json(e: &Event, c: &Context, task_id: &str) -> String {
-    let mut o = String::with_capacity(512);
-    o.push('{');
-    push_json_str(
-        &mut o,
-        "ts",
-        &iso_utc(unsafe { pg_sys::GetCurrentTimestamp() }),
-    );
-    push_json_str(&mut o, "database", &c.database);
-    o.push_str(&format!("\"pid\":{},", unsafe { pg_sys::MyProcPid }));
-    push_json_str(&mut o, "client_addr", &c.client_addr);
-    push_json_str(&mut o, "application_name", &c.application_name);
-    push_json_str(&mut o, "session_user_name", &c.session_user);
-    push_json_str(&mut o, "current_user_name", &c.current_user);
-    push_json_str(&mut o, "task_id", task_id);
-    push_json_str(&mut o, "source", e.source);
-    push_json_str(&mut o, "event", e.event);
-    push_json_str(&mut o, "decision", e.decision);
-    push_json_str(&mut o, "operation", &e.operation);
-    push_json_str(&mut o, "object", &e.object);
-    push_json_str(&mut o, "statement", &cut_statement(&e.statement));
-    push_json_str(&mut o, "reason", &e.reason);
-    push_json_str(&mut o, "token", &e.token);
-    o.pop();
-    o.push('}');
-    o
+/// Spools the event (a COPY line), then writes it to the server log (JSON), so
+/// nothing in the log can be missing from the table.
+fn emit(e: &Event, c: &Context, task_id: &str) {
+    use aas_policy::audit_record::{to_copy_line, to_json, Value::*};
+    let ts = iso_utc(unsafe { pg_sys::GetCurrentTimestamp() });
+    let statement = cut_statement(&e.statement);
+    let record = [
+        Text(&ts),
+        Text(&c.database),
+        Int(unsafe { pg_sys::MyProcPid } as i64),
+        Text(&c.client_addr),
+        Text(&c.application_name),
+        Text(&c.session_user),
+        Text(&c.current_user),
+        Text(task_id),
+        Text(e.source),
+        Text(e.event),
+        Text(e.decision),
+        Text(&e.operation),
+        Text(&e.object),
+        Text(&statement),
+        Text(&e.reason),
+        Text(&e.token),
+    ];
+    if c.db_oid != pg_sys::InvalidOid {
+        spool::append(c.db_oid, &to_copy_line(&record));
+    }
+    server_log(&to_json(&record));
 }
 
-/// Records an event of the current session: spool first, then the server log,
-/// so nothing in the log can be missing from the table.
+/// Writes `ai_agent_safety: {json}` to the server log at LOG level, without the
+/// STATEMENT line PostgreSQL would add to it: the JSON holds the statement
+/// (cut at audit_statement_max), and with audit_level = all a second copy of
+/// every statement would double what each event costs the log.
+fn server_log(json: &str) {
+    use std::ffi::{c_char, c_int, CString};
+    // Not in pgrx's bindings (it wraps them in its own ereport).
+    extern "C-unwind" {
+        fn errstart(elevel: c_int, domain: *const c_char) -> bool;
+        fn errfinish(filename: *const c_char, lineno: c_int, funcname: *const c_char);
+    }
+    // JSON escapes every control character, so there is no NUL to refuse.
+    let Ok(msg) = CString::new(format!("ai_agent_safety: {json}")) else {
+        return;
+    };
+    unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            if errstart(pg_sys::LOG as c_int, std::ptr::null()) {
+                pg_sys::errmsg_internal(c"%s".as_ptr(), msg.as_ptr());
+                pg_sys::errhidestmt(true);
+                pg_sys::errhidecontext(true);
+                errfinish(
+                    c"src/audit/mod.rs".as_ptr(),
+                    line!() as c_int,
+                    c"server_log".as_ptr(),
+                );
+            }
+        })
+    }
+}
+
+/// Records an event of the current session.
 pub fn record(e: Event) {
     let c = session_context();
-    let line = to_json(&e, &c, settings::task_id().unwrap_or(""));
-    spool::append(c.db_oid, &line);
-    pgrx::log!("ai_agent_safety: {line}");
+    emit(&e, &c, settings::task_id().unwrap_or(""));
 }
 
 /// Records a login refusal, before any database session exists: it goes to the
@@ -190,9 +197,5 @@ pub fn record_login(
         reason: reason.to_string(),
         ..Default::default()
     };
-    let line = to_json(&e, &c, "");
-    if db_oid != pg_sys::InvalidOid {
-        spool::append(db_oid, &line);
-    }
-    pgrx::log!("ai_agent_safety: {line}");
+    emit(&e, &c, "");
 }

@@ -1,9 +1,12 @@
 //! The spool: durable, append-only event files, one stream per database.
 //!
-//! `$PGDATA/ai_agent_safety_spool/<dboid>/current.jsonl` receives one JSON line
-//! per event, appended under a shared-memory LWLock. The writer rotates it
-//! (rename to `<time>-<seq>.jsonl` under the same lock, bumping a generation
-//! number so every backend reopens `current.jsonl`), then loads closed files.
+//! `$PGDATA/ai_agent_safety_spool/<dboid>/current.copy` receives one line per
+//! event, in COPY text format (`aas_policy::audit_record`). Backends append with one `write()` on an `O_APPEND` descriptor while
+//! holding a shared-memory LWLock in *shared* mode, so appenders never wait for
+//! each other (the kernel keeps each append whole). The writer rotates the file
+//! under the same lock in exclusive mode (rename to `<time>-<seq>.copy`,
+//! bumping a generation number so every backend reopens `current.copy`), so no
+//! append can land in a file after it is closed; then it loads closed files.
 //! Files survive a writer crash and a server restart; nothing is kept only in
 //! memory, so a full queue cannot exist: the spool grows on disk instead.
 
@@ -14,6 +17,7 @@ use pgrx::shmem::PGRXSharedMemory;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const DIR: &str = "ai_agent_safety_spool";
 const MAX_WRITERS: usize = 64;
@@ -40,12 +44,27 @@ pub struct Wake {
     pub at: i64,
 }
 
-#[derive(Clone, Copy)]
+/// Event counters, updated under the lock in either mode (hence atomic).
+#[derive(Default)]
+pub struct Counters {
+    pub spooled: AtomicU64,
+    pub written: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
 pub struct Shared {
+    /// Changed only under the exclusive lock.
     pub generation: u64,
-    pub events_spooled: u64,
-    pub events_written: u64,
-    pub events_dropped: u64,
+    pub counters: Counters,
     pub writer_restarts: u64,
     pub writers: [WriterSlot; MAX_WRITERS],
     pub wakes: [Wake; MAX_WRITERS],
@@ -58,9 +77,7 @@ impl Default for Shared {
     fn default() -> Self {
         Shared {
             generation: 1,
-            events_spooled: 0,
-            events_written: 0,
-            events_dropped: 0,
+            counters: Counters::default(),
             writer_restarts: 0,
             writers: [WriterSlot::default(); MAX_WRITERS],
             wakes: [Wake::default(); MAX_WRITERS],
@@ -90,7 +107,7 @@ pub fn db_dir(dboid: u32) -> PathBuf {
 }
 
 pub fn current_path(dboid: u32) -> PathBuf {
-    db_dir(dboid).join("current.jsonl")
+    db_dir(dboid).join("current.copy")
 }
 
 fn open_current(dboid: u32) -> std::io::Result<File> {
@@ -108,9 +125,9 @@ pub fn append(dboid: pg_sys::Oid, line: &str) {
     let mut buf = String::with_capacity(line.len() + 1);
     buf.push_str(line);
     buf.push('\n');
-    let need_writer;
+    let served;
     {
-        let mut shared = SPOOL.exclusive();
+        let shared = SPOOL.share();
         let open = unsafe { &mut *std::ptr::addr_of_mut!(OPEN) };
         let stale =
             !matches!(open, Some(o) if o.dboid == dboid && o.generation == shared.generation);
@@ -124,7 +141,7 @@ pub fn append(dboid: pg_sys::Oid, line: &str) {
                     })
                 }
                 Err(e) => {
-                    shared.events_dropped += 1;
+                    Counters::add(&shared.counters.dropped, 1);
                     drop(shared);
                     pgrx::error!("ai_agent_safety: cannot open the audit spool for database oid {dboid}: {e}");
                 }
@@ -132,15 +149,21 @@ pub fn append(dboid: pg_sys::Oid, line: &str) {
         }
         let f = &mut open.as_mut().unwrap().file;
         if let Err(e) = f.write_all(buf.as_bytes()) {
-            shared.events_dropped += 1;
+            Counters::add(&shared.counters.dropped, 1);
             *open = None;
             drop(shared);
             pgrx::error!("ai_agent_safety: cannot write the audit spool: {e}");
         }
-        shared.events_spooled += 1;
-        need_writer = claim_writer_start(&mut shared, dboid);
+        Counters::add(&shared.counters.spooled, 1);
+        served = shared
+            .writers
+            .iter()
+            .any(|s| s.dboid == dboid && s.state == 2);
     }
-    if need_writer {
+    // No running writer: claim its start under the exclusive lock. (A writer
+    // retires only under that lock and only with an empty spool, so one that
+    // retires after this append's check has seen the line and stayed.)
+    if !served && claim_writer_start(&mut SPOOL.exclusive(), dboid) {
         super::writer::start(dboid);
     }
 }
@@ -253,7 +276,7 @@ pub fn pending(dboid: u32) -> bool {
             .unwrap_or(false)
 }
 
-/// Rotates `current.jsonl` of a database if it holds anything. Returns the
+/// Rotates `current.copy` of a database if it holds anything. Returns the
 /// closed file's path.
 pub fn rotate(dboid: u32, seq: &mut u64) -> Option<PathBuf> {
     let mut shared = SPOOL.exclusive();
@@ -264,7 +287,7 @@ pub fn rotate(dboid: u32, seq: &mut u64) -> Option<PathBuf> {
     }
     *seq += 1;
     let closed = db_dir(dboid).join(format!(
-        "{:020}-{:06}-{}.jsonl",
+        "{:020}-{:06}-{}.copy",
         unsafe { pg_sys::GetCurrentTimestamp() },
         *seq,
         unsafe { pg_sys::MyProcPid }
@@ -282,8 +305,8 @@ pub fn closed_files(dboid: u32) -> Vec<PathBuf> {
         .map(|d| {
             d.filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
-                    p.extension().is_some_and(|x| x == "jsonl")
-                        && p.file_name().is_some_and(|n| n != "current.jsonl")
+                    p.extension().is_some_and(|x| x == "copy")
+                        && p.file_name().is_some_and(|n| n != "current.copy")
                 })
                 .collect()
         })

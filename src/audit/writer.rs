@@ -17,7 +17,7 @@
 //!   granted token's expiry, its oldest event passing the retention); the
 //!   launcher starts a writer then.
 
-use super::spool::{self, SPOOL};
+use super::spool::{self, Counters, SPOOL};
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
 };
@@ -160,7 +160,7 @@ fn drop_spool_of_missing_database(dboid: u32) {
         .map(|b| b.iter().filter(|c| **c == b'\n').count() as u64)
         .sum::<u64>();
     let _ = std::fs::remove_dir_all(spool::db_dir(dboid));
-    SPOOL.exclusive().events_dropped += lines;
+    Counters::add(&SPOOL.share().counters.dropped, lines);
     pgrx::log!("ai_agent_safety: database oid {dboid} no longer exists; {lines} spooled audit events for it were dropped");
 }
 
@@ -347,7 +347,7 @@ fn drain(dboid: u32, seq: &mut u64) -> bool {
     !files.is_empty()
 }
 
-/// Loads one closed spool file, exactly once.
+/// Loads one closed spool file, exactly once, with COPY.
 fn load_file(path: &std::path::Path) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return;
@@ -357,23 +357,20 @@ fn load_file(path: &std::path::Path) {
         .and_then(|n| n.to_str())
         .unwrap_or("")
         .to_string();
-    let mut good: Vec<&str> = Vec::new();
-    let mut bad = 0u64;
-    for line in text.lines() {
-        let l = line.trim();
-        if l.is_empty() {
-            continue;
-        }
-        // A line cut by a crash mid-write is not valid JSON: count it as dropped.
-        if l.starts_with('{') && l.ends_with('}') {
-            good.push(l);
-        } else {
-            bad += 1;
-        }
-    }
-    // A file whose load keeps killing the writer (a line that looks whole but
-    // is not valid JSON, e.g. after an OS crash) must not stop the audit log
-    // for good: the attempt count survives the writer, and after three failed
+    // A line cut by a crash mid-write runs into the next one (or ends the
+    // file without a newline): left out and counted as dropped, so the other
+    // lines still load. Lines are checked as they are split; only when some
+    // is left out is a clean copy of the file written for COPY.
+    let whole_file = text.ends_with('\n');
+    let mut lines: Vec<&str> = text.split_terminator('\n').collect();
+    let unterminated = if whole_file { None } else { lines.pop() };
+    let total = lines.len() as u64 + unterminated.is_some() as u64;
+    lines.retain(|l| aas_policy::audit_record::copy_line_is_whole(l));
+    let good = lines.len() as u64;
+    let bad = total - good;
+    // A file whose load keeps failing (say, a line that passes the check but
+    // that COPY rejects, after an OS crash) must not stop the audit log for
+    // good: the attempt count survives the writer, and after three failed
     // attempts the file is set aside as <name>.bad and its lines are counted
     // as dropped (audit_stats.events_dropped).
     let attempts_path = path.with_extension("attempts");
@@ -384,17 +381,38 @@ fn load_file(path: &std::path::Path) {
     if attempts >= 3 {
         let _ = std::fs::rename(path, path.with_extension("bad"));
         let _ = std::fs::remove_file(&attempts_path);
-        SPOOL.exclusive().events_dropped += good.len() as u64 + bad;
+        Counters::add(&SPOOL.share().counters.dropped, total);
         pgrx::log!(
-            "ai_agent_safety: spool file {name} failed to load 3 times; set aside as {}.bad, its {} events are counted as dropped",
-            name.trim_end_matches(".jsonl"),
-            good.len() as u64 + bad
+            "ai_agent_safety: spool file {name} failed to load 3 times; set aside as {}.bad, its {total} events are counted as dropped",
+            name.trim_end_matches(".copy"),
         );
         return;
     }
     let _ = std::fs::write(&attempts_path, (attempts + 1).to_string());
-    let batch = format!("[{}]", good.join(","));
-    let n = good.len() as u64;
+    let clean_path = path.with_extension("clean");
+    let source = if bad == 0 {
+        path
+    } else {
+        let mut clean = lines.join("\n");
+        clean.push('\n');
+        if let Err(e) = std::fs::write(&clean_path, clean) {
+            pgrx::log!(
+                "ai_agent_safety: cannot write {}: {e}; will retry",
+                clean_path.display()
+            );
+            return;
+        }
+        clean_path.as_path()
+    };
+    // The path is relative to the data directory (the writer's working
+    // directory) and made only of digits, dashes, dots and the spool's name.
+    let copy = format!(
+        "COPY ai_agent_safety.audit_log \
+           (ts, database, pid, client_addr, application_name, session_user_name, current_user_name, task_id, \
+            source, event, decision, operation, object, statement, reason, token) \
+         FROM '{}' WITH (FORMAT text, ENCODING 'UTF8')",
+        source.display()
+    );
     let loaded = BackgroundWorker::transaction(|| {
         Spi::connect_mut(|c| {
             let fresh = c.update(
@@ -402,30 +420,22 @@ fn load_file(path: &std::path::Path) {
                 None,
                 &[name.clone().into()],
             )?;
-            if fresh.len() == 1 {
-                c.update(
-                    "INSERT INTO ai_agent_safety.audit_log \
-                       (ts, database, pid, client_addr, application_name, session_user_name, current_user_name, task_id, \
-                        source, event, decision, operation, object, statement, reason, token) \
-                     SELECT ts, database, pid, client_addr, application_name, session_user_name, current_user_name, task_id, \
-                            source, event, decision, operation, object, statement, reason, token \
-                       FROM pg_catalog.json_populate_recordset(NULL::ai_agent_safety.audit_log, $1::json)",
-                    None,
-                    &[batch.clone().into()],
-                )?;
+            if fresh.len() == 1 && good > 0 {
+                c.update(&copy, None, &[])?;
             }
             Ok::<bool, pgrx::spi::Error>(fresh.len() == 1)
         })
     });
+    let _ = std::fs::remove_file(&clean_path);
     match loaded {
         Ok(fresh) => {
             let _ = std::fs::remove_file(path);
             let _ = std::fs::remove_file(&attempts_path);
-            let mut shared = SPOOL.exclusive();
+            let shared = SPOOL.share();
             if fresh {
-                shared.events_written += n;
+                Counters::add(&shared.counters.written, good);
             }
-            shared.events_dropped += bad;
+            Counters::add(&shared.counters.dropped, bad);
         }
         Err(e) => pgrx::log!("ai_agent_safety: loading {name} failed, will retry: {e}"),
     }
