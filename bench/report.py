@@ -5,6 +5,8 @@ Input: a TSV with one line per pgbench run:
     round  side(with|without)  scenario  tps  latency_ms  transactions
 and (optional) a TSV of side facts about runs:
     round  side  scenario  key  value
+and (optional) a TSV of callgrind instruction counts (single-user backend):
+    side  scenario  transactions  instructions
 The very last line printed is worst_ratio=<x.xxx>, the lowest with/without
 throughput ratio among scenarios 1-4 (scenario 6 has its own target).
 """
@@ -69,6 +71,21 @@ def load_facts(path):
     return facts
 
 
+def load_instructions(path):
+    """side, scenario, transactions, instructions -> {(scenario, side): per transaction}"""
+    ir = {}
+    if not path:
+        return ir
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            side, scen, xacts, count = line.split("\t")
+            ir[(scen, side)] = int(count) / int(xacts)
+    return ir
+
+
 def fact_values(facts, scen, key):
     return [f["value"] for f in facts if f["scenario"] == scen and f["key"] == key]
 
@@ -108,6 +125,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
     ap.add_argument("--facts", default="")
+    ap.add_argument("--instructions", default="")
+    ap.add_argument("--token-rounds", type=int, default=0)
     ap.add_argument("--json", required=True)
     ap.add_argument("--mode", default="default")
     ap.add_argument("--rounds", type=int, required=True)
@@ -126,6 +145,7 @@ def main():
 
     runs = load(a.results)
     facts = load_facts(a.facts)
+    ir = load_instructions(a.instructions)
     scenarios = []
     ratios = []
     rows = []
@@ -212,6 +232,16 @@ def main():
     scenarios.append(s6)
     rows.append(row)
 
+    ir_rows = []
+    for scen in scenarios:
+        key = {"1": "s1_select", "2": "s2_tpcb", "3": "s3_agent_sel", "4": "s4_agent_wr",
+               "6": "s6_audit_all"}.get(scen["id"])
+        w, wo = ir.get((key, "with")), ir.get((key, "without"))
+        if w and wo:
+            scen["instructions_per_txn"] = {"with": round(w), "without": round(wo),
+                                            "added": round(w - wo), "ratio_without_over_with": round(wo / w, 4)}
+            ir_rows.append((scen["id"], f"{w:,.0f}", f"{wo:,.0f}", f"{w - wo:+,.0f}", f"{wo / w:.4f}"))
+
     worst = min(ratios)
     header = ("#", "scenario", "metric", "with (median)", "without (median)", "ratio",
               "spread min-max: with | without", "target", "result")
@@ -220,12 +250,24 @@ def main():
 
     print(f"PostgreSQL {a.pg_version}, pgbench scale {a.scale}, {a.clients} clients / {a.threads} threads, "
           f"{a.duration} s per run ({a.token_duration} s per token run), "
-          f"{a.rounds} round(s) per side, alternating with/without ({a.mode} mode)")
+          f"{a.rounds} round(s) per side, alternating with/without ({a.mode} mode)"
+          + (f"; scenario 5 in rounds 1-{a.token_rounds}" if a.token_rounds else ""))
     print(f"{a.cpus} CPUs; load average before {a.load_before}, after {a.load_after}")
     print(line(header))
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print(line(r))
+    if ir_rows:
+        print()
+        print("Instructions per transaction in one backend (callgrind, postgres --single; the same on every run):")
+        ir_header = ("#", "with", "without", "added", "ratio without/with")
+        iw = [max(len(str(r[i])) for r in ir_rows + [ir_header]) for i in range(len(ir_header))]
+        iline = lambda r: "  ".join(str(c).ljust(iw[i]) for i, c in enumerate(r)).rstrip()
+        print(iline(ir_header))
+        print("  ".join("-" * w for w in iw))
+        for r in ir_rows:
+            print(iline(r))
+        print("  (the backend's own work: not the kernel's write() calls, nor the audit writer's loading)")
     print()
     print("ratio = with / without (median tps). Scenario 5: per-transaction latency, extension loaded;")
     print("  'tok' = agent presents and consumes a granted token for a one-row DELETE, 'plain' = the same")
@@ -255,7 +297,8 @@ def main():
         "config": {
             "postgresql": a.pg_version, "pgbench_scale": a.scale, "clients": a.clients,
             "threads": a.threads, "duration_s": a.duration, "token_duration_s": a.token_duration,
-            "rounds_per_side": a.rounds, "order": "alternating with, without per round",
+            "rounds_per_side": a.rounds, "token_rounds": a.token_rounds,
+            "order": "with, without in odd rounds; without, with in even rounds",
             "protocol": "simple", "cpus": a.cpus,
             "load_average_before": a.load_before, "load_average_after": a.load_after,
         },
@@ -265,6 +308,8 @@ def main():
         "audit_all_ratio": round(s6_ratio, 4),
         "runs": runs,
         "facts": facts,
+        "instructions": [{"scenario": k[0], "side": k[1], "per_transaction": round(v, 1)}
+                         for k, v in sorted(ir.items())],
     }
     with open(a.json, "w") as f:
         json.dump(summary, f, indent=2)
