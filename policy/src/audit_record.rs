@@ -39,6 +39,13 @@ pub type Record<'a> = [Value<'a>; 16];
 /// `{"ts":"...","database":...}`: empty texts become `null`.
 pub fn to_json(r: &Record) -> String {
     let mut o = String::with_capacity(512);
+    write_json(&mut o, r);
+    o
+}
+
+/// Appends the JSON object of a record to `o`. Every control character is
+/// escaped, so the output holds no NUL (it can become a C string as it is).
+pub fn write_json(o: &mut String, r: &Record) {
     o.push('{');
     for (i, (key, v)) in COLUMNS.iter().zip(r.iter()).enumerate() {
         if i > 0 {
@@ -48,54 +55,96 @@ pub fn to_json(r: &Record) -> String {
         o.push_str(key);
         o.push_str("\":");
         match v {
-            Value::Int(n) => o.push_str(&n.to_string()),
+            Value::Int(n) => push_int(o, *n),
             Value::Text("") => o.push_str("null"),
             Value::Text(s) => {
                 o.push('"');
-                for c in s.chars() {
-                    match c {
-                        '"' => o.push_str("\\\""),
-                        '\\' => o.push_str("\\\\"),
-                        '\n' => o.push_str("\\n"),
-                        '\r' => o.push_str("\\r"),
-                        '\t' => o.push_str("\\t"),
-                        c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-                        c => o.push(c),
-                    }
-                }
+                push_escaped(o, s, true);
                 o.push('"');
             }
         }
     }
     o.push('}');
-    o
 }
 
 /// One line of COPY text format, without the newline: tab-separated, `\N` for
 /// NULL, backslash, newline, carriage return and tab escaped.
 pub fn to_copy_line(r: &Record) -> String {
     let mut o = String::with_capacity(384);
+    write_copy_line(&mut o, r);
+    o
+}
+
+/// Appends the COPY text line of a record (without the newline) to `o`.
+pub fn write_copy_line(o: &mut String, r: &Record) {
     for (i, v) in r.iter().enumerate() {
         if i > 0 {
             o.push('\t');
         }
         match v {
-            Value::Int(n) => o.push_str(&n.to_string()),
+            Value::Int(n) => push_int(o, *n),
             Value::Text("") => o.push_str("\\N"),
-            Value::Text(s) => {
-                for c in s.chars() {
-                    match c {
-                        '\\' => o.push_str("\\\\"),
-                        '\n' => o.push_str("\\n"),
-                        '\r' => o.push_str("\\r"),
-                        '\t' => o.push_str("\\t"),
-                        c => o.push(c),
-                    }
-                }
-            }
+            Value::Text(s) => push_escaped(o, s, false),
         }
     }
-    o
+}
+
+/// Appends `s` escaped for JSON (`json`) or for COPY text format: runs of
+/// bytes that need no escape are copied whole. Every byte escaped is ASCII, so
+/// the runs always end on character boundaries.
+fn push_escaped(o: &mut String, s: &str, json: bool) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Most texts need no escape: one pass without branches (which the
+    // compiler vectorises) decides, and the text is copied whole.
+    let special = s.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'\\') | (json & (b == b'"'))
+    });
+    if !special {
+        o.push_str(s);
+        return;
+    }
+    let mut run = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let esc = match b {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            b'"' if json => "\\\"",
+            b if json && b < 0x20 => "",
+            _ => continue,
+        };
+        o.push_str(&s[run..i]);
+        if esc.is_empty() {
+            o.push_str("\\u00");
+            o.push(HEX[(b >> 4) as usize] as char);
+            o.push(HEX[(b & 15) as usize] as char);
+        } else {
+            o.push_str(esc);
+        }
+        run = i + 1;
+    }
+    o.push_str(&s[run..]);
+}
+
+fn push_int(o: &mut String, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut m = n.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        o.push('-');
+    }
+    for &d in &digits[i..] {
+        o.push(d as char);
+    }
 }
 
 /// Is this spool line (without its newline) one whole record as
@@ -180,6 +229,26 @@ mod tests {
         assert_eq!(fields[13], "DELETE\\tFROM t -- a\\\\b\\r\\nnext");
         assert!(!l.contains('\n'));
         assert!(copy_line_is_whole(&l));
+    }
+
+    #[test]
+    fn integers() {
+        for n in [0i64, 7, -7, 4242, i64::MAX, i64::MIN] {
+            let mut o = String::new();
+            push_int(&mut o, n);
+            assert_eq!(o, n.to_string());
+        }
+    }
+
+    #[test]
+    fn every_control_character_is_escaped_in_json() {
+        let all: String = (0u8..0x20).map(char::from).collect();
+        let j = to_json(&sample(&all, ""));
+        assert!(!j.bytes().any(|b| b < 0x20), "{j}");
+        assert!(j.contains(r#"\u0000\u0001"#) && j.contains(r#"\u001f"#), "{j}");
+        // Multi-byte characters pass through whole.
+        let j = to_json(&sample("DELETE FROM \"zoë\" -- 日本\n", ""));
+        assert!(j.contains(r#""statement":"DELETE FROM \"zoë\" -- 日本\n""#), "{j}");
     }
 
     #[test]

@@ -1,7 +1,15 @@
 //! Time formatting without a server.
 
-/// PostgreSQL-epoch microseconds as ISO 8601 UTC.
+/// PostgreSQL-epoch microseconds as ISO 8601 UTC: `2026-11-25T17:00:00.000000Z`.
 pub fn iso_utc(pg_us: i64) -> String {
+    let mut o = String::with_capacity(27);
+    write_iso_utc(&mut o, pg_us);
+    o
+}
+
+/// Appends [`iso_utc`] to `o` (no formatting machinery: this runs for every
+/// audit event).
+pub fn write_iso_utc(o: &mut String, pg_us: i64) {
     const PG_EPOCH_UNIX_S: i64 = 946_684_800;
     let us = pg_us.rem_euclid(1_000_000);
     let secs = pg_us.div_euclid(1_000_000) + PG_EPOCH_UNIX_S;
@@ -18,12 +26,22 @@ pub fn iso_utc(pg_us: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{us:06}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    let mut put = |sep: Option<char>, n: i64, width: u32| {
+        if let Some(c) = sep {
+            o.push(c);
+        }
+        for k in (0..width).rev() {
+            o.push(char::from(b'0' + (n / 10i64.pow(k) % 10) as u8));
+        }
+    };
+    put(None, y, 4);
+    put(Some('-'), m, 2);
+    put(Some('-'), d, 2);
+    put(Some('T'), sod / 3600, 2);
+    put(Some(':'), (sod / 60) % 60, 2);
+    put(Some(':'), sod % 60, 2);
+    put(Some('.'), us, 6);
+    o.push('Z');
 }
 
 #[cfg(test)]

@@ -34,15 +34,14 @@ pub struct Event {
     pub token: String,
 }
 
-/// Where and who, filled from the running session.
-#[derive(Clone)]
+/// Where and who, filled from the running session (application_name, which a
+/// session may change at any time, is read per event).
 struct Context {
     db_oid: pg_sys::Oid,
     database: String,
     session_user: String,
     current_user: String,
     client_addr: String,
-    application_name: String,
 }
 
 /// The session's context, kept between events (audit_level = all records every
@@ -50,72 +49,79 @@ struct Context {
 /// changes in the catalog (the identity cache epoch).
 static mut CONTEXT: Option<((pg_sys::Oid, pg_sys::Oid, u64), Context)> = None;
 
-fn session_context() -> Context {
+fn session_context() -> &'static Context {
     unsafe {
         let key = (
             pg_sys::GetSessionUserId(),
             pg_sys::GetUserId(),
             identity::epoch(),
         );
-        let application_name = crate::classify::cstr(pg_sys::GetConfigOption(
-            c"application_name".as_ptr(),
-            true,
-            false,
-        ));
         let cache = &mut *std::ptr::addr_of_mut!(CONTEXT);
-        if let Some((k, c)) = cache {
-            if *k == key {
-                let mut c = c.clone();
-                c.application_name = application_name;
-                return c;
-            }
+        if !matches!(cache, Some((k, _)) if *k == key) {
+            let port = pg_sys::MyProcPort as *const pg_sys::libpq::be::Port;
+            let client_addr = if port.is_null() {
+                String::new()
+            } else {
+                crate::classify::cstr((*port).remote_host)
+            };
+            *cache = Some((
+                key,
+                Context {
+                    db_oid: pg_sys::MyDatabaseId,
+                    database: crate::dbfacts::current_database_name(),
+                    session_user: identity::session_user_name(),
+                    current_user: identity::current_user_name(),
+                    client_addr,
+                },
+            ));
         }
-        let port = pg_sys::MyProcPort as *const pg_sys::libpq::be::Port;
-        let client_addr = if port.is_null() {
-            String::new()
-        } else {
-            crate::classify::cstr((*port).remote_host)
-        };
-        let c = Context {
-            db_oid: pg_sys::MyDatabaseId,
-            database: crate::dbfacts::current_database_name(),
-            session_user: identity::session_user_name(),
-            current_user: identity::current_user_name(),
-            client_addr,
-            application_name,
-        };
-        *cache = Some((key, c.clone()));
-        c
+        &cache.as_ref().unwrap().1
     }
 }
 
-pub use aas_policy::time::iso_utc;
+/// The session's application_name, as it is now.
+fn application_name() -> std::borrow::Cow<'static, str> {
+    unsafe {
+        let p = pg_sys::application_name;
+        if p.is_null() {
+            "".into()
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy()
+        }
+    }
+}
+
 
 /// Cuts the statement text at `ai_agent_safety.audit_statement_max` characters,
 /// showing the cut.
-pub fn cut_statement(s: &str) -> String {
+pub fn cut_statement(s: &str) -> std::borrow::Cow<'_, str> {
     let max = settings::audit_statement_max();
+    // No more bytes than the limit: no more characters either.
+    if s.len() <= max {
+        return s.into();
+    }
     let n = s.chars().count();
     if n <= max {
-        s.to_string()
+        s.into()
     } else {
         let head: String = s.chars().take(max).collect();
-        format!("{head}... [cut: {n} characters in all]")
+        format!("{head}... [cut: {n} characters in all]").into()
     }
 }
 
 /// Spools the event (a COPY line), then writes it to the server log (JSON), so
 /// nothing in the log can be missing from the table.
-fn emit(e: &Event, c: &Context, task_id: &str) {
-    use aas_policy::audit_record::{to_copy_line, to_json, Value::*};
-    let ts = iso_utc(unsafe { pg_sys::GetCurrentTimestamp() });
+fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
+    use aas_policy::audit_record::{write_copy_line, write_json, Value::*};
+    let mut ts = String::with_capacity(27);
+    aas_policy::time::write_iso_utc(&mut ts, unsafe { pg_sys::GetCurrentTimestamp() });
     let statement = cut_statement(&e.statement);
     let record = [
         Text(&ts),
         Text(&c.database),
         Int(unsafe { pg_sys::MyProcPid } as i64),
         Text(&c.client_addr),
-        Text(&c.application_name),
+        Text(application_name),
         Text(&c.session_user),
         Text(&c.current_user),
         Text(task_id),
@@ -129,26 +135,32 @@ fn emit(e: &Event, c: &Context, task_id: &str) {
         Text(&e.token),
     ];
     if c.db_oid != pg_sys::InvalidOid {
-        spool::append(c.db_oid, &to_copy_line(&record));
+        let mut line = String::with_capacity(256 + statement.len() + e.reason.len());
+        write_copy_line(&mut line, &record);
+        line.push('\n');
+        spool::append(c.db_oid, line.as_bytes());
     }
-    server_log(&to_json(&record));
+    let mut msg = String::with_capacity(384 + statement.len() + e.reason.len());
+    msg.push_str("ai_agent_safety: ");
+    write_json(&mut msg, &record);
+    msg.push('\0');
+    // write_json escapes every control character: the only NUL is the last.
+    if let Ok(msg) = std::ffi::CStr::from_bytes_with_nul(msg.as_bytes()) {
+        server_log(msg);
+    }
 }
 
-/// Writes `ai_agent_safety: {json}` to the server log at LOG level, without the
-/// STATEMENT line PostgreSQL would add to it: the JSON holds the statement
-/// (cut at audit_statement_max), and with audit_level = all a second copy of
-/// every statement would double what each event costs the log.
-fn server_log(json: &str) {
-    use std::ffi::{c_char, c_int, CString};
+/// Writes a message to the server log at LOG level, without the STATEMENT
+/// line PostgreSQL would add to it: the JSON holds the statement (cut at
+/// audit_statement_max), and with audit_level = all a second copy of every
+/// statement would double what each event costs the log.
+fn server_log(msg: &std::ffi::CStr) {
+    use std::ffi::{c_char, c_int};
     // Not in pgrx's bindings (it wraps them in its own ereport).
     extern "C-unwind" {
         fn errstart(elevel: c_int, domain: *const c_char) -> bool;
         fn errfinish(filename: *const c_char, lineno: c_int, funcname: *const c_char);
     }
-    // JSON escapes every control character, so there is no NUL to refuse.
-    let Ok(msg) = CString::new(format!("ai_agent_safety: {json}")) else {
-        return;
-    };
     unsafe {
         pg_sys::ffi::pg_guard_ffi_boundary(|| {
             if errstart(pg_sys::LOG as c_int, std::ptr::null()) {
@@ -167,8 +179,12 @@ fn server_log(json: &str) {
 
 /// Records an event of the current session.
 pub fn record(e: Event) {
-    let c = session_context();
-    emit(&e, &c, settings::task_id().unwrap_or(""));
+    emit(
+        &e,
+        session_context(),
+        &application_name(),
+        settings::task_id().unwrap_or(""),
+    );
 }
 
 /// Records a login refusal, before any database session exists: it goes to the
@@ -188,7 +204,6 @@ pub fn record_login(
         session_user: user.to_string(),
         current_user: user.to_string(),
         client_addr: client.to_string(),
-        application_name: app.to_string(),
     };
     let e = Event {
         source,
@@ -197,5 +212,5 @@ pub fn record_login(
         reason: reason.to_string(),
         ..Default::default()
     };
-    emit(&e, &c, "");
+    emit(&e, &c, app, "");
 }

@@ -118,13 +118,11 @@ fn open_current(dboid: u32) -> std::io::Result<File> {
         .open(current_path(dboid))
 }
 
-/// Appends one event line. A failure to write is an ERROR: an agent's statement
-/// is not allowed through with its audit event lost.
-pub fn append(dboid: pg_sys::Oid, line: &str) {
+/// Appends one event line (with its newline) in one `write()`. A failure to
+/// write is an ERROR: an agent's statement is not allowed through with its
+/// audit event lost.
+pub fn append(dboid: pg_sys::Oid, line: &[u8]) {
     let dboid = dboid.to_u32();
-    let mut buf = String::with_capacity(line.len() + 1);
-    buf.push_str(line);
-    buf.push('\n');
     let served;
     {
         let shared = SPOOL.share();
@@ -148,7 +146,7 @@ pub fn append(dboid: pg_sys::Oid, line: &str) {
             }
         }
         let f = &mut open.as_mut().unwrap().file;
-        if let Err(e) = f.write_all(buf.as_bytes()) {
+        if let Err(e) = f.write_all(line) {
             Counters::add(&shared.counters.dropped, 1);
             *open = None;
             drop(shared);
