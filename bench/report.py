@@ -231,6 +231,20 @@ def main():
     })
     scenarios.append(s6)
     rows.append(row)
+    ref = stats(pick(runs, "s6r_log_statement", "without", "tps"))
+    if ref:
+        base = s6["without"]["median"]
+        ref_ratio = ref["median"] / base
+        scenarios.append({
+            "id": "6r", "name": "reference: PostgreSQL's own log_statement = all, no extension, select-only",
+            "status": "measured", "metric": "tps", "role": "bench_logged (non-agent)",
+            "log_statement_all": ref, "plain": s6["without"], "ratio": round(ref_ratio, 4),
+            "note": "both without ai_agent_safety loaded: what one server-log line per statement costs by itself",
+        })
+        rows.append(("6r", "reference: log_statement = all, no ext.", "tps", f"{ref['median']:.1f}",
+                     f"{base:.1f}", f"{ref_ratio:.3f}",
+                     f"{ref['min']:.1f}-{ref['max']:.1f} | {s6['without']['min']:.1f}-{s6['without']['max']:.1f}",
+                     "(none)", "-"))
 
     ir_rows = []
     for scen in scenarios:
@@ -278,6 +292,10 @@ def main():
           f"{a.audit_seed_rows:,} audit_log rows")
     print(f"  seeded once in setup ({rng(tokens_rows_seeded)} tokens / {rng(audit_rows_seeded)} audit_log rows "
           "at run start); 5b ratio = 5b latency / 5 latency.")
+    if ref:
+        print("  6r: PostgreSQL's log_statement = all (a non-agent, library not loaded) against the same")
+        print("  select-only run with no logging (6's 'without' column): the price of one server-log line per")
+        print("  statement by itself, which audit_level = all pays too.")
     a6 = s6["audit_with_side"]
     if xacts:
         print(f"Scenario 6 (database bench_audit, role bench_agent_all): {a6['events_per_transaction']:.2f} audit "

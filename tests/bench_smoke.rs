@@ -1,6 +1,7 @@
 //! Smoke test of the benchmark command: `scripts/bench --smoke` (1 round per
 //! side, 1 s per run, every scenario) on its own cluster, then checks that every
-//! scenario 1-6 produced numbers in the JSON summary (5b with its seeded tokens
+//! scenario 1-6 (and the 6r reference, and the callgrind instruction counts)
+//! produced numbers in the JSON summary (5b with its seeded tokens
 //! and audit_log rows, 6 with the audit events it recorded), and the output
 //! ends with `worst_ratio=<x.xxx>`. No timing assertions.
 //!
@@ -133,6 +134,21 @@ fn bench_smoke_reports_every_scenario() {
         "scenario 6: {audit:?}"
     );
     assert!(num(&doc, &["audit_all_ratio"]) > 0.0);
+
+    // 6r, the log_statement = all reference, and the callgrind instruction
+    // counts of scenarios 1-4 and 6 (single-user backend, with and without).
+    let s6r = scenarios.get("6r").expect("scenario 6r missing");
+    assert!(num(s6r, &["log_statement_all", "median"]) > 0.0);
+    assert!(num(s6r, &["ratio"]) > 0.0);
+    for id in ["1", "2", "3", "4", "6"] {
+        let s = scenarios[id];
+        for side in ["with", "without"] {
+            assert!(
+                num(s, &["instructions_per_txn", side]) > 0.0,
+                "scenario {id}: no instruction count {side} the library"
+            );
+        }
+    }
 }
 
 fn lookup<'a>(v: &'a Json, path: &[&str]) -> &'a Json {
