@@ -694,9 +694,17 @@ fn lines_cut_by_a_crash_are_dropped_and_counted_and_the_rest_load() {
     // No writer can start (the launcher holds the only worker slot), so the
     // events stay in the spool until the restart.
     own_cluster(NAME, PORT, &["max_worker_processes = 1"], AGENT, &[DB]);
+    // Event 6's statement has a multi-byte character, to be cut in its middle.
+    let statement = |id: i32| {
+        if id == 6 {
+            "DELETE FROM orders WHERE id = 6 AND note <> 'zoë'".to_string()
+        } else {
+            format!("DELETE FROM orders WHERE id = {id}")
+        }
+    };
     let mut agent = connect_port(PORT, AGENT, DB);
     for id in 1..=10 {
-        assert_refused(agent.batch_execute(&format!("DELETE FROM orders WHERE id = {id}")));
+        assert_refused(agent.batch_execute(&statement(id)));
     }
     drop(agent);
     let mut c = connect_port(PORT, "postgres", DB);
@@ -705,8 +713,9 @@ fn lines_cut_by_a_crash_are_dropped_and_counted_and_the_rest_load() {
     run_lib_sh(&format!("cluster_stop {NAME}"));
 
     // What a crash in mid-write leaves: event 3 cut short and run into event
-    // 4 (the next append lands after the partial bytes), and a last line,
-    // event 10, cut short with no newline.
+    // 4 (the next append lands after the partial bytes), event 6 cut inside a
+    // character and run into event 7, and a last line, event 10, cut short
+    // with no newline.
     let dir = format!("/tmp/aas-{NAME}");
     let spool: Vec<_> = std::fs::read_dir(format!("{dir}/ai_agent_safety_spool"))
         .unwrap()
@@ -719,16 +728,25 @@ fn lines_cut_by_a_crash_are_dropped_and_counted_and_the_rest_load() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 10, "ten events spooled");
     for (i, l) in lines.iter().enumerate() {
-        assert!(l.contains(&format!("WHERE id = {}", i + 1)), "line {i}: {l}");
+        assert!(
+            l.contains(&format!("WHERE id = {}", i + 1)),
+            "line {i}: {l}"
+        );
     }
-    let mut damaged = String::new();
+    let mut damaged: Vec<u8> = Vec::new();
     for (i, l) in lines.iter().enumerate() {
+        let l = l.as_bytes();
         match i {
-            2 => damaged.push_str(&l[..l.len() / 2]),
-            9 => damaged.push_str(&l[..l.len() - 5]),
+            2 => damaged.extend_from_slice(&l[..l.len() / 2]),
+            // One byte into the two of 'ë': no longer UTF-8.
+            5 => {
+                let at = lines[5].find('ë').expect("event 6 holds the character") + 1;
+                damaged.extend_from_slice(&l[..at]);
+            }
+            9 => damaged.extend_from_slice(&l[..l.len() - 5]),
             _ => {
-                damaged.push_str(l);
-                damaged.push('\n');
+                damaged.extend_from_slice(l);
+                damaged.push(b'\n');
             }
         }
     }
@@ -755,20 +773,24 @@ fn lines_cut_by_a_crash_are_dropped_and_counted_and_the_rest_load() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let want: Vec<String> = [1, 2, 5, 6, 7, 8, 9]
-        .iter()
-        .map(|id| format!("DELETE FROM orders WHERE id = {id}"))
-        .collect();
+    let want: Vec<String> = [1, 2, 5, 8, 9].into_iter().map(statement).collect();
     assert_eq!(loaded, want, "every whole line loaded, exactly once");
-    // Two damaged lines (3-and-4 run together, and 10) counted as dropped.
-    let dropped = count(&mut c, "SELECT events_dropped FROM ai_agent_safety.audit_stats");
-    assert_eq!(dropped, 2);
+    // Three damaged lines (3-and-4 and 6-and-7 run together, and 10) counted
+    // as dropped.
+    let dropped = count(
+        &mut c,
+        "SELECT events_dropped FROM ai_agent_safety.audit_stats",
+    );
+    assert_eq!(dropped, 3);
     let left: Vec<_> = std::fs::read_dir(spool[0].parent().unwrap())
         .unwrap()
         .flatten()
         .map(|f| f.file_name())
         .collect();
-    assert!(left.is_empty(), "nothing set aside or left behind: {left:?}");
+    assert!(
+        left.is_empty(),
+        "nothing set aside or left behind: {left:?}"
+    );
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! The spool: durable, append-only event files, one stream per database.
 //!
 //! `$PGDATA/ai_agent_safety_spool/<dboid>/current.copy` receives one line per
-//! event, in COPY text format (`aas_policy::audit_record`). Backends append with one `write()` on an `O_APPEND` descriptor while
-//! holding a shared-memory LWLock in *shared* mode, so appenders never wait for
-//! each other (the kernel keeps each append whole). The writer rotates the file
+//! event, in COPY text format (`aas_policy::audit_record`). Backends append
+//! with one `write()` on an `O_APPEND` descriptor while holding a shared-memory
+//! LWLock in *shared* mode, so appenders never wait for each other (the kernel
+//! keeps each append whole). The writer rotates the file
 //! under the same lock in exclusive mode (rename to `<time>-<seq>.copy`,
 //! bumping a generation number so every backend reopens `current.copy`), so no
 //! append can land in a file after it is closed; then it loads closed files.

@@ -349,9 +349,13 @@ fn drain(dboid: u32, seq: &mut u64) -> bool {
 
 /// Loads one closed spool file, exactly once, with COPY.
 fn load_file(path: &std::path::Path) {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Ok(bytes) = std::fs::read(path) else {
         return;
     };
+    // A line cut inside a multi-byte character is not UTF-8; it fails the
+    // whole-line check below like any other cut line, and must not keep the
+    // rest of the file from loading.
+    let text = String::from_utf8_lossy(&bytes);
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
