@@ -911,6 +911,24 @@ fn alter_rename_column_refused_when_listed() {
     .check();
 }
 
+/// Renaming a schema hides every table in it from its readers' queries.
+#[test]
+fn alter_rename_schema_refused_when_listed() {
+    Form {
+        tag: "altrenschema",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        setup: "CREATE SCHEMA ledger",
+        stmt: "ALTER SCHEMA ledger RENAME TO ledger_old",
+        probe: "SELECT count(*) FROM pg_namespace WHERE nspname = 'ledger'",
+        intact: 1,
+        done: 0,
+        says: &["ALTER SCHEMA ... RENAME TO ledger_old", "ledger"],
+        ..Form::default()
+    }
+    .check();
+}
+
 /// Moving a table to another schema hides it from its readers like RENAME does.
 #[test]
 fn alter_set_schema_refused_when_listed() {

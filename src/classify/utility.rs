@@ -339,6 +339,20 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> StatementOps {
                     ),
                     range_var_ref(s.relation),
                 ));
+            } else if s.renameType == OBJECT_SCHEMA {
+                // Every table in it vanishes from its readers' queries.
+                let oid = pg_sys::get_namespace_oid(s.subname, true);
+                out.ops.push(alter_op(
+                    &format!(
+                        "ALTER SCHEMA ... RENAME TO {}",
+                        quote_ident(&cstr(s.newname))
+                    ),
+                    named(
+                        pg_sys::NamespaceRelationId,
+                        oid,
+                        quote_ident(&cstr(s.subname)),
+                    ),
+                ));
             } else if s.renameType == OBJECT_COLUMN {
                 out.ops.push(alter_op(
                     &format!(
