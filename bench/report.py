@@ -134,6 +134,7 @@ def main():
     ap.add_argument("--token-duration", type=int, required=True)
     ap.add_argument("--clients", type=int, required=True)
     ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--pair-clients", type=int, default=0)
     ap.add_argument("--scale", type=int, required=True)
     ap.add_argument("--seed-rows", type=int, required=True)
     ap.add_argument("--audit-seed-rows", type=int, default=0)
@@ -262,9 +263,11 @@ def main():
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     line = lambda r: "  ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)).rstrip()
 
-    print(f"PostgreSQL {a.pg_version}, pgbench scale {a.scale}, {a.clients} clients / {a.threads} threads, "
-          f"{a.duration} s per run ({a.token_duration} s per token run), "
-          f"{a.rounds} round(s) per side, alternating with/without ({a.mode} mode)"
+    print(f"PostgreSQL {a.pg_version}, pgbench scale {a.scale}, {a.duration} s per run "
+          f"({a.token_duration} s per token run), {a.rounds} round(s), two identical clusters swapping "
+          f"with/without every round ({a.mode} mode)")
+    print(f"Scenarios 1-4: both clusters at the same time, {a.pair_clients} client each; 5, 6, 6r: one cluster at a "
+          f"time, {a.clients} clients / {a.threads} threads"
           + (f"; scenario 5 in rounds 1-{a.token_rounds}" if a.token_rounds else ""))
     print(f"{a.cpus} CPUs; load average before {a.load_before}, after {a.load_after}")
     print(line(header))
@@ -316,7 +319,10 @@ def main():
             "postgresql": a.pg_version, "pgbench_scale": a.scale, "clients": a.clients,
             "threads": a.threads, "duration_s": a.duration, "token_duration_s": a.token_duration,
             "rounds_per_side": a.rounds, "token_rounds": a.token_rounds,
-            "order": "with, without in odd rounds; without, with in even rounds",
+            "pair_clients": a.pair_clients,
+            "order": "two identical clusters (B a copy of A after setup) swap with/without every round; "
+                     "scenarios 1-4 run on both at the same time, 6 and 6r one cluster at a time "
+                     "(with first in odd rounds, without first in even ones), 5 on the with cluster",
             "protocol": "simple", "cpus": a.cpus,
             "load_average_before": a.load_before, "load_average_after": a.load_after,
         },

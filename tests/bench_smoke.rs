@@ -5,9 +5,9 @@
 //! and audit_log rows, 6 with the audit events it recorded), and the output
 //! ends with `worst_ratio=<x.xxx>`. No timing assertions.
 //!
-//! The bench builds its own cluster (name `bench-smoke`, port 55451 unless
-//! AAS_BENCH_SMOKE_PORT says otherwise, within 55450-55459), so it never touches
-//! the integration cluster. It uses the installed extension: unless
+//! The bench builds its own two clusters (names `bench-smoke` and
+//! `bench-smoke-b`, ports 55451 and 55452 unless AAS_BENCH_SMOKE_PORT says
+//! otherwise, within 55450-55458), so it never touches the integration cluster. It uses the installed extension: unless
 //! AAS_BENCH_SKIP_INSTALL is set explicitly, it is set to 1 here (scripts/test
 //! installs the extension before the integration tests).
 

@@ -245,10 +245,16 @@ mod tests {
         let all: String = (0u8..0x20).map(char::from).collect();
         let j = to_json(&sample(&all, ""));
         assert!(!j.bytes().any(|b| b < 0x20), "{j}");
-        assert!(j.contains(r#"\u0000\u0001"#) && j.contains(r#"\u001f"#), "{j}");
+        assert!(
+            j.contains(r#"\u0000\u0001"#) && j.contains(r#"\u001f"#),
+            "{j}"
+        );
         // Multi-byte characters pass through whole.
         let j = to_json(&sample("DELETE FROM \"zoë\" -- 日本\n", ""));
-        assert!(j.contains(r#""statement":"DELETE FROM \"zoë\" -- 日本\n""#), "{j}");
+        assert!(
+            j.contains(r#""statement":"DELETE FROM \"zoë\" -- 日本\n""#),
+            "{j}"
+        );
     }
 
     #[test]

@@ -91,7 +91,6 @@ fn application_name() -> std::borrow::Cow<'static, str> {
     }
 }
 
-
 /// Cuts the statement text at `ai_agent_safety.audit_statement_max` characters,
 /// showing the cut.
 pub fn cut_statement(s: &str) -> std::borrow::Cow<'_, str> {
