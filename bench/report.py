@@ -39,17 +39,19 @@ def stats(values):
     }
 
 
-def load(path):
-    runs = []
+def rows(path):
+    """The tab-separated fields of each non-empty line of a file ('' or a
+    missing path: none)."""
+    if not path:
+        return []
     with open(path) as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if not line:
-                continue
-            rnd, side, scen, tps, lat, xacts = line.split("\t")
-            runs.append({"round": int(rnd), "side": side, "scenario": scen,
-                         "tps": float(tps), "latency_ms": float(lat), "transactions": int(xacts)})
-    return runs
+        return [line.rstrip("\n").split("\t") for line in f if line.strip()]
+
+
+def load(path):
+    return [{"round": int(rnd), "side": side, "scenario": scen,
+             "tps": float(tps), "latency_ms": float(lat), "transactions": int(xacts)}
+            for rnd, side, scen, tps, lat, xacts in rows(path)]
 
 
 def pick(runs, scen, side, field):
@@ -57,33 +59,13 @@ def pick(runs, scen, side, field):
 
 
 def load_facts(path):
-    facts = []
-    if not path:
-        return facts
-    with open(path) as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if not line:
-                continue
-            rnd, side, scen, key, value = line.split("\t")
-            facts.append({"round": int(rnd), "side": side, "scenario": scen,
-                          "key": key, "value": float(value)})
-    return facts
+    return [{"round": int(rnd), "side": side, "scenario": scen, "key": key, "value": float(value)}
+            for rnd, side, scen, key, value in rows(path)]
 
 
 def load_instructions(path):
     """side, scenario, transactions, instructions -> {(scenario, side): per transaction}"""
-    ir = {}
-    if not path:
-        return ir
-    with open(path) as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if not line:
-                continue
-            side, scen, xacts, count = line.split("\t")
-            ir[(scen, side)] = int(count) / int(xacts)
-    return ir
+    return {(scen, side): int(count) / int(xacts) for side, scen, xacts, count in rows(path)}
 
 
 def fact_values(facts, scen, key):
