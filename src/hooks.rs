@@ -2,7 +2,10 @@
 //!
 //! Each hook first asks "is this session an agent?" from a per-role cache. For
 //! every other session that is the only work done: a few branches, no SPI, no
-//! catalog scan. Previous hooks are always chained.
+//! catalog scan, and no pgrx guard (see `unguarded.rs`): the hook's outer
+//! function owns nothing to clean up and hands the statement straight on; only
+//! agents' statements enter the guarded functions. Previous hooks are always
+//! chained.
 
 use crate::classify::{plan, utility, StatementOps};
 use crate::guard::{self, Verdict};
@@ -77,8 +80,45 @@ unsafe fn statement_text(
         .to_string()
 }
 
-#[pgrx::pg_guard]
+#[allow(clippy::too_many_arguments)]
 unsafe extern "C-unwind" fn utility_hook(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    if identity::known_not_agent() {
+        let next = PREV_UTILITY.unwrap_or(crate::unguarded::standard_ProcessUtility);
+        return next(
+            pstmt,
+            query_string,
+            read_only_tree,
+            context,
+            params,
+            query_env,
+            dest,
+            qc,
+        );
+    }
+    utility_checked(
+        pstmt,
+        query_string,
+        read_only_tree,
+        context,
+        params,
+        query_env,
+        dest,
+        qc,
+    )
+}
+
+#[pgrx::pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn utility_checked(
     pstmt: *mut pg_sys::PlannedStmt,
     query_string: *const std::ffi::c_char,
     read_only_tree: bool,
@@ -149,8 +189,19 @@ unsafe fn needs_classification(ps: &pg_sys::PlannedStmt) -> bool {
         && (plan::classes(ps).bits() & settings::protected_operations().bits()) != 0
 }
 
-#[pgrx::pg_guard]
 unsafe extern "C-unwind" fn executor_start_hook(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
+    if identity::known_not_agent() {
+        let next = PREV_EXECUTOR_START.unwrap_or(crate::unguarded::standard_ExecutorStart);
+        return next(query_desc, eflags);
+    }
+    executor_start_checked(query_desc, eflags)
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn executor_start_checked(
+    query_desc: *mut pg_sys::QueryDesc,
+    eflags: i32,
+) {
     let mut approved = false;
     if agent_statement() {
         credentials::check_open_session();
@@ -181,18 +232,17 @@ unsafe extern "C-unwind" fn executor_start_hook(query_desc: *mut pg_sys::QueryDe
     }
 }
 
-#[pgrx::pg_guard]
+/// Unguarded for everyone: it only closes the approval window and hands on.
 unsafe extern "C-unwind" fn executor_end_hook(query_desc: *mut pg_sys::QueryDesc) {
     if WINDOW == Window::Query(query_desc) {
         WINDOW = Window::Closed;
     }
-    match PREV_EXECUTOR_END {
-        Some(prev) => pg_guard_ffi_boundary(|| prev(query_desc)),
-        None => pg_sys::standard_ExecutorEnd(query_desc),
-    }
+    let next = PREV_EXECUTOR_END.unwrap_or(crate::unguarded::standard_ExecutorEnd);
+    next(query_desc)
 }
 
-#[pgrx::pg_guard]
+/// Unguarded: it only resets two flags (called at every transaction event of
+/// every session).
 unsafe extern "C-unwind" fn xact_callback(
     event: pg_sys::XactEvent::Type,
     _arg: *mut std::ffi::c_void,
@@ -207,7 +257,7 @@ unsafe extern "C-unwind" fn xact_callback(
     }
 }
 
-#[pgrx::pg_guard]
+/// Unguarded, like `xact_callback`.
 unsafe extern "C-unwind" fn subxact_callback(
     event: pg_sys::SubXactEvent::Type,
     _my: pg_sys::SubTransactionId,

@@ -91,6 +91,26 @@ pub fn role_is_agent(role: pg_sys::Oid) -> bool {
     }
 }
 
+/// Known from the cache alone, with no catalog access and nothing that can
+/// raise an error, that neither the session user nor the current user is an
+/// agent. What the hooks ask first, unguarded; false means "ask
+/// [`session_is_agent`]" (an agent, or not cached yet).
+#[inline]
+pub fn known_not_agent() -> bool {
+    unsafe {
+        let c = &*std::ptr::addr_of!(CACHE);
+        if c.filled_epoch != c.epoch || c.agent_role_generation != settings::AGENT_ROLE_GENERATION {
+            return false;
+        }
+        let s = crate::unguarded::GetSessionUserId();
+        if !matches!(c.session, Some(x) if x.role == s && !x.is_agent) {
+            return false;
+        }
+        let u = crate::unguarded::GetUserId();
+        u == s || matches!(c.current, Some(x) if x.role == u && !x.is_agent)
+    }
+}
+
 /// The hot path: a few comparisons when nothing changed.
 #[inline]
 pub fn session_is_agent() -> bool {
@@ -102,7 +122,7 @@ pub fn session_is_agent() -> bool {
             c.filled_epoch = c.epoch;
             c.agent_role_generation = settings::AGENT_ROLE_GENERATION;
         }
-        let s = pg_sys::GetSessionUserId();
+        let s = crate::unguarded::GetSessionUserId();
         let session_agent = match c.session {
             Some(x) if x.role == s => x.is_agent,
             _ => {
@@ -117,7 +137,7 @@ pub fn session_is_agent() -> bool {
         if session_agent {
             return true;
         }
-        let u = pg_sys::GetUserId();
+        let u = crate::unguarded::GetUserId();
         if u == s {
             return false;
         }

@@ -25,6 +25,7 @@ pub mod hooks;
 pub mod identity;
 pub mod privileged;
 pub mod settings;
+pub mod unguarded;
 
 pgrx::pg_module_magic!();
 

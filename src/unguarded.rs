@@ -1,0 +1,36 @@
+//! PostgreSQL functions called without pgrx's per-call guard, for the hooks'
+//! path of sessions that are not agents.
+//!
+//! Every `pg_sys` function goes through a `sigsetjmp` so that a PostgreSQL
+//! ERROR cannot unwind through Rust frames that need cleaning up: about a
+//! hundred instructions a call. For a session that is not an agent the hooks
+//! do nothing but look at a cache and hand the statement on, so they call
+//! these instead, from frames that own nothing to clean up (an ERROR raised
+//! below them jumps over such a frame safely):
+//! - `GetSessionUserId` and `GetUserId` only read a variable and never raise;
+//! - the `standard_*` executor and utility functions may raise, and are only
+//!   called from such frames, exactly as PostgreSQL calls its hooks.
+
+use pgrx::pg_sys::{
+    DestReceiver, Oid, ParamListInfo, PlannedStmt, ProcessUtilityContext, QueryCompletion,
+    QueryDesc, QueryEnvironment,
+};
+use std::ffi::{c_char, c_int};
+
+extern "C-unwind" {
+    pub fn GetSessionUserId() -> Oid;
+    pub fn GetUserId() -> Oid;
+    pub fn standard_ExecutorStart(query_desc: *mut QueryDesc, eflags: c_int);
+    pub fn standard_ExecutorEnd(query_desc: *mut QueryDesc);
+    #[allow(clippy::too_many_arguments)]
+    pub fn standard_ProcessUtility(
+        pstmt: *mut PlannedStmt,
+        query_string: *const c_char,
+        read_only_tree: bool,
+        context: ProcessUtilityContext::Type,
+        params: ParamListInfo,
+        query_env: *mut QueryEnvironment,
+        dest: *mut DestReceiver,
+        qc: *mut QueryCompletion,
+    );
+}
