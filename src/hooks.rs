@@ -144,22 +144,11 @@ unsafe extern "C-unwind" fn utility_checked(
     if approved {
         WINDOW = Window::Utility;
     }
-    // Previous hooks are raw C function pointers and need the FFI guard;
-    // pg_sys functions carry their own.
-    match PREV_UTILITY {
-        Some(prev) => pg_guard_ffi_boundary(|| {
-            prev(
-                pstmt,
-                query_string,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            )
-        }),
-        None => pg_sys::standard_ProcessUtility(
+    // Here, unlike on the unguarded path, the next hook runs inside the FFI
+    // guard: this frame's Rust state must be cleaned up if it raises.
+    let next = PREV_UTILITY.unwrap_or(crate::unguarded::standard_ProcessUtility);
+    pg_guard_ffi_boundary(|| {
+        next(
             pstmt,
             query_string,
             read_only_tree,
@@ -168,8 +157,8 @@ unsafe extern "C-unwind" fn utility_checked(
             query_env,
             dest,
             qc,
-        ),
-    }
+        )
+    });
     if approved {
         WINDOW = saved;
     }
@@ -223,10 +212,8 @@ unsafe extern "C-unwind" fn executor_start_checked(
             }
         }
     }
-    match PREV_EXECUTOR_START {
-        Some(prev) => pg_guard_ffi_boundary(|| prev(query_desc, eflags)),
-        None => pg_sys::standard_ExecutorStart(query_desc, eflags),
-    }
+    let next = PREV_EXECUTOR_START.unwrap_or(crate::unguarded::standard_ExecutorStart);
+    pg_guard_ffi_boundary(|| next(query_desc, eflags));
     if approved {
         WINDOW = Window::Query(query_desc);
     }
