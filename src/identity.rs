@@ -91,6 +91,13 @@ pub fn role_is_agent(role: pg_sys::Oid) -> bool {
     }
 }
 
+/// Is the cache still valid: no role change and no new agent_role since it
+/// was filled?
+fn current(c: &Cache) -> bool {
+    c.filled_epoch == c.epoch
+        && c.agent_role_generation == unsafe { settings::AGENT_ROLE_GENERATION }
+}
+
 /// Known from the cache alone, with no catalog access and nothing that can
 /// raise an error, that neither the session user nor the current user is an
 /// agent. What the hooks ask first, unguarded; false means "ask
@@ -99,7 +106,7 @@ pub fn role_is_agent(role: pg_sys::Oid) -> bool {
 pub fn known_not_agent() -> bool {
     unsafe {
         let c = &*std::ptr::addr_of!(CACHE);
-        if c.filled_epoch != c.epoch || c.agent_role_generation != settings::AGENT_ROLE_GENERATION {
+        if !current(c) {
             return false;
         }
         let s = crate::unguarded::GetSessionUserId();
@@ -116,7 +123,7 @@ pub fn known_not_agent() -> bool {
 pub fn session_is_agent() -> bool {
     unsafe {
         let c = &mut *std::ptr::addr_of_mut!(CACHE);
-        if c.filled_epoch != c.epoch || c.agent_role_generation != settings::AGENT_ROLE_GENERATION {
+        if !current(c) {
             c.session = None;
             c.current = None;
             c.filled_epoch = c.epoch;
