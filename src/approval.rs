@@ -7,20 +7,21 @@
 //! and concurrent sessions presenting one token serialize on its row lock, so
 //! exactly one of them gets it.
 
-use crate::privileged;
+use crate::{dbfacts, pg, privileged};
 use aas_policy::{ObjectRef, OpClass, TokenFacts, TokenPresented, TokenState, TokenUse};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
+use uuid::Uuid;
 
 /// Reads the presented token's row.
 pub fn lookup(raw: &str) -> TokenPresented {
     let Some(id) = aas_policy::parse_token_id(raw) else {
         return TokenPresented::Malformed(raw.to_string());
     };
-    if !crate::extension_created() {
+    if !pg::extension_created() {
         return TokenPresented::Unavailable(format!(
             "the ai_agent_safety extension is not created in database \"{}\"",
-            crate::dbfacts::current_database_name()
+            dbfacts::current_database_name()
         ));
     }
     let row = privileged::run(|| {
@@ -32,7 +33,7 @@ pub fn lookup(raw: &str) -> TokenPresented {
                         pg_catalog.to_char(used_at, 'YYYY-MM-DD HH24:MI:SS.US TZ'), used_by_pid \
                  FROM ai_agent_safety.tokens WHERE id = $1::uuid",
                 Some(1),
-                &[id.clone().into()],
+                &[id.to_string().into()],
             )?;
             if t.is_empty() {
                 return Ok::<_, pgrx::spi::Error>(None);
@@ -114,8 +115,9 @@ pub fn lookup(raw: &str) -> TokenPresented {
 }
 
 /// Marks the token used by this statement, in the current transaction.
-/// Returns false when another session got it first (or it changed meanwhile).
-pub fn consume(id: &str, statement: &str) -> bool {
+/// `Ok(false)` when another session got it first (or it changed meanwhile);
+/// `Err` when the update itself failed.
+pub fn consume(id: Uuid, statement: &str) -> Result<bool, pgrx::spi::Error> {
     let stmt: String = statement.chars().take(4000).collect();
     privileged::run(|| {
         Spi::connect_mut(|c| {
@@ -132,5 +134,4 @@ pub fn consume(id: &str, statement: &str) -> bool {
             Ok::<_, pgrx::spi::Error>(t.len() == 1)
         })
     })
-    .unwrap_or(false)
 }

@@ -1,40 +1,33 @@
-//! Credentials that really expire.
+//! Facts about agent credentials: a role's expiry and superuser status, read
+//! from the syscache (also during authentication), and this session's expiry
+//! cached until a role changes.
 //!
-//! At login (ClientAuthentication_hook, for every authentication method) an agent
-//! role needs a VALID UNTIL in the future, no further ahead than
-//! `ai_agent_safety.max_credential_lifetime`, and must not be a superuser. An
-//! open agent session ends with FATAL at its first statement after the expiry.
-//! The expiry is cached per session and the cache is dropped by the pg_authid
-//! syscache callback, so a DBA's ALTER ROLE ... VALID UNTIL reaches open
-//! sessions without a catalog read per statement.
+//! What is done with them (refuse a login, end a session) is decided by the
+//! policy crate and carried out by the login glue and the guard.
 
+use crate::identity;
 use aas_policy::LoginFacts;
 use pgrx::pg_sys;
-use pgrx::pg_sys::panic::ErrorReport;
-use pgrx::{PgLogLevel, PgSqlErrorCode};
 
+/// PostgreSQL's timestamp infinity: VALID UNTIL 'infinity' means no expiry.
 const INFINITY: i64 = i64::MAX;
 
+/// This session's agent status and expiry, valid while the role and the
+/// identity epoch are unchanged (a DBA's ALTER ROLE ... VALID UNTIL bumps it).
+#[derive(Clone, Copy)]
 struct Expiry {
-    valid: bool,
+    epoch: u64,
     role: pg_sys::Oid,
     is_agent: bool,
     until: Option<i64>,
 }
 
-static mut EXPIRY: Expiry = Expiry {
-    valid: false,
-    role: pg_sys::InvalidOid,
-    is_agent: false,
-    until: None,
-};
-
-pub fn invalidate_expiry_cache() {
-    unsafe { EXPIRY.valid = false }
-}
+// SAFETY: a backend is single-threaded; only this module touches it.
+static mut EXPIRY: Option<Expiry> = None;
 
 /// (rolsuper, rolvaliduntil) from the syscache; `None` valid-until when unset or infinity.
 pub fn role_expiry(role: pg_sys::Oid) -> Option<(bool, Option<i64>)> {
+    // SAFETY: syscache lookup and release; the tuple is read while pinned.
     unsafe {
         let tup = pg_sys::SearchSysCache1(
             pg_sys::SysCacheIdentifier::AUTHOID as i32,
@@ -58,50 +51,29 @@ pub fn role_expiry(role: pg_sys::Oid) -> Option<(bool, Option<i64>)> {
     }
 }
 
-pub fn timestamp_text(t: i64) -> String {
-    unsafe { crate::classify::cstr(pg_sys::timestamptz_to_str(t)) }
-}
-
-/// Ends an agent session whose credentials expired. Cheap when nothing changed:
-/// one comparison of cached values.
-pub fn check_open_session() {
-    crate::auth::check_environment_at_login();
-    unsafe {
-        let s = pg_sys::GetSessionUserId();
-        let e = &mut *std::ptr::addr_of_mut!(EXPIRY);
-        if !e.valid || e.role != s {
-            e.role = s;
-            e.is_agent = crate::identity::role_is_agent(s);
-            e.until = role_expiry(s).and_then(|(_, u)| u);
-            e.valid = true;
+/// The session user's expiry when it is an agent: `None` for a non-agent,
+/// `Some(None)` for an agent without one. Cheap when nothing changed: a few
+/// comparisons of cached values.
+pub fn session_agent_expiry() -> Option<Option<i64>> {
+    // SAFETY: reads a backend variable.
+    let role = unsafe { pg_sys::GetSessionUserId() };
+    let epoch = identity::epoch();
+    // SAFETY: single-threaded backend.
+    let cache = unsafe { &mut *std::ptr::addr_of_mut!(EXPIRY) };
+    let e = match *cache {
+        Some(e) if e.role == role && e.epoch == epoch => e,
+        _ => {
+            let e = Expiry {
+                epoch,
+                role,
+                is_agent: identity::role_is_agent(role),
+                until: role_expiry(role).and_then(|(_, u)| u),
+            };
+            *cache = Some(e);
+            e
         }
-        if !e.is_agent {
-            return;
-        }
-        if let Some(until) = e.until {
-            if pg_sys::GetCurrentTimestamp() >= until {
-                let role = crate::identity::role_name(s);
-                let msg = format!(
-                    "credentials of agent role \"{}\" expired at {}; ending the session",
-                    role,
-                    timestamp_text(until)
-                );
-                crate::audit::record(crate::audit::Event {
-                    source: "credentials",
-                    event: "session_expired",
-                    decision: "refuse",
-                    reason: msg.clone(),
-                    ..Default::default()
-                });
-                ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, msg, "ai_agent_safety")
-                    .set_detail("Agent sessions do not outlive their credentials (VALID UNTIL).")
-                    .set_hint(format!(
-                        "A DBA can issue fresh credentials: SELECT issue_agent_credentials('{role}', '1 hour');"
-                    ))
-                    .report(PgLogLevel::FATAL);
-            }
-        }
-    }
+    };
+    e.is_agent.then_some(e.until)
 }
 
 /// Login facts for `role`, read from the shared catalogs (usable during authentication).
@@ -109,9 +81,9 @@ pub fn login_facts(role: pg_sys::Oid, name: &str) -> LoginFacts {
     let (is_superuser, until) = role_expiry(role).unwrap_or((false, None));
     LoginFacts {
         role: name.to_string(),
-        is_agent: crate::identity::role_is_agent(role),
+        is_agent: identity::role_is_agent(role),
         is_superuser,
         valid_until_us: until,
-        valid_until_text: until.map(timestamp_text),
+        valid_until_text: until.map(crate::pg::timestamp_text),
     }
 }

@@ -29,13 +29,13 @@ pub fn current() -> DatabaseFacts {
 
 /// The name of the database this backend is connected to (read once).
 pub fn current_database_name() -> String {
+    // SAFETY: a backend is single-threaded and never changes database.
     static mut NAME: Option<String> = None;
+    // SAFETY: as above; get_database_name is a catalog lookup by oid.
     unsafe {
         let cached = &mut *std::ptr::addr_of_mut!(NAME);
         cached
-            .get_or_insert_with(|| {
-                crate::classify::cstr(pg_sys::get_database_name(pg_sys::MyDatabaseId))
-            })
+            .get_or_insert_with(|| crate::pg::cstr(pg_sys::get_database_name(pg_sys::MyDatabaseId)))
             .clone()
     }
 }
@@ -44,6 +44,9 @@ pub fn current_database_name() -> String {
 /// (either may be InvalidOid), from pg_db_role_setting alone.
 pub fn stored_settings(db: pg_sys::Oid, role: pg_sys::Oid) -> HashMap<String, String> {
     let mut levels: Vec<(u8, Vec<String>)> = Vec::new();
+    // SAFETY: a heap scan of a shared catalog under AccessShareLock; every
+    // tuple is read while the scan holds it, and the scan and relation are
+    // closed before return.
     unsafe {
         let rel = pg_sys::table_open(
             pg_sys::Oid::from(DB_ROLE_SETTING_RELATION_ID),
@@ -100,6 +103,7 @@ pub fn stored_settings(db: pg_sys::Oid, role: pg_sys::Oid) -> HashMap<String, St
 fn parse_bool(s: &str) -> Option<bool> {
     let c = CString::new(s).ok()?;
     let mut b = false;
+    // SAFETY: c is NUL-terminated; b is a valid out-pointer.
     unsafe { pg_sys::parse_bool(c.as_ptr(), &mut b) }.then_some(b)
 }
 
@@ -107,6 +111,7 @@ fn parse_bool(s: &str) -> Option<bool> {
 /// `None` when the database does not exist.
 pub fn other(name: &str, role: pg_sys::Oid) -> Option<DatabaseFacts> {
     let c = CString::new(name).ok()?;
+    // SAFETY: catalog lookup with missing_ok = true.
     let db = unsafe { pg_sys::get_database_oid(c.as_ptr(), true) };
     if db == pg_sys::InvalidOid {
         return None;

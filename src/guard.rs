@@ -1,29 +1,46 @@
-//! The guard: gather the facts about a statement, ask the policy core, act.
+//! The guard: carry out what the policy says about an agent's statement.
 //!
-//! Hooks call [`check`] with the operations a statement performs. Policy lives
-//! in `aas_policy::decide`; this module only collects facts, looks up a
-//! presented token when (and only when) the decision depends on it, consumes
-//! it, and raises the refusal.
+//! Hooks call [`judge`] with what a statement does. It asks the policy's one
+//! rule place (`aas_policy::treatment`) what must happen, and then: hands the
+//! statement on; records it; or gathers the facts, looks up a presented
+//! token when the decision can depend on it, asks `decide_statement` once,
+//! consumes the token, raises the refusal, and records the decision.
+//! It also ends an agent session whose credentials expired.
 
-use crate::classify::StatementOps;
-use crate::{approval, audit, dbfacts, identity, settings};
-use aas_policy::{decide, Decision, Denial, SessionFacts, TokenPresented};
+use crate::{approval, audit, credentials, dbfacts, pg, settings};
+use aas_policy::{
+    after_lost_race, decide_statement, treatment, Decision, Denial, EventKind, SessionFacts, Shape,
+    Source, Statement, Switches, TokenPresented, Treatment, Verdict,
+};
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
-use pgrx::PgLogLevel;
-use pgrx::PgSqlErrorCode;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 /// What the hook must do after the check.
-pub enum Verdict {
+pub enum Outcome {
     Allow,
     /// A token was consumed: the statement, and what it sets off, is approved.
     Approved,
 }
 
+/// Judges a statement of an agent session. Raises an ERROR when refused (in
+/// enforce mode); records the decision in the audit log.
+pub fn judge(stmt: &Statement, source: &str) -> Outcome {
+    let sw = settings::switches();
+    match treatment(&sw, Shape::of(stmt)) {
+        Treatment::Pass => Outcome::Allow,
+        Treatment::Record => {
+            record_allowed(stmt, source);
+            Outcome::Allow
+        }
+        Treatment::Decide => decide(stmt, source, &sw),
+    }
+}
+
 fn session_facts() -> SessionFacts {
     SessionFacts {
-        session_user: identity::session_user_name(),
-        current_user: identity::current_user_name(),
+        session_user: pg::session_user_name(),
+        current_user: pg::current_user_name(),
         is_agent: true,
         task_id: settings::task_id().map(str::to_string),
         task_environment: settings::task_environment().map(str::to_string),
@@ -31,85 +48,29 @@ fn session_facts() -> SessionFacts {
     }
 }
 
-fn op_text(stmt: &StatementOps) -> String {
-    if stmt.ops.is_empty() {
-        return stmt.verb.to_string();
-    }
-    let mut v: Vec<&str> = stmt.ops.iter().map(|o| o.class.as_str()).collect();
-    v.dedup();
-    v.join(", ")
-}
-
-fn object_text(stmt: &StatementOps) -> String {
-    let v: Vec<String> = stmt.ops.iter().map(aas_policy::token_target_text).collect();
-    v.join(", ")
-}
-
-fn event(stmt: &StatementOps, source: &str) -> audit::Event {
+/// An audit event about this statement.
+fn event(stmt: &Statement, source: &str, kind: (Source, EventKind, Verdict)) -> audit::Event {
     audit::Event {
-        operation: op_text(stmt),
-        object: object_text(stmt),
+        operation: stmt.operation_text(),
+        object: stmt.object_text(),
         statement: source.to_string(),
-        ..Default::default()
+        ..audit::Event::new(kind.0, kind.1, kind.2)
     }
 }
 
 /// Records an allowed statement when the audit level asks for it.
-fn audit_allowed(stmt: &StatementOps, source: &str) {
-    let level = settings::audit_level();
-    let is_write = stmt.writes || !stmt.ops.is_empty();
-    if level >= audit::LEVEL_ALL || (level >= audit::LEVEL_WRITES && is_write) {
-        audit::record(audit::Event {
-            source: "guard",
-            event: "allowed",
-            decision: "allow",
-            ..event(stmt, source)
-        });
+fn record_allowed(stmt: &Statement, source: &str) {
+    if settings::audit_level().records_allowed(Shape::of(stmt).writes) {
+        audit::record(event(
+            stmt,
+            source,
+            (Source::Guard, EventKind::Allowed, Verdict::Allow),
+        ));
     }
 }
 
-/// Refuses, or in audit mode records what would have been refused and allows.
-fn deny(d: Denial, stmt: &StatementOps, source: &str, token: Option<&str>) -> Verdict {
-    let src = match d.source {
-        "token" => "token",
-        "environment" => "environment",
-        _ => "guard",
-    };
-    let shadow = settings::audit_mode();
-    audit::record(audit::Event {
-        source: src,
-        event: if shadow { "would_refuse" } else { "refused" },
-        decision: if shadow { "would_refuse" } else { "refuse" },
-        reason: d.reason(),
-        token: token.unwrap_or("").to_string(),
-        ..event(stmt, source)
-    });
-    if shadow {
-        Verdict::Allow
-    } else {
-        refuse(d)
-    }
-}
-
-/// Checks a statement by an agent session. Raises an ERROR when refused (in
-/// enforce mode); records the decision in the audit log.
-pub fn check(stmt: &StatementOps, source: &str) -> Verdict {
-    if stmt.ops.is_empty() {
-        // Destroys nothing: only the task-environment rule or the audit level
-        // can care, and both are cheap to rule out.
-        let level = settings::audit_level();
-        let must_look = (stmt.writes && settings::task_environment_mismatch())
-            || level >= audit::LEVEL_ALL
-            || (level >= audit::LEVEL_WRITES && stmt.writes);
-        if !must_look {
-            return Verdict::Allow;
-        }
-        if !(stmt.writes && settings::task_environment_mismatch()) {
-            // Nothing to decide, only to record: skip gathering facts.
-            audit_allowed(stmt, source);
-            return Verdict::Allow;
-        }
-    }
+/// Gathers the facts, decides once, and acts.
+fn decide(stmt: &Statement, source: &str, sw: &Switches) -> Outcome {
     let session = session_facts();
     let here = dbfacts::current();
     let target = stmt
@@ -117,82 +78,68 @@ pub fn check(stmt: &StatementOps, source: &str) -> Verdict {
         .iter()
         .find_map(|o| o.target_database.clone())
         .map(|name| {
+            // SAFETY: reads a backend variable.
             dbfacts::other(&name, unsafe { pg_sys::GetSessionUserId() })
                 .unwrap_or_else(|| dbfacts::facts_from(&name, &Default::default()))
         });
+    // SAFETY: reads the clock.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
-
-    if stmt.ops.is_empty() {
-        if stmt.writes {
-            if let Decision::Deny(d) = aas_policy::decide_write(&session, &here, stmt.verb) {
-                return deny(d, stmt, source, None);
-            }
-        }
-        audit_allowed(stmt, source);
-        return Verdict::Allow;
-    }
-
-    let first = decide(
-        &session,
-        &here,
-        target.as_ref(),
-        &stmt.ops,
-        &TokenPresented::None,
-        now,
-    );
-    let Decision::Deny(denial) = first else {
-        audit_allowed(stmt, source);
-        return Verdict::Allow;
-    };
-    let Some(raw) = settings::approval_token() else {
-        return deny(denial, stmt, source, None);
-    };
-    // Environment refusals are final whatever the token says.
-    let presented = approval::lookup(raw);
-    match decide(&session, &here, target.as_ref(), &stmt.ops, &presented, now) {
+    // A token bears only on destructive operations; a write that destroys
+    // nothing is judged by the environment rules alone.
+    let raw = settings::approval_token().filter(|_| !stmt.ops.is_empty());
+    let presented = raw.map_or(TokenPresented::None, approval::lookup);
+    match decide_statement(&session, &here, target.as_ref(), stmt, &presented, now) {
         Decision::Allow => {
-            audit_allowed(stmt, source);
-            Verdict::Allow
+            record_allowed(stmt, source);
+            Outcome::Allow
         }
-        Decision::Deny(d) => deny(d, stmt, source, Some(raw)),
+        Decision::Deny(d) => deny(d, stmt, source, raw, sw),
         Decision::AllowWithToken { token } => {
-            if approval::consume(&token, source) {
+            let consumed = approval::consume(token, source);
+            if let Ok(true) = consumed {
                 audit::record(audit::Event {
-                    source: "token",
-                    event: "consumed",
-                    decision: "allow",
                     reason: format!(
-                        "{} allowed: approval token {} was granted for it and is now used",
-                        op_text(stmt),
-                        token
+                        "{} allowed: approval token {token} was granted for it and is now used",
+                        stmt.operation_text(),
                     ),
-                    token: token.clone(),
-                    ..event(stmt, source)
-                });
-                Verdict::Approved
-            } else {
-                // Lost a race, or the token changed since it was read: decide
-                // again on the fresh row so the reason is exact.
-                let again = approval::lookup(raw);
-                match decide(&session, &here, target.as_ref(), &stmt.ops, &again, now) {
-                    Decision::Deny(d) => deny(d, stmt, source, Some(&token)),
-                    _ => deny(
-                        Denial {
-                            source: "token",
-                            message: format!("approval token {token} could not be consumed"),
-                            detail: "Another session used or changed it at the same moment.".into(),
-                            hint: "Request a new token with request_approval_token.".into(),
-                        },
+                    token: token.to_string(),
+                    ..event(
                         stmt,
                         source,
-                        Some(&token),
-                    ),
-                }
+                        (Source::Token, EventKind::Consumed, Verdict::Allow),
+                    )
+                });
+                Outcome::Approved
+            } else {
+                // Lost a race, or the token changed since it was read: the
+                // fresh row says exactly what happened. A failed update is
+                // said as such, never taken for a lost race.
+                let fresh = match consumed {
+                    Err(e) => TokenPresented::Unavailable(format!("consuming it failed: {e}")),
+                    Ok(_) => approval::lookup(raw.unwrap_or_default()),
+                };
+                let d = after_lost_race(&session, &here, target.as_ref(), stmt, token, &fresh, now);
+                deny(d, stmt, source, Some(&token.to_string()), sw)
             }
         }
     }
 }
 
+/// Refuses, or in audit mode records what would have been refused and allows.
+fn deny(d: Denial, stmt: &Statement, source: &str, token: Option<&str>, sw: &Switches) -> Outcome {
+    let (kind, verdict) = sw.mode.refusal();
+    audit::record(audit::Event {
+        reason: d.reason(),
+        token: token.unwrap_or("").to_string(),
+        ..event(stmt, source, (d.source, kind, verdict))
+    });
+    if sw.mode.stops() {
+        refuse(d)
+    }
+    Outcome::Allow
+}
+
+/// Raises the refusal: SQLSTATE 42501 with message, detail and hint.
 pub fn refuse(d: Denial) -> ! {
     ErrorReport::new(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -203,4 +150,40 @@ pub fn refuse(d: Denial) -> ! {
     .set_hint(d.hint)
     .report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
+}
+
+/// Ends an agent session whose credentials expired (by time, or because a
+/// DBA moved VALID UNTIL or revoked them). Cheap when nothing changed.
+pub fn end_expired_session() {
+    let Some(Some(until)) = credentials::session_agent_expiry() else {
+        return;
+    };
+    // SAFETY: reads the clock.
+    if unsafe { pg_sys::GetCurrentTimestamp() } < until {
+        return;
+    }
+    let role = pg::session_user_name();
+    let msg = format!(
+        "credentials of agent role \"{}\" expired at {}; ending the session",
+        role,
+        pg::timestamp_text(until)
+    );
+    audit::record(audit::Event {
+        reason: msg.clone(),
+        ..audit::Event::new(
+            Source::Credentials,
+            EventKind::SessionExpired,
+            Verdict::Refuse,
+        )
+    });
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+        msg,
+        "ai_agent_safety",
+    )
+    .set_detail("Agent sessions do not outlive their credentials (VALID UNTIL).")
+    .set_hint(format!(
+        "A DBA can issue fresh credentials: SELECT issue_agent_credentials('{role}', '1 hour');"
+    ))
+    .report(PgLogLevel::FATAL);
 }

@@ -28,6 +28,8 @@ struct Cache {
     current: Option<Cached>,
 }
 
+// SAFETY: a backend is single-threaded; the cache is read and written only by
+// its own thread (hooks, syscache callbacks between statements).
 static mut CACHE: Cache = Cache {
     epoch: 1,
     agent_role_generation: 0,
@@ -36,22 +38,23 @@ static mut CACHE: Cache = Cache {
     current: None,
 };
 
-/// Counts membership computations; lets tests and the benchmark see the cache work.
-pub static mut LOOKUPS: u64 = 0;
-
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn invalidate(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
-    CACHE.epoch = CACHE.epoch.wrapping_add(1);
-    crate::credentials::invalidate_expiry_cache();
+    // SAFETY: a backend is single-threaded; the callback runs between statements.
+    unsafe { CACHE.epoch = CACHE.epoch.wrapping_add(1) };
 }
 
-/// Changes whenever a role or membership changes (syscache invalidation).
+/// Changes whenever a role or membership changes (syscache invalidation):
+/// other per-session caches of role facts (credential expiry, the audit
+/// context) compare it to know when to refill.
 pub fn epoch() -> u64 {
+    // SAFETY: a backend is single-threaded.
     unsafe { CACHE.epoch }
 }
 
 /// Registers the syscache callbacks. Called from `_PG_init`.
 pub fn register_invalidation() {
+    // SAFETY: called once from _PG_init; `invalidate` matches the callback type.
     unsafe {
         for id in [
             pg_sys::SysCacheIdentifier::AUTHOID,
@@ -75,6 +78,7 @@ pub fn agent_group_oid() -> pg_sys::Oid {
     let Ok(c) = CString::new(name) else {
         return pg_sys::InvalidOid;
     };
+    // SAFETY: catalog lookup with missing_ok = true.
     unsafe { pg_sys::get_role_oid(c.as_ptr(), true) }
 }
 
@@ -85,17 +89,14 @@ pub fn role_is_agent(role: pg_sys::Oid) -> bool {
     if group == pg_sys::InvalidOid || role == pg_sys::InvalidOid {
         return false;
     }
-    unsafe {
-        LOOKUPS += 1;
-        pg_sys::is_member_of_role_nosuper(role, group)
-    }
+    // SAFETY: catalog lookup (the caller is in a transaction or authenticating).
+    unsafe { pg_sys::is_member_of_role_nosuper(role, group) }
 }
 
 /// Is the cache still valid: no role change and no new agent_role since it
 /// was filled?
 fn current(c: &Cache) -> bool {
-    c.filled_epoch == c.epoch
-        && c.agent_role_generation == unsafe { settings::AGENT_ROLE_GENERATION }
+    c.filled_epoch == c.epoch && c.agent_role_generation == settings::agent_role_generation()
 }
 
 /// Known from the cache alone, with no catalog access and nothing that can
@@ -104,6 +105,8 @@ fn current(c: &Cache) -> bool {
 /// [`session_is_agent`]" (an agent, or not cached yet).
 #[inline]
 pub fn known_not_agent() -> bool {
+    // SAFETY: single-threaded backend; the two unguarded calls only read
+    // backend variables and never raise.
     unsafe {
         let c = &*std::ptr::addr_of!(CACHE);
         if !current(c) {
@@ -121,13 +124,15 @@ pub fn known_not_agent() -> bool {
 /// The hot path: a few comparisons when nothing changed.
 #[inline]
 pub fn session_is_agent() -> bool {
+    // SAFETY: as for `known_not_agent`; `role_is_agent` reads the catalog
+    // only on a cache miss, from a hook (inside a transaction).
     unsafe {
         let c = &mut *std::ptr::addr_of_mut!(CACHE);
         if !current(c) {
             c.session = None;
             c.current = None;
             c.filled_epoch = c.epoch;
-            c.agent_role_generation = settings::AGENT_ROLE_GENERATION;
+            c.agent_role_generation = settings::agent_role_generation();
         }
         let s = crate::unguarded::GetSessionUserId();
         let session_agent = match c.session {
@@ -160,23 +165,4 @@ pub fn session_is_agent() -> bool {
             }
         }
     }
-}
-
-pub fn role_name(oid: pg_sys::Oid) -> String {
-    unsafe {
-        let p = pg_sys::GetUserNameFromId(oid, true);
-        if p.is_null() {
-            format!("oid {}", oid.to_u32())
-        } else {
-            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-        }
-    }
-}
-
-pub fn session_user_name() -> String {
-    role_name(unsafe { pg_sys::GetSessionUserId() })
-}
-
-pub fn current_user_name() -> String {
-    role_name(unsafe { pg_sys::GetUserId() })
 }

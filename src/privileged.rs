@@ -8,27 +8,35 @@
 
 use pgrx::pg_sys;
 
+// SAFETY: a backend is single-threaded; set and cleared around the
+// extension's own queries and on (sub)transaction abort.
 static mut ACTIVE: bool = false;
 
 /// True while the extension runs its own queries: hooks pass straight through.
 #[inline]
 pub fn active() -> bool {
+    // SAFETY: see ACTIVE.
     unsafe { ACTIVE }
 }
 
 struct Reset(bool);
 impl Drop for Reset {
     fn drop(&mut self) {
+        // SAFETY: see ACTIVE.
         unsafe { ACTIVE = self.0 }
     }
 }
 
 /// Called on (sub)transaction abort: an error may have skipped the Drop.
 pub fn reset() {
+    // SAFETY: see ACTIVE.
     unsafe { ACTIVE = false }
 }
 
 pub fn run<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: switches user and search_path the way SECURITY DEFINER
+    // functions do, and restores both on return (and PostgreSQL's abort
+    // processing restores them on error).
     unsafe {
         let mut uid = pg_sys::InvalidOid;
         let mut sec = 0;

@@ -1,267 +1,375 @@
-//! Every `ai_agent_safety.*` setting: its context, default, parsing and validation.
+//! Every `ai_agent_safety.*` setting: who it is for, its context, default,
+//! parsing and validation, and typed accessors. Nothing outside this module
+//! reads a setting's storage.
 //!
-//! Configuration lives in PostgreSQL's own settings, so it can be set per database
-//! (`ALTER DATABASE ... SET`), per role, or in postgresql.conf. Settings that
-//! restrict agents are superuser-only (PGC_SUSET), so an agent cannot change them
-//! with SET, set_config, ALTER ROLE or ALTER DATABASE.
+//! Configuration lives in PostgreSQL's own settings, so it can be set per
+//! database (`ALTER DATABASE ... SET`), per role, or in postgresql.conf.
+//! Settings that restrict agents are superuser-only (PGC_SUSET), so an agent
+//! cannot change them with SET, set_config, ALTER ROLE or ALTER DATABASE.
+//!
+//! Check hooks only validate (PostgreSQL also calls them for values it never
+//! assigns: ALTER SYSTEM, pg_file_settings); assign hooks store what is
+//! derived from a value.
 
-use aas_policy::OpSet;
+use aas_policy::{AuditLevel, Mode, OpSet, Switches};
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
-use std::ffi::{c_char, c_int, c_void, CStr};
-use std::ptr;
-
-// The variables PostgreSQL writes the settings into. A backend is single-threaded.
-static mut AGENT_ROLE: *mut c_char = ptr::null_mut();
-static mut REQUIRE_APPROVAL: bool = false;
-static mut PROTECTED_OPERATIONS: *mut c_char = ptr::null_mut();
-static mut PROTECTED_BITS: u8 = 0b111; // DROP, DELETE, TRUNCATE
-static mut APPROVAL_TOKEN: *mut c_char = ptr::null_mut();
-static mut TOKEN_TTL_S: c_int = 15 * 60;
-static mut ENVIRONMENT: *mut c_char = ptr::null_mut();
-static mut ALLOWED_ENVIRONMENTS: *mut c_char = ptr::null_mut();
-static mut TASK_ID: *mut c_char = ptr::null_mut();
-static mut TASK_ENVIRONMENT: *mut c_char = ptr::null_mut();
-static mut AGENT_SESSION: *mut c_char = ptr::null_mut();
-static mut MODE: c_int = MODE_ENFORCE;
-static mut AUDIT_LEVEL: c_int = crate::audit::LEVEL_DECISIONS;
-static mut AUDIT_RETENTION_S: c_int = 365 * 24 * 3600;
-static mut AUDIT_STATEMENT_MAX: c_int = 2000;
-
-pub const MODE_ENFORCE: c_int = 0;
-pub const MODE_AUDIT: c_int = 1;
-
-static mut MODE_OPTIONS: [pg_sys::config_enum_entry; 3] = [
-    pg_sys::config_enum_entry {
-        name: c"enforce".as_ptr(),
-        val: MODE_ENFORCE,
-        hidden: false,
-    },
-    pg_sys::config_enum_entry {
-        name: c"audit".as_ptr(),
-        val: MODE_AUDIT,
-        hidden: false,
-    },
-    pg_sys::config_enum_entry {
-        name: ptr::null(),
-        val: 0,
-        hidden: false,
-    },
-];
-static mut LEVEL_OPTIONS: [pg_sys::config_enum_entry; 4] = [
-    pg_sys::config_enum_entry {
-        name: c"decisions".as_ptr(),
-        val: crate::audit::LEVEL_DECISIONS,
-        hidden: false,
-    },
-    pg_sys::config_enum_entry {
-        name: c"writes".as_ptr(),
-        val: crate::audit::LEVEL_WRITES,
-        hidden: false,
-    },
-    pg_sys::config_enum_entry {
-        name: c"all".as_ptr(),
-        val: crate::audit::LEVEL_ALL,
-        hidden: false,
-    },
-    pg_sys::config_enum_entry {
-        name: ptr::null(),
-        val: 0,
-        hidden: false,
-    },
-];
-
-static mut MAX_CREDENTIAL_LIFETIME_S: c_int = 24 * 3600;
-
-/// Values that came from postgresql.conf, the command line or the built-in default,
-/// before any database or role setting. DROP DATABASE x falls back to these when x
-/// has no setting of its own.
-static mut FILE_REQUIRE_APPROVAL: bool = false;
-static mut FILE_PROTECTED: Option<String> = None;
-static mut FILE_ENVIRONMENT: Option<String> = None;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Mutex;
 
 /// Longest accepted task id, environment name or token text.
 pub const MAX_TEXT: usize = 200;
 
-/// Bumped whenever agent_role changes, so the identity cache is rebuilt.
-pub static mut AGENT_ROLE_GENERATION: u64 = 0;
+// --- The settings -----------------------------------------------------------
 
-fn opt_str(p: *mut c_char) -> Option<&'static str> {
+/// For DBAs: the group role whose members (directly or through other roles)
+/// are agents. Superuser-only, or an agent could name a group it is not in.
+static AGENT_ROLE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"ai_agent"));
+
+/// For DBAs, per database: agents need an approval token for the protected
+/// operations here. The switch that turns the guard on.
+static REQUIRE_APPROVAL: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+/// For DBAs, per database: which operation classes need a token. Parsed by
+/// the assign hook into `PROTECTED_BITS`, so the hot path reads one byte.
+static PROTECTED_OPERATIONS: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"DROP, DELETE, TRUNCATE"));
+static PROTECTED_BITS: AtomicU8 = AtomicU8::new(0b111);
+
+/// For agents: the token presented for the next protected statement.
+/// Anyone may set it; the hook checks it against the tokens table.
+static APPROVAL_TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+
+/// For DBAs: how long a granted token stays usable (read by the SQL API).
+static TOKEN_TTL: GucSetting<i32> = GucSetting::<i32>::new(15 * 60);
+
+/// For DBAs, per database: this database's environment label.
+static ENVIRONMENT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+
+/// For DBAs, per agent role: the environments it may act in.
+static ALLOWED_ENVIRONMENTS: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c""));
+
+/// For agents: the task they work on, carried into refusals and audit events.
+static TASK_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+
+/// For agents: the environment their task is meant for; writes elsewhere are
+/// refused. An agent may declare it, never widen its scope with it.
+static TASK_ENVIRONMENT: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c""));
+
+/// For DBAs (postgresql.conf): the longest VALID UNTIL horizon an agent role
+/// may hold at login.
+static MAX_CREDENTIAL_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(24 * 3600);
+
+/// For clients: reported after login (GUC_REPORT), "did this session log in
+/// as an agent". Its show hook finishes the agent's login checks.
+static AGENT_SESSION: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"off"));
+
+/// For DBAs, per database: `enforce` refuses; `audit` only records what would
+/// be refused (shadow mode, for rollout). Stores a `Mode` ordinal.
+static MODE: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+/// For DBAs: what the audit log records about agents. Stores an `AuditLevel`
+/// ordinal.
+static AUDIT_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+/// For DBAs (postgresql.conf): events older than this are purged.
+static AUDIT_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(365 * 24 * 3600);
+
+/// For DBAs: statement text in events is cut at this many characters.
+static AUDIT_STATEMENT_MAX: GucSetting<i32> = GucSetting::<i32>::new(2000);
+
+/// Bumped whenever agent_role changes, so the identity cache is rebuilt.
+static AGENT_ROLE_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Values that came from postgresql.conf, the command line or the built-in
+/// default, before any database or role setting: DROP DATABASE x falls back
+/// to these when x has no setting of its own. Stored by assign hooks when the
+/// value being assigned came from such a source (the check hook marks it in
+/// the value's `extra`). A reload whose file value is overridden in this
+/// session by a database setting is not assigned by PostgreSQL, so that
+/// value reaches this backend's fallback at its next connection.
+struct FileLevel {
+    require_approval: AtomicBool,
+    protected: Mutex<Option<String>>,
+    environment: Mutex<Option<String>>,
+}
+static FILE_LEVEL: FileLevel = FileLevel {
+    require_approval: AtomicBool::new(false),
+    protected: Mutex::new(None),
+    environment: Mutex::new(None),
+};
+
+// --- Typed accessors ---------------------------------------------------------
+
+/// A string setting's current value, trimmed; `None` when empty. Read through
+/// the raw pointer: no copy, no allocation (agents' statements read several).
+fn text(setting: &'static GucSetting<Option<CString>>) -> Option<&'static str> {
+    // SAFETY: PostgreSQL keeps the string alive until the setting changes,
+    // which cannot happen while the caller uses it within one statement.
+    let p = unsafe { *setting.as_ptr() };
     if p.is_null() {
         return None;
     }
-    // SAFETY: PostgreSQL keeps the string alive until the setting changes.
-    let s = unsafe { CStr::from_ptr(p) }.to_str().ok()?;
-    let s = s.trim();
-    if s.is_empty() {
-        None
-    } else {
-        Some(s)
-    }
+    // SAFETY: a string setting's value is NUL-terminated.
+    let s = unsafe { CStr::from_ptr(p) }.to_str().ok()?.trim();
+    (!s.is_empty()).then_some(s)
+}
+
+/// An integer or enum setting's current value.
+fn int(setting: &'static GucSetting<i32>) -> i32 {
+    // SAFETY: PostgreSQL writes it only from this backend's own thread.
+    unsafe { *setting.as_ptr() }
 }
 
 pub fn agent_role() -> Option<&'static str> {
-    unsafe { opt_str(AGENT_ROLE) }
+    text(&AGENT_ROLE)
+}
+pub fn agent_role_generation() -> u64 {
+    AGENT_ROLE_GENERATION.load(Relaxed)
 }
 pub fn require_approval() -> bool {
-    unsafe { REQUIRE_APPROVAL }
+    // SAFETY: as for `int`.
+    unsafe { *REQUIRE_APPROVAL.as_ptr() }
 }
 pub fn protected_operations() -> OpSet {
-    OpSet::from_bits(unsafe { PROTECTED_BITS })
+    OpSet::from_bits(PROTECTED_BITS.load(Relaxed))
 }
 pub fn approval_token() -> Option<&'static str> {
-    unsafe { opt_str(APPROVAL_TOKEN) }
+    text(&APPROVAL_TOKEN)
 }
 pub fn token_ttl_seconds() -> i32 {
-    unsafe { TOKEN_TTL_S }
+    int(&TOKEN_TTL)
 }
 pub fn environment() -> Option<&'static str> {
-    unsafe { opt_str(ENVIRONMENT) }
+    text(&ENVIRONMENT)
 }
 pub fn allowed_environments() -> Option<Vec<String>> {
-    unsafe { opt_str(ALLOWED_ENVIRONMENTS) }.map(aas_policy::credentials::parse_list)
+    text(&ALLOWED_ENVIRONMENTS).map(aas_policy::credentials::parse_list)
 }
 pub fn task_id() -> Option<&'static str> {
-    unsafe { opt_str(TASK_ID) }
+    text(&TASK_ID)
 }
 pub fn task_environment() -> Option<&'static str> {
-    unsafe { opt_str(TASK_ENVIRONMENT) }
+    text(&TASK_ENVIRONMENT)
 }
 pub fn max_credential_lifetime_seconds() -> i64 {
-    unsafe { MAX_CREDENTIAL_LIFETIME_S as i64 }
+    int(&MAX_CREDENTIAL_LIFETIME) as i64
 }
-/// Cheap test used on every statement of an agent: is anything configured that
-/// could refuse or record a statement in this database?
-pub fn anything_to_enforce() -> bool {
-    unsafe { REQUIRE_APPROVAL || AUDIT_LEVEL > 0 || opt_str(TASK_ENVIRONMENT).is_some() }
+pub fn mode() -> Mode {
+    Mode::ALL[int(&MODE) as usize]
 }
-/// Could the task-environment rule refuse a write here? Only when a task
-/// environment is declared and differs from this database's label.
-pub fn task_environment_mismatch() -> bool {
-    match task_environment() {
-        Some(t) => environment() != Some(t),
-        None => false,
-    }
-}
-pub fn audit_mode() -> bool {
-    unsafe { MODE == MODE_AUDIT }
-}
-pub fn audit_level() -> i32 {
-    unsafe { AUDIT_LEVEL }
+pub fn audit_level() -> AuditLevel {
+    AuditLevel::ALL[int(&AUDIT_LEVEL) as usize]
 }
 pub fn audit_statement_max() -> usize {
-    unsafe { AUDIT_STATEMENT_MAX.max(0) as usize }
+    int(&AUDIT_STATEMENT_MAX).max(0) as usize
+}
+
+/// The settings that bear on how an agent's statement is treated
+/// (`aas_policy::treatment`), as they are now.
+pub fn switches() -> Switches<'static> {
+    Switches {
+        require_approval: require_approval(),
+        protected: protected_operations(),
+        audit_level: audit_level(),
+        mode: mode(),
+        environment: environment(),
+        task_environment: task_environment(),
+    }
 }
 
 pub fn file_require_approval() -> bool {
-    unsafe { FILE_REQUIRE_APPROVAL }
+    FILE_LEVEL.require_approval.load(Relaxed)
 }
 pub fn file_protected_operations() -> OpSet {
-    unsafe {
-        (*ptr::addr_of!(FILE_PROTECTED))
-            .as_deref()
-            .and_then(|s| OpSet::parse(s).ok())
-            .unwrap_or_else(OpSet::default_set)
-    }
+    FILE_LEVEL
+        .protected
+        .lock()
+        .ok()
+        .and_then(|v| v.as_deref().and_then(|s| OpSet::parse(s).ok()))
+        .unwrap_or_else(OpSet::default_set)
 }
 pub fn file_environment() -> Option<String> {
-    unsafe { (*ptr::addr_of!(FILE_ENVIRONMENT)).clone() }
+    FILE_LEVEL.environment.lock().ok().and_then(|v| v.clone())
 }
+
+// --- Hooks ---------------------------------------------------------------------
 
 fn is_file_level(source: pg_sys::GucSource::Type) -> bool {
     source <= pg_sys::GucSource::PGC_S_ARGV
 }
 
+/// Marks, in the value's `extra`, whether it came from a file-level source,
+/// for the assign hook. PostgreSQL owns and frees the `extra`.
+///
+/// # Safety
+/// `extra` is the check hook's `extra` argument.
+unsafe fn mark_source(extra: *mut *mut c_void, source: pg_sys::GucSource::Type) -> bool {
+    // Where the server's API differs: PostgreSQL 15 frees a setting's extra
+    // with free(); 16 and later keep it in a memory context through guc_malloc.
+    #[cfg(feature = "pg15")]
+    // SAFETY: malloc of one byte; PostgreSQL 15 frees extras with free().
+    let p = unsafe { libc_malloc(1) } as *mut bool;
+    #[cfg(not(feature = "pg15"))]
+    // SAFETY: guc_malloc with LOG returns NULL on failure instead of raising.
+    let p = unsafe { pg_sys::guc_malloc(pg_sys::LOG as c_int, 1) } as *mut bool;
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: p points to one writable byte; extra is a valid out-pointer.
+    unsafe {
+        *p = is_file_level(source);
+        *extra = p as *mut c_void;
+    }
+    true
+}
+
+#[cfg(feature = "pg15")]
+extern "C" {
+    #[link_name = "malloc"]
+    fn libc_malloc(size: usize) -> *mut c_void;
+}
+
+/// Did the value being assigned come from a file-level source?
+///
+/// # Safety
+/// `extra` is NULL or the extra set by [`mark_source`].
+unsafe fn came_from_file(extra: *mut c_void) -> bool {
+    // SAFETY: per this function's contract.
+    !extra.is_null() && unsafe { *(extra as *const bool) }
+}
+
 /// Reports a check-hook failure the way PostgreSQL's GUC_check_errdetail does.
+///
+/// # Safety
+/// Called from a check hook, whose error strings PostgreSQL reads and frees.
 unsafe fn check_fail(detail: &str, hint: Option<&str>) -> bool {
-    pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
-    pg_sys::GUC_check_errdetail_string = palloc_str(detail);
-    if let Some(h) = hint {
-        pg_sys::GUC_check_errhint_string = palloc_str(h);
+    // SAFETY: per this function's contract; pstrdup copies into palloc'd memory.
+    unsafe {
+        pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
+        pg_sys::GUC_check_errdetail_string = palloc_str(detail);
+        if let Some(h) = hint {
+            pg_sys::GUC_check_errhint_string = palloc_str(h);
+        }
     }
     false
 }
 
+/// # Safety
+/// Needs a current memory context.
 unsafe fn palloc_str(s: &str) -> *mut c_char {
-    let c = std::ffi::CString::new(s.replace('\0', "")).unwrap_or_default();
-    pg_sys::pstrdup(c.as_ptr())
+    let c = CString::new(s.replace('\0', "")).unwrap_or_default();
+    // SAFETY: c is NUL-terminated.
+    unsafe { pg_sys::pstrdup(c.as_ptr()) }
 }
 
-fn newval_str(newval: *mut *mut c_char) -> Option<String> {
-    unsafe {
-        if newval.is_null() || (*newval).is_null() {
-            return None;
-        }
-        Some(CStr::from_ptr(*newval).to_string_lossy().into_owned())
+/// The text of a string setting's proposed or assigned value.
+///
+/// # Safety
+/// `p` is NULL or NUL-terminated.
+unsafe fn value_text(p: *const c_char) -> String {
+    // SAFETY: per this function's contract.
+    unsafe { crate::pg::cstr(p) }
+}
+
+/// # Safety
+/// `newval` is a check hook's `newval`.
+unsafe fn proposed(newval: *mut *mut c_char) -> String {
+    if newval.is_null() {
+        return String::new();
     }
+    // SAFETY: per this function's contract.
+    unsafe { value_text(*newval) }
+}
+
+fn label_ok(v: &str) -> bool {
+    v.len() <= MAX_TEXT && !v.contains(',') && !v.contains('"') && !v.contains('\'')
+}
+
+fn label_error(v: &str) -> String {
+    format!("\"{v}\" is not a valid environment label: use at most {MAX_TEXT} characters, without commas or quotes.")
 }
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn check_protected(
     newval: *mut *mut c_char,
-    _extra: *mut *mut c_void,
+    extra: *mut *mut c_void,
     source: pg_sys::GucSource::Type,
 ) -> bool {
-    let v = newval_str(newval).unwrap_or_default();
-    match OpSet::parse(&v) {
-        Ok(_) => {
-            if is_file_level(source) {
-                *ptr::addr_of_mut!(FILE_PROTECTED) = Some(v);
-            }
-            true
+    // SAFETY: PostgreSQL's check-hook arguments.
+    unsafe {
+        match OpSet::parse(&proposed(newval)) {
+            Ok(_) => mark_source(extra, source),
+            Err(e) => check_fail(
+                &format!("ai_agent_safety.protected_operations: {e}."),
+                Some("Example: SET ai_agent_safety.protected_operations = 'DROP, DELETE, TRUNCATE, UPDATE, ALTER'"),
+            ),
         }
-        Err(e) => check_fail(
-            &format!("ai_agent_safety.protected_operations: {e}."),
-            Some("Example: SET ai_agent_safety.protected_operations = 'DROP, DELETE, TRUNCATE, UPDATE, ALTER'"),
-        ),
     }
 }
 
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn assign_protected(newval: *const c_char, _extra: *mut c_void) {
-    let v = if newval.is_null() {
-        String::new()
-    } else {
-        CStr::from_ptr(newval).to_string_lossy().into_owned()
-    };
-    PROTECTED_BITS = OpSet::parse(&v)
-        .unwrap_or_else(|_| OpSet::default_set())
-        .bits();
+unsafe extern "C-unwind" fn assign_protected(newval: *const c_char, extra: *mut c_void) {
+    // SAFETY: PostgreSQL's assign-hook arguments.
+    let (v, file) = unsafe { (value_text(newval), came_from_file(extra)) };
+    let set = OpSet::parse(&v).unwrap_or_else(|_| OpSet::default_set());
+    PROTECTED_BITS.store(set.bits(), Relaxed);
+    if file {
+        if let Ok(mut f) = FILE_LEVEL.protected.lock() {
+            *f = Some(v);
+        }
+    }
 }
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn check_require_approval(
-    newval: *mut bool,
-    _extra: *mut *mut c_void,
+    _newval: *mut bool,
+    extra: *mut *mut c_void,
     source: pg_sys::GucSource::Type,
 ) -> bool {
-    if is_file_level(source) && !newval.is_null() {
-        FILE_REQUIRE_APPROVAL = *newval;
+    // SAFETY: PostgreSQL's check-hook arguments.
+    unsafe { mark_source(extra, source) }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn assign_require_approval(newval: bool, extra: *mut c_void) {
+    // SAFETY: PostgreSQL's assign-hook arguments.
+    if unsafe { came_from_file(extra) } {
+        FILE_LEVEL.require_approval.store(newval, Relaxed);
     }
-    true
 }
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn check_environment(
     newval: *mut *mut c_char,
-    _extra: *mut *mut c_void,
+    extra: *mut *mut c_void,
     source: pg_sys::GucSource::Type,
 ) -> bool {
-    let v = newval_str(newval).unwrap_or_default();
-    if !check_label(&v) {
-        return check_fail(
-            &format!("\"{v}\" is not a valid environment label: use at most {MAX_TEXT} characters, without commas or quotes."),
-            None,
-        );
+    // SAFETY: PostgreSQL's check-hook arguments.
+    unsafe {
+        let v = proposed(newval);
+        if !label_ok(&v) {
+            return check_fail(&label_error(&v), None);
+        }
+        mark_source(extra, source)
     }
-    if is_file_level(source) {
-        let t = v.trim();
-        *ptr::addr_of_mut!(FILE_ENVIRONMENT) = if t.is_empty() {
-            None
-        } else {
-            Some(t.to_string())
-        };
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn assign_environment(newval: *const c_char, extra: *mut c_void) {
+    // SAFETY: PostgreSQL's assign-hook arguments.
+    let (v, file) = unsafe { (value_text(newval), came_from_file(extra)) };
+    if file {
+        if let Ok(mut f) = FILE_LEVEL.environment.lock() {
+            let t = v.trim();
+            *f = (!t.is_empty()).then(|| t.to_string());
+        }
     }
-    true
 }
 
 #[pgrx::pg_guard]
@@ -270,18 +378,11 @@ unsafe extern "C-unwind" fn check_task_environment(
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    let v = newval_str(newval).unwrap_or_default();
-    if !check_label(&v) {
-        return check_fail(
-            &format!("\"{v}\" is not a valid environment label: use at most {MAX_TEXT} characters, without commas or quotes."),
-            None,
-        );
+    // SAFETY: PostgreSQL's check-hook arguments.
+    unsafe {
+        let v = proposed(newval);
+        label_ok(&v) || check_fail(&label_error(&v), None)
     }
-    true
-}
-
-fn check_label(v: &str) -> bool {
-    v.len() <= MAX_TEXT && !v.contains(',') && !v.contains('"') && !v.contains('\'')
 }
 
 #[pgrx::pg_guard]
@@ -290,14 +391,17 @@ unsafe extern "C-unwind" fn check_env_list(
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    let v = newval_str(newval).unwrap_or_default();
-    if v.len() > 10 * MAX_TEXT || v.contains('\'') {
-        return check_fail(
-            "ai_agent_safety.allowed_environments must be a comma-separated list of environment labels.",
-            Some("Example: ALTER ROLE cleanup_bot SET ai_agent_safety.allowed_environments = 'development, staging'"),
-        );
+    // SAFETY: PostgreSQL's check-hook arguments.
+    unsafe {
+        let v = proposed(newval);
+        if v.len() > 10 * MAX_TEXT || v.contains('\'') {
+            return check_fail(
+                "ai_agent_safety.allowed_environments must be a comma-separated list of environment labels.",
+                Some("Example: ALTER ROLE cleanup_bot SET ai_agent_safety.allowed_environments = 'development, staging'"),
+            );
+        }
+        true
     }
-    true
 }
 
 #[pgrx::pg_guard]
@@ -306,17 +410,17 @@ unsafe extern "C-unwind" fn check_short_text(
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    let v = newval_str(newval).unwrap_or_default();
-    if v.chars().count() > MAX_TEXT {
-        return check_fail(
-            &format!(
-                "The value is {} characters long; at most {MAX_TEXT} are accepted.",
-                v.chars().count()
-            ),
-            None,
-        );
+    // SAFETY: PostgreSQL's check-hook arguments.
+    unsafe {
+        let n = proposed(newval).chars().count();
+        if n > MAX_TEXT {
+            return check_fail(
+                &format!("The value is {n} characters long; at most {MAX_TEXT} are accepted."),
+                None,
+            );
+        }
+        true
     }
-    true
 }
 
 #[pgrx::pg_guard]
@@ -325,235 +429,243 @@ unsafe extern "C-unwind" fn check_token(
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    let v = newval_str(newval).unwrap_or_default();
-    if v.trim().is_empty() || aas_policy::parse_token_id(&v).is_some() {
-        return true;
+    // SAFETY: PostgreSQL's check-hook arguments.
+    unsafe {
+        let v = proposed(newval);
+        if v.trim().is_empty() || aas_policy::parse_token_id(&v).is_some() {
+            return true;
+        }
+        let shown: String = v.chars().take(60).collect();
+        check_fail(
+            &format!("\"{shown}\" is not an approval token id; a token id is the UUID that request_approval_token returned."),
+            Some("Example: SET ai_agent_safety.approval_token = '3f2c1e9a-8b7d-4c6e-9f10-2a3b4c5d6e7f'"),
+        )
     }
-    let shown: String = v.chars().take(60).collect();
-    check_fail(
-        &format!("\"{shown}\" is not an approval token id; a token id is the UUID that request_approval_token returned."),
-        Some("Example: SET ai_agent_safety.approval_token = '3f2c1e9a-8b7d-4c6e-9f10-2a3b4c5d6e7f'"),
-    )
 }
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn assign_agent_role(_newval: *const c_char, _extra: *mut c_void) {
-    AGENT_ROLE_GENERATION = AGENT_ROLE_GENERATION.wrapping_add(1);
+    AGENT_ROLE_GENERATION.fetch_add(1, Relaxed);
 }
 
-unsafe fn define_string(
+/// The options of an enum setting, from the policy crate's vocabulary, so
+/// the accepted words are the ones `as_str` spells. Built once, kept for the
+/// life of the process as PostgreSQL requires.
+fn enum_options(words: impl Iterator<Item = &'static str>) -> *const pg_sys::config_enum_entry {
+    let mut entries: Vec<pg_sys::config_enum_entry> = words
+        .enumerate()
+        .map(|(i, w)| pg_sys::config_enum_entry {
+            name: CString::new(w).expect("no NUL in a word").into_raw(),
+            val: i as c_int,
+            hidden: false,
+        })
+        .collect();
+    entries.push(pg_sys::config_enum_entry {
+        name: std::ptr::null(),
+        val: 0,
+        hidden: false,
+    });
+    Box::leak(entries.into_boxed_slice()).as_ptr()
+}
+
+/// Defines an enum setting stored as the ordinal of a policy enum.
+///
+/// # Safety
+/// Called once per name from `_PG_init`.
+unsafe fn define_enum(
     name: &'static CStr,
     desc: &'static CStr,
-    var: *mut *mut c_char,
-    boot: &'static CStr,
-    context: pg_sys::GucContext::Type,
-    flags: u32,
-    check: pg_sys::GucStringCheckHook,
-    assign: pg_sys::GucStringAssignHook,
+    setting: &'static GucSetting<i32>,
+    words: impl Iterator<Item = &'static str>,
 ) {
-    pg_sys::DefineCustomStringVariable(
-        name.as_ptr(),
-        desc.as_ptr(),
-        ptr::null(),
-        var,
-        boot.as_ptr(),
-        context,
-        flags as c_int,
-        check,
-        assign,
-        None,
-    );
-}
-
-/// An integer setting: `(default, min, max)`, with a unit flag such as GUC_UNIT_S.
-unsafe fn define_int(
-    name: &'static CStr,
-    desc: &'static CStr,
-    var: *mut c_int,
-    (boot, min, max): (c_int, c_int, c_int),
-    context: pg_sys::GucContext::Type,
-    flags: c_int,
-) {
-    pg_sys::DefineCustomIntVariable(
-        name.as_ptr(),
-        desc.as_ptr(),
-        ptr::null(),
-        var,
-        boot,
-        min,
-        max,
-        context,
-        flags,
-        None,
-        None,
-        None,
-    );
-}
-
-/// Defines every setting. Called once from `_PG_init`.
-pub fn define() {
-    use pg_sys::GucContext::{PGC_SIGHUP, PGC_SUSET, PGC_USERSET};
-    let list = pg_sys::GUC_LIST_INPUT;
+    // SAFETY: the options table lives for the process; PostgreSQL writes the
+    // chosen ordinal into the setting's storage.
     unsafe {
-        define_string(
+        pg_sys::DefineCustomEnumVariable(
+            name.as_ptr(),
+            desc.as_ptr(),
+            std::ptr::null(),
+            setting.as_ptr(),
+            0,
+            enum_options(words),
+            pg_sys::GucContext::PGC_SUSET,
+            0,
+            None,
+            None,
+            None,
+        );
+    }
+}
+
+/// Defines every setting. Called once from `_PG_init`. `show_agent_session`
+/// is the login glue's show hook for `ai_agent_safety.agent_session`.
+pub fn define(show_agent_session: pg_sys::GucShowHook) {
+    let none = GucFlags::default();
+    let list = GucFlags::from_bits_retain(pg_sys::GUC_LIST_INPUT as i32);
+    // SAFETY: each hook is a #[pg_guard] function with the signature
+    // PostgreSQL expects, and each setting is defined once, here.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
             c"ai_agent_safety.agent_role",
             c"Group role whose members (directly or through other roles) are AI agents.",
-            ptr::addr_of_mut!(AGENT_ROLE),
-            c"ai_agent",
-            PGC_SUSET,
-            0,
+            c"",
+            &AGENT_ROLE,
+            GucContext::Suset,
+            none,
             Some(check_short_text),
             Some(assign_agent_role),
+            None,
         );
-        pg_sys::DefineCustomBoolVariable(
-            c"ai_agent_safety.require_approval".as_ptr(),
-            c"Agents need a human-granted approval token for protected operations in this database.".as_ptr(),
-            ptr::null(),
-            ptr::addr_of_mut!(REQUIRE_APPROVAL),
-            false,
-            PGC_SUSET,
-            0,
+        GucRegistry::define_bool_guc_with_hooks(
+            c"ai_agent_safety.require_approval",
+            c"Agents need a human-granted approval token for protected operations in this database.",
+            c"",
+            &REQUIRE_APPROVAL,
+            GucContext::Suset,
+            none,
             Some(check_require_approval),
-            None,
+            Some(assign_require_approval),
             None,
         );
-        define_string(
+        GucRegistry::define_string_guc_with_hooks(
             c"ai_agent_safety.protected_operations",
             c"Operation classes that need approval: any of DROP, DELETE, TRUNCATE, UPDATE, ALTER.",
-            ptr::addr_of_mut!(PROTECTED_OPERATIONS),
-            c"DROP, DELETE, TRUNCATE",
-            PGC_SUSET,
+            c"",
+            &PROTECTED_OPERATIONS,
+            GucContext::Suset,
             list,
             Some(check_protected),
             Some(assign_protected),
+            None,
         );
-        define_string(
+        GucRegistry::define_string_guc_with_hooks(
             c"ai_agent_safety.approval_token",
             c"Approval token presented by an agent for its next protected statement.",
-            ptr::addr_of_mut!(APPROVAL_TOKEN),
             c"",
-            PGC_USERSET,
-            0,
+            &APPROVAL_TOKEN,
+            GucContext::Userset,
+            none,
             Some(check_token),
             None,
-        );
-        define_int(
-            c"ai_agent_safety.token_ttl",
-            c"How long a granted approval token stays usable.",
-            ptr::addr_of_mut!(TOKEN_TTL_S),
-            (15 * 60, 1, 7 * 24 * 3600),
-            PGC_SUSET,
-            pg_sys::GUC_UNIT_S as c_int,
-        );
-        define_string(
-            c"ai_agent_safety.environment",
-            c"Environment label of this database, for example production or development.",
-            ptr::addr_of_mut!(ENVIRONMENT),
-            c"",
-            PGC_SUSET,
-            0,
-            Some(check_environment),
             None,
         );
-        define_string(
+        GucRegistry::define_int_guc_with_hooks(
+            c"ai_agent_safety.token_ttl",
+            c"How long a granted approval token stays usable.",
+            c"",
+            &TOKEN_TTL,
+            1,
+            7 * 24 * 3600,
+            GucContext::Suset,
+            GucFlags::UNIT_S,
+            None,
+            None,
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"ai_agent_safety.environment",
+            c"Environment label of this database, for example production or development.",
+            c"",
+            &ENVIRONMENT,
+            GucContext::Suset,
+            none,
+            Some(check_environment),
+            Some(assign_environment),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
             c"ai_agent_safety.allowed_environments",
             c"Environments an agent role may act in (set with ALTER ROLE).",
-            ptr::addr_of_mut!(ALLOWED_ENVIRONMENTS),
             c"",
-            PGC_SUSET,
+            &ALLOWED_ENVIRONMENTS,
+            GucContext::Suset,
             list,
             Some(check_env_list),
             None,
+            None,
         );
-        define_string(
+        GucRegistry::define_string_guc_with_hooks(
             c"ai_agent_safety.task_id",
             c"The task the agent is working on; carried into every denial and audit event.",
-            ptr::addr_of_mut!(TASK_ID),
             c"",
-            PGC_USERSET,
-            0,
+            &TASK_ID,
+            GucContext::Userset,
+            none,
             Some(check_short_text),
             None,
+            None,
         );
-        define_string(
+        GucRegistry::define_string_guc_with_hooks(
             c"ai_agent_safety.task_environment",
             c"The environment the agent's task is meant for; writes elsewhere are refused.",
-            ptr::addr_of_mut!(TASK_ENVIRONMENT),
             c"",
-            PGC_USERSET,
-            0,
+            &TASK_ENVIRONMENT,
+            GucContext::Userset,
+            none,
             Some(check_task_environment),
             None,
+            None,
         );
-        define_int(
+        GucRegistry::define_int_guc_with_hooks(
             c"ai_agent_safety.max_credential_lifetime",
             c"Longest VALID UNTIL horizon an agent role may hold.",
-            ptr::addr_of_mut!(MAX_CREDENTIAL_LIFETIME_S),
-            (24 * 3600, 1, i32::MAX),
-            PGC_SIGHUP,
-            pg_sys::GUC_UNIT_S as c_int,
-        );
-        // Reported to the client after login; its show hook finishes the agent's
-        // login checks once per-database and per-role settings are applied.
-        pg_sys::DefineCustomStringVariable(
-            c"ai_agent_safety.agent_session".as_ptr(),
-            c"Whether this session logged in as an AI agent (reported to the client).".as_ptr(),
-            ptr::null(),
-            ptr::addr_of_mut!(AGENT_SESSION),
-            c"off".as_ptr(),
-            pg_sys::GucContext::PGC_INTERNAL,
-            (pg_sys::GUC_REPORT | pg_sys::GUC_NOT_IN_SAMPLE | pg_sys::GUC_DISALLOW_IN_FILE)
-                as c_int,
-            None,
-            None,
-            Some(crate::auth::show_agent_session),
-        );
-        pg_sys::DefineCustomEnumVariable(
-            c"ai_agent_safety.mode".as_ptr(),
-            c"enforce refuses; audit only records what would be refused (shadow mode).".as_ptr(),
-            ptr::null(),
-            ptr::addr_of_mut!(MODE),
-            MODE_ENFORCE,
-            ptr::addr_of!(MODE_OPTIONS) as *const pg_sys::config_enum_entry,
-            PGC_SUSET,
-            0,
+            c"",
+            &MAX_CREDENTIAL_LIFETIME,
+            1,
+            i32::MAX,
+            GucContext::Sighup,
+            GucFlags::UNIT_S,
             None,
             None,
             None,
         );
-        pg_sys::DefineCustomEnumVariable(
-            c"ai_agent_safety.audit_level".as_ptr(),
-            c"What the audit log records about agents: decisions, writes or all statements."
-                .as_ptr(),
-            ptr::null(),
-            ptr::addr_of_mut!(AUDIT_LEVEL),
-            crate::audit::LEVEL_DECISIONS,
-            ptr::addr_of!(LEVEL_OPTIONS) as *const pg_sys::config_enum_entry,
-            PGC_SUSET,
-            0,
+        GucRegistry::define_string_guc_with_hooks(
+            c"ai_agent_safety.agent_session",
+            c"Whether this session logged in as an AI agent (reported to the client).",
+            c"",
+            &AGENT_SESSION,
+            GucContext::Internal,
+            GucFlags::REPORT
+                | GucFlags::DISALLOW_IN_FILE
+                | GucFlags::from_bits_retain(pg_sys::GUC_NOT_IN_SAMPLE as i32),
             None,
             None,
-            None,
+            show_agent_session,
         );
-        define_int(
+        define_enum(
+            c"ai_agent_safety.mode",
+            c"enforce refuses; audit only records what would be refused (shadow mode).",
+            &MODE,
+            Mode::ALL.iter().map(|m| m.as_str()),
+        );
+        define_enum(
+            c"ai_agent_safety.audit_level",
+            c"What the audit log records about agents: decisions, writes or all statements.",
+            &AUDIT_LEVEL,
+            AuditLevel::ALL.iter().map(|l| l.as_str()),
+        );
+        GucRegistry::define_int_guc_with_hooks(
             c"ai_agent_safety.audit_retention",
             c"Audit events older than this are purged by the writer.",
-            ptr::addr_of_mut!(AUDIT_RETENTION_S),
-            (365 * 24 * 3600, 1, i32::MAX),
-            PGC_SIGHUP,
-            pg_sys::GUC_UNIT_S as c_int,
+            c"",
+            &AUDIT_RETENTION,
+            1,
+            i32::MAX,
+            GucContext::Sighup,
+            GucFlags::UNIT_S,
+            None,
+            None,
+            None,
         );
-        pg_sys::DefineCustomIntVariable(
-            c"ai_agent_safety.audit_statement_max".as_ptr(),
-            c"Statement text in audit events is cut at this many characters (the cut is shown)."
-                .as_ptr(),
-            ptr::null(),
-            ptr::addr_of_mut!(AUDIT_STATEMENT_MAX),
-            2000,
+        GucRegistry::define_int_guc_with_hooks(
+            c"ai_agent_safety.audit_statement_max",
+            c"Statement text in audit events is cut at this many characters (the cut is shown).",
+            c"",
+            &AUDIT_STATEMENT_MAX,
             0,
             1_000_000,
-            PGC_SUSET,
-            0,
+            GucContext::Suset,
+            none,
             None,
             None,
             None,

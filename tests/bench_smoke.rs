@@ -12,6 +12,7 @@
 //! installs the extension before the integration tests).
 
 use aas_integration::repo_root;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -64,11 +65,12 @@ fn bench_smoke_reports_every_scenario() {
 
     let text = std::fs::read_to_string(&json_path)
         .unwrap_or_else(|e| panic!("read {}: {e}\n{stdout}", json_path.display()));
-    let doc = Parser::parse(&text).unwrap_or_else(|e| panic!("JSON summary: {e}\n{text}"));
+    let doc: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("JSON summary: {e}\n{text}"));
     assert!(num(&doc, &["worst_ratio"]) > 0.0);
 
-    let scenarios: BTreeMap<String, &Json> = match doc.get("scenarios") {
-        Some(Json::Arr(items)) => items
+    let scenarios: BTreeMap<String, &Value> = match doc.get("scenarios") {
+        Some(Value::Array(items)) => items
             .iter()
             .map(|s| (string(s, &["id"]).to_string(), s))
             .collect(),
@@ -126,13 +128,9 @@ fn bench_smoke_reports_every_scenario() {
     assert!(num(audit, &["transactions"]) > 0.0);
     assert!(
         num(audit, &["events_per_transaction"]) >= 1.0,
-        "scenario 6: fewer audit events than statements: {audit:?}"
+        "scenario 6: fewer audit events than statements: {audit}"
     );
-    assert_eq!(
-        num(audit, &["events_dropped"]),
-        0.0,
-        "scenario 6: {audit:?}"
-    );
+    assert_eq!(num(audit, &["events_dropped"]), 0.0, "scenario 6: {audit}");
     assert!(num(&doc, &["audit_all_ratio"]) > 0.0);
 
     // 6r, the log_statement = all reference, and the callgrind instruction
@@ -151,197 +149,26 @@ fn bench_smoke_reports_every_scenario() {
     }
 }
 
-fn lookup<'a>(v: &'a Json, path: &[&str]) -> &'a Json {
+fn lookup<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
     path.iter().fold(v, |cur, k| {
         cur.get(k)
-            .unwrap_or_else(|| panic!("missing {k:?} (path {path:?}) in {cur:?}"))
+            .unwrap_or_else(|| panic!("missing {k:?} (path {path:?}) in {cur}"))
     })
 }
 
-fn num(v: &Json, path: &[&str]) -> f64 {
+fn num(v: &Value, path: &[&str]) -> f64 {
     match lookup(v, path) {
-        Json::Num(n) if n.is_finite() => *n,
-        other => panic!("{path:?} is not a number: {other:?}"),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.is_finite() => f,
+            _ => panic!("{path:?} is not a finite number: {n}"),
+        },
+        other => panic!("{path:?} is not a number: {other}"),
     }
 }
 
-fn string<'a>(v: &'a Json, path: &[&str]) -> &'a str {
+fn string<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     match lookup(v, path) {
-        Json::Str(s) => s,
-        other => panic!("{path:?} is not a string: {other:?}"),
-    }
-}
-
-/// Just enough JSON for the summary (the test crate has no JSON dependency).
-#[derive(Debug)]
-enum Json {
-    Null,
-    Bool(#[allow(dead_code)] bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Obj(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Parser<'a> {
-    fn parse(text: &'a str) -> Result<Json, String> {
-        let mut p = Parser {
-            s: text.as_bytes(),
-            i: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.i != p.s.len() {
-            return Err(format!("trailing data at byte {}", p.i));
-        }
-        Ok(v)
-    }
-
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, lit: &str) -> bool {
-        if self.s[self.i..].starts_with(lit.as_bytes()) {
-            self.i += lit.len();
-            true
-        } else {
-            false
-        }
-    }
-
-    fn expect(&mut self, c: u8) -> Result<(), String> {
-        self.ws();
-        if self.s.get(self.i) == Some(&c) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(format!("expected {:?} at byte {}", c as char, self.i))
-        }
-    }
-
-    fn value(&mut self) -> Result<Json, String> {
-        self.ws();
-        match self.s.get(self.i) {
-            None => Err("unexpected end".into()),
-            Some(b'{') => {
-                self.i += 1;
-                let mut fields = Vec::new();
-                self.ws();
-                if self.eat("}") {
-                    return Ok(Json::Obj(fields));
-                }
-                loop {
-                    self.ws();
-                    let k = match self.value()? {
-                        Json::Str(k) => k,
-                        _ => return Err(format!("object key expected at byte {}", self.i)),
-                    };
-                    self.expect(b':')?;
-                    fields.push((k, self.value()?));
-                    self.ws();
-                    if self.eat("}") {
-                        return Ok(Json::Obj(fields));
-                    }
-                    self.expect(b',')?;
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.eat("]") {
-                    return Ok(Json::Arr(items));
-                }
-                loop {
-                    items.push(self.value()?);
-                    self.ws();
-                    if self.eat("]") {
-                        return Ok(Json::Arr(items));
-                    }
-                    self.expect(b',')?;
-                }
-            }
-            Some(b'"') => {
-                self.i += 1;
-                let mut out = String::new();
-                loop {
-                    let c = *self.s.get(self.i).ok_or("unterminated string")?;
-                    self.i += 1;
-                    match c {
-                        b'"' => return Ok(Json::Str(out)),
-                        b'\\' => {
-                            let e = *self.s.get(self.i).ok_or("unterminated escape")?;
-                            self.i += 1;
-                            match e {
-                                b'n' => out.push('\n'),
-                                b't' => out.push('\t'),
-                                b'r' => out.push('\r'),
-                                b'b' => out.push('\u{8}'),
-                                b'f' => out.push('\u{c}'),
-                                b'u' => {
-                                    let hex = std::str::from_utf8(
-                                        self.s.get(self.i..self.i + 4).ok_or("short \\u")?,
-                                    )
-                                    .map_err(|e| e.to_string())?;
-                                    let cp =
-                                        u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
-                                    self.i += 4;
-                                    out.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
-                                }
-                                other => out.push(other as char),
-                            }
-                        }
-                        _ => {
-                            // Copy one UTF-8 sequence.
-                            let start = self.i - 1;
-                            let mut end = self.i;
-                            while end < self.s.len() && (self.s[end] & 0xC0) == 0x80 {
-                                end += 1;
-                            }
-                            out.push_str(
-                                std::str::from_utf8(&self.s[start..end])
-                                    .map_err(|e| e.to_string())?,
-                            );
-                            self.i = end;
-                        }
-                    }
-                }
-            }
-            Some(_) if self.eat("true") => Ok(Json::Bool(true)),
-            Some(_) if self.eat("false") => Ok(Json::Bool(false)),
-            Some(_) if self.eat("null") => Ok(Json::Null),
-            Some(_) => {
-                let start = self.i;
-                while self.i < self.s.len()
-                    && matches!(
-                        self.s[self.i],
-                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
-                    )
-                {
-                    self.i += 1;
-                }
-                let t = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
-                t.parse::<f64>()
-                    .map(Json::Num)
-                    .map_err(|_| format!("bad value at byte {start}"))
-            }
-        }
+        Value::String(s) => s,
+        other => panic!("{path:?} is not a string: {other}"),
     }
 }

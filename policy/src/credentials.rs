@@ -1,6 +1,4 @@
-//! Credential and environment rules for agent logins.
-
-use crate::decision::{env_text, scope_text};
+//! Credential rules for agent logins: expiry and superuser.
 
 /// Facts about a role that is logging in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,36 +47,6 @@ pub fn check_login(f: &LoginFacts, now_us: i64, max_lifetime_us: i64) -> Result<
         ));
     }
     Ok(())
-}
-
-/// Is a database with this environment label within the agent's scope?
-/// No scope set: only unlabelled databases.
-pub fn environment_in_scope(scope: Option<&[String]>, db_env: Option<&str>) -> bool {
-    match (scope, db_env) {
-        (_, None) => true,
-        (None, Some(_)) => false,
-        (Some(s), Some(e)) => s.iter().any(|x| x == e),
-    }
-}
-
-/// The connection check for environments. `Err` carries the error text.
-pub fn check_connect_environment(
-    role: &str,
-    scope: Option<&[String]>,
-    db: &str,
-    db_env: Option<&str>,
-) -> Result<(), String> {
-    if environment_in_scope(scope, db_env) {
-        Ok(())
-    } else {
-        Err(format!(
-            "agent role \"{}\" may not connect to database \"{}\": the database is environment {}, but the role's allowed environments are {}",
-            role,
-            db,
-            env_text(db_env),
-            scope_text(scope)
-        ))
-    }
 }
 
 /// Parses a list setting such as `development, staging` into its entries.

@@ -3,37 +3,58 @@
 //! Plain Rust values in, a [`Decision`] out. No PostgreSQL inside, so every
 //! rule here is unit-tested without a server.
 
+use crate::audit::Source;
+use crate::environment::{decide_write, environment_denial};
 use crate::facts::{DatabaseFacts, SessionFacts, TokenPresented, TokenState};
-use crate::operation::{OpClass, Operation};
+use crate::operation::{token_target_text, OpClass, Operation, Statement};
+use crate::outcome::{Decision, Denial};
+use uuid::Uuid;
 
-/// Why a statement was refused: the three parts of a PostgreSQL error.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Denial {
-    /// Which rule refused: `approval`, `token` or `environment` (audit source).
-    pub source: &'static str,
-    pub message: String,
-    pub detail: String,
-    pub hint: String,
-}
-
-impl Denial {
-    /// The reason as one sentence a person can read (for the audit log).
-    pub fn reason(&self) -> String {
-        format!("{}. {}", self.message, self.detail)
+/// Decides one statement: its destructive operations by [`decide`], a write
+/// that destroys nothing by the task-environment rule, a read not at all.
+/// This is what the guard calls, once per statement.
+pub fn decide_statement(
+    session: &SessionFacts,
+    here: &DatabaseFacts,
+    target_db: Option<&DatabaseFacts>,
+    stmt: &Statement,
+    token: &TokenPresented,
+    now_us: i64,
+) -> Decision {
+    if !stmt.ops.is_empty() {
+        decide(session, here, target_db, &stmt.ops, token, now_us)
+    } else if stmt.writes {
+        decide_write(session, here, stmt.verb)
+    } else {
+        Decision::Allow
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Nothing to refuse.
-    Allow,
-    /// Protected, but a valid token was presented: consume it, then allow.
-    AllowWithToken { token: String },
-    /// Refused.
-    Deny(Denial),
+/// The refusal after the guard lost the race for a token that
+/// [`decide_statement`] accepted: another session used or changed it between
+/// the read and the consuming update. `fresh` is the token row read again;
+/// the same token judgement explains what happened to it.
+pub fn after_lost_race(
+    session: &SessionFacts,
+    here: &DatabaseFacts,
+    target_db: Option<&DatabaseFacts>,
+    stmt: &Statement,
+    token: Uuid,
+    fresh: &TokenPresented,
+    now_us: i64,
+) -> Denial {
+    match decide_statement(session, here, target_db, stmt, fresh, now_us) {
+        Decision::Deny(d) => d,
+        Decision::Allow | Decision::AllowWithToken { .. } => Denial {
+            source: Source::Token,
+            message: format!("approval token {token} could not be consumed"),
+            detail: "Another session used or changed it at the same moment.".into(),
+            hint: "Request a new token with request_approval_token.".into(),
+        },
+    }
 }
 
-/// Decides one statement.
+/// Decides the destructive operations of one statement.
 ///
 /// `here` is the database the session is connected to. `target_db` is the
 /// database that DROP DATABASE names, with its own settings; it decides for the
@@ -54,7 +75,7 @@ pub fn decide(
     if target_db.is_none() {
         if let Some(op) = ops.iter().find(|o| o.target_database.is_some()) {
             return Decision::Deny(Denial {
-                source: "approval",
+                source: Source::Guard,
                 message: format!(
                     "{} refused: the settings of the target database could not be read",
                     op.describe()
@@ -114,13 +135,13 @@ pub fn decide(
 
     match token {
         TokenPresented::None => Decision::Deny(Denial {
-                source: "approval",
+                source: Source::Guard,
             message: refused(what),
             detail: why,
             hint: request_hint,
         }),
         TokenPresented::Malformed(raw) => Decision::Deny(Denial {
-                source: "token",
+                source: Source::Token,
             message: refused(what),
             detail: format!(
                 "ai_agent_safety.approval_token is set to \"{}\", which is not a token id (a UUID such as 3f2c1e9a-8b7d-4c6e-9f10-2a3b4c5d6e7f).",
@@ -132,13 +153,13 @@ pub fn decide(
             ),
         }),
         TokenPresented::Unavailable(why_not) => Decision::Deny(Denial {
-                source: "token",
+                source: Source::Token,
             message: refused(what),
             detail: format!("The approval token could not be checked: {why_not}."),
             hint: "A DBA should run CREATE EXTENSION ai_agent_safety; in this database (or repair it), then retry.".into(),
         }),
         TokenPresented::NotFound(id) => Decision::Deny(Denial {
-                source: "token",
+                source: Source::Token,
             message: refused(what),
             detail: format!(
                 "Approval token {id} does not exist in database \"{}\". Tokens are valid only in the database where they were requested.",
@@ -149,7 +170,7 @@ pub fn decide(
         TokenPresented::Found(t) => {
             let fail = |detail: String, hint: String| {
                 Decision::Deny(Denial {
-                source: "token",
+                source: Source::Token,
                     message: refused(what.clone()),
                     detail: format!("Approval token {} cannot be used: {}", t.id, detail),
                     hint,
@@ -238,7 +259,7 @@ pub fn decide(
                     }
                 }
             }
-            Decision::AllowWithToken { token: t.id.clone() }
+            Decision::AllowWithToken { token: t.id }
         }
     }
 }
@@ -272,15 +293,6 @@ fn request_hint_for(op: &Operation, task: Option<&str>) -> String {
     )
 }
 
-/// How request_approval_token's `target` names the operation's object.
-pub fn token_target_text(op: &Operation) -> String {
-    match (&op.target_database, op.class) {
-        (Some(db), _) => format!("DATABASE {db}"),
-        _ if op.verb.starts_with("DROP SCHEMA") => format!("SCHEMA {}", op.object.display),
-        _ => op.object.display.clone(),
-    }
-}
-
 fn sql_literal_body(s: &str) -> String {
     s.replace('\'', "''")
 }
@@ -302,152 +314,7 @@ fn shorten(s: &str, max: usize) -> String {
     }
 }
 
-/// Environment and task rules. `None` when they allow the statement.
-fn environment_denial(
-    session: &SessionFacts,
-    here: &DatabaseFacts,
-    target_db: Option<&DatabaseFacts>,
-    ops: &[Operation],
-) -> Option<Denial> {
-    let task_id = session.task_id.as_deref().unwrap_or("(no task id)");
-    for op in ops {
-        if let (Some(_), Some(t)) = (&op.target_database, target_db) {
-            if !crate::credentials::environment_in_scope(
-                session.allowed_environments.as_deref(),
-                t.environment.as_deref(),
-            ) {
-                return Some(Denial {
-                    source: "environment",
-                    message: format!(
-                        "{} refused: database \"{}\" is environment {}, which is outside the scope of agent role \"{}\"",
-                        op.describe(),
-                        t.name,
-                        env_text(t.environment.as_deref()),
-                        session.session_user
-                    ),
-                    detail: format!(
-                        "Agent role \"{}\" may act only in environments: {}.",
-                        session.session_user,
-                        scope_text(session.allowed_environments.as_deref())
-                    ),
-                    hint: format!(
-                        "If this is intended, a DBA must widen the scope: ALTER ROLE \"{}\" SET ai_agent_safety.allowed_environments = '{}';",
-                        session.session_user,
-                        t.environment.as_deref().unwrap_or("")
-                    ),
-                });
-            }
-            if let Some(task_env) = session.task_environment.as_deref() {
-                if t.environment.as_deref() != Some(task_env) {
-                    return Some(Denial {
-                    source: "environment",
-                        message: format!(
-                            "{} refused: database \"{}\" is environment {}, but task {} declared environment {}",
-                            op.describe(),
-                            t.name,
-                            env_text(t.environment.as_deref()),
-                            task_id,
-                            task_env
-                        ),
-                        detail: format!(
-                            "{}-tier access during a {} task is not allowed for agent role \"{}\".",
-                            t.environment.as_deref().unwrap_or("unlabelled"),
-                            task_env,
-                            session.session_user
-                        ),
-                        hint: "Run this from a task whose declared environment matches: SET ai_agent_safety.task_environment = '<environment>';".into(),
-                    });
-                }
-            }
-        }
-    }
-    if let Some(task_env) = session.task_environment.as_deref() {
-        if here.environment.as_deref() != Some(task_env) {
-            // DROP DATABASE is judged by the target's environment (above), not by
-            // the database the agent happens to be connected to.
-            if let Some(op) = ops
-                .iter()
-                .find(|o| o.is_write && o.target_database.is_none())
-            {
-                return Some(Denial {
-                    source: "environment",
-                    message: format!(
-                        "{} refused: database \"{}\" is environment {}, but task {} declared environment {}",
-                        op.describe(),
-                        here.name,
-                        env_text(here.environment.as_deref()),
-                        task_id,
-                        task_env
-                    ),
-                    detail: format!(
-                        "{}-tier access during a {} task is not allowed: agent role \"{}\" may write only in databases of the task's environment.",
-                        here.environment.as_deref().unwrap_or("unlabelled"),
-                        task_env,
-                        session.session_user
-                    ),
-                    hint: format!(
-                        "Connect to a {task_env} database, or declare the task's real environment: SET ai_agent_safety.task_environment = '{}';",
-                        here.environment.as_deref().unwrap_or("<environment>")
-                    ),
-                });
-            }
-        }
-    }
-    None
-}
-
-pub(crate) fn env_text(env: Option<&str>) -> String {
-    match env {
-        Some(e) => e.to_string(),
-        None => "(unlabelled)".to_string(),
-    }
-}
-
-pub(crate) fn scope_text(scope: Option<&[String]>) -> String {
-    match scope {
-        None => "none set (only databases without an environment label)".into(),
-        Some([]) => "none set (only databases without an environment label)".into(),
-        Some(v) => v.join(", "),
-    }
-}
-
 /// True when this class needs a token in this database.
 pub fn needs_approval(db: &DatabaseFacts, class: OpClass) -> bool {
     db.require_approval && db.protected.contains(class)
-}
-
-/// Decides a write or DDL statement that destroys nothing (INSERT, CREATE ...):
-/// only the task-environment rule applies.
-pub fn decide_write(session: &SessionFacts, here: &DatabaseFacts, verb: &str) -> Decision {
-    if !session.is_agent {
-        return Decision::Allow;
-    }
-    let Some(task_env) = session.task_environment.as_deref() else {
-        return Decision::Allow;
-    };
-    if here.environment.as_deref() == Some(task_env) {
-        return Decision::Allow;
-    }
-    let task_id = session.task_id.as_deref().unwrap_or("(no task id)");
-    Decision::Deny(Denial {
-        source: "environment",
-        message: format!(
-            "{} refused: database \"{}\" is environment {}, but task {} declared environment {}",
-            verb,
-            here.name,
-            env_text(here.environment.as_deref()),
-            task_id,
-            task_env
-        ),
-        detail: format!(
-            "{}-tier access during a {} task is not allowed: agent role \"{}\" may write only in databases of the task's environment.",
-            here.environment.as_deref().unwrap_or("unlabelled"),
-            task_env,
-            session.session_user
-        ),
-        hint: format!(
-            "Connect to a {task_env} database, or declare the task's real environment: SET ai_agent_safety.task_environment = '{}';",
-            here.environment.as_deref().unwrap_or("<environment>")
-        ),
-    })
 }

@@ -1,6 +1,7 @@
 //! The facts a decision is made from, gathered by the glue from GUCs and catalogs.
 
 use crate::operation::{ObjectRef, OpClass, OpSet};
+use uuid::Uuid;
 
 /// Facts about a database: its name and its own ai_agent_safety settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +53,7 @@ pub struct TokenUse {
 /// A token row as the glue read it from this database's tokens table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenFacts {
-    pub id: String,
+    pub id: Uuid,
     pub state: TokenState,
     pub requested_by: String,
     pub decided_by: Option<String>,
@@ -69,37 +70,24 @@ pub struct TokenFacts {
 pub enum TokenPresented {
     None,
     Malformed(String),
-    NotFound(String),
+    NotFound(Uuid),
     /// The tokens could not be read (extension not created here, internal error).
     Unavailable(String),
     Found(TokenFacts),
 }
 
-/// Parses a token id: a UUID in its canonical text form (hyphens optional, any case,
-/// optional braces). Returns the canonical lower-case hyphenated form.
-pub fn parse_token_id(raw: &str) -> Option<String> {
+/// Parses a token id: a UUID in its canonical text form (hyphens optional,
+/// any case, optional braces, surrounding blanks ignored). The URN form and
+/// anything else `uuid` would also read are refused: a token id is written
+/// the way `request_approval_token` returned it.
+pub fn parse_token_id(raw: &str) -> Option<Uuid> {
     let t = raw.trim();
     let t = t
         .strip_prefix('{')
         .and_then(|s| s.strip_suffix('}'))
         .unwrap_or(t);
-    let hex: String = t.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+    if !(t.len() == 32 || t.len() == 36) {
         return None;
     }
-    if t.contains('-') {
-        let groups: Vec<usize> = t.split('-').map(|g| g.len()).collect();
-        if groups != [8, 4, 4, 4, 12] {
-            return None;
-        }
-    }
-    let h = hex.to_ascii_lowercase();
-    Some(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
+    Uuid::try_parse(t).ok()
 }

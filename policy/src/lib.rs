@@ -1,23 +1,42 @@
 //! The pure decision core of ai_agent_safety.
 //!
-//! Given facts about a session, a database and the operations a statement
-//! performs, [`decide`] returns allow, deny with a reason, or allow with a token.
-//! Nothing here touches PostgreSQL; the extension's glue gathers the facts and
-//! carries out the decision.
+//! Given facts about a session, a database and what a statement does,
+//! [`treatment`] says whether the statement needs a closer look, and
+//! [`decide_statement`] returns allow, deny with a reason, or allow with a
+//! token. Nothing here touches PostgreSQL; the extension's glue gathers the
+//! facts and carries out the decision.
+//!
+//! Modules, each knowing only those listed after it:
+//! - `treatment`: the one answer to "what must happen to this statement?";
+//! - `decision`: approval and token rules (`decide`, `decide_statement`);
+//! - `environment`: environment scope and task-environment rules;
+//! - `credentials`: login rules for agent roles;
+//! - `outcome`: `Decision` and `Denial`;
+//! - `facts`: what the rules are decided from;
+//! - `operation`: operation classes, operations, statements;
+//! - `audit`: the audit vocabulary and the one definition of a record;
+//! - `time`: PostgreSQL timestamps as text.
 
-pub mod audit_record;
+pub mod audit;
 pub mod credentials;
 pub mod decision;
+pub mod environment;
 pub mod facts;
 pub mod operation;
+pub mod outcome;
 pub mod time;
+pub mod treatment;
 
-pub use credentials::{check_connect_environment, check_login, environment_in_scope, LoginFacts};
-pub use decision::{decide, decide_write, needs_approval, token_target_text, Decision, Denial};
+pub use audit::{AuditLevel, EventKind, Mode, Source, Verdict, WriterState};
+pub use credentials::{check_login, LoginFacts};
+pub use decision::{after_lost_race, decide, decide_statement, needs_approval};
+pub use environment::{check_connect_environment, decide_write, environment_in_scope};
 pub use facts::{
     parse_token_id, DatabaseFacts, SessionFacts, TokenFacts, TokenPresented, TokenState, TokenUse,
 };
-pub use operation::{ObjectRef, OpClass, OpSet, Operation};
+pub use operation::{token_target_text, ObjectRef, OpClass, OpSet, Operation, Statement};
+pub use outcome::{Decision, Denial};
+pub use treatment::{treatment, Shape, Switches, Treatment};
 
 #[cfg(test)]
 mod tests;

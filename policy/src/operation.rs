@@ -66,10 +66,20 @@ impl fmt::Display for OpClass {
 pub struct OpSet(u8);
 
 impl OpSet {
-    pub const DEFAULT_TEXT: &'static str = "DROP, DELETE, TRUNCATE";
+    /// Every class: what a statement may perform before it is classified.
+    pub const ALL: OpSet = OpSet(0b1_1111);
 
-    pub fn empty() -> OpSet {
+    pub const fn empty() -> OpSet {
         OpSet(0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Do the two sets share a class?
+    pub fn intersects(self, other: OpSet) -> bool {
+        self.0 & other.0 != 0
     }
 
     pub fn default_set() -> OpSet {
@@ -193,5 +203,67 @@ impl Operation {
             }
             _ => format!("{} {}", self.verb, self.object.display),
         }
+    }
+}
+
+/// What one statement does, as far as the policy cares: its destructive
+/// operations, and whether it writes at all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Statement {
+    pub ops: Vec<Operation>,
+    /// A write or DDL, destructive or not (INSERT, CREATE ... as well).
+    pub writes: bool,
+    /// The statement's verb for messages about writes that destroy nothing
+    /// (`INSERT`, `DDL`), and `SELECT` for reads.
+    pub verb: &'static str,
+}
+
+impl Statement {
+    /// A read: destroys and writes nothing.
+    pub fn read() -> Statement {
+        Statement {
+            verb: "SELECT",
+            ..Default::default()
+        }
+    }
+
+    /// The classes its operations perform.
+    pub fn classes(&self) -> OpSet {
+        let mut set = OpSet::empty();
+        for op in &self.ops {
+            set.insert(op.class);
+        }
+        set
+    }
+
+    /// Does it act on another database (DROP DATABASE)?
+    pub fn targets_other_database(&self) -> bool {
+        self.ops.iter().any(|o| o.target_database.is_some())
+    }
+
+    /// The operation classes, for the audit log's `operation` column:
+    /// `DELETE`, `DROP, DELETE`, or the verb when it destroys nothing.
+    pub fn operation_text(&self) -> String {
+        if self.ops.is_empty() {
+            return self.verb.to_string();
+        }
+        let mut v: Vec<&str> = self.ops.iter().map(|o| o.class.as_str()).collect();
+        v.dedup();
+        v.join(", ")
+    }
+
+    /// The objects acted on, for the audit log's `object` column.
+    pub fn object_text(&self) -> String {
+        let v: Vec<String> = self.ops.iter().map(token_target_text).collect();
+        v.join(", ")
+    }
+}
+
+/// How request_approval_token's `target` names the operation's object.
+pub fn token_target_text(op: &Operation) -> String {
+    match (&op.target_database, op.class) {
+        (Some(db), _) => format!("DATABASE {db}"),
+        _ if op.verb.starts_with("DROP SCHEMA") => format!("SCHEMA {}", op.object.display),
+        _ => op.object.display.clone(),
     }
 }

@@ -1,37 +1,57 @@
 //! The agent audit log: one event per decision about an agent.
 //!
 //! An event is written, at the moment of the decision, to
-//! 1. the spool (`spool.rs`): an append-only file per database under
+//! 1. the spool (`spool`): an append-only file per database under
 //!    `$PGDATA/ai_agent_safety_spool/`, one line of COPY text format per event,
 //!    outside any transaction, so it survives the agent's rollback, a writer
 //!    crash and a server restart; then
 //! 2. the server log, as one line `ai_agent_safety: {json}`.
 //!
-//! A background writer per database (`writer.rs`) moves spooled events into
-//! `ai_agent_safety.audit_log` within a fraction of a second, exactly once.
+//! Both encodings come from the one definition of a record,
+//! `aas_policy::audit::record::Record`. A background writer per database
+//! (`writer`, started by a backend or the `launcher`) moves spooled events
+//! into `ai_agent_safety.audit_log` within a fraction of a second, exactly
+//! once (`loader`), and keeps the table trimmed (`maintenance`).
 
+pub mod launcher;
+pub mod loader;
+pub mod maintenance;
 pub mod spool;
 pub mod writer;
 
-use crate::{identity, settings};
+use crate::{dbfacts, identity, pg, settings};
+use aas_policy::audit::record::{write_copy_line, write_json, Record};
+use aas_policy::{EventKind, Source, Verdict};
 use pgrx::pg_sys;
+use std::borrow::Cow;
 
-/// Levels of `ai_agent_safety.audit_level`.
-pub const LEVEL_DECISIONS: i32 = 0;
-pub const LEVEL_WRITES: i32 = 1;
-pub const LEVEL_ALL: i32 = 2;
-
-/// One audit event. Empty strings are stored as NULL.
-#[derive(Default, Debug, Clone)]
+/// One audit event: what was decided, about what. Where and who are filled
+/// in from the session. Empty strings are stored as NULL.
+#[derive(Debug, Clone)]
 pub struct Event {
-    pub source: &'static str,
-    pub event: &'static str,
-    pub decision: &'static str,
+    pub source: Source,
+    pub event: EventKind,
+    pub decision: Verdict,
     pub operation: String,
     pub object: String,
     pub statement: String,
     pub reason: String,
     pub token: String,
+}
+
+impl Event {
+    pub fn new(source: Source, event: EventKind, decision: Verdict) -> Event {
+        Event {
+            source,
+            event,
+            decision,
+            operation: String::new(),
+            object: String::new(),
+            statement: String::new(),
+            reason: String::new(),
+            token: String::new(),
+        }
+    }
 }
 
 /// Where and who, filled from the running session (application_name, which a
@@ -44,43 +64,57 @@ struct Context {
     client_addr: String,
 }
 
-/// The session's context, kept between events (audit_level = all records every
-/// statement): rebuilt when the session or current user changes or a role
-/// changes in the catalog (the identity cache epoch).
-static mut CONTEXT: Option<((pg_sys::Oid, pg_sys::Oid, u64), Context)> = None;
+type ContextKey = (pg_sys::Oid, pg_sys::Oid, u64);
 
-fn session_context() -> &'static Context {
+// SAFETY: a backend is single-threaded; only `session_context` touches it.
+// Kept between events (audit_level = all records every statement), rebuilt
+// when the session or current user changes or a role changes in the catalog
+// (the identity cache epoch).
+static mut CONTEXT: Option<(ContextKey, Context)> = None;
+
+/// The client address of this backend's connection (empty for none).
+fn client_addr() -> String {
+    // SAFETY: MyProcPort is NULL or this backend's connection.
     unsafe {
-        let key = (
-            pg_sys::GetSessionUserId(),
-            pg_sys::GetUserId(),
-            identity::epoch(),
-        );
-        let cache = &mut *std::ptr::addr_of_mut!(CONTEXT);
-        if !matches!(cache, Some((k, _)) if *k == key) {
-            let port = pg_sys::MyProcPort as *const pg_sys::libpq::be::Port;
-            let client_addr = if port.is_null() {
-                String::new()
-            } else {
-                crate::classify::cstr((*port).remote_host)
-            };
-            *cache = Some((
-                key,
-                Context {
-                    db_oid: pg_sys::MyDatabaseId,
-                    database: crate::dbfacts::current_database_name(),
-                    session_user: identity::session_user_name(),
-                    current_user: identity::current_user_name(),
-                    client_addr,
-                },
-            ));
+        let port = pg_sys::MyProcPort as *const pg_sys::libpq::be::Port;
+        if port.is_null() {
+            String::new()
+        } else {
+            pg::cstr((*port).remote_host)
         }
-        &cache.as_ref().unwrap().1
     }
 }
 
+fn session_context() -> &'static Context {
+    // SAFETY: reads backend variables.
+    let key = unsafe {
+        (
+            pg_sys::GetSessionUserId(),
+            pg_sys::GetUserId(),
+            identity::epoch(),
+        )
+    };
+    // SAFETY: see CONTEXT.
+    let cache = unsafe { &mut *std::ptr::addr_of_mut!(CONTEXT) };
+    if !matches!(cache, Some((k, _)) if *k == key) {
+        *cache = Some((
+            key,
+            Context {
+                // SAFETY: reads a backend variable.
+                db_oid: unsafe { pg_sys::MyDatabaseId },
+                database: dbfacts::current_database_name(),
+                session_user: pg::session_user_name(),
+                current_user: pg::current_user_name(),
+                client_addr: client_addr(),
+            },
+        ));
+    }
+    &cache.as_ref().expect("filled above").1
+}
+
 /// The session's application_name, as it is now.
-fn application_name() -> std::borrow::Cow<'static, str> {
+fn application_name() -> Cow<'static, str> {
+    // SAFETY: application_name is NULL or a NUL-terminated setting value.
     unsafe {
         let p = pg_sys::application_name;
         if p.is_null() {
@@ -93,7 +127,7 @@ fn application_name() -> std::borrow::Cow<'static, str> {
 
 /// Cuts the statement text at `ai_agent_safety.audit_statement_max` characters,
 /// showing the cut.
-pub fn cut_statement(s: &str) -> std::borrow::Cow<'_, str> {
+pub fn cut_statement(s: &str) -> Cow<'_, str> {
     let max = settings::audit_statement_max();
     // No more bytes than the limit: no more characters either.
     if s.len() <= max {
@@ -111,41 +145,41 @@ pub fn cut_statement(s: &str) -> std::borrow::Cow<'_, str> {
 /// Spools the event (a COPY line), then writes it to the server log (JSON), so
 /// nothing in the log can be missing from the table.
 fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
-    use aas_policy::audit_record::{write_copy_line, write_json, Value::*};
-    let mut ts = String::with_capacity(27);
-    aas_policy::time::write_iso_utc(&mut ts, unsafe { pg_sys::GetCurrentTimestamp() });
+    let ts = aas_policy::time::iso_utc(spool::now());
     let statement = cut_statement(&e.statement);
-    let record = [
-        Text(&ts),
-        Text(&c.database),
-        Int(unsafe { pg_sys::MyProcPid } as i64),
-        Text(&c.client_addr),
-        Text(application_name),
-        Text(&c.session_user),
-        Text(&c.current_user),
-        Text(task_id),
-        Text(e.source),
-        Text(e.event),
-        Text(e.decision),
-        Text(&e.operation),
-        Text(&e.object),
-        Text(&statement),
-        Text(&e.reason),
-        Text(&e.token),
-    ];
+    let record = Record {
+        ts: &ts,
+        database: &c.database,
+        // SAFETY: reads a backend variable.
+        pid: Some(unsafe { pg_sys::MyProcPid }),
+        client_addr: &c.client_addr,
+        application_name,
+        session_user_name: &c.session_user,
+        current_user_name: &c.current_user,
+        task_id,
+        source: e.source,
+        event: e.event,
+        decision: e.decision,
+        operation: &e.operation,
+        object: &e.object,
+        statement: &statement,
+        reason: &e.reason,
+        token: &e.token,
+    };
     if c.db_oid != pg_sys::InvalidOid {
         let mut line = String::with_capacity(256 + statement.len() + e.reason.len());
         write_copy_line(&mut line, &record);
         line.push('\n');
-        spool::append(c.db_oid, line.as_bytes());
+        if spool::append(c.db_oid, line.as_bytes()) {
+            launcher::start_writer(c.db_oid.to_u32());
+        }
     }
-    let mut msg = String::with_capacity(384 + statement.len() + e.reason.len());
-    msg.push_str("ai_agent_safety: ");
+    let mut msg = Vec::with_capacity(384 + statement.len() + e.reason.len());
+    msg.extend_from_slice(b"ai_agent_safety: ");
     write_json(&mut msg, &record);
-    msg.push('\0');
-    // write_json escapes every control character: the only NUL is the last.
-    if let Ok(msg) = std::ffi::CStr::from_bytes_with_nul(msg.as_bytes()) {
-        server_log(msg);
+    // serde_json escapes every control character: the only NUL is the last.
+    if let Ok(msg) = std::ffi::CString::new(msg) {
+        server_log(&msg);
     }
 }
 
@@ -160,6 +194,8 @@ fn server_log(msg: &std::ffi::CStr) {
         fn errstart(elevel: c_int, domain: *const c_char) -> bool;
         fn errfinish(filename: *const c_char, lineno: c_int, funcname: *const c_char);
     }
+    // SAFETY: the ereport protocol (errstart, details, errfinish) inside the
+    // FFI guard, so an error while logging becomes a PostgreSQL error.
     unsafe {
         pg_sys::ffi::pg_guard_ffi_boundary(|| {
             if errstart(pg_sys::LOG as c_int, std::ptr::null()) {
@@ -186,30 +222,28 @@ pub fn record(e: Event) {
     );
 }
 
+/// Who tried to log in, and from where, for a login refusal.
+pub struct Login<'a> {
+    pub db_oid: pg_sys::Oid,
+    pub database: &'a str,
+    pub user: &'a str,
+    pub client: &'a str,
+    pub application_name: &'a str,
+}
+
 /// Records a login refusal, before any database session exists: it goes to the
 /// spool of the database the agent tried to reach.
-pub fn record_login(
-    source: &'static str,
-    db_oid: pg_sys::Oid,
-    database: &str,
-    user: &str,
-    client: &str,
-    app: &str,
-    reason: &str,
-) {
+pub fn record_login(source: Source, login: &Login, reason: &str) {
     let c = Context {
-        db_oid,
-        database: database.to_string(),
-        session_user: user.to_string(),
-        current_user: user.to_string(),
-        client_addr: client.to_string(),
+        db_oid: login.db_oid,
+        database: login.database.to_string(),
+        session_user: login.user.to_string(),
+        current_user: login.user.to_string(),
+        client_addr: login.client.to_string(),
     };
     let e = Event {
-        source,
-        event: "login_refused",
-        decision: "refuse",
         reason: reason.to_string(),
-        ..Default::default()
+        ..Event::new(source, EventKind::LoginRefused, Verdict::Refuse)
     };
-    emit(&e, &c, app, "");
+    emit(&e, &c, login.application_name, "");
 }

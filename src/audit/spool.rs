@@ -11,6 +11,7 @@
 //! Files survive a writer crash and a server restart; nothing is kept only in
 //! memory, so a full queue cannot exist: the spool grows on disk instead.
 
+use aas_policy::WriterState;
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -26,8 +27,7 @@ const MAX_WRITERS: usize = 64;
 #[derive(Clone, Copy, Default)]
 pub struct WriterSlot {
     pub dboid: u32,
-    /// 0 free, 1 starting, 2 running, 3 waiting for CREATE EXTENSION.
-    pub state: u8,
+    pub state: WriterState,
     pub pid: i32,
     /// When the slot entered its state (PostgreSQL timestamp).
     pub since: i64,
@@ -66,7 +66,6 @@ pub struct Shared {
     /// Changed only under the exclusive lock.
     pub generation: u64,
     pub counters: Counters,
-    pub writer_restarts: u64,
     pub writers: [WriterSlot; MAX_WRITERS],
     pub wakes: [Wake; MAX_WRITERS],
     /// The launcher's latch (a PGPROC latch in shared memory), so a retiring
@@ -79,7 +78,6 @@ impl Default for Shared {
         Shared {
             generation: 1,
             counters: Counters::default(),
-            writer_restarts: 0,
             writers: [WriterSlot::default(); MAX_WRITERS],
             wakes: [Wake::default(); MAX_WRITERS],
             launcher_latch: 0,
@@ -87,8 +85,12 @@ impl Default for Shared {
     }
 }
 
+// SAFETY: plain data (integers, atomics, arrays of Copy structs): valid in
+// shared memory, with no pointers into any one process.
 unsafe impl PGRXSharedMemory for Shared {}
 
+// SAFETY: the name is unique to this extension, and the lock is initialised
+// by `init_shmem` from _PG_init before any backend uses it.
 pub static SPOOL: PgLwLock<Shared> = unsafe { PgLwLock::new(c"ai_agent_safety_spool") };
 
 pub fn init_shmem() {
@@ -101,6 +103,7 @@ struct Open {
     generation: u64,
     file: File,
 }
+// SAFETY: a backend is single-threaded; only `append` touches it.
 static mut OPEN: Option<Open> = None;
 
 pub fn db_dir(dboid: u32) -> PathBuf {
@@ -121,12 +124,14 @@ fn open_current(dboid: u32) -> std::io::Result<File> {
 
 /// Appends one event line (with its newline) in one `write()`. A failure to
 /// write is an ERROR: an agent's statement is not allowed through with its
-/// audit event lost.
-pub fn append(dboid: pg_sys::Oid, line: &[u8]) {
+/// audit event lost. True when no writer serves the database and the caller
+/// must start one (its start is claimed).
+pub fn append(dboid: pg_sys::Oid, line: &[u8]) -> bool {
     let dboid = dboid.to_u32();
     let served;
     {
         let shared = SPOOL.share();
+        // SAFETY: see OPEN.
         let open = unsafe { &mut *std::ptr::addr_of_mut!(OPEN) };
         let stale =
             !matches!(open, Some(o) if o.dboid == dboid && o.generation == shared.generation);
@@ -157,35 +162,27 @@ pub fn append(dboid: pg_sys::Oid, line: &[u8]) {
         served = shared
             .writers
             .iter()
-            .any(|s| s.dboid == dboid && s.state == 2);
+            .any(|s| s.dboid == dboid && s.state == WriterState::Running);
     }
     // No running writer: claim its start under the exclusive lock. (A writer
     // retires only under that lock and only with an empty spool, so one that
     // retires after this append's check has seen the line and stayed.)
-    if !served && claim_writer_start(&mut SPOOL.exclusive(), dboid) {
-        super::writer::start(dboid);
-    }
-}
-
-/// True when no writer serves this database: the slot is then marked
-/// "starting" and the caller starts one.
-fn claim_writer_start(shared: &mut Shared, dboid: u32) -> bool {
-    claim(shared, dboid, false)
+    !served && claim(&mut SPOOL.exclusive(), dboid, false)
 }
 
 /// Claims the start of a writer for a database, for a backend that just
 /// spooled an event or for the launcher. True when the caller must start one.
 pub fn claim(shared: &mut Shared, dboid: u32, launcher: bool) -> bool {
-    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let now = now();
     if let Some(s) = shared
         .writers
         .iter_mut()
-        .find(|s| s.dboid == dboid && s.state != 0)
+        .find(|s| s.dboid == dboid && s.state != WriterState::Free)
     {
         let retry_after = match s.state {
             // No free worker slot last time: the launcher retries on every
             // pass (and when a writer retires), backends every 100 ms.
-            1 if s.no_worker => {
+            WriterState::Starting if s.no_worker => {
                 if launcher {
                     0
                 } else {
@@ -193,10 +190,10 @@ pub fn claim(shared: &mut Shared, dboid: u32, launcher: bool) -> bool {
                 }
             }
             // A start that never completed: try again after 2 s.
-            1 => 2_000_000,
+            WriterState::Starting => 2_000_000,
             // The extension is missing: the launcher looks again every 30 s;
             // a backend with a new event (after CREATE EXTENSION, say) after 1 s.
-            3 => {
+            WriterState::WaitingForExtension => {
                 if launcher {
                     30_000_000
                 } else {
@@ -206,17 +203,21 @@ pub fn claim(shared: &mut Shared, dboid: u32, launcher: bool) -> bool {
             _ => return false,
         };
         if now - s.since >= retry_after {
-            s.state = 1;
+            s.state = WriterState::Starting;
             s.since = now;
             s.no_worker = false;
             return true;
         }
         return false;
     }
-    if let Some(s) = shared.writers.iter_mut().find(|s| s.state == 0) {
+    if let Some(s) = shared
+        .writers
+        .iter_mut()
+        .find(|s| s.state == WriterState::Free)
+    {
         *s = WriterSlot {
             dboid,
-            state: 1,
+            state: WriterState::Starting,
             pid: 0,
             since: now,
             no_worker: false,
@@ -229,11 +230,11 @@ pub fn claim(shared: &mut Shared, dboid: u32, launcher: bool) -> bool {
 /// Records that a writer start found no free background worker slot.
 pub fn mark_no_worker(dboid: u32) {
     let mut shared = SPOOL.exclusive();
-    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let now = now();
     if let Some(s) = shared
         .writers
         .iter_mut()
-        .find(|s| s.dboid == dboid && s.state == 1)
+        .find(|s| s.dboid == dboid && s.state == WriterState::Starting)
     {
         s.no_worker = true;
         s.since = now;
@@ -242,7 +243,10 @@ pub fn mark_no_worker(dboid: u32) {
 
 /// Does any database wait for a background worker slot?
 pub fn someone_waits(shared: &Shared) -> bool {
-    shared.writers.iter().any(|s| s.state == 1 && s.no_worker)
+    shared
+        .writers
+        .iter()
+        .any(|s| s.state == WriterState::Starting && s.no_worker)
 }
 
 /// Sets (or with `None` clears) the maintenance wake-up time of a database.
@@ -285,12 +289,9 @@ pub fn rotate(dboid: u32, seq: &mut u64) -> Option<PathBuf> {
         return None;
     }
     *seq += 1;
-    let closed = db_dir(dboid).join(format!(
-        "{:020}-{:06}-{}.copy",
-        unsafe { pg_sys::GetCurrentTimestamp() },
-        *seq,
-        unsafe { pg_sys::MyProcPid }
-    ));
+    // SAFETY: reads a backend variable.
+    let pid = unsafe { pg_sys::MyProcPid };
+    let closed = db_dir(dboid).join(format!("{:020}-{:06}-{pid}.copy", now(), *seq));
     if std::fs::rename(&cur, &closed).is_err() {
         return None;
     }
@@ -326,16 +327,28 @@ pub fn spooled_databases() -> Vec<u32> {
 }
 
 /// Lines waiting in the spool (all databases), for audit_stats.
-pub fn pending_lines() -> i64 {
-    let mut n = 0i64;
-    for db in spooled_databases() {
-        let mut files = closed_files(db);
-        files.push(current_path(db));
-        for f in files {
-            if let Ok(s) = std::fs::read(&f) {
-                n += s.iter().filter(|b| **b == b'\n').count() as i64;
-            }
-        }
-    }
-    n
+pub fn pending_lines() -> u64 {
+    spooled_databases().into_iter().map(database_lines).sum()
+}
+
+/// Lines waiting in the spool of one database, closed files and current.
+pub fn database_lines(dboid: u32) -> u64 {
+    closed_files(dboid)
+        .into_iter()
+        .chain(std::iter::once(current_path(dboid)))
+        .map(|f| line_count(&f))
+        .sum()
+}
+
+/// The current time, as PostgreSQL keeps it.
+pub fn now() -> i64 {
+    // SAFETY: reads the clock; never raises.
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// Lines in a spool file (0 when it cannot be read).
+pub fn line_count(path: &std::path::Path) -> u64 {
+    std::fs::read(path)
+        .map(|s| s.iter().filter(|b| **b == b'\n').count() as u64)
+        .unwrap_or(0)
 }

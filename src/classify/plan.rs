@@ -6,8 +6,9 @@
 //! A ModifyTable node is always the top node of its query's plan: the main plan
 //! or one of `subplans` (writable CTEs), so no deep tree walk is needed.
 
-use super::{list_ints, list_ptrs, node_tag, relation_ref, StatementOps};
-use aas_policy::{OpClass, Operation};
+use super::relation_ref;
+use crate::pg::{list_ints, list_ptrs, node_tag};
+use aas_policy::{OpClass, OpSet, Operation, Statement};
 use pg_sys::CmdType::{CMD_DELETE, CMD_INSERT, CMD_MERGE, CMD_SELECT, CMD_UPDATE};
 use pgrx::pg_sys;
 
@@ -31,8 +32,8 @@ unsafe fn modify_tables(stmt: &pg_sys::PlannedStmt) -> Vec<&pg_sys::ModifyTable>
 /// The operation classes a planned query performs, from its ModifyTable nodes
 /// alone (no catalog access). Lets the hook skip classification when nothing
 /// the query does is protected.
-pub unsafe fn classes(stmt: &pg_sys::PlannedStmt) -> aas_policy::OpSet {
-    let mut set = aas_policy::OpSet::empty();
+pub unsafe fn classes(stmt: &pg_sys::PlannedStmt) -> OpSet {
+    let mut set = OpSet::empty();
     for mt in modify_tables(stmt) {
         match mt.operation {
             CMD_DELETE => set.insert(OpClass::Delete),
@@ -51,8 +52,8 @@ pub unsafe fn classes(stmt: &pg_sys::PlannedStmt) -> aas_policy::OpSet {
 }
 
 /// The operations a planned query performs.
-pub unsafe fn classify(stmt: &pg_sys::PlannedStmt) -> StatementOps {
-    let mut out = StatementOps {
+pub unsafe fn classify(stmt: &pg_sys::PlannedStmt) -> Statement {
+    let mut out = Statement {
         verb: "INSERT",
         ..Default::default()
     };

@@ -6,31 +6,13 @@
 //! DETACH PARTITION, RENAME of a table or column, and SET SCHEMA of a table
 //! (which, like RENAME, makes the table vanish from where it was).
 
-use super::{cstr, list_ptrs, node_tag, quote_ident, relation_ref, StatementOps};
-use aas_policy::{ObjectRef, OpClass, Operation};
+use super::relation_ref;
+use crate::pg::{cstr, list_ptrs, node_tag, quote_ident};
+use aas_policy::{ObjectRef, OpClass, Operation, Statement};
 use pg_sys::NodeTag::*;
 use pg_sys::ObjectType::*;
 use pgrx::pg_sys;
 use std::ffi::c_void;
-
-/// Cheap test on the node tag alone: could this utility statement be destructive?
-#[inline]
-pub fn may_be_destructive(tag: pg_sys::NodeTag) -> bool {
-    matches!(
-        tag,
-        T_DropStmt
-            | T_DropdbStmt
-            | T_DropOwnedStmt
-            | T_DropRoleStmt
-            | T_DropTableSpaceStmt
-            | T_DropSubscriptionStmt
-            | T_DropUserMappingStmt
-            | T_TruncateStmt
-            | T_AlterTableStmt
-            | T_RenameStmt
-            | T_AlterObjectSchemaStmt
-    )
-}
 
 /// Utility statements that change nothing persistent, for the task-environment
 /// rule ("any write or DDL").
@@ -133,7 +115,7 @@ unsafe fn written_name(object: *mut c_void) -> String {
     }
 }
 
-unsafe fn drop_stmt(s: &pg_sys::DropStmt, out: &mut StatementOps) {
+unsafe fn drop_stmt(s: &pg_sys::DropStmt, out: &mut Statement) {
     let verb = format!("DROP {}", object_type_word(s.removeType));
     for object in list_ptrs(s.objects) {
         let mut rel: pg_sys::Relation = std::ptr::null_mut();
@@ -159,12 +141,12 @@ unsafe fn drop_stmt(s: &pg_sys::DropStmt, out: &mut StatementOps) {
     }
 }
 
-unsafe fn role_ops(roles: *mut pg_sys::List, verb: &str, out: &mut StatementOps) {
+unsafe fn role_ops(roles: *mut pg_sys::List, verb: &str, out: &mut Statement) {
     for r in list_ptrs(roles) {
         let spec = r as *const pg_sys::RoleSpec;
         let oid = pg_sys::get_rolespec_oid(spec, true);
         let name = if (*spec).rolename.is_null() {
-            crate::identity::role_name(oid)
+            crate::pg::role_name(oid)
         } else {
             cstr((*spec).rolename)
         };
@@ -225,8 +207,8 @@ fn alter_op(verb: &str, object: ObjectRef) -> Operation {
 }
 
 /// The operations a utility statement performs.
-pub unsafe fn classify(node: *mut pg_sys::Node) -> StatementOps {
-    let mut out = StatementOps {
+pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
+    let mut out = Statement {
         verb: "DDL",
         ..Default::default()
     };

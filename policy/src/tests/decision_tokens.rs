@@ -1,0 +1,366 @@
+//! Tests for `decision.rs`: token checks.
+
+use super::*;
+
+// ---------------------------------------------------------------------------
+// decide(): token checks
+// ---------------------------------------------------------------------------
+
+#[test]
+fn malformed_token_denied() {
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[drop_orders()],
+        &TokenPresented::Malformed("not-a-uuid".into()),
+    ));
+    assert_contains(&d.message, "DROP TABLE public.orders refused");
+    assert_contains(&d.detail, "\"not-a-uuid\", which is not a token id");
+    assert_contains(&d.hint, "RESET ai_agent_safety.approval_token");
+    assert_contains(&d.hint, "and request approval with");
+    assert_contains(
+        &d.hint,
+        "request_approval_token('DROP', 'TASK-42', 'public.orders')",
+    );
+}
+
+#[test]
+fn malformed_token_long_value_is_shortened() {
+    let raw = "x".repeat(200);
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[drop_orders()],
+        &TokenPresented::Malformed(raw),
+    ));
+    assert_contains(&d.detail, &format!("\"{}...\"", "x".repeat(80)));
+    assert_not_contains(&d.detail, &"x".repeat(81));
+}
+
+#[test]
+fn unknown_token_denied() {
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[drop_orders()],
+        &TokenPresented::NotFound(token_id()),
+    ));
+    assert_contains(
+        &d.detail,
+        &format!("Approval token {TOKEN_ID} does not exist in database \"shop\""),
+    );
+    assert_contains(&d.hint, "request_approval_token('DROP'");
+}
+
+#[test]
+fn unavailable_tokens_fail_closed() {
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[drop_orders()],
+        &TokenPresented::Unavailable("relation \"approval_tokens\" does not exist".into()),
+    ));
+    assert_contains(&d.message, "refused");
+    assert_contains(
+        &d.detail,
+        "could not be checked: relation \"approval_tokens\" does not exist.",
+    );
+    assert_contains(&d.hint, "CREATE EXTENSION ai_agent_safety");
+}
+
+#[test]
+fn pending_token_denied() {
+    let mut t = granted(OpClass::Drop, None);
+    t.state = TokenState::Pending;
+    t.decided_by = None;
+    let d = deny_drop_orders_with(t);
+    assert_contains(
+        &d.detail,
+        &format!("Approval token {TOKEN_ID} cannot be used"),
+    );
+    assert_contains(&d.detail, "still pending");
+    assert_contains(&d.hint, &format!("grant_approval_token('{TOKEN_ID}')"));
+    assert_contains(&d.hint, &format!("approval_token_status('{TOKEN_ID}')"));
+}
+
+#[test]
+fn denied_token_denied() {
+    let mut t = granted(OpClass::Drop, None);
+    t.state = TokenState::Denied;
+    let d = deny_drop_orders_with(t.clone());
+    assert_contains(&d.detail, "it was denied by dba_carol.");
+    assert_contains(&d.hint, "request_approval_token('DROP'");
+
+    t.decided_by = None;
+    let d = deny_drop_orders_with(t);
+    assert_contains(&d.detail, "it was denied.");
+}
+
+#[test]
+fn cancelled_token_denied() {
+    let mut t = granted(OpClass::Drop, None);
+    t.state = TokenState::Cancelled;
+    let d = deny_drop_orders_with(t);
+    assert_contains(&d.detail, "it was cancelled.");
+}
+
+#[test]
+fn used_token_denied_with_time_and_pid() {
+    let mut t = granted(OpClass::Drop, None);
+    t.used = Some(TokenUse {
+        at: "2025-05-09 12:03:00+00".into(),
+        pid: 4242,
+    });
+    let d = deny_drop_orders_with(t);
+    assert_contains(
+        &d.detail,
+        "already used at 2025-05-09 12:03:00+00 by pid 4242",
+    );
+    assert_contains(&d.detail, "A token covers one statement.");
+}
+
+#[test]
+fn expired_token_denied_at_and_after_expiry() {
+    let mut t = granted(OpClass::Drop, None);
+    t.expires_at_us = Some(NOW);
+    let d = deny_drop_orders_with(t.clone());
+    assert_contains(&d.detail, "it expired at 2025-05-09 12:10:00+00.");
+
+    t.expires_at_us = Some(NOW - 1);
+    let d = deny_drop_orders_with(t.clone());
+    assert_contains(&d.detail, "expired at");
+
+    // One microsecond before expiry still works.
+    t.expires_at_us = Some(NOW + 1);
+    assert_eq!(
+        run(&agent(), &protected_db("shop"), &[drop_orders()], &found(t)),
+        Decision::AllowWithToken { token: token_id() }
+    );
+}
+
+#[test]
+fn token_without_expiry_is_accepted() {
+    let mut t = granted(OpClass::Drop, None);
+    t.expires_at_us = None;
+    assert_eq!(
+        run(&agent(), &protected_db("shop"), &[drop_orders()], &found(t)),
+        Decision::AllowWithToken { token: token_id() }
+    );
+}
+
+#[test]
+fn token_of_other_requester_denied() {
+    let mut t = granted(OpClass::Drop, None);
+    t.requested_by = "other_agent".into();
+    let d = deny_drop_orders_with(t);
+    assert_contains(
+        &d.detail,
+        "requested by role \"other_agent\", not by \"agent_bot\"",
+    );
+}
+
+#[test]
+fn token_requester_is_session_user_not_current_user() {
+    let mut s = agent();
+    s.current_user = "app_owner".into();
+    let t = granted(OpClass::Drop, None);
+    assert_eq!(
+        run(
+            &s,
+            &protected_db("shop"),
+            &[drop_orders()],
+            &found(t.clone())
+        ),
+        Decision::AllowWithToken { token: token_id() }
+    );
+    let mut t2 = t;
+    t2.requested_by = "app_owner".into();
+    let d = denial(run(&s, &protected_db("shop"), &[drop_orders()], &found(t2)));
+    assert_contains(&d.detail, "requested by role \"app_owner\"");
+}
+
+#[test]
+fn token_for_wrong_operation_denied() {
+    let t = granted(OpClass::Drop, None);
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[delete_orders()],
+        &found(t),
+    ));
+    assert_contains(&d.detail, "granted for DROP but this is DELETE.");
+    assert_contains(
+        &d.hint,
+        "request_approval_token('DELETE', 'TASK-42', 'public.orders')",
+    );
+}
+
+#[test]
+fn token_for_wrong_target_denied() {
+    let t = granted(OpClass::Drop, Some(orders()));
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[drop_customers()],
+        &found(t),
+    ));
+    assert_contains(
+        &d.detail,
+        "granted for public.orders but this is public.customers.",
+    );
+    assert_contains(
+        &d.hint,
+        "request_approval_token('DROP', 'TASK-42', 'public.customers')",
+    );
+}
+
+#[test]
+fn token_target_matched_by_oid_not_display() {
+    // Same display text, different oid (object was dropped and recreated): denied.
+    let t = granted(OpClass::Drop, Some(obj(PG_CLASS, 99999, "public.orders")));
+    let d = deny_drop_orders_with(t);
+    assert_contains(
+        &d.detail,
+        "granted for public.orders but this is public.orders.",
+    );
+
+    // Same oid, different catalog: denied.
+    let t = granted(
+        OpClass::Drop,
+        Some(obj(PG_NAMESPACE, 16384, "public.orders")),
+    );
+    assert!(matches!(
+        run(&agent(), &protected_db("shop"), &[drop_orders()], &found(t)),
+        Decision::Deny(_)
+    ));
+}
+
+#[test]
+fn token_target_does_not_cover_nonexistent_object() {
+    // DROP ... IF EXISTS on an absent object has objid 0.
+    let t = granted(OpClass::Drop, Some(orders()));
+    let absent = op(
+        OpClass::Drop,
+        "DROP TABLE",
+        obj(PG_CLASS, 0, "public.orders"),
+    );
+    assert!(matches!(
+        run(&agent(), &protected_db("shop"), &[absent], &found(t)),
+        Decision::Deny(_)
+    ));
+}
+
+#[test]
+fn valid_token_with_null_target_allows() {
+    let t = granted(OpClass::Drop, None);
+    assert_eq!(
+        run(&agent(), &protected_db("shop"), &[drop_orders()], &found(t)),
+        Decision::AllowWithToken { token: token_id() }
+    );
+}
+
+#[test]
+fn valid_token_with_matching_target_allows() {
+    // Display differs but classid + objid match: the token applies.
+    let t = granted(OpClass::Drop, Some(obj(PG_CLASS, 16384, "orders")));
+    assert_eq!(
+        run(&agent(), &protected_db("shop"), &[drop_orders()], &found(t)),
+        Decision::AllowWithToken { token: token_id() }
+    );
+}
+
+#[test]
+fn valid_token_with_null_target_covers_multi_op_statement() {
+    let t = granted(OpClass::Drop, None);
+    assert_eq!(
+        run(
+            &agent(),
+            &protected_db("shop"),
+            &[drop_orders(), drop_customers()],
+            &found(t)
+        ),
+        Decision::AllowWithToken { token: token_id() }
+    );
+}
+
+#[test]
+fn multi_op_statement_with_token_matching_only_one_denied() {
+    let t = granted(OpClass::Drop, Some(orders()));
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[drop_orders(), drop_customers()],
+        &found(t),
+    ));
+    assert_contains(
+        &d.detail,
+        "granted for public.orders but this is public.customers.",
+    );
+    assert_contains(
+        &d.message,
+        "DROP TABLE public.orders, DROP TABLE public.customers",
+    );
+}
+
+#[test]
+fn multi_op_mixed_classes_with_single_class_token_denied() {
+    let t = granted(OpClass::Delete, None);
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[delete_orders(), drop_customers()],
+        &found(t),
+    ));
+    assert_contains(&d.detail, "granted for DELETE but this is DROP.");
+}
+
+#[test]
+fn token_not_needed_for_unprotected_op_is_not_consumed() {
+    // A token presented for an unprotected statement: Allow, not AllowWithToken.
+    let t = granted(OpClass::Update, None);
+    assert_eq!(
+        run(
+            &agent(),
+            &protected_db("shop"),
+            &[update_orders()],
+            &found(t)
+        ),
+        Decision::Allow
+    );
+    // Even a broken token does not matter when nothing needs approval.
+    assert_eq!(
+        run(
+            &agent(),
+            &protected_db("shop"),
+            &[update_orders()],
+            &TokenPresented::Unavailable("x".into())
+        ),
+        Decision::Allow
+    );
+}
+
+#[test]
+fn unprotected_op_ignored_when_checking_token_class() {
+    // UPDATE (unprotected) beside a DELETE: a DELETE token suffices.
+    let t = granted(OpClass::Delete, Some(orders()));
+    assert_eq!(
+        run(
+            &agent(),
+            &protected_db("shop"),
+            &[update_orders(), delete_orders()],
+            &found(t)
+        ),
+        Decision::AllowWithToken { token: token_id() }
+    );
+}
+
+#[test]
+fn token_state_checked_before_use_and_expiry() {
+    // A pending token that is also expired reports pending first.
+    let mut t = granted(OpClass::Drop, None);
+    t.state = TokenState::Pending;
+    t.expires_at_us = Some(NOW - 1);
+    let d = deny_drop_orders_with(t);
+    assert_contains(&d.detail, "pending");
+    assert_not_contains(&d.detail, "expired");
+}

@@ -1,0 +1,105 @@
+//! Loading closed spool files into `ai_agent_safety.audit_log`, each exactly
+//! once: the file's name goes into `audit_spool_done` in the same
+//! transaction as its `COPY`, so a writer that dies between commit and
+//! unlink does not load it twice.
+
+use super::spool::{Counters, SPOOL};
+use aas_policy::audit::record;
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::prelude::*;
+
+/// Loads one closed spool file, exactly once, with COPY.
+pub fn load_file(path: &std::path::Path) {
+    let Ok(bytes) = std::fs::read(path) else {
+        return;
+    };
+    // A line cut inside a multi-byte character is not UTF-8; it fails the
+    // whole-line check below like any other cut line, and must not keep the
+    // rest of the file from loading.
+    let text = String::from_utf8_lossy(&bytes);
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_string();
+    // A line cut by a crash mid-write runs into the next one (or ends the
+    // file without a newline): left out and counted as dropped, so the other
+    // lines still load. Lines are checked as they are split; only when some
+    // is left out is a clean copy of the file written for COPY.
+    let whole_file = text.ends_with('\n');
+    let mut lines: Vec<&str> = text.split_terminator('\n').collect();
+    let unterminated = if whole_file { None } else { lines.pop() };
+    let total = lines.len() as u64 + unterminated.is_some() as u64;
+    lines.retain(|l| record::copy_line_is_whole(l));
+    let good = lines.len() as u64;
+    let bad = total - good;
+    // A file whose load keeps failing (say, a line that passes the check but
+    // that COPY rejects, after an OS crash) must not stop the audit log for
+    // good: the attempt count survives the writer, and after three failed
+    // attempts the file is set aside as <name>.bad and its lines are counted
+    // as dropped (audit_stats.events_dropped).
+    let attempts_path = path.with_extension("attempts");
+    let attempts: u32 = std::fs::read_to_string(&attempts_path)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    if attempts >= 3 {
+        let _ = std::fs::rename(path, path.with_extension("bad"));
+        let _ = std::fs::remove_file(&attempts_path);
+        Counters::add(&SPOOL.share().counters.dropped, total);
+        pgrx::log!(
+            "ai_agent_safety: spool file {name} failed to load 3 times; set aside as {}.bad, its {total} events are counted as dropped",
+            name.trim_end_matches(".copy"),
+        );
+        return;
+    }
+    let _ = std::fs::write(&attempts_path, (attempts + 1).to_string());
+    let clean_path = path.with_extension("clean");
+    let source = if bad == 0 {
+        path
+    } else {
+        let mut clean = lines.join("\n");
+        clean.push('\n');
+        if let Err(e) = std::fs::write(&clean_path, clean) {
+            pgrx::log!(
+                "ai_agent_safety: cannot write {}: {e}; will retry",
+                clean_path.display()
+            );
+            return;
+        }
+        clean_path.as_path()
+    };
+    // The path is relative to the data directory (the writer's working
+    // directory) and made only of digits, dashes, dots and the spool's name.
+    let copy = format!(
+        "COPY ai_agent_safety.audit_log ({}) FROM '{}' WITH (FORMAT text, ENCODING 'UTF8')",
+        record::columns().join(", "),
+        source.display()
+    );
+    let loaded = BackgroundWorker::transaction(|| {
+        Spi::connect_mut(|c| {
+            let fresh = c.update(
+                "INSERT INTO ai_agent_safety.audit_spool_done (file) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1",
+                None,
+                &[name.clone().into()],
+            )?;
+            if fresh.len() == 1 && good > 0 {
+                c.update(&copy, None, &[])?;
+            }
+            Ok::<bool, pgrx::spi::Error>(fresh.len() == 1)
+        })
+    });
+    let _ = std::fs::remove_file(&clean_path);
+    match loaded {
+        Ok(fresh) => {
+            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(&attempts_path);
+            let shared = SPOOL.share();
+            if fresh {
+                Counters::add(&shared.counters.written, good);
+            }
+            Counters::add(&shared.counters.dropped, bad);
+        }
+        Err(e) => pgrx::log!("ai_agent_safety: loading {name} failed, will retry: {e}"),
+    }
+}

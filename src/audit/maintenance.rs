@@ -1,0 +1,94 @@
+//! The writer's maintenance of its database: the retention purge of old
+//! events, and an `expired` event for every granted token that ran out
+//! unused.
+
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::prelude::*;
+
+/// True inside a writer while it purges old events: the append-only trigger
+/// lets exactly this through.
+static PURGING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn purging() -> bool {
+    PURGING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn set_purging(on: bool) {
+    PURGING.store(on, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Retention purge and token-expiry events.
+pub fn run() {
+    BackgroundWorker::transaction(|| {
+        set_purging(true);
+        let r = Spi::connect_mut(|c| {
+            c.update(
+                "DELETE FROM ai_agent_safety.audit_log \
+                  WHERE ts < pg_catalog.now() - pg_catalog.current_setting('ai_agent_safety.audit_retention')::interval",
+                None,
+                &[],
+            )?;
+            c.update(
+                "DELETE FROM ai_agent_safety.audit_spool_done WHERE done_at < pg_catalog.now() - interval '7 days'",
+                None,
+                &[],
+            )
+            .map(|_| ())
+        });
+        set_purging(false);
+        if let Err(e) = r {
+            pgrx::log!("ai_agent_safety: audit retention purge failed: {e}");
+        }
+        let expired = Spi::connect_mut(|c| {
+            let t = c.update(
+                "WITH e AS (UPDATE ai_agent_safety.tokens SET expiry_logged = true \
+                             WHERE state = 'granted' AND used_at IS NULL AND NOT expiry_logged \
+                               AND expires_at < pg_catalog.now() RETURNING *) \
+                 INSERT INTO ai_agent_safety.audit_log \
+                   (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason, token) \
+                 SELECT pg_catalog.now(), e.database, e.requested_by, e.requested_by, e.task_id, 'token', 'expired', 'info', \
+                        e.operation, COALESCE(e.target_text, 'any object'), \
+                        pg_catalog.format('approval token %s for %s on %s expired unused at %s', e.id, e.operation, \
+                                          COALESCE(e.target_text, 'any object'), e.expires_at), e.id \
+                   FROM e RETURNING pg_catalog.row_to_json(audit_log)::text",
+                None,
+                &[],
+            )?;
+            let mut lines = Vec::new();
+            for row in t {
+                if let Some(l) = row.get::<String>(1)? {
+                    lines.push(l);
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(lines)
+        });
+        if let Ok(lines) = expired {
+            for l in lines {
+                pgrx::log!("ai_agent_safety: {l}");
+            }
+        }
+    });
+}
+
+/// When this database next needs the writer's maintenance with no events
+/// coming in: a granted, unused token expires, or the oldest event passes the
+/// retention (one second late, so the moment has surely passed).
+pub fn next_time() -> Option<i64> {
+    // Unix epoch microseconds to PostgreSQL's (2000-01-01).
+    const PG_EPOCH_US: i64 = 946_684_800_000_000;
+    BackgroundWorker::transaction(|| {
+        Spi::get_one::<i64>(
+            "SELECT (pg_catalog.date_part('epoch', x) * 1000000)::int8
+               FROM (SELECT LEAST(
+                        (SELECT pg_catalog.min(expires_at) FROM ai_agent_safety.tokens
+                          WHERE state = 'granted' AND used_at IS NULL AND NOT expiry_logged),
+                        (SELECT pg_catalog.min(ts) FROM ai_agent_safety.audit_log)
+                          + pg_catalog.current_setting('ai_agent_safety.audit_retention')::interval
+                     ) AS x) t
+              WHERE pg_catalog.isfinite(x)",
+        )
+        .ok()
+        .flatten()
+    })
+    .map(|unix_us| unix_us - PG_EPOCH_US + 1_000_000)
+}

@@ -1,0 +1,100 @@
+//! ExecutorStart / ExecutorEnd: every planned query of an agent (DELETE,
+//! UPDATE, MERGE, writable CTEs, wherever they run) is judged before it
+//! runs; ExecutorEnd closes the approval window a query opened.
+
+use super::gate::{self, Window};
+use crate::classify::plan;
+use crate::guard::{self, Outcome};
+use crate::unguarded::{standard_ExecutorEnd, standard_ExecutorStart};
+use crate::{pg, settings};
+use aas_policy::{treatment, Shape, Statement, Treatment};
+use pgrx::pg_sys;
+use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
+
+// SAFETY: written once by `install` (from _PG_init), then only read.
+static mut PREV_START: pg_sys::ExecutorStart_hook_type = None;
+// SAFETY: as PREV_START.
+static mut PREV_END: pg_sys::ExecutorEnd_hook_type = None;
+
+pub fn install() {
+    // SAFETY: hook installation from _PG_init, keeping the previous hooks.
+    unsafe {
+        PREV_START = pg_sys::ExecutorStart_hook;
+        pg_sys::ExecutorStart_hook = Some(start_hook);
+        PREV_END = pg_sys::ExecutorEnd_hook;
+        pg_sys::ExecutorEnd_hook = Some(end_hook);
+    }
+}
+
+fn next_start() -> unsafe extern "C-unwind" fn(*mut pg_sys::QueryDesc, i32) {
+    // SAFETY: see PREV_START.
+    unsafe { PREV_START }.unwrap_or(standard_ExecutorStart)
+}
+
+/// Unguarded: for a session known not to be an agent it owns nothing and
+/// only hands the query on.
+unsafe extern "C-unwind" fn start_hook(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
+    if crate::identity::known_not_agent() {
+        // SAFETY: called exactly as PostgreSQL calls the hook.
+        return unsafe { next_start()(query_desc, eflags) };
+    }
+    // SAFETY: the same arguments, into the guarded path.
+    unsafe { start_checked(query_desc, eflags) }
+}
+
+/// What the executor knows of a planned query before classifying it: from
+/// its ModifyTable nodes alone, no catalog access.
+///
+/// # Safety
+/// `ps` is a valid PlannedStmt.
+unsafe fn shape(ps: &pg_sys::PlannedStmt) -> Shape {
+    if plan::is_read_only(ps) {
+        Shape::READ
+    } else {
+        Shape {
+            writes: true,
+            // SAFETY: per this function's contract.
+            classes: unsafe { plan::classes(ps) },
+            other_database: false,
+        }
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
+    let mut approved = false;
+    let explain_only = eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0;
+    if gate::agent_statement() {
+        super::agent_session_checks();
+        // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
+        let ps = unsafe { &*(*query_desc).plannedstmt };
+        // SAFETY: ps is valid.
+        let shape = unsafe { shape(ps) };
+        if !explain_only && treatment(&settings::switches(), shape) != Treatment::Pass {
+            let stmt = if shape == Shape::READ {
+                Statement::read()
+            } else {
+                // SAFETY: ps is valid.
+                unsafe { plan::classify(ps) }
+            };
+            // SAFETY: sourceText is the query's text.
+            let text = unsafe { pg::statement_text((*query_desc).sourceText, ps) };
+            approved = matches!(guard::judge(&stmt, &text), Outcome::Approved);
+        }
+    }
+    let next = next_start();
+    // SAFETY: called exactly as PostgreSQL calls the hook, inside the guard.
+    unsafe { pg_guard_ffi_boundary(|| next(query_desc, eflags)) };
+    if approved {
+        gate::set_window(Window::Query(query_desc));
+    }
+}
+
+/// Unguarded for everyone: it only closes the approval window and hands on.
+unsafe extern "C-unwind" fn end_hook(query_desc: *mut pg_sys::QueryDesc) {
+    if gate::window() == Window::Query(query_desc) {
+        gate::set_window(Window::Closed);
+    }
+    // SAFETY: see PREV_START; called exactly as PostgreSQL calls the hook.
+    unsafe { PREV_END.unwrap_or(standard_ExecutorEnd)(query_desc) }
+}

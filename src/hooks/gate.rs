@@ -1,0 +1,73 @@
+//! What every statement hook shares: is this an agent's statement to look
+//! at, and the approval window.
+//!
+//! While an approved statement runs, what it sets off (FK cascades,
+//! triggers, rules, DROP ... CASCADE) is covered by its token: the window is
+//! open, and the hooks let the nested statements through.
+
+use crate::{identity, privileged};
+use pgrx::pg_sys;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Closed,
+    Utility,
+    Query(*mut pg_sys::QueryDesc),
+}
+
+// SAFETY: a backend is single-threaded; the window is opened and closed by
+// the hooks of its own statements and reset by the transaction callbacks.
+static mut WINDOW: Window = Window::Closed;
+
+pub fn window() -> Window {
+    // SAFETY: see WINDOW.
+    unsafe { WINDOW }
+}
+
+pub fn set_window(w: Window) {
+    // SAFETY: see WINDOW.
+    unsafe { WINDOW = w }
+}
+
+/// Should this session's statement be looked at? The hot path for everyone.
+#[inline]
+pub fn agent_statement() -> bool {
+    !privileged::active() && window() == Window::Closed && identity::session_is_agent()
+}
+
+pub fn install() {
+    // SAFETY: registers this module's callbacks once, from _PG_init.
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
+    }
+}
+
+/// Unguarded: it only resets two flags (called at every transaction event of
+/// every session).
+unsafe extern "C-unwind" fn xact_callback(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    if matches!(
+        event,
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE
+    ) {
+        set_window(Window::Closed);
+        privileged::reset();
+    }
+}
+
+/// Unguarded, like `xact_callback`.
+unsafe extern "C-unwind" fn subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    _my: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        set_window(Window::Closed);
+        privileged::reset();
+    }
+}

@@ -1,0 +1,34 @@
+//! Thin glue: the PostgreSQL hooks. They translate, ask the guard, and act.
+//!
+//! Each hook first asks "is this session an agent?" from a per-role cache. For
+//! every other session that is the only work done: a few branches, no SPI, no
+//! catalog scan, and no pgrx guard (see `crate::unguarded`): the hook's outer
+//! function owns nothing to clean up and hands the statement straight on; only
+//! agents' statements enter the guarded functions. Previous hooks are always
+//! chained.
+//!
+//! - `utility`: ProcessUtility (DDL, TRUNCATE, DROP DATABASE ...);
+//! - `executor`: ExecutorStart / ExecutorEnd (planned queries);
+//! - `auth`: ClientAuthentication and the login checks that must wait for
+//!   per-database settings;
+//! - `gate`: the approval window and the agent test every hook shares.
+
+pub mod auth;
+pub mod executor;
+pub mod gate;
+pub mod utility;
+
+/// Installs every hook and callback. Called once from `_PG_init`.
+pub fn install() {
+    utility::install();
+    executor::install();
+    auth::install();
+    gate::install();
+}
+
+/// The checks every agent statement starts with: the login environment
+/// check, if it is still owed, and credential expiry.
+fn agent_session_checks() {
+    auth::check_environment_at_login();
+    crate::guard::end_expired_session();
+}

@@ -1,0 +1,138 @@
+//! ProcessUtility: DDL, TRUNCATE, DROP DATABASE and every other utility
+//! statement of an agent is classified and judged before it runs.
+
+use super::gate::{self, Window};
+use crate::classify::utility;
+use crate::guard::{self, Outcome};
+use crate::unguarded::standard_ProcessUtility;
+use crate::{pg, settings};
+use aas_policy::{treatment, Shape, Treatment};
+use pgrx::pg_sys;
+use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
+
+// SAFETY: written once by `install` (from _PG_init), then only read.
+static mut PREV: pg_sys::ProcessUtility_hook_type = None;
+
+pub fn install() {
+    // SAFETY: hook installation from _PG_init, keeping the previous hook.
+    unsafe {
+        PREV = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(hook);
+    }
+}
+
+fn next() -> unsafe extern "C-unwind" fn(
+    *mut pg_sys::PlannedStmt,
+    *const std::ffi::c_char,
+    bool,
+    pg_sys::ProcessUtilityContext::Type,
+    pg_sys::ParamListInfo,
+    *mut pg_sys::QueryEnvironment,
+    *mut pg_sys::DestReceiver,
+    *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: see PREV.
+    unsafe { PREV }.unwrap_or(standard_ProcessUtility)
+}
+
+/// The hook. Unguarded: for a session known not to be an agent it owns
+/// nothing and only hands the statement on.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn hook(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    if crate::identity::known_not_agent() {
+        // SAFETY: called exactly as PostgreSQL calls the hook.
+        return unsafe {
+            next()(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            )
+        };
+    }
+    // SAFETY: the same arguments, into the guarded path.
+    unsafe {
+        checked(
+            pstmt,
+            query_string,
+            read_only_tree,
+            context,
+            params,
+            query_env,
+            dest,
+            qc,
+        )
+    }
+}
+
+#[pgrx::pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn checked(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    let mut approved = false;
+    if gate::agent_statement() {
+        super::agent_session_checks();
+        // SAFETY: a utility PlannedStmt always has its utilityStmt.
+        let node = unsafe { (*pstmt).utilityStmt };
+        // SAFETY: node is a valid Node.
+        let drops_database = unsafe { (*node).type_ } == pg_sys::NodeTag::T_DropdbStmt;
+        let shape = Shape::unclassified_utility(drops_database);
+        if treatment(&settings::switches(), shape) != Treatment::Pass {
+            // SAFETY: node is a valid utility statement; query_string is this
+            // statement's query text.
+            let (stmt, text) = unsafe {
+                (
+                    utility::classify(node),
+                    pg::statement_text(query_string, pstmt),
+                )
+            };
+            approved = matches!(guard::judge(&stmt, &text), Outcome::Approved);
+        }
+    }
+    let saved = gate::window();
+    if approved {
+        gate::set_window(Window::Utility);
+    }
+    // Here, unlike on the unguarded path, the next hook runs inside the FFI
+    // guard: this frame's Rust state must be cleaned up if it raises.
+    let next = next();
+    // SAFETY: called exactly as PostgreSQL calls the hook, inside the guard.
+    unsafe {
+        pg_guard_ffi_boundary(|| {
+            next(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            )
+        })
+    };
+    if approved {
+        gate::set_window(saved);
+    }
+}

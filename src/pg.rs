@@ -1,0 +1,156 @@
+//! Small readers of PostgreSQL values that every layer uses: C strings,
+//! lists, node tags, identifiers, names of roles and relations, and where
+//! the extension lives in this database. They read; they never decide.
+
+use pgrx::pg_sys;
+use std::ffi::{c_char, c_void, CStr, CString};
+
+/// A C string as Rust text (lossy); empty for NULL.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string.
+pub unsafe fn cstr(p: *const c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        // SAFETY: not NULL, and NUL-terminated per this function's contract.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+}
+
+/// The pointers in a PostgreSQL `List`.
+///
+/// # Safety
+/// `list` is NULL or a valid pointer `List`.
+pub unsafe fn list_ptrs(list: *mut pg_sys::List) -> Vec<*mut c_void> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: a valid List has `length` initialised cells.
+    unsafe {
+        let l = &*list;
+        (0..l.length as usize)
+            .map(|i| (*l.elements.add(i)).ptr_value)
+            .collect()
+    }
+}
+
+/// The integers in a PostgreSQL integer `List`.
+///
+/// # Safety
+/// `list` is NULL or a valid integer `List`.
+pub unsafe fn list_ints(list: *mut pg_sys::List) -> Vec<i32> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: a valid List has `length` initialised cells.
+    unsafe {
+        let l = &*list;
+        (0..l.length as usize)
+            .map(|i| (*l.elements.add(i)).int_value)
+            .collect()
+    }
+}
+
+/// The tag of a node.
+///
+/// # Safety
+/// `p` points to a PostgreSQL `Node`.
+pub unsafe fn node_tag(p: *const c_void) -> pg_sys::NodeTag {
+    // SAFETY: every Node starts with its tag.
+    unsafe { (*(p as *const pg_sys::Node)).type_ }
+}
+
+/// An identifier quoted as PostgreSQL would (only when it must be).
+pub fn quote_ident(s: &str) -> String {
+    let c = CString::new(s).unwrap_or_default();
+    // SAFETY: quote_identifier reads a NUL-terminated string and returns one.
+    unsafe { cstr(pg_sys::quote_identifier(c.as_ptr())) }
+}
+
+/// `schema.relation` for a relation oid, quoted as PostgreSQL would.
+pub fn relation_display(relid: pg_sys::Oid) -> String {
+    // SAFETY: syscache lookups by oid; NULL when the relation is gone.
+    unsafe {
+        let name = pg_sys::get_rel_name(relid);
+        if name.is_null() {
+            return format!("relation {}", relid.to_u32());
+        }
+        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        format!("{}.{}", quote_ident(&cstr(nsp)), quote_ident(&cstr(name)))
+    }
+}
+
+/// A role's name, or `oid N` when it does not exist.
+pub fn role_name(oid: pg_sys::Oid) -> String {
+    // SAFETY: GetUserNameFromId with noerr = true returns NULL for a missing role.
+    unsafe {
+        let p = pg_sys::GetUserNameFromId(oid, true);
+        if p.is_null() {
+            format!("oid {}", oid.to_u32())
+        } else {
+            cstr(p)
+        }
+    }
+}
+
+pub fn session_user_name() -> String {
+    // SAFETY: reads a backend variable.
+    role_name(unsafe { pg_sys::GetSessionUserId() })
+}
+
+pub fn current_user_name() -> String {
+    // SAFETY: reads a backend variable.
+    role_name(unsafe { pg_sys::GetUserId() })
+}
+
+/// A timestamptz as PostgreSQL prints it in this session.
+pub fn timestamp_text(t: i64) -> String {
+    // SAFETY: timestamptz_to_str returns a static buffer, copied at once.
+    unsafe { cstr(pg_sys::timestamptz_to_str(t)) }
+}
+
+/// The oid of the extension's schema in this database, or InvalidOid.
+pub fn own_namespace() -> pg_sys::Oid {
+    // SAFETY: catalog lookup with missing_ok = true.
+    unsafe { pg_sys::get_namespace_oid(c"ai_agent_safety".as_ptr(), true) }
+}
+
+/// Is the extension created in this database (its tokens table present)?
+pub fn extension_created() -> bool {
+    let nsp = own_namespace();
+    // SAFETY: catalog lookup; InvalidOid when missing.
+    nsp != pg_sys::InvalidOid
+        && unsafe { pg_sys::get_relname_relid(c"tokens".as_ptr(), nsp) } != pg_sys::InvalidOid
+}
+
+/// The text of this statement within a possibly multi-statement query string.
+///
+/// # Safety
+/// `query` is NULL or a NUL-terminated string; `pstmt` is NULL or a valid
+/// `PlannedStmt` of that query.
+pub unsafe fn statement_text(query: *const c_char, pstmt: *const pg_sys::PlannedStmt) -> String {
+    if query.is_null() {
+        return String::new();
+    }
+    // SAFETY: per this function's contract.
+    let (all, loc, len) = unsafe {
+        let all = CStr::from_ptr(query).to_bytes();
+        if pstmt.is_null() {
+            (all, 0, 0)
+        } else {
+            (
+                all,
+                (*pstmt).stmt_location.max(0) as usize,
+                (*pstmt).stmt_len.max(0) as usize,
+            )
+        }
+    };
+    let start = loc.min(all.len());
+    let end = if len == 0 {
+        all.len()
+    } else {
+        (start + len).min(all.len())
+    };
+    String::from_utf8_lossy(&all[start..end]).trim().to_string()
+}

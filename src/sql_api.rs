@@ -1,0 +1,138 @@
+//! The extension's C-language SQL functions, all in schema ai_agent_safety.
+//! The SQL API users call (tokens, credentials, audit views) is written in
+//! SQL in `sql/`, on top of these.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+/// True when the library was loaded by shared_preload_libraries, so the hooks
+/// run in every session. CREATE EXTENSION refuses to proceed otherwise.
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+/// Called from `_PG_init` when loading through shared_preload_libraries.
+pub fn mark_preloaded() {
+    PRELOADED.store(true, Relaxed);
+}
+
+#[pgrx::pg_schema]
+pub mod ai_agent_safety {
+    use crate::audit::spool::{Counters, SPOOL};
+    use aas_policy::{EventKind, Source, Verdict, WriterState};
+    use pgrx::prelude::*;
+
+    /// Fails unless the library was preloaded: CREATE EXTENSION must not leave a
+    /// database half-protected.
+    #[pg_extern]
+    fn assert_preloaded() {
+        if !super::PRELOADED.load(super::Relaxed) {
+            pgrx::error!("ai_agent_safety must be loaded through shared_preload_libraries");
+        }
+    }
+
+    /// Is this role an agent (a member of the agent group, superuser or not)?
+    #[pg_extern(stable, strict)]
+    fn role_is_agent(role: pg_sys::Oid) -> bool {
+        crate::identity::role_is_agent(role)
+    }
+
+    /// Is the calling session an agent (session_user or current_user)?
+    #[pg_extern(stable)]
+    fn session_is_agent() -> bool {
+        crate::identity::session_is_agent()
+    }
+
+    /// Records an audit event from the extension's SQL functions (token and
+    /// credential events). Not executable by PUBLIC.
+    #[pg_extern]
+    fn _audit(
+        source: &str,
+        event: &str,
+        decision: &str,
+        operation: Option<&str>,
+        object: Option<&str>,
+        reason: Option<&str>,
+        token: Option<pgrx::Uuid>,
+    ) {
+        fn known<T>(v: &str, parsed: Option<T>) -> T {
+            parsed.unwrap_or_else(|| {
+                pgrx::error!("ai_agent_safety: unknown audit vocabulary \"{v}\"")
+            })
+        }
+        // The SQL API records only its own events: requests, decisions,
+        // credential changes.
+        let event_kind = known(
+            event,
+            EventKind::parse(event).filter(|e| {
+                matches!(
+                    e,
+                    EventKind::Requested
+                        | EventKind::Granted
+                        | EventKind::Denied
+                        | EventKind::Cancelled
+                        | EventKind::Issued
+                        | EventKind::Revoked
+                )
+            }),
+        );
+        let verdict = known(
+            decision,
+            Verdict::parse(decision).filter(|v| *v != Verdict::WouldRefuse),
+        );
+        let e = crate::audit::Event {
+            operation: operation.unwrap_or("").to_string(),
+            object: object.unwrap_or("").to_string(),
+            reason: reason.unwrap_or("").to_string(),
+            token: token.map(|t| t.to_string()).unwrap_or_default(),
+            ..crate::audit::Event::new(known(source, Source::parse(source)), event_kind, verdict)
+        };
+        crate::audit::record(e);
+    }
+
+    /// True only inside the audit writer's retention purge.
+    #[pg_extern(volatile)]
+    fn audit_writer_purging() -> bool {
+        crate::audit::maintenance::purging()
+    }
+
+    /// The spool and writer counters behind ai_agent_safety.audit_stats.
+    #[pg_extern(volatile)]
+    fn _audit_stats() -> TableIterator<
+        'static,
+        (
+            name!(queue_depth, i64),
+            name!(events_spooled, i64),
+            name!(events_written, i64),
+            name!(events_dropped, i64),
+            name!(writer_state, String),
+            name!(writers, String),
+        ),
+    > {
+        // SAFETY: reads a backend variable.
+        let here = unsafe { pg_sys::MyDatabaseId.to_u32() };
+        let (writers, spooled, written, dropped) = {
+            let s = SPOOL.share();
+            let c = &s.counters;
+            (
+                s.writers,
+                Counters::get(&c.spooled),
+                Counters::get(&c.written),
+                Counters::get(&c.dropped),
+            )
+        };
+        let active = || writers.iter().filter(|w| w.state != WriterState::Free);
+        let mine = active()
+            .find(|w| w.dboid == here)
+            .map(|w| format!("{} (pid {})", w.state, w.pid))
+            .unwrap_or_else(|| "idle (started on demand)".into());
+        let all: Vec<String> = active()
+            .map(|w| format!("db {}: {} pid {}", w.dboid, w.state, w.pid))
+            .collect();
+        TableIterator::once((
+            crate::audit::spool::pending_lines() as i64,
+            spooled as i64,
+            written as i64,
+            dropped as i64,
+            mine,
+            all.join("; "),
+        ))
+    }
+}
