@@ -39,6 +39,7 @@ static mut CACHE: Cache = Cache {
 };
 
 #[pgrx::pg_guard]
+// SAFETY: a syscache callback registered in register_invalidation.
 unsafe extern "C-unwind" fn invalidate(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
     // SAFETY: a backend is single-threaded; the callback runs between statements.
     unsafe { CACHE.epoch = CACHE.epoch.wrapping_add(1) };

@@ -13,6 +13,10 @@ pub fn mark_preloaded() {
     PRELOADED.store(true, Relaxed);
 }
 
+fn preloaded() -> bool {
+    PRELOADED.load(Relaxed)
+}
+
 #[pgrx::pg_schema]
 pub mod ai_agent_safety {
     use crate::audit::spool::{Counters, SPOOL};
@@ -23,7 +27,7 @@ pub mod ai_agent_safety {
     /// database half-protected.
     #[pg_extern]
     fn assert_preloaded() {
-        if !super::PRELOADED.load(super::Relaxed) {
+        if !crate::sql_api::preloaded() {
             pgrx::error!("ai_agent_safety must be loaded through shared_preload_libraries");
         }
     }

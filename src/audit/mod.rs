@@ -66,10 +66,10 @@ struct Context {
 
 type ContextKey = (pg_sys::Oid, pg_sys::Oid, u64);
 
-// SAFETY: a backend is single-threaded; only `session_context` touches it.
 // Kept between events (audit_level = all records every statement), rebuilt
 // when the session or current user changes or a role changes in the catalog
 // (the identity cache epoch).
+// SAFETY: a backend is single-threaded; only `session_context` touches it.
 static mut CONTEXT: Option<(ContextKey, Context)> = None;
 
 /// The client address of this backend's connection (empty for none).

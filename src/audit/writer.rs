@@ -23,6 +23,7 @@ const IDLE_RETIRE_US: i64 = 5_000_000;
 const IDLE_RETIRE_CROWDED_US: i64 = 200_000;
 
 #[pg_guard]
+// SAFETY: a before_shmem_exit callback; the spool lock is usable until shared memory detaches.
 unsafe extern "C-unwind" fn free_slot(_code: i32, arg: pg_sys::Datum) {
     let dboid = arg.value() as u32;
     let me = my_pid();

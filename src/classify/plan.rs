@@ -21,6 +21,9 @@ pub fn is_read_only(stmt: &pg_sys::PlannedStmt) -> bool {
 
 /// The ModifyTable nodes of a planned query: the top of the main plan and of
 /// each subplan (writable CTEs).
+///
+/// # Safety
+/// `stmt` is a valid planned statement.
 unsafe fn modify_tables(stmt: &pg_sys::PlannedStmt) -> Vec<&pg_sys::ModifyTable> {
     std::iter::once(stmt.planTree as *mut std::ffi::c_void)
         .chain(list_ptrs(stmt.subplans))
@@ -32,6 +35,9 @@ unsafe fn modify_tables(stmt: &pg_sys::PlannedStmt) -> Vec<&pg_sys::ModifyTable>
 /// The operation classes a planned query performs, from its ModifyTable nodes
 /// alone (no catalog access). Lets the hook skip classification when nothing
 /// the query does is protected.
+///
+/// # Safety
+/// `stmt` is a valid planned statement.
 pub unsafe fn classes(stmt: &pg_sys::PlannedStmt) -> OpSet {
     let mut set = OpSet::empty();
     for mt in modify_tables(stmt) {
@@ -52,6 +58,9 @@ pub unsafe fn classes(stmt: &pg_sys::PlannedStmt) -> OpSet {
 }
 
 /// The operations a planned query performs.
+///
+/// # Safety
+/// `stmt` is a valid planned statement, inside a transaction (catalog lookups).
 pub unsafe fn classify(stmt: &pg_sys::PlannedStmt) -> Statement {
     let mut out = Statement {
         verb: "INSERT",

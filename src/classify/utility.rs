@@ -104,6 +104,9 @@ fn named(classid: pg_sys::Oid, objid: pg_sys::Oid, display: String) -> ObjectRef
 }
 
 /// The name as written, for objects that do not exist.
+///
+/// # Safety
+/// `object` is NULL or a valid name node of a DropStmt.
 unsafe fn written_name(object: *mut c_void) -> String {
     if object.is_null() {
         return "(unnamed)".into();
@@ -115,6 +118,8 @@ unsafe fn written_name(object: *mut c_void) -> String {
     }
 }
 
+/// # Safety
+/// `s` is a valid DropStmt, inside a transaction (catalog lookups).
 unsafe fn drop_stmt(s: &pg_sys::DropStmt, out: &mut Statement) {
     let verb = format!("DROP {}", object_type_word(s.removeType));
     for object in list_ptrs(s.objects) {
@@ -141,6 +146,8 @@ unsafe fn drop_stmt(s: &pg_sys::DropStmt, out: &mut Statement) {
     }
 }
 
+/// # Safety
+/// `roles` is NULL or a valid List of RoleSpec.
 unsafe fn role_ops(roles: *mut pg_sys::List, verb: &str, out: &mut Statement) {
     for r in list_ptrs(roles) {
         let spec = r as *const pg_sys::RoleSpec;
@@ -157,6 +164,8 @@ unsafe fn role_ops(roles: *mut pg_sys::List, verb: &str, out: &mut Statement) {
     }
 }
 
+/// # Safety
+/// `rv` is NULL or a valid RangeVar, inside a transaction.
 unsafe fn range_var_oid(rv: *const pg_sys::RangeVar) -> pg_sys::Oid {
     if rv.is_null() {
         return pg_sys::InvalidOid;
@@ -170,6 +179,8 @@ unsafe fn range_var_oid(rv: *const pg_sys::RangeVar) -> pg_sys::Oid {
     )
 }
 
+/// # Safety
+/// `rv` is a valid RangeVar, inside a transaction.
 unsafe fn range_var_ref(rv: *const pg_sys::RangeVar) -> ObjectRef {
     let oid = range_var_oid(rv);
     if oid != pg_sys::InvalidOid {
@@ -207,6 +218,9 @@ fn alter_op(verb: &str, object: ObjectRef) -> Operation {
 }
 
 /// The operations a utility statement performs.
+///
+/// # Safety
+/// `node` is NULL or a valid utility statement, inside a transaction.
 pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
     let mut out = Statement {
         verb: "DDL",

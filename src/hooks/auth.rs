@@ -65,6 +65,7 @@ fn database_oid(name: &str) -> pg_sys::Oid {
 }
 
 #[pgrx::pg_guard]
+// SAFETY: installed as ClientAuthentication_hook; PostgreSQL passes its Port and the status.
 unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::libpq::be::Port, status: i32) {
     // SAFETY: see PREV_AUTH; the previous hook is called as PostgreSQL would.
     if let Some(prev) = unsafe { PREV_AUTH } {
@@ -117,12 +118,12 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::libpq::be::
     unsafe { LOGIN_CHECK = Some((who.user, who.database)) };
 }
 
-// SAFETY (both): a backend is single-threaded; set by the auth hook, taken
-// by the first check after per-database settings are applied.
 /// Set by the auth hook for an agent login whose environment is still to check.
+// SAFETY: a backend is single-threaded; set by the auth hook, taken by the
+// first check after per-database settings are applied.
 static mut LOGIN_CHECK: Option<(String, String)> = None;
-// SAFETY: as LOGIN_CHECK.
 /// The login-time answer, reported to the client as ai_agent_safety.agent_session.
+// SAFETY: as LOGIN_CHECK.
 static mut LOGGED_IN_AS_AGENT: bool = false;
 
 /// Runs once per agent login, after per-database and per-role settings are
@@ -166,6 +167,7 @@ pub fn check_environment_at_login() {
 
 /// The show hook of `ai_agent_safety.agent_session`.
 #[pgrx::pg_guard]
+// SAFETY: a GUC show hook: returns a static string; #[pg_guard] catches panics.
 pub unsafe extern "C-unwind" fn show_agent_session() -> *const std::ffi::c_char {
     check_environment_at_login();
     // SAFETY: see LOGIN_CHECK.

