@@ -127,13 +127,14 @@ fn decide(stmt: &Statement, source: &str, sw: &Switches) -> Outcome {
 
 /// Refuses, or in audit mode records what would have been refused and allows.
 fn deny(d: Denial, stmt: &Statement, source: &str, token: Option<&str>, sw: &Switches) -> Outcome {
-    let (kind, verdict) = sw.mode.refusal();
+    let mode = sw.mode.for_statement(stmt);
+    let (kind, verdict) = mode.refusal();
     audit::record(audit::Event {
         reason: d.reason(),
         token: token.unwrap_or("").to_string(),
         ..event(stmt, source, (d.source, kind, verdict))
     });
-    if sw.mode.stops() {
+    if mode.stops() {
         refuse(d)
     }
     Outcome::Allow

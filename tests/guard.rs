@@ -1105,8 +1105,12 @@ fn agent_cannot_change_guard_settings() {
     ];
     for stmt in &attempts {
         let msg = assert_refused(a.batch_execute(stmt));
+        // PostgreSQL's own refusal, or (for ALTER ROLE) the guard's rule on
+        // role changes, which runs first.
         assert!(
-            msg.contains("permission denied") || msg.contains("must be owner"),
+            msg.contains("permission denied")
+                || msg.contains("must be owner")
+                || msg.contains("may not create, alter, drop or grant roles"),
             "{stmt}: {msg}"
         );
     }
@@ -1456,5 +1460,121 @@ fn superuser_acting_as_agent_is_refused() {
     assert_eq!(
         s.execute("DELETE FROM orders WHERE id = 1", &[]).unwrap(),
         1
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Roles are cluster-wide: an agent may not change them, in any database.
+// ---------------------------------------------------------------------------
+
+/// Each role change an agent with CREATEROLE could use to stop being an
+/// agent, approve its own tokens or outlive its credentials. PostgreSQL lets
+/// a human with the same attribute make every one of them; the agent is
+/// refused in the protected database, in the open one, and in shadow mode,
+/// and nothing changes.
+#[test]
+fn role_changes_refused_for_agents_in_every_database() {
+    let w = World::new("roles");
+    let mut su = admin("postgres");
+    let human = unique("roles_human");
+    let victim = unique("roles_victim");
+    let doomed = unique("roles_doomed");
+    let fresh = unique("roles_fresh");
+    for sql in [
+        format!("ALTER ROLE {} CREATEROLE", w.agent),
+        format!("CREATE ROLE {human} LOGIN CREATEROLE"),
+        format!("CREATE ROLE {victim} NOLOGIN"),
+        format!("CREATE ROLE {doomed} NOLOGIN"),
+    ] {
+        su.batch_execute(&sql)
+            .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
+    }
+    // The database in shadow mode: refusals are only recorded there, but not
+    // for a rule about the cluster-wide role graph.
+    su.batch_execute(&format!(
+        "ALTER DATABASE {} SET ai_agent_safety.mode = 'audit'",
+        w.open
+    ))
+    .unwrap();
+    let attacks = |actor: &str| {
+        vec![
+            format!("CREATE ROLE {fresh}_{actor} LOGIN"),
+            format!("GRANT ai_agent_approver TO {victim}"),
+            format!("REVOKE ai_agent FROM {}", w.agent),
+            format!("ALTER ROLE {} VALID UNTIL 'infinity'", w.agent),
+            format!("ALTER ROLE {victim} SET work_mem = '1MB'"),
+            format!("ALTER ROLE {victim} RENAME TO {victim}_{actor}"),
+            format!("DROP ROLE {doomed}"),
+        ]
+    };
+    let is_agent = |c: &mut Client| -> bool {
+        c.query_one(
+            &format!(
+                "SELECT pg_has_role('{}', 'ai_agent', 'MEMBER') AND NOT rolvaliduntil = 'infinity'
+                   FROM pg_roles WHERE rolname = '{}'",
+                w.agent, w.agent
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    for db in [&w.protected, &w.open] {
+        let mut a = w.agent_in(db);
+        for stmt in attacks("agent") {
+            let msg = assert_refused(a.batch_execute(&stmt));
+            assert!(
+                msg.contains("may not create, alter, drop or grant roles")
+                    && msg.contains("refused in every database"),
+                "{stmt} in {db}: {msg}"
+            );
+        }
+        assert!(
+            is_agent(&mut su),
+            "the agent is still an agent with an expiry"
+        );
+        assert_eq!(
+            count(
+                &mut su,
+                &format!(
+                    "SELECT count(*) FROM pg_roles WHERE rolname IN ('{victim}', '{doomed}', '{fresh}_agent')
+                       AND NOT pg_has_role(rolname, 'ai_agent_approver', 'MEMBER')"
+                )
+            ),
+            2,
+            "the victim and the doomed role are untouched and no role was created"
+        );
+    }
+    // The refusals are in the audit log as refusals, shadow mode included.
+    let mut audit = admin(&w.open);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let n = count(
+            &mut audit,
+            &format!(
+                "SELECT count(*) FROM ai_agent_safety.audit_log
+                  WHERE session_user_name = '{}' AND decision = 'refuse'
+                    AND reason LIKE '%may not create, alter, drop or grant roles%'",
+                w.agent
+            ),
+        );
+        if n == 7 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "7 refusals audited, found {n}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A human with the same attribute: PostgreSQL allows every one.
+    let mut h = connect(&human, &w.open);
+    for stmt in attacks("human") {
+        h.batch_execute(&stmt)
+            .unwrap_or_else(|e| panic!("human: {stmt}: {}", describe(&e)));
+    }
+    assert!(
+        !is_agent(&mut su),
+        "the human's REVOKE and VALID UNTIL took effect"
     );
 }

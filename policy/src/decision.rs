@@ -21,12 +21,44 @@ pub fn decide_statement(
     token: &TokenPresented,
     now_us: i64,
 ) -> Decision {
+    if stmt.changes_roles && session.is_agent {
+        return Decision::Deny(role_change_denial(session, here, stmt));
+    }
     if !stmt.ops.is_empty() {
         decide(session, here, target_db, &stmt.ops, token, now_us)
     } else if stmt.writes {
         decide_write(session, here, stmt.verb)
     } else {
         Decision::Allow
+    }
+}
+
+/// Roles are cluster-wide: an agent that could create, alter, rename, drop,
+/// grant or revoke them could stop being an agent, approve its own tokens or
+/// outlive its credentials in every database. So an agent's role changes are
+/// refused in every database, whatever its settings say, and no token
+/// covers them: a human DBA makes them.
+fn role_change_denial(session: &SessionFacts, here: &DatabaseFacts, stmt: &Statement) -> Denial {
+    let what: Vec<String> = stmt.ops.iter().map(Operation::describe).collect();
+    let what = if what.is_empty() {
+        "role change".to_string()
+    } else {
+        what.join(", ")
+    };
+    Denial {
+        source: Source::Guard,
+        message: format!(
+            "{what} refused: agent role \"{}\" may not create, alter, drop or grant roles",
+            session.session_user
+        ),
+        detail: format!(
+            "Roles are cluster-wide, so an agent's role changes are refused in every database, whatever ai_agent_safety.require_approval says in database \"{}\"; no approval token covers them.",
+            here.name
+        ),
+        hint: format!(
+            "A DBA makes role changes from a role that is not an agent; fresh credentials for this agent: SELECT issue_agent_credentials('{}', '1 hour');",
+            sql_literal_body(&session.session_user)
+        ),
     }
 }
 

@@ -216,6 +216,9 @@ pub struct Statement {
     /// The statement's verb for messages about writes that destroy nothing
     /// (`INSERT`, `DDL`), and `SELECT` for reads.
     pub verb: &'static str,
+    /// It creates, alters, renames, drops, grants or revokes a role: a change
+    /// to the cluster-wide role graph (its operations name the roles).
+    pub changes_roles: bool,
 }
 
 impl Statement {

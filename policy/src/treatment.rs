@@ -43,6 +43,9 @@ pub struct Shape {
     /// It acts on another database (DROP DATABASE), whose own settings
     /// decide: always decided, whatever this database's settings say.
     pub other_database: bool,
+    /// It changes the role graph, which is cluster-wide: always decided,
+    /// whatever this database's settings say.
+    pub changes_roles: bool,
 }
 
 impl Shape {
@@ -51,14 +54,17 @@ impl Shape {
         writes: false,
         classes: OpSet::empty(),
         other_database: false,
+        changes_roles: false,
     };
 
-    /// A utility statement not yet classified: it may do anything.
-    pub fn unclassified_utility(drops_database: bool) -> Shape {
+    /// A utility statement not yet classified: it may do anything. What its
+    /// node tag alone tells: does it drop a database, or change roles?
+    pub fn unclassified_utility(drops_database: bool, changes_roles: bool) -> Shape {
         Shape {
             writes: true,
             classes: OpSet::ALL,
             other_database: drops_database,
+            changes_roles,
         }
     }
 
@@ -68,6 +74,7 @@ impl Shape {
             writes: stmt.writes || !stmt.ops.is_empty(),
             classes: stmt.classes(),
             other_database: stmt.targets_other_database(),
+            changes_roles: stmt.changes_roles,
         }
     }
 }
@@ -86,6 +93,7 @@ pub enum Treatment {
 /// The one rule place for "does this statement need a closer look?".
 pub fn treatment(sw: &Switches, shape: Shape) -> Treatment {
     let may_refuse = shape.other_database
+        || shape.changes_roles
         || (shape.writes && sw.task_environment_mismatch())
         || (sw.require_approval && shape.classes.intersects(sw.protected));
     if may_refuse {
@@ -98,6 +106,17 @@ pub fn treatment(sw: &Switches, shape: Shape) -> Treatment {
 }
 
 impl Mode {
+    /// The mode a statement is judged in. A database's shadow mode never
+    /// relaxes a rule about the cluster-wide role graph: that rule is not
+    /// this database's to switch off.
+    pub fn for_statement(self, stmt: &Statement) -> Mode {
+        if stmt.changes_roles {
+            Mode::Enforce
+        } else {
+            self
+        }
+    }
+
     /// Does a refusal stop the statement (enforce), or only get recorded as
     /// what would have been refused (audit, shadow mode)?
     pub fn stops(self) -> bool {
@@ -134,6 +153,7 @@ mod tests {
             writes: true,
             classes: OpSet::of(classes),
             other_database: false,
+            changes_roles: false,
         }
     }
 
@@ -143,11 +163,11 @@ mod tests {
         assert_eq!(treatment(&sw, Shape::READ), Treatment::Pass);
         assert_eq!(treatment(&sw, write(&[OpClass::Delete])), Treatment::Pass);
         assert_eq!(
-            treatment(&sw, Shape::unclassified_utility(false)),
+            treatment(&sw, Shape::unclassified_utility(false, false)),
             Treatment::Pass
         );
         assert_eq!(
-            treatment(&sw, Shape::unclassified_utility(true)),
+            treatment(&sw, Shape::unclassified_utility(true, false)),
             Treatment::Decide
         );
     }
@@ -163,7 +183,7 @@ mod tests {
         assert_eq!(treatment(&sw, write(&[])), Treatment::Pass);
         assert_eq!(treatment(&sw, Shape::READ), Treatment::Pass);
         assert_eq!(
-            treatment(&sw, Shape::unclassified_utility(false)),
+            treatment(&sw, Shape::unclassified_utility(false, false)),
             Treatment::Decide
         );
         let none = Switches {
@@ -171,7 +191,7 @@ mod tests {
             ..sw
         };
         assert_eq!(
-            treatment(&none, Shape::unclassified_utility(false)),
+            treatment(&none, Shape::unclassified_utility(false, false)),
             Treatment::Pass
         );
     }
@@ -229,6 +249,25 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(Shape::of(&insert), write(&[]));
+    }
+
+    #[test]
+    fn role_changes_are_decided_everywhere_and_enforced_in_shadow_mode() {
+        // Nothing configured in this database: still decided.
+        let sw = switches();
+        assert_eq!(
+            treatment(&sw, Shape::unclassified_utility(false, true)),
+            Treatment::Decide
+        );
+        let grant = Statement {
+            writes: true,
+            verb: "DDL",
+            changes_roles: true,
+            ..Default::default()
+        };
+        assert_eq!(treatment(&sw, Shape::of(&grant)), Treatment::Decide);
+        assert_eq!(Mode::Audit.for_statement(&grant), Mode::Enforce);
+        assert_eq!(Mode::Audit.for_statement(&Statement::read()), Mode::Audit);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::classify::utility;
 use crate::guard::{self, Outcome};
 use crate::unguarded::standard_ProcessUtility;
 use crate::{pg, settings};
-use aas_policy::{treatment, Shape, Treatment};
+use aas_policy::{treatment, Treatment};
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 
@@ -97,9 +97,8 @@ unsafe extern "C-unwind" fn checked(
     if gate::agent_statement() {
         // SAFETY: a utility PlannedStmt always has its utilityStmt.
         let node = unsafe { (*pstmt).utilityStmt };
-        // SAFETY: node is a valid Node.
-        let drops_database = unsafe { (*node).type_ } == pg_sys::NodeTag::T_DropdbStmt;
-        let shape = Shape::unclassified_utility(drops_database);
+        // SAFETY: node is a valid utility statement.
+        let shape = unsafe { utility::shape(node) };
         if treatment(&settings::switches(), shape) != Treatment::Pass {
             // SAFETY: node is a valid utility statement; query_string is this
             // statement's query text.

@@ -10,6 +10,7 @@ mod credentials;
 mod decision;
 mod decision_environment;
 mod decision_later_rules;
+mod decision_roles;
 mod decision_tokens;
 mod facts;
 mod operation;

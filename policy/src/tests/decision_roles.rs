@@ -1,0 +1,69 @@
+//! Tests for the role-change rule in `decision.rs`: an agent's changes to the
+//! cluster-wide role graph are refused in every database, and no token
+//! covers them.
+
+use super::*;
+
+fn role_change(verb: &str, role: &str) -> Statement {
+    Statement {
+        ops: vec![op(OpClass::Alter, verb, obj(1260, 0, role))],
+        writes: true,
+        verb: "DDL",
+        changes_roles: true,
+    }
+}
+
+#[test]
+fn role_changes_refused_in_an_unprotected_database() {
+    let d = decide_statement(
+        &agent(),
+        &open_db("scratch"),
+        None,
+        &role_change("CREATE ROLE", "helper"),
+        &TokenPresented::None,
+        NOW,
+    );
+    let d = denial(d);
+    assert_eq!(d.source, Source::Guard);
+    assert_eq!(
+        d.message,
+        "CREATE ROLE helper refused: agent role \"agent_bot\" may not create, alter, drop or grant roles"
+    );
+    assert_contains(&d.detail, "refused in every database");
+    assert_contains(&d.detail, "database \"scratch\"");
+    assert_contains(
+        &d.hint,
+        "SELECT issue_agent_credentials('agent_bot', '1 hour');",
+    );
+}
+
+#[test]
+fn no_token_covers_a_role_change() {
+    let mut t = granted(OpClass::Alter, Some(obj(1260, 0, "helper")));
+    t.requested_by = "agent_bot".into();
+    let d = decide_statement(
+        &agent(),
+        &protected_db("shop"),
+        None,
+        &role_change("GRANT", "ai_agent_approver"),
+        &found(t),
+        NOW,
+    );
+    assert_contains(
+        &denial(d).message,
+        "may not create, alter, drop or grant roles",
+    );
+}
+
+#[test]
+fn a_human_may_change_roles() {
+    let d = decide_statement(
+        &human(),
+        &protected_db("shop"),
+        None,
+        &role_change("DROP ROLE", "old_bot"),
+        &TokenPresented::None,
+        NOW,
+    );
+    assert_eq!(d, Decision::Allow);
+}
