@@ -6,24 +6,25 @@
 //! policy crate and carried out by the login glue and the guard.
 
 use crate::identity;
-use aas_policy::LoginFacts;
+use aas_policy::credentials::SUPERUSER_EQUIVALENT_ROLES;
+use aas_policy::{HeldPrivilege, LoginFacts};
 use pgrx::pg_sys;
+use std::ffi::CString;
 
 /// PostgreSQL's timestamp infinity: VALID UNTIL 'infinity' means no expiry.
 const INFINITY: i64 = i64::MAX;
 
-/// This session's agent status and expiry, valid while the role and the
-/// identity epoch are unchanged (a DBA's ALTER ROLE ... VALID UNTIL bumps it).
-#[derive(Clone, Copy)]
-struct Expiry {
+/// This session user's credential facts, valid while the role and the
+/// identity epoch are unchanged (a DBA's ALTER ROLE, GRANT or REVOKE bumps
+/// it), so a statement pays a few comparisons.
+struct Cached {
     epoch: u64,
     role: pg_sys::Oid,
-    is_agent: bool,
-    until: Option<i64>,
+    facts: LoginFacts,
 }
 
 // SAFETY: a backend is single-threaded; only this module touches it.
-static mut EXPIRY: Option<Expiry> = None;
+static mut SESSION: Option<Cached> = None;
 
 /// (rolsuper, rolvaliduntil) from the syscache; `None` valid-until when unset or infinity.
 pub fn role_expiry(role: pg_sys::Oid) -> Option<(bool, Option<i64>)> {
@@ -51,39 +52,108 @@ pub fn role_expiry(role: pg_sys::Oid) -> Option<(bool, Option<i64>)> {
     }
 }
 
-/// The session user's expiry when it is an agent: `None` for a non-agent,
-/// `Some(None)` for an agent without one. Cheap when nothing changed: a few
-/// comparisons of cached values.
-pub fn session_agent_expiry() -> Option<Option<i64>> {
+/// The session user's credential facts, as they are now in the catalog.
+pub fn session_facts() -> &'static LoginFacts {
     // SAFETY: reads a backend variable.
     let role = unsafe { pg_sys::GetSessionUserId() };
     let epoch = identity::epoch();
-    // SAFETY: single-threaded backend.
-    let cache = unsafe { &mut *std::ptr::addr_of_mut!(EXPIRY) };
-    let e = match *cache {
-        Some(e) if e.role == role && e.epoch == epoch => e,
-        _ => {
-            let e = Expiry {
-                epoch,
-                role,
-                is_agent: identity::role_is_agent(role),
-                until: role_expiry(role).and_then(|(_, u)| u),
-            };
-            *cache = Some(e);
-            e
-        }
-    };
-    e.is_agent.then_some(e.until)
+    // SAFETY: see SESSION.
+    let cache = unsafe { &mut *std::ptr::addr_of_mut!(SESSION) };
+    if !matches!(cache, Some(c) if c.role == role && c.epoch == epoch) {
+        *cache = Some(Cached {
+            epoch,
+            role,
+            facts: login_facts(role, &crate::pg::role_name(role)),
+        });
+    }
+    &cache.as_ref().expect("filled above").facts
 }
 
-/// Login facts for `role`, read from the shared catalogs (usable during authentication).
+/// Login facts for `role`, read from the shared catalogs (usable during
+/// authentication). The privileges that reach around the guard are looked
+/// for only when the role is an agent.
 pub fn login_facts(role: pg_sys::Oid, name: &str) -> LoginFacts {
     let (is_superuser, until) = role_expiry(role).unwrap_or((false, None));
+    let is_agent = identity::role_is_agent(role);
     LoginFacts {
         role: name.to_string(),
-        is_agent: identity::role_is_agent(role),
+        is_agent,
         is_superuser,
         valid_until_us: until,
         valid_until_text: until.map(crate::pg::timestamp_text),
+        dangerous: if is_agent {
+            dangerous_privileges(role)
+        } else {
+            Vec::new()
+        },
     }
+}
+
+/// The privileges `role` holds, itself or through a role it is a member of,
+/// that an agent must never hold: SUPERUSER (through another role; its own
+/// is `is_superuser`), CREATEROLE, REPLICATION, BYPASSRLS, and membership in
+/// the predefined roles that equal superuser. Reads pg_authid with a heap
+/// scan: shared, so readable during authentication.
+pub fn dangerous_privileges(role: pg_sys::Oid) -> Vec<HeldPrivilege> {
+    let mut held = Vec::new();
+    // SAFETY: a heap scan of a shared catalog under AccessShareLock; each
+    // tuple's fixed part is read while the scan holds it, and the scan and
+    // relation are closed before return.
+    unsafe {
+        let rel = pg_sys::table_open(pg_sys::AuthIdRelationId, pg_sys::AccessShareLock as i32);
+        let scan = pg_sys::systable_beginscan(
+            rel,
+            pg_sys::InvalidOid,
+            false,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        );
+        loop {
+            let tup = pg_sys::systable_getnext(scan);
+            if tup.is_null() {
+                break;
+            }
+            let form = &*(pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_authid);
+            let attributes = [
+                (form.rolsuper && form.oid != role, "SUPERUSER"),
+                (form.rolcreaterole, "CREATEROLE"),
+                (form.rolreplication, "REPLICATION"),
+                (form.rolbypassrls, "BYPASSRLS"),
+            ];
+            if !attributes.iter().any(|(has, _)| *has) {
+                continue;
+            }
+            let via = if form.oid == role {
+                None
+            } else if pg_sys::is_member_of_role_nosuper(role, form.oid) {
+                Some(crate::pg::cstr(form.rolname.data.as_ptr()))
+            } else {
+                continue;
+            };
+            for (_, name) in attributes.iter().filter(|(has, _)| *has) {
+                held.push(HeldPrivilege {
+                    privilege: name.to_string(),
+                    via: via.clone(),
+                });
+            }
+        }
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
+    }
+    for name in SUPERUSER_EQUIVALENT_ROLES {
+        let c = CString::new(name).expect("no NUL in a role name");
+        // SAFETY: catalog lookups with missing_ok = true.
+        let member = unsafe {
+            let oid = pg_sys::get_role_oid(c.as_ptr(), true);
+            oid != pg_sys::InvalidOid && pg_sys::is_member_of_role_nosuper(role, oid)
+        };
+        if member {
+            held.push(HeldPrivilege {
+                privilege: name.to_string(),
+                via: None,
+            });
+        }
+    }
+    held
 }

@@ -140,6 +140,28 @@ fn deny(d: Denial, stmt: &Statement, source: &str, token: Option<&str>, sw: &Swi
     Outcome::Allow
 }
 
+/// Refuses, for any session, renaming or dropping the agent group or the
+/// approver group (`aas_policy::group_change_denial` says why).
+pub fn protect_groups(stmt: &Statement) {
+    let approvers = std::ffi::CString::new("ai_agent_approver").expect("no NUL");
+    // SAFETY: catalog lookup with missing_ok = true.
+    let approvers = unsafe { pg_sys::get_role_oid(approvers.as_ptr(), true) };
+    let groups = [
+        (
+            crate::identity::agent_group_oid().to_u32(),
+            aas_policy::Group::Agents,
+        ),
+        (approvers.to_u32(), aas_policy::Group::Approvers),
+    ];
+    if let Some(d) = aas_policy::group_change_denial(stmt, &groups) {
+        audit::record(audit::Event {
+            reason: d.reason(),
+            ..event(stmt, "", (d.source, EventKind::Refused, Verdict::Refuse))
+        });
+        refuse(d)
+    }
+}
+
 /// Raises the refusal: SQLSTATE 42501 with message, detail and hint.
 pub fn refuse(d: Denial) -> ! {
     ErrorReport::new(
@@ -154,37 +176,25 @@ pub fn refuse(d: Denial) -> ! {
 }
 
 /// Ends an agent session whose credentials expired (by time, or because a
-/// DBA moved VALID UNTIL or revoked them). Cheap when nothing changed.
-pub fn end_expired_session() {
-    let Some(Some(until)) = credentials::session_agent_expiry() else {
+/// DBA moved VALID UNTIL or revoked them), or that was given a privilege
+/// that reaches around the guard. Cheap when nothing changed.
+pub fn end_invalid_session() {
+    let facts = credentials::session_facts();
+    // SAFETY: reads the clock.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let Err((kind, d)) = aas_policy::check_session(facts, now) else {
         return;
     };
-    // SAFETY: reads the clock.
-    if unsafe { pg_sys::GetCurrentTimestamp() } < until {
-        return;
-    }
-    let role = pg::session_user_name();
-    let msg = format!(
-        "credentials of agent role \"{}\" expired at {}; ending the session",
-        role,
-        pg::timestamp_text(until)
-    );
     audit::record(audit::Event {
-        reason: msg.clone(),
-        ..audit::Event::new(
-            Source::Credentials,
-            EventKind::SessionExpired,
-            Verdict::Refuse,
-        )
+        reason: d.message.clone(),
+        ..audit::Event::new(d.source, kind, Verdict::Refuse)
     });
     ErrorReport::new(
         PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
-        msg,
+        d.message,
         "ai_agent_safety",
     )
-    .set_detail("Agent sessions do not outlive their credentials (VALID UNTIL).")
-    .set_hint(format!(
-        "A DBA can issue fresh credentials: SELECT issue_agent_credentials('{role}', '1 hour');"
-    ))
+    .set_detail(d.detail)
+    .set_hint(d.hint)
     .report(PgLogLevel::FATAL);
 }

@@ -507,3 +507,104 @@ fn agents_cannot_change_these_settings_or_call_these_functions() {
         .query("SELECT * FROM ai_agent_safety.credential_report", &[])
         .is_err());
 }
+
+/// An agent may not log in while it holds a privilege that reaches around
+/// the guard, directly or through a role it belongs to; the error names the
+/// privilege and the hint is the SQL that takes it away, which then works.
+/// Given such a privilege in the middle of a session, the agent loses the
+/// session at its next statement.
+#[test]
+fn agents_holding_privileges_that_reach_around_the_guard_cannot_log_in() {
+    let mut a = admin("postgres");
+    let until = in_one_hour(&mut a);
+    let powerful = unique("powerful");
+    exec(&mut a, &format!("CREATE ROLE {powerful} NOLOGIN BYPASSRLS"));
+    let cases = [
+        (
+            "CREATEROLE",
+            "CREATEROLE".to_string(),
+            "NOCREATEROLE".to_string(),
+        ),
+        (
+            "REPLICATION",
+            "REPLICATION".to_string(),
+            "NOREPLICATION".to_string(),
+        ),
+        (
+            "BYPASSRLS",
+            "BYPASSRLS".to_string(),
+            "NOBYPASSRLS".to_string(),
+        ),
+    ];
+    for (attr, held, fix) in &cases {
+        let r = agent_with(&format!("VALID UNTIL '{until}' {attr}"));
+        let e = login_error(&r, "postgres");
+        assert!(
+            e.contains(&format!(
+                "agent role \"{r}\" holds {held}, which an agent must never hold"
+            )) && e.contains(&format!("ALTER ROLE {r} {fix};")),
+            "{e}"
+        );
+        exec(&mut a, &format!("ALTER ROLE {r} {fix}"));
+        assert!(
+            try_connect(&r, "postgres").is_ok(),
+            "{r} logs in once {fix}"
+        );
+    }
+    for (grant, shown) in [
+        (
+            "pg_execute_server_program".to_string(),
+            "pg_execute_server_program".to_string(),
+        ),
+        (
+            "pg_write_server_files".to_string(),
+            "pg_write_server_files".to_string(),
+        ),
+        (
+            "pg_read_server_files".to_string(),
+            "pg_read_server_files".to_string(),
+        ),
+        (
+            powerful.clone(),
+            format!("BYPASSRLS (through role \"{powerful}\")"),
+        ),
+    ] {
+        let r = agent_with(&format!("VALID UNTIL '{until}'"));
+        exec(&mut a, &format!("GRANT {grant} TO {r}"));
+        let e = login_error(&r, "postgres");
+        assert!(
+            e.contains(&format!("holds {shown}"))
+                && e.contains(&format!("REVOKE {grant} FROM {r};")),
+            "{e}"
+        );
+        exec(&mut a, &format!("REVOKE {grant} FROM {r}"));
+        assert!(
+            try_connect(&r, "postgres").is_ok(),
+            "{r} logs in once {grant} is revoked"
+        );
+    }
+    // The same role without the agent group is nobody's business.
+    let human = unique("human_replication");
+    exec(&mut a, &format!("CREATE ROLE {human} LOGIN REPLICATION"));
+    assert!(try_connect(&human, "postgres").is_ok());
+
+    // Mid-session: the next statement ends the session.
+    let r = agent_with(&format!("VALID UNTIL '{until}'"));
+    let mut c = connect(&r, "postgres");
+    assert_eq!(count(&mut c, "SELECT 1::bigint"), 1);
+    exec(&mut a, &format!("GRANT pg_execute_server_program TO {r}"));
+    let e = c
+        .simple_query("SELECT 1")
+        .expect_err("the session must end");
+    match e.as_db_error() {
+        Some(d) => {
+            assert_eq!(d.severity(), "FATAL", "{}", describe(&e));
+            assert!(
+                d.message().contains("now holds pg_execute_server_program"),
+                "{}",
+                describe(&e)
+            );
+        }
+        None => assert!(e.is_closed(), "unexpected error {e:?}"),
+    }
+}

@@ -1467,30 +1467,32 @@ fn superuser_acting_as_agent_is_refused() {
 // Roles are cluster-wide: an agent may not change them, in any database.
 // ---------------------------------------------------------------------------
 
-/// Each role change an agent with CREATEROLE could use to stop being an
-/// agent, approve its own tokens or outlive its credentials. PostgreSQL lets
-/// a human with the same attribute make every one of them; the agent is
-/// refused in the protected database, in the open one, and in shadow mode,
-/// and nothing changes.
+/// Each role change an agent can make without CREATEROLE (which it may not
+/// hold at all: see tests/credentials.rs): with ADMIN OPTION on a group it
+/// can grant and revoke it, and any role can change its own password and
+/// per-role settings. A human with the same grants makes every one of them;
+/// the agent is refused in the protected database, in the open one (in
+/// shadow mode), and nothing changes. CREATE ROLE is refused by the guard
+/// before PostgreSQL's own privilege check.
 #[test]
 fn role_changes_refused_for_agents_in_every_database() {
     let w = World::new("roles");
     let mut su = admin("postgres");
     let human = unique("roles_human");
-    let victim = unique("roles_victim");
-    let doomed = unique("roles_doomed");
+    let group = unique("roles_group");
+    let member = unique("roles_member");
     let fresh = unique("roles_fresh");
     for sql in [
-        format!("ALTER ROLE {} CREATEROLE", w.agent),
-        format!("CREATE ROLE {human} LOGIN CREATEROLE"),
-        format!("CREATE ROLE {victim} NOLOGIN"),
-        format!("CREATE ROLE {doomed} NOLOGIN"),
+        format!("CREATE ROLE {human} LOGIN PASSWORD 'before'"),
+        format!("CREATE ROLE {group} NOLOGIN"),
+        format!("CREATE ROLE {member} NOLOGIN IN ROLE {group}"),
+        format!("GRANT {group} TO {}, {human} WITH ADMIN OPTION", w.agent),
     ] {
         su.batch_execute(&sql)
             .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
     }
-    // The database in shadow mode: refusals are only recorded there, but not
-    // for a rule about the cluster-wide role graph.
+    // The open database in shadow mode: refusals are only recorded there,
+    // but not for a rule about the cluster-wide role graph.
     su.batch_execute(&format!(
         "ALTER DATABASE {} SET ai_agent_safety.mode = 'audit'",
         w.open
@@ -1498,30 +1500,34 @@ fn role_changes_refused_for_agents_in_every_database() {
     .unwrap();
     let attacks = |actor: &str| {
         vec![
-            format!("CREATE ROLE {fresh}_{actor} LOGIN"),
-            format!("GRANT ai_agent_approver TO {victim}"),
-            format!("REVOKE ai_agent FROM {}", w.agent),
-            format!("ALTER ROLE {} VALID UNTIL 'infinity'", w.agent),
-            format!("ALTER ROLE {victim} SET work_mem = '1MB'"),
-            format!("ALTER ROLE {victim} RENAME TO {victim}_{actor}"),
-            format!("DROP ROLE {doomed}"),
+            format!("GRANT {group} TO {fresh}_target"),
+            format!("REVOKE {group} FROM {member}"),
+            format!("ALTER ROLE {actor} PASSWORD 'after'"),
+            format!("ALTER ROLE {actor} SET work_mem = '1MB'"),
         ]
     };
-    let is_agent = |c: &mut Client| -> bool {
-        c.query_one(
-            &format!(
-                "SELECT pg_has_role('{}', 'ai_agent', 'MEMBER') AND NOT rolvaliduntil = 'infinity'
-                   FROM pg_roles WHERE rolname = '{}'",
-                w.agent, w.agent
-            ),
-            &[],
-        )
-        .unwrap()
-        .get(0)
+    su.batch_execute(&format!("CREATE ROLE {fresh}_target NOLOGIN"))
+        .unwrap();
+    let state = |c: &mut Client, actor: &str| -> (bool, bool, bool) {
+        let r = c
+            .query_one(
+                &format!(
+                    "SELECT pg_has_role('{member}', '{group}', 'MEMBER'),
+                            pg_has_role('{fresh}_target', '{group}', 'MEMBER'),
+                            EXISTS (SELECT 1 FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+                                     WHERE r.rolname = '{actor}')"
+                ),
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
     };
     for db in [&w.protected, &w.open] {
         let mut a = w.agent_in(db);
-        for stmt in attacks("agent") {
+        for stmt in attacks(&w.agent)
+            .into_iter()
+            .chain([format!("CREATE ROLE {fresh}_agent")])
+        {
             let msg = assert_refused(a.batch_execute(&stmt));
             assert!(
                 msg.contains("may not create, alter, drop or grant roles")
@@ -1529,20 +1535,10 @@ fn role_changes_refused_for_agents_in_every_database() {
                 "{stmt} in {db}: {msg}"
             );
         }
-        assert!(
-            is_agent(&mut su),
-            "the agent is still an agent with an expiry"
-        );
         assert_eq!(
-            count(
-                &mut su,
-                &format!(
-                    "SELECT count(*) FROM pg_roles WHERE rolname IN ('{victim}', '{doomed}', '{fresh}_agent')
-                       AND NOT pg_has_role(rolname, 'ai_agent_approver', 'MEMBER')"
-                )
-            ),
-            2,
-            "the victim and the doomed role are untouched and no role was created"
+            state(&mut su, &w.agent),
+            (true, false, false),
+            "nothing changed"
         );
     }
     // The refusals are in the audit log as refusals, shadow mode included.
@@ -1558,23 +1554,90 @@ fn role_changes_refused_for_agents_in_every_database() {
                 w.agent
             ),
         );
-        if n == 7 {
+        if n == 5 {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "7 refusals audited, found {n}"
+            "5 refusals audited, found {n}"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    // A human with the same attribute: PostgreSQL allows every one.
+    // A human with the same grants: PostgreSQL allows every one.
     let mut h = connect(&human, &w.open);
-    for stmt in attacks("human") {
+    for stmt in attacks(&human) {
         h.batch_execute(&stmt)
             .unwrap_or_else(|e| panic!("human: {stmt}: {}", describe(&e)));
     }
+    assert_eq!(state(&mut su, &human), (false, true, true));
+}
+
+/// The agent group and the approver group cannot be renamed or dropped by
+/// anyone, superusers included, while the library is loaded: a group under
+/// another name switches the guard off for all its members.
+#[test]
+fn the_agent_and_approver_groups_cannot_be_renamed_or_dropped() {
+    let mut su = admin("postgres");
+    let group = unique("groups_team");
+    let bot = unique("groups_bot");
+    let until = in_one_hour(&mut su);
+    su.batch_execute(&format!(
+        "CREATE ROLE {group} NOLOGIN; CREATE ROLE {bot} LOGIN IN ROLE {group} VALID UNTIL '{until}'"
+    ))
+    .unwrap();
+    // In this session the agent group is {group}. The attack's effect: the
+    // same members, looked up under another name, are no agents at all.
+    su.batch_execute(&format!("SET ai_agent_safety.agent_role = '{group}'"))
+        .unwrap();
+    let is_agent = |c: &mut Client| -> bool {
+        c.query_one(
+            &format!("SELECT ai_agent_safety.role_is_agent('{bot}'::regrole)"),
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert!(is_agent(&mut su));
+    su.batch_execute(&format!(
+        "SET ai_agent_safety.agent_role = '{group}_renamed'"
+    ))
+    .unwrap();
     assert!(
         !is_agent(&mut su),
-        "the human's REVOKE and VALID UNTIL took effect"
+        "under another name the group makes no agents"
     );
+    su.batch_execute(&format!("SET ai_agent_safety.agent_role = '{group}'"))
+        .unwrap();
+    // So renaming or dropping it is refused, for a superuser too.
+    for stmt in [
+        format!("ALTER ROLE {group} RENAME TO {group}_renamed"),
+        format!("DROP ROLE {group}"),
+        format!("DROP ROLE IF EXISTS {group}"),
+    ] {
+        let msg = assert_refused(su.batch_execute(&stmt));
+        assert!(
+            msg.contains(&format!(
+                "{group} is the agent group (ai_agent_safety.agent_role)"
+            )) && msg.contains("ALTER SYSTEM SET ai_agent_safety.agent_role"),
+            "{stmt}: {msg}"
+        );
+    }
+    for stmt in [
+        "ALTER ROLE ai_agent_approver RENAME TO approvers",
+        "DROP ROLE ai_agent_approver",
+    ] {
+        let msg = assert_refused(su.batch_execute(stmt));
+        assert!(
+            msg.contains("ai_agent_approver is the approver group"),
+            "{stmt}: {msg}"
+        );
+    }
+    assert!(is_agent(&mut su));
+    // Once another group is the agent group, this one is an ordinary role.
+    su.batch_execute("RESET ai_agent_safety.agent_role")
+        .unwrap();
+    su.batch_execute(&format!(
+        "ALTER ROLE {group} RENAME TO {group}_renamed; DROP ROLE {bot}; DROP ROLE {group}_renamed"
+    ))
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
 }

@@ -1,4 +1,8 @@
-//! Credential rules for agent logins: expiry and superuser.
+//! Credential rules for agent logins and open agent sessions: expiry,
+//! superuser, and privileges that reach around the guard.
+
+use crate::audit::{EventKind, Source};
+use crate::outcome::Denial;
 
 /// Facts about a role that is logging in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -9,6 +13,72 @@ pub struct LoginFacts {
     /// `rolvaliduntil` in microseconds since the PostgreSQL epoch; `None` when unset or infinity.
     pub valid_until_us: Option<i64>,
     pub valid_until_text: Option<String>,
+    /// Privileges that reach around the guard, held directly or through a
+    /// role the agent is a member of.
+    pub dangerous: Vec<HeldPrivilege>,
+}
+
+/// A privilege an agent must never hold: SUPERUSER, CREATEROLE,
+/// REPLICATION or BYPASSRLS (on the role itself or on a role it can become),
+/// or membership in a predefined role that equals superuser
+/// (`pg_execute_server_program`, `pg_write_server_files`,
+/// `pg_read_server_files`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldPrivilege {
+    /// `CREATEROLE`, `REPLICATION`, `BYPASSRLS`, `SUPERUSER`, or the
+    /// predefined role's name.
+    pub privilege: String,
+    /// The role it comes through, when not the agent role itself.
+    pub via: Option<String>,
+}
+
+/// The predefined roles whose members can run programs or read and write
+/// files as the server: each is a way to act as any role.
+pub const SUPERUSER_EQUIVALENT_ROLES: [&str; 3] = [
+    "pg_execute_server_program",
+    "pg_write_server_files",
+    "pg_read_server_files",
+];
+
+impl HeldPrivilege {
+    fn is_attribute(&self) -> bool {
+        !SUPERUSER_EQUIVALENT_ROLES.contains(&self.privilege.as_str())
+    }
+
+    /// `CREATEROLE`, or `CREATEROLE (through role "admins")`.
+    pub fn describe(&self) -> String {
+        match &self.via {
+            Some(v) => format!("{} (through role \"{v}\")", self.privilege),
+            None => self.privilege.clone(),
+        }
+    }
+
+    /// The SQL a DBA runs to take it away from `role`.
+    pub fn take_away_sql(&self, role: &str) -> String {
+        let role = quote_ident(role);
+        match (&self.via, self.is_attribute()) {
+            (Some(via), _) => format!("REVOKE {} FROM {role};", quote_ident(via)),
+            (None, true) => format!("ALTER ROLE {role} NO{};", self.privilege),
+            (None, false) => format!("REVOKE {} FROM {role};", self.privilege),
+        }
+    }
+}
+
+/// A role name as an identifier in SQL: quoted unless it is a plain lower-case
+/// name.
+fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
 }
 
 /// Microseconds in one second.
@@ -23,6 +93,14 @@ pub fn check_login(f: &LoginFacts, now_us: i64, max_lifetime_us: i64) -> Result<
         return Err(format!(
             "agent role \"{}\" is a superuser; an agent must never hold superuser",
             f.role
+        ));
+    }
+    if !f.dangerous.is_empty() {
+        let held: Vec<String> = f.dangerous.iter().map(HeldPrivilege::describe).collect();
+        return Err(format!(
+            "agent role \"{}\" holds {}, which an agent must never hold: it reaches around ai_agent_safety",
+            f.role,
+            held.join(", ")
         ));
     }
     let Some(until) = f.valid_until_us else {
@@ -47,6 +125,65 @@ pub fn check_login(f: &LoginFacts, now_us: i64, max_lifetime_us: i64) -> Result<
         ));
     }
     Ok(())
+}
+
+/// Why an open agent session must end now, as message, detail and hint:
+/// its credentials expired (by time, or a DBA moved VALID UNTIL), or it
+/// was given a privilege that reaches around the guard since it logged in.
+pub fn check_session(f: &LoginFacts, now_us: i64) -> Result<(), (EventKind, Denial)> {
+    if !f.is_agent {
+        return Ok(());
+    }
+    if !f.dangerous.is_empty() {
+        let held: Vec<String> = f.dangerous.iter().map(HeldPrivilege::describe).collect();
+        return Err((
+            EventKind::SessionEnded,
+            Denial {
+            source: Source::Credentials,
+            message: format!(
+                "agent role \"{}\" now holds {}, which an agent must never hold; ending the session",
+                f.role,
+                held.join(", ")
+            ),
+            detail: "Such a privilege reaches around ai_agent_safety; agents keep no session while they hold one.".into(),
+            hint: login_hint(f),
+        }));
+    }
+    match f.valid_until_us {
+        Some(until) if now_us >= until => Err((
+            EventKind::SessionExpired,
+            Denial {
+            source: Source::Credentials,
+            message: format!(
+                "credentials of agent role \"{}\" expired at {}; ending the session",
+                f.role,
+                f.valid_until_text.as_deref().unwrap_or_default()
+            ),
+            detail: "Agent sessions do not outlive their credentials (VALID UNTIL).".into(),
+            hint: format!(
+                "A DBA can issue fresh credentials: SELECT issue_agent_credentials('{}', '1 hour');",
+                f.role.replace('\'', "''")
+            ),
+        })),
+        _ => Ok(()),
+    }
+}
+
+/// What a DBA does about a refused agent login: take away the privileges
+/// that must go, or issue short-lived credentials.
+pub fn login_hint(f: &LoginFacts) -> String {
+    if f.dangerous.is_empty() {
+        return format!(
+            "A DBA can issue short-lived credentials: SELECT issue_agent_credentials('{}', '1 hour');",
+            f.role.replace('\'', "''")
+        );
+    }
+    let fixes: Vec<String> = f
+        .dangerous
+        .iter()
+        .map(|p| p.take_away_sql(&f.role))
+        .collect();
+    format!("A DBA takes it away: {}", fixes.join(" "))
 }
 
 /// Parses a list setting such as `development, staging` into its entries.

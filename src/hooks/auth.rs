@@ -103,13 +103,7 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::libpq::be::
             },
             &why,
         );
-        refuse_login(
-            why,
-            format!(
-                "A DBA can issue short-lived credentials: SELECT issue_agent_credentials('{}', '1 hour');",
-                who.user
-            ),
-        );
+        refuse_login(why, aas_policy::login_hint(&facts));
     }
     // Environments are settings (ALTER DATABASE / ALTER ROLE ... SET), which are
     // applied only after authentication and cannot be read here. The check runs

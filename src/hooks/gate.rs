@@ -38,7 +38,7 @@ pub fn agent_statement() -> bool {
     let agent = !privileged::active() && window() == Window::Closed && identity::session_is_agent();
     if agent {
         super::auth::check_environment_at_login();
-        crate::guard::end_expired_session();
+        crate::guard::end_invalid_session();
     }
     agent
 }

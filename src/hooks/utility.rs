@@ -50,7 +50,8 @@ unsafe extern "C-unwind" fn hook(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    if crate::identity::known_not_agent() {
+    // SAFETY: pstmt is PostgreSQL's valid utility PlannedStmt.
+    if crate::identity::known_not_agent() && !unsafe { may_change_groups(pstmt) } {
         // SAFETY: called exactly as PostgreSQL calls the hook.
         return unsafe {
             next()(
@@ -80,6 +81,18 @@ unsafe extern "C-unwind" fn hook(
     }
 }
 
+/// Could this statement rename or drop a role (and so perhaps one of the
+/// extension's groups)? Asked of every session's utility statements: two
+/// loads and two comparisons, nothing that can raise.
+///
+/// # Safety
+/// `pstmt` is a valid utility PlannedStmt.
+unsafe fn may_change_groups(pstmt: *const pg_sys::PlannedStmt) -> bool {
+    // SAFETY: per this function's contract.
+    let tag = unsafe { (*(*pstmt).utilityStmt).type_ };
+    tag == pg_sys::NodeTag::T_DropRoleStmt || tag == pg_sys::NodeTag::T_RenameStmt
+}
+
 #[pgrx::pg_guard]
 #[allow(clippy::too_many_arguments)]
 // SAFETY: called from `hook` with PostgreSQL's arguments; #[pg_guard] catches panics.
@@ -94,6 +107,11 @@ unsafe extern "C-unwind" fn checked(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     let mut approved = false;
+    // SAFETY: pstmt is valid; its utilityStmt a valid utility statement.
+    if unsafe { may_change_groups(pstmt) } {
+        // SAFETY: as above.
+        guard::protect_groups(&unsafe { utility::classify((*pstmt).utilityStmt) });
+    }
     if gate::agent_statement() {
         // SAFETY: a utility PlannedStmt always has its utilityStmt.
         let node = unsafe { (*pstmt).utilityStmt };

@@ -94,6 +94,7 @@ vocabulary! {
         Revoked => "revoked",
         LoginRefused => "login_refused",
         SessionExpired => "session_expired",
+        SessionEnded => "session_ended",
     }
 }
 

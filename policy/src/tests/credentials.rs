@@ -16,7 +16,45 @@ fn login(is_agent: bool, is_superuser: bool, until: Option<i64>) -> LoginFacts {
         is_superuser,
         valid_until_us: until,
         valid_until_text: until.map(|_| "2025-05-09 13:00:00+00".to_string()),
+        dangerous: Vec::new(),
     }
+}
+
+#[test]
+fn check_login_refuses_privileges_that_reach_around_the_guard() {
+    let mut f = login(true, false, Some(NOW + HOUR_US / 2));
+    f.dangerous = vec![
+        HeldPrivilege {
+            privilege: "CREATEROLE".into(),
+            via: None,
+        },
+        HeldPrivilege {
+            privilege: "pg_execute_server_program".into(),
+            via: None,
+        },
+        HeldPrivilege {
+            privilege: "BYPASSRLS".into(),
+            via: Some("Admins".into()),
+        },
+    ];
+    let e = check_login(&f, NOW, HOUR_US).unwrap_err();
+    assert_eq!(
+        e,
+        "agent role \"agent_bot\" holds CREATEROLE, pg_execute_server_program, BYPASSRLS (through role \"Admins\"), which an agent must never hold: it reaches around ai_agent_safety"
+    );
+    assert_eq!(
+        login_hint(&f),
+        "A DBA takes it away: ALTER ROLE agent_bot NOCREATEROLE; REVOKE pg_execute_server_program FROM agent_bot; REVOKE \"Admins\" FROM agent_bot;"
+    );
+    // Without them, the usual hint.
+    assert_contains(
+        &login_hint(&login(true, false, None)),
+        "issue_agent_credentials('agent_bot', '1 hour')",
+    );
+    // A human's privileges are not the extension's business.
+    let mut human = f.clone();
+    human.is_agent = false;
+    assert_eq!(check_login(&human, NOW, HOUR_US), Ok(()));
 }
 
 #[test]
@@ -144,4 +182,39 @@ fn parse_list_entries() {
     assert!(parse_list("").is_empty());
     assert!(parse_list(" , ,").is_empty());
     assert_eq!(parse_list("production"), vec!["production"]);
+}
+
+#[test]
+fn check_session_ends_expired_or_newly_privileged_sessions() {
+    let ok = login(true, false, Some(NOW + HOUR_US));
+    assert_eq!(check_session(&ok, NOW), Ok(()));
+    let expired = login(true, false, Some(NOW));
+    let (event, d) = check_session(&expired, NOW).unwrap_err();
+    assert_eq!(event, EventKind::SessionExpired);
+    assert_eq!(
+        d.message,
+        "credentials of agent role \"agent_bot\" expired at 2025-05-09 13:00:00+00; ending the session"
+    );
+    assert_eq!(
+        d.detail,
+        "Agent sessions do not outlive their credentials (VALID UNTIL)."
+    );
+    assert_eq!(
+        d.hint,
+        "A DBA can issue fresh credentials: SELECT issue_agent_credentials('agent_bot', '1 hour');"
+    );
+    let mut promoted = ok.clone();
+    promoted.dangerous = vec![HeldPrivilege {
+        privilege: "REPLICATION".into(),
+        via: None,
+    }];
+    let (event, d) = check_session(&promoted, NOW).unwrap_err();
+    assert_eq!(event, EventKind::SessionEnded);
+    assert_contains(&d.message, "now holds REPLICATION");
+    assert_eq!(
+        d.hint,
+        "A DBA takes it away: ALTER ROLE agent_bot NOREPLICATION;"
+    );
+    // No expiry set: PostgreSQL's login check is the place for that.
+    assert_eq!(check_session(&login(true, false, None), NOW), Ok(()));
 }

@@ -67,3 +67,38 @@ fn a_human_may_change_roles() {
     );
     assert_eq!(d, Decision::Allow);
 }
+
+#[test]
+fn the_two_groups_are_not_renamed_or_dropped_by_anyone() {
+    let groups = [(10, Group::Agents), (11, Group::Approvers)];
+    let change = |verb: &str, oid: u32, name: &str| Statement {
+        ops: vec![op(OpClass::Alter, verb, obj(1260, oid, name))],
+        writes: true,
+        verb: "DDL",
+        changes_roles: true,
+    };
+    let d = group_change_denial(&change("DROP ROLE", 10, "ai_agent"), &groups).unwrap();
+    assert_eq!(
+        d.message,
+        "DROP ROLE ai_agent refused: ai_agent is the agent group (ai_agent_safety.agent_role)"
+    );
+    assert_contains(
+        &d.hint,
+        "ALTER SYSTEM SET ai_agent_safety.agent_role = '<new group>';",
+    );
+    let d = group_change_denial(
+        &change("ALTER ROLE ... RENAME TO x", 11, "ai_agent_approver"),
+        &groups,
+    )
+    .unwrap();
+    assert_contains(&d.message, "ai_agent_approver is the approver group");
+    // Any other role, or a role that does not exist (oid 0), is not theirs to refuse.
+    assert_eq!(
+        group_change_denial(&change("DROP ROLE", 12, "bob"), &groups),
+        None
+    );
+    assert_eq!(
+        group_change_denial(&change("DROP ROLE", 0, "ghost"), &[(0, Group::Agents)]),
+        None
+    );
+}
