@@ -32,6 +32,22 @@ BEGIN
 END
 $roles$;
 
-CREATE SCHEMA IF NOT EXISTS ai_agent_safety;
+-- The schema must be the extension's own: one made earlier by someone else
+-- (an agent, say) would let its owner place objects beside the extension's.
+DO $schema$
+DECLARE
+    owner name;
+BEGIN
+    SELECT pg_catalog.pg_get_userbyid(n.nspowner) INTO owner
+      FROM pg_catalog.pg_namespace n WHERE n.nspname = 'ai_agent_safety';
+    IF FOUND THEN
+        RAISE EXCEPTION 'schema ai_agent_safety already exists (owner %), and ai_agent_safety must create it itself', owner
+            USING ERRCODE = 'duplicate_schema',
+                  DETAIL = 'Objects in a schema made by someone else are not the extension''s to trust.',
+                  HINT = 'Look at what it holds, then rename or drop it (ALTER SCHEMA ai_agent_safety RENAME TO ai_agent_safety_old;) and run CREATE EXTENSION ai_agent_safety; again.';
+    END IF;
+END
+$schema$;
+CREATE SCHEMA ai_agent_safety;
 REVOKE ALL ON SCHEMA ai_agent_safety FROM PUBLIC;
 GRANT USAGE ON SCHEMA ai_agent_safety TO ai_agent_approver;

@@ -85,8 +85,9 @@ fn decide(stmt: &Statement, source: &str, sw: &Switches) -> Outcome {
     // SAFETY: reads the clock.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     // A token bears only on destructive operations; a write that destroys
-    // nothing is judged by the environment rules alone.
-    let raw = settings::approval_token().filter(|_| !stmt.ops.is_empty());
+    // nothing is judged by the environment rules alone, and no token covers
+    // a role change: no token is looked up for those.
+    let raw = settings::approval_token().filter(|_| aas_policy::token_can_matter(stmt));
     let presented = raw.map_or(TokenPresented::None, approval::lookup);
     match decide_statement(&session, &here, target.as_ref(), stmt, &presented, now) {
         Decision::Allow => {

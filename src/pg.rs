@@ -110,18 +110,55 @@ pub fn timestamp_text(t: i64) -> String {
     unsafe { cstr(pg_sys::timestamptz_to_str(t)) }
 }
 
-/// The oid of the extension's schema in this database, or InvalidOid.
-pub fn own_namespace() -> pg_sys::Oid {
+/// The oid of the ai_agent_safety extension in this database, or InvalidOid.
+pub fn extension_oid() -> pg_sys::Oid {
     // SAFETY: catalog lookup with missing_ok = true.
-    unsafe { pg_sys::get_namespace_oid(c"ai_agent_safety".as_ptr(), true) }
+    unsafe { pg_sys::get_extension_oid(c"ai_agent_safety".as_ptr(), true) }
 }
 
-/// Is the extension created in this database (its tokens table present)?
-pub fn extension_created() -> bool {
+/// Is this catalog object a member of the ai_agent_safety extension? An
+/// object only named like the extension's (a schema or table an agent made
+/// where the extension is not created) is not: the extension never reads,
+/// writes or trusts such an object.
+pub fn belongs_to_extension(classid: pg_sys::Oid, objid: pg_sys::Oid) -> bool {
+    let ext = extension_oid();
+    // SAFETY: a pg_depend lookup; InvalidOid when the object is no member.
+    ext != pg_sys::InvalidOid
+        && objid != pg_sys::InvalidOid
+        && unsafe { pg_sys::getExtensionOfObject(classid, objid) } == ext
+}
+
+/// The oid of the extension's schema in this database, or InvalidOid when
+/// there is no such schema or it is not the extension's own.
+pub fn own_namespace() -> pg_sys::Oid {
+    // SAFETY: catalog lookup with missing_ok = true.
+    let nsp = unsafe { pg_sys::get_namespace_oid(c"ai_agent_safety".as_ptr(), true) };
+    if belongs_to_extension(pg_sys::NamespaceRelationId, nsp) {
+        nsp
+    } else {
+        pg_sys::InvalidOid
+    }
+}
+
+/// The oid of one of the extension's own tables by name, or InvalidOid when
+/// it does not exist as a member of the extension.
+pub fn own_relation(name: &CStr) -> pg_sys::Oid {
     let nsp = own_namespace();
+    if nsp == pg_sys::InvalidOid {
+        return pg_sys::InvalidOid;
+    }
     // SAFETY: catalog lookup; InvalidOid when missing.
-    nsp != pg_sys::InvalidOid
-        && unsafe { pg_sys::get_relname_relid(c"tokens".as_ptr(), nsp) } != pg_sys::InvalidOid
+    let rel = unsafe { pg_sys::get_relname_relid(name.as_ptr(), nsp) };
+    if belongs_to_extension(pg_sys::RelationRelationId, rel) {
+        rel
+    } else {
+        pg_sys::InvalidOid
+    }
+}
+
+/// Is the extension created in this database (its own tokens table present)?
+pub fn extension_created() -> bool {
+    own_relation(c"tokens") != pg_sys::InvalidOid
 }
 
 /// The text of this statement within a possibly multi-statement query string.

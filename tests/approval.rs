@@ -814,6 +814,86 @@ fn token_covers_fk_cascade_but_not_a_second_statement() {
     assert_eq!(count(&mut a, "SELECT count(*) FROM child"), 6);
 }
 
+/// A token approves one operation on one object, not the code the statement
+/// calls. In the open database the attack works: an agent's DELETE on its
+/// own scratch table runs a function in its WHERE clause, and that function
+/// destroys `orders` as a side effect. In the protected database, with a
+/// token granted for `DELETE on public.scratch`, each side effect (a
+/// function's DELETE, a trigger's DELETE, a function's role change) is
+/// judged on its own and refused, the statement rolls back with it, and the
+/// token stays usable for the plain DELETE it was granted for.
+#[test]
+fn token_does_not_cover_code_the_statement_calls() {
+    let w = World::new("callee");
+    let dba = new_approver("callee");
+    let setup = format!(
+        "CREATE TABLE public.scratch (id int);
+         INSERT INTO public.scratch SELECT generate_series(1, 3);
+         CREATE FUNCTION public.evil() RETURNS boolean LANGUAGE plpgsql AS
+           $$ BEGIN DELETE FROM public.orders; RETURN true; END $$;
+         CREATE FUNCTION public.promote() RETURNS boolean LANGUAGE plpgsql AS
+           $$ BEGIN EXECUTE 'ALTER ROLE {agent} PASSWORD ''mine'''; RETURN true; END $$;
+         CREATE TABLE public.trig (id int);
+         INSERT INTO public.trig SELECT generate_series(1, 3);
+         CREATE FUNCTION public.purge() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN DELETE FROM public.orders WHERE id > 5; RETURN OLD; END $$;
+         CREATE TRIGGER purge AFTER DELETE ON public.trig
+           FOR EACH ROW EXECUTE FUNCTION public.purge();",
+        agent = w.agent
+    );
+    for db in [&w.protected, &w.open] {
+        w.agent_in(db)
+            .batch_execute(&setup)
+            .unwrap_or_else(|e| panic!("setup in {db}: {}", describe(&e)));
+    }
+    // Unprotected: the side effect happens.
+    let mut open = w.agent_in(&w.open);
+    open.batch_execute("DELETE FROM scratch WHERE id = 1 AND evil()")
+        .unwrap();
+    assert_eq!(count(&mut admin(&w.open), "SELECT count(*) FROM orders"), 0);
+
+    // Protected: a token for DELETE on public.scratch.
+    let token = granted(&w, &dba, "DELETE", Some("public.scratch"));
+    let mut agent = w.agent_in(&w.protected);
+    present(&mut agent, &token);
+    let msg =
+        assert_guard_refused(agent.batch_execute("DELETE FROM scratch WHERE id = 1 AND evil()"));
+    assert!(msg.contains("DELETE on public.orders refused"), "{msg}");
+    let msg = assert_refused(agent.batch_execute("DELETE FROM scratch WHERE id = 1 AND promote()"));
+    assert!(
+        msg.contains("may not create, alter, drop or grant roles"),
+        "{msg}"
+    );
+    let on_trig = granted(&w, &dba, "DELETE", Some("public.trig"));
+    present(&mut agent, &on_trig);
+    let msg = assert_guard_refused(agent.batch_execute("DELETE FROM trig WHERE id = 1"));
+    assert!(msg.contains("DELETE on public.orders refused"), "{msg}");
+    let mut a = admin(&w.protected);
+    assert_eq!(count(&mut a, "SELECT count(*) FROM orders"), 10);
+    assert_eq!(count(&mut a, "SELECT count(*) FROM scratch"), 3);
+    assert_eq!(count(&mut a, "SELECT count(*) FROM trig"), 3);
+    assert_eq!(
+        count(
+            &mut a,
+            &format!(
+                "SELECT count(*) FROM pg_authid WHERE rolname = '{}' AND rolpassword IS NOT NULL",
+                w.agent
+            )
+        ),
+        0
+    );
+    // The token still covers the operation it was granted for, once.
+    present(&mut agent, &token);
+    assert_eq!(
+        agent
+            .execute("DELETE FROM scratch WHERE id = 1", &[])
+            .unwrap(),
+        1
+    );
+    let d = refused_detail(agent.execute("DELETE FROM scratch WHERE id = 2", &[]));
+    assert!(d.contains("already used"), "{d}");
+}
+
 #[test]
 fn drop_table_with_token() {
     let w = World::new("droptbl");

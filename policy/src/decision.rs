@@ -33,6 +33,13 @@ pub fn decide_statement(
     }
 }
 
+/// Can a presented token change the decision about this statement? Only for
+/// destructive operations that are not role changes; the guard reads the
+/// token only then.
+pub fn token_can_matter(stmt: &Statement) -> bool {
+    !stmt.ops.is_empty() && !stmt.changes_roles
+}
+
 /// Roles are cluster-wide: an agent that could create, alter, rename, drop,
 /// grant or revoke them could stop being an agent, approve its own tokens or
 /// outlive its credentials in every database. So an agent's role changes are

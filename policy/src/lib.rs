@@ -30,7 +30,8 @@ pub mod treatment;
 pub use audit::{AuditLevel, EventKind, Mode, Source, Verdict, WriterState};
 pub use credentials::{check_login, check_session, login_hint, HeldPrivilege, LoginFacts};
 pub use decision::{
-    after_lost_race, decide, decide_statement, group_change_denial, needs_approval, Group,
+    after_lost_race, decide, decide_statement, group_change_denial, needs_approval,
+    token_can_matter, Group,
 };
 pub use environment::{check_connect_environment, decide_write, environment_in_scope};
 pub use facts::{

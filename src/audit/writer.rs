@@ -179,13 +179,13 @@ fn my_pid() -> i32 {
 }
 
 fn extension_present() -> bool {
+    // The extension's own tables, as members of the extension: never a
+    // table that is only named like one (an agent can make a schema called
+    // ai_agent_safety where the extension is not created, with triggers
+    // that would run as this superuser worker).
     BackgroundWorker::transaction(|| {
-        Spi::get_one::<bool>(
-            "SELECT pg_catalog.to_regclass('ai_agent_safety.audit_spool_done') IS NOT NULL",
-        )
-        .ok()
-        .flatten()
-        .unwrap_or(false)
+        crate::pg::own_relation(c"audit_spool_done") != pg_sys::InvalidOid
+            && crate::pg::own_relation(c"audit_log") != pg_sys::InvalidOid
     })
 }
 

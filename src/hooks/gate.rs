@@ -1,9 +1,14 @@
 //! What every statement hook shares: is this an agent's statement to look
 //! at, and the approval window.
 //!
-//! While an approved statement runs, what it sets off (FK cascades,
-//! triggers, rules, DROP ... CASCADE) is covered by its token: the window is
-//! open, and the hooks let the nested statements through.
+//! A token approves one operation on one object, and what PostgreSQL itself
+//! does for it: the foreign-key actions of an approved DELETE or UPDATE
+//! (ON DELETE CASCADE, SET NULL ...), and the dependent objects a DROP ...
+//! CASCADE removes (inside the DROP, with no statement of their own). While
+//! an approved statement runs the window is open, and the hooks let exactly
+//! the foreign-key actions through. Code the statement calls (functions in
+//! its expressions, triggers, rules) is judged and audited on its own, so an
+//! approved DELETE cannot carry a second, unapproved one.
 
 use crate::{identity, privileged};
 use pgrx::pg_sys;
@@ -29,13 +34,28 @@ pub fn set_window(w: Window) {
     unsafe { WINDOW = w }
 }
 
+/// Is this query one of the foreign-key actions PostgreSQL runs for a
+/// statement (ri_triggers.c runs them, and only them, with
+/// SECURITY_NOFORCE_RLS in the security context)?
+fn in_foreign_key_action() -> bool {
+    let mut user = pg_sys::InvalidOid;
+    let mut context = 0;
+    // SAFETY: reads two backend variables into valid out-pointers.
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
+    context & pg_sys::SECURITY_NOFORCE_RLS as i32 != 0
+}
+
 /// Should this session's statement be looked at? The hot path for everyone.
+/// Not the extension's own queries, nor the foreign-key actions of an
+/// approved statement; every other statement of an agent session, nested or
+/// not.
 /// For an agent's statement it first runs the checks every agent statement
 /// starts with: the login environment check, if it is still owed, and
 /// credential expiry (either ends the session).
 #[inline]
 pub fn agent_statement() -> bool {
-    let agent = !privileged::active() && window() == Window::Closed && identity::session_is_agent();
+    let exempt = privileged::active() || (window() != Window::Closed && in_foreign_key_action());
+    let agent = !exempt && identity::session_is_agent();
     if agent {
         super::auth::check_environment_at_login();
         crate::guard::end_invalid_session();
