@@ -59,13 +59,10 @@ fn role_change_denial(session: &SessionFacts, here: &DatabaseFacts, stmt: &State
             session.session_user
         ),
         detail: format!(
-            "Roles are cluster-wide, so an agent's role changes are refused in every database, whatever ai_agent_safety.require_approval says in database \"{}\"; no approval token covers them.",
+            "Roles are cluster-wide, so an agent's role changes are refused in every database, whatever ai_agent_safety.require_approval or ai_agent_safety.mode say in database \"{}\"; no approval token covers them.",
             here.name
         ),
-        hint: format!(
-            "A DBA makes role changes from a role that is not an agent; fresh credentials for this agent: SELECT issue_agent_credentials('{}', '1 hour');",
-            sql_literal_body(&session.session_user)
-        ),
+        hint: "Role changes are made by a DBA, from a role that is not an agent.".into(),
     }
 }
 

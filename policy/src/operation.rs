@@ -196,10 +196,16 @@ impl Operation {
     }
 
     /// The text used in messages: `DROP TABLE public.orders`, `DELETE on public.orders`.
+    /// A verb with `...` (`ALTER TABLE ... DROP COLUMN note`) takes the
+    /// object in its place: `ALTER TABLE public.orders DROP COLUMN note`.
     pub fn describe(&self) -> String {
         match self.class {
             OpClass::Delete | OpClass::Update => {
                 format!("{} on {}", self.verb, self.object.display)
+            }
+            _ if self.verb.contains(" ... ") => {
+                self.verb
+                    .replacen(" ... ", &format!(" {} ", self.object.display), 1)
             }
             _ => format!("{} {}", self.verb, self.object.display),
         }

@@ -6,6 +6,7 @@
 //! [`aas_policy::Operation`]s, and whether it writes at all.
 
 pub mod plan;
+pub mod roles;
 pub mod utility;
 
 use crate::pg;
@@ -27,4 +28,13 @@ pub(crate) fn is_own_relation(relid: pg_sys::Oid) -> bool {
     // SAFETY: catalog lookup by oid.
     let nsp = unsafe { pg_sys::get_rel_namespace(relid) };
     nsp != pg_sys::InvalidOid && nsp == pg::own_namespace()
+}
+
+/// An object reference from a catalog, an oid and a display name.
+pub(crate) fn named(classid: pg_sys::Oid, objid: pg_sys::Oid, display: String) -> ObjectRef {
+    ObjectRef {
+        classid: classid.to_u32(),
+        objid: objid.to_u32(),
+        display,
+    }
 }

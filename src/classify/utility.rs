@@ -6,7 +6,7 @@
 //! DETACH PARTITION, RENAME of a table or column, and SET SCHEMA of a table
 //! (which, like RENAME, makes the table vanish from where it was).
 
-use super::relation_ref;
+use super::{named, relation_ref, roles};
 use crate::pg::{cstr, list_ptrs, node_tag, quote_ident};
 use aas_policy::{ObjectRef, OpClass, Operation, Shape, Statement};
 use pg_sys::NodeTag::*;
@@ -95,14 +95,6 @@ fn drop_op(verb: String, object: ObjectRef) -> Operation {
     }
 }
 
-fn named(classid: pg_sys::Oid, objid: pg_sys::Oid, display: String) -> ObjectRef {
-    ObjectRef {
-        classid: classid.to_u32(),
-        objid: objid.to_u32(),
-        display,
-    }
-}
-
 /// The name as written, for objects that do not exist.
 ///
 /// # Safety
@@ -146,71 +138,6 @@ unsafe fn drop_stmt(s: &pg_sys::DropStmt, out: &mut Statement) {
     }
 }
 
-/// # Safety
-/// `roles` is NULL or a valid List of RoleSpec.
-unsafe fn role_ops(roles: *mut pg_sys::List, class: OpClass, verb: &str, out: &mut Statement) {
-    for r in list_ptrs(roles) {
-        out.ops
-            .push(role_op(class, verb, r as *const pg_sys::RoleSpec));
-    }
-}
-
-/// An operation on the role a RoleSpec names (NULL: every role, `ALL`).
-///
-/// # Safety
-/// `spec` is NULL or a valid RoleSpec.
-unsafe fn role_op(class: OpClass, verb: &str, spec: *const pg_sys::RoleSpec) -> Operation {
-    let (oid, name) = if spec.is_null() {
-        (pg_sys::InvalidOid, "ALL".to_string())
-    } else {
-        let oid = pg_sys::get_rolespec_oid(spec, true);
-        let name = if (*spec).rolename.is_null() {
-            crate::pg::role_name(oid)
-        } else {
-            quote_ident(&cstr((*spec).rolename))
-        };
-        (oid, name)
-    };
-    role_named(class, verb, oid, name)
-}
-
-fn role_named(class: OpClass, verb: &str, oid: pg_sys::Oid, display: String) -> Operation {
-    Operation {
-        class,
-        verb: verb.to_string(),
-        object: named(pg_sys::AuthIdRelationId, oid, display),
-        target_database: None,
-        is_write: true,
-    }
-}
-
-/// A role by the name a statement writes, whether or not it exists yet.
-///
-/// # Safety
-/// `name` is NULL or NUL-terminated.
-unsafe fn role_by_name(class: OpClass, verb: &str, name: *const std::ffi::c_char) -> Operation {
-    let oid = if name.is_null() {
-        pg_sys::InvalidOid
-    } else {
-        pg_sys::get_role_oid(name, true)
-    };
-    role_named(class, verb, oid, quote_ident(&cstr(name)))
-}
-
-/// Does this utility statement change the cluster-wide role graph (CREATE,
-/// ALTER, RENAME, DROP ROLE; GRANT or REVOKE of a role)?
-///
-/// # Safety
-/// `node` is a valid utility statement.
-unsafe fn changes_roles(node: *mut pg_sys::Node) -> bool {
-    match (*node).type_ {
-        T_CreateRoleStmt | T_AlterRoleStmt | T_AlterRoleSetStmt | T_DropRoleStmt
-        | T_GrantRoleStmt => true,
-        T_RenameStmt => (*(node as *const pg_sys::RenameStmt)).renameType == OBJECT_ROLE,
-        _ => false,
-    }
-}
-
 /// What the node alone tells of a utility statement before classification:
 /// does it drop a database, or change roles? Both are decided whatever this
 /// database's settings say.
@@ -218,7 +145,7 @@ unsafe fn changes_roles(node: *mut pg_sys::Node) -> bool {
 /// # Safety
 /// `node` is a valid utility statement.
 pub unsafe fn shape(node: *mut pg_sys::Node) -> Shape {
-    Shape::unclassified_utility((*node).type_ == T_DropdbStmt, changes_roles(node))
+    Shape::unclassified_utility((*node).type_ == T_DropdbStmt, roles::changes_roles(node))
 }
 
 /// # Safety
@@ -288,7 +215,7 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
     }
     let tag = (*node).type_;
     out.writes = !is_non_writing(tag);
-    out.changes_roles = changes_roles(node);
+    out.changes_roles = roles::changes_roles(node);
     match tag {
         T_DropStmt => drop_stmt(&*(node as *const pg_sys::DropStmt), &mut out),
         T_DropdbStmt => {
@@ -304,40 +231,17 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
                 is_write: true,
             });
         }
-        T_DropOwnedStmt => role_ops(
-            (*(node as *const pg_sys::DropOwnedStmt)).roles,
-            OpClass::Drop,
-            "DROP OWNED BY",
-            &mut out,
-        ),
-        T_DropRoleStmt => role_ops(
-            (*(node as *const pg_sys::DropRoleStmt)).roles,
-            OpClass::Drop,
-            "DROP ROLE",
-            &mut out,
-        ),
-        T_CreateRoleStmt => {
-            let s = &*(node as *const pg_sys::CreateRoleStmt);
-            out.ops
-                .push(role_by_name(OpClass::Alter, "CREATE ROLE", s.role));
-        }
-        T_AlterRoleStmt => {
-            let s = &*(node as *const pg_sys::AlterRoleStmt);
-            out.ops.push(role_op(OpClass::Alter, "ALTER ROLE", s.role));
-        }
-        T_AlterRoleSetStmt => {
-            let s = &*(node as *const pg_sys::AlterRoleSetStmt);
-            out.ops
-                .push(role_op(OpClass::Alter, "ALTER ROLE ... SET", s.role));
-        }
-        T_GrantRoleStmt => {
-            let s = &*(node as *const pg_sys::GrantRoleStmt);
-            let verb = if s.is_grant { "GRANT" } else { "REVOKE" };
-            for p in list_ptrs(s.granted_roles) {
-                let name = (*(p as *const pg_sys::AccessPriv)).priv_name;
-                out.ops.push(role_by_name(OpClass::Alter, verb, name));
+        T_DropOwnedStmt => {
+            for spec in list_ptrs((*(node as *const pg_sys::DropOwnedStmt)).roles) {
+                out.ops.push(roles::role_op(
+                    OpClass::Drop,
+                    "DROP OWNED BY",
+                    spec as *const pg_sys::RoleSpec,
+                ));
             }
         }
+        T_DropRoleStmt | T_CreateRoleStmt | T_AlterRoleStmt | T_AlterRoleSetStmt
+        | T_GrantRoleStmt => roles::classify(node, &mut out),
         T_DropTableSpaceStmt => {
             let s = &*(node as *const pg_sys::DropTableSpaceStmt);
             let name = cstr(s.tablespacename);
@@ -432,7 +336,7 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
                     ),
                 ));
             } else if s.renameType == OBJECT_ROLE {
-                out.ops.push(role_by_name(
+                out.ops.push(roles::role_by_name(
                     OpClass::Alter,
                     &format!("ALTER ROLE ... RENAME TO {}", quote_ident(&cstr(s.newname))),
                     s.subname,

@@ -31,9 +31,11 @@ fn role_changes_refused_in_an_unprotected_database() {
     );
     assert_contains(&d.detail, "refused in every database");
     assert_contains(&d.detail, "database \"scratch\"");
-    assert_contains(
-        &d.hint,
-        "SELECT issue_agent_credentials('agent_bot', '1 hour');",
+    assert_contains(&d.detail, "or ai_agent_safety.mode say");
+    // Never a hint to refresh the credentials of an agent that just tried this.
+    assert_eq!(
+        d.hint,
+        "Role changes are made by a DBA, from a role that is not an agent."
     );
 }
 

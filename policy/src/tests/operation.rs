@@ -232,6 +232,15 @@ fn operation_describe_forms() {
         "TRUNCATE public.orders"
     );
     assert_eq!(drop_database("sales").describe(), "DROP DATABASE sales");
+    // A verb with "..." takes the object in its place.
+    assert_eq!(
+        op(OpClass::Alter, "ALTER TABLE ... DROP COLUMN note", orders()).describe(),
+        "ALTER TABLE public.orders DROP COLUMN note"
+    );
+    assert_eq!(
+        op(OpClass::Delete, "MERGE ... THEN DELETE", orders()).describe(),
+        "MERGE ... THEN DELETE on public.orders"
+    );
 }
 
 #[test]
