@@ -26,14 +26,13 @@ pub enum Outcome {
 /// Judges a statement of an agent session. Raises an ERROR when refused (in
 /// enforce mode); records the decision in the audit log.
 pub fn judge(stmt: &Statement, source: &str) -> Outcome {
-    let sw = settings::switches();
-    match treatment(&sw, Shape::of(stmt)) {
+    match treatment(&settings::Live, Shape::of(stmt)) {
         Treatment::Pass => Outcome::Allow,
         Treatment::Record => {
             record_allowed(stmt, source);
             Outcome::Allow
         }
-        Treatment::Decide => decide(stmt, source, &sw),
+        Treatment::Decide => decide(stmt, source, &settings::switches()),
     }
 }
 

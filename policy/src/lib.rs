@@ -39,7 +39,7 @@ pub use facts::{
 };
 pub use operation::{token_target_text, ObjectRef, OpClass, OpSet, Operation, Statement};
 pub use outcome::{Decision, Denial};
-pub use treatment::{treatment, Shape, Switches, Treatment};
+pub use treatment::{treatment, Shape, SwitchSource, Switches, Treatment};
 
 #[cfg(test)]
 mod tests;

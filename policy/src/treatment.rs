@@ -33,6 +33,31 @@ impl Switches<'_> {
     }
 }
 
+/// Where [`treatment`] reads the settings from. [`Switches`] holds them as
+/// values; the extension reads each live setting only when the answer needs
+/// it (an agent's read-only query reads one: the audit level).
+pub trait SwitchSource {
+    fn require_approval(&self) -> bool;
+    fn protected(&self) -> OpSet;
+    fn audit_level(&self) -> AuditLevel;
+    fn task_environment_mismatch(&self) -> bool;
+}
+
+impl SwitchSource for Switches<'_> {
+    fn require_approval(&self) -> bool {
+        self.require_approval
+    }
+    fn protected(&self) -> OpSet {
+        self.protected
+    }
+    fn audit_level(&self) -> AuditLevel {
+        self.audit_level
+    }
+    fn task_environment_mismatch(&self) -> bool {
+        Switches::task_environment_mismatch(self)
+    }
+}
+
 /// What the hooks know of a statement before (or after) classifying it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
@@ -91,14 +116,17 @@ pub enum Treatment {
 }
 
 /// The one rule place for "does this statement need a closer look?".
-pub fn treatment(sw: &Switches, shape: Shape) -> Treatment {
+/// Settings are read in the order that asks least of a read-only query.
+pub fn treatment(sw: &impl SwitchSource, shape: Shape) -> Treatment {
     let may_refuse = shape.other_database
         || shape.changes_roles
-        || (shape.writes && sw.task_environment_mismatch())
-        || (sw.require_approval && shape.classes.intersects(sw.protected));
+        || (!shape.classes.is_empty()
+            && sw.require_approval()
+            && shape.classes.intersects(sw.protected()))
+        || (shape.writes && sw.task_environment_mismatch());
     if may_refuse {
         Treatment::Decide
-    } else if sw.audit_level.records_allowed(shape.writes) {
+    } else if sw.audit_level().records_allowed(shape.writes) {
         Treatment::Record
     } else {
         Treatment::Pass

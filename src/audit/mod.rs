@@ -20,7 +20,7 @@ pub mod spool;
 pub mod writer;
 
 use crate::{dbfacts, identity, pg, settings};
-use aas_policy::audit::record::{write_copy_line, write_json, Record};
+use aas_policy::audit::record::{write_both, Record};
 use aas_policy::{EventKind, Source, Verdict};
 use pgrx::pg_sys;
 use std::borrow::Cow;
@@ -166,20 +166,20 @@ fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
         reason: &e.reason,
         token: &e.token,
     };
+    let mut line = String::with_capacity(256 + statement.len() + e.reason.len());
+    let mut msg = Vec::with_capacity(384 + statement.len() + e.reason.len());
+    msg.extend_from_slice(b"ai_agent_safety: ");
+    write_both(&mut line, &mut msg, &record);
     if c.db_oid != pg_sys::InvalidOid {
-        let mut line = String::with_capacity(256 + statement.len() + e.reason.len());
-        write_copy_line(&mut line, &record);
         line.push('\n');
         if spool::append(c.db_oid, line.as_bytes()) {
             launcher::start_writer(c.db_oid.to_u32());
         }
     }
-    let mut msg = Vec::with_capacity(384 + statement.len() + e.reason.len());
-    msg.extend_from_slice(b"ai_agent_safety: ");
-    write_json(&mut msg, &record);
-    // serde_json escapes every control character: the only NUL is the last.
-    if let Ok(msg) = std::ffi::CString::new(msg) {
-        server_log(&msg);
+    // write_json escapes every control character: the only NUL is the last.
+    msg.push(0);
+    if let Ok(msg) = std::ffi::CStr::from_bytes_with_nul(&msg) {
+        server_log(msg);
     }
 }
 

@@ -73,7 +73,7 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
         let ps = unsafe { &*(*query_desc).plannedstmt };
         // SAFETY: ps is valid.
         let shape = unsafe { shape(ps) };
-        if !explain_only && treatment(&settings::switches(), shape) != Treatment::Pass {
+        if !explain_only && treatment(&settings::Live, shape) != Treatment::Pass {
             let stmt = if shape == Shape::READ {
                 Statement::read()
             } else {

@@ -117,7 +117,7 @@ unsafe extern "C-unwind" fn checked(
         let node = unsafe { (*pstmt).utilityStmt };
         // SAFETY: node is a valid utility statement.
         let shape = unsafe { utility::shape(node) };
-        if treatment(&settings::switches(), shape) != Treatment::Pass {
+        if treatment(&settings::Live, shape) != Treatment::Pass {
             // SAFETY: node is a valid utility statement; query_string is this
             // statement's query text.
             let (stmt, text) = unsafe {

@@ -231,12 +231,55 @@ pub(super) unsafe extern "C-unwind" fn assign_environment(
 ) {
     // SAFETY: PostgreSQL's assign-hook arguments.
     let (v, file) = unsafe { (value_text(newval), came_from_file(extra)) };
+    let label = label(&v);
     if file {
         if let Ok(mut f) = FILE_LEVEL.environment.lock() {
-            let t = v.trim();
-            *f = (!t.is_empty()).then(|| t.to_string());
+            f.clone_from(&label);
         }
     }
+    set_labels(Some(label), None);
+}
+
+#[pgrx::pg_guard]
+// SAFETY: a GUC assign hook: PostgreSQL passes the new value.
+pub(super) unsafe extern "C-unwind" fn assign_task_environment(
+    newval: *const c_char,
+    _extra: *mut c_void,
+) {
+    // SAFETY: PostgreSQL's assign-hook arguments.
+    let v = unsafe { value_text(newval) };
+    set_labels(None, Some(label(&v)));
+}
+
+/// A label as the settings hold it: trimmed, `None` when empty.
+fn label(v: &str) -> Option<String> {
+    let t = v.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// This database's label and the task's declared environment, as assigned,
+/// and whether they differ (a declared task environment that is not this
+/// database's): what the task-environment rule asks of every agent write,
+/// kept as one flag so the question costs one load.
+static LABELS: Mutex<(Option<String>, Option<String>)> = Mutex::new((None, None));
+static TASK_ENVIRONMENT_MISMATCH: AtomicBool = AtomicBool::new(false);
+
+fn set_labels(environment: Option<Option<String>>, task: Option<Option<String>>) {
+    if let Ok(mut l) = LABELS.lock() {
+        if let Some(e) = environment {
+            l.0 = e;
+        }
+        if let Some(t) = task {
+            l.1 = t;
+        }
+        let mismatch = matches!(&l.1, Some(t) if l.0.as_deref() != Some(t.as_str()));
+        TASK_ENVIRONMENT_MISMATCH.store(mismatch, Relaxed);
+    }
+}
+
+/// Is a task environment declared that differs from this database's label?
+pub fn task_environment_mismatch() -> bool {
+    TASK_ENVIRONMENT_MISMATCH.load(Relaxed)
 }
 
 #[pgrx::pg_guard]

@@ -13,11 +13,11 @@
 
 mod derived;
 
-use aas_policy::{AuditLevel, Mode, OpSet, Switches};
+use aas_policy::{AuditLevel, Mode, OpSet, SwitchSource, Switches};
 use derived::{
     assign_agent_role, assign_environment, assign_protected, assign_require_approval,
-    check_env_list, check_environment, check_protected, check_require_approval, check_short_text,
-    check_task_environment, check_token,
+    assign_task_environment, check_env_list, check_environment, check_protected,
+    check_require_approval, check_short_text, check_task_environment, check_token,
 };
 pub use derived::{file_environment, file_protected_operations, file_require_approval};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -164,6 +164,26 @@ pub fn switches() -> Switches<'static> {
         mode: mode(),
         environment: environment(),
         task_environment: task_environment(),
+    }
+}
+
+/// The live settings, each read only when `aas_policy::treatment` asks for
+/// it: the hooks' way to ask about every agent statement.
+pub struct Live;
+
+impl SwitchSource for Live {
+    fn require_approval(&self) -> bool {
+        require_approval()
+    }
+    fn protected(&self) -> OpSet {
+        protected_operations()
+    }
+    fn audit_level(&self) -> AuditLevel {
+        audit_level()
+    }
+    fn task_environment_mismatch(&self) -> bool {
+        // Kept current by the two settings' assign hooks: one load.
+        derived::task_environment_mismatch()
     }
 }
 
@@ -322,7 +342,7 @@ pub fn define(show_agent_session: pg_sys::GucShowHook) {
             GucContext::Userset,
             none,
             Some(check_task_environment),
-            None,
+            Some(assign_task_environment),
             None,
         );
         GucRegistry::define_int_guc_with_hooks(
