@@ -1205,10 +1205,76 @@ fn statement_text_is_cut_at_audit_statement_max() {
     let ev = events_of(&mut a, &w.agent);
     let stmt = ev[0].statement.clone().unwrap_or_default();
     let want = format!(
-        "{}... [cut: {} characters in all]",
-        &sql[..20],
-        sql.chars().count()
+        "{}... [cut: {} characters in all] ...{}",
+        &sql[..10],
+        sql.chars().count(),
+        &sql[sql.len() - 10..]
     );
     assert_eq!(stmt, want);
     assert!(stmt.contains("[cut:"));
+}
+
+/// The owner of a database (an agent, say) can switch its connections off.
+/// The audit writer connects regardless, so the events of sessions still
+/// open there are loaded, not starved.
+#[test]
+fn events_load_while_the_database_refuses_connections() {
+    let w = World::new("noconn");
+    // Open before connections are switched off: these sessions stay.
+    let mut ag = w.agent_in(&w.protected);
+    let mut a = admin(&w.protected);
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            w.protected
+        ))
+        .unwrap();
+    assert!(
+        try_connect("postgres", &w.protected).is_err(),
+        "new connections are refused"
+    );
+    assert_guard_refused(ag.batch_execute("DELETE FROM orders WHERE id = 1"));
+    // No writer ran for this database before: loading this event needs a new
+    // connection to it.
+    expect_count(
+        &mut a,
+        &refused_count_sql(&w.agent),
+        1,
+        Duration::from_secs(10),
+        "refusal loaded while connections are off",
+    );
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            w.protected
+        ))
+        .unwrap();
+}
+
+/// A long leading comment cannot push the statement itself out of the
+/// audit log: the text keeps its head and its tail, and the operation and
+/// object are in their own columns.
+#[test]
+fn a_leading_comment_cannot_hide_the_statement() {
+    let w = World::with_settings("padded", &[("ai_agent_safety.audit_statement_max", "200")]);
+    let mut ag = w.agent_in(&w.protected);
+    let sql = format!(
+        "/* {} */ DELETE FROM orders WHERE id = 1",
+        "routine maintenance ".repeat(105)
+    );
+    assert_guard_refused(ag.batch_execute(&sql));
+    let mut a = admin(&w.protected);
+    expect_count(
+        &mut a,
+        &refused_count_sql(&w.agent),
+        1,
+        Duration::from_secs(5),
+        "refusal",
+    );
+    let ev = events_of(&mut a, &w.agent);
+    let stmt = ev[0].statement.clone().unwrap_or_default();
+    assert!(stmt.ends_with("DELETE FROM orders WHERE id = 1"), "{stmt}");
+    assert!(stmt.contains("[cut: "), "{stmt}");
+    assert_eq!(ev[0].operation.as_deref(), Some("DELETE"));
+    assert_eq!(ev[0].object.as_deref(), Some("public.orders"));
 }

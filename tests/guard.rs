@@ -1641,3 +1641,276 @@ fn the_agent_and_approver_groups_cannot_be_renamed_or_dropped() {
     ))
     .unwrap_or_else(|e| panic!("{}", describe(&e)));
 }
+
+// ---------------------------------------------------------------------------
+// Destruction not spelled DROP, DELETE or TRUNCATE (classified by effect).
+// Each form: it destroys or hides data in the open database, and is refused
+// in the protected one (ALTER forms when ALTER is listed, as for the other
+// ALTER forms).
+// ---------------------------------------------------------------------------
+
+#[test]
+fn set_unlogged_refused_when_alter_listed() {
+    Form {
+        tag: "unlogged",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        stmt: "ALTER TABLE orders SET UNLOGGED",
+        probe: "SELECT count(*) FROM pg_class WHERE relname = 'orders' AND relpersistence = 'u'",
+        intact: 0,
+        done: 1,
+        says: &["ALTER TABLE public.orders SET UNLOGGED"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn no_inherit_refused_when_alter_listed() {
+    Form {
+        tag: "noinherit",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        setup: "CREATE TABLE parent_t (id int); CREATE TABLE child_t () INHERITS (parent_t);
+                INSERT INTO child_t VALUES (1), (2);",
+        stmt: "ALTER TABLE child_t NO INHERIT parent_t",
+        probe: "SELECT count(*) FROM parent_t",
+        intact: 2,
+        done: 0,
+        says: &["ALTER TABLE public.child_t NO INHERIT"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn enable_row_level_security_refused_when_alter_listed() {
+    Form {
+        tag: "rls",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        stmt: "ALTER TABLE orders ENABLE ROW LEVEL SECURITY",
+        probe: "SELECT count(*) FROM pg_class WHERE relname = 'orders' AND relrowsecurity",
+        intact: 0,
+        done: 1,
+        says: &["ALTER TABLE public.orders ENABLE ROW LEVEL SECURITY"],
+        ..Form::default()
+    }
+    .check();
+}
+
+/// ALTER INDEX (or SEQUENCE) on a table renames the table.
+#[test]
+fn alter_index_rename_of_a_table_refused_when_alter_listed() {
+    Form {
+        tag: "idxren",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        stmt: "ALTER INDEX orders RENAME TO orders_old",
+        probe: TABLE_EXISTS,
+        intact: 1,
+        done: 0,
+        says: &["ALTER INDEX public.orders RENAME TO orders_old"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn alter_type_rename_attribute_refused_when_alter_listed() {
+    Form {
+        tag: "attren",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        setup: "CREATE TYPE pair AS (a int, b int)",
+        stmt: "ALTER TYPE pair RENAME ATTRIBUTE a TO x",
+        probe:
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'pair'::regclass AND attname = 'a'",
+        intact: 1,
+        done: 0,
+        says: &["ALTER TYPE public.pair RENAME ATTRIBUTE a TO x"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn alter_type_rename_value_refused_when_alter_listed() {
+    Form {
+        tag: "enumren",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        setup: "CREATE TYPE mood AS ENUM ('ok', 'bad')",
+        stmt: "ALTER TYPE mood RENAME VALUE 'ok' TO 'fine'",
+        probe: "SELECT count(*) FROM pg_enum WHERE enumlabel = 'ok'",
+        intact: 1,
+        done: 0,
+        says: &["ALTER TYPE mood RENAME VALUE 'ok' TO 'fine'"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn alter_sequence_restart_refused_when_alter_listed() {
+    Form {
+        tag: "seqrestart",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        setup: "CREATE SEQUENCE ids; SELECT nextval('ids'); SELECT nextval('ids');",
+        stmt: "ALTER SEQUENCE ids RESTART",
+        probe: "SELECT last_value FROM ids",
+        intact: 2,
+        done: 1,
+        says: &["ALTER SEQUENCE public.ids RESTART"],
+        ..Form::default()
+    }
+    .check();
+}
+
+/// A DO INSTEAD NOTHING rule loses every future write.
+#[test]
+fn create_rule_do_instead_refused_when_alter_listed() {
+    Form {
+        tag: "instead",
+        settings: ALTER_LISTED,
+        agent_acts_for_owner: true,
+        stmt: "CREATE RULE swallow AS ON INSERT TO orders DO INSTEAD NOTHING",
+        probe: "SELECT count(*) FROM pg_rules WHERE tablename = 'orders'",
+        intact: 0,
+        done: 1,
+        says: &["CREATE RULE DO INSTEAD ON public.orders"],
+        ..Form::default()
+    }
+    .check();
+}
+
+/// CREATE OR REPLACE over an existing view or function is a DROP in all but
+/// name: the old definition is gone.
+#[test]
+fn create_or_replace_view_refused() {
+    Form {
+        tag: "replview",
+        agent_acts_for_owner: true,
+        setup: "CREATE VIEW v AS SELECT id FROM orders",
+        stmt: "CREATE OR REPLACE VIEW v AS SELECT id FROM orders WHERE false",
+        probe: "SELECT count(*) FROM v",
+        intact: 10,
+        done: 0,
+        says: &[
+            "CREATE OR REPLACE VIEW public.v",
+            "request_approval_token('DROP'",
+        ],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn create_or_replace_function_refused() {
+    Form {
+        tag: "replfunc",
+        agent_acts_for_owner: true,
+        setup: "CREATE FUNCTION f(int) RETURNS int LANGUAGE sql AS 'SELECT $1'",
+        stmt: "CREATE OR REPLACE FUNCTION f(int) RETURNS int LANGUAGE sql AS 'SELECT 0'",
+        probe: "SELECT f(5)::bigint",
+        intact: 5,
+        done: 0,
+        says: &["CREATE OR REPLACE FUNCTION public.f(integer)"],
+        ..Form::default()
+    }
+    .check();
+}
+
+#[test]
+fn refresh_materialized_view_with_no_data_refused() {
+    Form {
+        tag: "nodata",
+        agent_acts_for_owner: true,
+        setup: "CREATE MATERIALIZED VIEW mv AS SELECT id FROM orders",
+        stmt: "REFRESH MATERIALIZED VIEW mv WITH NO DATA",
+        probe: "SELECT count(*) FROM pg_matviews WHERE matviewname = 'mv' AND ispopulated",
+        intact: 1,
+        done: 0,
+        says: &["REFRESH MATERIALIZED VIEW public.mv WITH NO DATA"],
+        ..Form::default()
+    }
+    .check();
+}
+
+/// Switching a database's connections off or renaming it puts it out of
+/// reach as surely as dropping it: decided like DROP DATABASE, by that
+/// database's own settings, from wherever the agent runs it.
+#[test]
+fn making_a_database_unreachable_is_decided_like_drop_database() {
+    let w = World::new("unreach");
+    agent_acts_for_owner(&w);
+    let mut a = w.agent_in(&w.open);
+    for stmt in [
+        format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", w.protected),
+        format!("ALTER DATABASE {} CONNECTION LIMIT 0", w.protected),
+        format!(
+            "ALTER DATABASE {} RENAME TO {}_gone",
+            w.protected, w.protected
+        ),
+    ] {
+        let msg = assert_guard_refused(a.batch_execute(&stmt));
+        assert!(
+            msg.contains(&format!("ALTER DATABASE {}", w.protected))
+                && msg.contains(&format!("'DATABASE {}'", w.protected)),
+            "{stmt}: {msg}"
+        );
+    }
+    assert!(
+        try_connect(&w.owner, &w.protected).is_ok(),
+        "still reachable"
+    );
+    // The open database protects nothing: there it works.
+    let mut p = w.agent_in(&w.protected);
+    run_ok(
+        &mut p,
+        "limit the open database",
+        &format!("ALTER DATABASE {} CONNECTION LIMIT 0", w.open),
+    );
+    assert_eq!(
+        count(
+            &mut admin("postgres"),
+            &format!(
+                "SELECT count(*) FROM pg_database WHERE datname = '{}' AND datconnlimit = 0",
+                w.open
+            )
+        ),
+        1
+    );
+}
+
+/// COPY ... FROM is a write: the task-environment rule refuses it outside
+/// the task's environment, like INSERT.
+#[test]
+fn copy_from_is_a_write() {
+    let w = World::with_settings("copyfrom", &[("ai_agent_safety.environment", "production")]);
+    run_ok(
+        &mut admin("postgres"),
+        "scope",
+        &format!(
+            "ALTER ROLE {} SET ai_agent_safety.allowed_environments = 'production'",
+            w.agent
+        ),
+    );
+    let mut a = try_connect_with(
+        &w.agent,
+        &w.protected,
+        "-c ai_agent_safety.task_environment=development",
+    )
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let e = match a.copy_in("COPY orders (id, note) FROM STDIN") {
+        Ok(_) => panic!("COPY FROM must be refused"),
+        Err(e) => e,
+    };
+    let msg = describe(&e);
+    assert!(
+        msg.contains("COPY ... FROM refused") && msg.contains("declared environment development"),
+        "{msg}"
+    );
+    assert_eq!(orders_rows(&w.protected), 10);
+}

@@ -125,21 +125,11 @@ fn application_name() -> Cow<'static, str> {
     }
 }
 
-/// Cuts the statement text at `ai_agent_safety.audit_statement_max` characters,
-/// showing the cut.
+/// Cuts the statement text at `ai_agent_safety.audit_statement_max`
+/// characters, keeping its head and its tail and showing the cut, so a
+/// long leading comment cannot push the statement itself out of the log.
 pub fn cut_statement(s: &str) -> Cow<'_, str> {
-    let max = settings::audit_statement_max();
-    // No more bytes than the limit: no more characters either.
-    if s.len() <= max {
-        return s.into();
-    }
-    let n = s.chars().count();
-    if n <= max {
-        s.into()
-    } else {
-        let head: String = s.chars().take(max).collect();
-        format!("{head}... [cut: {n} characters in all]").into()
-    }
+    aas_policy::audit::cut_text(s, settings::audit_statement_max())
 }
 
 /// Spools the event (a COPY line), then writes it to the server log (JSON), so

@@ -95,7 +95,18 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
     }
     // SAFETY: registers this module's #[pg_guard] exit callback.
     unsafe { pg_sys::before_shmem_exit(Some(free_slot), pg_sys::Datum::from(dboid)) };
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
+    // With BGWORKER_BYPASS_ALLOWCONN: a database whose connections are
+    // switched off (ALTER DATABASE ... ALLOW_CONNECTIONS false) still gets
+    // its audit events loaded; otherwise its owner could starve the log.
+    // SAFETY: called once, from this registered background worker, as
+    // BackgroundWorker::connect_worker_to_spi_by_oid does without the flag.
+    unsafe {
+        pg_sys::BackgroundWorkerInitializeConnectionByOid(
+            pg_sys::Oid::from(dboid),
+            pg_sys::InvalidOid,
+            pg_sys::BGWORKER_BYPASS_ALLOWCONN,
+        )
+    };
 
     let mut seq = 0u64;
     let mut last_maintenance = 0i64;

@@ -6,7 +6,7 @@
 //! DETACH PARTITION, RENAME of a table or column, and SET SCHEMA of a table
 //! (which, like RENAME, makes the table vanish from where it was).
 
-use super::{named, relation_ref, roles};
+use super::{effects, named, relation_ref, roles};
 use crate::pg::{cstr, list_ptrs, node_tag, quote_ident};
 use aas_policy::{ObjectRef, OpClass, Operation, Shape, Statement};
 use pg_sys::NodeTag::*;
@@ -145,7 +145,7 @@ unsafe fn drop_stmt(s: &pg_sys::DropStmt, out: &mut Statement) {
 /// # Safety
 /// `node` is a valid utility statement.
 pub unsafe fn shape(node: *mut pg_sys::Node) -> Shape {
-    Shape::unclassified_utility((*node).type_ == T_DropdbStmt, roles::changes_roles(node))
+    Shape::unclassified_utility(effects::acts_on_database(node), roles::changes_roles(node))
 }
 
 /// # Safety
@@ -191,6 +191,28 @@ const RELATION_KINDS: [pg_sys::ObjectType::Type; 4] = [
     OBJECT_MATVIEW,
 ];
 
+/// Does a RENAME or SET SCHEMA spelled for this object type hide data? For
+/// the relation kinds, always; spelled for an index or a sequence, when the
+/// relation named is really a table, view, materialized view or foreign
+/// table (`ALTER INDEX orders RENAME TO x` renames the table orders).
+///
+/// # Safety
+/// `rv` is NULL or a valid RangeVar, inside a transaction.
+unsafe fn hides_data(spelled: pg_sys::ObjectType::Type, rv: *const pg_sys::RangeVar) -> bool {
+    if RELATION_KINDS.contains(&spelled) {
+        return true;
+    }
+    if !matches!(spelled, OBJECT_INDEX | OBJECT_SEQUENCE) {
+        return false;
+    }
+    let oid = range_var_oid(rv);
+    oid != pg_sys::InvalidOid
+        && matches!(
+            pg_sys::get_rel_relkind(oid) as u8,
+            b'r' | b'p' | b'v' | b'm' | b'f'
+        )
+}
+
 fn alter_op(verb: &str, object: ObjectRef) -> Operation {
     Operation {
         class: OpClass::Alter,
@@ -216,6 +238,9 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
     let tag = (*node).type_;
     out.writes = !is_non_writing(tag);
     out.changes_roles = roles::changes_roles(node);
+    if effects::classify(node, &mut out) {
+        return out;
+    }
     match tag {
         T_DropStmt => drop_stmt(&*(node as *const pg_sys::DropStmt), &mut out),
         T_DropdbStmt => {
@@ -303,6 +328,21 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
                     | pg_sys::AlterTableType::AT_DetachPartitionFinalize => {
                         Some("ALTER TABLE ... DETACH PARTITION".to_string())
                     }
+                    // Loses every row at the next crash.
+                    pg_sys::AlterTableType::AT_SetUnLogged => {
+                        Some("ALTER TABLE ... SET UNLOGGED".to_string())
+                    }
+                    // The child's rows vanish from the parent's queries.
+                    pg_sys::AlterTableType::AT_DropInherit => {
+                        Some("ALTER TABLE ... NO INHERIT".to_string())
+                    }
+                    // With no policy, every row is hidden from its readers.
+                    pg_sys::AlterTableType::AT_EnableRowSecurity => {
+                        Some("ALTER TABLE ... ENABLE ROW LEVEL SECURITY".to_string())
+                    }
+                    pg_sys::AlterTableType::AT_ForceRowSecurity => {
+                        Some("ALTER TABLE ... FORCE ROW LEVEL SECURITY".to_string())
+                    }
                     _ => None,
                 };
                 if let Some(v) = verb {
@@ -312,7 +352,7 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
         }
         T_RenameStmt => {
             let s = &*(node as *const pg_sys::RenameStmt);
-            if RELATION_KINDS.contains(&s.renameType) {
+            if hides_data(s.renameType, s.relation) {
                 out.ops.push(alter_op(
                     &format!(
                         "ALTER {} ... RENAME TO {}",
@@ -341,6 +381,17 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
                     &format!("ALTER ROLE ... RENAME TO {}", quote_ident(&cstr(s.newname))),
                     s.subname,
                 ));
+            } else if s.renameType == OBJECT_ATTRIBUTE {
+                // Stored values of the composite type read back under
+                // another field name.
+                out.ops.push(alter_op(
+                    &format!(
+                        "ALTER TYPE ... RENAME ATTRIBUTE {} TO {}",
+                        quote_ident(&cstr(s.subname)),
+                        quote_ident(&cstr(s.newname))
+                    ),
+                    range_var_ref(s.relation),
+                ));
             } else if s.renameType == OBJECT_COLUMN {
                 out.ops.push(alter_op(
                     &format!(
@@ -354,7 +405,7 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
         }
         T_AlterObjectSchemaStmt => {
             let s = &*(node as *const pg_sys::AlterObjectSchemaStmt);
-            if RELATION_KINDS.contains(&s.objectType) && !s.relation.is_null() {
+            if !s.relation.is_null() && hides_data(s.objectType, s.relation) {
                 out.ops.push(alter_op(
                     &format!(
                         "ALTER {} ... SET SCHEMA {}",

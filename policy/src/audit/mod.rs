@@ -143,6 +143,35 @@ impl AuditLevel {
     }
 }
 
+/// Cuts a text longer than `max` characters to its first and last `max / 2`
+/// characters around a mark that says how long it was:
+/// `head ... [cut: N characters in all] ... tail`. A statement's end (what
+/// it does) survives a padding of leading comments, and its start survives
+/// a padding of trailing ones.
+pub fn cut_text(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    // No more bytes than the limit: no more characters either.
+    if s.len() <= max {
+        return s.into();
+    }
+    let n = s.chars().count();
+    if n <= max {
+        return s.into();
+    }
+    let head_chars = max.div_ceil(2);
+    let tail_chars = max / 2;
+    let head_end = s.char_indices().nth(head_chars).map_or(s.len(), |(i, _)| i);
+    let tail_start = s
+        .char_indices()
+        .nth(n - tail_chars)
+        .map_or(s.len(), |(i, _)| i);
+    format!(
+        "{}... [cut: {n} characters in all] ...{}",
+        &s[..head_end],
+        &s[tail_start..]
+    )
+    .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +187,27 @@ mod tests {
         }
         assert_eq!(Verdict::parse("refuse"), Some(Verdict::Refuse));
         assert_eq!(Source::parse("approval"), None);
+    }
+
+    #[test]
+    fn long_texts_keep_head_and_tail() {
+        assert_eq!(cut_text("short", 10), "short");
+        assert_eq!(cut_text("exactly10!", 10), "exactly10!");
+        let padded = format!("/* {} */ DROP TABLE customers", "x".repeat(2100));
+        let cut = cut_text(&padded, 40);
+        assert!(cut.starts_with("/* xxxxxxxxxxxxxxxxx"), "{cut}");
+        assert!(cut.ends_with(" ...DROP TABLE customers"), "{cut}");
+        assert!(
+            cut.contains("... [cut: 2127 characters in all] ..."),
+            "{cut}"
+        );
+        // Characters, not bytes, and never inside one.
+        let wide = "日".repeat(30);
+        assert_eq!(
+            cut_text(&wide, 5),
+            format!("日日日... [cut: 30 characters in all] ...日日")
+        );
+        assert_eq!(cut_text("abcdef", 0), "... [cut: 6 characters in all] ...");
     }
 
     #[test]

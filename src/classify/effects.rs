@@ -1,0 +1,270 @@
+//! Destruction that is not spelled DROP, DELETE or TRUNCATE: statements
+//! classified by what happens to the data (see the README's table).
+//!
+//! - ALTER: `ALTER SEQUENCE ... RESTART` (ids are handed out again),
+//!   `ALTER TYPE ... RENAME VALUE` (stored values change meaning),
+//!   `CREATE RULE ... DO INSTEAD` and `CREATE OR REPLACE RULE` (future
+//!   writes are lost or redirected);
+//! - DROP: `CREATE OR REPLACE VIEW|FUNCTION|PROCEDURE` over an existing one
+//!   (the old definition is gone, a DROP in all but name), and `ALTER
+//!   DATABASE x ALLOW_CONNECTIONS false | CONNECTION LIMIT 0` or `RENAME`
+//!   (the database is out of reach, as if dropped; judged by x's settings);
+//! - TRUNCATE: `REFRESH MATERIALIZED VIEW ... WITH NO DATA` (it empties it);
+//! - a write: `COPY ... FROM` (for the task-environment rule and
+//!   `audit_level = writes`).
+//!
+//! The ALTER TABLE forms (SET UNLOGGED, NO INHERIT, ENABLE/FORCE ROW LEVEL
+//! SECURITY) and RENAME by what the relation really is are in `utility`.
+
+use super::{named, relation_ref};
+use crate::pg::{cstr, list_ptrs, quote_ident};
+use aas_policy::{OpClass, Operation, Statement};
+use pg_sys::NodeTag::*;
+use pgrx::pg_sys;
+use std::ffi::CStr;
+
+/// Does this statement act on a database as a whole (decided by that
+/// database's own settings, whatever this one's say)?
+///
+/// # Safety
+/// `node` is a valid utility statement.
+pub unsafe fn acts_on_database(node: *mut pg_sys::Node) -> bool {
+    match (*node).type_ {
+        T_DropdbStmt | T_AlterDatabaseStmt => true,
+        T_RenameStmt => {
+            (*(node as *const pg_sys::RenameStmt)).renameType == pg_sys::ObjectType::OBJECT_DATABASE
+        }
+        T_AlterOwnerStmt => {
+            (*(node as *const pg_sys::AlterOwnerStmt)).objectType
+                == pg_sys::ObjectType::OBJECT_DATABASE
+        }
+        _ => false,
+    }
+}
+
+fn op(class: OpClass, verb: String, object: aas_policy::ObjectRef) -> Operation {
+    Operation {
+        class,
+        verb,
+        object,
+        target_database: None,
+        is_write: true,
+    }
+}
+
+/// An operation on a whole database, decided by its own settings.
+fn database_op(class: OpClass, verb: &str, name: &str) -> Operation {
+    let c = std::ffi::CString::new(name).unwrap_or_default();
+    // SAFETY: catalog lookup with missing_ok = true.
+    let oid = unsafe { pg_sys::get_database_oid(c.as_ptr(), true) };
+    Operation {
+        class,
+        verb: verb.to_string(),
+        object: named(pg_sys::DatabaseRelationId, oid, quote_ident(name)),
+        target_database: Some(name.to_string()),
+        is_write: true,
+    }
+}
+
+/// The DefElem of a statement's options with this name.
+///
+/// # Safety
+/// `options` is NULL or a valid List of DefElem.
+unsafe fn option(options: *mut pg_sys::List, name: &CStr) -> Option<*mut pg_sys::DefElem> {
+    list_ptrs(options)
+        .into_iter()
+        .map(|p| p as *mut pg_sys::DefElem)
+        .find(|d| !(**d).defname.is_null() && CStr::from_ptr((**d).defname) == name)
+}
+
+/// The relation a RangeVar names, if it exists.
+///
+/// # Safety
+/// `rv` is NULL or a valid RangeVar, inside a transaction.
+unsafe fn existing(rv: *const pg_sys::RangeVar) -> Option<pg_sys::Oid> {
+    if rv.is_null() {
+        return None;
+    }
+    let oid = pg_sys::RangeVarGetRelidExtended(
+        rv,
+        pg_sys::NoLock as i32,
+        pg_sys::RVROption::RVR_MISSING_OK,
+        None,
+        std::ptr::null_mut(),
+    );
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
+/// The function a CREATE OR REPLACE FUNCTION would replace, if it exists:
+/// looked up by name and input argument types.
+///
+/// # Safety
+/// `s` is a valid CreateFunctionStmt, inside a transaction.
+unsafe fn replaced_function(s: &pg_sys::CreateFunctionStmt) -> Option<pg_sys::Oid> {
+    use pg_sys::FunctionParameterMode::*;
+    let mut types = Vec::new();
+    for p in list_ptrs(s.parameters) {
+        let p = &*(p as *const pg_sys::FunctionParameter);
+        if matches!(p.mode, FUNC_PARAM_OUT | FUNC_PARAM_TABLE) {
+            continue;
+        }
+        let t = pg_sys::LookupTypeNameOid(std::ptr::null_mut(), p.argType, true);
+        if t == pg_sys::InvalidOid {
+            return None;
+        }
+        types.push(t);
+    }
+    let oid = pg_sys::LookupFuncName(s.funcname, types.len() as i32, types.as_ptr(), true);
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
+/// Classifies the statements this module knows; false for any other.
+///
+/// # Safety
+/// `node` is a valid utility statement, inside a transaction.
+pub unsafe fn classify(node: *mut pg_sys::Node, out: &mut Statement) -> bool {
+    match (*node).type_ {
+        T_AlterSeqStmt => {
+            let s = &*(node as *const pg_sys::AlterSeqStmt);
+            if option(s.options, c"restart").is_some() {
+                if let Some(oid) = existing(s.sequence) {
+                    out.ops.push(op(
+                        OpClass::Alter,
+                        "ALTER SEQUENCE ... RESTART".into(),
+                        relation_ref(oid),
+                    ));
+                }
+            }
+        }
+        T_AlterEnumStmt => {
+            let s = &*(node as *const pg_sys::AlterEnumStmt);
+            if !s.oldVal.is_null() {
+                let name = cstr(pg_sys::NameListToString(s.typeName));
+                let tn = pg_sys::makeTypeNameFromNameList(s.typeName);
+                let oid = pg_sys::LookupTypeNameOid(std::ptr::null_mut(), tn, true);
+                out.ops.push(op(
+                    OpClass::Alter,
+                    format!(
+                        "ALTER TYPE ... RENAME VALUE '{}' TO '{}'",
+                        cstr(s.oldVal).replace('\'', "''"),
+                        cstr(s.newVal).replace('\'', "''")
+                    ),
+                    named(pg_sys::TypeRelationId, oid, name),
+                ));
+            }
+        }
+        T_RuleStmt => {
+            let s = &*(node as *const pg_sys::RuleStmt);
+            if s.instead || s.replace {
+                if let Some(oid) = existing(s.relation) {
+                    let verb = match (s.replace, s.instead) {
+                        (true, true) => "CREATE OR REPLACE RULE DO INSTEAD ON",
+                        (true, false) => "CREATE OR REPLACE RULE ON",
+                        _ => "CREATE RULE DO INSTEAD ON",
+                    };
+                    out.ops
+                        .push(op(OpClass::Alter, verb.into(), relation_ref(oid)));
+                }
+            }
+        }
+        T_ViewStmt => {
+            let s = &*(node as *const pg_sys::ViewStmt);
+            if s.replace {
+                if let Some(oid) = existing(s.view) {
+                    out.ops.push(op(
+                        OpClass::Drop,
+                        "CREATE OR REPLACE VIEW".into(),
+                        relation_ref(oid),
+                    ));
+                }
+            }
+        }
+        T_CreateFunctionStmt => {
+            let s = &*(node as *const pg_sys::CreateFunctionStmt);
+            if s.replace {
+                if let Some(oid) = replaced_function(s) {
+                    let kind = if s.is_procedure {
+                        "PROCEDURE"
+                    } else {
+                        "FUNCTION"
+                    };
+                    let display = cstr(pg_sys::format_procedure_qualified(oid));
+                    out.ops.push(op(
+                        OpClass::Drop,
+                        format!("CREATE OR REPLACE {kind}"),
+                        named(pg_sys::ProcedureRelationId, oid, display),
+                    ));
+                }
+            }
+        }
+        T_RefreshMatViewStmt => {
+            let s = &*(node as *const pg_sys::RefreshMatViewStmt);
+            if s.skipData {
+                if let Some(oid) = existing(s.relation) {
+                    out.ops.push(op(
+                        OpClass::Truncate,
+                        "REFRESH MATERIALIZED VIEW ... WITH NO DATA".into(),
+                        relation_ref(oid),
+                    ));
+                }
+            }
+        }
+        T_CopyStmt => {
+            let s = &*(node as *const pg_sys::CopyStmt);
+            if s.is_from {
+                out.writes = true;
+                out.verb = "COPY ... FROM";
+            }
+        }
+        T_AlterDatabaseStmt => {
+            let s = &*(node as *const pg_sys::AlterDatabaseStmt);
+            let name = cstr(s.dbname);
+            if let Some(d) = option(s.options, c"allow_connections") {
+                if !pg_sys::defGetBoolean(d) {
+                    out.ops.push(database_op(
+                        OpClass::Drop,
+                        "ALTER DATABASE ... ALLOW_CONNECTIONS false",
+                        &name,
+                    ));
+                }
+            }
+            if let Some(d) = option(s.options, c"connection_limit") {
+                if pg_sys::defGetInt32(d) == 0 {
+                    out.ops.push(database_op(
+                        OpClass::Drop,
+                        "ALTER DATABASE ... CONNECTION LIMIT 0",
+                        &name,
+                    ));
+                }
+            }
+        }
+        T_RenameStmt => {
+            let s = &*(node as *const pg_sys::RenameStmt);
+            if s.renameType != pg_sys::ObjectType::OBJECT_DATABASE {
+                return false;
+            }
+            out.ops.push(database_op(
+                OpClass::Drop,
+                &format!(
+                    "ALTER DATABASE ... RENAME TO {}",
+                    quote_ident(&cstr(s.newname))
+                ),
+                &cstr(s.subname),
+            ));
+        }
+        T_AlterOwnerStmt => {
+            let s = &*(node as *const pg_sys::AlterOwnerStmt);
+            if s.objectType != pg_sys::ObjectType::OBJECT_DATABASE {
+                return false;
+            }
+            let name = cstr((*(s.object as *const pg_sys::String)).sval);
+            out.ops.push(database_op(
+                OpClass::Alter,
+                "ALTER DATABASE ... OWNER TO",
+                &name,
+            ));
+        }
+        _ => return false,
+    }
+    true
+}
