@@ -191,3 +191,24 @@ pub unsafe fn statement_text(query: *const c_char, pstmt: *const pg_sys::Planned
     };
     String::from_utf8_lossy(&all[start..end]).trim().to_string()
 }
+
+/// The tables a table's foreign keys reference (from the relcache).
+///
+/// # Safety
+/// Inside a transaction.
+pub unsafe fn foreign_key_targets(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    // SAFETY: the relation is opened and closed here; its FK list belongs
+    // to the relcache and is only read.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return Vec::new();
+        }
+        let targets = list_ptrs(pg_sys::RelationGetFKeyList(rel))
+            .into_iter()
+            .map(|fk| (*(fk as *const pg_sys::ForeignKeyCacheInfo)).confrelid)
+            .collect();
+        pg_sys::RelationClose(rel);
+        targets
+    }
+}

@@ -1110,7 +1110,8 @@ fn agent_cannot_change_guard_settings() {
         assert!(
             msg.contains("permission denied")
                 || msg.contains("must be owner")
-                || msg.contains("may not create, alter, drop or grant roles"),
+                || msg.contains("may not create, alter, drop or grant roles")
+                || msg.contains("may not change ai_agent_safety."),
             "{stmt}: {msg}"
         );
     }
@@ -1913,4 +1914,23 @@ fn copy_from_is_a_write() {
         "{msg}"
     );
     assert_eq!(orders_rows(&w.protected), 10);
+}
+
+/// A procedure's OUT arguments are part of its signature: CREATE OR REPLACE
+/// over one with OUT arguments replaces it, a DROP in all but name.
+#[test]
+fn create_or_replace_procedure_with_out_arguments_refused() {
+    Form {
+        tag: "replproc",
+        agent_acts_for_owner: true,
+        setup: "CREATE PROCEDURE p(OUT x int) LANGUAGE plpgsql AS $$ BEGIN x := 5; END $$",
+        stmt:
+            "CREATE OR REPLACE PROCEDURE p(OUT x int) LANGUAGE plpgsql AS $$ BEGIN x := 0; END $$",
+        probe: "SELECT count(*) FROM pg_proc WHERE proname = 'p' AND prosrc LIKE '%x := 5%'",
+        intact: 1,
+        done: 0,
+        says: &["CREATE OR REPLACE PROCEDURE public.p"],
+        ..Form::default()
+    }
+    .check();
 }

@@ -140,3 +140,231 @@ fn look_alike_extension_objects_are_never_used() {
         .unwrap_or_else(|e| panic!("{}", describe(&e)));
     assert_eq!(ran_as(&mut su), Vec::<(String, String)>::new());
 }
+
+/// The guard's settings are not an agent's to change, whatever GRANT SET or
+/// GRANT ALTER SYSTEM ON PARAMETER a DBA gave: a human with the same grants
+/// changes them; the agent is refused by every route and keeps the settings
+/// it sets itself.
+#[test]
+fn guard_settings_cannot_be_switched_off_by_grants() {
+    let w = World::new("grants");
+    let human = unique("grants_human");
+    let mut su = admin("postgres");
+    for sql in [
+        format!("CREATE ROLE {human} LOGIN"),
+        format!(
+            "GRANT SET ON PARAMETER ai_agent_safety.mode, ai_agent_safety.require_approval,
+                   ai_agent_safety.audit_level, session_preload_libraries TO {}, {human}",
+            w.agent
+        ),
+        format!(
+            "GRANT ALTER SYSTEM ON PARAMETER ai_agent_safety.mode TO {}, {human}",
+            w.agent
+        ),
+        format!("GRANT {} TO {}", w.owner, w.agent),
+        format!("GRANT {} TO {human}", w.owner),
+    ] {
+        su.batch_execute(&sql)
+            .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
+    }
+    let routes = |db: &str| {
+        vec![
+            "SET ai_agent_safety.mode = 'audit'".to_string(),
+            "SET LOCAL ai_agent_safety.require_approval = off".to_string(),
+            "SELECT set_config('ai_agent_safety.audit_level', 'decisions', false)".to_string(),
+            format!("ALTER DATABASE {db} SET session_preload_libraries = ''"),
+            format!("ALTER DATABASE {db} SET ai_agent_safety.require_approval = off"),
+            "ALTER SYSTEM SET ai_agent_safety.mode = 'enforce'".to_string(),
+        ]
+    };
+    // PostgreSQL allows each route to a human with these grants.
+    let mut h = connect(&human, &w.open);
+    for stmt in routes(&w.open) {
+        h.batch_execute(&stmt)
+            .unwrap_or_else(|e| panic!("human: {stmt}: {}", describe(&e)));
+    }
+    su.batch_execute("ALTER SYSTEM RESET ai_agent_safety.mode")
+        .unwrap();
+    su.batch_execute(&format!(
+        "ALTER DATABASE {} RESET session_preload_libraries",
+        w.open
+    ))
+    .unwrap();
+    su.batch_execute(&format!(
+        "ALTER DATABASE {} RESET ai_agent_safety.require_approval",
+        w.open
+    ))
+    .unwrap();
+    // The agent: refused, in the protected database and the open one.
+    for db in [&w.protected, &w.open] {
+        let mut a = w.agent_in(db);
+        for stmt in routes(db) {
+            let msg = assert_refused(a.batch_execute(&stmt));
+            assert!(
+                msg.contains(&format!("agent role \"{}\" may not change", w.agent))
+                    && msg.contains("GRANT SET or GRANT ALTER SYSTEM ON PARAMETER"),
+                "{stmt} in {db}: {msg}"
+            );
+        }
+        let mode: String = a
+            .query_one("SHOW ai_agent_safety.mode", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(mode, "enforce");
+        // What an agent sets itself stays settable.
+        a.batch_execute(
+            "SET ai_agent_safety.task_id = 'cleanup-1';
+             SET ai_agent_safety.task_environment = 'development';
+             RESET ai_agent_safety.task_environment;
+             SET ai_agent_safety.approval_token = '3f2c1e9a-8b7d-4c6e-9f10-2a3b4c5d6e7f';
+             RESET ai_agent_safety.approval_token;",
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    }
+    let msg = assert_refused(w.agent_in(&w.protected).batch_execute("DELETE FROM orders"));
+    assert!(msg.contains("needs an approval token"), "{msg}");
+    assert_eq!(
+        count(
+            &mut su,
+            &format!(
+                "SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+                  WHERE d.datname IN ('{}', '{}') AND array_to_string(s.setconfig, ',') LIKE '%require_approval=off%'",
+                w.protected, w.open
+            )
+        ),
+        0
+    );
+}
+
+/// A token for `op` on `target`, requested by the world's agent in the
+/// protected database and granted by a new approver.
+fn granted_token(w: &World, op: &str, target: &str) -> String {
+    let dba = unique("hard_dba");
+    admin("postgres")
+        .batch_execute(&format!(
+            "CREATE ROLE {dba} LOGIN IN ROLE ai_agent_approver"
+        ))
+        .unwrap();
+    let t: String = w
+        .agent_in(&w.protected)
+        .query_one(
+            "SELECT request_approval_token($1, 'task-7', $2)::text",
+            &[&op, &target],
+        )
+        .unwrap_or_else(|e| panic!("request: {}", describe(&e)))
+        .get(0);
+    connect(&dba, &w.protected)
+        .batch_execute(&format!("SELECT grant_approval_token('{t}'::uuid)"))
+        .unwrap_or_else(|e| panic!("grant: {}", describe(&e)));
+    t
+}
+
+/// Only the foreign-key actions of an approved statement pass unjudged, not
+/// what runs inside them: a column default evaluated by ON DELETE SET
+/// DEFAULT, a trigger on the referencing table, a DO ALSO rule on it. In
+/// the open database each destroys `orders`; in the protected one, with a
+/// token for the agent's own `scratch`, each is refused and the statement
+/// rolls back; a plain ON DELETE CASCADE still goes through with the token.
+#[test]
+fn inside_a_foreign_key_action_code_is_judged_on_its_own() {
+    let w = World::new("fkinside");
+    let setup = "
+        CREATE TABLE scratch (id int PRIMARY KEY);
+        INSERT INTO scratch VALUES (0), (5), (6), (7), (8);
+        CREATE FUNCTION wipe() RETURNS int LANGUAGE plpgsql AS
+          $$ BEGIN DELETE FROM public.orders; RETURN 0; END $$;
+        CREATE TABLE by_default (ref int DEFAULT wipe() REFERENCES scratch ON DELETE SET DEFAULT);
+        INSERT INTO by_default VALUES (5);
+        CREATE TABLE by_trigger (ref int REFERENCES scratch ON DELETE CASCADE);
+        INSERT INTO by_trigger VALUES (6);
+        CREATE FUNCTION wipe_t() RETURNS trigger LANGUAGE plpgsql AS
+          $$ BEGIN DELETE FROM public.orders; RETURN OLD; END $$;
+        CREATE TRIGGER wipe BEFORE DELETE ON by_trigger FOR EACH ROW EXECUTE FUNCTION wipe_t();
+        CREATE TABLE by_rule (ref int REFERENCES scratch ON DELETE CASCADE);
+        INSERT INTO by_rule VALUES (7);
+        CREATE RULE wipe AS ON DELETE TO by_rule DO ALSO DELETE FROM public.orders;
+        CREATE TABLE clean (id int PRIMARY KEY);
+        INSERT INTO clean VALUES (8), (9);
+        CREATE TABLE plain_child (ref int REFERENCES clean ON DELETE CASCADE);
+        INSERT INTO plain_child VALUES (8), (8), (9);";
+    for db in [&w.protected, &w.open] {
+        w.agent_in(db)
+            .batch_execute(setup)
+            .unwrap_or_else(|e| panic!("setup in {db}: {}", describe(&e)));
+    }
+    let orders = |db: &str| count(&mut admin(db), "SELECT count(*) FROM public.orders");
+    // Unprotected: each route empties orders.
+    for id in [5, 6, 7] {
+        admin(&w.open)
+            .batch_execute("INSERT INTO public.orders SELECT g, 'x' FROM generate_series(1, 10) g ON CONFLICT DO NOTHING")
+            .unwrap();
+        w.agent_in(&w.open)
+            .batch_execute(&format!("DELETE FROM scratch WHERE id = {id}"))
+            .unwrap();
+        assert_eq!(orders(&w.open), 0, "route {id} in the open database");
+    }
+    // Protected: a token for DELETE on public.scratch covers none of them.
+    for id in [5, 6, 7] {
+        let t = granted_token(&w, "DELETE", "public.scratch");
+        let mut a = w.agent_in(&w.protected);
+        a.batch_execute(&format!("SET ai_agent_safety.approval_token = '{t}'"))
+            .unwrap();
+        let msg = assert_refused(a.batch_execute(&format!("DELETE FROM scratch WHERE id = {id}")));
+        assert!(
+            msg.contains("DELETE on public.orders refused"),
+            "route {id}: {msg}"
+        );
+        assert_eq!(orders(&w.protected), 10, "route {id}");
+    }
+    // The foreign-key action itself is what a token covers.
+    let t = granted_token(&w, "DELETE", "public.clean");
+    let mut a = w.agent_in(&w.protected);
+    a.batch_execute(&format!("SET ai_agent_safety.approval_token = '{t}'"))
+        .unwrap();
+    assert_eq!(a.execute("DELETE FROM clean WHERE id = 8", &[]).unwrap(), 1);
+    assert_eq!(
+        count(&mut admin(&w.protected), "SELECT count(*) FROM plain_child"),
+        1
+    );
+}
+
+/// TRUNCATE without ONLY empties the tables that inherit from the one it
+/// names: a table another role owns, attached by the agent, is named in the
+/// decision, so a token for the agent's own table cannot reach it.
+#[test]
+fn truncate_names_the_inheriting_tables_of_others() {
+    let w = World::new("inhtrunc");
+    agent_member_of_owner(&w);
+    let owner_setup =
+        "CREATE TABLE public.ledger (id int); INSERT INTO public.ledger VALUES (1), (2), (3);";
+    let agent_setup =
+        "CREATE TABLE public.par (id int); ALTER TABLE public.ledger INHERIT public.par;";
+    for db in [&w.protected, &w.open] {
+        w.owner_in(db).batch_execute(owner_setup).unwrap();
+        w.agent_in(db)
+            .batch_execute(agent_setup)
+            .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    }
+    let ledger = |db: &str| count(&mut admin(db), "SELECT count(*) FROM public.ledger");
+    w.agent_in(&w.open).batch_execute("TRUNCATE par").unwrap();
+    assert_eq!(ledger(&w.open), 0, "the attack in the open database");
+
+    let t = granted_token(&w, "TRUNCATE", "public.par");
+    let mut a = w.agent_in(&w.protected);
+    a.batch_execute(&format!("SET ai_agent_safety.approval_token = '{t}'"))
+        .unwrap();
+    let msg = assert_refused(a.batch_execute("TRUNCATE par"));
+    assert!(
+        msg.contains("TRUNCATE public.ledger") && msg.contains("granted for public.par"),
+        "{msg}"
+    );
+    assert_eq!(ledger(&w.protected), 3);
+    // TRUNCATE ONLY reaches nothing else: the token covers it.
+    a.batch_execute("TRUNCATE ONLY par").unwrap();
+}
+
+fn agent_member_of_owner(w: &World) {
+    admin("postgres")
+        .batch_execute(&format!("GRANT {} TO {}", w.owner, w.agent))
+        .unwrap();
+}

@@ -24,6 +24,13 @@ pub fn decide_statement(
     if stmt.changes_roles && session.is_agent {
         return Decision::Deny(role_change_denial(session, here, stmt));
     }
+    if !stmt.changes_settings.is_empty() && session.is_agent {
+        return Decision::Deny(crate::guard_settings::settings_change_denial(
+            &session.session_user,
+            stmt.verb,
+            &stmt.changes_settings,
+        ));
+    }
     if !stmt.ops.is_empty() {
         decide(session, here, target_db, &stmt.ops, token, now_us)
     } else if stmt.writes {
@@ -37,7 +44,7 @@ pub fn decide_statement(
 /// destructive operations that are not role changes; the guard reads the
 /// token only then.
 pub fn token_can_matter(stmt: &Statement) -> bool {
-    !stmt.ops.is_empty() && !stmt.changes_roles
+    !stmt.ops.is_empty() && !stmt.changes_roles && stmt.changes_settings.is_empty()
 }
 
 /// Roles are cluster-wide: an agent that could create, alter, rename, drop,

@@ -11,6 +11,7 @@
 //! - `decision`: approval and token rules (`decide`, `decide_statement`);
 //! - `environment`: environment scope and task-environment rules;
 //! - `credentials`: login rules for agent roles;
+//! - `guard_settings`: which settings are not an agent's to change;
 //! - `outcome`: `Decision` and `Denial`;
 //! - `facts`: what the rules are decided from;
 //! - `operation`: operation classes, operations, statements;
@@ -22,6 +23,7 @@ pub mod credentials;
 pub mod decision;
 pub mod environment;
 pub mod facts;
+pub mod guard_settings;
 pub mod operation;
 pub mod outcome;
 pub mod time;
@@ -37,6 +39,7 @@ pub use environment::{check_connect_environment, decide_write, environment_in_sc
 pub use facts::{
     parse_token_id, DatabaseFacts, SessionFacts, TokenFacts, TokenPresented, TokenState, TokenUse,
 };
+pub use guard_settings::{is_guard_setting, settings_change_denial};
 pub use operation::{token_target_text, ObjectRef, OpClass, OpSet, Operation, Statement};
 pub use outcome::{Decision, Denial};
 pub use treatment::{treatment, Shape, SwitchSource, Switches, Treatment};

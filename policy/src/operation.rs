@@ -225,6 +225,9 @@ pub struct Statement {
     /// It creates, alters, renames, drops, grants or revokes a role: a change
     /// to the cluster-wide role graph (its operations name the roles).
     pub changes_roles: bool,
+    /// The guard's own settings it changes for others (ALTER SYSTEM, ALTER
+    /// DATABASE ... SET), by name; `ALL` for a RESET ALL.
+    pub changes_settings: Vec<String>,
 }
 
 impl Statement {

@@ -68,8 +68,9 @@ pub struct Shape {
     /// It acts on another database (DROP DATABASE), whose own settings
     /// decide: always decided, whatever this database's settings say.
     pub other_database: bool,
-    /// It changes the role graph, which is cluster-wide: always decided,
-    /// whatever this database's settings say.
+    /// It changes the role graph, which is cluster-wide, or the guard's own
+    /// settings for others: always decided, whatever this database's
+    /// settings say, and never relaxed by its shadow mode.
     pub changes_roles: bool,
 }
 
@@ -99,7 +100,7 @@ impl Shape {
             writes: stmt.writes || !stmt.ops.is_empty(),
             classes: stmt.classes(),
             other_database: stmt.targets_other_database(),
-            changes_roles: stmt.changes_roles,
+            changes_roles: stmt.changes_roles || !stmt.changes_settings.is_empty(),
         }
     }
 }
@@ -138,7 +139,7 @@ impl Mode {
     /// relaxes a rule about the cluster-wide role graph: that rule is not
     /// this database's to switch off.
     pub fn for_statement(self, stmt: &Statement) -> Mode {
-        if stmt.changes_roles {
+        if stmt.changes_roles || !stmt.changes_settings.is_empty() {
             Mode::Enforce
         } else {
             self

@@ -105,7 +105,9 @@ unsafe fn replaced_function(s: &pg_sys::CreateFunctionStmt) -> Option<pg_sys::Oi
     let mut types = Vec::new();
     for p in list_ptrs(s.parameters) {
         let p = &*(p as *const pg_sys::FunctionParameter);
-        if matches!(p.mode, FUNC_PARAM_OUT | FUNC_PARAM_TABLE) {
+        // A function's signature is its input arguments; a procedure's
+        // includes its OUT arguments too (PostgreSQL 14 and later).
+        if p.mode == FUNC_PARAM_TABLE || (p.mode == FUNC_PARAM_OUT && !s.is_procedure) {
             continue;
         }
         let t = pg_sys::LookupTypeNameOid(std::ptr::null_mut(), p.argType, true);
@@ -114,8 +116,64 @@ unsafe fn replaced_function(s: &pg_sys::CreateFunctionStmt) -> Option<pg_sys::Oi
         }
         types.push(t);
     }
-    let oid = pg_sys::LookupFuncName(s.funcname, types.len() as i32, types.as_ptr(), true);
-    (oid != pg_sys::InvalidOid).then_some(oid)
+    if !s.is_procedure {
+        let oid = pg_sys::LookupFuncName(s.funcname, types.len() as i32, types.as_ptr(), true);
+        return (oid != pg_sys::InvalidOid).then_some(oid);
+    }
+    // A procedure is found by all its argument types, OUT ones included
+    // (its identity since PostgreSQL 14; proallargtypes holds them when any
+    // is not IN), in the schema it would be created in.
+    let mut name: *mut std::ffi::c_char = std::ptr::null_mut();
+    let nsp = pg_sys::QualifiedNameGetCreationNamespace(s.funcname, &mut name);
+    let args = format!(
+        "{{{}}}",
+        types
+            .iter()
+            .map(|t| t.to_u32().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let name = cstr(name);
+    crate::privileged::run(|| {
+        pgrx::spi::Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT oid FROM pg_catalog.pg_proc
+              WHERE proname = $1 AND pronamespace = $2 AND prokind = 'p'
+                AND COALESCE(proallargtypes, proargtypes::pg_catalog.oid[]) = $3::pg_catalog.oid[]",
+            &[name.into(), nsp.into(), args.into()],
+        )
+    })
+    .ok()
+    .flatten()
+}
+
+/// The setting a statement sets for others (ALTER SYSTEM, ALTER DATABASE
+/// ... SET), by name (`ALL` for RESET ALL), if it is one of the guard's.
+///
+/// # Safety
+/// `node` is a valid utility statement.
+unsafe fn guard_setting_changed(node: *mut pg_sys::Node) -> Option<String> {
+    let set = match (*node).type_ {
+        T_AlterSystemStmt => (*(node as *const pg_sys::AlterSystemStmt)).setstmt,
+        T_AlterDatabaseSetStmt => (*(node as *const pg_sys::AlterDatabaseSetStmt)).setstmt,
+        _ => return None,
+    };
+    if set.is_null() {
+        return None;
+    }
+    let name = if (*set).name.is_null() {
+        "ALL".to_string()
+    } else {
+        cstr((*set).name)
+    };
+    aas_policy::is_guard_setting(&name).then_some(name)
+}
+
+/// Does this statement change one of the guard's settings for others?
+///
+/// # Safety
+/// `node` is a valid utility statement.
+pub unsafe fn changes_guard_settings(node: *mut pg_sys::Node) -> bool {
+    guard_setting_changed(node).is_some()
 }
 
 /// Classifies the statements this module knows; false for any other.
@@ -123,6 +181,15 @@ unsafe fn replaced_function(s: &pg_sys::CreateFunctionStmt) -> Option<pg_sys::Oi
 /// # Safety
 /// `node` is a valid utility statement, inside a transaction.
 pub unsafe fn classify(node: *mut pg_sys::Node, out: &mut Statement) -> bool {
+    if let Some(name) = guard_setting_changed(node) {
+        out.verb = if (*node).type_ == T_AlterSystemStmt {
+            "ALTER SYSTEM"
+        } else {
+            "ALTER DATABASE ... SET"
+        };
+        out.changes_settings.push(name);
+        return true;
+    }
     match (*node).type_ {
         T_AlterSeqStmt => {
             let s = &*(node as *const pg_sys::AlterSeqStmt);

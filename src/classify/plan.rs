@@ -131,3 +131,22 @@ pub unsafe fn classify(stmt: &pg_sys::PlannedStmt) -> Statement {
     }
     out
 }
+
+/// The tables a planned query writes (its ModifyTable result relations).
+///
+/// # Safety
+/// `stmt` is a valid planned statement.
+pub unsafe fn written_relations(stmt: &pg_sys::PlannedStmt) -> Vec<pg_sys::Oid> {
+    let rtable = list_ptrs(stmt.rtable);
+    let mut out = Vec::new();
+    for mt in modify_tables(stmt) {
+        for rti in list_ints(mt.resultRelations) {
+            let rte = rtable[(rti - 1) as usize] as *const pg_sys::RangeTblEntry;
+            let relid = (*rte).relid;
+            if !out.contains(&relid) {
+                out.push(relid);
+            }
+        }
+    }
+    out
+}

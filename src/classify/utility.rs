@@ -145,7 +145,10 @@ unsafe fn drop_stmt(s: &pg_sys::DropStmt, out: &mut Statement) {
 /// # Safety
 /// `node` is a valid utility statement.
 pub unsafe fn shape(node: *mut pg_sys::Node) -> Shape {
-    Shape::unclassified_utility(effects::acts_on_database(node), roles::changes_roles(node))
+    Shape::unclassified_utility(
+        effects::acts_on_database(node),
+        roles::changes_roles(node) || effects::changes_guard_settings(node),
+    )
 }
 
 /// # Safety
@@ -301,14 +304,26 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
         }
         T_TruncateStmt => {
             let s = &*(node as *const pg_sys::TruncateStmt);
+            let truncate = |object| Operation {
+                class: OpClass::Truncate,
+                verb: "TRUNCATE".into(),
+                object,
+                target_database: None,
+                is_write: true,
+            };
             for rv in list_ptrs(s.relations) {
-                out.ops.push(Operation {
-                    class: OpClass::Truncate,
-                    verb: "TRUNCATE".into(),
-                    object: range_var_ref(rv as *const pg_sys::RangeVar),
-                    target_database: None,
-                    is_write: true,
-                });
+                let rv = rv as *const pg_sys::RangeVar;
+                out.ops.push(truncate(range_var_ref(rv)));
+                // Without ONLY, TRUNCATE also empties the tables that inherit
+                // from this one: each that another role owns is named too, so
+                // a token for a table of one's own cannot reach a table
+                // someone attached to it.
+                let oid = range_var_oid(rv);
+                if (*rv).inh && oid != pg_sys::InvalidOid {
+                    for child in inheritors_owned_by_others(oid) {
+                        out.ops.push(truncate(relation_ref(child)));
+                    }
+                }
             }
         }
         T_AlterTableStmt => {
@@ -419,4 +434,31 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
         _ => {}
     }
     out
+}
+
+/// The tables that inherit from `relid`, directly or not, whose owner is not
+/// `relid`'s owner (partitions a table's owner made are part of it).
+fn inheritors_owned_by_others(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    use pgrx::prelude::*;
+    crate::privileged::run(|| {
+        Spi::connect(|c| {
+            let rows = c.select(
+                "WITH RECURSIVE d(oid) AS (
+                     SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = $1
+                     UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN d ON i.inhparent = d.oid)
+                 SELECT c.oid FROM d JOIN pg_catalog.pg_class c ON c.oid = d.oid
+                  WHERE c.relowner <> (SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1)",
+                None,
+                &[relid.into()],
+            )?;
+            let mut out = Vec::new();
+            for r in rows {
+                if let Some(o) = r.get::<pg_sys::Oid>(1)? {
+                    out.push(o);
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    })
+    .unwrap_or_default()
 }

@@ -66,9 +66,11 @@ unsafe fn shape(ps: &pg_sys::PlannedStmt) -> Shape {
 #[pgrx::pg_guard]
 // SAFETY: called from `start_hook` with PostgreSQL's arguments; #[pg_guard] catches panics.
 unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
-    let mut approved = false;
+    let mut approved = None;
     let explain_only = eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0;
-    if gate::agent_statement() {
+    // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
+    let fk_action = unsafe { gate::foreign_key_action_in_scope(&*(*query_desc).plannedstmt) };
+    if !fk_action && gate::agent_statement() {
         // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
         let ps = unsafe { &*(*query_desc).plannedstmt };
         // SAFETY: ps is valid.
@@ -82,14 +84,17 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
             };
             // SAFETY: sourceText is the query's text.
             let text = unsafe { pg::statement_text((*query_desc).sourceText, ps) };
-            approved = matches!(guard::judge(&stmt, &text), Outcome::Approved);
+            if matches!(guard::judge(&stmt, &text), Outcome::Approved) {
+                // SAFETY: ps is valid.
+                approved = Some(unsafe { plan::written_relations(ps) });
+            }
         }
     }
     let next = next_start();
     // SAFETY: called exactly as PostgreSQL calls the hook, inside the guard.
     unsafe { pg_guard_ffi_boundary(|| next(query_desc, eflags)) };
-    if approved {
-        gate::set_window(Window::Query(query_desc));
+    if let Some(scope) = approved {
+        gate::open_query_window(query_desc, scope);
     }
 }
 
@@ -97,7 +102,7 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
 // SAFETY: installed as ExecutorEnd_hook; it compares a pointer, writes a flag and hands on.
 unsafe extern "C-unwind" fn end_hook(query_desc: *mut pg_sys::QueryDesc) {
     if gate::window() == Window::Query(query_desc) {
-        gate::set_window(Window::Closed);
+        gate::close_window();
     }
     // SAFETY: see PREV_START; called exactly as PostgreSQL calls the hook.
     unsafe { PREV_END.unwrap_or(standard_ExecutorEnd)(query_desc) }

@@ -5,10 +5,15 @@
 //! does for it: the foreign-key actions of an approved DELETE or UPDATE
 //! (ON DELETE CASCADE, SET NULL ...), and the dependent objects a DROP ...
 //! CASCADE removes (inside the DROP, with no statement of their own). While
-//! an approved statement runs the window is open, and the hooks let exactly
-//! the foreign-key actions through. Code the statement calls (functions in
-//! its expressions, triggers, rules) is judged and audited on its own, so an
-//! approved DELETE cannot carry a second, unapproved one.
+//! an approved query runs the window is open and holds its scope: the tables
+//! it writes. A query in the window passes unjudged only when it is such a
+//! foreign-key action: PostgreSQL runs it with SECURITY_NOFORCE_RLS, it
+//! writes one table, and that table has a foreign key to a table in scope
+//! (it then joins the scope, for cascades of cascades). Everything else the
+//! statement sets off (functions in its expressions, triggers, rules, column
+//! defaults, and whatever those run, inside a foreign-key action too) is
+//! judged and audited on its own, so an approved DELETE cannot carry a
+//! second, unapproved one.
 
 use crate::{identity, privileged};
 use pgrx::pg_sys;
@@ -18,6 +23,46 @@ pub enum Window {
     Closed,
     Utility,
     Query(*mut pg_sys::QueryDesc),
+}
+
+// SAFETY: a backend is single-threaded; the scope is set when a query's
+// window opens and emptied when it closes.
+static mut SCOPE: Vec<pg_sys::Oid> = Vec::new();
+
+/// Opens the window of an approved query whose written tables are `scope`.
+pub fn open_query_window(qd: *mut pg_sys::QueryDesc, scope: Vec<pg_sys::Oid>) {
+    set_window(Window::Query(qd));
+    // SAFETY: see SCOPE.
+    unsafe { *std::ptr::addr_of_mut!(SCOPE) = scope };
+}
+
+/// Is this query a foreign-key action of the approved query: run by
+/// PostgreSQL's referential-integrity code, writing one table that has a
+/// foreign key to a table in scope? Then it passes, and its table joins
+/// the scope.
+///
+/// # Safety
+/// `ps` is a valid PlannedStmt, inside a transaction.
+pub unsafe fn foreign_key_action_in_scope(ps: &pg_sys::PlannedStmt) -> bool {
+    if !matches!(window(), Window::Query(_)) || !in_foreign_key_action() {
+        return false;
+    }
+    // SAFETY: per this function's contract.
+    let written = unsafe { crate::classify::plan::written_relations(ps) };
+    let [table] = written.as_slice() else {
+        return false;
+    };
+    // SAFETY: see SCOPE.
+    let scope = unsafe { &mut *std::ptr::addr_of_mut!(SCOPE) };
+    // SAFETY: the relcache entry is opened and closed here.
+    let referenced = unsafe { crate::pg::foreign_key_targets(*table) };
+    if !referenced.iter().any(|r| scope.contains(r)) {
+        return false;
+    }
+    if !scope.contains(table) {
+        scope.push(*table);
+    }
+    true
 }
 
 // SAFETY: a backend is single-threaded; the window is opened and closed by
@@ -34,6 +79,14 @@ pub fn set_window(w: Window) {
     unsafe { WINDOW = w }
 }
 
+/// Closes the window (at the end of the approved statement, or when its
+/// transaction or subtransaction aborts).
+pub fn close_window() {
+    set_window(Window::Closed);
+    // SAFETY: see SCOPE; clear() keeps the allocation and cannot fail.
+    unsafe { (*std::ptr::addr_of_mut!(SCOPE)).clear() };
+}
+
 /// Is this query one of the foreign-key actions PostgreSQL runs for a
 /// statement (ri_triggers.c runs them, and only them, with
 /// SECURITY_NOFORCE_RLS in the security context)?
@@ -46,16 +99,15 @@ fn in_foreign_key_action() -> bool {
 }
 
 /// Should this session's statement be looked at? The hot path for everyone.
-/// Not the extension's own queries, nor the foreign-key actions of an
-/// approved statement; every other statement of an agent session, nested or
-/// not.
+/// Not the extension's own queries; every statement of an agent session,
+/// nested or not (the executor lets an approved query's foreign-key actions
+/// through before asking).
 /// For an agent's statement it first runs the checks every agent statement
 /// starts with: the login environment check, if it is still owed, and
 /// credential expiry (either ends the session).
 #[inline]
 pub fn agent_statement() -> bool {
-    let exempt = privileged::active() || (window() != Window::Closed && in_foreign_key_action());
-    let agent = !exempt && identity::session_is_agent();
+    let agent = !privileged::active() && identity::session_is_agent();
     if agent {
         super::auth::check_environment_at_login();
         crate::guard::end_invalid_session();
@@ -83,7 +135,7 @@ unsafe extern "C-unwind" fn xact_callback(
         event,
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE
     ) {
-        set_window(Window::Closed);
+        close_window();
         privileged::reset();
     }
 }
@@ -97,7 +149,7 @@ unsafe extern "C-unwind" fn subxact_callback(
     _arg: *mut std::ffi::c_void,
 ) {
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        set_window(Window::Closed);
+        close_window();
         privileged::reset();
     }
 }

@@ -162,6 +162,9 @@ pub(super) unsafe extern "C-unwind" fn check_protected(
 ) -> bool {
     // SAFETY: PostgreSQL's check-hook arguments.
     unsafe {
+        if !super::not_agents::allowed("ai_agent_safety.protected_operations", source) {
+            return false;
+        }
         match OpSet::parse(&proposed(newval)) {
             Ok(_) => mark_source(extra, source),
             Err(e) => check_fail(
@@ -194,7 +197,10 @@ pub(super) unsafe extern "C-unwind" fn check_require_approval(
     source: pg_sys::GucSource::Type,
 ) -> bool {
     // SAFETY: PostgreSQL's check-hook arguments.
-    unsafe { mark_source(extra, source) }
+    unsafe {
+        super::not_agents::allowed("ai_agent_safety.require_approval", source)
+            && mark_source(extra, source)
+    }
 }
 
 #[pgrx::pg_guard]
@@ -215,6 +221,9 @@ pub(super) unsafe extern "C-unwind" fn check_environment(
 ) -> bool {
     // SAFETY: PostgreSQL's check-hook arguments.
     unsafe {
+        if !super::not_agents::allowed("ai_agent_safety.environment", source) {
+            return false;
+        }
         let v = proposed(newval);
         if !label_ok(&v) {
             return check_fail(&label_error(&v), None);
@@ -301,10 +310,13 @@ pub(super) unsafe extern "C-unwind" fn check_task_environment(
 pub(super) unsafe extern "C-unwind" fn check_env_list(
     newval: *mut *mut c_char,
     _extra: *mut *mut c_void,
-    _source: pg_sys::GucSource::Type,
+    source: pg_sys::GucSource::Type,
 ) -> bool {
     // SAFETY: PostgreSQL's check-hook arguments.
     unsafe {
+        if !super::not_agents::allowed("ai_agent_safety.allowed_environments", source) {
+            return false;
+        }
         let v = proposed(newval);
         if v.len() > 10 * MAX_TEXT || v.contains('\'') {
             return check_fail(
@@ -364,4 +376,18 @@ pub(super) unsafe extern "C-unwind" fn assign_agent_role(
     _extra: *mut c_void,
 ) {
     AGENT_ROLE_GENERATION.fetch_add(1, Relaxed);
+}
+
+#[pgrx::pg_guard]
+// SAFETY: a GUC check hook: PostgreSQL passes a valid newval/extra pointer and its source.
+pub(super) unsafe extern "C-unwind" fn check_agent_role(
+    newval: *mut *mut c_char,
+    extra: *mut *mut c_void,
+    source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL's check-hook arguments, passed on.
+    unsafe {
+        super::not_agents::allowed("ai_agent_safety.agent_role", source)
+            && check_short_text(newval, extra, source)
+    }
 }

@@ -12,14 +12,17 @@
 //! derived from a value.
 
 mod derived;
+mod not_agents;
 
 use aas_policy::{AuditLevel, Mode, OpSet, SwitchSource, Switches};
 use derived::{
     assign_agent_role, assign_environment, assign_protected, assign_require_approval,
-    assign_task_environment, check_env_list, check_environment, check_protected,
+    assign_task_environment, check_agent_role, check_env_list, check_environment, check_protected,
     check_require_approval, check_short_text, check_task_environment, check_token,
 };
 pub use derived::{file_environment, file_protected_operations, file_require_approval};
+pub use not_agents::set_agent_test;
+use not_agents::{check_audit_level, check_audit_statement_max, check_mode, check_token_ttl};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use std::ffi::{c_int, CStr, CString};
@@ -216,6 +219,7 @@ unsafe fn define_enum(
     desc: &'static CStr,
     setting: &'static GucSetting<i32>,
     words: impl Iterator<Item = &'static str>,
+    check: pg_sys::GucEnumCheckHook,
 ) {
     // SAFETY: the options table lives for the process; PostgreSQL writes the
     // chosen ordinal into the setting's storage.
@@ -229,7 +233,7 @@ unsafe fn define_enum(
             enum_options(words),
             pg_sys::GucContext::PGC_SUSET,
             0,
-            None,
+            check,
             None,
             None,
         );
@@ -251,7 +255,7 @@ pub fn define(show_agent_session: pg_sys::GucShowHook) {
             &AGENT_ROLE,
             GucContext::Suset,
             none,
-            Some(check_short_text),
+            Some(check_agent_role),
             Some(assign_agent_role),
             None,
         );
@@ -297,7 +301,7 @@ pub fn define(show_agent_session: pg_sys::GucShowHook) {
             7 * 24 * 3600,
             GucContext::Suset,
             GucFlags::UNIT_S,
-            None,
+            Some(check_token_ttl),
             None,
             None,
         );
@@ -376,12 +380,14 @@ pub fn define(show_agent_session: pg_sys::GucShowHook) {
             c"enforce refuses; audit only records what would be refused (shadow mode).",
             &MODE,
             Mode::ALL.iter().map(|m| m.as_str()),
+            Some(check_mode),
         );
         define_enum(
             c"ai_agent_safety.audit_level",
             c"What the audit log records about agents: decisions, writes or all statements.",
             &AUDIT_LEVEL,
             AuditLevel::ALL.iter().map(|l| l.as_str()),
+            Some(check_audit_level),
         );
         GucRegistry::define_int_guc_with_hooks(
             c"ai_agent_safety.audit_retention",
@@ -405,7 +411,7 @@ pub fn define(show_agent_session: pg_sys::GucShowHook) {
             1_000_000,
             GucContext::Suset,
             none,
-            None,
+            Some(check_audit_statement_max),
             None,
             None,
         );

@@ -10,6 +10,7 @@ fn role_change(verb: &str, role: &str) -> Statement {
         writes: true,
         verb: "DDL",
         changes_roles: true,
+        changes_settings: Vec::new(),
     }
 }
 
@@ -78,6 +79,7 @@ fn the_two_groups_are_not_renamed_or_dropped_by_anyone() {
         writes: true,
         verb: "DDL",
         changes_roles: true,
+        changes_settings: Vec::new(),
     };
     let d = group_change_denial(&change("DROP ROLE", 10, "ai_agent"), &groups).unwrap();
     assert_eq!(
@@ -102,5 +104,41 @@ fn the_two_groups_are_not_renamed_or_dropped_by_anyone() {
     assert_eq!(
         group_change_denial(&change("DROP ROLE", 0, "ghost"), &[(0, Group::Agents)]),
         None
+    );
+}
+
+#[test]
+fn guard_settings_changes_refused_for_agents_everywhere() {
+    let stmt = Statement {
+        writes: true,
+        verb: "ALTER SYSTEM",
+        changes_settings: vec!["ai_agent_safety.mode".into()],
+        ..Default::default()
+    };
+    assert!(Shape::of(&stmt).changes_roles, "always decided");
+    assert_eq!(Mode::Audit.for_statement(&stmt), Mode::Enforce);
+    assert!(!token_can_matter(&stmt));
+    let d = denial(decide_statement(
+        &agent(),
+        &open_db("scratch"),
+        None,
+        &stmt,
+        &TokenPresented::None,
+        NOW,
+    ));
+    assert_eq!(
+        d.message,
+        "ALTER SYSTEM refused: agent role \"agent_bot\" may not change ai_agent_safety.mode"
+    );
+    assert_eq!(
+        decide_statement(
+            &human(),
+            &open_db("scratch"),
+            None,
+            &stmt,
+            &TokenPresented::None,
+            NOW
+        ),
+        Decision::Allow
     );
 }

@@ -101,8 +101,8 @@ ALTER DATABASE reg_set_prod SET ai_agent_safety.require_approval = off;
 \echo :SQLSTATE
 ALTER DATABASE reg_set_prod RESET ai_agent_safety.require_approval;
 \echo :SQLSTATE
--- RESET ALL by the database's owner succeeds, but PostgreSQL leaves the
--- settings the owner may not set in place (see pg_db_role_setting below).
+-- RESET ALL reaches the guard's settings too (all of them, for an owner
+-- given GRANT SET ON PARAMETER): refused for an agent.
 ALTER DATABASE reg_set_prod RESET ALL;
 ALTER SYSTEM SET ai_agent_safety.require_approval = off;
 \echo :SQLSTATE
