@@ -96,24 +96,10 @@ pub fn login_facts(role: pg_sys::Oid, name: &str) -> LoginFacts {
 /// scan: shared, so readable during authentication.
 pub fn dangerous_privileges(role: pg_sys::Oid) -> Vec<HeldPrivilege> {
     let mut held = Vec::new();
-    // SAFETY: a heap scan of a shared catalog under AccessShareLock; each
-    // tuple's fixed part is read while the scan holds it, and the scan and
-    // relation are closed before return.
+    // SAFETY: a shared catalog, readable during authentication; each
+    // tuple's fixed part is read during the call.
     unsafe {
-        let rel = pg_sys::table_open(pg_sys::AuthIdRelationId, pg_sys::AccessShareLock as i32);
-        let scan = pg_sys::systable_beginscan(
-            rel,
-            pg_sys::InvalidOid,
-            false,
-            std::ptr::null_mut(),
-            0,
-            std::ptr::null_mut(),
-        );
-        loop {
-            let tup = pg_sys::systable_getnext(scan);
-            if tup.is_null() {
-                break;
-            }
+        crate::pg::scan_catalog(pg_sys::AuthIdRelationId, |tup, _| {
             let form = &*(pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_authid);
             let attributes = [
                 (form.rolsuper && form.oid != role, "SUPERUSER"),
@@ -122,14 +108,14 @@ pub fn dangerous_privileges(role: pg_sys::Oid) -> Vec<HeldPrivilege> {
                 (form.rolbypassrls, "BYPASSRLS"),
             ];
             if !attributes.iter().any(|(has, _)| *has) {
-                continue;
+                return;
             }
             let via = if form.oid == role {
                 None
             } else if pg_sys::is_member_of_role_nosuper(role, form.oid) {
                 Some(crate::pg::cstr(form.rolname.data.as_ptr()))
             } else {
-                continue;
+                return;
             };
             for (_, name) in attributes.iter().filter(|(has, _)| *has) {
                 held.push(HeldPrivilege {
@@ -137,9 +123,7 @@ pub fn dangerous_privileges(role: pg_sys::Oid) -> Vec<HeldPrivilege> {
                     via: via.clone(),
                 });
             }
-        }
-        pg_sys::systable_endscan(scan);
-        pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
+        });
     }
     for name in SUPERUSER_EQUIVALENT_ROLES {
         let c = CString::new(name).expect("no NUL in a role name");

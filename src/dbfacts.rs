@@ -44,47 +44,30 @@ pub fn current_database_name() -> String {
 /// (either may be InvalidOid), from pg_db_role_setting alone.
 pub fn stored_settings(db: pg_sys::Oid, role: pg_sys::Oid) -> HashMap<String, String> {
     let mut levels: Vec<(u8, Vec<String>)> = Vec::new();
-    // SAFETY: a heap scan of a shared catalog under AccessShareLock; every
-    // tuple is read while the scan holds it, and the scan and relation are
-    // closed before return.
+    // SAFETY: a shared catalog, readable during authentication too; each
+    // tuple's columns are read during the call.
     unsafe {
-        let rel = pg_sys::table_open(
+        crate::pg::scan_catalog(
             pg_sys::Oid::from(DB_ROLE_SETTING_RELATION_ID),
-            pg_sys::AccessShareLock as i32,
+            |tup, desc| {
+                let mut isnull = false;
+                let d = pg_sys::heap_getattr(tup, 1, desc, &mut isnull);
+                let setdb = pg_sys::Oid::from_datum(d, isnull).unwrap_or(pg_sys::InvalidOid);
+                let r = pg_sys::heap_getattr(tup, 2, desc, &mut isnull);
+                let setrole = pg_sys::Oid::from_datum(r, isnull).unwrap_or(pg_sys::InvalidOid);
+                let level = match (setdb == pg_sys::InvalidOid, setrole == pg_sys::InvalidOid) {
+                    (true, true) => 1,
+                    (false, true) if setdb == db => 2,
+                    (true, false) if setrole == role => 3,
+                    (false, false) if setdb == db && setrole == role => 4,
+                    _ => return,
+                };
+                let c = pg_sys::heap_getattr(tup, 3, desc, &mut isnull);
+                let config: Vec<Option<String>> =
+                    Vec::<Option<String>>::from_datum(c, isnull).unwrap_or_default();
+                levels.push((level, config.into_iter().flatten().collect()));
+            },
         );
-        let desc = (*rel).rd_att;
-        let scan = pg_sys::systable_beginscan(
-            rel,
-            pg_sys::InvalidOid,
-            false,
-            std::ptr::null_mut(),
-            0,
-            std::ptr::null_mut(),
-        );
-        loop {
-            let tup = pg_sys::systable_getnext(scan);
-            if tup.is_null() {
-                break;
-            }
-            let mut isnull = false;
-            let d = pg_sys::heap_getattr(tup, 1, desc, &mut isnull);
-            let setdb = pg_sys::Oid::from_datum(d, isnull).unwrap_or(pg_sys::InvalidOid);
-            let r = pg_sys::heap_getattr(tup, 2, desc, &mut isnull);
-            let setrole = pg_sys::Oid::from_datum(r, isnull).unwrap_or(pg_sys::InvalidOid);
-            let level = match (setdb == pg_sys::InvalidOid, setrole == pg_sys::InvalidOid) {
-                (true, true) => 1,
-                (false, true) if setdb == db => 2,
-                (true, false) if setrole == role => 3,
-                (false, false) if setdb == db && setrole == role => 4,
-                _ => continue,
-            };
-            let c = pg_sys::heap_getattr(tup, 3, desc, &mut isnull);
-            let config: Vec<Option<String>> =
-                Vec::<Option<String>>::from_datum(c, isnull).unwrap_or_default();
-            levels.push((level, config.into_iter().flatten().collect()));
-        }
-        pg_sys::systable_endscan(scan);
-        pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
     }
     levels.sort_by_key(|(l, _)| *l);
     let mut out = HashMap::new();

@@ -212,3 +212,39 @@ pub unsafe fn foreign_key_targets(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
         targets
     }
 }
+
+/// Calls `each` with every tuple of a catalog and the catalog's tuple
+/// descriptor, in a heap scan under AccessShareLock (usable during
+/// authentication for the shared catalogs). The tuple is valid only during
+/// the call.
+///
+/// # Safety
+/// Inside a transaction, or during authentication for a shared catalog.
+pub unsafe fn scan_catalog(
+    relid: pg_sys::Oid,
+    mut each: impl FnMut(pg_sys::HeapTuple, pg_sys::TupleDesc),
+) {
+    // SAFETY: the relation and scan are opened and closed here; each tuple
+    // is handed out while the scan holds it.
+    unsafe {
+        let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as i32);
+        let desc = (*rel).rd_att;
+        let scan = pg_sys::systable_beginscan(
+            rel,
+            pg_sys::InvalidOid,
+            false,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        );
+        loop {
+            let tup = pg_sys::systable_getnext(scan);
+            if tup.is_null() {
+                break;
+            }
+            each(tup, desc);
+        }
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
+    }
+}

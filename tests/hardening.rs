@@ -286,7 +286,10 @@ fn inside_a_foreign_key_action_code_is_judged_on_its_own() {
         CREATE TABLE clean (id int PRIMARY KEY);
         INSERT INTO clean VALUES (8), (9);
         CREATE TABLE plain_child (ref int REFERENCES clean ON DELETE CASCADE);
-        INSERT INTO plain_child VALUES (8), (8), (9);";
+        INSERT INTO plain_child VALUES (8), (8), (9);
+        CREATE TABLE part_child (ref int REFERENCES clean ON DELETE CASCADE) PARTITION BY RANGE (ref);
+        CREATE TABLE part_child_low PARTITION OF part_child FOR VALUES FROM (0) TO (100);
+        INSERT INTO part_child VALUES (8), (9);";
     for db in [&w.protected, &w.open] {
         w.agent_in(db)
             .batch_execute(setup)
@@ -324,6 +327,11 @@ fn inside_a_foreign_key_action_code_is_judged_on_its_own() {
     assert_eq!(a.execute("DELETE FROM clean WHERE id = 8", &[]).unwrap(), 1);
     assert_eq!(
         count(&mut admin(&w.protected), "SELECT count(*) FROM plain_child"),
+        1
+    );
+    // A partitioned referencing table cascades too.
+    assert_eq!(
+        count(&mut admin(&w.protected), "SELECT count(*) FROM part_child"),
         1
     );
 }

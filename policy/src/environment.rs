@@ -106,27 +106,12 @@ pub(crate) fn environment_denial(
                 .iter()
                 .find(|o| o.is_write && o.target_database.is_none())
             {
-                return Some(Denial {
-                    source: Source::Environment,
-                    message: format!(
-                        "{} refused: database \"{}\" is environment {}, but task {} declared environment {}",
-                        op.describe(),
-                        here.name,
-                        env_text(here.environment.as_deref()),
-                        task_id,
-                        task_env
-                    ),
-                    detail: format!(
-                        "{}-tier access during a {} task is not allowed: agent role \"{}\" may write only in databases of the task's environment.",
-                        here.environment.as_deref().unwrap_or("unlabelled"),
-                        task_env,
-                        session.session_user
-                    ),
-                    hint: format!(
-                        "Connect to a {task_env} database, or declare the task's real environment: SET ai_agent_safety.task_environment = '{}';",
-                        here.environment.as_deref().unwrap_or("<environment>")
-                    ),
-                });
+                return Some(task_environment_denial(
+                    &op.describe(),
+                    session,
+                    here,
+                    task_env,
+                ));
             }
         }
     }
@@ -160,12 +145,23 @@ pub fn decide_write(session: &SessionFacts, here: &DatabaseFacts, verb: &str) ->
     if here.environment.as_deref() == Some(task_env) {
         return Decision::Allow;
     }
+    Decision::Deny(task_environment_denial(verb, session, here, task_env))
+}
+
+/// The refusal of a write (`what`) in a database whose environment is not
+/// the one the agent's task declared.
+fn task_environment_denial(
+    what: &str,
+    session: &SessionFacts,
+    here: &DatabaseFacts,
+    task_env: &str,
+) -> Denial {
     let task_id = session.task_id.as_deref().unwrap_or("(no task id)");
-    Decision::Deny(Denial {
+    Denial {
         source: Source::Environment,
         message: format!(
             "{} refused: database \"{}\" is environment {}, but task {} declared environment {}",
-            verb,
+            what,
             here.name,
             env_text(here.environment.as_deref()),
             task_id,
@@ -181,5 +177,5 @@ pub fn decide_write(session: &SessionFacts, here: &DatabaseFacts, verb: &str) ->
             "Connect to a {task_env} database, or declare the task's real environment: SET ai_agent_safety.task_environment = '{}';",
             here.environment.as_deref().unwrap_or("<environment>")
         ),
-    })
+    }
 }

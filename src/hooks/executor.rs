@@ -85,8 +85,19 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
             // SAFETY: sourceText is the query's text.
             let text = unsafe { pg::statement_text((*query_desc).sourceText, ps) };
             if matches!(guard::judge(&stmt, &text), Outcome::Approved) {
+                // The window's scope: the tables the query writes (leaf
+                // partitions too) and the ones it names.
                 // SAFETY: ps is valid.
-                approved = Some(unsafe { plan::written_relations(ps) });
+                let mut scope = unsafe { plan::written_relations(ps) };
+                for op in &stmt.ops {
+                    let oid = pg_sys::Oid::from(op.object.objid);
+                    if op.object.classid == pg_sys::RelationRelationId.to_u32()
+                        && !scope.contains(&oid)
+                    {
+                        scope.push(oid);
+                    }
+                }
+                approved = Some(scope);
             }
         }
     }

@@ -37,9 +37,9 @@ pub fn open_query_window(qd: *mut pg_sys::QueryDesc, scope: Vec<pg_sys::Oid>) {
 }
 
 /// Is this query a foreign-key action of the approved query: run by
-/// PostgreSQL's referential-integrity code, writing one table that has a
-/// foreign key to a table in scope? Then it passes, and its table joins
-/// the scope.
+/// PostgreSQL's referential-integrity code, writing tables (one, or the
+/// partitions of one) that each have a foreign key to a table in scope?
+/// Then it passes, and its tables join the scope.
 ///
 /// # Safety
 /// `ps` is a valid PlannedStmt, inside a transaction.
@@ -49,18 +49,26 @@ pub unsafe fn foreign_key_action_in_scope(ps: &pg_sys::PlannedStmt) -> bool {
     }
     // SAFETY: per this function's contract.
     let written = unsafe { crate::classify::plan::written_relations(ps) };
-    let [table] = written.as_slice() else {
-        return false;
-    };
-    // SAFETY: see SCOPE.
-    let scope = unsafe { &mut *std::ptr::addr_of_mut!(SCOPE) };
-    // SAFETY: the relcache entry is opened and closed here.
-    let referenced = unsafe { crate::pg::foreign_key_targets(*table) };
-    if !referenced.iter().any(|r| scope.contains(r)) {
+    if written.is_empty() {
         return false;
     }
-    if !scope.contains(table) {
-        scope.push(*table);
+    // SAFETY: see SCOPE.
+    let scope = unsafe { &mut *std::ptr::addr_of_mut!(SCOPE) };
+    // Each table it writes (one, or the partitions of a partitioned one)
+    // references a table in scope.
+    // SAFETY: relcache entries are opened and closed in foreign_key_targets.
+    let in_scope = written.iter().all(|t| {
+        unsafe { crate::pg::foreign_key_targets(*t) }
+            .iter()
+            .any(|r| scope.contains(r))
+    });
+    if !in_scope {
+        return false;
+    }
+    for t in written {
+        if !scope.contains(&t) {
+            scope.push(t);
+        }
     }
     true
 }
