@@ -14,7 +14,39 @@ pub unsafe fn cstr(p: *const c_char) -> String {
         String::new()
     } else {
         // SAFETY: not NULL, and NUL-terminated per this function's contract.
-        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        unsafe { server_text(CStr::from_ptr(p).to_bytes()) }
+    }
+}
+
+/// Text in the database's encoding as Rust text: converted to UTF-8 when
+/// the database is not UTF-8 (a LATIN1 database's "é" is one byte that is
+/// not UTF-8; read lossily it would become U+FFFD, which the audit log of a
+/// LATIN1 database cannot store).
+///
+/// # Safety
+/// Inside a backend (reads the database encoding).
+pub unsafe fn server_text(bytes: &[u8]) -> String {
+    // SAFETY: reads a backend variable.
+    let utf8 = unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32;
+    if utf8 || bytes.is_ascii() {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let Ok(c) = CString::new(bytes) else {
+        return String::from_utf8_lossy(bytes).into_owned();
+    };
+    // SAFETY: c is NUL-terminated; the result is c itself (no conversion
+    // known, SQL_ASCII) or a palloc'd NUL-terminated UTF-8 string.
+    unsafe {
+        let out = pg_sys::pg_server_to_any(
+            c.as_ptr(),
+            bytes.len() as i32,
+            pg_sys::pg_enc::PG_UTF8 as i32,
+        );
+        if out.is_null() || std::ptr::eq(out, c.as_ptr()) {
+            String::from_utf8_lossy(bytes).into_owned()
+        } else {
+            CStr::from_ptr(out).to_string_lossy().into_owned()
+        }
     }
 }
 
@@ -189,7 +221,8 @@ pub unsafe fn statement_text(query: *const c_char, pstmt: *const pg_sys::Planned
     } else {
         (start + len).min(all.len())
     };
-    String::from_utf8_lossy(&all[start..end]).trim().to_string()
+    // SAFETY: inside a backend.
+    unsafe { server_text(&all[start..end]) }.trim().to_string()
 }
 
 /// The tables a table's foreign keys reference (from the relcache).

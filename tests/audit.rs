@@ -1278,3 +1278,52 @@ fn a_leading_comment_cannot_hide_the_statement() {
     assert_eq!(ev[0].operation.as_deref(), Some("DELETE"));
     assert_eq!(ev[0].object.as_deref(), Some("public.orders"));
 }
+
+/// In a database whose encoding is not UTF-8, an agent statement with a
+/// character that is not ASCII ("é" is one byte in LATIN1) is recorded with
+/// that character, and so are the events around it: none is dropped.
+#[test]
+fn a_latin1_database_keeps_every_event_and_its_characters() {
+    let w = World::new("latin1");
+    let db = unique("latin1_db");
+    let mut su = admin("postgres");
+    for sql in [
+        format!(
+            "CREATE DATABASE {db} OWNER {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+            w.owner
+        ),
+        format!("ALTER DATABASE {db} SET ai_agent_safety.require_approval = on"),
+    ] {
+        su.batch_execute(&sql)
+            .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
+    }
+    admin(&db)
+        .batch_execute(&format!(
+            "CREATE EXTENSION ai_agent_safety;
+             CREATE TABLE public.orders (id int, note text);
+             INSERT INTO public.orders VALUES (1, 'café'), (2, 'plain');
+             GRANT ALL ON public.orders TO {};",
+            w.agent
+        ))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let mut ag = w.agent_in(&db);
+    assert_guard_refused(ag.batch_execute("DELETE FROM orders WHERE id = 2"));
+    let msg = assert_guard_refused(ag.batch_execute("DELETE FROM orders WHERE note = 'café'"));
+    assert!(msg.contains("DELETE on public.orders"), "{msg}");
+    assert_guard_refused(ag.batch_execute("DELETE FROM orders WHERE id = 1"));
+    let mut a = admin(&db);
+    expect_count(
+        &mut a,
+        &refused_count_sql(&w.agent),
+        3,
+        Duration::from_secs(10),
+        "all three refusals, the one with é included",
+    );
+    let ev = events_of(&mut a, &w.agent);
+    assert!(
+        ev.iter()
+            .any(|e| e.statement.as_deref() == Some("DELETE FROM orders WHERE note = 'café'")),
+        "{:?}",
+        ev.iter().map(|e| e.statement.clone()).collect::<Vec<_>>()
+    );
+}

@@ -54,11 +54,25 @@ pub fn load_file(path: &std::path::Path) {
         return;
     }
     let _ = std::fs::write(&attempts_path, (attempts + 1).to_string());
+    // A file that failed to load once is loaded with non-ASCII characters
+    // written as <U+XXXX>: a character the database's encoding cannot store
+    // must keep no event out of the log.
+    let fold = attempts >= 1;
     let clean_path = path.with_extension("clean");
-    let source = if bad == 0 {
+    let source = if bad == 0 && !fold {
         path
     } else {
-        let mut clean = lines.join("\n");
+        let mut clean = lines
+            .iter()
+            .map(|l| {
+                if fold {
+                    record::ascii_folded(l)
+                } else {
+                    (*l).into()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         clean.push('\n');
         if let Err(e) = std::fs::write(&clean_path, clean) {
             pgrx::log!(
