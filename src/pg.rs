@@ -281,3 +281,36 @@ pub unsafe fn scan_catalog(
         pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
     }
 }
+
+/// Reports a GUC check hook's refusal the way PostgreSQL's GUC_check_err*
+/// macros do: the SQLSTATE, an optional primary message (PostgreSQL's
+/// "invalid value for parameter" otherwise), the detail and an optional
+/// hint. Returns false, the check hook's "refused".
+///
+/// # Safety
+/// Called from a check hook, whose error strings PostgreSQL reads and frees.
+pub unsafe fn guc_check_error(
+    code: pgrx::PgSqlErrorCode,
+    message: Option<&str>,
+    detail: &str,
+    hint: Option<&str>,
+) -> bool {
+    fn palloc_str(s: &str) -> *mut c_char {
+        let c = CString::new(s.replace('\0', "")).unwrap_or_default();
+        // SAFETY: c is NUL-terminated; pstrdup copies it into the current
+        // memory context.
+        unsafe { pg_sys::pstrdup(c.as_ptr()) }
+    }
+    // SAFETY: per this function's contract.
+    unsafe {
+        pg_sys::GUC_check_errcode(code as i32);
+        if let Some(m) = message {
+            pg_sys::GUC_check_errmsg_string = palloc_str(m);
+        }
+        pg_sys::GUC_check_errdetail_string = palloc_str(detail);
+        if let Some(h) = hint {
+            pg_sys::GUC_check_errhint_string = palloc_str(h);
+        }
+    }
+    false
+}

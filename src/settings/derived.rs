@@ -6,7 +6,7 @@
 use super::MAX_TEXT;
 use aas_policy::OpSet;
 use pgrx::pg_sys;
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -102,28 +102,20 @@ unsafe fn came_from_file(extra: *mut c_void) -> bool {
     !extra.is_null() && unsafe { *(extra as *const bool) }
 }
 
-/// Reports a check-hook failure the way PostgreSQL's GUC_check_errdetail does.
+/// Reports a check-hook failure: an invalid value, with detail and hint.
 ///
 /// # Safety
-/// Called from a check hook, whose error strings PostgreSQL reads and frees.
+/// Called from a check hook.
 unsafe fn check_fail(detail: &str, hint: Option<&str>) -> bool {
-    // SAFETY: per this function's contract; pstrdup copies into palloc'd memory.
+    // SAFETY: per this function's contract.
     unsafe {
-        pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
-        pg_sys::GUC_check_errdetail_string = palloc_str(detail);
-        if let Some(h) = hint {
-            pg_sys::GUC_check_errhint_string = palloc_str(h);
-        }
+        crate::pg::guc_check_error(
+            pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            None,
+            detail,
+            hint,
+        )
     }
-    false
-}
-
-/// # Safety
-/// Needs a current memory context.
-unsafe fn palloc_str(s: &str) -> *mut c_char {
-    let c = CString::new(s.replace('\0', "")).unwrap_or_default();
-    // SAFETY: c is NUL-terminated.
-    unsafe { pg_sys::pstrdup(c.as_ptr()) }
 }
 
 /// The text of a string setting's proposed or assigned value.

@@ -5,7 +5,7 @@
 //! guard (classify/effects.rs), ALTER ROLE ... SET by the role rule.
 
 use pgrx::pg_sys;
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 
 /// Is the current session an agent's? Given by `_PG_init` (identity sits
@@ -44,22 +44,15 @@ pub unsafe fn allowed(name: &str, source: pg_sys::GucSource::Type) -> bool {
         &format!("SET {name}"),
         &[name.to_string()],
     );
-    // SAFETY: the check-hook error protocol; strings copied with pstrdup.
+    // SAFETY: called from a check hook.
     unsafe {
-        pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32);
-        pg_sys::GUC_check_errmsg_string = pstrdup(&d.message);
-        pg_sys::GUC_check_errdetail_string = pstrdup(&d.detail);
-        pg_sys::GUC_check_errhint_string = pstrdup(&d.hint);
+        crate::pg::guc_check_error(
+            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            Some(&d.message),
+            &d.detail,
+            Some(&d.hint),
+        )
     }
-    false
-}
-
-/// # Safety
-/// Needs a current memory context.
-unsafe fn pstrdup(s: &str) -> *mut c_char {
-    let c = std::ffi::CString::new(s.replace('\0', "")).unwrap_or_default();
-    // SAFETY: c is NUL-terminated.
-    unsafe { pg_sys::pstrdup(c.as_ptr()) }
 }
 
 /// Check hooks for the restricting integer and enum settings, which have
