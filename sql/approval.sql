@@ -150,7 +150,6 @@ DECLARE
     why text := ai_agent_safety._check_text('reason', reason, 2000, false);
     shown text;
     new_id uuid;
-    payload text;
 BEGIN
     IF (classid IS NULL) <> (objid IS NULL) THEN
         RAISE EXCEPTION 'target is incomplete' USING ERRCODE = 'invalid_parameter_value';
@@ -165,30 +164,11 @@ BEGIN
     INSERT INTO ai_agent_safety.tokens (requested_by, operation, target_classid, target_objid, target_text, task_id, reason)
     VALUES (session_user, op, classid, objid, shown, task, why)
     RETURNING id INTO new_id;
-    payload := json_build_object(
-        'token', new_id,
-        'database', current_database(),
-        'requester', session_user,
-        'operation', op,
-        'target', COALESCE(shown, 'any object'),
-        'task_id', task,
-        'reason', why)::text;
-    -- NOTIFY payloads must stay under 8000 bytes. A reason of 2000 characters
-    -- can exceed that (4-byte characters, or control characters JSON escapes as
-    -- \u00XX), and pg_notify would then fail the whole request. Shorten the
-    -- texts in the notice instead; the full request is in pending_requests.
-    IF octet_length(payload) > 7900 THEN
-        payload := json_build_object(
-            'token', new_id,
-            'database', current_database(),
-            'requester', session_user,
-            'operation', op,
-            'target', left(COALESCE(shown, 'any object'), 200),
-            'task_id', left(task, 200),
-            'reason', left(why, 200),
-            'truncated', true)::text;
-    END IF;
-    PERFORM pg_notify('ai_agent_safety_requests', payload);
+    -- The notice carries only the token id and the database. Any role can
+    -- NOTIFY this channel, so a listener must take nothing from a payload on
+    -- trust: it reads the request from ai_agent_safety.pending_requests.
+    PERFORM pg_notify('ai_agent_safety_requests',
+                      json_build_object('token', new_id, 'database', current_database())::text);
     PERFORM ai_agent_safety._audit('token', 'requested', 'info', op, COALESCE(shown, 'any object'),
         format('%s requested approval for one %s on %s (task %s)%s', session_user, op,
                COALESCE(shown, 'any object in database ' || current_database()), task,
@@ -198,7 +178,9 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text) FROM PUBLIC;
 
-CREATE FUNCTION request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL)
+-- The API is in schema ai_agent_safety, where only the extension creates
+-- functions: a schema-qualified call cannot be taken by a look-alike.
+CREATE FUNCTION ai_agent_safety.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL)
 RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
     r record;
@@ -206,8 +188,18 @@ BEGIN
     r := ai_agent_safety._resolve_target(target);
     RETURN ai_agent_safety._request_token(operation, task_id, r.classid, r.objid, reason);
 END $$;
-COMMENT ON FUNCTION request_approval_token(text, text, text, text) IS
+COMMENT ON FUNCTION ai_agent_safety.request_approval_token(text, text, text, text) IS
     'Ask a human for approval of one protected statement; returns the token id. NOTIFY ai_agent_safety_requests tells approvers.';
+
+-- Agents' unqualified call, in the schema the extension was created in:
+-- SELECT request_approval_token('delete_operation', 'task_12345'). It runs as
+-- the caller, so the target resolves with the agent's search_path.
+CREATE FUNCTION request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL)
+RETURNS uuid LANGUAGE sql AS $$
+    SELECT ai_agent_safety.request_approval_token(operation, task_id, target, reason)
+$$;
+COMMENT ON FUNCTION request_approval_token(text, text, text, text) IS
+    'ai_agent_safety.request_approval_token, callable unqualified.';
 GRANT EXECUTE ON FUNCTION ai_agent_safety._resolve_target(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text) TO PUBLIC;
 GRANT USAGE ON SCHEMA ai_agent_safety TO PUBLIC;
@@ -288,21 +280,21 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION ai_agent_safety._decide(uuid, text, text, text) FROM PUBLIC;
 
-CREATE FUNCTION grant_approval_token(token uuid, comment text DEFAULT NULL)
+CREATE FUNCTION ai_agent_safety.grant_approval_token(token uuid, comment text DEFAULT NULL)
 RETURNS timestamptz LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN (ai_agent_safety._decide(token, 'granted', ai_agent_safety._check_text('comment', comment, 2000, false), 'grant')).expires_at;
 END $$;
-COMMENT ON FUNCTION grant_approval_token(uuid, text) IS
+COMMENT ON FUNCTION ai_agent_safety.grant_approval_token(uuid, text) IS
     'Approve a pending request; the token is usable once, until the returned time (ai_agent_safety.token_ttl).';
 
-CREATE FUNCTION deny_approval_token(token uuid, reason text)
+CREATE FUNCTION ai_agent_safety.deny_approval_token(token uuid, reason text)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM ai_agent_safety._decide(token, 'denied', ai_agent_safety._check_text('reason', reason, 2000, true), 'deny');
 END $$;
 
-CREATE FUNCTION cancel_approval_token(token uuid)
+CREATE FUNCTION ai_agent_safety.cancel_approval_token(token uuid)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t ai_agent_safety.tokens;
@@ -331,7 +323,7 @@ BEGIN
         t.id);
 END $$;
 
-CREATE FUNCTION approval_token_status(token uuid)
+CREATE FUNCTION ai_agent_safety.approval_token_status(token uuid)
 RETURNS TABLE (token_id uuid, status text, operation text, target text, task_id text, requested_by name,
                requested_at timestamptz, decided_by name, decided_at timestamptz, comment text,
                expires_at timestamptz, used_at timestamptz)
@@ -374,8 +366,8 @@ SELECT t.id AS token, t.requested_by, t.requested_at,
        format('%s may run one %s on %s in database %s, within %s of the grant',
               t.requested_by, t.operation, COALESCE(t.target_text, 'any object'), t.database,
               current_setting('ai_agent_safety.token_ttl')) AS would_allow,
-       format('SELECT grant_approval_token(%L);', t.id) AS grant_sql,
-       format('SELECT deny_approval_token(%L, ''<reason>'');', t.id) AS deny_sql
+       format('SELECT ai_agent_safety.grant_approval_token(%L::uuid);', t.id) AS grant_sql,
+       format('SELECT ai_agent_safety.deny_approval_token(%L::uuid, %L::text);', t.id, '<reason>') AS deny_sql
   FROM ai_agent_safety.tokens t
  WHERE t.state = 'pending' AND NOT ai_agent_safety.session_is_agent()
  ORDER BY t.requested_at;

@@ -57,16 +57,16 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON ai_agent_safety.audit_lo
 
 REVOKE ALL ON FUNCTION ai_agent_safety._audit(text, text, text, text, text, text, uuid) FROM PUBLIC;
 
-CREATE FUNCTION audit_log_json(since timestamptz)
+CREATE FUNCTION ai_agent_safety.audit_log_json(since timestamptz)
 RETURNS SETOF json LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF since IS NULL THEN
         RAISE EXCEPTION 'since is required' USING ERRCODE = 'null_value_not_allowed',
-            HINT = 'For everything: SELECT * FROM audit_log_json(''-infinity'');';
+            HINT = 'For everything: SELECT * FROM ai_agent_safety.audit_log_json(''-infinity''::timestamptz);';
     END IF;
     RETURN QUERY SELECT row_to_json(a) FROM ai_agent_safety.audit_log a WHERE a.ts >= since ORDER BY a.id;
 END $$;
-COMMENT ON FUNCTION audit_log_json(timestamptz) IS 'Audit events since a time, one JSON object per event (approvers and superusers).';
+COMMENT ON FUNCTION ai_agent_safety.audit_log_json(timestamptz) IS 'Audit events since a time, one JSON object per event (approvers and superusers).';
 
 CREATE VIEW ai_agent_safety.audit_stats AS
 SELECT * FROM ai_agent_safety._audit_stats();

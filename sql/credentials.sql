@@ -27,7 +27,7 @@ RETURNS interval LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT current_setting('ai_agent_safety.max_credential_lifetime')::interval
 $$;
 
-CREATE FUNCTION issue_agent_credentials(role name, ttl interval DEFAULT '1 hour', environments text[] DEFAULT NULL)
+CREATE FUNCTION ai_agent_safety.issue_agent_credentials(role name, ttl interval DEFAULT '1 hour', environments text[] DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET password_encryption = 'scram-sha-256'
@@ -96,10 +96,10 @@ BEGIN
         NULL);
     RETURN secret;
 END $$;
-COMMENT ON FUNCTION issue_agent_credentials(name, interval, text[]) IS
+COMMENT ON FUNCTION ai_agent_safety.issue_agent_credentials(name, interval, text[]) IS
     'Create or refresh an agent login role: fresh SCRAM password (returned once), VALID UNTIL now() + ttl, allowed environments.';
 
-CREATE FUNCTION revoke_agent_credentials(role name)
+CREATE FUNCTION ai_agent_safety.revoke_agent_credentials(role name)
 RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
@@ -117,7 +117,7 @@ BEGIN
     IF NOT ai_agent_safety.role_is_agent(r.oid) THEN
         RAISE EXCEPTION 'role "%" is not an agent', role
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'revoke_agent_credentials only expires agent roles; for other roles use ALTER ROLE ... VALID UNTIL.';
+                  HINT = 'ai_agent_safety.revoke_agent_credentials only expires agent roles; for other roles use ALTER ROLE ... VALID UNTIL.';
     END IF;
     EXECUTE format('ALTER ROLE %I VALID UNTIL %L', role, clock_timestamp());
     FOR s IN SELECT pid FROM pg_stat_activity WHERE usesysid = r.oid AND pid <> pg_backend_pid() LOOP
@@ -135,7 +135,7 @@ BEGIN
         NULL);
     RETURN ended;
 END $$;
-COMMENT ON FUNCTION revoke_agent_credentials(name) IS
+COMMENT ON FUNCTION ai_agent_safety.revoke_agent_credentials(name) IS
     'Expire an agent role now and end its open sessions; returns how many sessions were ended.';
 
 CREATE VIEW ai_agent_safety.credential_report AS

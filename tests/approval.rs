@@ -67,7 +67,7 @@ fn request(c: &mut Client, op: &str, target: Option<&str>) -> String {
 
 fn try_grant(c: &mut Client, token: &str) -> Result<String, postgres::Error> {
     c.query_one(
-        "SELECT grant_approval_token($1::text::uuid, 'ok by test')::text",
+        "SELECT ai_agent_safety.grant_approval_token($1::text::uuid, 'ok by test')::text",
         &[&token],
     )
     .map(|r| r.get(0))
@@ -79,22 +79,30 @@ fn grant(c: &mut Client, token: &str) {
 
 fn try_deny(c: &mut Client, token: &str) -> Result<u64, postgres::Error> {
     c.execute(
-        "SELECT deny_approval_token($1::text::uuid, 'not today')",
+        "SELECT ai_agent_safety.deny_approval_token($1::text::uuid, 'not today')",
         &[&token],
     )
 }
 
 fn try_cancel(c: &mut Client, token: &str) -> Result<u64, postgres::Error> {
-    c.execute("SELECT cancel_approval_token($1::text::uuid)", &[&token])
-}
-
-/// approval_token_status(token).status, as the calling session sees it.
-fn status(c: &mut Client, token: &str) -> String {
-    c.query_one(
-        "SELECT status FROM approval_token_status($1::text::uuid)",
+    c.execute(
+        "SELECT ai_agent_safety.cancel_approval_token($1::text::uuid)",
         &[&token],
     )
-    .unwrap_or_else(|e| panic!("approval_token_status({token}): {}", describe(&e)))
+}
+
+/// ai_agent_safety.approval_token_status(token).status, as the calling session sees it.
+fn status(c: &mut Client, token: &str) -> String {
+    c.query_one(
+        "SELECT status FROM ai_agent_safety.approval_token_status($1::text::uuid)",
+        &[&token],
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "ai_agent_safety.approval_token_status({token}): {}",
+            describe(&e)
+        )
+    })
     .get(0)
 }
 
@@ -166,37 +174,15 @@ fn whole_workflow_over_real_connections() {
         .unwrap()
         .expect("no NOTIFY on ai_agent_safety_requests within 30 s");
     assert_eq!(n.channel(), "ai_agent_safety_requests");
-    let p = dba
-        .query_one(
-            "SELECT j->>'token', j->>'requester', j->>'operation', j->>'target', j->>'task_id', \
-                    j->>'database', j->>'reason' \
-               FROM (SELECT $1::text::json AS j) s",
-            &[&n.payload()],
-        )
-        .unwrap_or_else(|e| panic!("payload {:?} is not JSON: {}", n.payload(), describe(&e)));
+    // The notice carries only the token id and the database: anyone can
+    // NOTIFY this channel, so the approver reads the request from the table.
+    let p: serde_json::Value = serde_json::from_str(n.payload())
+        .unwrap_or_else(|e| panic!("payload {:?} is not JSON: {e}", n.payload()));
     assert_eq!(
-        p.get::<_, Option<String>>(0).as_deref(),
-        Some(&*token),
+        p,
+        serde_json::json!({"token": token, "database": w.protected}),
         "{}",
         n.payload()
-    );
-    assert_eq!(p.get::<_, Option<String>>(1).as_deref(), Some(&*w.agent));
-    assert_eq!(p.get::<_, Option<String>>(2).as_deref(), Some("DELETE"));
-    assert_eq!(
-        p.get::<_, Option<String>>(3).as_deref(),
-        Some("public.orders")
-    );
-    assert_eq!(
-        p.get::<_, Option<String>>(4).as_deref(),
-        Some("cleanup-task-7")
-    );
-    assert_eq!(
-        p.get::<_, Option<String>>(5).as_deref(),
-        Some(&*w.protected)
-    );
-    assert_eq!(
-        p.get::<_, Option<String>>(6).as_deref(),
-        Some("stale order")
     );
 
     // 4. The DBA sees the request and grants it.
@@ -431,7 +417,7 @@ fn refused_other_requester() {
     // The second agent cannot see the first agent's token either.
     let e = assert_sqlstate(
         b.query(
-            "SELECT * FROM approval_token_status($1::text::uuid)",
+            "SELECT * FROM ai_agent_safety.approval_token_status($1::text::uuid)",
             &[&token],
         ),
         "P0002",
@@ -596,7 +582,7 @@ fn denied_token_is_refused() {
     assert_eq!(status(&mut agent, &token), "denied");
     let comment: String = agent
         .query_one(
-            "SELECT comment FROM approval_token_status($1::text::uuid)",
+            "SELECT comment FROM ai_agent_safety.approval_token_status($1::text::uuid)",
             &[&token],
         )
         .unwrap()
@@ -609,7 +595,10 @@ fn denied_token_is_refused() {
     // A denial needs a reason.
     let t2 = request(&mut agent, "DELETE", Some("orders"));
     assert_sqlstate(
-        dba.execute("SELECT deny_approval_token($1::text::uuid, NULL)", &[&t2]),
+        dba.execute(
+            "SELECT ai_agent_safety.deny_approval_token($1::text::uuid, NULL)",
+            &[&t2],
+        ),
         "22004",
     );
 }
@@ -1105,7 +1094,7 @@ fn bad_requests_are_rejected() {
             .unwrap_or_else(|e| panic!("{spelled}: {}", describe(&e)));
         let op: String = agent
             .query_one(
-                "SELECT operation FROM approval_token_status($1::text::uuid)",
+                "SELECT operation FROM ai_agent_safety.approval_token_status($1::text::uuid)",
                 &[&t],
             )
             .unwrap()
@@ -1159,10 +1148,10 @@ fn bad_requests_are_rejected() {
     let dba_role = new_approver("badinput");
     let mut dba = connect(&dba_role, &w.protected);
     for sql in [
-        "SELECT grant_approval_token(NULL)",
-        "SELECT deny_approval_token(NULL, 'x')",
-        "SELECT cancel_approval_token(NULL)",
-        "SELECT * FROM approval_token_status(NULL)",
+        "SELECT ai_agent_safety.grant_approval_token(NULL)",
+        "SELECT ai_agent_safety.deny_approval_token(NULL, 'x')",
+        "SELECT ai_agent_safety.cancel_approval_token(NULL)",
+        "SELECT * FROM ai_agent_safety.approval_token_status(NULL)",
     ] {
         let e = assert_sqlstate(dba.batch_execute(sql), "22004");
         assert!(e.contains("token is required"), "{sql}: {e}");
@@ -1179,8 +1168,9 @@ fn bad_requests_are_rejected() {
 }
 
 /// A reason within the 2000-character limit must never make the request fail,
-/// even when its NOTIFY payload would exceed PostgreSQL's 8000-byte limit
-/// (4-byte characters; control characters that JSON escapes as \u00XX).
+/// whatever its characters (4-byte characters; control characters that JSON
+/// escapes as \u00XX): the notice carries only the token id and database, and
+/// the approver reads the whole reason from the table.
 #[test]
 fn long_reason_still_requests_and_notifies() {
     let w = World::new("longreason");
@@ -1210,15 +1200,8 @@ fn long_reason_still_requests_and_notifies() {
             .next()
             .unwrap()
             .expect("no NOTIFY within 30 s");
-        let r = dba
-            .query_one(
-                "SELECT j->>'token', j->>'truncated', length(j->>'reason') FROM (SELECT $1::text::json AS j) s",
-                &[&n.payload()],
-            )
-            .unwrap();
-        assert_eq!(r.get::<_, Option<String>>(0).as_deref(), Some(t.as_str()));
-        assert_eq!(r.get::<_, Option<String>>(1).as_deref(), Some("true"));
-        // The approver still reads the whole reason.
+        let p: serde_json::Value = serde_json::from_str(n.payload()).unwrap();
+        assert_eq!(p, serde_json::json!({"token": t, "database": w.protected}));
         let full: String = dba
             .query_one(
                 "SELECT reason FROM ai_agent_safety.pending_requests WHERE token = $1::text::uuid",

@@ -144,7 +144,7 @@ fn request(c: &mut Client, op: &str, target: &str) -> String {
 
 fn grant(c: &mut Client, token: &str) {
     c.query_one(
-        "SELECT grant_approval_token($1::text::uuid, 'ok by audit test')::text",
+        "SELECT ai_agent_safety.grant_approval_token($1::text::uuid, 'ok by audit test')::text",
         &[&token],
     )
     .unwrap_or_else(|e| panic!("grant {token}: {}", describe(&e)));
@@ -888,7 +888,7 @@ fn agent_cannot_touch_the_audit_log_and_nobody_can_rewrite_it() {
             "ALTER TABLE ai_agent_safety.audit_log DISABLE TRIGGER USER",
             "INSERT INTO ai_agent_safety.audit_spool_done (file) VALUES ('x.jsonl')",
             "SELECT ai_agent_safety._audit('guard', 'granted', 'allow', NULL, NULL, 'forged', NULL)",
-            "SELECT * FROM audit_log_json('-infinity')",
+            "SELECT * FROM ai_agent_safety.audit_log_json('-infinity')",
             "SELECT * FROM ai_agent_safety.audit_stats",
             "SET ai_agent_safety.mode = 'audit'",
             "SET ai_agent_safety.audit_level = 'decisions'",
@@ -1134,7 +1134,7 @@ fn approver_views_json_stats_and_activity() {
     let n = count(
         &mut d,
         &format!(
-            "SELECT count(*) FROM audit_log_json(now() - interval '1 hour') j
+            "SELECT count(*) FROM ai_agent_safety.audit_log_json(now() - interval '1 hour') j
               WHERE json_typeof(j) = 'object' AND j->>'session_user_name' = '{}'
                 AND j->>'event' = 'refused' AND j->>'decision' = 'refuse'
                 AND j->>'reason' LIKE '%require_approval%'",
@@ -1145,11 +1145,14 @@ fn approver_views_json_stats_and_activity() {
     assert_eq!(
         count(
             &mut d,
-            "SELECT count(*) FROM audit_log_json(now() + interval '1 hour')"
+            "SELECT count(*) FROM ai_agent_safety.audit_log_json(now() + interval '1 hour')"
         ),
         0
     );
-    let msg = assert_sqlstate(d.query("SELECT * FROM audit_log_json(NULL)", &[]), "22004");
+    let msg = assert_sqlstate(
+        d.query("SELECT * FROM ai_agent_safety.audit_log_json(NULL)", &[]),
+        "22004",
+    );
     assert!(msg.contains("since is required"), "{msg}");
     // audit_stats.
     let r = d

@@ -202,7 +202,10 @@ fn revoke_ends_live_sessions_and_counts_them() {
     let mut a = admin("postgres");
     let r = unique("revoked");
     let _pw: String = a
-        .query_one("SELECT issue_agent_credentials($1, '1 hour')", &[&r])
+        .query_one(
+            "SELECT ai_agent_safety.issue_agent_credentials($1, '1 hour')",
+            &[&r],
+        )
         .unwrap()
         .get(0);
     let mut s1 = connect(&r, "postgres");
@@ -212,7 +215,7 @@ fn revoke_ends_live_sessions_and_counts_them() {
         2
     );
     let ended: i32 = a
-        .query_one("SELECT revoke_agent_credentials($1)", &[&r])
+        .query_one("SELECT ai_agent_safety.revoke_agent_credentials($1)", &[&r])
         .unwrap()
         .get(0);
     assert_eq!(ended, 2);
@@ -221,12 +224,18 @@ fn revoke_ends_live_sessions_and_counts_them() {
     assert!(login_error(&r, "postgres").contains("expired at"));
     // Revoking a role that is not an agent is an error, never silent.
     let e = assert_sqlstate(
-        a.query_one("SELECT revoke_agent_credentials('postgres')", &[]),
+        a.query_one(
+            "SELECT ai_agent_safety.revoke_agent_credentials('postgres')",
+            &[],
+        ),
         "22023",
     );
     assert!(e.contains("not an agent"), "{e}");
     assert_sqlstate(
-        a.query_one("SELECT revoke_agent_credentials('no_such_role_xyz')", &[]),
+        a.query_one(
+            "SELECT ai_agent_safety.revoke_agent_credentials('no_such_role_xyz')",
+            &[],
+        ),
         "42704",
     );
 }
@@ -247,7 +256,7 @@ fn issued_credentials_log_in_with_scram_and_are_capped() {
     let r = unique("issued");
     let pw: String = a
         .query_one(
-            "SELECT issue_agent_credentials($1, '30 minutes', ARRAY['development'])",
+            "SELECT ai_agent_safety.issue_agent_credentials($1, '30 minutes', ARRAY['development'])",
             &[&r],
         )
         .unwrap()
@@ -285,7 +294,10 @@ fn issued_credentials_log_in_with_scram_and_are_capped() {
     assert!(row.get::<_, Vec<String>>(2).is_empty());
     // Refreshing gives a new password; the old one stops working.
     let pw2: String = a
-        .query_one("SELECT issue_agent_credentials($1, '10 minutes')", &[&r])
+        .query_one(
+            "SELECT ai_agent_safety.issue_agent_credentials($1, '10 minutes')",
+            &[&r],
+        )
         .unwrap()
         .get(0);
     assert_ne!(pw, pw2);
@@ -293,28 +305,39 @@ fn issued_credentials_log_in_with_scram_and_are_capped() {
     assert!(tcp_login(&r, &pw2).is_ok());
     // Over-long ttl and bad input are refused.
     let e = assert_sqlstate(
-        a.query_one("SELECT issue_agent_credentials($1, '2 days')", &[&r]),
+        a.query_one(
+            "SELECT ai_agent_safety.issue_agent_credentials($1, '2 days')",
+            &[&r],
+        ),
         "22023",
     );
     assert!(e.contains("max_credential_lifetime"), "{e}");
     assert_sqlstate(
-        a.query_one("SELECT issue_agent_credentials($1, '-1 hour')", &[&r]),
+        a.query_one(
+            "SELECT ai_agent_safety.issue_agent_credentials($1, '-1 hour')",
+            &[&r],
+        ),
         "22023",
     );
     assert_sqlstate(
-        a.query_one("SELECT issue_agent_credentials(NULL, '1 hour')", &[]),
+        a.query_one(
+            "SELECT ai_agent_safety.issue_agent_credentials(NULL, '1 hour')",
+            &[],
+        ),
         "22004",
     );
     assert_sqlstate(
         a.query_one(
-            "SELECT issue_agent_credentials($1, '1 hour', ARRAY['a,b'])",
+            "SELECT ai_agent_safety.issue_agent_credentials($1, '1 hour', ARRAY['a,b'])",
             &[&r],
         ),
         "22023",
     );
     // Never turns a human or a superuser into an agent.
-    let e =
-        assert_refused(a.query_one("SELECT issue_agent_credentials('postgres', '1 hour')", &[]));
+    let e = assert_refused(a.query_one(
+        "SELECT ai_agent_safety.issue_agent_credentials('postgres', '1 hour')",
+        &[],
+    ));
     assert!(e.contains("superuser"), "{e}");
 }
 
@@ -500,9 +523,15 @@ fn agents_cannot_change_these_settings_or_call_these_functions() {
     assert!(c
         .batch_execute(&format!("ALTER ROLE {me} VALID UNTIL 'infinity'"))
         .is_err());
-    let e = assert_refused(c.query_one("SELECT issue_agent_credentials($1, '1 hour')", &[&me]));
+    let e = assert_refused(c.query_one(
+        "SELECT ai_agent_safety.issue_agent_credentials($1, '1 hour')",
+        &[&me],
+    ));
     assert!(e.contains("may not"), "{e}");
-    assert_refused(c.query_one("SELECT revoke_agent_credentials($1)", &[&me]));
+    assert_refused(c.query_one(
+        "SELECT ai_agent_safety.revoke_agent_credentials($1)",
+        &[&me],
+    ));
     assert!(c
         .query("SELECT * FROM ai_agent_safety.credential_report", &[])
         .is_err());

@@ -1,9 +1,10 @@
-//! Hardening: the extension trusts only its own objects. An agent that can
+//! Hardening: the extension trusts only its own objects. A role that can
 //! create a schema in a database where the extension is not created can name
 //! it `ai_agent_safety` and fill it with look-alike tables and views whose
-//! triggers and functions would run as whoever reads or writes them. The
-//! extension's token lookup and its superuser audit writer must never touch
-//! them, and CREATE EXTENSION must not adopt such a schema.
+//! triggers and functions would run as whoever reads or writes them. An
+//! agent may not take that name at all (tests/api.rs); whoever else made
+//! such a schema, the extension's token lookup and its superuser audit
+//! writer must never touch it, and CREATE EXTENSION must not adopt it.
 
 use aas_integration::postgres::Client;
 use aas_integration::*;
@@ -16,7 +17,7 @@ fn agent_playground(w: &World, tag: &str) -> String {
     for sql in [
         format!("CREATE DATABASE {db} OWNER {}", w.owner),
         format!("ALTER DATABASE {db} SET ai_agent_safety.require_approval = on"),
-        format!("GRANT CREATE ON DATABASE {db} TO {}", w.agent),
+        format!("GRANT CREATE ON DATABASE {db} TO {}, {}", w.agent, w.owner),
     ] {
         su.batch_execute(&sql)
             .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
@@ -64,7 +65,13 @@ fn look_alike_extension_objects_are_never_used() {
     let w = World::new("lookalike");
     let db = agent_playground(&w, "lookalike_db");
     let mut agent = w.agent_in(&db);
-    agent
+    let msg = assert_refused(agent.batch_execute("CREATE SCHEMA ai_agent_safety"));
+    assert!(
+        msg.contains("may not name a schema ai_agent_safety"),
+        "{msg}"
+    );
+    // A role that is not an agent may; the agent could persuade it to.
+    w.owner_in(&db)
         .batch_execute(TRAP)
         .unwrap_or_else(|e| panic!("trap: {}", describe(&e)));
     // The trap is live: whoever reads the look-alike runs the agent's code as
@@ -124,14 +131,14 @@ fn look_alike_extension_objects_are_never_used() {
         0
     );
 
-    // CREATE EXTENSION refuses to adopt the schema the agent made.
+    // CREATE EXTENSION refuses to adopt the schema another role made.
     let e = su
         .batch_execute("CREATE EXTENSION ai_agent_safety")
         .expect_err("CREATE EXTENSION must refuse a schema it did not make");
     let text = describe(&e);
     assert!(
         text.contains("schema ai_agent_safety already exists")
-            && text.contains(&w.agent)
+            && text.contains(&w.owner)
             && text.contains("ALTER SCHEMA ai_agent_safety RENAME TO ai_agent_safety_old;"),
         "{text}"
     );
@@ -254,7 +261,9 @@ fn granted_token(w: &World, op: &str, target: &str) -> String {
         .unwrap_or_else(|e| panic!("request: {}", describe(&e)))
         .get(0);
     connect(&dba, &w.protected)
-        .batch_execute(&format!("SELECT grant_approval_token('{t}'::uuid)"))
+        .batch_execute(&format!(
+            "SELECT ai_agent_safety.grant_approval_token('{t}'::uuid)"
+        ))
         .unwrap_or_else(|e| panic!("grant: {}", describe(&e)));
     t
 }

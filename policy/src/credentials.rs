@@ -153,18 +153,19 @@ pub fn check_session(f: &LoginFacts, now_us: i64) -> Result<(), (EventKind, Deni
         Some(until) if now_us >= until => Err((
             EventKind::SessionExpired,
             Denial {
-            source: Source::Credentials,
-            message: format!(
-                "credentials of agent role \"{}\" expired at {}; ending the session",
-                f.role,
-                f.valid_until_text.as_deref().unwrap_or_default()
-            ),
-            detail: "Agent sessions do not outlive their credentials (VALID UNTIL).".into(),
-            hint: format!(
-                "A DBA can issue fresh credentials: SELECT issue_agent_credentials('{}', '1 hour');",
-                f.role.replace('\'', "''")
-            ),
-        })),
+                source: Source::Credentials,
+                message: format!(
+                    "credentials of agent role \"{}\" expired at {}; ending the session",
+                    f.role,
+                    f.valid_until_text.as_deref().unwrap_or_default()
+                ),
+                detail: "Agent sessions do not outlive their credentials (VALID UNTIL).".into(),
+                hint: format!(
+                    "A DBA can issue fresh credentials: SELECT {};",
+                    issue_call(&f.role)
+                ),
+            },
+        )),
         _ => Ok(()),
     }
 }
@@ -174,8 +175,8 @@ pub fn check_session(f: &LoginFacts, now_us: i64) -> Result<(), (EventKind, Deni
 pub fn login_hint(f: &LoginFacts) -> String {
     if f.dangerous.is_empty() {
         return format!(
-            "A DBA can issue short-lived credentials: SELECT issue_agent_credentials('{}', '1 hour');",
-            f.role.replace('\'', "''")
+            "A DBA can issue short-lived credentials: SELECT {};",
+            issue_call(&f.role)
         );
     }
     let fixes: Vec<String> = f
@@ -184,6 +185,14 @@ pub fn login_hint(f: &LoginFacts) -> String {
         .map(|p| p.take_away_sql(&f.role))
         .collect();
     format!("A DBA takes it away: {}", fixes.join(" "))
+}
+
+/// The call that issues an agent fresh credentials for an hour.
+fn issue_call(role: &str) -> String {
+    crate::api::call(
+        "issue_agent_credentials",
+        &[(role, "name"), ("1 hour", "interval")],
+    )
 }
 
 /// Parses a list setting such as `development, staging` into its entries.

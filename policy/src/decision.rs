@@ -3,6 +3,7 @@
 //! Plain Rust values in, a [`Decision`] out. No PostgreSQL inside, so every
 //! rule here is unit-tested without a server.
 
+use crate::api;
 use crate::audit::Source;
 use crate::environment::{decide_write, environment_denial};
 use crate::facts::{DatabaseFacts, SessionFacts, TokenPresented, TokenState};
@@ -31,6 +32,9 @@ pub fn decide_statement(
             &stmt.changes_settings,
         ));
     }
+    if let (Some(taken), true) = (&stmt.takes_api_name, session.is_agent) {
+        return Decision::Deny(crate::api::api_name_denial(&session.session_user, taken));
+    }
     if !stmt.ops.is_empty() {
         decide(session, here, target_db, &stmt.ops, token, now_us)
     } else if stmt.writes {
@@ -44,7 +48,7 @@ pub fn decide_statement(
 /// destructive operations that are not role changes; the guard reads the
 /// token only then.
 pub fn token_can_matter(stmt: &Statement) -> bool {
-    !stmt.ops.is_empty() && !stmt.changes_roles && stmt.changes_settings.is_empty()
+    !stmt.ops.is_empty() && !stmt.touches_guard()
 }
 
 /// Roles are cluster-wide: an agent that could create, alter, rename, drop,
@@ -133,7 +137,19 @@ pub fn after_lost_race(
             source: Source::Token,
             message: format!("approval token {token} could not be consumed"),
             detail: "Another session used or changed it at the same moment.".into(),
-            hint: "Request a new token with request_approval_token.".into(),
+            hint: format!(
+                "Request a new token: SELECT {};",
+                api::call(
+                    "request_approval_token",
+                    &[
+                        (
+                            stmt.ops.first().map_or("DELETE", |o| o.class.as_str()),
+                            "text"
+                        ),
+                        (session.task_id.as_deref().unwrap_or("<task id>"), "text"),
+                    ]
+                )
+            ),
         },
     }
 }
@@ -232,7 +248,7 @@ pub fn decide(
                 shorten(raw, 80)
             ),
             hint: format!(
-                "Set the token id exactly as request_approval_token returned it: SET ai_agent_safety.approval_token = '<token id>'; or RESET ai_agent_safety.approval_token; and {}",
+                "Set the token id exactly as ai_agent_safety.request_approval_token returned it: SET ai_agent_safety.approval_token = '<token id>'; or RESET ai_agent_safety.approval_token; and {}",
                 lowercase_first(&request_hint)
             ),
         }),
@@ -266,8 +282,9 @@ pub fn decide(
                     return fail(
                         "it is still pending; no human has granted it yet.".into(),
                         format!(
-                            "Wait for an approver to run SELECT grant_approval_token('{}'); check with SELECT * FROM approval_token_status('{}');",
-                            t.id, t.id
+                            "Wait for an approver to run SELECT {}; check with SELECT * FROM {};",
+                            api::call("grant_approval_token", &[(&t.id.to_string(), "uuid")]),
+                            api::call("approval_token_status", &[(&t.id.to_string(), "uuid")]),
                         ),
                     )
                 }
@@ -360,9 +377,15 @@ fn request_hint(op: &Operation, single: bool, task: Option<&str>) -> String {
         request_hint_for(op, task)
     } else {
         format!(
-            "Run the operations one statement at a time, each with its own token: SELECT request_approval_token('{}', '{}', '<object>');",
-            op.class,
-            sql_literal_body(task.unwrap_or("<task id>"))
+            "Run the operations one statement at a time, each with its own token: SELECT {};",
+            api::call(
+                "request_approval_token",
+                &[
+                    (op.class.as_str(), "text"),
+                    (task.unwrap_or("<task id>"), "text"),
+                    ("<object>", "text"),
+                ]
+            )
         )
     }
 }
@@ -370,15 +393,16 @@ fn request_hint(op: &Operation, single: bool, task: Option<&str>) -> String {
 fn request_hint_for(op: &Operation, task: Option<&str>) -> String {
     let target = token_target_text(op);
     format!(
-        "Request approval with SELECT request_approval_token('{}', '{}', '{}'); once a human has granted it, run SET ai_agent_safety.approval_token = '<token id>'; and retry.",
-        op.class,
-        sql_literal_body(task.unwrap_or("<task id>")),
-        sql_literal_body(&target)
+        "Request approval with SELECT {}; once a human has granted it, run SET ai_agent_safety.approval_token = '<token id>'; and retry.",
+        api::call(
+            "request_approval_token",
+            &[
+                (op.class.as_str(), "text"),
+                (task.unwrap_or("<task id>"), "text"),
+                (&target, "text"),
+            ]
+        )
     )
-}
-
-fn sql_literal_body(s: &str) -> String {
-    s.replace('\'', "''")
 }
 
 fn lowercase_first(s: &str) -> String {

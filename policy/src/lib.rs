@@ -14,10 +14,12 @@
 //! - `guard_settings`: which settings are not an agent's to change;
 //! - `outcome`: `Decision` and `Denial`;
 //! - `facts`: what the rules are decided from;
+//! - `api`: the SQL API's schema, names and how people are told to call it;
 //! - `operation`: operation classes, operations, statements;
 //! - `audit`: the audit vocabulary and the one definition of a record;
 //! - `time`: PostgreSQL timestamps as text.
 
+pub mod api;
 pub mod audit;
 pub mod credentials;
 pub mod decision;
@@ -29,6 +31,7 @@ pub mod outcome;
 pub mod time;
 pub mod treatment;
 
+pub use api::{takes_api_name, ApiName, NameKind};
 pub use audit::{AuditLevel, EventKind, Mode, Source, Verdict, WriterState};
 pub use credentials::{check_login, check_session, login_hint, HeldPrivilege, LoginFacts};
 pub use decision::{

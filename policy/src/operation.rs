@@ -1,5 +1,6 @@
 //! The vocabulary: operation classes, sets of them, and the operation a statement performs.
 
+use crate::api::ApiName;
 use std::fmt;
 
 /// The class of a destructive operation. The same words appear in settings,
@@ -228,6 +229,9 @@ pub struct Statement {
     /// The guard's own settings it changes for others (ALTER SYSTEM, ALTER
     /// DATABASE ... SET), by name; `ALL` for a RESET ALL.
     pub changes_settings: Vec<String>,
+    /// A name of the extension's API it would give a function, procedure,
+    /// aggregate or schema (CREATE, or RENAME TO).
+    pub takes_api_name: Option<ApiName>,
 }
 
 impl Statement {
@@ -237,6 +241,14 @@ impl Statement {
             verb: "SELECT",
             ..Default::default()
         }
+    }
+
+    /// Does it change what the guard itself stands on: the cluster-wide
+    /// role graph, the guard's settings for others, or the names of its
+    /// API? Such a statement is decided in every database, whatever its
+    /// settings say, never relaxed by shadow mode, and no token covers it.
+    pub fn touches_guard(&self) -> bool {
+        self.changes_roles || !self.changes_settings.is_empty() || self.takes_api_name.is_some()
     }
 
     /// The classes its operations perform.

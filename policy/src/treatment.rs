@@ -68,10 +68,9 @@ pub struct Shape {
     /// It acts on another database (DROP DATABASE), whose own settings
     /// decide: always decided, whatever this database's settings say.
     pub other_database: bool,
-    /// It changes the role graph, which is cluster-wide, or the guard's own
-    /// settings for others: always decided, whatever this database's
-    /// settings say, and never relaxed by its shadow mode.
-    pub changes_roles: bool,
+    /// It changes what the guard stands on ([`Statement::touches_guard`]):
+    /// always decided, whatever this database's settings say.
+    pub touches_guard: bool,
 }
 
 impl Shape {
@@ -80,17 +79,17 @@ impl Shape {
         writes: false,
         classes: OpSet::empty(),
         other_database: false,
-        changes_roles: false,
+        touches_guard: false,
     };
 
     /// A utility statement not yet classified: it may do anything. What its
-    /// node tag alone tells: does it drop a database, or change roles?
-    pub fn unclassified_utility(drops_database: bool, changes_roles: bool) -> Shape {
+    /// node tag alone tells: does it drop a database, or touch the guard?
+    pub fn unclassified_utility(drops_database: bool, touches_guard: bool) -> Shape {
         Shape {
             writes: true,
             classes: OpSet::ALL,
             other_database: drops_database,
-            changes_roles,
+            touches_guard,
         }
     }
 
@@ -100,7 +99,7 @@ impl Shape {
             writes: stmt.writes || !stmt.ops.is_empty(),
             classes: stmt.classes(),
             other_database: stmt.targets_other_database(),
-            changes_roles: stmt.changes_roles || !stmt.changes_settings.is_empty(),
+            touches_guard: stmt.touches_guard(),
         }
     }
 }
@@ -120,7 +119,7 @@ pub enum Treatment {
 /// Settings are read in the order that asks least of a read-only query.
 pub fn treatment(sw: &impl SwitchSource, shape: Shape) -> Treatment {
     let may_refuse = shape.other_database
-        || shape.changes_roles
+        || shape.touches_guard
         || (!shape.classes.is_empty()
             && sw.require_approval()
             && shape.classes.intersects(sw.protected()))
@@ -139,7 +138,7 @@ impl Mode {
     /// relaxes a rule about the cluster-wide role graph: that rule is not
     /// this database's to switch off.
     pub fn for_statement(self, stmt: &Statement) -> Mode {
-        if stmt.changes_roles || !stmt.changes_settings.is_empty() {
+        if stmt.touches_guard() {
             Mode::Enforce
         } else {
             self
@@ -182,7 +181,7 @@ mod tests {
             writes: true,
             classes: OpSet::of(classes),
             other_database: false,
-            changes_roles: false,
+            touches_guard: false,
         }
     }
 

@@ -6,6 +6,7 @@
 //! [`aas_policy::Operation`]s, and whether it writes at all.
 
 pub mod effects;
+pub mod names;
 pub mod plan;
 pub mod roles;
 pub mod utility;

@@ -6,7 +6,7 @@
 //! DETACH PARTITION, RENAME of a table or column, and SET SCHEMA of a table
 //! (which, like RENAME, makes the table vanish from where it was).
 
-use super::{effects, named, relation_ref, roles};
+use super::{effects, named, names, relation_ref, roles};
 use crate::pg::{cstr, list_ptrs, node_tag, quote_ident};
 use aas_policy::{ObjectRef, OpClass, Operation, Shape, Statement};
 use pg_sys::NodeTag::*;
@@ -147,7 +147,9 @@ unsafe fn drop_stmt(s: &pg_sys::DropStmt, out: &mut Statement) {
 pub unsafe fn shape(node: *mut pg_sys::Node) -> Shape {
     Shape::unclassified_utility(
         effects::acts_on_database(node),
-        roles::changes_roles(node) || effects::changes_guard_settings(node),
+        roles::changes_roles(node)
+            || effects::changes_guard_settings(node)
+            || names::api_name_taken(node).is_some(),
     )
 }
 
@@ -241,6 +243,7 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
     let tag = (*node).type_;
     out.writes = !is_non_writing(tag);
     out.changes_roles = roles::changes_roles(node);
+    out.takes_api_name = names::api_name_taken(node);
     if effects::classify(node, &mut out) {
         return out;
     }

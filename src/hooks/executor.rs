@@ -58,7 +58,7 @@ unsafe fn shape(ps: &pg_sys::PlannedStmt) -> Shape {
             // SAFETY: per this function's contract.
             classes: unsafe { plan::classes(ps) },
             other_database: false,
-            changes_roles: false,
+            touches_guard: false,
         }
     }
 }

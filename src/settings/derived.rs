@@ -355,7 +355,7 @@ pub(super) unsafe extern "C-unwind" fn check_token(
         }
         let shown: String = v.chars().take(60).collect();
         check_fail(
-            &format!("\"{shown}\" is not an approval token id; a token id is the UUID that request_approval_token returned."),
+            &format!("\"{shown}\" is not an approval token id; a token id is the UUID that ai_agent_safety.request_approval_token returned."),
             Some("Example: SET ai_agent_safety.approval_token = '3f2c1e9a-8b7d-4c6e-9f10-2a3b4c5d6e7f'"),
         )
     }

@@ -49,7 +49,7 @@ fn check_login_refuses_privileges_that_reach_around_the_guard() {
     // Without them, the usual hint.
     assert_contains(
         &login_hint(&login(true, false, None)),
-        "issue_agent_credentials('agent_bot', '1 hour')",
+        "ai_agent_safety.issue_agent_credentials('agent_bot'::name, '1 hour'::interval)",
     );
     // A human's privileges are not the extension's business.
     let mut human = f.clone();
@@ -201,7 +201,7 @@ fn check_session_ends_expired_or_newly_privileged_sessions() {
     );
     assert_eq!(
         d.hint,
-        "A DBA can issue fresh credentials: SELECT issue_agent_credentials('agent_bot', '1 hour');"
+        "A DBA can issue fresh credentials: SELECT ai_agent_safety.issue_agent_credentials('agent_bot'::name, '1 hour'::interval);"
     );
     let mut promoted = ok.clone();
     promoted.dangerous = vec![HeldPrivilege {

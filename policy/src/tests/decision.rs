@@ -74,10 +74,13 @@ fn agent_protected_drop_without_token_denied_with_full_message() {
     assert_contains(&d.detail, "Database \"shop\"");
     assert_contains(&d.detail, "(DROP, DELETE, TRUNCATE) includes DROP");
     assert_contains(&d.detail, "Task: TASK-42.");
-    assert_contains(&d.hint, "request_approval_token('DROP'");
     assert_contains(
         &d.hint,
-        "request_approval_token('DROP', 'TASK-42', 'public.orders')",
+        "ai_agent_safety.request_approval_token('DROP'::text",
+    );
+    assert_contains(
+        &d.hint,
+        "ai_agent_safety.request_approval_token('DROP'::text, 'TASK-42'::text, 'public.orders'::text)",
     );
     assert_contains(&d.hint, "SET ai_agent_safety.approval_token");
     assert_eq!(d.reason(), format!("{}. {}", d.message, d.detail));
@@ -95,7 +98,7 @@ fn deny_hint_uses_placeholder_without_task_id() {
     ));
     assert_contains(
         &d.hint,
-        "request_approval_token('DROP', '<task id>', 'public.orders')",
+        "ai_agent_safety.request_approval_token('DROP'::text, '<task id>'::text, 'public.orders'::text)",
     );
     assert_not_contains(&d.detail, "Task:");
 }
@@ -134,7 +137,7 @@ fn deny_hint_escapes_quotes_in_task_and_target() {
     let d = denial(run(&s, &protected_db("shop"), &[o], &TokenPresented::None));
     assert_contains(
         &d.hint,
-        "request_approval_token('DROP', 'fix o''brien', 'public.\"it''s\"')",
+        "ai_agent_safety.request_approval_token('DROP'::text, 'fix o''brien'::text, 'public.\"it''s\"'::text)",
     );
 }
 
@@ -158,7 +161,10 @@ fn each_default_class_is_protected() {
             &TokenPresented::None,
         ));
         assert!(d.message.starts_with(word), "{}", d.message);
-        assert_contains(&d.hint, &format!("request_approval_token('{}'", o.class));
+        assert_contains(
+            &d.hint,
+            &format!("ai_agent_safety.request_approval_token('{}'::text", o.class),
+        );
     }
 }
 
@@ -201,7 +207,10 @@ fn update_protected_only_when_listed() {
     ));
     assert_contains(&d.message, "UPDATE on public.orders refused");
     assert_contains(&d.detail, "(DROP, UPDATE) includes UPDATE");
-    assert_contains(&d.hint, "request_approval_token('UPDATE'");
+    assert_contains(
+        &d.hint,
+        "ai_agent_safety.request_approval_token('UPDATE'::text",
+    );
 }
 
 #[test]
@@ -252,7 +261,7 @@ fn multi_op_statement_without_token_names_all_and_hints_one_at_a_time() {
     assert_contains(&d.hint, "one statement at a time");
     assert_contains(
         &d.hint,
-        "request_approval_token('DROP', 'TASK-42', '<object>')",
+        "ai_agent_safety.request_approval_token('DROP'::text, 'TASK-42'::text, '<object>'::text)",
     );
 }
 
@@ -268,7 +277,7 @@ fn multi_op_hint_escapes_quotes_in_task_id() {
     ));
     assert_contains(
         &d.hint,
-        "request_approval_token('DROP', 'o''brien', '<object>')",
+        "ai_agent_safety.request_approval_token('DROP'::text, 'o''brien'::text, '<object>'::text)",
     );
 }
 
@@ -296,7 +305,7 @@ fn drop_database_target_protected_current_not_denied() {
     );
     assert_contains(
         &d.hint,
-        "request_approval_token('DROP', 'TASK-42', 'DATABASE sales')",
+        "ai_agent_safety.request_approval_token('DROP'::text, 'TASK-42'::text, 'DATABASE sales'::text)",
     );
 }
 

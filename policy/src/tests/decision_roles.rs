@@ -11,6 +11,7 @@ fn role_change(verb: &str, role: &str) -> Statement {
         verb: "DDL",
         changes_roles: true,
         changes_settings: Vec::new(),
+        takes_api_name: None,
     }
 }
 
@@ -80,6 +81,7 @@ fn the_two_groups_are_not_renamed_or_dropped_by_anyone() {
         verb: "DDL",
         changes_roles: true,
         changes_settings: Vec::new(),
+        takes_api_name: None,
     };
     let d = group_change_denial(&change("DROP ROLE", 10, "ai_agent"), &groups).unwrap();
     assert_eq!(
@@ -115,7 +117,7 @@ fn guard_settings_changes_refused_for_agents_everywhere() {
         changes_settings: vec!["ai_agent_safety.mode".into()],
         ..Default::default()
     };
-    assert!(Shape::of(&stmt).changes_roles, "always decided");
+    assert!(Shape::of(&stmt).touches_guard, "always decided");
     assert_eq!(Mode::Audit.for_statement(&stmt), Mode::Enforce);
     assert!(!token_can_matter(&stmt));
     let d = denial(decide_statement(

@@ -20,7 +20,7 @@ fn malformed_token_denied() {
     assert_contains(&d.hint, "and request approval with");
     assert_contains(
         &d.hint,
-        "request_approval_token('DROP', 'TASK-42', 'public.orders')",
+        "ai_agent_safety.request_approval_token('DROP'::text, 'TASK-42'::text, 'public.orders'::text)",
     );
 }
 
@@ -49,7 +49,10 @@ fn unknown_token_denied() {
         &d.detail,
         &format!("Approval token {TOKEN_ID} does not exist in database \"shop\""),
     );
-    assert_contains(&d.hint, "request_approval_token('DROP'");
+    assert_contains(
+        &d.hint,
+        "ai_agent_safety.request_approval_token('DROP'::text",
+    );
 }
 
 #[test]
@@ -79,8 +82,14 @@ fn pending_token_denied() {
         &format!("Approval token {TOKEN_ID} cannot be used"),
     );
     assert_contains(&d.detail, "still pending");
-    assert_contains(&d.hint, &format!("grant_approval_token('{TOKEN_ID}')"));
-    assert_contains(&d.hint, &format!("approval_token_status('{TOKEN_ID}')"));
+    assert_contains(
+        &d.hint,
+        &format!("SELECT ai_agent_safety.grant_approval_token('{TOKEN_ID}'::uuid);"),
+    );
+    assert_contains(
+        &d.hint,
+        &format!("SELECT * FROM ai_agent_safety.approval_token_status('{TOKEN_ID}'::uuid);"),
+    );
 }
 
 #[test]
@@ -89,7 +98,10 @@ fn denied_token_denied() {
     t.state = TokenState::Denied;
     let d = deny_drop_orders_with(t.clone());
     assert_contains(&d.detail, "it was denied by dba_carol.");
-    assert_contains(&d.hint, "request_approval_token('DROP'");
+    assert_contains(
+        &d.hint,
+        "ai_agent_safety.request_approval_token('DROP'::text",
+    );
 
     t.decided_by = None;
     let d = deny_drop_orders_with(t);
@@ -191,7 +203,7 @@ fn token_for_wrong_operation_denied() {
     assert_contains(&d.detail, "granted for DROP but this is DELETE.");
     assert_contains(
         &d.hint,
-        "request_approval_token('DELETE', 'TASK-42', 'public.orders')",
+        "ai_agent_safety.request_approval_token('DELETE'::text, 'TASK-42'::text, 'public.orders'::text)",
     );
 }
 
@@ -210,7 +222,7 @@ fn token_for_wrong_target_denied() {
     );
     assert_contains(
         &d.hint,
-        "request_approval_token('DROP', 'TASK-42', 'public.customers')",
+        "ai_agent_safety.request_approval_token('DROP'::text, 'TASK-42'::text, 'public.customers'::text)",
     );
 }
 

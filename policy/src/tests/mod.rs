@@ -6,6 +6,7 @@
 use crate::credentials::SECOND_US;
 use crate::*;
 
+mod api;
 mod credentials;
 mod decision;
 mod decision_environment;

@@ -50,7 +50,7 @@ SET ai_agent_safety.task_id = 'reg-tok-1';
 SELECT request_approval_token('DELETE', 'reg-tok-1', 'public.orders', 'remove test rows') AS tok_delete \gset
 SELECT :'tok_delete' ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' AS is_a_uuid;
 SELECT status, operation, target, task_id, requested_by, decided_by, comment, expires_at, used_at
-  FROM approval_token_status(:'tok_delete');
+  FROM ai_agent_safety.approval_token_status(:'tok_delete');
 -- Operation names in any case, also as delete_operation ...; targets written
 -- as the agent would write them, resolved now (unqualified names through the
 -- search_path); no target means any object in this database.
@@ -64,7 +64,7 @@ SELECT request_approval_token('ALTER_OPERATION', repeat('t', 200), 'public.order
 SELECT s.operation, s.target, length(s.task_id) AS task_id_length, s.status
   FROM unnest(ARRAY[:'tok_any', :'tok_drop', :'tok_truncate', :'tok_dropdb', :'tok_schema', :'tok_function', :'tok_long']::uuid[])
        WITH ORDINALITY AS t(id, n),
-       approval_token_status(t.id) AS s
+       ai_agent_safety.approval_token_status(t.id) AS s
  ORDER BY t.n;
 
 -- Bad requests.
@@ -98,9 +98,9 @@ SELECT request_approval_token('DROP', 'reg-tok-1', 'FUNCTION f(text)');
 --
 -- 2. The agent cannot decide, nor read the tokens table.
 --
-SELECT grant_approval_token(:'tok_delete');
+SELECT ai_agent_safety.grant_approval_token(:'tok_delete');
 \echo :SQLSTATE
-SELECT deny_approval_token(:'tok_delete', 'no');
+SELECT ai_agent_safety.deny_approval_token(:'tok_delete', 'no');
 \echo :SQLSTATE
 SELECT * FROM ai_agent_safety.tokens;
 \echo :SQLSTATE
@@ -125,9 +125,9 @@ DELETE FROM orders WHERE id = 1;
 \echo :SQLSTATE
 RESET ai_agent_safety.approval_token;
 -- Status questions about tokens that do not exist.
-SELECT * FROM approval_token_status('00000000-0000-0000-0000-000000000000');
+SELECT * FROM ai_agent_safety.approval_token_status('00000000-0000-0000-0000-000000000000');
 \echo :SQLSTATE
-SELECT * FROM approval_token_status(NULL);
+SELECT * FROM ai_agent_safety.approval_token_status(NULL);
 \echo :SQLSTATE
 
 --
@@ -135,88 +135,91 @@ SELECT * FROM approval_token_status(NULL);
 -- approver, not a human who is no approver, not the requester itself.
 --
 \c reg_tok_prod reg_tok_agent2
-SELECT * FROM reg_try(format('SELECT * FROM approval_token_status(%L)', :'tok_delete'));
-SELECT grant_approval_token(:'tok_delete');
+SELECT * FROM reg_try(format('SELECT * FROM ai_agent_safety.approval_token_status(%L)', :'tok_delete'));
+SELECT ai_agent_safety.grant_approval_token(:'tok_delete');
 \echo :SQLSTATE
-SELECT * FROM reg_try(format('SELECT cancel_approval_token(%L)', :'tok_delete'));
+SELECT * FROM reg_try(format('SELECT ai_agent_safety.cancel_approval_token(%L)', :'tok_delete'));
 \c reg_tok_prod reg_tok_agent_approver
-SELECT grant_approval_token(:'tok_delete');
+SELECT ai_agent_safety.grant_approval_token(:'tok_delete');
 \echo :SQLSTATE
 SELECT count(*) AS visible_tokens FROM ai_agent_safety.approval_tokens;
 \c reg_tok_prod reg_tok_human
-SELECT grant_approval_token(:'tok_delete');
+SELECT ai_agent_safety.grant_approval_token(:'tok_delete');
 \echo :SQLSTATE
-SELECT deny_approval_token(:'tok_delete', 'no');
+SELECT ai_agent_safety.deny_approval_token(:'tok_delete', 'no');
 \echo :SQLSTATE
-SELECT cancel_approval_token(:'tok_delete');
+SELECT ai_agent_safety.cancel_approval_token(:'tok_delete');
 \echo :SQLSTATE
-SELECT * FROM reg_try(format('SELECT * FROM approval_token_status(%L)', :'tok_delete'));
+SELECT * FROM reg_try(format('SELECT * FROM ai_agent_safety.approval_token_status(%L)', :'tok_delete'));
 \c reg_tok_prod reg_tok_approver
 SELECT request_approval_token('DELETE', 'approver-own', 'public.orders') AS tok_own \gset
-SELECT * FROM reg_try(format('SELECT grant_approval_token(%L)', :'tok_own'));
-SELECT * FROM reg_try(format('SELECT deny_approval_token(%L, %L)', :'tok_own', 'no'));
+SELECT * FROM reg_try(format('SELECT ai_agent_safety.grant_approval_token(%L)', :'tok_own'));
+SELECT * FROM reg_try(format('SELECT ai_agent_safety.deny_approval_token(%L, %L)', :'tok_own', 'no'));
 
 --
 -- 5. The approver: bad inputs, then the decisions.
 --
-SELECT grant_approval_token(NULL);
+SELECT ai_agent_safety.grant_approval_token(NULL);
 \echo :SQLSTATE
-SELECT grant_approval_token('00000000-0000-0000-0000-000000000000');
+SELECT ai_agent_safety.grant_approval_token('00000000-0000-0000-0000-000000000000');
 \echo :SQLSTATE
-SELECT deny_approval_token(:'tok_drop', NULL);
+SELECT ai_agent_safety.deny_approval_token(:'tok_drop', NULL);
 \echo :SQLSTATE
-SELECT deny_approval_token(:'tok_drop', ' ');
+SELECT ai_agent_safety.deny_approval_token(:'tok_drop', ' ');
 \echo :SQLSTATE
-SELECT grant_approval_token(:'tok_delete', repeat('c', 2001));
+SELECT ai_agent_safety.grant_approval_token(:'tok_delete', repeat('c', 2001));
 \echo :SQLSTATE
-SELECT cancel_approval_token(NULL);
+SELECT ai_agent_safety.cancel_approval_token(NULL);
 \echo :SQLSTATE
-SELECT cancel_approval_token('00000000-0000-0000-0000-000000000000');
+SELECT ai_agent_safety.cancel_approval_token('00000000-0000-0000-0000-000000000000');
 \echo :SQLSTATE
 -- What an approver reads about a pending request.
-SELECT requested_by, operation, target, task_id, reason, would_allow,
-       grant_sql = format('SELECT grant_approval_token(%L);', token) AS grant_sql_ok,
-       deny_sql = format('SELECT deny_approval_token(%L, ''<reason>'');', token) AS deny_sql_ok
+-- The SQL it is told to run is schema-qualified and typed: no look-alike
+-- function in another schema can take the call.
+SELECT requested_by, operation, target, task_id, reason, would_allow
+  FROM ai_agent_safety.pending_requests WHERE token = :'tok_delete';
+SELECT replace(grant_sql, token::text, '<token>') AS grant_sql,
+       replace(deny_sql, token::text, '<token>') AS deny_sql
   FROM ai_agent_safety.pending_requests WHERE token = :'tok_delete';
 -- Grant, deny; deciding again names the state the token is in.
-SELECT grant_approval_token(:'tok_delete', 'ok: test rows only') > now() AS granted_until_later;
-SELECT grant_approval_token(:'tok_any') IS NOT NULL AS granted;
-SELECT grant_approval_token(:'tok_truncate') IS NOT NULL AS granted;
-SELECT grant_approval_token(:'tok_dropdb') IS NOT NULL AS granted;
-SELECT deny_approval_token(:'tok_drop', 'not the orders table');
-SELECT * FROM reg_try(format('SELECT grant_approval_token(%L)', :'tok_delete'));
-SELECT * FROM reg_try(format('SELECT deny_approval_token(%L, %L)', :'tok_delete', 'changed my mind'));
-SELECT * FROM reg_try(format('SELECT grant_approval_token(%L)', :'tok_drop'));
+SELECT ai_agent_safety.grant_approval_token(:'tok_delete', 'ok: test rows only') > now() AS granted_until_later;
+SELECT ai_agent_safety.grant_approval_token(:'tok_any') IS NOT NULL AS granted;
+SELECT ai_agent_safety.grant_approval_token(:'tok_truncate') IS NOT NULL AS granted;
+SELECT ai_agent_safety.grant_approval_token(:'tok_dropdb') IS NOT NULL AS granted;
+SELECT ai_agent_safety.deny_approval_token(:'tok_drop', 'not the orders table');
+SELECT * FROM reg_try(format('SELECT ai_agent_safety.grant_approval_token(%L)', :'tok_delete'));
+SELECT * FROM reg_try(format('SELECT ai_agent_safety.deny_approval_token(%L, %L)', :'tok_delete', 'changed my mind'));
+SELECT * FROM reg_try(format('SELECT ai_agent_safety.grant_approval_token(%L)', :'tok_drop'));
 SELECT status, decided_by, comment, expires_at IS NOT NULL AS has_expiry
-  FROM approval_token_status(:'tok_delete');
-SELECT status, decided_by, comment FROM approval_token_status(:'tok_drop');
+  FROM ai_agent_safety.approval_token_status(:'tok_delete');
+SELECT status, decided_by, comment FROM ai_agent_safety.approval_token_status(:'tok_drop');
 
 --
 -- 6. The agent presents the tokens.
 --
 \c reg_tok_prod reg_tok_agent
 SET ai_agent_safety.task_id = 'reg-tok-1';
-SELECT status FROM approval_token_status(:'tok_delete');
+SELECT status FROM ai_agent_safety.approval_token_status(:'tok_delete');
 SET ai_agent_safety.approval_token = :'tok_delete';
 -- For another operation, another target: refused, and the token stays usable.
 SELECT * FROM reg_try('TRUNCATE orders');
 SELECT * FROM reg_try('DELETE FROM customers WHERE id = 1');
-SELECT status FROM approval_token_status(:'tok_delete');
+SELECT status FROM ai_agent_safety.approval_token_status(:'tok_delete');
 -- A transaction that rolls back leaves it usable.
 BEGIN;
 DELETE FROM orders WHERE id = 1;
 ROLLBACK;
-SELECT status FROM approval_token_status(:'tok_delete');
+SELECT status FROM ai_agent_safety.approval_token_status(:'tok_delete');
 -- The one statement it covers runs ...
 DELETE FROM orders WHERE id = 1;
-SELECT status FROM approval_token_status(:'tok_delete');
+SELECT status FROM ai_agent_safety.approval_token_status(:'tok_delete');
 -- ... and the token is spent: a second statement is refused.
 SELECT * FROM reg_try('DELETE FROM orders WHERE id = 2');
 -- Denied: refused.
 SET ai_agent_safety.approval_token = :'tok_drop';
 SELECT * FROM reg_try('DROP TABLE orders');
 -- Pending and then cancelled by the requester: refused.
-SELECT cancel_approval_token(:'tok_schema');
+SELECT ai_agent_safety.cancel_approval_token(:'tok_schema');
 SET ai_agent_safety.approval_token = :'tok_schema';
 SELECT * FROM reg_try('DROP SCHEMA scratch');
 -- A token for any object covers one DELETE on any table of this database.
@@ -236,11 +239,11 @@ SELECT count(*) AS victim_left FROM pg_database WHERE datname = 'reg_tok_victim'
 SELECT s.operation, s.target, s.status
   FROM unnest(ARRAY[:'tok_delete', :'tok_any', :'tok_drop', :'tok_truncate', :'tok_dropdb', :'tok_schema']::uuid[])
        WITH ORDINALITY AS t(id, n),
-       approval_token_status(t.id) AS s
+       ai_agent_safety.approval_token_status(t.id) AS s
  ORDER BY t.n;
 -- A used or cancelled token cannot be cancelled.
-SELECT * FROM reg_try(format('SELECT cancel_approval_token(%L)', :'tok_delete'));
-SELECT * FROM reg_try(format('SELECT cancel_approval_token(%L)', :'tok_schema'));
+SELECT * FROM reg_try(format('SELECT ai_agent_safety.cancel_approval_token(%L)', :'tok_delete'));
+SELECT * FROM reg_try(format('SELECT ai_agent_safety.cancel_approval_token(%L)', :'tok_schema'));
 
 --
 -- 7. Expiry: a token granted with a one-second token_ttl. The test waits until
@@ -250,13 +253,13 @@ SELECT * FROM reg_try(format('SELECT cancel_approval_token(%L)', :'tok_schema'))
 SELECT request_approval_token('DELETE', 'reg-tok-1', 'public.orders') AS tok_expiring \gset
 \c reg_tok_prod :su
 SET ai_agent_safety.token_ttl = '1s';
-SELECT grant_approval_token(:'tok_expiring') IS NOT NULL AS granted;
+SELECT ai_agent_safety.grant_approval_token(:'tok_expiring') IS NOT NULL AS granted;
 SET reg.tok = :'tok_expiring';
 DO $$
 DECLARE
     waited int := 0;
 BEGIN
-    WHILE (SELECT status FROM approval_token_status(current_setting('reg.tok')::uuid)) <> 'expired' LOOP
+    WHILE (SELECT status FROM ai_agent_safety.approval_token_status(current_setting('reg.tok')::uuid)) <> 'expired' LOOP
         PERFORM pg_sleep(0.05);
         waited := waited + 1;
         IF waited > 600 THEN
@@ -267,7 +270,7 @@ END $$;
 \c reg_tok_prod reg_tok_agent
 SET ai_agent_safety.approval_token = :'tok_expiring';
 SELECT * FROM reg_try('DELETE FROM orders WHERE id = 3');
-SELECT status FROM approval_token_status(:'tok_expiring');
+SELECT status FROM ai_agent_safety.approval_token_status(:'tok_expiring');
 
 -- Nothing else changed: one order and one customer deleted by the two tokens.
 \c reg_tok_prod :su

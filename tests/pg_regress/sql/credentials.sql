@@ -44,43 +44,43 @@ SELECT role, can_login, open_sessions, allowed_environments, problems
 -- 2. issue_agent_credentials, as an approver: bad inputs.
 --
 \c :regdb reg_cred_approver
-SELECT issue_agent_credentials(NULL);
+SELECT ai_agent_safety.issue_agent_credentials(NULL);
 \echo :SQLSTATE
-SELECT issue_agent_credentials('');
+SELECT ai_agent_safety.issue_agent_credentials('');
 \echo :SQLSTATE
-SELECT issue_agent_credentials('reg_cred_bot', NULL);
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_bot', NULL);
 \echo :SQLSTATE
-SELECT issue_agent_credentials('reg_cred_bot', '0');
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_bot', '0');
 \echo :SQLSTATE
-SELECT issue_agent_credentials('reg_cred_bot', '-1 hour');
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_bot', '-1 hour');
 \echo :SQLSTATE
-SELECT issue_agent_credentials('reg_cred_bot', '25 hours');
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_bot', '25 hours');
 \echo :SQLSTATE
-SELECT issue_agent_credentials('reg_cred_bot', '1 hour', ARRAY['development, production']);
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_bot', '1 hour', ARRAY['development, production']);
 \echo :SQLSTATE
-SELECT issue_agent_credentials('reg_cred_bot', '1 hour', ARRAY['it''s']);
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_bot', '1 hour', ARRAY['it''s']);
 \echo :SQLSTATE
-SELECT issue_agent_credentials('reg_cred_bot', '1 hour', ARRAY['development', NULL]);
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_bot', '1 hour', ARRAY['development', NULL]);
 \echo :SQLSTATE
-SELECT issue_agent_credentials('reg_cred_bot', '1 hour', ARRAY['']);
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_bot', '1 hour', ARRAY['']);
 \echo :SQLSTATE
-SELECT issue_agent_credentials('reg_cred_bot', '1 hour', ARRAY[repeat('e', 201)]);
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_bot', '1 hour', ARRAY[repeat('e', 201)]);
 \echo :SQLSTATE
-SELECT issue_agent_credentials('reg_cred_bot', '1 hour', array_fill('dev'::text, ARRAY[33]));
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_bot', '1 hour', array_fill('dev'::text, ARRAY[33]));
 \echo :SQLSTATE
 -- Never turns a human role or a superuser into an agent.
-SELECT issue_agent_credentials('reg_cred_human');
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_human');
 \echo :SQLSTATE
-SELECT issue_agent_credentials(:'su');
+SELECT ai_agent_safety.issue_agent_credentials(:'su');
 \echo :SQLSTATE
-SELECT issue_agent_credentials('reg_cred_super');
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_super');
 \echo :SQLSTATE
 SELECT count(*) AS reg_cred_bot_exists FROM pg_roles WHERE rolname = 'reg_cred_bot';
 
 --
 -- 3. issue_agent_credentials: a new agent, then a refresh.
 --
-SELECT issue_agent_credentials('reg_cred_bot', '30 minutes', ARRAY['development', 'staging']) AS bot_password \gset
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_bot', '30 minutes', ARRAY['development', 'staging']) AS bot_password \gset
 SELECT length(:'bot_password') AS password_length, :'bot_password' ~ '^[0-9a-f]{64}$' AS is_hex;
 SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb,
        rolvaliduntil > now() AND rolvaliduntil <= now() + interval '30 minutes' AS valid_for_30_minutes,
@@ -97,7 +97,7 @@ SELECT reg_disconnect('bot_tcp');
 SELECT * FROM reg_connect('bot_tcp', 'reg_cred_bot', :'regdb', 'host=127.0.0.1 password=wrong');
 -- A refresh sets a new password and expiry; NULL environments keep the scope.
 \c :regdb reg_cred_approver
-SELECT issue_agent_credentials('reg_cred_bot', '2 hours') <> :'bot_password' AS new_password;
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_bot', '2 hours') <> :'bot_password' AS new_password;
 SELECT role, time_remaining > interval '1 hour' AS refreshed, allowed_environments, problems
   FROM ai_agent_safety.credential_report WHERE role = 'reg_cred_bot';
 
@@ -105,16 +105,16 @@ SELECT role, time_remaining > interval '1 hour' AS refreshed, allowed_environmen
 -- 4. Who may issue and revoke: not a human who is no approver, not an agent.
 --
 \c :regdb reg_cred_human
-SELECT issue_agent_credentials('reg_cred_bot2');
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_bot2');
 \echo :SQLSTATE
-SELECT revoke_agent_credentials('reg_cred_bot');
+SELECT ai_agent_safety.revoke_agent_credentials('reg_cred_bot');
 \echo :SQLSTATE
 SELECT * FROM ai_agent_safety.credential_report;
 \echo :SQLSTATE
 \c :regdb reg_cred_agent
-SELECT issue_agent_credentials('reg_cred_agent', '24 hours');
+SELECT ai_agent_safety.issue_agent_credentials('reg_cred_agent', '24 hours');
 \echo :SQLSTATE
-SELECT revoke_agent_credentials('reg_cred_bot');
+SELECT ai_agent_safety.revoke_agent_credentials('reg_cred_bot');
 \echo :SQLSTATE
 SELECT * FROM ai_agent_safety.credential_report;
 \echo :SQLSTATE
@@ -128,11 +128,11 @@ ALTER ROLE reg_cred_agent SET ai_agent_safety.allowed_environments = 'production
 -- (a dblink connection that logged in as reg_cred_bot) is ended.
 --
 \c :regdb reg_cred_approver
-SELECT revoke_agent_credentials(NULL);
+SELECT ai_agent_safety.revoke_agent_credentials(NULL);
 \echo :SQLSTATE
-SELECT revoke_agent_credentials('reg_cred_nobody');
+SELECT ai_agent_safety.revoke_agent_credentials('reg_cred_nobody');
 \echo :SQLSTATE
-SELECT revoke_agent_credentials('reg_cred_human');
+SELECT ai_agent_safety.revoke_agent_credentials('reg_cred_human');
 \echo :SQLSTATE
 \c :regdb :su
 SELECT * FROM reg_connect('bot', 'reg_cred_bot', :'regdb');
@@ -140,7 +140,7 @@ SELECT * FROM dblink('bot', 'SELECT session_user') AS t(who name);
 -- The approver revokes (this session becomes the approver; the dblink
 -- connection stays open): one session ended.
 SET SESSION AUTHORIZATION reg_cred_approver;
-SELECT revoke_agent_credentials('reg_cred_bot') AS sessions_ended;
+SELECT ai_agent_safety.revoke_agent_credentials('reg_cred_bot') AS sessions_ended;
 RESET SESSION AUTHORIZATION;
 SELECT count(*) AS bot_sessions FROM pg_stat_activity WHERE usename = 'reg_cred_bot';
 -- The ended session's next query fails (first line of the error only: what
@@ -152,10 +152,10 @@ SELECT dblink_disconnect('bot');
 SELECT * FROM reg_login('reg_cred_bot', :'regdb');
 SELECT role, can_login, time_remaining, open_sessions, problems
   FROM ai_agent_safety.credential_report WHERE role = 'reg_cred_bot';
-SELECT length(issue_agent_credentials('reg_cred_bot', '10 minutes')) AS password_length;
+SELECT length(ai_agent_safety.issue_agent_credentials('reg_cred_bot', '10 minutes')) AS password_length;
 SELECT * FROM reg_login('reg_cred_bot', :'regdb');
 -- Revoking a role without sessions ends none.
-SELECT revoke_agent_credentials('reg_cred_bot') AS sessions_ended;
+SELECT ai_agent_safety.revoke_agent_credentials('reg_cred_bot') AS sessions_ended;
 
 -- Clean up.
 \c :regdb :su
