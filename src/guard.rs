@@ -7,7 +7,7 @@
 //! consumes the token, raises the refusal, and records the decision.
 //! It also ends an agent session whose credentials expired.
 
-use crate::{approval, audit, credentials, dbfacts, pg, settings};
+use crate::{agent_code, approval, audit, credentials, dbfacts, identity, pg, settings};
 use aas_policy::{
     after_lost_race, decide_statement, treatment, Decision, Denial, EventKind, SessionFacts, Shape,
     Source, Statement, Switches, TokenPresented, Treatment, Verdict,
@@ -36,14 +36,27 @@ pub fn judge(stmt: &Statement, source: &str) -> Outcome {
     }
 }
 
+/// Who the statement is judged as: the agent session, or, in another
+/// role's session, the agent whose code runs it (with no task and no scope
+/// of its own: those are the session's, not the agent's).
 fn session_facts() -> SessionFacts {
-    SessionFacts {
-        session_user: pg::session_user_name(),
-        current_user: pg::current_user_name(),
-        is_agent: true,
-        task_id: settings::task_id().map(str::to_string),
-        task_environment: settings::task_environment().map(str::to_string),
-        allowed_environments: settings::allowed_environments(),
+    match agent_code::running().filter(|_| !identity::session_is_agent()) {
+        Some(agent) => SessionFacts {
+            session_user: pg::role_name(agent),
+            current_user: pg::current_user_name(),
+            is_agent: true,
+            run_by: Some(pg::session_user_name()),
+            ..Default::default()
+        },
+        None => SessionFacts {
+            session_user: pg::session_user_name(),
+            current_user: pg::current_user_name(),
+            is_agent: true,
+            task_id: settings::task_id().map(str::to_string),
+            task_environment: settings::task_environment().map(str::to_string),
+            allowed_environments: settings::allowed_environments(),
+            run_by: None,
+        },
     }
 }
 
@@ -86,7 +99,10 @@ fn decide(stmt: &Statement, source: &str, sw: &Switches) -> Outcome {
     // A token bears only on destructive operations; a write that destroys
     // nothing is judged by the environment rules alone, and no token covers
     // a role change: no token is looked up for those.
-    let raw = settings::approval_token().filter(|_| aas_policy::token_can_matter(stmt));
+    // An agent's code run by another role presents no token: tokens are
+    // the agent session's.
+    let raw = settings::approval_token()
+        .filter(|_| session.run_by.is_none() && aas_policy::token_can_matter(stmt));
     let presented = raw.map_or(TokenPresented::None, approval::lookup);
     match decide_statement(&session, &here, target.as_ref(), stmt, &presented, now) {
         Decision::Allow => {

@@ -14,6 +14,7 @@
 
 use pgrx::prelude::*;
 
+pub mod agent_code;
 pub mod approval;
 pub mod audit;
 pub mod classify;
@@ -40,6 +41,7 @@ pub extern "C-unwind" fn _PG_init() {
     }
     sql_api::mark_preloaded();
     identity::register_invalidation();
+    agent_code::register_invalidation();
     audit::spool::init_shmem();
     audit::launcher::register();
     hooks::install();

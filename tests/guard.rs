@@ -185,10 +185,25 @@ impl Form {
         );
         drop(d);
 
-        // (c) a non-agent is never refused.
+        // (c) a non-agent is never refused its own statement; one that
+        // runs code the agent planted (set up as the agent) is judged as
+        // the agent's (tests/agent_code.rs).
         let mut o = w.owner_in(&w.protected);
         if !prelude.is_empty() {
             run_ok(&mut o, "prelude (owner, protected)", &prelude);
+        }
+        if self.setup_as == Who::Agent {
+            let m = assert_refused(o.batch_execute(&stmt));
+            assert!(
+                m.contains(&format!("(its code, run by \"{}\")", w.owner)),
+                "{m}"
+            );
+            assert_eq!(
+                orders_rows(&w.protected),
+                10,
+                "orders after the owner's refusal"
+            );
+            return (w, msg);
         }
         run_ok(&mut o, "owner in the protected database", &stmt);
         assert_eq!(
@@ -685,10 +700,11 @@ fn delete_by_rule_created_by_agent() {
         count(&mut admin(&w.open), "SELECT count(*) FROM order_log"),
         1
     );
-    // Refused INSERT rolled back; the owner's went through.
+    // Both refused INSERTs rolled back: the agent's, and the owner's that
+    // ran the agent's rule.
     assert_eq!(
         count(&mut admin(&w.protected), "SELECT count(*) FROM order_log"),
-        1
+        0
     );
 }
 
@@ -711,8 +727,8 @@ fn delete_by_trigger_created_by_agent() {
     .check();
     assert_eq!(
         count(&mut admin(&w.protected), "SELECT count(*) FROM order_log"),
-        1,
-        "only the owner's INSERT is there"
+        0,
+        "both INSERTs rolled back: the agent's, and the owner's that ran the agent's trigger"
     );
 }
 
@@ -1772,18 +1788,26 @@ fn alter_sequence_restart_refused_when_alter_listed() {
 /// A DO INSTEAD NOTHING rule loses every future write.
 #[test]
 fn create_rule_do_instead_refused_when_alter_listed() {
-    Form {
-        tag: "instead",
-        settings: ALTER_LISTED,
-        agent_acts_for_owner: true,
-        stmt: "CREATE RULE swallow AS ON INSERT TO orders DO INSTEAD NOTHING",
-        probe: "SELECT count(*) FROM pg_rules WHERE tablename = 'orders'",
-        intact: 0,
-        done: 1,
-        says: &["CREATE RULE DO INSTEAD ON public.orders"],
-        ..Form::default()
+    // On its own table: a rule on a table a role that is not an agent owns
+    // is refused everywhere (tests/agent_code.rs).
+    let w = World::with_settings("instead", ALTER_LISTED);
+    let stmt = "CREATE RULE swallow AS ON INSERT TO public.inbox DO INSTEAD NOTHING";
+    let rules = "SELECT count(*) FROM pg_rules WHERE tablename = 'inbox'";
+    for db in [&w.protected, &w.open] {
+        run_ok(
+            &mut w.agent_in(db),
+            "setup",
+            "CREATE TABLE public.inbox (x int)",
+        );
     }
-    .check();
+    let msg = assert_guard_refused(w.agent_in(&w.protected).batch_execute(stmt));
+    assert!(
+        msg.contains("CREATE RULE DO INSTEAD ON public.inbox"),
+        "{msg}"
+    );
+    assert_eq!(probe(&w, &w.protected, rules), 0);
+    run_ok(&mut w.agent_in(&w.open), "open", stmt);
+    assert_eq!(probe(&w, &w.open, rules), 1);
 }
 
 /// CREATE OR REPLACE over an existing view or function is a DROP in all but

@@ -35,13 +35,31 @@ pub fn decide_statement(
     if let (Some(taken), true) = (&stmt.takes_api_name, session.is_agent) {
         return Decision::Deny(crate::api::api_name_denial(&session.session_user, taken));
     }
-    if !stmt.ops.is_empty() {
+    if let (Some(h), true) = (&stmt.hands_over, session.is_agent) {
+        return Decision::Deny(crate::handover::handover_denial(&session.session_user, h));
+    }
+    let decision = if !stmt.ops.is_empty() {
         decide(session, here, target_db, &stmt.ops, token, now_us)
     } else if stmt.writes {
         decide_write(session, here, stmt.verb)
     } else {
         Decision::Allow
+    };
+    match (&session.run_by, decision) {
+        (Some(by), Decision::Deny(d)) => Decision::Deny(Denial {
+            hint: agent_code_hint(&session.session_user, by),
+            ..d
+        }),
+        (_, d) => d,
     }
+}
+
+/// What the role that ran an agent's code can do about its refusal: the
+/// agent's token is not theirs to present.
+fn agent_code_hint(agent: &str, run_by: &str) -> String {
+    format!(
+        "The statement runs code that agent role \"{agent}\" owns (a function, trigger, rule or view), which is judged as the agent's whoever runs it. Review that code; if \"{run_by}\" should run it as its own, a DBA gives it a new owner (for example ALTER FUNCTION <name> OWNER TO {run_by};), otherwise drop it."
+    )
 }
 
 /// Can a presented token change the decision about this statement? Only for
@@ -218,10 +236,12 @@ pub fn decide(
             what,
             session.session_user,
             here.name,
-            if session.current_user != session.session_user {
-                format!(" (acting as \"{}\")", session.current_user)
-            } else {
-                String::new()
+            match &session.run_by {
+                Some(by) => format!(" (its code, run by \"{by}\")"),
+                None if session.current_user != session.session_user => {
+                    format!(" (acting as \"{}\")", session.current_user)
+                }
+                None => String::new(),
             }
         )
     };

@@ -22,6 +22,10 @@ pub struct SessionFacts {
     pub task_environment: Option<String>,
     /// `None`: no scope set (only unlabelled databases are in scope).
     pub allowed_environments: Option<Vec<String>>,
+    /// Set when the statement is an agent's code (a function, trigger, rule
+    /// or view it owns) run in the session of another role, this one:
+    /// `session_user` is then the agent.
+    pub run_by: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 //! - `environment`: environment scope and task-environment rules;
 //! - `credentials`: login rules for agent roles;
 //! - `guard_settings`: which settings are not an agent's to change;
+//! - `handover`: code an agent made stays the agent's;
 //! - `outcome`: `Decision` and `Denial`;
 //! - `facts`: what the rules are decided from;
 //! - `api`: the SQL API's schema, names and how people are told to call it;
@@ -26,6 +27,7 @@ pub mod decision;
 pub mod environment;
 pub mod facts;
 pub mod guard_settings;
+pub mod handover;
 pub mod operation;
 pub mod outcome;
 pub mod time;
@@ -43,6 +45,7 @@ pub use facts::{
     parse_token_id, DatabaseFacts, SessionFacts, TokenFacts, TokenPresented, TokenState, TokenUse,
 };
 pub use guard_settings::{is_guard_setting, settings_change_denial};
+pub use handover::{Handover, HandoverKind};
 pub use operation::{token_target_text, ObjectRef, OpClass, OpSet, Operation, Statement};
 pub use outcome::{Decision, Denial};
 pub use treatment::{treatment, Shape, SwitchSource, Switches, Treatment};

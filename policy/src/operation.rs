@@ -1,6 +1,7 @@
 //! The vocabulary: operation classes, sets of them, and the operation a statement performs.
 
 use crate::api::ApiName;
+use crate::handover::Handover;
 use std::fmt;
 
 /// The class of a destructive operation. The same words appear in settings,
@@ -232,6 +233,8 @@ pub struct Statement {
     /// A name of the extension's API it would give a function, procedure,
     /// aggregate or schema (CREATE, or RENAME TO).
     pub takes_api_name: Option<ApiName>,
+    /// Code or an object it would leave with a role that is not an agent.
+    pub hands_over: Option<Handover>,
 }
 
 impl Statement {
@@ -244,11 +247,14 @@ impl Statement {
     }
 
     /// Does it change what the guard itself stands on: the cluster-wide
-    /// role graph, the guard's settings for others, or the names of its
-    /// API? Such a statement is decided in every database, whatever its
+    /// role graph, the guard's settings for others, the names of its API,
+    /// or who owns an agent's code? Such a statement is decided in every database, whatever its
     /// settings say, never relaxed by shadow mode, and no token covers it.
     pub fn touches_guard(&self) -> bool {
-        self.changes_roles || !self.changes_settings.is_empty() || self.takes_api_name.is_some()
+        self.changes_roles
+            || !self.changes_settings.is_empty()
+            || self.takes_api_name.is_some()
+            || self.hands_over.is_some()
     }
 
     /// The classes its operations perform.

@@ -7,6 +7,7 @@
 
 pub mod effects;
 pub mod names;
+pub mod ownership;
 pub mod plan;
 pub mod roles;
 pub mod utility;

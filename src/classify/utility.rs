@@ -6,7 +6,7 @@
 //! DETACH PARTITION, RENAME of a table or column, and SET SCHEMA of a table
 //! (which, like RENAME, makes the table vanish from where it was).
 
-use super::{effects, named, names, relation_ref, roles};
+use super::{effects, named, names, ownership, relation_ref, roles};
 use crate::pg::{cstr, list_ptrs, node_tag, quote_ident};
 use aas_policy::{ObjectRef, OpClass, Operation, Shape, Statement};
 use pg_sys::NodeTag::*;
@@ -138,18 +138,20 @@ unsafe fn drop_stmt(s: &pg_sys::DropStmt, out: &mut Statement) {
     }
 }
 
-/// What the node alone tells of a utility statement before classification:
-/// does it drop a database, or change roles? Both are decided whatever this
-/// database's settings say.
+/// What is known of an agent's utility statement before classification:
+/// does it drop a database, or touch the guard (roles, the guard's
+/// settings, API names, who owns agent code)? Both are decided whatever
+/// this database's settings say. Reads the catalog for owners' roles.
 ///
 /// # Safety
-/// `node` is a valid utility statement.
+/// `node` is a valid utility statement, inside a transaction.
 pub unsafe fn shape(node: *mut pg_sys::Node) -> Shape {
     Shape::unclassified_utility(
         effects::acts_on_database(node),
         roles::changes_roles(node)
             || effects::changes_guard_settings(node)
-            || names::api_name_taken(node).is_some(),
+            || names::api_name_taken(node).is_some()
+            || ownership::hands_over(node).is_some(),
     )
 }
 
@@ -244,6 +246,7 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
     out.writes = !is_non_writing(tag);
     out.changes_roles = roles::changes_roles(node);
     out.takes_api_name = names::api_name_taken(node);
+    out.hands_over = ownership::hands_over(node);
     if effects::classify(node, &mut out) {
         return out;
     }

@@ -6,7 +6,7 @@ use super::gate::{self, Window};
 use crate::classify::plan;
 use crate::guard::{self, Outcome};
 use crate::unguarded::{standard_ExecutorEnd, standard_ExecutorStart};
-use crate::{pg, settings};
+use crate::{agent_code, pg, settings};
 use aas_policy::{treatment, Shape, Statement, Treatment};
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
@@ -36,7 +36,11 @@ fn next_start() -> unsafe extern "C-unwind" fn(*mut pg_sys::QueryDesc, i32) {
 /// only hands the query on.
 // SAFETY: installed as ExecutorStart_hook; PostgreSQL passes a valid QueryDesc. It owns nothing to clean up.
 unsafe extern "C-unwind" fn start_hook(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
-    if crate::identity::known_not_agent() {
+    if crate::identity::known_not_agent()
+        && agent_code::running().is_none()
+        // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
+        && unsafe { agent_code::plan_known_free_of_agents(&*(*query_desc).plannedstmt) }
+    {
         // SAFETY: called exactly as PostgreSQL calls the hook.
         return unsafe { next_start()(query_desc, eflags) };
     }
@@ -70,9 +74,17 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
     let explain_only = eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0;
     // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
     let fk_action = unsafe { gate::foreign_key_action_in_scope(&*(*query_desc).plannedstmt) };
-    if !fk_action && gate::agent_statement() {
-        // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
-        let ps = unsafe { &*(*query_desc).plannedstmt };
+    // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
+    let ps = unsafe { &*(*query_desc).plannedstmt };
+    let agent = gate::agent_statement();
+    // Another role's query that runs an agent's rule or view is that
+    // agent's while it is judged.
+    // SAFETY: ps is valid, inside a transaction.
+    let rule_or_view = (!agent)
+        .then(|| unsafe { agent_code::plan_agent(ps) })
+        .flatten();
+    if !fk_action && (agent || rule_or_view.is_some()) {
+        let _judging = rule_or_view.map(agent_code::Judging::as_agent);
         // SAFETY: ps is valid.
         let shape = unsafe { shape(ps) };
         if !explain_only && treatment(&settings::Live, shape) != Treatment::Pass {

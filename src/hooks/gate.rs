@@ -15,7 +15,7 @@
 //! judged and audited on its own, so an approved DELETE cannot carry a
 //! second, unapproved one.
 
-use crate::{identity, privileged};
+use crate::{agent_code, identity, privileged};
 use pgrx::pg_sys;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -106,21 +106,26 @@ fn in_foreign_key_action() -> bool {
     context & pg_sys::SECURITY_NOFORCE_RLS as i32 != 0
 }
 
-/// Should this session's statement be looked at? The hot path for everyone.
-/// Not the extension's own queries; every statement of an agent session,
-/// nested or not (the executor lets an approved query's foreign-key actions
-/// through before asking).
-/// For an agent's statement it first runs the checks every agent statement
-/// starts with: the login environment check, if it is still owed, and
-/// credential expiry (either ends the session).
+/// Should this statement be looked at? The hot path for everyone. Not the
+/// extension's own queries; every statement of an agent session, nested or
+/// not (the executor lets an approved query's foreign-key actions through
+/// before asking), and every statement an agent's code runs in another
+/// role's session (`agent_code::running`).
+/// For an agent session's statement it first runs the checks every agent
+/// statement starts with: the login environment check, if it is still
+/// owed, and credential expiry (either ends the session). Another role's
+/// session is never ended for an agent's code.
 #[inline]
 pub fn agent_statement() -> bool {
-    let agent = !privileged::active() && identity::session_is_agent();
-    if agent {
+    if privileged::active() {
+        return false;
+    }
+    if identity::session_is_agent() {
         super::auth::check_environment_at_login();
         crate::guard::end_invalid_session();
+        return true;
     }
-    agent
+    agent_code::running().is_some()
 }
 
 pub fn install() {

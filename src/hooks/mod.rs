@@ -9,12 +9,14 @@
 //!
 //! - `utility`: ProcessUtility (DDL, TRUNCATE, DROP DATABASE ...);
 //! - `executor`: ExecutorStart / ExecutorEnd (planned queries);
+//! - `fmgr`: needs_fmgr_hook / fmgr_hook (calls of functions agents own);
 //! - `auth`: ClientAuthentication and the login checks that must wait for
 //!   per-database settings;
 //! - `gate`: the approval window and the agent test every hook shares.
 
 pub mod auth;
 pub mod executor;
+pub mod fmgr;
 pub mod gate;
 pub mod utility;
 
@@ -22,6 +24,7 @@ pub mod utility;
 pub fn install() {
     utility::install();
     executor::install();
+    fmgr::install();
     auth::install();
     gate::install();
 }

@@ -51,7 +51,10 @@ unsafe extern "C-unwind" fn hook(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     // SAFETY: pstmt is PostgreSQL's valid utility PlannedStmt.
-    if crate::identity::known_not_agent() && !unsafe { may_change_groups(pstmt) } {
+    if crate::identity::known_not_agent()
+        && crate::agent_code::running().is_none()
+        && !unsafe { may_change_groups(pstmt) }
+    {
         // SAFETY: called exactly as PostgreSQL calls the hook.
         return unsafe {
             next()(

@@ -402,3 +402,36 @@ fn needs_approval_requires_both_switch_and_class() {
     assert!(!needs_approval(&protected_db("d"), OpClass::Update));
     assert!(!needs_approval(&open_db("d"), OpClass::Drop));
 }
+
+#[test]
+fn agent_code_run_by_another_role_is_refused_as_the_agents() {
+    let mut s = agent();
+    s.current_user = "alice".into();
+    s.run_by = Some("alice".into());
+    let d = denial(run(
+        &s,
+        &protected_db("shop"),
+        &[drop_orders()],
+        &TokenPresented::None,
+    ));
+    assert_eq!(
+        d.message,
+        "DROP TABLE public.orders refused: agent role \"agent_bot\" needs an approval token in database \"shop\" (its code, run by \"alice\")"
+    );
+    // Judged as a statement, the hint speaks to the role that ran the code.
+    let d = denial(decide_statement(
+        &s,
+        &protected_db("shop"),
+        None,
+        &Statement {
+            ops: vec![drop_orders()],
+            writes: true,
+            verb: "DDL",
+            ..Default::default()
+        },
+        &TokenPresented::None,
+        NOW,
+    ));
+    assert_contains(&d.hint, "code that agent role \"agent_bot\" owns");
+    assert_contains(&d.hint, "ALTER FUNCTION <name> OWNER TO alice;");
+}

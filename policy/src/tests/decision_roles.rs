@@ -12,6 +12,7 @@ fn role_change(verb: &str, role: &str) -> Statement {
         changes_roles: true,
         changes_settings: Vec::new(),
         takes_api_name: None,
+        hands_over: None,
     }
 }
 
@@ -82,6 +83,7 @@ fn the_two_groups_are_not_renamed_or_dropped_by_anyone() {
         changes_roles: true,
         changes_settings: Vec::new(),
         takes_api_name: None,
+        hands_over: None,
     };
     let d = group_change_denial(&change("DROP ROLE", 10, "ai_agent"), &groups).unwrap();
     assert_eq!(

@@ -14,6 +14,7 @@ mod decision_later_rules;
 mod decision_roles;
 mod decision_tokens;
 mod facts;
+mod handover;
 mod operation;
 
 // ---------------------------------------------------------------------------
@@ -38,6 +39,7 @@ fn agent() -> SessionFacts {
         task_id: Some("TASK-42".into()),
         task_environment: None,
         allowed_environments: None,
+        run_by: None,
     }
 }
 

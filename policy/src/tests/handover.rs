@@ -1,0 +1,64 @@
+use super::*;
+
+fn handing(verb: &'static str, how: HandoverKind) -> Statement {
+    Statement {
+        writes: true,
+        verb: "DDL",
+        hands_over: Some(Handover {
+            verb,
+            owner: "alice".into(),
+            how,
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn agents_may_not_hand_code_to_roles_that_are_not_agents() {
+    let cases = [
+        (
+            "ALTER FUNCTION ... OWNER TO",
+            HandoverKind::GivenTo,
+            "ALTER FUNCTION ... OWNER TO refused: agent role \"agent_bot\" may not give objects to role \"alice\", which is not an agent",
+        ),
+        (
+            "CREATE FUNCTION",
+            HandoverKind::CreatedAs,
+            "CREATE FUNCTION refused: agent role \"agent_bot\" may not create code owned by role \"alice\" (its current role), which is not an agent",
+        ),
+        (
+            "CREATE RULE",
+            HandoverKind::RuleOnTableOf,
+            "CREATE RULE refused: agent role \"agent_bot\" may not create a rule on a table owned by role \"alice\", which is not an agent",
+        ),
+    ];
+    for (verb, how, message) in cases {
+        let stmt = handing(verb, how);
+        // Decided in every database, enforced in shadow mode, no token.
+        assert!(Shape::of(&stmt).touches_guard);
+        assert_eq!(Mode::Audit.for_statement(&stmt), Mode::Enforce);
+        assert!(!token_can_matter(&stmt));
+        let d = denial(decide_statement(
+            &agent(),
+            &open_db("scratch"),
+            None,
+            &stmt,
+            &TokenPresented::None,
+            NOW,
+        ));
+        assert_eq!(d.message, message);
+        assert_contains(&d.detail, "judged as the agent's whoever runs it");
+        assert!(!d.hint.is_empty());
+        assert_eq!(
+            decide_statement(
+                &human(),
+                &open_db("scratch"),
+                None,
+                &stmt,
+                &TokenPresented::None,
+                NOW
+            ),
+            Decision::Allow
+        );
+    }
+}

@@ -1,0 +1,220 @@
+//! Code an agent wrote is the agent's, whoever runs it.
+//!
+//! An agent's code can run inside another role's statement in two ways:
+//! - a function it owns: called in a query, or as a trigger, column default,
+//!   check constraint, index expression or row-level security policy.
+//!   PostgreSQL asks `needs_fmgr_hook` about every function it looks up
+//!   (builtins aside, which no agent owns); for one an agent owns the answer
+//!   is yes, and each call then passes `fmgr_hook` (hooks/fmgr.rs), which
+//!   keeps the stack of agents whose code is [`running`];
+//! - a rule or a view it owns: after rewriting, the range-table entries of
+//!   the rule's actions and of the view's relations are checked as their
+//!   owner (`checkAsUser`), which [`plan_agent`] reads.
+//!
+//! While an agent's code runs, every statement it runs is judged as that
+//! agent's (`hooks::gate::agent_statement`), and a planned query whose
+//! relations are checked as an agent is judged as that agent's.
+//!
+//! Sessions that are not agents ask these questions per function lookup and
+//! per planned query, so the answers are cached: function -> owning agent,
+//! dropped when pg_proc changes; role -> is it an agent, dropped when roles
+//! or memberships change (`identity::epoch`).
+
+use crate::identity;
+use pgrx::pg_sys;
+use std::collections::HashMap;
+
+struct Functions {
+    /// Bumped by the pg_proc syscache callback.
+    epoch: u64,
+    filled: (u64, u64),
+    /// Function -> the agent that owns it, if one does.
+    owner: Option<HashMap<pg_sys::Oid, Option<pg_sys::Oid>>>,
+}
+
+// SAFETY: a backend is single-threaded; the caches and the stack are read
+// and written only by its own thread (hooks, syscache callbacks).
+static mut FUNCTIONS: Functions = Functions {
+    epoch: 1,
+    filled: (0, 0),
+    owner: None,
+};
+
+/// Role -> is it an agent, for the owners met in plans and functions.
+// SAFETY: as FUNCTIONS.
+static mut ROLES: (u64, Vec<(pg_sys::Oid, bool)>) = (0, Vec::new());
+
+/// One entry per hooked call that is running, innermost last: the agent
+/// that owns the function, or none (hooked for another reason).
+// SAFETY: as FUNCTIONS.
+static mut RUNNING: Vec<Option<pg_sys::Oid>> = Vec::new();
+
+#[pgrx::pg_guard]
+// SAFETY: a syscache callback registered in register_invalidation.
+unsafe extern "C-unwind" fn invalidate(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    // SAFETY: see FUNCTIONS.
+    unsafe { FUNCTIONS.epoch = FUNCTIONS.epoch.wrapping_add(1) };
+}
+
+/// Registers the pg_proc syscache callback. Called from `_PG_init`.
+pub fn register_invalidation() {
+    // SAFETY: called once from _PG_init; `invalidate` matches the callback type.
+    unsafe {
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::PROCOID as i32,
+            Some(invalidate),
+            pg_sys::Datum::from(0),
+        )
+    };
+}
+
+/// Works on the function cache, emptied first when pg_proc or a role
+/// changed. `f` must not call back into this module.
+fn with_functions<R>(f: impl FnOnce(&mut HashMap<pg_sys::Oid, Option<pg_sys::Oid>>) -> R) -> R {
+    // SAFETY: see FUNCTIONS; the one borrow lives for this call only.
+    let c = unsafe { &mut *std::ptr::addr_of_mut!(FUNCTIONS) };
+    let now = (c.epoch, identity::epoch());
+    if c.filled != now {
+        c.filled = now;
+        if let Some(m) = c.owner.as_mut() {
+            m.clear();
+        }
+    }
+    f(c.owner.get_or_insert_with(HashMap::new))
+}
+
+/// From the cache alone, no catalog access: does an agent own this
+/// function? `None` when not cached yet.
+#[inline]
+pub fn cached_function_agent(func: pg_sys::Oid) -> Option<Option<pg_sys::Oid>> {
+    with_functions(|m| m.get(&func).copied())
+}
+
+/// The agent that owns this function, if one does (from the cache, or the
+/// catalog on a miss).
+pub fn function_agent(func: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    if let Some(known) = cached_function_agent(func) {
+        return known;
+    }
+    // SAFETY: syscache lookup and release; the tuple is read while pinned.
+    let owner = unsafe {
+        let tup = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::PROCOID as i32,
+            pg_sys::Datum::from(func),
+        );
+        if tup.is_null() {
+            None
+        } else {
+            let owner = (*(pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_proc)).proowner;
+            pg_sys::ReleaseSysCache(tup);
+            Some(owner)
+        }
+    };
+    let agent = owner.filter(|o| role_is_agent(*o));
+    with_functions(|m| m.insert(func, agent));
+    agent
+}
+
+/// Works on the role cache, emptied first when a role changed. `f` must
+/// not call back into this module.
+fn with_roles<R>(f: impl FnOnce(&mut Vec<(pg_sys::Oid, bool)>) -> R) -> R {
+    // SAFETY: see ROLES; the one borrow lives for this call only.
+    let r = unsafe { &mut *std::ptr::addr_of_mut!(ROLES) };
+    if r.0 != identity::epoch() {
+        r.0 = identity::epoch();
+        r.1.clear();
+    }
+    f(&mut r.1)
+}
+
+/// Is this role an agent? From the cache, or the catalog on a miss.
+pub fn role_is_agent(role: pg_sys::Oid) -> bool {
+    if let Some(a) = with_roles(|v| v.iter().find(|(r, _)| *r == role).map(|x| x.1)) {
+        return a;
+    }
+    let a = identity::role_is_agent(role);
+    with_roles(|v| v.push((role, a)));
+    a
+}
+
+/// The roles a planned query's relations are checked as, other than the
+/// current user (rule actions, views; PostgreSQL 15 keeps them in the
+/// range table's checkAsUser).
+///
+/// # Safety
+/// `ps` is a valid PlannedStmt.
+unsafe fn checked_as(ps: &pg_sys::PlannedStmt) -> impl Iterator<Item = pg_sys::Oid> {
+    // SAFETY: per this function's contract: rtable is a List of RangeTblEntry.
+    unsafe { crate::pg::list_ptrs(ps.rtable) }
+        .into_iter()
+        // SAFETY: each element is a valid RangeTblEntry.
+        .map(|rte| unsafe { (*(rte as *const pg_sys::RangeTblEntry)).checkAsUser })
+        .filter(|r| *r != pg_sys::InvalidOid)
+}
+
+/// From the cache alone: are none of the roles this query's relations are
+/// checked as agents? False means "ask [`plan_agent`]". Raises nothing.
+///
+/// # Safety
+/// `ps` is a valid PlannedStmt.
+#[inline]
+pub unsafe fn plan_known_free_of_agents(ps: &pg_sys::PlannedStmt) -> bool {
+    if ps.rtable.is_null() {
+        return true;
+    }
+    // SAFETY: see ROLES; reading the cache raises nothing.
+    let r = unsafe { &*std::ptr::addr_of!(ROLES) };
+    if r.0 != identity::epoch() {
+        return false;
+    }
+    // SAFETY: per this function's contract. list_ptrs only reads the List.
+    unsafe { checked_as(ps) }.all(|role| r.1.iter().any(|&(x, a)| x == role && !a))
+}
+
+/// The agent a planned query's relations are checked as, if any: the owner
+/// of a rule whose actions it runs, or of a view it reads or writes through.
+///
+/// # Safety
+/// `ps` is a valid PlannedStmt, inside a transaction.
+pub unsafe fn plan_agent(ps: &pg_sys::PlannedStmt) -> Option<pg_sys::Oid> {
+    // SAFETY: per this function's contract.
+    unsafe { checked_as(ps) }.find(|r| role_is_agent(*r))
+}
+
+/// The agent whose code is running now, innermost, if any. Raises nothing.
+#[inline]
+pub fn running() -> Option<pg_sys::Oid> {
+    // SAFETY: see RUNNING.
+    unsafe { (*std::ptr::addr_of!(RUNNING)).iter().rev().find_map(|a| *a) }
+}
+
+/// A hooked call starts (`agent`: who owns the function, if an agent).
+/// Not reset at transaction end: a procedure may COMMIT or ROLLBACK and
+/// go on running; every started call ends or raises through the hook.
+pub fn enter(agent: Option<pg_sys::Oid>) {
+    // SAFETY: see RUNNING.
+    unsafe { (*std::ptr::addr_of_mut!(RUNNING)).push(agent) };
+}
+
+/// The innermost hooked call ended (returned, or raised).
+pub fn leave() {
+    // SAFETY: see RUNNING.
+    unsafe { (*std::ptr::addr_of_mut!(RUNNING)).pop() };
+}
+
+/// An agent's rule or view runs in the query being judged: it counts as
+/// running agent code until dropped (a refusal unwinds through the drop).
+pub struct Judging;
+
+impl Judging {
+    pub fn as_agent(agent: pg_sys::Oid) -> Judging {
+        enter(Some(agent));
+        Judging
+    }
+}
+
+impl Drop for Judging {
+    fn drop(&mut self) {
+        leave();
+    }
+}

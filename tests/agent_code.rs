@@ -1,0 +1,247 @@
+//! Code an agent wrote is the agent's, whoever runs it (issue 10, class 1).
+//! An agent plants a rule, a trigger, a function, a column default or a
+//! view; a human's ordinary statement then runs it, with the human's
+//! privileges. In the database without require_approval the planted code
+//! destroys `orders`; in the protected one the statement is judged as the
+//! agent's and refused, and `orders` is intact.
+
+use aas_integration::postgres::Client;
+use aas_integration::*;
+
+/// Each plant: the agent's SQL, then the human's innocent statement.
+const PLANTS: [(&str, &str, &str); 6] = [
+    (
+        "rule",
+        "CREATE TABLE public.inbox (x int); GRANT ALL ON public.inbox TO PUBLIC;
+         CREATE RULE r AS ON INSERT TO public.inbox DO ALSO DELETE FROM public.orders;",
+        "INSERT INTO public.inbox VALUES (1)",
+    ),
+    (
+        "trigger",
+        "CREATE TABLE public.feed (x int); GRANT ALL ON public.feed TO PUBLIC;
+         CREATE FUNCTION public.on_feed() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN DELETE FROM public.orders; RETURN NEW; END $$;
+         CREATE TRIGGER t AFTER INSERT ON public.feed FOR EACH ROW EXECUTE FUNCTION public.on_feed();",
+        "INSERT INTO public.feed VALUES (1)",
+    ),
+    (
+        "function",
+        "CREATE FUNCTION public.monthly_report() RETURNS int LANGUAGE plpgsql AS
+           $$ BEGIN DELETE FROM public.orders; RETURN 1; END $$;",
+        "SELECT public.monthly_report()",
+    ),
+    (
+        "sql function",
+        "CREATE FUNCTION public.tidy() RETURNS bigint LANGUAGE sql AS
+           $$ WITH d AS (DELETE FROM public.orders RETURNING 1) SELECT count(*) FROM d $$;",
+        "SELECT public.tidy()",
+    ),
+    (
+        "column default",
+        "CREATE FUNCTION public.next_id() RETURNS int LANGUAGE plpgsql AS
+           $$ BEGIN TRUNCATE public.orders; RETURN 1; END $$;
+         CREATE TABLE public.events (id int DEFAULT public.next_id(), note text);
+         GRANT ALL ON public.events TO PUBLIC;",
+        "INSERT INTO public.events (note) VALUES ('hello')",
+    ),
+    (
+        "view",
+        "CREATE VIEW public.recent_orders AS SELECT * FROM public.orders;
+         GRANT ALL ON public.recent_orders TO PUBLIC;",
+        "DELETE FROM public.recent_orders",
+    ),
+];
+
+fn orders(c: &mut Client) -> i64 {
+    count(c, "SELECT count(*) FROM public.orders")
+}
+
+fn restore(c: &mut Client) {
+    c.batch_execute(
+        "INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series(1, 10) g
+         ON CONFLICT DO NOTHING",
+    )
+    .unwrap();
+}
+
+#[test]
+fn planted_code_runs_as_the_agents_whoever_runs_it() {
+    let w = World::new("planted");
+    for db in [&w.open, &w.protected] {
+        let mut agent = w.agent_in(db);
+        for (what, plant, _) in PLANTS {
+            agent
+                .batch_execute(plant)
+                .unwrap_or_else(|e| panic!("{db}: planting the {what}: {}", describe(&e)));
+        }
+    }
+    // Without require_approval, the human's statement destroys orders.
+    let mut human = w.owner_in(&w.open);
+    for (what, _, innocent) in PLANTS {
+        restore(&mut human);
+        human
+            .batch_execute(innocent)
+            .unwrap_or_else(|e| panic!("open: {what}: {}", describe(&e)));
+        assert_eq!(orders(&mut human), 0, "open: the {what} destroys orders");
+    }
+    // With it, the statement is the agent's and is refused; orders stay.
+    let mut human = w.owner_in(&w.protected);
+    for (what, _, innocent) in PLANTS {
+        let msg = assert_refused(human.batch_execute(innocent));
+        assert!(
+            msg.contains(&format!(
+                "refused: agent role \"{}\" needs an approval token in database \"{}\" (its code, run by \"{}\")",
+                w.agent, w.protected, w.owner
+            )) && msg.contains(&format!("code that agent role \"{}\" owns", w.agent)),
+            "{what}: {msg}"
+        );
+        assert_eq!(orders(&mut human), 10, "protected: the {what}");
+    }
+    // The human's own statements are not the agent's.
+    human
+        .batch_execute("DELETE FROM public.orders WHERE id = 10")
+        .unwrap();
+    assert_eq!(orders(&mut human), 9);
+}
+
+/// The answer follows the role graph: once the owner is no longer an agent
+/// its code is the owner's like any other role's, and the same session sees
+/// that at once (the caches are dropped on the change).
+#[test]
+fn the_owner_stops_being_an_agent() {
+    let w = World::new("plantrev");
+    w.agent_in(&w.protected).batch_execute(PLANTS[2].1).unwrap();
+    let mut human = w.owner_in(&w.protected);
+    assert_refused(human.batch_execute(PLANTS[2].2));
+    assert_eq!(orders(&mut human), 10);
+    admin("postgres")
+        .batch_execute(&format!("REVOKE ai_agent FROM {}", w.agent))
+        .unwrap();
+    human.batch_execute(PLANTS[2].2).unwrap();
+    assert_eq!(orders(&mut human), 0);
+}
+
+/// A function of the agent that only reads changes nothing for the human,
+/// and a human's function called by the agent is judged as the agent's
+/// statement, as before.
+#[test]
+fn reading_agent_code_is_allowed_and_agents_stay_judged() {
+    let w = World::new("plantread");
+    w.agent_in(&w.protected)
+        .batch_execute(
+            "CREATE FUNCTION public.order_count() RETURNS bigint LANGUAGE plpgsql AS
+               $$ BEGIN RETURN (SELECT count(*) FROM public.orders); END $$;
+             CREATE VIEW public.order_ids AS SELECT id FROM public.orders;
+             GRANT SELECT ON public.order_ids TO PUBLIC;",
+        )
+        .unwrap();
+    let mut human = w.owner_in(&w.protected);
+    let n: i64 = human
+        .query_one("SELECT public.order_count()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 10);
+    assert_eq!(
+        count(&mut human, "SELECT count(*) FROM public.order_ids"),
+        10
+    );
+    human
+        .batch_execute(
+            "CREATE FUNCTION public.purge() RETURNS void LANGUAGE sql AS 'DELETE FROM public.orders';
+             GRANT EXECUTE ON FUNCTION public.purge() TO PUBLIC;",
+        )
+        .unwrap();
+    assert_guard_refused(
+        w.agent_in(&w.protected)
+            .batch_execute("SELECT public.purge()"),
+    );
+    assert_eq!(orders(&mut human), 10);
+}
+
+/// Code laundered through ownership would run unjudged: a role that is not
+/// an agent, with the agent's memberships, shows it; the agent is refused
+/// every way to leave its code with a role that is not an agent.
+#[test]
+fn agent_code_cannot_be_laundered_through_ownership() {
+    let w = World::new("launder");
+    let group = unique("launder_app");
+    let twin = unique("launder_twin");
+    let mut su = admin("postgres");
+    su.batch_execute(&format!(
+        "CREATE ROLE {group} NOLOGIN; CREATE ROLE {twin} LOGIN;
+         GRANT {group} TO {agent}, {twin};",
+        agent = w.agent
+    ))
+    .unwrap();
+    admin(&w.protected)
+        .batch_execute(&format!(
+            "GRANT ALL ON SCHEMA public TO {group}, {twin}; GRANT ALL ON public.orders TO {group};"
+        ))
+        .unwrap();
+    let mut human = w.owner_in(&w.protected);
+    // The mechanism: code owned by a role that is not an agent runs unjudged.
+    let mut t = connect(&twin, &w.protected);
+    t.batch_execute(&format!(
+        "SET ROLE {group};
+         CREATE FUNCTION public.tidy_up() RETURNS int LANGUAGE plpgsql AS
+           $$ BEGIN DELETE FROM public.orders; RETURN 1; END $$;
+         CREATE TABLE public.inbox2 (x int); GRANT ALL ON public.inbox2 TO PUBLIC;"
+    ))
+    .unwrap();
+    human.batch_execute("SELECT public.tidy_up()").unwrap();
+    assert_eq!(orders(&mut human), 0);
+    restore(&mut human);
+    // The agent: every way is refused, in this database and the open one.
+    let mut a = w.agent_in(&w.protected);
+    a.batch_execute(
+        "CREATE FUNCTION public.mine() RETURNS int LANGUAGE sql AS 'SELECT 1';
+         CREATE TABLE public.mine_t (x int);",
+    )
+    .unwrap();
+    let agent = w.agent.clone();
+    let attempts = [
+        (
+            format!("SET ROLE {group}; CREATE FUNCTION public.f2() RETURNS int LANGUAGE sql AS 'SELECT 1'"),
+            format!("CREATE FUNCTION refused: agent role \"{agent}\" may not create code owned by role \"{group}\""),
+        ),
+        (
+            format!("SET ROLE {group}; CREATE VIEW public.v2 AS SELECT 1 AS x"),
+            "CREATE VIEW refused".to_string(),
+        ),
+        (
+            format!("ALTER FUNCTION public.mine() OWNER TO {group}"),
+            format!("may not give objects to role \"{group}\", which is not an agent"),
+        ),
+        (
+            format!("ALTER TABLE public.mine_t OWNER TO {group}"),
+            "ALTER ... OWNER TO refused".to_string(),
+        ),
+        (
+            format!("REASSIGN OWNED BY {agent} TO {group}"),
+            "REASSIGN OWNED refused".to_string(),
+        ),
+        (
+            "CREATE RULE r AS ON INSERT TO public.inbox2 DO ALSO DELETE FROM public.orders".to_string(),
+            format!("may not create a rule on a table owned by role \"{group}\""),
+        ),
+    ];
+    for (sql, expect) in &attempts {
+        let msg = assert_refused(a.batch_execute(sql));
+        assert!(msg.contains(expect.as_str()), "{sql}: {msg}");
+        a.batch_execute("RESET ROLE").unwrap();
+    }
+    // What the agent makes as itself stays allowed, and stays its own.
+    a.batch_execute("CREATE FUNCTION public.mine2() RETURNS int LANGUAGE sql AS 'SELECT 2'")
+        .unwrap();
+    assert_eq!(
+        count(
+            &mut human,
+            &format!(
+                "SELECT count(*) FROM pg_proc WHERE proname IN ('mine', 'mine2', 'f2')
+                   AND proowner = '{agent}'::regrole"
+            )
+        ),
+        2
+    );
+    assert_eq!(orders(&mut human), 10);
+}
