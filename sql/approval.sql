@@ -194,11 +194,11 @@ COMMENT ON FUNCTION ai_agent_safety.request_approval_token(text, text, text, tex
 -- Agents' unqualified call, in the schema the extension was created in:
 -- SELECT request_approval_token('delete_operation', 'task_12345'). It runs as
 -- the caller, so the target resolves with the agent's search_path.
-CREATE FUNCTION request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL)
+CREATE FUNCTION @extschema@.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL)
 RETURNS uuid LANGUAGE sql AS $$
     SELECT ai_agent_safety.request_approval_token(operation, task_id, target, reason)
 $$;
-COMMENT ON FUNCTION request_approval_token(text, text, text, text) IS
+COMMENT ON FUNCTION @extschema@.request_approval_token(text, text, text, text) IS
     'ai_agent_safety.request_approval_token, callable unqualified.';
 GRANT EXECUTE ON FUNCTION ai_agent_safety._resolve_target(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text) TO PUBLIC;
@@ -211,6 +211,12 @@ RETURNS void LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     me oid := (SELECT oid FROM pg_roles WHERE rolname = session_user);
 BEGIN
+    IF ai_agent_safety.agent_code_running() THEN
+        RAISE EXCEPTION 'role "%" may not % approval tokens from code an agent owns', session_user, action
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'This call runs inside a function, trigger, rule or view an agent owns: the agent would decide through the approver.',
+                  HINT = 'Run the call yourself, schema-qualified, outside any agent''s code, e.g. SELECT ai_agent_safety.grant_approval_token(''<token id>''::uuid);';
+    END IF;
     IF ai_agent_safety.role_is_agent(me) THEN
         RAISE EXCEPTION 'agent role "%" may not % approval tokens', session_user, action
             USING ERRCODE = 'insufficient_privilege',

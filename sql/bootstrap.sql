@@ -50,4 +50,11 @@ END
 $schema$;
 CREATE SCHEMA ai_agent_safety;
 REVOKE ALL ON SCHEMA ai_agent_safety FROM PUBLIC;
+
+-- Everything below names what it uses through pg_catalog and the extension's
+-- own schema only: a look-alike another role put in the schema the extension
+-- is created in (public.format(text, uuid), say) must not bind into the
+-- extension's views and functions. SET LOCAL: CREATE EXTENSION restores
+-- the caller's search_path when it ends (a plain SET would outlive it).
+SET LOCAL search_path = pg_catalog, pg_temp;
 GRANT USAGE ON SCHEMA ai_agent_safety TO ai_agent_approver;

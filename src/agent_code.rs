@@ -137,19 +137,27 @@ pub fn role_is_agent(role: pg_sys::Oid) -> bool {
     a
 }
 
-/// The roles a planned query's relations are checked as, other than the
-/// current user (rule actions, views; PostgreSQL 15 keeps them in the
-/// range table's checkAsUser).
+/// The relations a planned query writes (INSERT, UPDATE or DELETE), as
+/// range-table entries. Reads through an agent's view or rule change
+/// nothing; its functions are judged when called.
 ///
 /// # Safety
 /// `ps` is a valid PlannedStmt.
-unsafe fn checked_as(ps: &pg_sys::PlannedStmt) -> impl Iterator<Item = pg_sys::Oid> {
+unsafe fn written(ps: &pg_sys::PlannedStmt) -> impl Iterator<Item = &pg_sys::RangeTblEntry> {
+    const WRITES: pg_sys::AclMode = pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE | pg_sys::ACL_DELETE;
     // SAFETY: per this function's contract: rtable is a List of RangeTblEntry.
-    unsafe { crate::pg::list_ptrs(ps.rtable) }
-        .into_iter()
+    unsafe { crate::pg::list_iter(ps.rtable) }
         // SAFETY: each element is a valid RangeTblEntry.
-        .map(|rte| unsafe { (*(rte as *const pg_sys::RangeTblEntry)).checkAsUser })
-        .filter(|r| *r != pg_sys::InvalidOid)
+        .map(|rte| unsafe { &*(rte as *const pg_sys::RangeTblEntry) })
+        .filter(|rte| {
+            rte.rtekind == pg_sys::RTEKind::RTE_RELATION && rte.requiredPerms & WRITES != 0
+        })
+}
+
+/// Is this written entry a view (written through; its owner's definition
+/// decides where the write goes, a security_invoker view's too)?
+fn is_view(rte: &pg_sys::RangeTblEntry) -> bool {
+    rte.relkind as u8 == pg_sys::RELKIND_VIEW
 }
 
 /// From the cache alone: are none of the roles this query's relations are
@@ -159,26 +167,46 @@ unsafe fn checked_as(ps: &pg_sys::PlannedStmt) -> impl Iterator<Item = pg_sys::O
 /// `ps` is a valid PlannedStmt.
 #[inline]
 pub unsafe fn plan_known_free_of_agents(ps: &pg_sys::PlannedStmt) -> bool {
-    if ps.rtable.is_null() {
-        return true;
-    }
     // SAFETY: see ROLES; reading the cache raises nothing.
     let r = unsafe { &*std::ptr::addr_of!(ROLES) };
-    if r.0 != identity::epoch() {
-        return false;
-    }
-    // SAFETY: per this function's contract. list_ptrs only reads the List.
-    unsafe { checked_as(ps) }.all(|role| r.1.iter().any(|&(x, a)| x == role && !a))
+    let fresh = r.0 == identity::epoch();
+    // Most queries write only relations checked as the current user (0),
+    // through no view: no role to look up.
+    // SAFETY: per this function's contract; only reads.
+    unsafe { written(ps) }.all(|rte| {
+        let role = rte.checkAsUser;
+        !is_view(rte)
+            && (role == pg_sys::InvalidOid || (fresh && r.1.iter().any(|&(x, a)| x == role && !a)))
+    })
 }
 
-/// The agent a planned query's relations are checked as, if any: the owner
-/// of a rule whose actions it runs, or of a view it reads or writes through.
+/// The agent whose code decides what a planned query writes, if any: the
+/// owner of a rule whose actions it runs (the relations those write are
+/// checked as it), or of a view it writes through.
 ///
 /// # Safety
 /// `ps` is a valid PlannedStmt, inside a transaction.
 pub unsafe fn plan_agent(ps: &pg_sys::PlannedStmt) -> Option<pg_sys::Oid> {
     // SAFETY: per this function's contract.
-    unsafe { checked_as(ps) }.find(|r| role_is_agent(*r))
+    unsafe { written(ps) }.find_map(|rte| {
+        let view_owner = if is_view(rte) {
+            // SAFETY: inside a transaction.
+            unsafe { crate::pg::relation_owner(rte.relid) }
+        } else {
+            None
+        };
+        [Some(rte.checkAsUser), view_owner]
+            .into_iter()
+            .flatten()
+            .find(|r| *r != pg_sys::InvalidOid && role_is_agent(*r))
+    })
+}
+
+/// For the guard settings' check hooks: is this an agent session, or is an
+/// agent's code running (a superuser's session that calls an agent's
+/// function must not let it switch the guard off)?
+pub fn session_or_code_is_agent() -> bool {
+    identity::session_is_agent() || running().is_some()
 }
 
 /// The agent whose code is running now, innermost, if any. Raises nothing.

@@ -34,7 +34,7 @@ pgrx::pg_module_magic!();
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::define(Some(hooks::auth::show_agent_session));
-    settings::set_agent_test(identity::session_is_agent);
+    settings::set_agent_test(agent_code::session_or_code_is_agent);
     // SAFETY: reads a postmaster variable during library load.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         return;

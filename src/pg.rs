@@ -55,16 +55,23 @@ pub unsafe fn server_text(bytes: &[u8]) -> String {
 /// # Safety
 /// `list` is NULL or a valid pointer `List`.
 pub unsafe fn list_ptrs(list: *mut pg_sys::List) -> Vec<*mut c_void> {
-    if list.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: a valid List has `length` initialised cells.
-    unsafe {
-        let l = &*list;
-        (0..l.length as usize)
-            .map(|i| (*l.elements.add(i)).ptr_value)
-            .collect()
-    }
+    // SAFETY: per this function's contract.
+    unsafe { list_iter(list) }.collect()
+}
+
+/// The pointers in a PostgreSQL `List`, without allocating (for hot paths).
+///
+/// # Safety
+/// `list` is NULL or a valid pointer `List` that outlives the iterator.
+pub unsafe fn list_iter(list: *mut pg_sys::List) -> impl Iterator<Item = *mut c_void> {
+    let (n, cells) = if list.is_null() {
+        (0, std::ptr::null_mut())
+    } else {
+        // SAFETY: a valid List has `length` initialised cells.
+        unsafe { ((*list).length as usize, (*list).elements) }
+    };
+    // SAFETY: i < n, the List's length.
+    (0..n).map(move |i| unsafe { (*cells.add(i)).ptr_value })
 }
 
 /// The integers in a PostgreSQL integer `List`.
@@ -313,4 +320,21 @@ pub unsafe fn guc_check_error(
         }
     }
     false
+}
+
+/// The owner of a relation, from the syscache.
+///
+/// # Safety
+/// Inside a transaction.
+pub unsafe fn relation_owner(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    let tup = pg_sys::SearchSysCache1(
+        pg_sys::SysCacheIdentifier::RELOID as i32,
+        pg_sys::Datum::from(relid),
+    );
+    if tup.is_null() {
+        return None;
+    }
+    let owner = (*(pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_class)).relowner;
+    pg_sys::ReleaseSysCache(tup);
+    Some(owner)
 }

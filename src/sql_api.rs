@@ -44,6 +44,15 @@ pub mod ai_agent_safety {
         crate::identity::session_is_agent()
     }
 
+    /// Is code an agent owns running now (a function, trigger, rule or view
+    /// of an agent, in whoever's session)? Deciding approvals and issuing
+    /// credentials refuse it: an approver's query must not decide for the
+    /// agent that planted the code.
+    #[pg_extern(volatile)]
+    fn agent_code_running() -> bool {
+        crate::agent_code::running().is_some()
+    }
+
     /// Records an audit event from the extension's SQL functions (token and
     /// credential events). Not executable by PUBLIC.
     #[pg_extern]

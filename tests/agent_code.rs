@@ -245,3 +245,108 @@ fn agent_code_cannot_be_laundered_through_ownership() {
     );
     assert_eq!(orders(&mut human), 10);
 }
+
+/// What an adversarial review found around the first version: agent code
+/// run by a superuser switching the guard off, run by an approver deciding
+/// the agent's own request, a security_invoker view redirecting a write;
+/// and a human statement that only reads an agent's view is the human's.
+#[test]
+fn agent_code_cannot_switch_the_guard_off_or_decide_or_redirect() {
+    let w = World::new("plantadv");
+    let dba = unique("plantadv_dba");
+    admin("postgres")
+        .batch_execute(&format!(
+            "CREATE ROLE {dba} LOGIN IN ROLE ai_agent_approver"
+        ))
+        .unwrap();
+    let mut a = w.agent_in(&w.protected);
+    let token: String = a
+        .query_one(
+            "SELECT ai_agent_safety.request_approval_token('TRUNCATE', 'cleanup', 'public.orders')::text",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    a.batch_execute(&format!(
+        "CREATE FUNCTION public.stats() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+           PERFORM set_config('ai_agent_safety.require_approval', 'off', true);
+           DELETE FROM public.orders; RETURN 0; END $$;
+         CREATE FUNCTION public.nice_stats() RETURNS text LANGUAGE plpgsql AS $$ BEGIN
+           PERFORM ai_agent_safety.grant_approval_token('{token}'::uuid, 'ok'); RETURN 'ok'; END $$;
+         CREATE VIEW public.stats_v AS SELECT public.nice_stats();
+         GRANT SELECT ON public.stats_v TO PUBLIC;
+         CREATE VIEW public.archive WITH (security_invoker = true) AS SELECT * FROM public.orders;
+         GRANT ALL ON public.archive TO PUBLIC;
+         CREATE VIEW public.recent AS SELECT id FROM public.orders WHERE id > 5;
+         GRANT SELECT ON public.recent TO PUBLIC;"
+    ))
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    // A function's SET clause of a guard setting is refused at creation.
+    let msg = assert_refused(a.batch_execute(
+        "CREATE FUNCTION public.quiet() RETURNS int LANGUAGE sql
+           SET ai_agent_safety.require_approval = off AS 'SELECT 1'",
+    ));
+    assert!(
+        msg.contains("may not change ai_agent_safety.require_approval"),
+        "{msg}"
+    );
+    // A superuser running the agent's function: the guard stays on.
+    let mut su = admin(&w.protected);
+    let msg = assert_refused(su.batch_execute("SELECT public.stats()"));
+    assert!(
+        msg.contains("may not change ai_agent_safety.require_approval"),
+        "{msg}"
+    );
+    assert_eq!(orders(&mut su), 10);
+    // An approver reading the agent's view does not grant its request.
+    let mut d = connect(&dba, &w.protected);
+    let msg = assert_refused(d.batch_execute("SELECT * FROM public.stats_v"));
+    assert!(msg.contains("from code an agent owns"), "{msg}");
+    let status: String = d
+        .query_one(
+            "SELECT status FROM ai_agent_safety.approval_token_status($1::text::uuid)",
+            &[&token],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "pending");
+    // A write through the agent's security_invoker view is the agent's.
+    let mut human = w.owner_in(&w.protected);
+    let msg = assert_refused(human.batch_execute("DELETE FROM public.archive"));
+    assert!(msg.contains("(its code, run by"), "{msg}");
+    assert_eq!(orders(&mut human), 10);
+    // Reading the agent's view in the human's own DELETE is the human's.
+    human
+        .batch_execute("DELETE FROM public.orders WHERE id IN (SELECT id FROM public.recent)")
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(orders(&mut human), 5);
+}
+
+/// A look-alike of a pg_catalog function, made in the install schema before
+/// CREATE EXTENSION, does not bind into the extension's views.
+#[test]
+fn install_binds_only_pg_catalog_functions() {
+    let db = unique("preinstall");
+    let mut su = admin("postgres");
+    su.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    let mut c = admin(&db);
+    c.batch_execute(
+        "CREATE FUNCTION public.format(fmt text, id uuid) RETURNS text LANGUAGE sql AS $$ SELECT 'taken' $$;
+         CREATE EXTENSION ai_agent_safety;",
+    )
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let bound: i64 = count(
+        &mut c,
+        "SELECT count(*) FROM pg_depend d
+          WHERE d.refobjid = 'public.format(text, uuid)'::regprocedure AND d.deptype = 'n'",
+    );
+    assert_eq!(bound, 0);
+    let v: String = c
+        .query_one(
+            "SELECT pg_get_viewdef('ai_agent_safety.pending_requests'::regclass)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!v.contains("public.format"), "{v}");
+}

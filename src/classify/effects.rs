@@ -152,20 +152,36 @@ unsafe fn replaced_function(s: &pg_sys::CreateFunctionStmt) -> Option<pg_sys::Oi
 /// # Safety
 /// `node` is a valid utility statement.
 unsafe fn guard_setting_changed(node: *mut pg_sys::Node) -> Option<String> {
-    let set = match (*node).type_ {
-        T_AlterSystemStmt => (*(node as *const pg_sys::AlterSystemStmt)).setstmt,
-        T_AlterDatabaseSetStmt => (*(node as *const pg_sys::AlterDatabaseSetStmt)).setstmt,
+    let sets: Vec<*mut pg_sys::VariableSetStmt> = match (*node).type_ {
+        T_AlterSystemStmt => vec![(*(node as *const pg_sys::AlterSystemStmt)).setstmt],
+        T_AlterDatabaseSetStmt => vec![(*(node as *const pg_sys::AlterDatabaseSetStmt)).setstmt],
+        // A function's SET clause applies for every call, whoever calls it,
+        // before anything of the call can be judged.
+        T_CreateFunctionStmt => set_clauses((*(node as *const pg_sys::CreateFunctionStmt)).options),
+        T_AlterFunctionStmt => set_clauses((*(node as *const pg_sys::AlterFunctionStmt)).actions),
         _ => return None,
     };
-    if set.is_null() {
-        return None;
-    }
-    let name = if (*set).name.is_null() {
-        "ALL".to_string()
-    } else {
-        cstr((*set).name)
-    };
-    aas_policy::is_guard_setting(&name).then_some(name)
+    sets.into_iter().filter(|s| !s.is_null()).find_map(|set| {
+        let name = if (*set).name.is_null() {
+            "ALL".to_string()
+        } else {
+            cstr((*set).name)
+        };
+        aas_policy::is_guard_setting(&name).then_some(name)
+    })
+}
+
+/// The `SET name = value` clauses among a function's options.
+///
+/// # Safety
+/// `options` is NULL or a valid List of DefElem.
+unsafe fn set_clauses(options: *mut pg_sys::List) -> Vec<*mut pg_sys::VariableSetStmt> {
+    list_ptrs(options)
+        .into_iter()
+        .map(|d| &*(d as *const pg_sys::DefElem))
+        .filter(|d| CStr::from_ptr(d.defname) == c"set")
+        .map(|d| d.arg as *mut pg_sys::VariableSetStmt)
+        .collect()
 }
 
 /// Does this statement change one of the guard's settings for others?
@@ -182,10 +198,11 @@ pub unsafe fn changes_guard_settings(node: *mut pg_sys::Node) -> bool {
 /// `node` is a valid utility statement, inside a transaction.
 pub unsafe fn classify(node: *mut pg_sys::Node, out: &mut Statement) -> bool {
     if let Some(name) = guard_setting_changed(node) {
-        out.verb = if (*node).type_ == T_AlterSystemStmt {
-            "ALTER SYSTEM"
-        } else {
-            "ALTER DATABASE ... SET"
+        out.verb = match (*node).type_ {
+            T_AlterSystemStmt => "ALTER SYSTEM",
+            T_CreateFunctionStmt => "CREATE FUNCTION ... SET",
+            T_AlterFunctionStmt => "ALTER FUNCTION ... SET",
+            _ => "ALTER DATABASE ... SET",
         };
         out.changes_settings.push(name);
         return true;

@@ -74,7 +74,7 @@ pub unsafe fn hands_over(node: *mut pg_sys::Node) -> Option<Handover> {
             }
             (
                 "CREATE RULE",
-                relation_owner(relid)?,
+                pg::relation_owner(relid)?,
                 HandoverKind::RuleOnTableOf,
             )
         }
@@ -88,19 +88,4 @@ pub unsafe fn hands_over(node: *mut pg_sys::Node) -> Option<Handover> {
         owner: pg::role_name(owner),
         how,
     })
-}
-
-/// # Safety
-/// Inside a transaction.
-unsafe fn relation_owner(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
-    let tup = pg_sys::SearchSysCache1(
-        pg_sys::SysCacheIdentifier::RELOID as i32,
-        pg_sys::Datum::from(relid),
-    );
-    if tup.is_null() {
-        return None;
-    }
-    let owner = (*(pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_class)).relowner;
-    pg_sys::ReleaseSysCache(tup);
-    Some(owner)
 }
