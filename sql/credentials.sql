@@ -130,8 +130,19 @@ BEGIN
         END IF;
         ended := ended + 1;
     END LOOP;
+    -- Transactions the role prepared outlive its sessions. Agents may not
+    -- prepare any (the guard refuses PREPARE TRANSACTION); one made before
+    -- the role was an agent, or before the extension, is reported with the
+    -- statements that end it (ROLLBACK PREPARED cannot run inside a function).
+    SELECT count(*), string_agg(format('ROLLBACK PREPARED %L; (in database %I)', p.gid, p.database), ' ' ORDER BY p.prepared)
+      INTO s FROM pg_prepared_xacts p WHERE p.owner = role;
+    IF s.count > 0 THEN
+        RAISE WARNING 'agent role "%" has % prepared transaction(s), which outlive its sessions', role, s.count
+            USING HINT = 'A DBA ends them: ' || s.string_agg;
+    END IF;
     PERFORM ai_agent_safety._audit('credentials', 'revoked', 'info', NULL, role,
-        format('%s revoked the credentials of agent role %s and ended %s open session(s)', session_user, role, ended),
+        format('%s revoked the credentials of agent role %s and ended %s open session(s)%s', session_user, role, ended,
+               CASE WHEN s.count > 0 THEN format('; %s prepared transaction(s) remain', s.count) ELSE '' END),
         NULL);
     RETURN ended;
 END $$;

@@ -40,7 +40,7 @@ pub fn judge(stmt: &Statement, source: &str) -> Outcome {
 /// role's session, the agent whose code runs it (with no task and no scope
 /// of its own: those are the session's, not the agent's).
 fn session_facts() -> SessionFacts {
-    match agent_code::running().filter(|_| !identity::session_is_agent()) {
+    match agent_code::running().filter(|_| !identity::session_user_is_agent()) {
         Some(agent) => SessionFacts {
             session_user: pg::role_name(agent),
             current_user: pg::current_user_name(),
@@ -198,6 +198,14 @@ pub fn end_invalid_session() {
     let facts = credentials::session_facts();
     // SAFETY: reads the clock.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    if facts.is_agent {
+        crate::expiry::arm(
+            facts.valid_until_us,
+            &facts.role,
+            facts.valid_until_text.as_deref().unwrap_or_default(),
+            now,
+        );
+    }
     let Err((kind, d)) = aas_policy::check_session(facts, now) else {
         return;
     };

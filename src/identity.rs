@@ -122,6 +122,19 @@ pub fn known_not_agent() -> bool {
     }
 }
 
+/// Is the session user (the login role, whatever SET ROLE or a SECURITY
+/// DEFINER call made the current user) an agent?
+pub fn session_user_is_agent() -> bool {
+    let agent = session_is_agent();
+    // SAFETY: single-threaded backend; session_is_agent filled the entry.
+    agent
+        && unsafe {
+            (*std::ptr::addr_of!(CACHE))
+                .session
+                .is_some_and(|x| x.is_agent)
+        }
+}
+
 /// The hot path: a few comparisons when nothing changed.
 #[inline]
 pub fn session_is_agent() -> bool {

@@ -20,6 +20,7 @@ pub mod audit;
 pub mod classify;
 pub mod credentials;
 pub mod dbfacts;
+pub mod expiry;
 pub mod guard;
 pub mod hooks;
 pub mod identity;

@@ -8,12 +8,15 @@
 //! these instead, from frames that own nothing to clean up (an ERROR raised
 //! below them jumps over such a frame safely):
 //! - `GetSessionUserId` and `GetUserId` only read a variable and never raise;
-//! - the `standard_*` executor and utility functions may raise, and are only
-//!   called from such frames, exactly as PostgreSQL calls its hooks.
+//! - the `standard_*` executor, planner and utility functions may raise, and
+//!   are only called from such frames, exactly as PostgreSQL calls its hooks;
+//! - `SetLatch`, from a signal handler, and `MemoryContextStrdup`, from the
+//!   log hook while an error is being reported (pgrx's guard is no place
+//!   for either).
 
 use pgrx::pg_sys::{
-    DestReceiver, Oid, ParamListInfo, PlannedStmt, ProcessUtilityContext, QueryCompletion,
-    QueryDesc, QueryEnvironment,
+    DestReceiver, Latch, MemoryContext, Oid, ParamListInfo, PlannedStmt, ProcessUtilityContext,
+    Query, QueryCompletion, QueryDesc, QueryEnvironment,
 };
 use std::ffi::{c_char, c_int};
 
@@ -22,6 +25,15 @@ extern "C-unwind" {
     pub fn GetUserId() -> Oid;
     pub fn standard_ExecutorStart(query_desc: *mut QueryDesc, eflags: c_int);
     pub fn standard_ExecutorEnd(query_desc: *mut QueryDesc);
+    pub fn standard_planner(
+        parse: *mut Query,
+        query_string: *const c_char,
+        cursor_options: c_int,
+        params: ParamListInfo,
+    ) -> *mut PlannedStmt;
+    /// Async-signal-safe: what PostgreSQL's own signal handlers call.
+    pub fn SetLatch(latch: *mut Latch);
+    pub fn MemoryContextStrdup(context: MemoryContext, string: *const c_char) -> *mut c_char;
     #[allow(clippy::too_many_arguments)]
     pub fn standard_ProcessUtility(
         pstmt: *mut PlannedStmt,

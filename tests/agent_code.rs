@@ -350,3 +350,105 @@ fn install_binds_only_pg_catalog_functions() {
         .get(0);
     assert!(!v.contains("public.format"), "{v}");
 }
+
+/// The second adversarial review: a cursor over a DELETE that an agent's
+/// function opens and another role reads after the function returned; a
+/// program run from an agent's function by a superuser; and a human's
+/// DELETE whose foreign-key cascade into an agent's table runs as the agent.
+#[test]
+fn cursors_programs_and_cascades() {
+    let w = World::new("plantcur");
+    let plant = "
+        CREATE FUNCTION public.open_q(q text) RETURNS refcursor LANGUAGE plpgsql AS
+          $$ DECLARE c refcursor; BEGIN OPEN c FOR EXECUTE q; RETURN c; END $$;
+        CREATE VIEW public.order_summary AS SELECT 1 AS x
+          WHERE cursor_to_xml(public.open_q('DELETE FROM public.orders RETURNING 1'), 1, false, false, '') IS NOT NULL;
+        GRANT SELECT ON public.order_summary TO PUBLIC;";
+    for db in [&w.open, &w.protected] {
+        w.agent_in(db)
+            .batch_execute(plant)
+            .unwrap_or_else(|e| panic!("{db}: {}", describe(&e)));
+    }
+    let mut open = w.owner_in(&w.open);
+    open.batch_execute("SELECT * FROM public.order_summary")
+        .unwrap();
+    assert_eq!(orders(&mut open), 0, "open: the cursor deleted");
+    let mut human = w.owner_in(&w.protected);
+    let msg = assert_refused(human.batch_execute("SELECT * FROM public.order_summary"));
+    assert!(msg.contains("(its code, run by"), "{msg}");
+    let msg = assert_refused(
+        human
+            .batch_execute("BEGIN; SELECT public.open_q('DELETE FROM public.orders RETURNING 1');"),
+    );
+    assert!(msg.contains("DELETE on public.orders refused"), "{msg}");
+    human.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(orders(&mut human), 10);
+
+    // A program from the agent's function, run by a superuser.
+    let mut su = admin(&w.protected);
+    let prog = "CREATE FUNCTION public.{f}() RETURNS int LANGUAGE plpgsql AS
+          $$ BEGIN COPY (SELECT 1) TO PROGRAM 'cat > /dev/null'; RETURN 1; END $$;";
+    su.batch_execute(&prog.replace("{f}", "dba_health"))
+        .unwrap();
+    su.batch_execute("SELECT public.dba_health()").unwrap();
+    w.agent_in(&w.protected)
+        .batch_execute(&prog.replace("{f}", "health"))
+        .unwrap();
+    let msg = assert_refused(su.batch_execute("SELECT public.health()"));
+    assert!(
+        msg.contains("COPY ... TO PROGRAM refused") && msg.contains("may not run programs"),
+        "{msg}"
+    );
+
+    // The human's DELETE cascades into the agent's table: the human's.
+    w.agent_in(&w.protected)
+        .batch_execute(
+            "CREATE TABLE public.bot_notes (order_id int REFERENCES public.orders ON DELETE CASCADE);
+             INSERT INTO public.bot_notes VALUES (1), (2);",
+        )
+        .unwrap();
+    human
+        .batch_execute("DELETE FROM public.orders WHERE id IN (1, 3)")
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(orders(&mut human), 8);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM public.bot_notes"), 1);
+}
+
+#[test]
+fn range_types_cannot_bring_api_names() {
+    let w = World::new("apirange");
+    let mut a = w.agent_in(&w.open);
+    for sql in [
+        "CREATE TYPE public.request_approval_token AS RANGE (subtype = text)",
+        "CREATE TYPE public.textrange2 AS RANGE (subtype = text, multirange_type_name = grant_approval_token)",
+    ] {
+        let msg = assert_refused(a.batch_execute(sql));
+        assert!(msg.contains("CREATE TYPE ... AS RANGE refused"), "{sql}: {msg}");
+    }
+    a.batch_execute("CREATE TYPE public.textrange3 AS RANGE (subtype = text)")
+        .unwrap();
+}
+
+/// An ERROR raised while PostgreSQL plans or runs a query (here division by
+/// zero, folded at planning or met at execution) passes through the
+/// extension's hooks as an ordinary error, for every kind of session, and
+/// the session goes on.
+#[test]
+fn ordinary_errors_pass_through_the_hooks() {
+    let w = World::new("plainerr");
+    for mut c in [
+        w.owner_in(&w.protected),
+        w.agent_in(&w.protected),
+        admin(&w.protected),
+    ] {
+        for sql in [
+            "SELECT 1/0",
+            "SELECT x/0 FROM (VALUES (1)) v(x)",
+            "SELECT * FROM no_such_table",
+        ] {
+            let e = c.batch_execute(sql).expect_err(sql);
+            assert!(e.as_db_error().is_some(), "{sql}: {}", describe(&e));
+        }
+        assert_eq!(count(&mut c, "SELECT 1::bigint"), 1);
+    }
+}

@@ -120,7 +120,12 @@ fn assert_ended_at_expiry(c: &mut postgres::Client, role: &str, expiry_text: &st
             assert!(d.message().contains(expiry_text), "{}", describe(&e));
         }
         None => {
-            assert!(e.is_closed(), "unexpected error {e:?}");
+            // Closed by the server: at the statement, or already by the
+            // timeout at VALID UNTIL (then writing the statement fails).
+            assert!(
+                e.is_closed() || e.to_string().contains("communicating"),
+                "unexpected error {e:?}"
+            );
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
             let mut a = admin("postgres");
             loop {

@@ -38,6 +38,13 @@ pub fn decide_statement(
     if let (Some(h), true) = (&stmt.hands_over, session.is_agent) {
         return Decision::Deny(crate::handover::handover_denial(&session.session_user, h));
     }
+    if let (Some((verb, door)), true) = (stmt.side_door, session.is_agent) {
+        return Decision::Deny(crate::side_door::side_door_denial(
+            &session.session_user,
+            verb,
+            door,
+        ));
+    }
     let decision = if !stmt.ops.is_empty() {
         decide(session, here, target_db, &stmt.ops, token, now_us)
     } else if stmt.writes {
@@ -412,16 +419,18 @@ fn request_hint(op: &Operation, single: bool, task: Option<&str>) -> String {
 
 fn request_hint_for(op: &Operation, task: Option<&str>) -> String {
     let target = token_target_text(op);
+    let mut args = vec![
+        (op.class.as_str(), "text"),
+        (task.unwrap_or("<task id>"), "text"),
+    ];
+    // An object the call picks when it runs cannot be named: the token is
+    // then for any object of this database.
+    if !op.object.is_picked_at_run_time() {
+        args.push((&target, "text"));
+    }
     format!(
         "Request approval with SELECT {}; once a human has granted it, run SET ai_agent_safety.approval_token = '<token id>'; and retry.",
-        api::call(
-            "request_approval_token",
-            &[
-                (op.class.as_str(), "text"),
-                (task.unwrap_or("<task id>"), "text"),
-                (&target, "text"),
-            ]
-        )
+        api::call("request_approval_token", &args)
     )
 }
 

@@ -14,6 +14,7 @@
 //! - `guard_settings`: which settings are not an agent's to change;
 //! - `handover`: code an agent made stays the agent's;
 //! - `outcome`: `Decision` and `Denial`;
+//! - `side_door`: programs and server files, never from an agent's statement;
 //! - `facts`: what the rules are decided from;
 //! - `api`: the SQL API's schema, names and how people are told to call it;
 //! - `operation`: operation classes, operations, statements;
@@ -30,6 +31,7 @@ pub mod guard_settings;
 pub mod handover;
 pub mod operation;
 pub mod outcome;
+pub mod side_door;
 pub mod time;
 pub mod treatment;
 
@@ -48,6 +50,7 @@ pub use guard_settings::{is_guard_setting, settings_change_denial};
 pub use handover::{Handover, HandoverKind};
 pub use operation::{token_target_text, ObjectRef, OpClass, OpSet, Operation, Statement};
 pub use outcome::{Decision, Denial};
+pub use side_door::SideDoor;
 pub use treatment::{treatment, Shape, SwitchSource, Switches, Treatment};
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use crate::api::ApiName;
 use crate::handover::Handover;
+use crate::side_door::SideDoor;
 use std::fmt;
 
 /// The class of a destructive operation. The same words appear in settings,
@@ -166,6 +167,21 @@ pub struct ObjectRef {
 }
 
 impl ObjectRef {
+    /// An object a function call picks when it runs (`lo_unlink(x)`,
+    /// `setval(s, n)`): no catalog and no oid, only what it is.
+    pub fn picked_at_run_time(what: &str) -> ObjectRef {
+        ObjectRef {
+            classid: 0,
+            objid: 0,
+            display: what.to_string(),
+        }
+    }
+
+    /// Is it one of those? A token can then name no target for it.
+    pub fn is_picked_at_run_time(&self) -> bool {
+        self.classid == 0 && self.objid == 0
+    }
+
     pub fn same_object(&self, other: &ObjectRef) -> bool {
         self.objid != 0 && self.classid == other.classid && self.objid == other.objid
     }
@@ -235,6 +251,9 @@ pub struct Statement {
     pub takes_api_name: Option<ApiName>,
     /// Code or an object it would leave with a role that is not an agent.
     pub hands_over: Option<Handover>,
+    /// A door out of the database it opens (`COPY ... PROGRAM`, `COPY ...
+    /// 'file'`), by how it is spelled.
+    pub side_door: Option<(&'static str, SideDoor)>,
 }
 
 impl Statement {
@@ -248,13 +267,15 @@ impl Statement {
 
     /// Does it change what the guard itself stands on: the cluster-wide
     /// role graph, the guard's settings for others, the names of its API,
-    /// or who owns an agent's code? Such a statement is decided in every database, whatever its
+    /// or who owns an agent's code? Or does it open a door out of the
+    /// database? Such a statement is decided in every database, whatever its
     /// settings say, never relaxed by shadow mode, and no token covers it.
     pub fn touches_guard(&self) -> bool {
         self.changes_roles
             || !self.changes_settings.is_empty()
             || self.takes_api_name.is_some()
             || self.hands_over.is_some()
+            || self.side_door.is_some()
     }
 
     /// The classes its operations perform.

@@ -212,6 +212,28 @@ pub fn record(e: Event) {
     );
 }
 
+/// Fills the session's audit context now, inside a statement, for an event
+/// that may have to be recorded where the catalog cannot be read (at exit).
+pub fn prepare_context() {
+    session_context();
+}
+
+/// Records with the context last filled, reading no catalog: for an event
+/// at the end of the backend. False when no context was ever filled.
+pub fn record_with_last_context(e: Event) -> bool {
+    // SAFETY: see CONTEXT.
+    let Some((_, c)) = (unsafe { (*std::ptr::addr_of!(CONTEXT)).as_ref() }) else {
+        return false;
+    };
+    emit(
+        &e,
+        c,
+        &application_name(),
+        settings::task_id().unwrap_or(""),
+    );
+    true
+}
+
 /// Who tried to log in, and from where, for a login refusal.
 pub struct Login<'a> {
     pub db_oid: pg_sys::Oid,

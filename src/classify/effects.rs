@@ -18,7 +18,7 @@
 
 use super::{named, relation_ref};
 use crate::pg::{cstr, list_ptrs, quote_ident};
-use aas_policy::{OpClass, Operation, Statement};
+use aas_policy::{OpClass, Operation, SideDoor, Statement};
 use pg_sys::NodeTag::*;
 use pgrx::pg_sys;
 use std::ffi::CStr;
@@ -182,6 +182,33 @@ unsafe fn set_clauses(options: *mut pg_sys::List) -> Vec<*mut pg_sys::VariableSe
         .filter(|d| CStr::from_ptr(d.defname) == c"set")
         .map(|d| d.arg as *mut pg_sys::VariableSetStmt)
         .collect()
+}
+
+/// The door out of the guard's reach a statement opens, if any: a program
+/// or a server file (COPY), a prepared transaction.
+///
+/// # Safety
+/// `node` is a valid utility statement.
+pub unsafe fn side_door(node: *mut pg_sys::Node) -> Option<(&'static str, SideDoor)> {
+    match (*node).type_ {
+        T_CopyStmt => {
+            let s = &*(node as *const pg_sys::CopyStmt);
+            match (s.is_program, s.filename.is_null(), s.is_from) {
+                (true, _, true) => Some(("COPY ... FROM PROGRAM", SideDoor::Program)),
+                (true, _, false) => Some(("COPY ... TO PROGRAM", SideDoor::Program)),
+                (false, false, true) => Some(("COPY ... FROM a server file", SideDoor::ServerFile)),
+                (false, false, false) => Some(("COPY ... TO a server file", SideDoor::ServerFile)),
+                _ => None,
+            }
+        }
+        T_TransactionStmt
+            if (*(node as *const pg_sys::TransactionStmt)).kind
+                == pg_sys::TransactionStmtKind::TRANS_STMT_PREPARE =>
+        {
+            Some(("PREPARE TRANSACTION", SideDoor::PreparedTransaction))
+        }
+        _ => None,
+    }
 }
 
 /// Does this statement change one of the guard's settings for others?

@@ -5,6 +5,7 @@
 //! DO UPDATE). Both produce the policy core's [`aas_policy::Statement`]: its
 //! [`aas_policy::Operation`]s, and whether it writes at all.
 
+pub mod calls;
 pub mod effects;
 pub mod names;
 pub mod ownership;

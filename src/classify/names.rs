@@ -2,14 +2,15 @@
 //! which API name of the extension they would take, if any (agents may not,
 //! see `aas_policy::api`).
 
-use crate::pg::{cstr, list_ptrs};
+use crate::pg::{self, cstr, list_ptrs};
 use aas_policy::{takes_api_name, ApiName, NameKind};
 use pg_sys::NodeTag::*;
 use pg_sys::ObjectType::*;
 use pgrx::pg_sys;
 
 /// The API name this statement would give an object: CREATE [OR REPLACE]
-/// FUNCTION | PROCEDURE, CREATE AGGREGATE, ALTER FUNCTION | PROCEDURE |
+/// FUNCTION | PROCEDURE, CREATE AGGREGATE, CREATE TYPE ... AS RANGE (its
+/// constructors), ALTER FUNCTION | PROCEDURE |
 /// ROUTINE | AGGREGATE ... RENAME TO, CREATE SCHEMA, ALTER SCHEMA ... RENAME
 /// TO. Reads the parse tree only.
 ///
@@ -44,6 +45,25 @@ pub unsafe fn api_name_taken(node: *mut pg_sys::Node) -> Option<ApiName> {
                 _ => return None,
             };
             (verb, kind, cstr(s.newname))
+        }
+        T_CreateRangeStmt => {
+            // A range type brings constructor functions of its name, and of
+            // its multirange type's name.
+            let s = &*(node as *const pg_sys::CreateRangeStmt);
+            let multirange = list_ptrs(s.params)
+                .into_iter()
+                .map(|d| &*(d as *const pg_sys::DefElem))
+                .find(|d| std::ffi::CStr::from_ptr(d.defname) == c"multirange_type_name")
+                .and_then(|d| match pg::node_tag(d.arg as *const std::ffi::c_void) {
+                    T_TypeName => Some(last_name((*(d.arg as *const pg_sys::TypeName)).names)),
+                    T_String => Some(cstr((*(d.arg as *const pg_sys::String)).sval)),
+                    _ => None,
+                });
+            let name = [Some(last_name(s.typeName)), multirange]
+                .into_iter()
+                .flatten()
+                .find(|n| takes_api_name(NameKind::Routine, n))?;
+            ("CREATE TYPE ... AS RANGE", NameKind::Routine, name)
         }
         T_CreateSchemaStmt => (
             "CREATE SCHEMA",

@@ -151,7 +151,8 @@ pub unsafe fn shape(node: *mut pg_sys::Node) -> Shape {
         roles::changes_roles(node)
             || effects::changes_guard_settings(node)
             || names::api_name_taken(node).is_some()
-            || ownership::hands_over(node).is_some(),
+            || ownership::hands_over(node).is_some()
+            || effects::side_door(node).is_some(),
     )
 }
 
@@ -247,6 +248,7 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
     out.changes_roles = roles::changes_roles(node);
     out.takes_api_name = names::api_name_taken(node);
     out.hands_over = ownership::hands_over(node);
+    out.side_door = effects::side_door(node);
     if effects::classify(node, &mut out) {
         return out;
     }

@@ -53,7 +53,7 @@ unsafe extern "C-unwind" fn start_hook(query_desc: *mut pg_sys::QueryDesc, eflag
 ///
 /// # Safety
 /// `ps` is a valid PlannedStmt.
-unsafe fn shape(ps: &pg_sys::PlannedStmt) -> Shape {
+pub(super) unsafe fn shape(ps: &pg_sys::PlannedStmt) -> Shape {
     if plan::is_read_only(ps) {
         Shape::READ
     } else {

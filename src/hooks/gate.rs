@@ -114,13 +114,22 @@ fn in_foreign_key_action() -> bool {
 /// For an agent session's statement it first runs the checks every agent
 /// statement starts with: the login environment check, if it is still
 /// owed, and credential expiry (either ends the session). Another role's
-/// session is never ended for an agent's code.
+/// session is never ended for an agent's code, nor its statement's
+/// foreign-key actions taken for an agent's because they run as the
+/// referencing table's owner.
 #[inline]
 pub fn agent_statement() -> bool {
     if privileged::active() {
         return false;
     }
     if identity::session_is_agent() {
+        if in_foreign_key_action() && !identity::session_user_is_agent() {
+            // PostgreSQL's own foreign-key action for another role's
+            // statement, run as the referencing table's owner (an agent):
+            // the statement's, not the agent's. Triggers an agent owns on
+            // that table are its code (agent_code).
+            return agent_code::running().is_some();
+        }
         super::auth::check_environment_at_login();
         crate::guard::end_invalid_session();
         return true;

@@ -435,3 +435,44 @@ fn agent_code_run_by_another_role_is_refused_as_the_agents() {
     assert_contains(&d.hint, "code that agent role \"agent_bot\" owns");
     assert_contains(&d.hint, "ALTER FUNCTION <name> OWNER TO alice;");
 }
+
+#[test]
+fn objects_picked_at_run_time_are_requested_without_a_target() {
+    let unlink = Operation {
+        class: OpClass::Drop,
+        verb: "lo_unlink() on".into(),
+        object: ObjectRef::picked_at_run_time("a large object"),
+        target_database: None,
+        is_write: true,
+    };
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        std::slice::from_ref(&unlink),
+        &TokenPresented::None,
+    ));
+    assert_eq!(
+        d.message,
+        "lo_unlink() on a large object refused: agent role \"agent_bot\" needs an approval token in database \"shop\""
+    );
+    assert_contains(
+        &d.hint,
+        "SELECT ai_agent_safety.request_approval_token('DROP'::text, 'TASK-42'::text);",
+    );
+    // A token for a named object never covers it; one for any object does.
+    let named = granted(OpClass::Drop, Some(orders()));
+    assert!(matches!(
+        run(
+            &agent(),
+            &protected_db("shop"),
+            std::slice::from_ref(&unlink),
+            &found(named)
+        ),
+        Decision::Deny(_)
+    ));
+    let any = granted(OpClass::Drop, None);
+    assert!(matches!(
+        run(&agent(), &protected_db("shop"), &[unlink], &found(any)),
+        Decision::AllowWithToken { .. }
+    ));
+}

@@ -13,6 +13,7 @@ fn role_change(verb: &str, role: &str) -> Statement {
         changes_settings: Vec::new(),
         takes_api_name: None,
         hands_over: None,
+        side_door: None,
     }
 }
 
@@ -84,6 +85,7 @@ fn the_two_groups_are_not_renamed_or_dropped_by_anyone() {
         changes_settings: Vec::new(),
         takes_api_name: None,
         hands_over: None,
+        side_door: None,
     };
     let d = group_change_denial(&change("DROP ROLE", 10, "ai_agent"), &groups).unwrap();
     assert_eq!(

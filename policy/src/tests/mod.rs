@@ -16,6 +16,7 @@ mod decision_tokens;
 mod facts;
 mod handover;
 mod operation;
+mod side_door;
 
 // ---------------------------------------------------------------------------
 // Helpers

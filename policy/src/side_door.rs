@@ -1,0 +1,49 @@
+//! Doors out of the guard's reach:
+//! - `COPY ... TO | FROM PROGRAM` runs a shell command as the server's
+//!   operating-system user; `COPY ... TO | FROM 'file'`, `lo_import` and
+//!   `lo_export` read or write the server's files (its data files included).
+//!   An agent cannot log in holding the privileges these need, but its code
+//!   can run in the session of a role that holds them (a superuser calling
+//!   the agent's function);
+//! - `PREPARE TRANSACTION` leaves the agent's transaction, its changes and
+//!   its locks, behind the session: past revocation and expiry.
+//!
+//! A statement judged as an agent's may not use them, in any database. No
+//! token covers it.
+
+use crate::audit::Source;
+use crate::outcome::Denial;
+
+/// Which door.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SideDoor {
+    /// A program run by the server.
+    Program,
+    /// A file of the server's.
+    ServerFile,
+    /// A transaction prepared for two-phase commit.
+    PreparedTransaction,
+}
+
+pub fn side_door_denial(session_user: &str, verb: &str, door: SideDoor) -> Denial {
+    let (what, why, hint) = match door {
+        SideDoor::Program | SideDoor::ServerFile => (
+            "run programs or read or write the server's files",
+            "A program or a server file is outside everything the guard can judge (it can reach the data files, or connect as anyone).",
+            "Use COPY ... TO STDOUT or FROM STDIN through the client connection instead.",
+        ),
+        SideDoor::PreparedTransaction => (
+            "prepare transactions",
+            "A prepared transaction outlives the session: its changes and locks would stay past the agent's revocation or expiry, for anyone to commit.",
+            "COMMIT or ROLLBACK the transaction in the session instead.",
+        ),
+    };
+    Denial {
+        source: Source::Guard,
+        message: format!("{verb} refused: agent role \"{session_user}\" may not {what}"),
+        detail: format!(
+            "{why} Refused in every database, whatever its settings say; no approval token covers it."
+        ),
+        hint: hint.into(),
+    }
+}

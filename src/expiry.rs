@@ -1,0 +1,140 @@
+//! An idle agent session does not outlive its credentials: a timeout set at
+//! the session user's VALID UNTIL ends the session when it comes, waiting
+//! for the client or running a query, like `pg_terminate_backend`, and the
+//! client reads why.
+//!
+//! Armed from the statement path (`guard::end_invalid_session`), re-armed
+//! when VALID UNTIL moved; only agent sessions ever register the timeout or
+//! the log hook that words the message.
+
+use pgrx::pg_sys;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// PostgreSQL 15's utils/timeout.h, which pgrx does not bind.
+mod timeout {
+    /// `USER_TIMEOUT`, the first timeout an extension may register.
+    pub const USER_TIMEOUT: i32 = 12;
+    // SAFETY: the declarations of timeout.h, called only from a backend.
+    extern "C-unwind" {
+        pub fn RegisterTimeout(id: i32, handler: unsafe extern "C-unwind" fn()) -> i32;
+        pub fn enable_timeout_at(id: i32, fin_time: i64);
+        pub fn disable_timeout(id: i32, keep_indicator: bool);
+    }
+}
+
+/// Set by the timeout handler (a signal handler): only an atomic store.
+static EXPIRED: AtomicBool = AtomicBool::new(false);
+
+struct Armed {
+    id: i32,
+    at: Option<i64>,
+    message: CString,
+    prev_emit: pg_sys::emit_log_hook_type,
+}
+
+// SAFETY: a backend is single-threaded; only the statement path writes it,
+// the log hook reads it.
+static mut ARMED: Option<Armed> = None;
+
+/// Runs in a signal handler: an atomic store and what PostgreSQL's own
+/// `die()` does (flags and the latch), nothing that allocates.
+// SAFETY: registered with RegisterTimeout; async-signal-safe.
+unsafe extern "C-unwind" fn on_expiry() {
+    EXPIRED.store(true, Ordering::SeqCst);
+    // SAFETY: volatile flags and SetLatch, as PostgreSQL's signal handlers use them.
+    unsafe {
+        pg_sys::ProcDiePending = 1;
+        pg_sys::InterruptPending = 1;
+        crate::unguarded::SetLatch(pg_sys::MyLatch);
+    }
+}
+
+/// Words the FATAL that the expiry causes ("terminating connection due to
+/// administrator command") as what it is.
+// SAFETY: installed as emit_log_hook in an agent's backend; edata is valid.
+unsafe extern "C-unwind" fn on_emit(edata: *mut pg_sys::ErrorData) {
+    // SAFETY: see ARMED.
+    let armed = unsafe { (*std::ptr::addr_of!(ARMED)).as_ref() };
+    if let Some(a) = armed {
+        // SAFETY: edata is PostgreSQL's error being emitted; the new message
+        // is copied into ErrorContext, where its strings live.
+        unsafe {
+            if EXPIRED.load(Ordering::SeqCst)
+                && (*edata).elevel == pg_sys::FATAL as i32
+                && (*edata).sqlerrcode == pgrx::PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN as i32
+            {
+                (*edata).message =
+                    crate::unguarded::MemoryContextStrdup(pg_sys::ErrorContext, a.message.as_ptr());
+            }
+            if let Some(prev) = a.prev_emit {
+                prev(edata);
+            }
+        }
+    }
+}
+
+/// At the end of a backend the expiry ended: the audit event, like the one
+/// the statement path records, from the context filled when it was armed.
+#[pgrx::pg_guard]
+// SAFETY: registered with before_shmem_exit; shared memory is still attached.
+unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
+    if !EXPIRED.load(Ordering::SeqCst) {
+        return;
+    }
+    // SAFETY: see ARMED.
+    if let Some(a) = unsafe { (*std::ptr::addr_of!(ARMED)).as_ref() } {
+        crate::audit::record_with_last_context(crate::audit::Event {
+            reason: a.message.to_string_lossy().into_owned(),
+            ..crate::audit::Event::new(
+                aas_policy::Source::Credentials,
+                aas_policy::EventKind::SessionExpired,
+                aas_policy::Verdict::Refuse,
+            )
+        });
+    }
+}
+
+/// Arms (or moves, or disarms) the timeout at `valid_until` (microseconds
+/// since the PostgreSQL epoch; `None`: no expiry). A time already past is
+/// not armed: the statement being checked ends the session itself.
+pub fn arm(valid_until: Option<i64>, role: &str, until_text: &str, now: i64) {
+    let valid_until = valid_until.filter(|t| *t > now);
+    // SAFETY: see ARMED.
+    let armed = unsafe { &mut *std::ptr::addr_of_mut!(ARMED) };
+    if armed.as_ref().map(|a| a.at) == Some(valid_until)
+        || (armed.is_none() && valid_until.is_none())
+    {
+        return;
+    }
+    let message = CString::new(format!(
+        "credentials of agent role \"{role}\" expired at {until_text}; ending the session"
+    ))
+    .unwrap_or_default();
+    crate::audit::prepare_context();
+    let a = armed.get_or_insert_with(|| {
+        // SAFETY: registers one timeout, this backend's log hook and its
+        // exit callback, once.
+        unsafe {
+            let id = timeout::RegisterTimeout(timeout::USER_TIMEOUT, on_expiry);
+            let prev_emit = pg_sys::emit_log_hook;
+            pg_sys::emit_log_hook = Some(on_emit);
+            pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0));
+            Armed {
+                id,
+                at: None,
+                message: CString::default(),
+                prev_emit,
+            }
+        }
+    });
+    a.message = message;
+    a.at = valid_until;
+    // SAFETY: the timeout was registered above.
+    unsafe {
+        match valid_until {
+            Some(t) => timeout::enable_timeout_at(a.id, t),
+            None => timeout::disable_timeout(a.id, false),
+        }
+    }
+}
