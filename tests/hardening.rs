@@ -385,3 +385,71 @@ fn agent_member_of_owner(w: &World) {
         .batch_execute(&format!("GRANT {} TO {}", w.owner, w.agent))
         .unwrap();
 }
+
+/// More destruction by effect: sequences that hand ids out again or run
+/// out, a trigger replaced, a policy that hides rows once row level
+/// security is on, a database made unusable by a timeout. Each works in the
+/// open database and is refused in the protected one (ALTER listed).
+#[test]
+fn more_destruction_by_effect() {
+    let w = World::new("effect2");
+    let setup = "CREATE SEQUENCE public.ids;
+        CREATE TABLE public.notes (id int);
+        CREATE FUNCTION public.keep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+        CREATE TRIGGER audit_notes BEFORE INSERT ON public.notes FOR EACH ROW EXECUTE FUNCTION public.keep();
+        CREATE TABLE public.secrets (id int); ALTER TABLE public.secrets ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY everyone ON public.secrets USING (true);";
+    for db in [&w.open, &w.protected] {
+        w.agent_in(db)
+            .batch_execute(setup)
+            .unwrap_or_else(|e| panic!("{db}: {}", describe(&e)));
+    }
+    let forms = |db: &str| {
+        vec![
+            ("ALTER SEQUENCE public.ids MAXVALUE 2".to_string(), "ALTER SEQUENCE public.ids MAXVALUE"),
+            ("ALTER SEQUENCE public.ids INCREMENT BY -1".to_string(), "ALTER SEQUENCE public.ids INCREMENT"),
+            (
+                "CREATE OR REPLACE TRIGGER audit_notes BEFORE INSERT ON public.notes FOR EACH ROW EXECUTE FUNCTION public.keep()".to_string(),
+                "CREATE OR REPLACE TRIGGER audit_notes ON public.notes",
+            ),
+            (
+                "CREATE POLICY nobody ON public.secrets AS RESTRICTIVE USING (false)".to_string(),
+                "CREATE POLICY ON public.secrets",
+            ),
+            (
+                "ALTER POLICY everyone ON public.secrets USING (false)".to_string(),
+                "ALTER POLICY ON public.secrets",
+            ),
+            (
+                format!("ALTER DATABASE {db} SET statement_timeout = 1"),
+                "SET statement_timeout refused",
+            ),
+        ]
+    };
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} OWNER TO {agent}; ALTER DATABASE {} OWNER TO {agent};
+             ALTER DATABASE {} SET ai_agent_safety.protected_operations = 'DROP, DELETE, TRUNCATE, UPDATE, ALTER'",
+            w.open,
+            w.protected,
+            w.protected,
+            agent = w.agent
+        ))
+        .unwrap();
+    let mut a = w.agent_in(&w.protected);
+    for (sql, says) in forms(&w.protected) {
+        let msg = assert_guard_refused(a.batch_execute(&sql));
+        assert!(msg.contains(says), "{sql}: {msg}");
+    }
+    let mut o = w.agent_in(&w.open);
+    for (sql, _) in forms(&w.open) {
+        o.batch_execute(&sql)
+            .unwrap_or_else(|e| panic!("open: {sql}: {}", describe(&e)));
+    }
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} RESET statement_timeout",
+            w.open
+        ))
+        .unwrap();
+}

@@ -1,14 +1,19 @@
 //! Destruction that is not spelled DROP, DELETE or TRUNCATE: statements
 //! classified by what happens to the data (see the README's table).
 //!
-//! - ALTER: `ALTER SEQUENCE ... RESTART` (ids are handed out again),
+//! - ALTER: `ALTER SEQUENCE ... RESTART | INCREMENT | CYCLE | MAXVALUE |
+//!   MINVALUE | AS` (ids are handed out again, or run out), `CREATE` or
+//!   `ALTER POLICY` on a table with row level security on (rows hidden),
 //!   `ALTER TYPE ... RENAME VALUE` (stored values change meaning),
 //!   `CREATE RULE ... DO INSTEAD` and `CREATE OR REPLACE RULE` (future
 //!   writes are lost or redirected);
 //! - DROP: `CREATE OR REPLACE VIEW|FUNCTION|PROCEDURE` over an existing one
 //!   (the old definition is gone, a DROP in all but name), and `ALTER
 //!   DATABASE x ALLOW_CONNECTIONS false | CONNECTION LIMIT 0` or `RENAME`
-//!   (the database is out of reach, as if dropped; judged by x's settings);
+//!   (the database is out of reach, as if dropped; judged by x's settings),
+//!   `ALTER DATABASE x SET statement_timeout | lock_timeout |
+//!   idle_session_timeout | idle_in_transaction_session_timeout` (likewise),
+//!   `CREATE OR REPLACE TRIGGER` over an existing one;
 //! - TRUNCATE: `REFRESH MATERIALIZED VIEW ... WITH NO DATA` (it empties it);
 //! - a write: `COPY ... FROM` (for the task-environment rule and
 //!   `audit_level = writes`).
@@ -30,7 +35,7 @@ use std::ffi::CStr;
 /// `node` is a valid utility statement.
 pub unsafe fn acts_on_database(node: *mut pg_sys::Node) -> bool {
     match (*node).type_ {
-        T_DropdbStmt | T_AlterDatabaseStmt => true,
+        T_DropdbStmt | T_AlterDatabaseStmt | T_AlterDatabaseSetStmt => true,
         T_RenameStmt => {
             (*(node as *const pg_sys::RenameStmt)).renameType == pg_sys::ObjectType::OBJECT_DATABASE
         }
@@ -75,6 +80,31 @@ unsafe fn option(options: *mut pg_sys::List, name: &CStr) -> Option<*mut pg_sys:
         .into_iter()
         .map(|p| p as *mut pg_sys::DefElem)
         .find(|d| !(**d).defname.is_null() && CStr::from_ptr((**d).defname) == name)
+}
+
+/// Timeouts that, set small for a database, end every statement or session.
+const DATABASE_TIMEOUTS: [&str; 4] = [
+    "statement_timeout",
+    "lock_timeout",
+    "idle_session_timeout",
+    "idle_in_transaction_session_timeout",
+];
+
+/// Is row level security enabled on this table?
+///
+/// # Safety
+/// Inside a transaction.
+unsafe fn row_security_on(rel: pg_sys::Oid) -> bool {
+    let tup = pg_sys::SearchSysCache1(
+        pg_sys::SysCacheIdentifier::RELOID as i32,
+        pg_sys::Datum::from(rel),
+    );
+    if tup.is_null() {
+        return false;
+    }
+    let on = (*(pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_class)).relrowsecurity;
+    pg_sys::ReleaseSysCache(tup);
+    on
 }
 
 /// The relation a RangeVar names, if it exists.
@@ -236,16 +266,82 @@ pub unsafe fn classify(node: *mut pg_sys::Node, out: &mut Statement) -> bool {
     }
     match (*node).type_ {
         T_AlterSeqStmt => {
+            // Ids handed out again (RESTART, a smaller INCREMENT or a
+            // CYCLE), or none left (MAXVALUE, MINVALUE, AS a smaller type).
             let s = &*(node as *const pg_sys::AlterSeqStmt);
-            if option(s.options, c"restart").is_some() {
-                if let Some(oid) = existing(s.sequence) {
+            let changed = [
+                (c"restart", "RESTART"),
+                (c"increment", "INCREMENT"),
+                (c"cycle", "CYCLE"),
+                (c"maxvalue", "MAXVALUE"),
+                (c"minvalue", "MINVALUE"),
+                (c"as", "AS"),
+            ]
+            .into_iter()
+            .find(|(name, _)| option(s.options, name).is_some());
+            if let (Some((_, word)), Some(oid)) = (changed, existing(s.sequence)) {
+                out.ops.push(op(
+                    OpClass::Alter,
+                    format!("ALTER SEQUENCE ... {word}"),
+                    relation_ref(oid),
+                ));
+            }
+        }
+        T_CreateTrigStmt => {
+            // Over an existing trigger, the old one is gone.
+            let s = &*(node as *const pg_sys::CreateTrigStmt);
+            if let (true, Some(rel)) = (s.replace, existing(s.relation)) {
+                if pg_sys::get_trigger_oid(rel, s.trigname, true) != pg_sys::InvalidOid {
                     out.ops.push(op(
-                        OpClass::Alter,
-                        "ALTER SEQUENCE ... RESTART".into(),
-                        relation_ref(oid),
+                        OpClass::Drop,
+                        format!(
+                            "CREATE OR REPLACE TRIGGER {} ON",
+                            quote_ident(&cstr(s.trigname))
+                        ),
+                        relation_ref(rel),
                     ));
                 }
             }
+        }
+        T_CreatePolicyStmt | T_AlterPolicyStmt => {
+            // With row level security on, a policy decides which rows anyone
+            // but the owner sees: a restrictive one can hide them all.
+            let (table, verb) = if (*node).type_ == T_CreatePolicyStmt {
+                (
+                    (*(node as *const pg_sys::CreatePolicyStmt)).table,
+                    "CREATE POLICY ON",
+                )
+            } else {
+                (
+                    (*(node as *const pg_sys::AlterPolicyStmt)).table,
+                    "ALTER POLICY ON",
+                )
+            };
+            if let Some(rel) = existing(table).filter(|r| row_security_on(*r)) {
+                out.ops
+                    .push(op(OpClass::Alter, verb.into(), relation_ref(rel)));
+            }
+        }
+        T_AlterDatabaseSetStmt => {
+            // A timeout small enough makes the database unusable, as if
+            // dropped: decided by that database's settings.
+            let s = &*(node as *const pg_sys::AlterDatabaseSetStmt);
+            let set = s.setstmt;
+            if set.is_null()
+                || (*set).kind != pg_sys::VariableSetKind::VAR_SET_VALUE
+                || (*set).name.is_null()
+            {
+                return false;
+            }
+            let name = cstr((*set).name);
+            if !DATABASE_TIMEOUTS.contains(&name.as_str()) {
+                return false;
+            }
+            out.ops.push(database_op(
+                OpClass::Drop,
+                &format!("ALTER DATABASE ... SET {name}"),
+                &cstr(s.dbname),
+            ));
         }
         T_AlterEnumStmt => {
             let s = &*(node as *const pg_sys::AlterEnumStmt);
