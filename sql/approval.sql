@@ -92,13 +92,21 @@ BEGIN
         RETURN;
     END IF;
     t := ai_agent_safety._check_text('target', target, 1000, true);
-    m := pg_catalog.regexp_match(t, '^(DATABASE|SCHEMA|ROLE|FUNCTION|PROCEDURE|TABLE|VIEW|MATERIALIZED\s+VIEW|INDEX|SEQUENCE|FOREIGN\s+TABLE)\s+(.+)$', 'i');
+    m := pg_catalog.regexp_match(t, '^(DATABASE|SCHEMA|ROLE|OWNED\s+BY|FUNCTION|PROCEDURE|TABLE|VIEW|MATERIALIZED\s+VIEW|INDEX|SEQUENCE|FOREIGN\s+TABLE)\s+(.+)$', 'i');
     IF m IS NULL THEN
         kind := 'RELATION';
         name := t;
     ELSE
         kind := pg_catalog.upper(pg_catalog.regexp_replace(m[1], '\s+', ' ', 'g'));
         name := pg_catalog.btrim(m[2]);
+    END IF;
+    IF kind = 'ROLE' THEN
+        -- The one DROP a token covers for a role is DROP OWNED BY: an agent's
+        -- DROP ROLE (any role change) is never approved by token.
+        RAISE EXCEPTION 'target "%": no approval token covers a change to a role', t
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Roles are cluster-wide: an agent''s CREATE, ALTER, DROP, GRANT or REVOKE of a role is refused in every database, and a DBA makes it.',
+                  HINT = pg_catalog.format('To drop the objects a role owns in this database, ask for exactly that: target %L.', 'OWNED BY ' || name);
     END IF;
     BEGIN
         CASE kind
@@ -109,7 +117,7 @@ BEGIN
             WHEN 'SCHEMA' THEN
                 classid := 'pg_catalog.pg_namespace'::pg_catalog.regclass;
                 objid := pg_catalog.to_regnamespace(name);
-            WHEN 'ROLE' THEN
+            WHEN 'OWNED BY' THEN
                 classid := 'pg_catalog.pg_authid'::pg_catalog.regclass;
                 objid := pg_catalog.to_regrole(name);
             WHEN 'FUNCTION', 'PROCEDURE' THEN
@@ -137,6 +145,8 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
              WHEN o.type IN ('table', 'view', 'materialized view', 'index', 'sequence', 'foreign table',
                              'partitioned table', 'partitioned index')
                THEN o.identity
+             -- A role is a target only as the owner in DROP OWNED BY.
+             WHEN o.type = 'role' THEN 'OWNED BY ' || o.identity
              ELSE upper(o.type) || ' ' || o.identity
            END
       FROM pg_identify_object(classid, objid, 0) AS o

@@ -1255,3 +1255,66 @@ fn any_object_token_does_not_cover_another_database() {
     }
     assert_refused(r);
 }
+
+/// A token names what the approver approves. For a role that is only ever
+/// DROP OWNED BY (an agent's DROP ROLE is never approved by token): a
+/// request naming `ROLE x` is refused and points at `OWNED BY x`, which is
+/// what the approver then reads, and the token does not cover DROP ROLE.
+#[test]
+fn a_role_is_a_target_only_as_drop_owned_by() {
+    let w = World::new("ownedtok");
+    let dba_role = new_approver("ownedtok");
+    let mut dba = connect(&dba_role, &w.protected);
+    let mut a = w.agent_in(&w.protected);
+    a.batch_execute("CREATE TABLE public.agent_notes (t text)")
+        .unwrap();
+    let e = try_request(
+        &mut a,
+        "DROP",
+        Some("t"),
+        Some(&format!("ROLE {}", w.agent)),
+        None,
+    )
+    .expect_err("a role target is refused");
+    let text = describe(&e);
+    assert!(
+        text.contains("no approval token covers a change to a role")
+            && text.contains(&format!("'OWNED BY {}'", w.agent)),
+        "{text}"
+    );
+    let stmt = format!("DROP OWNED BY {}", w.agent);
+    let msg = assert_guard_refused(a.batch_execute(&stmt));
+    assert!(
+        msg.contains(&format!("'OWNED BY {}'::text", w.agent)),
+        "{msg}"
+    );
+    let token = request(&mut a, "DROP", Some(&format!("OWNED BY {}", w.agent)));
+    let (target, would): (String, String) = dba
+        .query_one(
+            "SELECT target, would_allow FROM ai_agent_safety.pending_requests WHERE token = $1::text::uuid",
+            &[&token],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(target, format!("OWNED BY {}", w.agent));
+    assert!(
+        would.contains(&format!("DROP on OWNED BY {}", w.agent)),
+        "{would}"
+    );
+    grant(&mut dba, &token);
+    present(&mut a, &token);
+    let msg = assert_refused(a.batch_execute(&format!("DROP ROLE {}", w.agent)));
+    assert!(
+        msg.contains("may not create, alter, drop or grant roles"),
+        "{msg}"
+    );
+    a.batch_execute(&stmt)
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM pg_class WHERE oid = to_regclass('public.agent_notes')"
+        ),
+        0
+    );
+}

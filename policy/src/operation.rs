@@ -315,6 +315,7 @@ pub fn token_target_text(op: &Operation) -> String {
     match (&op.target_database, op.class) {
         (Some(db), _) => format!("DATABASE {db}"),
         _ if op.verb.starts_with("DROP SCHEMA") => format!("SCHEMA {}", op.object.display),
+        _ if op.verb.starts_with("DROP OWNED BY") => format!("OWNED BY {}", op.object.display),
         _ => op.object.display.clone(),
     }
 }
