@@ -374,10 +374,60 @@ SELECT t.id AS token, ai_agent_safety._status(t) AS status, t.database, t.reques
   FROM ai_agent_safety.tokens t
  WHERE NOT ai_agent_safety.session_is_agent();
 
+-- Renames and moves of relations that agents made (src/renames.rs), so an
+-- approver sees the names a target had.
+CREATE TABLE ai_agent_safety.renames (
+    classid    oid NOT NULL,
+    objid      oid NOT NULL,
+    old_name   text NOT NULL,
+    new_name   text NOT NULL,
+    renamed_by name NOT NULL,
+    renamed_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+CREATE INDEX renames_object ON ai_agent_safety.renames (classid, objid);
+REVOKE ALL ON ai_agent_safety.renames FROM PUBLIC;
+GRANT SELECT ON ai_agent_safety.renames TO ai_agent_approver;
+
+-- Facts about a target an agent cannot dress up: its oid, owner, size, the
+-- planner's row estimate, and the names the extension saw it have.
+CREATE FUNCTION ai_agent_safety._target_facts(classid oid, objid oid,
+    OUT owner name, OUT size_bytes bigint, OUT estimated_rows bigint, OUT earlier_names text[])
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE classid
+             WHEN 'pg_class'::regclass THEN (SELECT pg_get_userbyid(c.relowner) FROM pg_class c WHERE c.oid = objid)
+             WHEN 'pg_database'::regclass THEN (SELECT pg_get_userbyid(d.datdba) FROM pg_database d WHERE d.oid = objid)
+             WHEN 'pg_namespace'::regclass THEN (SELECT pg_get_userbyid(n.nspowner) FROM pg_namespace n WHERE n.oid = objid)
+             WHEN 'pg_proc'::regclass THEN (SELECT pg_get_userbyid(p.proowner) FROM pg_proc p WHERE p.oid = objid)
+             WHEN 'pg_authid'::regclass THEN (SELECT a.rolname FROM pg_roles a WHERE a.oid = objid)
+           END,
+           CASE classid
+             WHEN 'pg_class'::regclass THEN pg_total_relation_size(objid)
+             WHEN 'pg_database'::regclass THEN (SELECT pg_database_size(objid) WHERE has_database_privilege(objid, 'CONNECT'))
+             WHEN 'pg_namespace'::regclass THEN
+                 (SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c
+                   WHERE c.relnamespace = objid AND c.relkind IN ('r', 'm', 'p'))
+           END,
+           CASE classid
+             WHEN 'pg_class'::regclass THEN
+                 (SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint END FROM pg_class c WHERE c.oid = objid)
+             WHEN 'pg_namespace'::regclass THEN
+                 (SELECT sum(greatest(c.reltuples, 0))::bigint FROM pg_class c
+                   WHERE c.relnamespace = objid AND c.relkind IN ('r', 'm', 'p'))
+           END,
+           (SELECT array_agg(r.old_name || ' (until ' || to_char(r.renamed_at, 'YYYY-MM-DD HH24:MI') || ', renamed by ' || r.renamed_by || ')'
+                             ORDER BY r.renamed_at DESC)
+              FROM ai_agent_safety.renames r
+             WHERE r.classid = _target_facts.classid AND r.objid = _target_facts.objid
+               AND r.renamed_at > clock_timestamp() - interval '90 days')
+$$;
+
 CREATE VIEW ai_agent_safety.pending_requests AS
 SELECT t.id AS token, t.requested_by, t.requested_at,
        date_trunc('second', clock_timestamp() - t.requested_at) AS waiting,
        t.operation, COALESCE(t.target_text, 'any object in database ' || t.database) AS target,
+       t.target_objid AS target_oid, f.owner AS target_owner,
+       pg_size_pretty(f.size_bytes) AS target_size, f.estimated_rows AS target_estimated_rows,
+       f.earlier_names AS target_earlier_names,
        t.task_id, t.reason,
        format('%s may run one %s on %s in database %s, within %s of the grant',
               t.requested_by, t.operation, COALESCE(t.target_text, 'any object'), t.database,
@@ -385,6 +435,7 @@ SELECT t.id AS token, t.requested_by, t.requested_at,
        format('SELECT ai_agent_safety.grant_approval_token(%L::uuid);', t.id) AS grant_sql,
        format('SELECT ai_agent_safety.deny_approval_token(%L::uuid, %L::text);', t.id, '<reason>') AS deny_sql
   FROM ai_agent_safety.tokens t
+  LEFT JOIN LATERAL ai_agent_safety._target_facts(t.target_classid, t.target_objid) f ON true
  WHERE t.state = 'pending' AND NOT ai_agent_safety.session_is_agent()
  ORDER BY t.requested_at;
 

@@ -26,6 +26,7 @@ pub mod hooks;
 pub mod identity;
 pub mod pg;
 pub mod privileged;
+pub mod renames;
 pub mod settings;
 pub mod sql_api;
 pub mod unguarded;

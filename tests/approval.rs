@@ -1318,3 +1318,45 @@ fn a_role_is_a_target_only_as_drop_owned_by() {
         0
     );
 }
+
+/// What an approver reads about a target, which the agent cannot dress up:
+/// its oid, owner, size, estimated rows, and the names the extension saw
+/// it have (an agent renamed `customers` to `tmp_import_2019` before asking
+/// to drop "an old import table").
+#[test]
+fn approvers_see_facts_and_earlier_names() {
+    let w = World::new("facts");
+    let dba_role = new_approver("facts");
+    let mut a = w.agent_in(&w.protected);
+    a.batch_execute(
+        "CREATE TABLE public.customers AS SELECT g AS id FROM generate_series(1, 1000) g;
+         ANALYZE public.customers;
+         ALTER TABLE public.customers RENAME TO tmp_import_2019;",
+    )
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let token = request(&mut a, "DROP", Some("public.tmp_import_2019"));
+    let mut dba = connect(&dba_role, &w.protected);
+    let r = dba
+        .query_one(
+            "SELECT target, target_oid = 'public.tmp_import_2019'::regclass, target_owner::text,
+                    target_size IS NOT NULL, target_estimated_rows, target_earlier_names
+               FROM ai_agent_safety.pending_requests WHERE token = $1::text::uuid",
+            &[&token],
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(r.get::<_, String>(0), "public.tmp_import_2019");
+    assert!(r.get::<_, bool>(1));
+    assert_eq!(r.get::<_, String>(2), w.agent);
+    assert!(r.get::<_, bool>(3));
+    assert_eq!(r.get::<_, i64>(4), 1000);
+    let names: Vec<String> = r.get(5);
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(
+        names[0].starts_with("public.customers (until ")
+            && names[0].ends_with(&format!("renamed by {})", w.agent)),
+        "{names:?}"
+    );
+    // Agents cannot read or write that record.
+    let msg = assert_refused(a.batch_execute("DELETE FROM ai_agent_safety.renames"));
+    assert!(msg.contains("permission denied"), "{msg}");
+}

@@ -20,7 +20,7 @@ pub const SCHEMA: &str = "ai_agent_safety";
 
 /// Every function name of the extension, in any of its schemas. An
 /// integration test checks this against the installed extension.
-pub const FUNCTION_NAMES: [&str; 27] = [
+pub const FUNCTION_NAMES: [&str; 28] = [
     "_agent_group",
     "_assert_approver",
     "_audit",
@@ -34,6 +34,7 @@ pub const FUNCTION_NAMES: [&str; 27] = [
     "_resolve_target",
     "_role_environments",
     "_status",
+    "_target_facts",
     "_target_text",
     "agent_code_running",
     "approval_token_status",

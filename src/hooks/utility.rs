@@ -110,12 +110,15 @@ unsafe extern "C-unwind" fn checked(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     let mut approved = false;
+    let mut rename = None;
     // SAFETY: pstmt is valid; its utilityStmt a valid utility statement.
     if unsafe { may_change_groups(pstmt) } {
         // SAFETY: as above.
         guard::protect_groups(&unsafe { utility::classify((*pstmt).utilityStmt) });
     }
     if gate::agent_statement() {
+        // SAFETY: a valid utility statement, inside a transaction.
+        rename = unsafe { crate::renames::before((*pstmt).utilityStmt) };
         // SAFETY: a utility PlannedStmt always has its utilityStmt.
         let node = unsafe { (*pstmt).utilityStmt };
         // SAFETY: node is a valid utility statement.
@@ -156,5 +159,8 @@ unsafe extern "C-unwind" fn checked(
     };
     if approved {
         gate::set_window(saved);
+    }
+    if let Some(r) = rename {
+        crate::renames::after(r);
     }
 }
