@@ -1,0 +1,87 @@
+--
+-- hardening: what a person reads when the guard refuses a way around it.
+-- Code an agent wrote is judged as the agent's whoever runs it; the API's
+-- names are not an agent's to take; an agent's code stays its own; doors
+-- out of the guard's reach are closed; destructive built-in calls are
+-- classified by what they do.
+--
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set helpers :abs_srcdir '/include/helpers.sql'
+\i :helpers
+\set regdb :DBNAME
+\set su :USER
+
+DO $$ BEGIN
+    EXECUTE format('CREATE ROLE reg_hard_agent LOGIN IN ROLE ai_agent VALID UNTIL %L',
+                   now() + interval '1 hour');
+END $$;
+CREATE ROLE reg_hard_owner LOGIN;
+CREATE ROLE reg_hard_team NOLOGIN;
+GRANT reg_hard_team TO reg_hard_agent;
+CREATE DATABASE reg_hard_prod OWNER reg_hard_owner;
+ALTER DATABASE reg_hard_prod SET ai_agent_safety.require_approval = on;
+\c reg_hard_prod :su
+CREATE EXTENSION ai_agent_safety;
+GRANT ALL ON SCHEMA public TO reg_hard_agent, reg_hard_team;
+SET ROLE reg_hard_owner;
+CREATE TABLE public.orders (id int PRIMARY KEY, note text);
+INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series(1, 10) g;
+GRANT ALL ON public.orders TO reg_hard_agent;
+RESET ROLE;
+
+--
+-- 1. The agent plants code; the owner's innocent statements run it.
+--
+\c reg_hard_prod reg_hard_agent
+CREATE TABLE public.inbox (x int);
+GRANT ALL ON public.inbox TO PUBLIC;
+CREATE RULE r AS ON INSERT TO public.inbox DO ALSO DELETE FROM public.orders;
+CREATE FUNCTION public.monthly_report() RETURNS int LANGUAGE plpgsql AS
+  $$ BEGIN DELETE FROM public.orders; RETURN 1; END $$;
+\c reg_hard_prod reg_hard_owner
+INSERT INTO public.inbox VALUES (1);
+\echo :SQLSTATE
+SELECT public.monthly_report();
+\echo :SQLSTATE
+SELECT count(*) FROM public.orders;
+
+--
+-- 2. Names of the API, and handing code over.
+--
+\c reg_hard_prod reg_hard_agent
+CREATE FUNCTION public.grant_approval_token(token text, comment text) RETURNS int LANGUAGE sql AS 'SELECT 1';
+\echo :SQLSTATE
+CREATE SCHEMA ai_agent_safety;
+\echo :SQLSTATE
+ALTER FUNCTION public.monthly_report() OWNER TO reg_hard_team;
+\echo :SQLSTATE
+SET ROLE reg_hard_team;
+CREATE FUNCTION public.team_report() RETURNS int LANGUAGE sql AS 'SELECT 1';
+\echo :SQLSTATE
+RESET ROLE;
+CREATE FUNCTION public.quiet() RETURNS int LANGUAGE sql SET ai_agent_safety.require_approval = off AS 'SELECT 1';
+\echo :SQLSTATE
+
+--
+-- 3. Doors out, and destruction by call.
+--
+COPY (SELECT 1) TO PROGRAM 'cat';
+\echo :SQLSTATE
+CREATE TABLE public.scratch (x int);
+BEGIN;
+INSERT INTO public.scratch VALUES (2);
+PREPARE TRANSACTION 'reg_hard_gid';
+\echo :SQLSTATE
+ROLLBACK;
+SELECT lo_from_bytea(4242, 'precious') IS NOT NULL AS made;
+SELECT lo_unlink(4242);
+\echo :SQLSTATE
+SELECT request_approval_token('DROP', 'reg-hard-1', 'ROLE reg_hard_team');
+\echo :SQLSTATE
+
+--
+-- Clean up.
+--
+\c :regdb :su
+DROP DATABASE reg_hard_prod WITH (FORCE);
+DROP ROLE reg_hard_agent, reg_hard_owner, reg_hard_team;
