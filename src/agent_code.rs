@@ -127,6 +127,18 @@ fn with_roles<R>(f: impl FnOnce(&mut Vec<(pg_sys::Oid, bool)>) -> R) -> R {
     f(&mut r.1)
 }
 
+/// From the cache alone, raising nothing: is this role an agent? `None`
+/// when not cached (or the cache is stale).
+#[inline]
+pub fn cached_role_is_agent(role: pg_sys::Oid) -> Option<bool> {
+    // SAFETY: see ROLES; only reads.
+    let r = unsafe { &*std::ptr::addr_of!(ROLES) };
+    if r.0 != identity::epoch() {
+        return None;
+    }
+    r.1.iter().find(|(x, _)| *x == role).map(|x| x.1)
+}
+
 /// Is this role an agent? From the cache, or the catalog on a miss.
 pub fn role_is_agent(role: pg_sys::Oid) -> bool {
     if let Some(a) = with_roles(|v| v.iter().find(|(r, _)| *r == role).map(|x| x.1)) {
@@ -137,71 +149,6 @@ pub fn role_is_agent(role: pg_sys::Oid) -> bool {
     a
 }
 
-/// The relations a planned query writes (INSERT, UPDATE or DELETE), as
-/// range-table entries. Reads through an agent's view or rule change
-/// nothing; its functions are judged when called.
-///
-/// # Safety
-/// `ps` is a valid PlannedStmt.
-unsafe fn written(ps: &pg_sys::PlannedStmt) -> impl Iterator<Item = &pg_sys::RangeTblEntry> {
-    const WRITES: pg_sys::AclMode = pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE | pg_sys::ACL_DELETE;
-    // SAFETY: per this function's contract: rtable is a List of RangeTblEntry.
-    unsafe { crate::pg::list_iter(ps.rtable) }
-        // SAFETY: each element is a valid RangeTblEntry.
-        .map(|rte| unsafe { &*(rte as *const pg_sys::RangeTblEntry) })
-        .filter(|rte| {
-            rte.rtekind == pg_sys::RTEKind::RTE_RELATION && rte.requiredPerms & WRITES != 0
-        })
-}
-
-/// Is this written entry a view (written through; its owner's definition
-/// decides where the write goes, a security_invoker view's too)?
-fn is_view(rte: &pg_sys::RangeTblEntry) -> bool {
-    rte.relkind as u8 == pg_sys::RELKIND_VIEW
-}
-
-/// From the cache alone: are none of the roles this query's relations are
-/// checked as agents? False means "ask [`plan_agent`]". Raises nothing.
-///
-/// # Safety
-/// `ps` is a valid PlannedStmt.
-#[inline]
-pub unsafe fn plan_known_free_of_agents(ps: &pg_sys::PlannedStmt) -> bool {
-    // SAFETY: see ROLES; reading the cache raises nothing.
-    let r = unsafe { &*std::ptr::addr_of!(ROLES) };
-    let fresh = r.0 == identity::epoch();
-    // Most queries write only relations checked as the current user (0),
-    // through no view: no role to look up.
-    // SAFETY: per this function's contract; only reads.
-    unsafe { written(ps) }.all(|rte| {
-        let role = rte.checkAsUser;
-        !is_view(rte)
-            && (role == pg_sys::InvalidOid || (fresh && r.1.iter().any(|&(x, a)| x == role && !a)))
-    })
-}
-
-/// The agent whose code decides what a planned query writes, if any: the
-/// owner of a rule whose actions it runs (the relations those write are
-/// checked as it), or of a view it writes through.
-///
-/// # Safety
-/// `ps` is a valid PlannedStmt, inside a transaction.
-pub unsafe fn plan_agent(ps: &pg_sys::PlannedStmt) -> Option<pg_sys::Oid> {
-    // SAFETY: per this function's contract.
-    unsafe { written(ps) }.find_map(|rte| {
-        let view_owner = if is_view(rte) {
-            // SAFETY: inside a transaction.
-            unsafe { crate::pg::relation_owner(rte.relid) }
-        } else {
-            None
-        };
-        [Some(rte.checkAsUser), view_owner]
-            .into_iter()
-            .flatten()
-            .find(|r| *r != pg_sys::InvalidOid && role_is_agent(*r))
-    })
-}
-
 /// For the guard settings' check hooks: is this an agent session, or is an
 /// agent's code running (a superuser's session that calls an agent's
 /// function must not let it switch the guard off)?
@@ -209,11 +156,76 @@ pub fn session_or_code_is_agent() -> bool {
     identity::session_is_agent() || running().is_some()
 }
 
-/// The agent whose code is running now, innermost, if any. Raises nothing.
+/// The agent whose code is running now, if any: the innermost of its
+/// functions that is running, else the query that runs its view, rule or
+/// table code. Raises nothing.
 #[inline]
 pub fn running() -> Option<pg_sys::Oid> {
+    // SAFETY: see RUNNING and EXECUTING.
+    unsafe {
+        (*std::ptr::addr_of!(RUNNING))
+            .iter()
+            .rev()
+            .find_map(|a| *a)
+            .or_else(|| (*std::ptr::addr_of!(EXECUTING)).last().map(|e| e.1))
+    }
+}
+
+/// Queries running an agent's view, rule or table code (defaults, checks,
+/// triggers, policies of the relations they write): the query, the agent,
+/// and the subtransaction that started it.
+// SAFETY: as FUNCTIONS.
+static mut EXECUTING: Vec<(usize, pg_sys::Oid, pg_sys::SubTransactionId)> = Vec::new();
+
+/// A query that runs an agent's code starts (before its executor starts:
+/// expressions are set up there).
+pub fn executing(query: *mut pg_sys::QueryDesc, agent: pg_sys::Oid) {
+    // SAFETY: reads a backend variable.
+    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    // SAFETY: see EXECUTING.
+    unsafe { (*std::ptr::addr_of_mut!(EXECUTING)).push((query as usize, agent, sub)) };
+}
+
+/// The query ended (ExecutorEnd). Unguarded: no PostgreSQL call.
+#[inline]
+pub fn executed(query: *mut pg_sys::QueryDesc) {
+    // SAFETY: see EXECUTING; retain neither allocates nor raises.
+    let e = unsafe { &mut *std::ptr::addr_of_mut!(EXECUTING) };
+    if !e.is_empty() {
+        e.retain(|x| x.0 != query as usize);
+    }
+}
+
+/// A (sub)transaction ended: its queries are gone, ended or not (an error
+/// skips ExecutorEnd). `None`: the whole transaction.
+pub fn forget_executing(sub: Option<pg_sys::SubTransactionId>) {
+    // SAFETY: see EXECUTING; neither allocates nor raises.
+    let e = unsafe { &mut *std::ptr::addr_of_mut!(EXECUTING) };
+    match sub {
+        None => e.clear(),
+        Some(s) => e.retain(|x| x.2 < s),
+    }
+}
+
+/// How many hooked calls are running (to tell later which started since).
+pub fn depth() -> usize {
     // SAFETY: see RUNNING.
-    unsafe { (*std::ptr::addr_of!(RUNNING)).iter().rev().find_map(|a| *a) }
+    unsafe { (*std::ptr::addr_of!(RUNNING)).len() }
+}
+
+/// Has a function an agent owns started since `depth`, and is it running?
+pub fn agent_since(depth: usize) -> bool {
+    // SAFETY: see RUNNING.
+    let r = unsafe { &*std::ptr::addr_of!(RUNNING) };
+    r.iter().skip(depth).any(Option::is_some)
+}
+
+/// Is the innermost hooked call a function no agent owns (the extension's
+/// SECURITY DEFINER functions are hooked calls)? Then writes to the
+/// extension's own tables are that function's, not agent code's.
+pub fn in_trusted_call() -> bool {
+    // SAFETY: see RUNNING.
+    matches!(unsafe { (*std::ptr::addr_of!(RUNNING)).last() }, Some(None))
 }
 
 /// A hooked call starts (`agent`: who owns the function, if an agent).

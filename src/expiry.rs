@@ -9,7 +9,7 @@
 
 use pgrx::pg_sys;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// PostgreSQL 15's utils/timeout.h, which pgrx does not bind.
 mod timeout {
@@ -20,11 +20,16 @@ mod timeout {
         pub fn RegisterTimeout(id: i32, handler: unsafe extern "C-unwind" fn()) -> i32;
         pub fn enable_timeout_at(id: i32, fin_time: i64);
         pub fn disable_timeout(id: i32, keep_indicator: bool);
+        pub fn get_timeout_active(id: i32) -> bool;
     }
 }
 
 /// Set by the timeout handler (a signal handler): only an atomic store.
 static EXPIRED: AtomicBool = AtomicBool::new(false);
+
+/// The session user the timeout was armed for: after RESET SESSION
+/// AUTHORIZATION the session is someone else's, and is left alone.
+static ARMED_FOR: AtomicU32 = AtomicU32::new(0);
 
 struct Armed {
     id: i32,
@@ -41,6 +46,11 @@ static mut ARMED: Option<Armed> = None;
 /// `die()` does (flags and the latch), nothing that allocates.
 // SAFETY: registered with RegisterTimeout; async-signal-safe.
 unsafe extern "C-unwind" fn on_expiry() {
+    // SAFETY: reads a backend variable; async-signal-safe.
+    if unsafe { crate::unguarded::GetSessionUserId() }.to_u32() != ARMED_FOR.load(Ordering::SeqCst)
+    {
+        return;
+    }
     EXPIRED.store(true, Ordering::SeqCst);
     // SAFETY: volatile flags and SetLatch, as PostgreSQL's signal handlers use them.
     unsafe {
@@ -102,11 +112,22 @@ pub fn arm(valid_until: Option<i64>, role: &str, until_text: &str, now: i64) {
     let valid_until = valid_until.filter(|t| *t > now);
     // SAFETY: see ARMED.
     let armed = unsafe { &mut *std::ptr::addr_of_mut!(ARMED) };
-    if armed.as_ref().map(|a| a.at) == Some(valid_until)
+    // Unchanged, and still pending: an error's recovery disables every
+    // timeout, so an armed one is checked, not assumed.
+    // SAFETY: the id was registered when `armed` was filled.
+    let pending = |a: &Armed| a.at.is_none() || unsafe { timeout::get_timeout_active(a.id) };
+    if armed
+        .as_ref()
+        .is_some_and(|a| a.at == valid_until && pending(a))
         || (armed.is_none() && valid_until.is_none())
     {
         return;
     }
+    // SAFETY: reads a backend variable.
+    ARMED_FOR.store(
+        unsafe { pg_sys::GetSessionUserId() }.to_u32(),
+        Ordering::SeqCst,
+    );
     let message = CString::new(format!(
         "credentials of agent role \"{role}\" expired at {until_text}; ending the session"
     ))

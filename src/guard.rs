@@ -40,7 +40,9 @@ pub fn judge(stmt: &Statement, source: &str) -> Outcome {
 /// role's session, the agent whose code runs it (with no task and no scope
 /// of its own: those are the session's, not the agent's).
 fn session_facts() -> SessionFacts {
-    match agent_code::running().filter(|_| !identity::session_user_is_agent()) {
+    let session_agent = identity::session_user_is_agent();
+    match agent_code::running().filter(|_| !session_agent) {
+        // An agent's code in another role's session.
         Some(agent) => SessionFacts {
             session_user: pg::role_name(agent),
             current_user: pg::current_user_name(),
@@ -48,8 +50,15 @@ fn session_facts() -> SessionFacts {
             run_by: Some(pg::session_user_name()),
             ..Default::default()
         },
+        // The agent session; or another role's session whose current user
+        // is an agent (SET ROLE, PostgreSQL's own work run as an agent
+        // owner): judged as that agent's, as if in its session.
         None => SessionFacts {
-            session_user: pg::session_user_name(),
+            session_user: if session_agent {
+                pg::session_user_name()
+            } else {
+                pg::current_user_name()
+            },
             current_user: pg::current_user_name(),
             is_agent: true,
             task_id: settings::task_id().map(str::to_string),

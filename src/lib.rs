@@ -15,6 +15,7 @@
 use pgrx::prelude::*;
 
 pub mod agent_code;
+pub mod agent_plan;
 pub mod approval;
 pub mod audit;
 pub mod classify;
@@ -44,6 +45,7 @@ pub extern "C-unwind" fn _PG_init() {
     sql_api::mark_preloaded();
     identity::register_invalidation();
     agent_code::register_invalidation();
+    agent_plan::register_invalidation();
     audit::spool::init_shmem();
     audit::launcher::register();
     hooks::install();

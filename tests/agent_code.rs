@@ -452,3 +452,139 @@ fn ordinary_errors_pass_through_the_hooks() {
         assert_eq!(count(&mut c, "SELECT 1::bigint"), 1);
     }
 }
+
+/// The third adversarial review. Agent code in a superuser's session may
+/// not write what the guard decides from (catalogs, the extension's tables
+/// and objects) nor read server files; an approver reading an agent's view
+/// or writing its table runs the agent's code (it cannot decide or issue
+/// credentials from there); an agent may not put a trigger on a human's
+/// table, nor prepare a statement in a human's session.
+#[test]
+fn agent_code_and_what_the_guard_decides_from() {
+    let w = World::new("guardstate");
+    let dba = unique("guardstate_dba");
+    admin("postgres")
+        .batch_execute(&format!(
+            "CREATE ROLE {dba} LOGIN IN ROLE ai_agent_approver"
+        ))
+        .unwrap();
+    let mut a = w.agent_in(&w.protected);
+    let token: String = a
+        .query_one(
+            "SELECT ai_agent_safety.request_approval_token('DELETE', 't', 'public.orders')::text",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    a.batch_execute(&format!(
+        "CREATE FUNCTION public.run(q text) RETURNS int LANGUAGE plpgsql AS $$ BEGIN EXECUTE q; RETURN 1; END $$;
+         CREATE FUNCTION public.prep() RETURNS int LANGUAGE plpgsql AS
+           $$ BEGIN EXECUTE 'PREPARE cleanup AS DELETE FROM public.orders'; RETURN 1; END $$;
+         CREATE VIEW public.order_stats AS
+           SELECT count(*) AS n, ai_agent_safety.grant_approval_token('{token}'::uuid, 'auto') AS g FROM public.orders;
+         GRANT SELECT ON public.order_stats TO PUBLIC;
+         CREATE TABLE public.task_queue (what text,
+           meta text DEFAULT ai_agent_safety.issue_agent_credentials('{agent}', '20 hours'));
+         GRANT ALL ON public.task_queue TO PUBLIC;",
+        agent = w.agent
+    ))
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let mut su = admin(&w.protected);
+    for q in [
+        "UPDATE pg_catalog.pg_db_role_setting SET setconfig = setconfig",
+        "UPDATE ai_agent_safety.tokens SET state = ''granted''",
+        "ALTER TABLE ai_agent_safety.audit_log DISABLE TRIGGER USER",
+        "SELECT pg_read_file(''postgresql.conf'')",
+    ] {
+        let msg = assert_refused(su.batch_execute(&format!("SELECT public.run('{q}')")));
+        assert!(
+            msg.contains("may not write the system catalogs")
+                || msg.contains("may not run programs or read or write the server's files"),
+            "{q}: {msg}"
+        );
+    }
+    // The approver reads the agent's view: nothing granted.
+    let mut d = connect(&dba, &w.protected);
+    let msg = assert_refused(d.batch_execute("SELECT * FROM public.order_stats"));
+    assert!(msg.contains("from code an agent owns"), "{msg}");
+    let status: String = d
+        .query_one(
+            "SELECT status FROM ai_agent_safety.approval_token_status($1::text::uuid)",
+            &[&token],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "pending");
+    // Writing the agent's table runs its column default: no credentials.
+    let msg = assert_refused(d.batch_execute("INSERT INTO public.task_queue (what) VALUES ('x')"));
+    assert!(msg.contains("from code an agent owns"), "{msg}");
+    // A trigger on a human's table is the agent's to make no more.
+    let msg = assert_refused(a.batch_execute(
+        "CREATE TRIGGER tidy BEFORE INSERT ON public.orders FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+    ));
+    assert!(
+        msg.contains("may not create a trigger on a table owned by role"),
+        "{msg}"
+    );
+    // A statement prepared in the owner's session by the agent's code.
+    let mut o = w.owner_in(&w.protected);
+    let msg = assert_refused(o.batch_execute("SELECT public.prep()"));
+    assert!(msg.contains("may not prepare statements"), "{msg}");
+    assert_eq!(orders(&mut o), 10);
+}
+
+/// An approved DELETE's foreign-key cascade runs a trigger the agent put
+/// on a referencing table: the trigger's own DELETE is not part of the
+/// approved cascade.
+#[test]
+fn a_trigger_inside_an_approved_cascade_is_judged() {
+    let w = World::new("cascadetrg");
+    let dba = unique("cascadetrg_dba");
+    admin("postgres")
+        .batch_execute(&format!(
+            "CREATE ROLE {dba} LOGIN IN ROLE ai_agent_approver"
+        ))
+        .unwrap();
+    w.owner_in(&w.protected)
+        .batch_execute(&format!(
+            "CREATE TABLE public.cust (id int PRIMARY KEY);
+             INSERT INTO public.cust SELECT generate_series(1, 5);
+             CREATE TABLE public.invoices (cid int REFERENCES public.cust ON DELETE CASCADE);
+             INSERT INTO public.invoices SELECT g % 5 + 1 FROM generate_series(1, 15) g;
+             GRANT ALL ON public.cust, public.invoices TO {};",
+            w.agent
+        ))
+        .unwrap();
+    let mut a = w.agent_in(&w.protected);
+    a.batch_execute(
+        "CREATE TABLE public.bot_notes (cid int REFERENCES public.cust ON DELETE CASCADE);
+         INSERT INTO public.bot_notes VALUES (1);
+         CREATE FUNCTION public.wipe() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN DELETE FROM public.invoices; RETURN OLD; END $$;
+         CREATE TRIGGER wipe BEFORE DELETE ON public.bot_notes FOR EACH ROW EXECUTE FUNCTION public.wipe();",
+    )
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let token: String = a
+        .query_one(
+            "SELECT ai_agent_safety.request_approval_token('DELETE', 't', 'public.cust')::text",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    connect(&dba, &w.protected)
+        .batch_execute(&format!(
+            "SELECT ai_agent_safety.grant_approval_token('{token}'::uuid)"
+        ))
+        .unwrap();
+    a.batch_execute(&format!("SET ai_agent_safety.approval_token = '{token}'"))
+        .unwrap();
+    let msg = assert_refused(a.batch_execute("DELETE FROM public.cust WHERE id = 1"));
+    assert!(msg.contains("DELETE on public.invoices"), "{msg}");
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM public.invoices"
+        ),
+        15
+    );
+}

@@ -6,8 +6,8 @@
 //! agent may not give an object to a role that is not an agent (ALTER ...
 //! OWNER TO, REASSIGN OWNED), create a function, procedure, aggregate or view
 //! while its current role is not an agent (after SET ROLE), or create a rule
-//! on a table whose owner is not an agent (a rule's actions run as the
-//! table's owner). Refused in every database; no token covers it.
+//! or a trigger on a table whose owner is not an agent (a rule's actions run
+//! as the table's owner; a trigger runs on everyone's writes). Refused in every database; no token covers it.
 
 use crate::audit::Source;
 use crate::outcome::Denial;
@@ -32,6 +32,9 @@ pub enum HandoverKind {
     CreatedAs,
     /// A rule on a table this role owns.
     RuleOnTableOf,
+    /// A trigger on a table this role owns (it runs on that owner's and
+    /// everyone's writes, whatever function it calls).
+    TriggerOnTableOf,
 }
 
 pub fn handover_denial(session_user: &str, h: &Handover) -> Denial {
@@ -48,6 +51,10 @@ pub fn handover_denial(session_user: &str, h: &Handover) -> Denial {
         HandoverKind::RuleOnTableOf => (
             format!("may not create a rule on a table owned by role \"{owner}\", which is not an agent"),
             "A rule's actions run as the table's owner; a DBA creates rules on tables agents do not own.".to_string(),
+        ),
+        HandoverKind::TriggerOnTableOf => (
+            format!("may not create a trigger on a table owned by role \"{owner}\", which is not an agent"),
+            "A trigger runs on every write to the table, whoever writes, and can drop or change rows silently; a DBA creates triggers on tables agents do not own.".to_string(),
         ),
     };
     Denial {

@@ -23,6 +23,15 @@ pub enum SideDoor {
     ServerFile,
     /// A transaction prepared for two-phase commit.
     PreparedTransaction,
+    /// What the guard itself reads: the system catalogs, the extension's
+    /// own tables and objects (written by its own functions only).
+    GuardState,
+    /// A connection out of the session (dblink): a new session, as whoever
+    /// the connection string names.
+    Connection,
+    /// A statement an agent's code prepares in another role's session,
+    /// which that role may EXECUTE later, unjudged.
+    PreparedStatement,
 }
 
 pub fn side_door_denial(session_user: &str, verb: &str, door: SideDoor) -> Denial {
@@ -36,6 +45,21 @@ pub fn side_door_denial(session_user: &str, verb: &str, door: SideDoor) -> Denia
             "prepare transactions",
             "A prepared transaction outlives the session: its changes and locks would stay past the agent's revocation or expiry, for anyone to commit.",
             "COMMIT or ROLLBACK the transaction in the session instead.",
+        ),
+        SideDoor::GuardState => (
+            "write the system catalogs or the extension's own tables and objects",
+            "They are what the guard decides from (settings, memberships, tokens, the audit log); only the extension's own functions write its tables, and only a DBA changes the catalogs or the extension.",
+            "A DBA makes such a change, from a session that runs no agent's code.",
+        ),
+        SideDoor::PreparedStatement => (
+            "prepare statements in another role's session",
+            "A prepared statement runs when the session EXECUTEs it, later, as that session's own statement (drivers name theirs the same way).",
+            "Run the statement in the function itself instead.",
+        ),
+        SideDoor::Connection => (
+            "open connections out of the session",
+            "A new connection is a session of its own, as whoever its connection string names, outside what the guard judges here.",
+            "Run the statement in this session instead.",
         ),
     };
     Denial {

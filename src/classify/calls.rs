@@ -13,6 +13,26 @@
 use aas_policy::{ObjectRef, OpClass, Operation, SideDoor, Statement};
 use pgrx::pg_sys;
 
+/// Functions of other extensions that open a connection out of the session
+/// (dblink's), by name: their oids are not fixed.
+const CONNECTING: [&str; 6] = [
+    "dblink",
+    "dblink_exec",
+    "dblink_connect",
+    "dblink_connect_u",
+    "dblink_send_query",
+    "dblink_open",
+];
+
+const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
+
+/// Is this function one of dblink's that connect?
+fn opens_connection(func: pg_sys::Oid) -> bool {
+    // SAFETY: a catalog lookup by oid, inside a transaction (a call starts).
+    let name = unsafe { crate::pg::cstr(pg_sys::get_func_name(func)) };
+    CONNECTING.contains(&name.as_str())
+}
+
 /// `lo_import(text, oid)`: pgrx types this one constant as an Oid.
 const LO_IMPORT_TEXT_OID: u32 = 767;
 
@@ -32,6 +52,23 @@ pub fn classify(func: pg_sys::Oid) -> Option<Statement> {
             return Some(door("lo_import() of a server file"))
         }
         pg_sys::F_LO_EXPORT => return Some(door("lo_export() to a server file")),
+        pg_sys::F_PG_READ_FILE_TEXT
+        | pg_sys::F_PG_READ_FILE_TEXT_INT8_INT8
+        | pg_sys::F_PG_READ_FILE_TEXT_INT8_INT8_BOOL
+        | pg_sys::F_PG_READ_FILE_OLD
+        | pg_sys::F_PG_READ_BINARY_FILE_TEXT
+        | pg_sys::F_PG_READ_BINARY_FILE_TEXT_INT8_INT8
+        | pg_sys::F_PG_READ_BINARY_FILE_TEXT_INT8_INT8_BOOL => {
+            return Some(door("pg_read_file() of a server file"))
+        }
+        f if f >= FIRST_NORMAL_OBJECT_ID && opens_connection(func) => {
+            return Some(Statement {
+                writes: true,
+                verb: "SELECT",
+                side_door: Some(("dblink", SideDoor::Connection)),
+                ..Default::default()
+            })
+        }
         _ => return None,
     };
     Some(Statement {

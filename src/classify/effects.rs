@@ -215,10 +215,11 @@ unsafe fn set_clauses(options: *mut pg_sys::List) -> Vec<*mut pg_sys::VariableSe
 }
 
 /// The door out of the guard's reach a statement opens, if any: a program
-/// or a server file (COPY), a prepared transaction.
+/// or a server file (COPY), a prepared transaction, a change to the
+/// extension itself or to its own tables.
 ///
 /// # Safety
-/// `node` is a valid utility statement.
+/// `node` is a valid utility statement, inside a transaction.
 pub unsafe fn side_door(node: *mut pg_sys::Node) -> Option<(&'static str, SideDoor)> {
     match (*node).type_ {
         T_CopyStmt => {
@@ -237,7 +238,49 @@ pub unsafe fn side_door(node: *mut pg_sys::Node) -> Option<(&'static str, SideDo
         {
             Some(("PREPARE TRANSACTION", SideDoor::PreparedTransaction))
         }
-        _ => None,
+        T_PrepareStmt
+            if crate::agent_code::running().is_some()
+                && !crate::identity::session_user_is_agent() =>
+        {
+            Some(("PREPARE", SideDoor::PreparedStatement))
+        }
+        // The extension and its own tables: an agent's own session holds no
+        // privilege on them (PostgreSQL refuses); its code in a
+        // superuser's session would.
+        _ if crate::identity::session_user_is_agent() => None,
+        T_AlterExtensionStmt | T_AlterExtensionContentsStmt => {
+            let name = if (*node).type_ == T_AlterExtensionStmt {
+                (*(node as *const pg_sys::AlterExtensionStmt)).extname
+            } else {
+                (*(node as *const pg_sys::AlterExtensionContentsStmt)).extname
+            };
+            (cstr(name) == "ai_agent_safety")
+                .then_some(("ALTER EXTENSION ai_agent_safety", SideDoor::GuardState))
+        }
+        T_DropStmt => {
+            let s = &*(node as *const pg_sys::DropStmt);
+            let names_it = s.removeType == pg_sys::ObjectType::OBJECT_EXTENSION
+                && list_ptrs(s.objects)
+                    .into_iter()
+                    .any(|o| cstr((*(o as *const pg_sys::String)).sval) == "ai_agent_safety");
+            names_it.then_some(("DROP EXTENSION ai_agent_safety", SideDoor::GuardState))
+        }
+        _ => {
+            // DDL on the extension's own tables (ALTER TABLE ... DISABLE
+            // TRIGGER on its audit log, say).
+            let rv = match (*node).type_ {
+                T_AlterTableStmt => (*(node as *const pg_sys::AlterTableStmt)).relation,
+                T_CreateTrigStmt => (*(node as *const pg_sys::CreateTrigStmt)).relation,
+                T_RuleStmt => (*(node as *const pg_sys::RuleStmt)).relation,
+                T_CreatePolicyStmt => (*(node as *const pg_sys::CreatePolicyStmt)).table,
+                T_AlterPolicyStmt => (*(node as *const pg_sys::AlterPolicyStmt)).table,
+                T_IndexStmt => (*(node as *const pg_sys::IndexStmt)).relation,
+                _ => return None,
+            };
+            existing(rv)
+                .filter(|r| super::is_own_relation(*r))
+                .map(|_| ("DDL on the extension's own tables", SideDoor::GuardState))
+        }
     }
 }
 

@@ -78,6 +78,24 @@ pub unsafe fn hands_over(node: *mut pg_sys::Node) -> Option<Handover> {
                 HandoverKind::RuleOnTableOf,
             )
         }
+        T_CreateTrigStmt => {
+            let s = &*(node as *const pg_sys::CreateTrigStmt);
+            let relid = pg_sys::RangeVarGetRelidExtended(
+                s.relation,
+                pg_sys::NoLock as i32,
+                pg_sys::RVROption::RVR_MISSING_OK,
+                None,
+                std::ptr::null_mut(),
+            );
+            if relid == pg_sys::InvalidOid {
+                return None;
+            }
+            (
+                "CREATE TRIGGER",
+                pg::relation_owner(relid)?,
+                HandoverKind::TriggerOnTableOf,
+            )
+        }
         _ => return None,
     };
     if owner == pg_sys::InvalidOid || agent_code::role_is_agent(owner) {

@@ -8,7 +8,7 @@
 
 use super::relation_ref;
 use crate::pg::{list_ints, list_ptrs, node_tag};
-use aas_policy::{OpClass, OpSet, Operation, Statement};
+use aas_policy::{OpClass, OpSet, Operation, SideDoor, Statement};
 use pg_sys::CmdType::{CMD_DELETE, CMD_INSERT, CMD_MERGE, CMD_SELECT, CMD_UPDATE};
 use pgrx::pg_sys;
 
@@ -57,6 +57,42 @@ pub unsafe fn classes(stmt: &pg_sys::PlannedStmt) -> OpSet {
     set
 }
 
+/// Does a write to these relations touch what the guard decides from: a
+/// system catalog, or one of the extension's tables outside its own
+/// functions?
+///
+/// # Safety
+/// Inside a transaction (catalog lookups).
+unsafe fn guard_state(rels: &[pg_sys::Oid]) -> bool {
+    // An agent's own session holds no privilege to write them: PostgreSQL
+    // refuses. Its code in a superuser's session would hold them.
+    if crate::identity::session_user_is_agent() {
+        return false;
+    }
+    rels.iter().any(|r| {
+        pg_sys::get_rel_namespace(*r).to_u32() == pg_sys::PG_CATALOG_NAMESPACE
+            || (super::is_own_relation(*r) && !crate::agent_code::in_trusted_call())
+    })
+}
+
+/// Does a planned query write what the guard decides from? For the shape,
+/// before classifying.
+///
+/// # Safety
+/// `stmt` is a valid planned statement, inside a transaction.
+pub unsafe fn writes_guard_state(stmt: &pg_sys::PlannedStmt) -> bool {
+    modify_tables(stmt).into_iter().any(|mt| {
+        let rels: Vec<pg_sys::Oid> = list_ints(mt.resultRelations)
+            .into_iter()
+            .map(|rti| {
+                (*(list_ptrs(stmt.rtable)[(rti - 1) as usize] as *const pg_sys::RangeTblEntry))
+                    .relid
+            })
+            .collect();
+        guard_state(&rels)
+    })
+}
+
 /// The operations a planned query performs.
 ///
 /// # Safety
@@ -77,6 +113,12 @@ pub unsafe fn classify(stmt: &pg_sys::PlannedStmt) -> Statement {
             .collect();
         // The extension's own tables are written only by its SECURITY DEFINER
         // functions (request, cancel); agents hold no privileges on them.
+        // Anything else writing them, or the system catalogs, in a
+        // statement judged as an agent's (its code in a superuser's
+        // session) writes what the guard decides from.
+        if guard_state(&rels) {
+            out.side_door = Some(("a write", SideDoor::GuardState));
+        }
         let rels: Vec<pg_sys::Oid> = rels
             .into_iter()
             .filter(|r| !super::is_own_relation(*r))

@@ -6,7 +6,7 @@ use super::gate::{self, Window};
 use crate::classify::plan;
 use crate::guard::{self, Outcome};
 use crate::unguarded::{standard_ExecutorEnd, standard_ExecutorStart};
-use crate::{agent_code, pg, settings};
+use crate::{agent_code, agent_plan, pg, settings};
 use aas_policy::{treatment, Shape, Statement, Treatment};
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
@@ -39,7 +39,7 @@ unsafe extern "C-unwind" fn start_hook(query_desc: *mut pg_sys::QueryDesc, eflag
     if crate::identity::known_not_agent()
         && agent_code::running().is_none()
         // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
-        && unsafe { agent_code::plan_known_free_of_agents(&*(*query_desc).plannedstmt) }
+        && unsafe { agent_plan::known_free_of_agents(&*(*query_desc).plannedstmt) }
     {
         // SAFETY: called exactly as PostgreSQL calls the hook.
         return unsafe { next_start()(query_desc, eflags) };
@@ -62,7 +62,8 @@ pub(super) unsafe fn shape(ps: &pg_sys::PlannedStmt) -> Shape {
             // SAFETY: per this function's contract.
             classes: unsafe { plan::classes(ps) },
             other_database: false,
-            touches_guard: false,
+            // SAFETY: per this function's contract; inside a transaction.
+            touches_guard: unsafe { plan::writes_guard_state(ps) },
         }
     }
 }
@@ -77,12 +78,15 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
     // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
     let ps = unsafe { &*(*query_desc).plannedstmt };
     let agent = gate::agent_statement();
-    // Another role's query that runs an agent's rule or view is that
-    // agent's while it is judged.
-    // SAFETY: ps is valid, inside a transaction.
-    let rule_or_view = (!agent)
-        .then(|| unsafe { agent_code::plan_agent(ps) })
-        .flatten();
+    // Another role's query whose write an agent's rule or view decides is
+    // that agent's while it is judged; one that runs an agent's view, rule
+    // or table code runs it as the agent's while it runs.
+    let (rule_or_view, code) = if agent || explain_only {
+        (None, None)
+    } else {
+        // SAFETY: ps is valid, inside a transaction.
+        unsafe { (agent_plan::judged_as(ps), agent_plan::code_of(ps)) }
+    };
     if !fk_action && (agent || rule_or_view.is_some()) {
         let _judging = rule_or_view.map(agent_code::Judging::as_agent);
         // SAFETY: ps is valid.
@@ -113,6 +117,9 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
             }
         }
     }
+    if let Some(a) = code {
+        agent_code::executing(query_desc, a);
+    }
     let next = next_start();
     // SAFETY: called exactly as PostgreSQL calls the hook, inside the guard.
     unsafe { pg_guard_ffi_boundary(|| next(query_desc, eflags)) };
@@ -127,6 +134,7 @@ unsafe extern "C-unwind" fn end_hook(query_desc: *mut pg_sys::QueryDesc) {
     if gate::window() == Window::Query(query_desc) {
         gate::close_window();
     }
+    agent_code::executed(query_desc);
     // SAFETY: see PREV_START; called exactly as PostgreSQL calls the hook.
     unsafe { PREV_END.unwrap_or(standard_ExecutorEnd)(query_desc) }
 }

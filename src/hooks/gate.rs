@@ -29,11 +29,20 @@ pub enum Window {
 // window opens and emptied when it closes.
 static mut SCOPE: Vec<pg_sys::Oid> = Vec::new();
 
+/// How many hooked function calls were running when the window opened: a
+/// function an agent owns that started since (a trigger on a referencing
+/// table, inside a foreign-key action) is code of its own, not the action.
+// SAFETY: as SCOPE.
+static mut DEPTH: usize = 0;
+
 /// Opens the window of an approved query whose written tables are `scope`.
 pub fn open_query_window(qd: *mut pg_sys::QueryDesc, scope: Vec<pg_sys::Oid>) {
     set_window(Window::Query(qd));
-    // SAFETY: see SCOPE.
-    unsafe { *std::ptr::addr_of_mut!(SCOPE) = scope };
+    // SAFETY: see SCOPE and DEPTH.
+    unsafe {
+        *std::ptr::addr_of_mut!(SCOPE) = scope;
+        DEPTH = agent_code::depth();
+    }
 }
 
 /// Is this query a foreign-key action of the approved query: run by
@@ -44,7 +53,11 @@ pub fn open_query_window(qd: *mut pg_sys::QueryDesc, scope: Vec<pg_sys::Oid>) {
 /// # Safety
 /// `ps` is a valid PlannedStmt, inside a transaction.
 pub unsafe fn foreign_key_action_in_scope(ps: &pg_sys::PlannedStmt) -> bool {
-    if !matches!(window(), Window::Query(_)) || !in_foreign_key_action() {
+    // SAFETY: see DEPTH.
+    if !matches!(window(), Window::Query(_))
+        || !in_foreign_key_action()
+        || agent_code::agent_since(unsafe { DEPTH })
+    {
         return false;
     }
     // SAFETY: per this function's contract.
@@ -159,6 +172,7 @@ unsafe extern "C-unwind" fn xact_callback(
     ) {
         close_window();
         privileged::reset();
+        agent_code::forget_executing(None);
     }
 }
 
@@ -166,12 +180,13 @@ unsafe extern "C-unwind" fn xact_callback(
 // SAFETY: registered with RegisterSubXactCallback; it only writes two flags and cannot raise.
 unsafe extern "C-unwind" fn subxact_callback(
     event: pg_sys::SubXactEvent::Type,
-    _my: pg_sys::SubTransactionId,
+    my: pg_sys::SubTransactionId,
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
         close_window();
         privileged::reset();
+        agent_code::forget_executing(Some(my));
     }
 }
