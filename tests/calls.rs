@@ -263,3 +263,73 @@ fn an_idle_session_ends_when_its_credentials_do() {
         "{text}"
     );
 }
+
+fn agent_valid_for_two_seconds(su: &mut Client, tag: &str) -> String {
+    let bot = unique(tag);
+    su.batch_execute(&format!(
+        "DO $$ BEGIN EXECUTE format('CREATE ROLE {bot} LOGIN IN ROLE ai_agent VALID UNTIL %L',
+                                    now() + interval '2 seconds'); END $$"
+    ))
+    .unwrap();
+    bot
+}
+
+fn wait_until_gone(su: &mut Client, pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(
+        su,
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"),
+    ) > 0
+    {
+        assert!(Instant::now() < deadline, "session {pid} still open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An error's recovery disables every timeout; the expiry is armed again,
+/// so a session idle in a transaction that holds a lock still ends. A
+/// superuser who took an agent's identity for a while and gave it back is
+/// not ended at the agent's expiry.
+#[test]
+fn the_expiry_survives_errors_and_leaves_others_alone() {
+    let w = World::new("exparm");
+    let mut su = admin("postgres");
+    let bot = agent_valid_for_two_seconds(&mut su, "exparm_bot");
+    admin(&w.open)
+        .batch_execute(&format!("GRANT ALL ON public.orders TO {bot}"))
+        .unwrap();
+    let mut a = connect(&bot, &w.open);
+    let pid: i32 = a.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    a.batch_execute("BEGIN; LOCK public.orders IN ACCESS EXCLUSIVE MODE; SAVEPOINT s")
+        .unwrap();
+    a.batch_execute("SELECT 1/0").expect_err("division by zero");
+    a.batch_execute("ROLLBACK TO s").unwrap();
+    wait_until_gone(&mut su, pid);
+
+    let bot2 = agent_valid_for_two_seconds(&mut su, "exparm_bot2");
+    let mut d = admin(&w.open);
+    d.batch_execute(&format!(
+        "SET SESSION AUTHORIZATION {bot2}; SELECT 1; RESET SESSION AUTHORIZATION"
+    ))
+    .unwrap();
+    // Past the agent's expiry (the server's clock), the superuser's session
+    // still answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let past: bool = su
+            .query_one(
+                &format!(
+                    "SELECT now() > rolvaliduntil + interval '1 second' FROM pg_authid WHERE rolname = '{bot2}'"
+                ),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if past {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(count(&mut d, "SELECT 1::bigint"), 1);
+}
