@@ -171,40 +171,93 @@ pub fn running() -> Option<pg_sys::Oid> {
     }
 }
 
-/// Queries running an agent's view, rule or table code (defaults, checks,
-/// triggers, policies of the relations they write): the query, the agent,
-/// and the subtransaction that started it.
+/// Queries that run an agent's view, rule or table code (defaults, checks,
+/// triggers of the relations they write), until ExecutorEnd: the query and
+/// the agent. Only while such a query's executor is at work (starting,
+/// running, finishing) does its agent's code count as running, not while
+/// it waits as an open cursor.
+// SAFETY: as FUNCTIONS.
+static mut MARKED: Vec<(usize, pg_sys::Oid)> = Vec::new();
+
+/// The marked queries whose executor is at work now, innermost last, with
+/// the subtransaction each began in.
 // SAFETY: as FUNCTIONS.
 static mut EXECUTING: Vec<(usize, pg_sys::Oid, pg_sys::SubTransactionId)> = Vec::new();
 
-/// A query that runs an agent's code starts (before its executor starts:
-/// expressions are set up there).
-pub fn executing(query: *mut pg_sys::QueryDesc, agent: pg_sys::Oid) {
-    // SAFETY: reads a backend variable.
-    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
-    // SAFETY: see EXECUTING.
-    unsafe { (*std::ptr::addr_of_mut!(EXECUTING)).push((query as usize, agent, sub)) };
+/// This query runs `agent`'s code.
+pub fn mark(query: *mut pg_sys::QueryDesc, agent: pg_sys::Oid) {
+    // SAFETY: see MARKED.
+    unsafe { (*std::ptr::addr_of_mut!(MARKED)).push((query as usize, agent)) };
 }
 
-/// The query ended (ExecutorEnd). Unguarded: no PostgreSQL call.
+/// The query ended (ExecutorEnd), or a new one starts at its address.
+/// Unguarded: no PostgreSQL call, nothing that allocates.
 #[inline]
-pub fn executed(query: *mut pg_sys::QueryDesc) {
-    // SAFETY: see EXECUTING; retain neither allocates nor raises.
-    let e = unsafe { &mut *std::ptr::addr_of_mut!(EXECUTING) };
-    if !e.is_empty() {
-        e.retain(|x| x.0 != query as usize);
+pub fn unmark(query: *mut pg_sys::QueryDesc) {
+    // SAFETY: see MARKED and EXECUTING; retain neither allocates nor raises.
+    unsafe {
+        let m = &mut *std::ptr::addr_of_mut!(MARKED);
+        if !m.is_empty() {
+            m.retain(|x| x.0 != query as usize);
+        }
+        let e = &mut *std::ptr::addr_of_mut!(EXECUTING);
+        if !e.is_empty() {
+            e.retain(|x| x.0 != query as usize);
+        }
     }
 }
 
-/// A (sub)transaction ended: its queries are gone, ended or not (an error
-/// skips ExecutorEnd). `None`: the whole transaction.
-pub fn forget_executing(sub: Option<pg_sys::SubTransactionId>) {
-    // SAFETY: see EXECUTING; neither allocates nor raises.
-    let e = unsafe { &mut *std::ptr::addr_of_mut!(EXECUTING) };
-    match sub {
-        None => e.clear(),
-        Some(s) => e.retain(|x| x.2 < s),
+/// The executor starts work on a query (start, run, finish): if it is
+/// marked, its agent's code runs until [`idle`]. Returns whether it was.
+#[inline]
+pub fn busy(query: *mut pg_sys::QueryDesc) -> bool {
+    // SAFETY: see MARKED and EXECUTING.
+    unsafe {
+        let m = &*std::ptr::addr_of!(MARKED);
+        if m.is_empty() {
+            return false;
+        }
+        let Some(&(_, agent)) = m.iter().find(|x| x.0 == query as usize) else {
+            return false;
+        };
+        let sub = crate::unguarded::GetCurrentSubTransactionId();
+        (*std::ptr::addr_of_mut!(EXECUTING)).push((query as usize, agent, sub));
+        true
     }
+}
+
+/// The executor's work on the query returned (an error instead unwinds to
+/// the (sub)transaction's abort, which forgets it).
+#[inline]
+pub fn idle(query: *mut pg_sys::QueryDesc) {
+    // SAFETY: see EXECUTING.
+    let e = unsafe { &mut *std::ptr::addr_of_mut!(EXECUTING) };
+    if let Some(i) = e.iter().rposition(|x| x.0 == query as usize) {
+        e.remove(i);
+    }
+}
+
+/// A (sub)transaction ended: work begun in it is over, returned or not.
+/// `None`: the whole transaction, whose queries are gone too.
+pub fn forget_executing(sub: Option<pg_sys::SubTransactionId>) {
+    // SAFETY: see MARKED and EXECUTING; neither allocates nor raises.
+    unsafe {
+        let e = &mut *std::ptr::addr_of_mut!(EXECUTING);
+        match sub {
+            None => {
+                e.clear();
+                (*std::ptr::addr_of_mut!(MARKED)).clear();
+            }
+            Some(s) => e.retain(|x| x.2 < s),
+        }
+    }
+}
+
+/// Is a function an agent owns running (its own code, not a query that
+/// runs an agent's view or table)?
+pub fn function_running() -> bool {
+    // SAFETY: see RUNNING.
+    unsafe { (*std::ptr::addr_of!(RUNNING)).iter().any(Option::is_some) }
 }
 
 /// How many hooked calls are running (to tell later which started since).

@@ -72,6 +72,16 @@ fn relation_is_agents(relid: pg_sys::Oid) -> bool {
     a
 }
 
+/// The agent that owns this relation, if one does (its defaults, checks
+/// and triggers run on writes; its check constraints on validation).
+pub fn agent_owner(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    if !relation_is_agents(relid) {
+        return None;
+    }
+    // SAFETY: inside a transaction.
+    unsafe { crate::pg::relation_owner(relid) }
+}
+
 const WRITES: pg_sys::AclMode = pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE | pg_sys::ACL_DELETE;
 
 /// The relation entries of a planned query.

@@ -46,6 +46,7 @@ pub extern "C-unwind" fn _PG_init() {
     identity::register_invalidation();
     agent_code::register_invalidation();
     agent_plan::register_invalidation();
+    pg::register_invalidation();
     audit::spool::init_shmem();
     audit::launcher::register();
     hooks::install();

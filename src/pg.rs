@@ -167,16 +167,48 @@ pub fn belongs_to_extension(classid: pg_sys::Oid, objid: pg_sys::Oid) -> bool {
         && unsafe { pg_sys::getExtensionOfObject(classid, objid) } == ext
 }
 
+// SAFETY: a backend is single-threaded: the answer of `own_namespace`,
+// and the epoch the pg_namespace syscache callback bumps.
+static mut OWN_NAMESPACE: (u64, u64, pg_sys::Oid) = (1, 0, pg_sys::InvalidOid);
+
+#[pgrx::pg_guard]
+// SAFETY: a syscache callback registered in register_invalidation.
+unsafe extern "C-unwind" fn namespace_changed(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    // SAFETY: see OWN_NAMESPACE.
+    unsafe { OWN_NAMESPACE.0 = OWN_NAMESPACE.0.wrapping_add(1) };
+}
+
+/// Registers the pg_namespace syscache callback (the extension's schema
+/// comes and goes with the extension). Called from `_PG_init`.
+pub fn register_invalidation() {
+    // SAFETY: called once from _PG_init; the callback matches the type.
+    unsafe {
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            Some(namespace_changed),
+            pg_sys::Datum::from(0),
+        )
+    };
+}
+
 /// The oid of the extension's schema in this database, or InvalidOid when
-/// there is no such schema or it is not the extension's own.
+/// there is no such schema or it is not the extension's own. Cached until
+/// a schema changes (a pg_depend lookup otherwise, per call).
 pub fn own_namespace() -> pg_sys::Oid {
+    // SAFETY: see OWN_NAMESPACE.
+    let c = unsafe { &mut *std::ptr::addr_of_mut!(OWN_NAMESPACE) };
+    if c.1 == c.0 {
+        return c.2;
+    }
     // SAFETY: catalog lookup with missing_ok = true.
     let nsp = unsafe { pg_sys::get_namespace_oid(c"ai_agent_safety".as_ptr(), true) };
-    if belongs_to_extension(pg_sys::NamespaceRelationId, nsp) {
+    let own = if belongs_to_extension(pg_sys::NamespaceRelationId, nsp) {
         nsp
     } else {
         pg_sys::InvalidOid
-    }
+    };
+    *c = (c.0, c.0, own);
+    own
 }
 
 /// The oid of one of the extension's own tables by name, or InvalidOid when

@@ -16,13 +16,21 @@
 
 use pgrx::pg_sys::{
     DestReceiver, Latch, MemoryContext, Oid, ParamListInfo, PlannedStmt, ProcessUtilityContext,
-    Query, QueryCompletion, QueryDesc, QueryEnvironment,
+    Query, QueryCompletion, QueryDesc, QueryEnvironment, ScanDirection, SubTransactionId,
 };
 use std::ffi::{c_char, c_int};
 
 extern "C-unwind" {
     pub fn GetSessionUserId() -> Oid;
     pub fn GetUserId() -> Oid;
+    pub fn GetCurrentSubTransactionId() -> SubTransactionId;
+    pub fn standard_ExecutorRun(
+        query_desc: *mut QueryDesc,
+        direction: ScanDirection::Type,
+        count: u64,
+        execute_once: bool,
+    );
+    pub fn standard_ExecutorFinish(query_desc: *mut QueryDesc);
     pub fn standard_ExecutorStart(query_desc: *mut QueryDesc, eflags: c_int);
     pub fn standard_ExecutorEnd(query_desc: *mut QueryDesc);
     pub fn standard_planner(

@@ -588,3 +588,67 @@ fn a_trigger_inside_an_approved_cascade_is_judged() {
         15
     );
 }
+
+/// The third adversarial review. A cursor on an agent's view runs the
+/// agent's code only while it fetches: the owner's statements between
+/// fetches, and after a failed fetch rolled back to a savepoint, are the
+/// owner's; the foreign-key cascade of the owner's DELETE that reads an
+/// agent's view is the owner's. COPY ... FROM into an agent's table runs
+/// the agent's column defaults as the agent's code.
+#[test]
+fn cursors_cascades_and_copy_around_agent_code() {
+    let w = World::new("round3");
+    w.owner_in(&w.protected)
+        .batch_execute(&format!(
+            "CREATE TABLE public.lines (oid int REFERENCES public.orders ON DELETE CASCADE);
+             INSERT INTO public.lines VALUES (9), (10);
+             GRANT ALL ON public.lines TO {};",
+            w.agent
+        ))
+        .unwrap();
+    w.agent_in(&w.protected)
+        .batch_execute(
+            "CREATE VIEW public.av AS SELECT * FROM public.orders;
+             GRANT SELECT ON public.av TO PUBLIC;
+             CREATE TABLE public.at3 (x int, y text DEFAULT pg_read_file('postgresql.conf'));
+             CREATE TABLE public.at4 (x int, z text DEFAULT set_config('ai_agent_safety.require_approval', 'off', false));
+             GRANT ALL ON public.at3, public.at4 TO PUBLIC;",
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let mut o = w.owner_in(&w.protected);
+    o.batch_execute(
+        "BEGIN; DECLARE c CURSOR FOR SELECT * FROM public.av; FETCH 1 FROM c;
+         DELETE FROM public.orders WHERE id = 1;
+         FETCH 1 FROM c; CLOSE c; COMMIT;",
+    )
+    .unwrap_or_else(|e| panic!("between fetches: {}", describe(&e)));
+    o.batch_execute("BEGIN; DECLARE c CURSOR FOR SELECT 1 / (id - 5) FROM public.av; SAVEPOINT s;")
+        .unwrap();
+    o.batch_execute("FETCH ALL FROM c")
+        .expect_err("division by zero");
+    o.batch_execute("ROLLBACK TO s; CLOSE c; DELETE FROM public.orders WHERE id = 2; COMMIT")
+        .unwrap_or_else(|e| panic!("after a failed fetch: {}", describe(&e)));
+    o.batch_execute(
+        "DELETE FROM public.orders WHERE id IN (SELECT id FROM public.av WHERE id = 10)",
+    )
+    .unwrap_or_else(|e| panic!("cascade: {}", describe(&e)));
+    assert_eq!(orders(&mut o), 7);
+    assert_eq!(count(&mut o, "SELECT count(*) FROM public.lines"), 1);
+    // COPY ... FROM into the agent's tables, by a superuser.
+    for table in ["public.at3", "public.at4"] {
+        let e = admin(&w.protected)
+            .copy_in(&format!("COPY {table} (x) FROM STDIN"))
+            .and_then(|mut wr| {
+                use std::io::Write;
+                wr.write_all(b"1\n").unwrap();
+                wr.finish()
+            })
+            .expect_err("the agent's default is judged");
+        let text = describe(&e);
+        assert!(
+            text.contains("may not run programs or read or write the server's files")
+                || text.contains("may not change ai_agent_safety.require_approval"),
+            "{table}: {text}"
+        );
+    }
+}

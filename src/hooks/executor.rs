@@ -15,6 +15,10 @@ use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 static mut PREV_START: pg_sys::ExecutorStart_hook_type = None;
 // SAFETY: as PREV_START.
 static mut PREV_END: pg_sys::ExecutorEnd_hook_type = None;
+// SAFETY: as PREV_START.
+static mut PREV_RUN: pg_sys::ExecutorRun_hook_type = None;
+// SAFETY: as PREV_START.
+static mut PREV_FINISH: pg_sys::ExecutorFinish_hook_type = None;
 
 pub fn install() {
     // SAFETY: hook installation from _PG_init, keeping the previous hooks.
@@ -23,6 +27,10 @@ pub fn install() {
         pg_sys::ExecutorStart_hook = Some(start_hook);
         PREV_END = pg_sys::ExecutorEnd_hook;
         pg_sys::ExecutorEnd_hook = Some(end_hook);
+        PREV_RUN = pg_sys::ExecutorRun_hook;
+        pg_sys::ExecutorRun_hook = Some(run_hook);
+        PREV_FINISH = pg_sys::ExecutorFinish_hook;
+        pg_sys::ExecutorFinish_hook = Some(finish_hook);
     }
 }
 
@@ -36,6 +44,9 @@ fn next_start() -> unsafe extern "C-unwind" fn(*mut pg_sys::QueryDesc, i32) {
 /// only hands the query on.
 // SAFETY: installed as ExecutorStart_hook; PostgreSQL passes a valid QueryDesc. It owns nothing to clean up.
 unsafe extern "C-unwind" fn start_hook(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
+    // A query ended without ExecutorEnd (an error) may have left its mark
+    // at this address.
+    agent_code::unmark(query_desc);
     if crate::identity::known_not_agent()
         && agent_code::running().is_none()
         // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
@@ -118,13 +129,54 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
         }
     }
     if let Some(a) = code {
-        agent_code::executing(query_desc, a);
+        agent_code::mark(query_desc, a);
     }
+    // Expressions are set up while the executor starts: the agent's code
+    // counts as running then too.
+    let busy = agent_code::busy(query_desc);
     let next = next_start();
     // SAFETY: called exactly as PostgreSQL calls the hook, inside the guard.
     unsafe { pg_guard_ffi_boundary(|| next(query_desc, eflags)) };
+    if busy {
+        agent_code::idle(query_desc);
+    }
     if let Some(scope) = approved {
         gate::open_query_window(query_desc, scope);
+    }
+}
+
+/// Unguarded for everyone: while a query that runs an agent's code runs,
+/// that code counts as running (a cursor waiting between fetches does not).
+// SAFETY: installed as ExecutorRun_hook; it touches two vectors and hands on.
+unsafe extern "C-unwind" fn run_hook(
+    query_desc: *mut pg_sys::QueryDesc,
+    direction: pg_sys::ScanDirection::Type,
+    count: u64,
+    execute_once: bool,
+) {
+    let busy = agent_code::busy(query_desc);
+    // SAFETY: see PREV_START; called exactly as PostgreSQL calls the hook.
+    unsafe {
+        PREV_RUN.unwrap_or(crate::unguarded::standard_ExecutorRun)(
+            query_desc,
+            direction,
+            count,
+            execute_once,
+        )
+    };
+    if busy {
+        agent_code::idle(query_desc);
+    }
+}
+
+/// Unguarded for everyone, like `run_hook`: AFTER triggers fire here.
+// SAFETY: installed as ExecutorFinish_hook; it touches two vectors and hands on.
+unsafe extern "C-unwind" fn finish_hook(query_desc: *mut pg_sys::QueryDesc) {
+    let busy = agent_code::busy(query_desc);
+    // SAFETY: see PREV_START; called exactly as PostgreSQL calls the hook.
+    unsafe { PREV_FINISH.unwrap_or(crate::unguarded::standard_ExecutorFinish)(query_desc) };
+    if busy {
+        agent_code::idle(query_desc);
     }
 }
 
@@ -134,7 +186,7 @@ unsafe extern "C-unwind" fn end_hook(query_desc: *mut pg_sys::QueryDesc) {
     if gate::window() == Window::Query(query_desc) {
         gate::close_window();
     }
-    agent_code::executed(query_desc);
+    agent_code::unmark(query_desc);
     // SAFETY: see PREV_START; called exactly as PostgreSQL calls the hook.
     unsafe { PREV_END.unwrap_or(standard_ExecutorEnd)(query_desc) }
 }

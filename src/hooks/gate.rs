@@ -141,13 +141,20 @@ pub fn agent_statement() -> bool {
             // statement, run as the referencing table's owner (an agent):
             // the statement's, not the agent's. Triggers an agent owns on
             // that table are its code (agent_code).
-            return agent_code::running().is_some();
+            return agent_code::function_running();
         }
         super::auth::check_environment_at_login();
         crate::guard::end_invalid_session();
         return true;
     }
-    agent_code::running().is_some()
+    // Another role's session: an agent's function is running, or a query
+    // that runs its view, rule or table code is at work; PostgreSQL's own
+    // foreign-key action of such a query is the query's, not the agent's.
+    if in_foreign_key_action() {
+        agent_code::function_running()
+    } else {
+        agent_code::running().is_some()
+    }
 }
 
 pub fn install() {

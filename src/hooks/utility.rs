@@ -85,15 +85,56 @@ unsafe extern "C-unwind" fn hook(
 }
 
 /// Could this statement rename or drop a role (and so perhaps one of the
-/// extension's groups)? Asked of every session's utility statements: two
-/// loads and two comparisons, nothing that can raise.
+/// extension's groups), or run a table's own code outside the executor
+/// (COPY ... FROM runs its defaults, checks and triggers; ALTER TABLE may
+/// validate its checks)? Asked of every session's utility statements: a
+/// few loads and comparisons, nothing that can raise.
 ///
 /// # Safety
 /// `pstmt` is a valid utility PlannedStmt.
 unsafe fn may_change_groups(pstmt: *const pg_sys::PlannedStmt) -> bool {
     // SAFETY: per this function's contract.
     let tag = unsafe { (*(*pstmt).utilityStmt).type_ };
-    tag == pg_sys::NodeTag::T_DropRoleStmt || tag == pg_sys::NodeTag::T_RenameStmt
+    tag == pg_sys::NodeTag::T_DropRoleStmt
+        || tag == pg_sys::NodeTag::T_RenameStmt
+        || tag == pg_sys::NodeTag::T_CopyStmt
+        || tag == pg_sys::NodeTag::T_AlterTableStmt
+}
+
+/// The agent whose table code a COPY ... FROM or ALTER TABLE of another
+/// role runs, if the table is an agent's.
+///
+/// # Safety
+/// `node` is a valid utility statement, inside a transaction.
+unsafe fn table_code_agent(node: *mut pg_sys::Node) -> Option<pg_sys::Oid> {
+    // SAFETY: per this function's contract.
+    let rv = unsafe {
+        match (*node).type_ {
+            pg_sys::NodeTag::T_CopyStmt if (*(node as *const pg_sys::CopyStmt)).is_from => {
+                (*(node as *const pg_sys::CopyStmt)).relation
+            }
+            pg_sys::NodeTag::T_AlterTableStmt => {
+                (*(node as *const pg_sys::AlterTableStmt)).relation
+            }
+            _ => return None,
+        }
+    };
+    if rv.is_null() {
+        return None;
+    }
+    // SAFETY: a valid RangeVar, inside a transaction.
+    let relid = unsafe {
+        pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as i32,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    };
+    (relid != pg_sys::InvalidOid)
+        .then(|| crate::agent_plan::agent_owner(relid))
+        .flatten()
 }
 
 #[pgrx::pg_guard]
@@ -115,6 +156,18 @@ unsafe extern "C-unwind" fn checked(
     if unsafe { may_change_groups(pstmt) } {
         // SAFETY: as above.
         guard::protect_groups(&unsafe { utility::classify((*pstmt).utilityStmt) });
+    }
+    // Another role's COPY ... FROM into an agent's table, or ALTER TABLE of
+    // one, runs the agent's table code while it runs.
+    let table_code = if crate::identity::session_user_is_agent() {
+        None
+    } else {
+        // SAFETY: a valid utility statement, inside a transaction.
+        unsafe { table_code_agent((*pstmt).utilityStmt) }
+    };
+    let key = pstmt as *mut pg_sys::QueryDesc;
+    if let Some(a) = table_code {
+        crate::agent_code::mark(key, a);
     }
     if gate::agent_statement() {
         // SAFETY: a valid utility statement, inside a transaction.
@@ -139,6 +192,7 @@ unsafe extern "C-unwind" fn checked(
     if approved {
         gate::set_window(Window::Utility);
     }
+    let busy = crate::agent_code::busy(key);
     // Here, unlike on the unguarded path, the next hook runs inside the FFI
     // guard: this frame's Rust state must be cleaned up if it raises.
     let next = next();
@@ -160,6 +214,10 @@ unsafe extern "C-unwind" fn checked(
     if approved {
         gate::set_window(saved);
     }
+    if busy {
+        crate::agent_code::idle(key);
+    }
+    crate::agent_code::unmark(key);
     if let Some(r) = rename {
         crate::renames::after(r);
     }
