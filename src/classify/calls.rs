@@ -36,22 +36,29 @@ fn opens_connection(func: pg_sys::Oid) -> bool {
 /// `lo_import(text, oid)`: pgrx types this one constant as an Oid.
 const LO_IMPORT_TEXT_OID: u32 = 767;
 
-/// What a call of this function does, when it is one of those above.
-pub fn classify(func: pg_sys::Oid) -> Option<Statement> {
-    let (class, verb, what) = match func.to_u32() {
-        pg_sys::F_LO_UNLINK => (OpClass::Drop, "lo_unlink() on", "a large object"),
+/// What a built-in call does: an operation on an object it picks when it
+/// runs, or a door out.
+enum Builtin {
+    Op(OpClass, &'static str, &'static str),
+    Door(&'static str),
+}
+
+/// The built-ins above, by oid; a plain match, raising nothing.
+fn builtin(f: u32) -> Option<Builtin> {
+    Some(match f {
+        pg_sys::F_LO_UNLINK => Builtin::Op(OpClass::Drop, "lo_unlink() on", "a large object"),
         pg_sys::F_LO_TRUNCATE | pg_sys::F_LO_TRUNCATE64 => {
-            (OpClass::Truncate, "lo_truncate() on", "a large object")
+            Builtin::Op(OpClass::Truncate, "lo_truncate() on", "a large object")
         }
-        pg_sys::F_LO_PUT => (OpClass::Update, "lo_put()", "a large object"),
-        pg_sys::F_LOWRITE => (OpClass::Update, "lowrite()", "a large object"),
+        pg_sys::F_LO_PUT => Builtin::Op(OpClass::Update, "lo_put()", "a large object"),
+        pg_sys::F_LOWRITE => Builtin::Op(OpClass::Update, "lowrite()", "a large object"),
         pg_sys::F_SETVAL_REGCLASS_INT8 | pg_sys::F_SETVAL_REGCLASS_INT8_BOOL => {
-            (OpClass::Alter, "setval() on", "a sequence")
+            Builtin::Op(OpClass::Alter, "setval() on", "a sequence")
         }
         pg_sys::F_LO_IMPORT_TEXT | LO_IMPORT_TEXT_OID => {
-            return Some(door("lo_import() of a server file"))
+            Builtin::Door("lo_import() of a server file")
         }
-        pg_sys::F_LO_EXPORT => return Some(door("lo_export() to a server file")),
+        pg_sys::F_LO_EXPORT => Builtin::Door("lo_export() to a server file"),
         pg_sys::F_PG_READ_FILE_TEXT
         | pg_sys::F_PG_READ_FILE_TEXT_INT8_INT8
         | pg_sys::F_PG_READ_FILE_TEXT_INT8_INT8_BOOL
@@ -59,37 +66,50 @@ pub fn classify(func: pg_sys::Oid) -> Option<Statement> {
         | pg_sys::F_PG_READ_BINARY_FILE_TEXT
         | pg_sys::F_PG_READ_BINARY_FILE_TEXT_INT8_INT8
         | pg_sys::F_PG_READ_BINARY_FILE_TEXT_INT8_INT8_BOOL => {
-            return Some(door("pg_read_file() of a server file"))
-        }
-        f if f >= FIRST_NORMAL_OBJECT_ID && opens_connection(func) => {
-            return Some(Statement {
-                writes: true,
-                verb: "SELECT",
-                side_door: Some(("dblink", SideDoor::Connection)),
-                ..Default::default()
-            })
+            Builtin::Door("pg_read_file() of a server file")
         }
         _ => return None,
-    };
-    Some(Statement {
-        ops: vec![Operation {
-            class,
-            verb: verb.into(),
-            object: ObjectRef::picked_at_run_time(what),
-            target_database: None,
-            is_write: true,
-        }],
-        writes: true,
-        verb: "SELECT",
-        ..Default::default()
     })
 }
 
-fn door(verb: &'static str) -> Statement {
+/// Could a call of this function be one of those above? From its oid
+/// alone, raising nothing: a built-in listed, or any function not built
+/// in (dblink's are told by name).
+#[inline]
+pub fn may_matter(func: pg_sys::Oid) -> bool {
+    let f = func.to_u32();
+    f >= FIRST_NORMAL_OBJECT_ID || builtin(f).is_some()
+}
+
+/// What a call of this function does, when it is one of those above.
+pub fn classify(func: pg_sys::Oid) -> Option<Statement> {
+    let f = func.to_u32();
+    match builtin(f) {
+        Some(Builtin::Op(class, verb, what)) => Some(Statement {
+            ops: vec![Operation {
+                class,
+                verb: verb.into(),
+                object: ObjectRef::picked_at_run_time(what),
+                target_database: None,
+                is_write: true,
+            }],
+            writes: true,
+            verb: "SELECT",
+            ..Default::default()
+        }),
+        Some(Builtin::Door(verb)) => Some(door(verb, SideDoor::ServerFile)),
+        None if f >= FIRST_NORMAL_OBJECT_ID && opens_connection(func) => {
+            Some(door("dblink", SideDoor::Connection))
+        }
+        None => None,
+    }
+}
+
+fn door(verb: &'static str, door: SideDoor) -> Statement {
     Statement {
         writes: true,
         verb: "SELECT",
-        side_door: Some((verb, SideDoor::ServerFile)),
+        side_door: Some((verb, door)),
         ..Default::default()
     }
 }

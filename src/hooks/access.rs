@@ -38,6 +38,11 @@ unsafe extern "C-unwind" fn hook(
     }
     if access == pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE
         && !(identity::known_not_agent() && agent_code::running().is_none())
+        // Inside a statement (a portal is active) the statement was already
+        // checked: only the calls `calls` knows need a look. A fast-path
+        // call runs in no portal: its session is checked too.
+        // SAFETY: reads a backend variable.
+        && (calls::may_matter(object_id) || unsafe { pg_sys::ActivePortal }.is_null())
     {
         // SAFETY: a function is about to run, inside a transaction.
         unsafe { checked(object_id) };
