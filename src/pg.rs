@@ -370,3 +370,24 @@ pub unsafe fn relation_owner(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
     pg_sys::ReleaseSysCache(tup);
     Some(owner)
 }
+
+/// The relation a RangeVar names, if it exists (no lock taken).
+///
+/// # Safety
+/// `rv` is NULL or a valid RangeVar, inside a transaction.
+pub unsafe fn existing_relation(rv: *const pg_sys::RangeVar) -> Option<pg_sys::Oid> {
+    if rv.is_null() {
+        return None;
+    }
+    // SAFETY: per this function's contract; missing_ok.
+    let oid = unsafe {
+        pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as i32,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}

@@ -49,17 +49,8 @@ pub unsafe fn before(node: *mut pg_sys::Node) -> Option<Pending> {
         }
         _ => return None,
     };
-    if rv.is_null() {
-        return None;
-    }
-    let relid = pg_sys::RangeVarGetRelidExtended(
-        rv,
-        pg_sys::NoLock as i32,
-        pg_sys::RVROption::RVR_MISSING_OK,
-        None,
-        std::ptr::null_mut(),
-    );
-    (relid != pg_sys::InvalidOid).then(|| Pending {
+    let relid = pg::existing_relation(rv)?;
+    Some(Pending {
         relid,
         old_name: relation_ref(relid).display,
     })

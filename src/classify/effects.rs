@@ -22,7 +22,7 @@
 //! SECURITY) and RENAME by what the relation really is are in `utility`.
 
 use super::{named, relation_ref};
-use crate::pg::{cstr, list_ptrs, quote_ident};
+use crate::pg::{cstr, existing_relation, list_ptrs, quote_ident};
 use aas_policy::{OpClass, Operation, SideDoor, Statement};
 use pg_sys::NodeTag::*;
 use pgrx::pg_sys;
@@ -105,24 +105,6 @@ unsafe fn row_security_on(rel: pg_sys::Oid) -> bool {
     let on = (*(pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_class)).relrowsecurity;
     pg_sys::ReleaseSysCache(tup);
     on
-}
-
-/// The relation a RangeVar names, if it exists.
-///
-/// # Safety
-/// `rv` is NULL or a valid RangeVar, inside a transaction.
-unsafe fn existing(rv: *const pg_sys::RangeVar) -> Option<pg_sys::Oid> {
-    if rv.is_null() {
-        return None;
-    }
-    let oid = pg_sys::RangeVarGetRelidExtended(
-        rv,
-        pg_sys::NoLock as i32,
-        pg_sys::RVROption::RVR_MISSING_OK,
-        None,
-        std::ptr::null_mut(),
-    );
-    (oid != pg_sys::InvalidOid).then_some(oid)
 }
 
 /// The function a CREATE OR REPLACE FUNCTION would replace, if it exists:
@@ -277,7 +259,7 @@ pub unsafe fn side_door(node: *mut pg_sys::Node) -> Option<(&'static str, SideDo
                 T_IndexStmt => (*(node as *const pg_sys::IndexStmt)).relation,
                 _ => return None,
             };
-            existing(rv)
+            existing_relation(rv)
                 .filter(|r| super::is_own_relation(*r))
                 .map(|_| ("DDL on the extension's own tables", SideDoor::GuardState))
         }
@@ -322,7 +304,7 @@ pub unsafe fn classify(node: *mut pg_sys::Node, out: &mut Statement) -> bool {
             ]
             .into_iter()
             .find(|(name, _)| option(s.options, name).is_some());
-            if let (Some((_, word)), Some(oid)) = (changed, existing(s.sequence)) {
+            if let (Some((_, word)), Some(oid)) = (changed, existing_relation(s.sequence)) {
                 out.ops.push(op(
                     OpClass::Alter,
                     format!("ALTER SEQUENCE ... {word}"),
@@ -333,7 +315,7 @@ pub unsafe fn classify(node: *mut pg_sys::Node, out: &mut Statement) -> bool {
         T_CreateTrigStmt => {
             // Over an existing trigger, the old one is gone.
             let s = &*(node as *const pg_sys::CreateTrigStmt);
-            if let (true, Some(rel)) = (s.replace, existing(s.relation)) {
+            if let (true, Some(rel)) = (s.replace, existing_relation(s.relation)) {
                 if pg_sys::get_trigger_oid(rel, s.trigname, true) != pg_sys::InvalidOid {
                     out.ops.push(op(
                         OpClass::Drop,
@@ -360,7 +342,7 @@ pub unsafe fn classify(node: *mut pg_sys::Node, out: &mut Statement) -> bool {
                     "ALTER POLICY ON",
                 )
             };
-            if let Some(rel) = existing(table).filter(|r| row_security_on(*r)) {
+            if let Some(rel) = existing_relation(table).filter(|r| row_security_on(*r)) {
                 out.ops
                     .push(op(OpClass::Alter, verb.into(), relation_ref(rel)));
             }
@@ -406,7 +388,7 @@ pub unsafe fn classify(node: *mut pg_sys::Node, out: &mut Statement) -> bool {
         T_RuleStmt => {
             let s = &*(node as *const pg_sys::RuleStmt);
             if s.instead || s.replace {
-                if let Some(oid) = existing(s.relation) {
+                if let Some(oid) = existing_relation(s.relation) {
                     let verb = match (s.replace, s.instead) {
                         (true, true) => "CREATE OR REPLACE RULE DO INSTEAD ON",
                         (true, false) => "CREATE OR REPLACE RULE ON",
@@ -420,7 +402,7 @@ pub unsafe fn classify(node: *mut pg_sys::Node, out: &mut Statement) -> bool {
         T_ViewStmt => {
             let s = &*(node as *const pg_sys::ViewStmt);
             if s.replace {
-                if let Some(oid) = existing(s.view) {
+                if let Some(oid) = existing_relation(s.view) {
                     out.ops.push(op(
                         OpClass::Drop,
                         "CREATE OR REPLACE VIEW".into(),
@@ -450,7 +432,7 @@ pub unsafe fn classify(node: *mut pg_sys::Node, out: &mut Statement) -> bool {
         T_RefreshMatViewStmt => {
             let s = &*(node as *const pg_sys::RefreshMatViewStmt);
             if s.skipData {
-                if let Some(oid) = existing(s.relation) {
+                if let Some(oid) = existing_relation(s.relation) {
                     out.ops.push(op(
                         OpClass::Truncate,
                         "REFRESH MATERIALIZED VIEW ... WITH NO DATA".into(),

@@ -62,16 +62,7 @@ pub unsafe fn hands_over(node: *mut pg_sys::Node) -> Option<Handover> {
         }
         T_RuleStmt => {
             let s = &*(node as *const pg_sys::RuleStmt);
-            let relid = pg_sys::RangeVarGetRelidExtended(
-                s.relation,
-                pg_sys::NoLock as i32,
-                pg_sys::RVROption::RVR_MISSING_OK,
-                None,
-                std::ptr::null_mut(),
-            );
-            if relid == pg_sys::InvalidOid {
-                return None;
-            }
+            let relid = pg::existing_relation(s.relation)?;
             (
                 "CREATE RULE",
                 pg::relation_owner(relid)?,
@@ -80,16 +71,7 @@ pub unsafe fn hands_over(node: *mut pg_sys::Node) -> Option<Handover> {
         }
         T_CreateTrigStmt => {
             let s = &*(node as *const pg_sys::CreateTrigStmt);
-            let relid = pg_sys::RangeVarGetRelidExtended(
-                s.relation,
-                pg_sys::NoLock as i32,
-                pg_sys::RVROption::RVR_MISSING_OK,
-                None,
-                std::ptr::null_mut(),
-            );
-            if relid == pg_sys::InvalidOid {
-                return None;
-            }
+            let relid = pg::existing_relation(s.relation)?;
             (
                 "CREATE TRIGGER",
                 pg::relation_owner(relid)?,

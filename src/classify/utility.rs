@@ -159,16 +159,7 @@ pub unsafe fn shape(node: *mut pg_sys::Node) -> Shape {
 /// # Safety
 /// `rv` is NULL or a valid RangeVar, inside a transaction.
 unsafe fn range_var_oid(rv: *const pg_sys::RangeVar) -> pg_sys::Oid {
-    if rv.is_null() {
-        return pg_sys::InvalidOid;
-    }
-    pg_sys::RangeVarGetRelidExtended(
-        rv,
-        pg_sys::NoLock as i32,
-        pg_sys::RVROption::RVR_MISSING_OK,
-        None,
-        std::ptr::null_mut(),
-    )
+    crate::pg::existing_relation(rv).unwrap_or(pg_sys::InvalidOid)
 }
 
 /// # Safety

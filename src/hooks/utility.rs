@@ -119,22 +119,8 @@ unsafe fn table_code_agent(node: *mut pg_sys::Node) -> Option<pg_sys::Oid> {
             _ => return None,
         }
     };
-    if rv.is_null() {
-        return None;
-    }
-    // SAFETY: a valid RangeVar, inside a transaction.
-    let relid = unsafe {
-        pg_sys::RangeVarGetRelidExtended(
-            rv,
-            pg_sys::NoLock as i32,
-            pg_sys::RVROption::RVR_MISSING_OK,
-            None,
-            std::ptr::null_mut(),
-        )
-    };
-    (relid != pg_sys::InvalidOid)
-        .then(|| crate::agent_plan::agent_owner(relid))
-        .flatten()
+    // SAFETY: a valid RangeVar or NULL, inside a transaction.
+    unsafe { crate::pg::existing_relation(rv) }.and_then(crate::agent_plan::agent_owner)
 }
 
 #[pgrx::pg_guard]
