@@ -20,6 +20,9 @@ CREATE TABLE ai_agent_safety.tokens (
     target_classid   oid,
     target_objid     oid,
     target_text      text,
+    -- The exact statement form approved (CREATE OR REPLACE VIEW, ALTER
+    -- TABLE ... DROP COLUMN); NULL: the plain form of the class only.
+    verb             text,
     task_id          text NOT NULL,
     reason           text,
     state            text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'granted', 'denied', 'cancelled')),
@@ -152,12 +155,13 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       FROM pg_identify_object(classid, objid, 0) AS o
 $$;
 
-CREATE FUNCTION ai_agent_safety._request_token(operation text, task_id text, classid oid, objid oid, reason text)
+CREATE FUNCTION ai_agent_safety._request_token(operation text, task_id text, classid oid, objid oid, reason text, verb text)
 RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     op text := ai_agent_safety._operation(operation);
     task text := ai_agent_safety._check_text('task_id', task_id, 200, true);
     why text := ai_agent_safety._check_text('reason', reason, 2000, false);
+    form text := ai_agent_safety._check_text('verb', verb, 200, false);
     shown text;
     new_id uuid;
 BEGIN
@@ -171,8 +175,12 @@ BEGIN
             RAISE EXCEPTION 'target object does not exist' USING ERRCODE = 'undefined_object';
         END IF;
     END IF;
-    INSERT INTO ai_agent_safety.tokens (requested_by, operation, target_classid, target_objid, target_text, task_id, reason)
-    VALUES (session_user, op, classid, objid, shown, task, why)
+    -- A role is a target only for DROP OWNED BY: the token names that form.
+    IF classid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND form IS NULL THEN
+        form := 'DROP OWNED BY';
+    END IF;
+    INSERT INTO ai_agent_safety.tokens (requested_by, operation, target_classid, target_objid, target_text, verb, task_id, reason)
+    VALUES (session_user, op, classid, objid, shown, form, task, why)
     RETURNING id INTO new_id;
     -- The notice carries only the token id and the database. Any role can
     -- NOTIFY this channel, so a listener must take nothing from a payload on
@@ -186,32 +194,32 @@ BEGIN
         new_id);
     RETURN new_id;
 END $$;
-REVOKE ALL ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text) FROM PUBLIC;
 
 -- The API is in schema ai_agent_safety, where only the extension creates
 -- functions: a schema-qualified call cannot be taken by a look-alike.
-CREATE FUNCTION ai_agent_safety.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL)
+CREATE FUNCTION ai_agent_safety.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL, verb text DEFAULT NULL)
 RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
     r record;
 BEGIN
     r := ai_agent_safety._resolve_target(target);
-    RETURN ai_agent_safety._request_token(operation, task_id, r.classid, r.objid, reason);
+    RETURN ai_agent_safety._request_token(operation, task_id, r.classid, r.objid, reason, verb);
 END $$;
-COMMENT ON FUNCTION ai_agent_safety.request_approval_token(text, text, text, text) IS
+COMMENT ON FUNCTION ai_agent_safety.request_approval_token(text, text, text, text, text) IS
     'Ask a human for approval of one protected statement; returns the token id. NOTIFY ai_agent_safety_requests tells approvers.';
 
 -- Agents' unqualified call, in the schema the extension was created in:
 -- SELECT request_approval_token('delete_operation', 'task_12345'). It runs as
 -- the caller, so the target resolves with the agent's search_path.
-CREATE FUNCTION @extschema@.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL)
+CREATE FUNCTION @extschema@.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL, verb text DEFAULT NULL)
 RETURNS uuid LANGUAGE sql AS $$
-    SELECT ai_agent_safety.request_approval_token(operation, task_id, target, reason)
+    SELECT ai_agent_safety.request_approval_token(operation, task_id, target, reason, verb)
 $$;
-COMMENT ON FUNCTION @extschema@.request_approval_token(text, text, text, text) IS
+COMMENT ON FUNCTION @extschema@.request_approval_token(text, text, text, text, text) IS
     'ai_agent_safety.request_approval_token, callable unqualified.';
 GRANT EXECUTE ON FUNCTION ai_agent_safety._resolve_target(text) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text) TO PUBLIC;
 GRANT USAGE ON SCHEMA ai_agent_safety TO PUBLIC;
 
 -- Who may decide: superusers and members of ai_agent_approver, never an agent,
@@ -368,7 +376,7 @@ END $$;
 -- Approvers' views. An agent that was (wrongly) made an approver still sees nothing.
 CREATE VIEW ai_agent_safety.approval_tokens AS
 SELECT t.id AS token, ai_agent_safety._status(t) AS status, t.database, t.requested_by, t.requested_at,
-       t.operation, COALESCE(t.target_text, 'any object in database ' || t.database) AS target,
+       t.operation, t.verb, COALESCE(t.target_text, 'any object in database ' || t.database) AS target,
        t.task_id, t.reason, t.decided_by, t.decided_at, t.decision_comment AS comment,
        t.expires_at, t.used_at, t.used_by_pid, t.used_statement
   FROM ai_agent_safety.tokens t
@@ -430,8 +438,10 @@ SELECT t.id AS token, t.requested_by, t.requested_at,
        f.earlier_names AS target_earlier_names,
        t.task_id, t.reason,
        format('%s may run one %s on %s in database %s, within %s of the grant',
-              t.requested_by, t.operation, COALESCE(t.target_text, 'any object'), t.database,
+              t.requested_by, COALESCE(t.verb || ' (' || t.operation || ')', t.operation),
+              COALESCE(t.target_text, 'any object'), t.database,
               current_setting('ai_agent_safety.token_ttl')) AS would_allow,
+       t.verb,
        format('SELECT ai_agent_safety.grant_approval_token(%L::uuid);', t.id) AS grant_sql,
        format('SELECT ai_agent_safety.deny_approval_token(%L::uuid, %L::text);', t.id, '<reason>') AS deny_sql
   FROM ai_agent_safety.tokens t

@@ -30,7 +30,7 @@ pub fn lookup(raw: &str) -> TokenPresented {
                 "SELECT state, requested_by::text, decided_by::text, operation, \
                         target_classid, target_objid, target_text, expires_at, \
                         pg_catalog.to_char(expires_at, 'YYYY-MM-DD HH24:MI:SS.US TZ'), \
-                        pg_catalog.to_char(used_at, 'YYYY-MM-DD HH24:MI:SS.US TZ'), used_by_pid \
+                        pg_catalog.to_char(used_at, 'YYYY-MM-DD HH24:MI:SS.US TZ'), used_by_pid, verb \
                  FROM ai_agent_safety.tokens WHERE id = $1::uuid",
                 Some(1),
                 &[id.to_string().into()],
@@ -50,6 +50,7 @@ pub fn lookup(raw: &str) -> TokenPresented {
             let expires_text: Option<String> = r.get(9)?;
             let used_at: Option<String> = r.get(10)?;
             let used_pid: Option<i32> = r.get(11)?;
+            let verb: Option<String> = r.get(12)?;
             Ok(Some((
                 state,
                 requested_by,
@@ -62,6 +63,7 @@ pub fn lookup(raw: &str) -> TokenPresented {
                 expires_text,
                 used_at,
                 used_pid,
+                verb,
             )))
         })
     });
@@ -80,6 +82,7 @@ pub fn lookup(raw: &str) -> TokenPresented {
             expires_text,
             used_at,
             used_pid,
+            verb,
         ))) => {
             let (Some(state), Some(operation)) =
                 (TokenState::parse(&state), OpClass::parse(&operation))
@@ -103,6 +106,7 @@ pub fn lookup(raw: &str) -> TokenPresented {
                 decided_by,
                 operation,
                 target,
+                verb,
                 expires_at_us: expires.map(|t| t.into_inner()),
                 expires_at_text: expires_text.unwrap_or_default(),
                 used: used_at.map(|at| TokenUse {

@@ -1298,7 +1298,7 @@ fn a_role_is_a_target_only_as_drop_owned_by() {
         .unwrap();
     assert_eq!(target, format!("OWNED BY {}", w.agent));
     assert!(
-        would.contains(&format!("DROP on OWNED BY {}", w.agent)),
+        would.contains(&format!("one DROP OWNED BY (DROP) on OWNED BY {}", w.agent)),
         "{would}"
     );
     grant(&mut dba, &token);
@@ -1359,4 +1359,57 @@ fn approvers_see_facts_and_earlier_names() {
     // Agents cannot read or write that record.
     let msg = assert_refused(a.batch_execute("DELETE FROM ai_agent_safety.renames"));
     assert!(msg.contains("permission denied"), "{msg}");
+}
+
+/// A token names the exact form of the operation when it is not the plain
+/// one: the approver who read "DROP on public.v" did not approve a CREATE OR
+/// REPLACE VIEW of it, nor the reverse.
+#[test]
+fn a_token_names_the_exact_form() {
+    let w = World::new("exactverb");
+    let dba_role = new_approver("exactverb");
+    let mut dba = connect(&dba_role, &w.protected);
+    let mut a = w.agent_in(&w.protected);
+    a.batch_execute("CREATE VIEW public.v AS SELECT id FROM public.orders")
+        .unwrap();
+    let replace = "CREATE OR REPLACE VIEW public.v AS SELECT id FROM public.orders WHERE false";
+    // A token naming only the class: refused, and the hint names the form.
+    let plain = request(&mut a, "DROP", Some("public.v"));
+    grant(&mut dba, &plain);
+    present(&mut a, &plain);
+    let msg = assert_refused(a.batch_execute(replace));
+    assert!(
+        msg.contains("a token must name that form")
+            && msg.contains("verb => 'CREATE OR REPLACE VIEW'::text"),
+        "{msg}"
+    );
+    // Asked for by name, the approver reads it, and it covers that form only.
+    let named: String = a
+        .query_one(
+            "SELECT ai_agent_safety.request_approval_token('DROP', 'task-42', 'public.v', verb => 'CREATE OR REPLACE VIEW')::text",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let would: String = dba
+        .query_one(
+            "SELECT would_allow FROM ai_agent_safety.pending_requests WHERE token = $1::text::uuid",
+            &[&named],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        would.contains("one CREATE OR REPLACE VIEW (DROP) on public.v"),
+        "{would}"
+    );
+    grant(&mut dba, &named);
+    present(&mut a, &named);
+    let msg = assert_refused(a.batch_execute("DROP VIEW public.v"));
+    assert!(
+        msg.contains("it was granted for CREATE OR REPLACE VIEW but this is DROP VIEW"),
+        "{msg}"
+    );
+    a.batch_execute(replace)
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(count(&mut a, "SELECT count(*) FROM public.v"), 0);
 }

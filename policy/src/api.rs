@@ -85,8 +85,19 @@ pub fn literal(value: &str, sql_type: &str) -> String {
 /// A schema-qualified call of an API function with typed arguments, e.g.
 /// `ai_agent_safety.grant_approval_token('…'::uuid)`.
 pub fn call(function: &str, args: &[(&str, &str)]) -> String {
-    let args: Vec<String> = args.iter().map(|(v, t)| literal(v, t)).collect();
-    format!("{SCHEMA}.{function}({})", args.join(", "))
+    call_named(function, args, &[])
+}
+
+/// The same with named arguments after the positional ones:
+/// `ai_agent_safety.request_approval_token(…, verb => '…'::text)`.
+pub fn call_named(function: &str, args: &[(&str, &str)], named: &[(&str, &str, &str)]) -> String {
+    let mut all: Vec<String> = args.iter().map(|(v, t)| literal(v, t)).collect();
+    all.extend(
+        named
+            .iter()
+            .map(|(n, v, t)| format!("{n} => {}", literal(v, t))),
+    );
+    format!("{SCHEMA}.{function}({})", all.join(", "))
 }
 
 /// The refusal of an agent's statement that would take an API name.

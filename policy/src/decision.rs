@@ -365,6 +365,24 @@ pub fn decide(
                         request_hint_for(op, task),
                     );
                 }
+                match &t.verb {
+                    Some(v) if !v.eq_ignore_ascii_case(&op.verb) => {
+                        return fail(
+                            format!("it was granted for {v} but this is {}.", op.verb),
+                            request_hint_for(op, task),
+                        );
+                    }
+                    None if !op.is_plain() => {
+                        return fail(
+                            format!(
+                                "it names only the class {} and so covers its plain form, but this is {}: a token must name that form.",
+                                t.operation, op.verb
+                            ),
+                            request_hint_for(op, task),
+                        );
+                    }
+                    _ => {}
+                }
                 if t.target.is_none() && op.is_cluster_wide() {
                     return fail(
                         format!(
@@ -428,9 +446,15 @@ fn request_hint_for(op: &Operation, task: Option<&str>) -> String {
     if !op.object.is_picked_at_run_time() {
         args.push((&target, "text"));
     }
+    // A form that is not its class's plain one is approved only by name.
+    let named: Vec<(&str, &str, &str)> = if op.is_plain() {
+        Vec::new()
+    } else {
+        vec![("verb", op.verb.as_str(), "text")]
+    };
     format!(
         "Request approval with SELECT {}; once a human has granted it, run SET ai_agent_safety.approval_token = '<token id>'; and retry.",
-        api::call("request_approval_token", &args)
+        api::call_named("request_approval_token", &args, &named)
     )
 }
 

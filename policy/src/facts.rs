@@ -64,6 +64,10 @@ pub struct TokenFacts {
     pub operation: OpClass,
     /// `None`: any object in this database.
     pub target: Option<ObjectRef>,
+    /// The exact statement verb it was granted for (`CREATE OR REPLACE
+    /// VIEW`, `ALTER TABLE ... DROP COLUMN`); `None`: the plain form of its
+    /// class only ([`crate::Operation::is_plain`]).
+    pub verb: Option<String>,
     pub expires_at_us: Option<i64>,
     pub expires_at_text: String,
     pub used: Option<TokenUse>,

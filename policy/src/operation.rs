@@ -213,6 +213,21 @@ impl Operation {
         self.target_database.is_some() || CLUSTER_WIDE_CATALOGS.contains(&self.object.classid)
     }
 
+    /// Is this the plain form of its class, which a token naming only the
+    /// class covers: `DROP <kind>`, `DELETE`, `TRUNCATE`, `UPDATE`? Every
+    /// other form (`CREATE OR REPLACE VIEW`, `DROP OWNED BY`, `MERGE ...
+    /// THEN DELETE`, any ALTER) is approved only by a token that names it,
+    /// so an approver never reads one operation and approves another.
+    pub fn is_plain(&self) -> bool {
+        match self.class {
+            OpClass::Drop => self.verb.starts_with("DROP ") && !self.verb.starts_with("DROP OWNED"),
+            OpClass::Delete => self.verb == "DELETE",
+            OpClass::Truncate => self.verb == "TRUNCATE",
+            OpClass::Update => self.verb == "UPDATE",
+            OpClass::Alter => false,
+        }
+    }
+
     /// The text used in messages: `DROP TABLE public.orders`, `DELETE on public.orders`.
     /// A verb with `...` (`ALTER TABLE ... DROP COLUMN note`) takes the
     /// object in its place: `ALTER TABLE public.orders DROP COLUMN note`.

@@ -457,9 +457,10 @@ fn objects_picked_at_run_time_are_requested_without_a_target() {
     );
     assert_contains(
         &d.hint,
-        "SELECT ai_agent_safety.request_approval_token('DROP'::text, 'TASK-42'::text);",
+        "SELECT ai_agent_safety.request_approval_token('DROP'::text, 'TASK-42'::text, verb => 'lo_unlink() on'::text);",
     );
-    // A token for a named object never covers it; one for any object does.
+    // A token for a named object never covers it; one for any object does,
+    // when it names the call.
     let named = granted(OpClass::Drop, Some(orders()));
     assert!(matches!(
         run(
@@ -472,7 +473,68 @@ fn objects_picked_at_run_time_are_requested_without_a_target() {
     ));
     let any = granted(OpClass::Drop, None);
     assert!(matches!(
+        run(
+            &agent(),
+            &protected_db("shop"),
+            std::slice::from_ref(&unlink),
+            &found(any)
+        ),
+        Decision::Deny(_)
+    ));
+    let any = TokenFacts {
+        verb: Some("LO_UNLINK() ON".into()),
+        ..granted(OpClass::Drop, None)
+    };
+    assert!(matches!(
         run(&agent(), &protected_db("shop"), &[unlink], &found(any)),
         Decision::AllowWithToken { .. }
     ));
+}
+
+#[test]
+fn a_token_names_the_exact_form_of_its_operation() {
+    let replace = op(OpClass::Drop, "CREATE OR REPLACE VIEW", orders());
+    let drop = drop_orders();
+    // The plain form is covered by a token naming only its class.
+    assert!(drop.is_plain() && !replace.is_plain());
+    let class_only = granted(OpClass::Drop, Some(orders()));
+    assert!(matches!(
+        run(
+            &agent(),
+            &protected_db("shop"),
+            std::slice::from_ref(&drop),
+            &found(class_only.clone())
+        ),
+        Decision::AllowWithToken { .. }
+    ));
+    // Another form of the class is not: the approver read "DROP".
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        std::slice::from_ref(&replace),
+        &found(class_only),
+    ));
+    assert_contains(&d.detail, "a token must name that form");
+    assert_contains(&d.hint, "verb => 'CREATE OR REPLACE VIEW'::text");
+    // A token naming the form covers that form only.
+    let named = TokenFacts {
+        verb: Some("CREATE OR REPLACE VIEW".into()),
+        ..granted(OpClass::Drop, Some(orders()))
+    };
+    assert!(matches!(
+        run(
+            &agent(),
+            &protected_db("shop"),
+            std::slice::from_ref(&replace),
+            &found(named.clone())
+        ),
+        Decision::AllowWithToken { .. }
+    ));
+    let d = denial(run(&agent(), &protected_db("shop"), &[drop], &found(named)));
+    assert_contains(
+        &d.detail,
+        "it was granted for CREATE OR REPLACE VIEW but this is DROP TABLE",
+    );
+    // Every ALTER is named.
+    assert!(!op(OpClass::Alter, "ALTER TABLE ... DROP COLUMN note", orders()).is_plain());
 }

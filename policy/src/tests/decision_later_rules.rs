@@ -41,6 +41,7 @@ fn any_object_token() -> TokenPresented {
         decided_by: Some("dba".into()),
         operation: OpClass::Drop,
         target: None,
+        verb: None,
         expires_at_us: Some(i64::MAX),
         expires_at_text: "later".into(),
         used: None,

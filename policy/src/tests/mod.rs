@@ -139,6 +139,7 @@ fn granted(operation: OpClass, target: Option<ObjectRef>) -> TokenFacts {
         decided_by: Some("dba_carol".into()),
         operation,
         target,
+        verb: None,
         expires_at_us: Some(NOW + 600 * SECOND_US),
         expires_at_text: "2025-05-09 12:10:00+00".into(),
         used: None,
