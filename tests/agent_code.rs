@@ -494,6 +494,7 @@ fn agent_code_and_what_the_guard_decides_from() {
         "UPDATE pg_catalog.pg_db_role_setting SET setconfig = setconfig",
         "UPDATE ai_agent_safety.tokens SET state = ''granted''",
         "ALTER TABLE ai_agent_safety.audit_log DISABLE TRIGGER USER",
+        "TRUNCATE ai_agent_safety.tokens",
         "SELECT pg_read_file(''postgresql.conf'')",
     ] {
         let msg = assert_refused(su.batch_execute(&format!("SELECT public.run('{q}')")));

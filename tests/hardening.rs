@@ -398,7 +398,8 @@ fn more_destruction_by_effect() {
         CREATE FUNCTION public.keep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
         CREATE TRIGGER audit_notes BEFORE INSERT ON public.notes FOR EACH ROW EXECUTE FUNCTION public.keep();
         CREATE TABLE public.secrets (id int); ALTER TABLE public.secrets ENABLE ROW LEVEL SECURITY;
-        CREATE POLICY everyone ON public.secrets USING (true);";
+        CREATE POLICY everyone ON public.secrets USING (true);
+        CREATE TABLE public.ident (id int GENERATED ALWAYS AS IDENTITY, x int);";
     for db in [&w.open, &w.protected] {
         w.agent_in(db)
             .batch_execute(setup)
@@ -419,6 +420,14 @@ fn more_destruction_by_effect() {
             (
                 "ALTER POLICY everyone ON public.secrets USING (false)".to_string(),
                 "ALTER POLICY ON public.secrets",
+            ),
+            (
+                "ALTER TABLE public.ident ALTER COLUMN id SET INCREMENT BY -1".to_string(),
+                "ALTER TABLE public.ident ALTER COLUMN id SET INCREMENT",
+            ),
+            (
+                "ALTER TABLE public.ident ALTER COLUMN id DROP IDENTITY".to_string(),
+                "ALTER TABLE public.ident ALTER COLUMN id DROP IDENTITY",
             ),
             (
                 format!("ALTER DATABASE {db} SET statement_timeout = 1"),

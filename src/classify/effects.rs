@@ -75,7 +75,10 @@ fn database_op(class: OpClass, verb: &str, name: &str) -> Operation {
 ///
 /// # Safety
 /// `options` is NULL or a valid List of DefElem.
-unsafe fn option(options: *mut pg_sys::List, name: &CStr) -> Option<*mut pg_sys::DefElem> {
+pub(super) unsafe fn option(
+    options: *mut pg_sys::List,
+    name: &CStr,
+) -> Option<*mut pg_sys::DefElem> {
     list_ptrs(options)
         .into_iter()
         .map(|p| p as *mut pg_sys::DefElem)
@@ -250,6 +253,17 @@ pub unsafe fn side_door(node: *mut pg_sys::Node) -> Option<(&'static str, SideDo
         _ => {
             // DDL on the extension's own tables (ALTER TABLE ... DISABLE
             // TRIGGER on its audit log, say).
+            if (*node).type_ == T_TruncateStmt {
+                let s = &*(node as *const pg_sys::TruncateStmt);
+                let own = list_ptrs(s.relations).into_iter().any(|rv| {
+                    existing_relation(rv as *const pg_sys::RangeVar)
+                        .is_some_and(super::is_own_relation)
+                });
+                return own.then_some((
+                    "TRUNCATE of the extension's own tables",
+                    SideDoor::GuardState,
+                ));
+            }
             let rv = match (*node).type_ {
                 T_AlterTableStmt => (*(node as *const pg_sys::AlterTableStmt)).relation,
                 T_CreateTrigStmt => (*(node as *const pg_sys::CreateTrigStmt)).relation,

@@ -357,6 +357,30 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
                     pg_sys::AlterTableType::AT_ForceRowSecurity => {
                         Some("ALTER TABLE ... FORCE ROW LEVEL SECURITY".to_string())
                     }
+                    // An identity column's sequence, changed like ALTER
+                    // SEQUENCE (ids handed out again, or run out), or gone.
+                    pg_sys::AlterTableType::AT_SetIdentity => {
+                        let opts = c.def as *mut pg_sys::List;
+                        [
+                            (c"restart", "RESTART"),
+                            (c"increment", "INCREMENT"),
+                            (c"cycle", "CYCLE"),
+                            (c"maxvalue", "MAXVALUE"),
+                            (c"minvalue", "MINVALUE"),
+                        ]
+                        .into_iter()
+                        .find(|(n, _)| effects::option(opts, n).is_some())
+                        .map(|(_, word)| {
+                            format!(
+                                "ALTER TABLE ... ALTER COLUMN {} SET {word}",
+                                quote_ident(&cstr(c.name))
+                            )
+                        })
+                    }
+                    pg_sys::AlterTableType::AT_DropIdentity => Some(format!(
+                        "ALTER TABLE ... ALTER COLUMN {} DROP IDENTITY",
+                        quote_ident(&cstr(c.name))
+                    )),
                     _ => None,
                 };
                 if let Some(v) = verb {
