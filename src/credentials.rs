@@ -9,7 +9,6 @@ use crate::identity;
 use aas_policy::credentials::SUPERUSER_EQUIVALENT_ROLES;
 use aas_policy::{HeldPrivilege, LoginFacts};
 use pgrx::pg_sys;
-use std::ffi::CString;
 
 /// PostgreSQL's timestamp infinity: VALID UNTIL 'infinity' means no expiry.
 const INFINITY: i64 = i64::MAX;
@@ -92,52 +91,86 @@ pub fn login_facts(role: pg_sys::Oid, name: &str) -> LoginFacts {
 /// The privileges `role` holds, itself or through a role it is a member of,
 /// that an agent must never hold: SUPERUSER (through another role; its own
 /// is `is_superuser`), CREATEROLE, REPLICATION, BYPASSRLS, and membership in
-/// the predefined roles that equal superuser. Reads pg_authid with a heap
-/// scan: shared, so readable during authentication.
+/// the predefined roles that equal superuser. Reads only the syscaches of
+/// pg_auth_members and pg_authid, as PostgreSQL's own authentication does:
+/// a heap scan of pg_authid there can meet a relcache rebuilt by a cache
+/// reset before a database is selected, and fail the login.
 pub fn dangerous_privileges(role: pg_sys::Oid) -> Vec<HeldPrivilege> {
     let mut held = Vec::new();
-    // SAFETY: a shared catalog, readable during authentication; each
-    // tuple's fixed part is read during the call.
-    unsafe {
-        crate::pg::scan_catalog(pg_sys::AuthIdRelationId, |tup, _| {
+    for r in memberships(role) {
+        // SAFETY: syscache lookup and release; the tuple is read while pinned.
+        unsafe {
+            let tup = pg_sys::SearchSysCache1(
+                pg_sys::SysCacheIdentifier::AUTHOID as i32,
+                pg_sys::Datum::from(r),
+            );
+            if tup.is_null() {
+                continue;
+            }
             let form = &*(pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_authid);
             let attributes = [
-                (form.rolsuper && form.oid != role, "SUPERUSER"),
+                (form.rolsuper && r != role, "SUPERUSER"),
                 (form.rolcreaterole, "CREATEROLE"),
                 (form.rolreplication, "REPLICATION"),
                 (form.rolbypassrls, "BYPASSRLS"),
             ];
-            if !attributes.iter().any(|(has, _)| *has) {
-                return;
-            }
-            let via = if form.oid == role {
-                None
-            } else if pg_sys::is_member_of_role_nosuper(role, form.oid) {
-                Some(crate::pg::cstr(form.rolname.data.as_ptr()))
-            } else {
-                return;
-            };
-            for (_, name) in attributes.iter().filter(|(has, _)| *has) {
+            let name = crate::pg::cstr(form.rolname.data.as_ptr());
+            pg_sys::ReleaseSysCache(tup);
+            let via = (r != role).then_some(name.clone());
+            for (_, privilege) in attributes.iter().filter(|(has, _)| *has) {
                 held.push(HeldPrivilege {
-                    privilege: name.to_string(),
+                    privilege: privilege.to_string(),
                     via: via.clone(),
                 });
             }
-        });
-    }
-    for name in SUPERUSER_EQUIVALENT_ROLES {
-        let c = CString::new(name).expect("no NUL in a role name");
-        // SAFETY: catalog lookups with missing_ok = true.
-        let member = unsafe {
-            let oid = pg_sys::get_role_oid(c.as_ptr(), true);
-            oid != pg_sys::InvalidOid && pg_sys::is_member_of_role_nosuper(role, oid)
-        };
-        if member {
-            held.push(HeldPrivilege {
-                privilege: name.to_string(),
-                via: None,
-            });
+            if SUPERUSER_EQUIVALENT_ROLES.contains(&name.as_str()) {
+                held.push(HeldPrivilege {
+                    privilege: name,
+                    via: None,
+                });
+            }
         }
     }
     held
+}
+
+/// PostgreSQL 15's FormData_pg_auth_members, which pgrx does not bind (16
+/// puts an oid column first).
+#[repr(C)]
+struct AuthMembers {
+    roleid: pg_sys::Oid,
+    member: pg_sys::Oid,
+}
+
+/// `role` and every role it is a member of, directly or through others.
+fn memberships(role: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    let mut seen = vec![role];
+    let mut next = 0;
+    while next < seen.len() {
+        let member = seen[next];
+        next += 1;
+        // SAFETY: a syscache list by member, released before use of the
+        // copied oids; each member tuple is read while the list is pinned.
+        unsafe {
+            let list = pg_sys::SearchSysCacheList(
+                pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE as i32,
+                1,
+                pg_sys::Datum::from(member),
+                pg_sys::Datum::from(0),
+                pg_sys::Datum::from(0),
+            );
+            let members = (*list).members.as_slice((*list).n_members as usize);
+            for ct in members {
+                let form =
+                    pg_sys::GETSTRUCT(&(**ct).tuple as *const pg_sys::HeapTupleData as *mut _)
+                        as *const AuthMembers;
+                let group = (*form).roleid;
+                if !seen.contains(&group) {
+                    seen.push(group);
+                }
+            }
+            pg_sys::ReleaseCatCacheList(list);
+        }
+    }
+    seen
 }
