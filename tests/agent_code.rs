@@ -253,12 +253,7 @@ fn agent_code_cannot_be_laundered_through_ownership() {
 #[test]
 fn agent_code_cannot_switch_the_guard_off_or_decide_or_redirect() {
     let w = World::new("plantadv");
-    let dba = unique("plantadv_dba");
-    admin("postgres")
-        .batch_execute(&format!(
-            "CREATE ROLE {dba} LOGIN IN ROLE ai_agent_approver"
-        ))
-        .unwrap();
+    let dba = new_approver("plantadv");
     let mut a = w.agent_in(&w.protected);
     let token: String = a
         .query_one(
@@ -462,12 +457,7 @@ fn ordinary_errors_pass_through_the_hooks() {
 #[test]
 fn agent_code_and_what_the_guard_decides_from() {
     let w = World::new("guardstate");
-    let dba = unique("guardstate_dba");
-    admin("postgres")
-        .batch_execute(&format!(
-            "CREATE ROLE {dba} LOGIN IN ROLE ai_agent_approver"
-        ))
-        .unwrap();
+    let dba = new_approver("guardstate");
     let mut a = w.agent_in(&w.protected);
     let token: String = a
         .query_one(
@@ -540,12 +530,7 @@ fn agent_code_and_what_the_guard_decides_from() {
 #[test]
 fn a_trigger_inside_an_approved_cascade_is_judged() {
     let w = World::new("cascadetrg");
-    let dba = unique("cascadetrg_dba");
-    admin("postgres")
-        .batch_execute(&format!(
-            "CREATE ROLE {dba} LOGIN IN ROLE ai_agent_approver"
-        ))
-        .unwrap();
+    let dba = new_approver("cascadetrg");
     w.owner_in(&w.protected)
         .batch_execute(&format!(
             "CREATE TABLE public.cust (id int PRIMARY KEY);

@@ -18,16 +18,6 @@ const LOOK_ALIKE: &str = "
       RETURNS timestamptz LANGUAGE sql AS
       $$ INSERT INTO public.taken VALUES (token) RETURNING now() $$;";
 
-fn approver(tag: &str) -> String {
-    let dba = unique(tag);
-    admin("postgres")
-        .batch_execute(&format!(
-            "CREATE ROLE {dba} LOGIN IN ROLE ai_agent_approver"
-        ))
-        .unwrap();
-    dba
-}
-
 fn status(c: &mut Client, token: &str) -> String {
     c.query_one(
         "SELECT status FROM ai_agent_safety.approval_token_status($1::text::uuid)",
@@ -40,7 +30,7 @@ fn status(c: &mut Client, token: &str) -> String {
 #[test]
 fn a_look_alike_takes_unqualified_calls_but_never_the_qualified_typed_one() {
     let w = World::new("shadow");
-    let dba = approver("shadow_dba");
+    let dba = new_approver("shadow");
     let human = unique("shadow_human");
     admin("postgres")
         .batch_execute(&format!("CREATE ROLE {human} LOGIN"))

@@ -11,17 +11,6 @@ use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- helpers
 
-/// A human approver: a login role in ai_agent_approver, not an agent.
-fn new_approver(tag: &str) -> String {
-    let name = unique(&format!("{tag}_dba"));
-    admin("postgres")
-        .batch_execute(&format!(
-            "CREATE ROLE {name} LOGIN IN ROLE ai_agent_approver"
-        ))
-        .unwrap_or_else(|e| panic!("create approver {name}: {}", describe(&e)));
-    name
-}
-
 /// Another agent role (short-lived credentials, as every agent must have),
 /// in `groups` besides ai_agent, with ALL on public.orders in both databases.
 fn new_agent(w: &World, tag: &str, groups: &[&str]) -> String {

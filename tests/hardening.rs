@@ -246,12 +246,7 @@ fn guard_settings_cannot_be_switched_off_by_grants() {
 /// A token for `op` on `target`, requested by the world's agent in the
 /// protected database and granted by a new approver.
 fn granted_token(w: &World, op: &str, target: &str) -> String {
-    let dba = unique("hard_dba");
-    admin("postgres")
-        .batch_execute(&format!(
-            "CREATE ROLE {dba} LOGIN IN ROLE ai_agent_approver"
-        ))
-        .unwrap();
+    let dba = new_approver("hard");
     let t: String = w
         .agent_in(&w.protected)
         .query_one(

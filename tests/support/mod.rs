@@ -268,3 +268,14 @@ pub fn assert_guard_refused(r: Result<impl std::fmt::Debug, postgres::Error>) ->
     );
     msg
 }
+
+/// A new approver: a login role in ai_agent_approver, named `<tag>_dba_...`.
+pub fn new_approver(tag: &str) -> String {
+    let name = unique(&format!("{tag}_dba"));
+    admin("postgres")
+        .batch_execute(&format!(
+            "CREATE ROLE {name} LOGIN IN ROLE ai_agent_approver"
+        ))
+        .unwrap_or_else(|e| panic!("create approver {name}: {}", describe(&e)));
+    name
+}

@@ -49,36 +49,13 @@ fn creates(kind: NameKind, name: &str, verb: &'static str) -> Statement {
 #[test]
 fn agents_may_not_take_api_names_anywhere_humans_may() {
     let stmt = creates(NameKind::Routine, "grant_approval_token", "CREATE FUNCTION");
-    // Decided whatever the database says, enforced even in shadow mode,
-    // and no token covers it.
-    assert!(Shape::of(&stmt).touches_guard);
-    assert_eq!(Mode::Audit.for_statement(&stmt), Mode::Enforce);
-    assert!(!token_can_matter(&stmt));
-    let d = denial(decide_statement(
-        &agent(),
-        &open_db("scratch"),
-        None,
-        &stmt,
-        &TokenPresented::None,
-        NOW,
-    ));
+    let d = refused_everywhere(&stmt);
     assert_eq!(
         d.message,
         "CREATE FUNCTION refused: agent role \"agent_bot\" may not name a function grant_approval_token: it is a name of the ai_agent_safety API"
     );
     assert_contains(&d.detail, "in any schema of any database");
     assert_contains(&d.hint, "schema ai_agent_safety");
-    assert_eq!(
-        decide_statement(
-            &human(),
-            &open_db("scratch"),
-            None,
-            &stmt,
-            &TokenPresented::None,
-            NOW
-        ),
-        Decision::Allow
-    );
     let schema = denial(decide_statement(
         &agent(),
         &open_db("scratch"),

@@ -194,3 +194,24 @@ fn assert_not_contains(haystack: &str, needle: &str) {
         "did not expect {needle:?} in {haystack:?}"
     );
 }
+
+/// A statement that touches the guard: decided in every database, enforced
+/// in shadow mode, covered by no token, allowed to a human. Returns the
+/// agent's refusal in a database without require_approval.
+fn refused_everywhere(stmt: &Statement) -> Denial {
+    assert!(Shape::of(stmt).touches_guard, "always decided");
+    assert_eq!(Mode::Audit.for_statement(stmt), Mode::Enforce);
+    assert!(!token_can_matter(stmt));
+    let decide = |who: &SessionFacts| {
+        decide_statement(
+            who,
+            &open_db("scratch"),
+            None,
+            stmt,
+            &TokenPresented::None,
+            NOW,
+        )
+    };
+    assert_eq!(decide(&human()), Decision::Allow);
+    denial(decide(&agent()))
+}
