@@ -105,6 +105,7 @@ DECLARE
     r record;
     s record;
     ended integer := 0;
+    rolled integer;
 BEGIN
     PERFORM ai_agent_safety._assert_approver('revoke credentials with');
     IF role IS NULL THEN
@@ -130,22 +131,30 @@ BEGIN
         END IF;
         ended := ended + 1;
     END LOOP;
-    -- Transactions the role prepared outlive its sessions. Agents may not
-    -- prepare any (the guard refuses PREPARE TRANSACTION); one made before
-    -- the role was an agent, or before the extension, is reported with the
-    -- statements that end it (ROLLBACK PREPARED cannot run inside a function).
+    -- Transactions the role prepared outlive its sessions (and may hold
+    -- locks). Agents may not prepare any (the guard refuses PREPARE
+    -- TRANSACTION); one made before the role was an agent, or before the
+    -- extension, is rolled back in its database by a background worker.
+    -- One that could not be (no free worker slot) is reported with the
+    -- statements that end it.
+    rolled := ai_agent_safety._roll_back_prepared(role);
+    IF rolled > 0 THEN
+        RAISE NOTICE 'rolled back % prepared transaction(s) of agent role "%"', rolled, role;
+    END IF;
     SELECT count(*), string_agg(format('ROLLBACK PREPARED %L; (in database %I)', p.gid, p.database), ' ' ORDER BY p.prepared)
       INTO s FROM pg_prepared_xacts p WHERE p.owner = role;
     IF s.count > 0 THEN
-        RAISE WARNING 'agent role "%" has % prepared transaction(s), which outlive its sessions', role, s.count
-            USING HINT = 'A DBA ends them: ' || s.string_agg;
+        RAISE WARNING 'agent role "%" still has % prepared transaction(s), which outlive its sessions', role, s.count
+            USING HINT = 'No background worker could roll them back (see max_worker_processes). A DBA ends them: ' || s.string_agg;
     END IF;
     PERFORM ai_agent_safety._audit('credentials', 'revoked', 'info', NULL, role,
-        format('%s revoked the credentials of agent role %s and ended %s open session(s)%s', session_user, role, ended,
+        format('%s revoked the credentials of agent role %s, ended %s open session(s) and rolled back %s prepared transaction(s)%s',
+               session_user, role, ended, rolled,
                CASE WHEN s.count > 0 THEN format('; %s prepared transaction(s) remain', s.count) ELSE '' END),
         NULL);
     RETURN ended;
 END $$;
+REVOKE ALL ON FUNCTION ai_agent_safety._roll_back_prepared(text) FROM PUBLIC;
 COMMENT ON FUNCTION ai_agent_safety.revoke_agent_credentials(name) IS
     'Expire an agent role now and end its open sessions; returns how many sessions were ended.';
 

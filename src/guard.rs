@@ -208,12 +208,7 @@ pub fn end_invalid_session() {
     // SAFETY: reads the clock.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     if facts.is_agent {
-        crate::expiry::arm(
-            facts.valid_until_us,
-            &facts.role,
-            facts.valid_until_text.as_deref().unwrap_or_default(),
-            now,
-        );
+        crate::expiry::arm_for_session(facts, now);
     }
     let Err((kind, d)) = aas_policy::check_session(facts, now) else {
         return;

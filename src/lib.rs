@@ -26,6 +26,7 @@ pub mod guard;
 pub mod hooks;
 pub mod identity;
 pub mod pg;
+pub mod prepared;
 pub mod privileged;
 pub mod renames;
 pub mod settings;
@@ -65,7 +66,7 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/credentials.sql",
     name = "credentials",
-    requires = ["approval"]
+    requires = ["approval", sql_api::ai_agent_safety::_roll_back_prepared]
 );
 pgrx::extension_sql_file!("../sql/audit.sql", name = "audit", finalize);
 

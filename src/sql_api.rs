@@ -53,6 +53,14 @@ pub mod ai_agent_safety {
         crate::agent_code::running().is_some()
     }
 
+    /// Rolls back every prepared transaction `role` owns, in every database
+    /// (for revoke_agent_credentials); returns how many. Not executable by
+    /// PUBLIC.
+    #[pg_extern(volatile, strict)]
+    fn _roll_back_prepared(role: &str) -> i32 {
+        crate::prepared::roll_back_all_of(role).0
+    }
+
     /// Records an audit event from the extension's SQL functions (token and
     /// credential events). Not executable by PUBLIC.
     #[pg_extern]

@@ -10,7 +10,8 @@
 //! - `GetSessionUserId` and `GetUserId` only read a variable and never raise;
 //! - the `standard_*` executor, planner and utility functions may raise, and
 //!   are only called from such frames, exactly as PostgreSQL calls its hooks;
-//! - `SetLatch`, from a signal handler, and `MemoryContextStrdup`, from the
+//! - `SetLatch`, `HandleCatchupInterrupt` and
+//!   `IsTransactionOrTransactionBlock`, from a signal handler, and `MemoryContextStrdup`, from the
 //!   log hook while an error is being reported (pgrx's guard is no place
 //!   for either).
 
@@ -41,6 +42,10 @@ extern "C-unwind" {
     ) -> *mut PlannedStmt;
     /// Async-signal-safe: what PostgreSQL's own signal handlers call.
     pub fn SetLatch(latch: *mut Latch);
+    /// Async-signal-safe: sets `catchupInterruptPending` and the latch.
+    pub fn HandleCatchupInterrupt();
+    /// Reads the transaction state; never raises.
+    pub fn IsTransactionOrTransactionBlock() -> bool;
     pub fn MemoryContextStrdup(context: MemoryContext, string: *const c_char) -> *mut c_char;
     #[allow(clippy::too_many_arguments)]
     pub fn standard_ProcessUtility(

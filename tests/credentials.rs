@@ -4,11 +4,19 @@
 
 use aas_integration::*;
 
+/// The refusal a login as `role` gets. The server closes the socket right
+/// after its FATAL, and on a Unix socket the client can then read a reset
+/// instead of the message; a refused login refuses again with the same
+/// words, so such an attempt is repeated.
 fn login_error(role: &str, db: &str) -> String {
-    match try_connect(role, db) {
-        Ok(_) => panic!("login as {role} to {db} should have been refused"),
-        Err(e) => describe(&e),
+    for _ in 0..5 {
+        match try_connect(role, db) {
+            Ok(_) => panic!("login as {role} to {db} should have been refused"),
+            Err(e) if e.as_db_error().is_some() => return describe(&e),
+            Err(_) => continue,
+        }
     }
+    panic!("login as {role} to {db} never returned the server's message")
 }
 
 fn exec(c: &mut postgres::Client, sql: &str) {
@@ -202,6 +210,99 @@ fn open_session_ends_when_expiry_time_runs_out() {
     assert_ended_at_expiry(&mut c, &r, "expired at");
 }
 
+/// The server's clock `ms` milliseconds from now, as timestamptz text.
+fn server_time_in(a: &mut postgres::Client, ms: u32) -> String {
+    a.query_one(
+        &format!("SELECT (clock_timestamp() + interval '{ms} milliseconds')::text"),
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Polls until `sql` (a boolean query) is true, up to `secs` seconds.
+fn wait_for(a: &mut postgres::Client, sql: &str, secs: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !a.query_one(sql, &[]).unwrap().get::<_, bool>(0) {
+        assert!(std::time::Instant::now() < deadline, "never true: {sql}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn backend_alive(a: &mut postgres::Client, pid: i32) -> bool {
+    a.query_one(
+        "SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1",
+        &[&pid],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// The agent logs in and never sends a statement: its session still ends at
+/// VALID UNTIL, by itself, and the audit log says why.
+#[test]
+fn idle_session_that_never_ran_a_statement_ends_at_expiry() {
+    let mut a = admin("postgres");
+    let until = server_time_in(&mut a, 1500);
+    let r = agent_with(&format!("VALID UNTIL '{until}'"));
+    let _c = connect(&r, "postgres");
+    let pid: i32 = a
+        .query_one("SELECT pid FROM pg_stat_activity WHERE usename = $1", &[&r])
+        .unwrap()
+        .get(0);
+    // Nothing is sent on the agent's connection: only the timeout can end it.
+    wait_for(
+        &mut a,
+        &format!("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = {pid}"),
+        15,
+    );
+    wait_for(
+        &mut a,
+        &format!(
+            "SELECT count(*) = 1 FROM ai_agent_safety.audit_log WHERE session_user_name = '{r}'
+               AND event = 'session_expired' AND reason LIKE '%expired at%ending the session'"
+        ),
+        10,
+    );
+}
+
+/// A DBA extends an idle agent's VALID UNTIL: the session is not ended at
+/// the old time, and ends at the new one.
+#[test]
+fn extended_expiry_moves_the_end_of_an_idle_session() {
+    let mut a = admin("postgres");
+    let first = server_time_in(&mut a, 2500);
+    let r = agent_with(&format!("VALID UNTIL '{first}'"));
+    let mut c = connect(&r, "postgres");
+    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let second = server_time_in(&mut a, 5000);
+    exec(&mut a, &format!("ALTER ROLE {r} VALID UNTIL '{second}'"));
+    // Past the first expiry (plus time for the timeout to act): still there.
+    wait_for(
+        &mut a,
+        &format!("SELECT clock_timestamp() > '{first}'::timestamptz + interval '700 milliseconds'"),
+        15,
+    );
+    assert!(
+        backend_alive(&mut a, pid),
+        "the session ended at the old VALID UNTIL"
+    );
+    // Then it ends at the new one, by itself.
+    wait_for(
+        &mut a,
+        &format!("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = {pid}"),
+        15,
+    );
+    assert!(a
+        .query_one(
+            &format!("SELECT clock_timestamp() >= '{second}'::timestamptz"),
+            &[]
+        )
+        .unwrap()
+        .get::<_, bool>(0));
+    drop(c);
+}
+
 #[test]
 fn revoke_ends_live_sessions_and_counts_them() {
     let mut a = admin("postgres");
@@ -226,7 +327,8 @@ fn revoke_ends_live_sessions_and_counts_them() {
     assert_eq!(ended, 2);
     assert!(s1.simple_query("SELECT 1").is_err());
     assert!(s2.simple_query("SELECT 1").is_err());
-    assert!(login_error(&r, "postgres").contains("expired at"));
+    let e = login_error(&r, "postgres");
+    assert!(e.contains("expired at"), "{e}");
     // Revoking a role that is not an agent is an error, never silent.
     let e = assert_sqlstate(
         a.query_one(
@@ -641,4 +743,69 @@ fn agents_holding_privileges_that_reach_around_the_guard_cannot_log_in() {
         }
         None => assert!(e.is_closed(), "unexpected error {e:?}"),
     }
+}
+
+/// A role's prepared transactions outlive its sessions and keep their locks;
+/// revoking the role's credentials rolls them back in every database (here
+/// the current one and another), and says how many.
+#[test]
+fn revoke_rolls_back_prepared_transactions_in_every_database() {
+    let w = World::new("prep");
+    for (db, gid) in [(&w.open, "here"), (&w.protected, "elsewhere")] {
+        let mut o = connect(&w.owner, db);
+        exec(&mut o, "CREATE TABLE public.t (id int)");
+        exec(
+            &mut o,
+            &format!(
+                "BEGIN; INSERT INTO public.t VALUES (1);
+                 LOCK public.t IN ACCESS EXCLUSIVE MODE; PREPARE TRANSACTION '{}_{gid}'",
+                w.owner
+            ),
+        );
+    }
+    // Its sessions are gone; the transactions and their locks are not.
+    let mut a = admin(&w.open);
+    let owned = format!(
+        "SELECT count(*) FROM pg_prepared_xacts WHERE owner = '{}'",
+        w.owner
+    );
+    assert_eq!(count(&mut a, &owned), 2);
+    assert_sqlstate(
+        admin(&w.open).batch_execute("BEGIN; LOCK public.t IN ACCESS SHARE MODE NOWAIT; COMMIT"),
+        "55P03",
+    );
+    // The role becomes an agent, and its credentials are revoked.
+    let until = in_one_hour(&mut a);
+    exec(
+        &mut a,
+        &format!(
+            "GRANT ai_agent TO {o}; ALTER ROLE {o} VALID UNTIL '{until}'",
+            o = w.owner
+        ),
+    );
+    let _: i32 = a
+        .query_one(
+            "SELECT ai_agent_safety.revoke_agent_credentials($1)",
+            &[&w.owner],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(count(&mut a, &owned), 0);
+    for db in [&w.open, &w.protected] {
+        let mut d = admin(db);
+        exec(
+            &mut d,
+            "BEGIN; LOCK public.t IN ACCESS SHARE MODE NOWAIT; COMMIT",
+        );
+        assert_eq!(count(&mut d, "SELECT count(*) FROM public.t"), 0);
+    }
+    wait_for(
+        &mut a,
+        &format!(
+            "SELECT count(*) = 1 FROM ai_agent_safety.audit_log WHERE event = 'revoked' AND object = '{}'
+               AND reason LIKE '%rolled back 2 prepared transaction(s)%'",
+            w.owner
+        ),
+        10,
+    );
 }

@@ -20,7 +20,7 @@ pub const SCHEMA: &str = "ai_agent_safety";
 
 /// Every function name of the extension, in any of its schemas. An
 /// integration test checks this against the installed extension.
-pub const FUNCTION_NAMES: [&str; 28] = [
+pub const FUNCTION_NAMES: [&str; 29] = [
     "_agent_group",
     "_assert_approver",
     "_audit",
@@ -33,6 +33,7 @@ pub const FUNCTION_NAMES: [&str; 28] = [
     "_request_token",
     "_resolve_target",
     "_role_environments",
+    "_roll_back_prepared",
     "_status",
     "_target_facts",
     "_target_text",

@@ -219,12 +219,39 @@ pub fn prepare_context() {
 }
 
 /// Records with the context last filled, reading no catalog: for an event
-/// at the end of the backend. False when no context was ever filled.
+/// at the end of the backend. A session that never ran a statement has no
+/// context yet; then the connection's own names are used. False when there
+/// is no database to record in.
 pub fn record_with_last_context(e: Event) -> bool {
     // SAFETY: see CONTEXT.
-    let Some((_, c)) = (unsafe { (*std::ptr::addr_of!(CONTEXT)).as_ref() }) else {
-        return false;
+    let filled = unsafe { (*std::ptr::addr_of!(CONTEXT)).as_ref() }.map(|(_, c)| c);
+    let from_connection;
+    let c = match filled {
+        Some(c) => c,
+        None => {
+            // SAFETY: MyProcPort is NULL or this backend's connection; its
+            // fields are NULL or C strings.
+            let (user, database) = unsafe {
+                let port = pg_sys::MyProcPort as *const pg_sys::libpq::be::Port;
+                if port.is_null() {
+                    return false;
+                }
+                (pg::cstr((*port).user_name), pg::cstr((*port).database_name))
+            };
+            from_connection = Context {
+                // SAFETY: reads a backend variable.
+                db_oid: unsafe { pg_sys::MyDatabaseId },
+                database,
+                session_user: user.clone(),
+                current_user: user,
+                client_addr: client_addr(),
+            };
+            &from_connection
+        }
     };
+    if c.db_oid == pg_sys::InvalidOid {
+        return false;
+    }
     emit(
         &e,
         c,

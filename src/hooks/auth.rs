@@ -105,6 +105,15 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::libpq::be::
         );
         refuse_login(why, aas_policy::login_hint(&facts));
     }
+    // An agent that logs in and never sends a statement still ends at its
+    // VALID UNTIL.
+    crate::expiry::arm(
+        facts.valid_until_us,
+        role,
+        &facts.role,
+        facts.valid_until_text.as_deref().unwrap_or_default(),
+        now,
+    );
     // Environments are settings (ALTER DATABASE / ALTER ROLE ... SET), which are
     // applied only after authentication and cannot be read here. The check runs
     // once they are: see `check_environment_at_login`.
