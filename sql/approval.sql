@@ -296,6 +296,11 @@ BEGIN
                         END
      WHERE id = token
      RETURNING * INTO t;
+    -- The requester may LISTEN for its decision; as with requests, the
+    -- payload is only the token id and the database (any role can NOTIFY):
+    -- read the decision with ai_agent_safety.approval_token_status.
+    PERFORM pg_notify('ai_agent_safety_decisions',
+                      json_build_object('token', t.id, 'database', current_database())::text);
     PERFORM ai_agent_safety._audit('token', new_state, 'info', t.operation, COALESCE(t.target_text, 'any object'),
         format('%s %s the request of %s for one %s on %s (task %s)%s', session_user, new_state, t.requested_by,
                t.operation, COALESCE(t.target_text, 'any object'), t.task_id, COALESCE(': ' || comment, '')),
@@ -341,6 +346,8 @@ BEGIN
     UPDATE ai_agent_safety.tokens
        SET state = 'cancelled', decided_by = session_user, decided_at = clock_timestamp()
      WHERE id = token;
+    PERFORM pg_notify('ai_agent_safety_decisions',
+                      json_build_object('token', t.id, 'database', current_database())::text);
     PERFORM ai_agent_safety._audit('token', 'cancelled', 'info', t.operation, COALESCE(t.target_text, 'any object'),
         format('%s cancelled the request of %s for one %s on %s (task %s)', session_user, t.requested_by,
                t.operation, COALESCE(t.target_text, 'any object'), t.task_id),

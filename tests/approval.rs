@@ -141,7 +141,10 @@ fn whole_workflow_over_real_connections() {
     assert!(msg.contains("needs an approval token"), "{msg}");
     assert!(msg.contains("cleanup-task-7"), "{msg}");
 
-    // 2. The agent asks.
+    // 2. The agent asks, and listens for the decision.
+    agent
+        .batch_execute("LISTEN ai_agent_safety_decisions")
+        .unwrap();
     let token: String = agent
         .query_one(
             "SELECT request_approval_token('DELETE', 'cleanup-task-7', 'orders', 'stale order')::text",
@@ -200,6 +203,19 @@ fn whole_workflow_over_real_connections() {
         0
     );
     assert_eq!(status(&mut agent, &token), "granted");
+    // The agent was told, with the token id only: it reads the decision.
+    let n = agent
+        .notifications()
+        .timeout_iter(Duration::from_secs(30))
+        .next()
+        .unwrap()
+        .expect("no NOTIFY on ai_agent_safety_decisions within 30 s");
+    assert_eq!(n.channel(), "ai_agent_safety_decisions");
+    let p: serde_json::Value = serde_json::from_str(n.payload()).unwrap();
+    assert_eq!(
+        p,
+        serde_json::json!({"token": token, "database": w.protected})
+    );
 
     // 5. The agent runs its one statement.
     assert_eq!(
