@@ -26,7 +26,7 @@ as_postgres() {
 
 ensure_deps() {
     local missing=()
-    for p in postgresql-15 postgresql-server-dev-15 postgresql-client-15 postgresql-contrib libclang-dev clang sudo valgrind; do
+    for p in postgresql-15 postgresql-server-dev-15 postgresql-client-15 postgresql-contrib libclang-dev clang sudo valgrind pgbouncer; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -64,6 +64,56 @@ cluster_stop() {
     fi
 }
 
+# pgbouncer_start NAME PORT TARGET_PORT USERS [ini lines...]: PgBouncer in
+# transaction pooling mode on 127.0.0.1:PORT in front of the cluster on
+# TARGET_PORT (its /tmp socket), one server connection per pool so clients
+# share it, trust for the comma-separated USERS (each logs in as itself).
+pgbouncer_start() {
+    local name=$1 port=$2 target=$3 users=$4; shift 4
+    local dir=/tmp/aas-pgbouncer-$name
+    pgbouncer_stop "$name"
+    rm -rf "$dir"; mkdir -p "$dir"
+    : > "$dir/users.txt"
+    local u
+    for u in ${users//,/ }; do echo "\"$u\" \"\"" >> "$dir/users.txt"; done
+    {
+        echo "[databases]"
+        echo "* = host=/tmp port=$target"
+        echo "[pgbouncer]"
+        echo "listen_addr = 127.0.0.1"
+        echo "listen_port = $port"
+        echo "unix_socket_dir ="
+        echo "auth_type = trust"
+        echo "auth_file = $dir/users.txt"
+        echo "pool_mode = transaction"
+        echo "default_pool_size = 1"
+        echo "max_client_conn = 100"
+        echo "logfile = $dir/pgbouncer.log"
+        echo "pidfile = $dir/pgbouncer.pid"
+        for line in "$@"; do echo "$line"; done
+    } > "$dir/pgbouncer.ini"
+    chown -R postgres:postgres "$dir"
+    as_postgres pgbouncer -d -q "$dir/pgbouncer.ini"
+    local i
+    for i in $(seq 1 100); do
+        [ -s "$dir/pgbouncer.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    cat "$dir/pgbouncer.log" >&2
+    echo "pgbouncer $name did not start on port $port" >&2
+    return 1
+}
+
+pgbouncer_stop() {
+    local pidfile=/tmp/aas-pgbouncer-$1/pgbouncer.pid
+    if [ -s "$pidfile" ]; then
+        local pid; pid=$(cat "$pidfile")
+        kill "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+        rm -f "$pidfile"
+    fi
+}
+
 # cluster_start NAME PORT [--no-preload] [conf lines...]
 # (Re)creates the cluster from scratch so every run starts clean.
 cluster_start() {
@@ -94,8 +144,9 @@ local   all all                 trust
 host    all all 127.0.0.1/32    scram-sha-256
 HBA
     chown postgres:postgres "$dir/postgresql.conf" "$dir/pg_hba.conf"
-    # Without RUST_BACKTRACE, so errors that pass through Rust frames carry no backtrace.
-    if ! as_postgres env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w start >/dev/null; then
+    # With RUST_BACKTRACE=full, the worst case: the extension itself must keep
+    # Rust backtraces out of every error a client sees.
+    if ! as_postgres env RUST_BACKTRACE=full "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w start >/dev/null; then
         tail -20 "$dir/server.log" >&2
         echo "could not start cluster $name on port $port (is the port in use?)" >&2
         return 1

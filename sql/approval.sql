@@ -203,6 +203,13 @@ RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
     r record;
 BEGIN
+    -- The request is a row, and a read-only transaction cannot write one.
+    IF pg_catalog.current_setting('transaction_read_only')::boolean THEN
+        RAISE EXCEPTION 'request_approval_token cannot record a request in a read-only transaction; call it in a read-write transaction'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'This transaction is read-only (BEGIN READ ONLY, SET TRANSACTION READ ONLY or default_transaction_read_only), as some clients make every call. A client that can only read cannot run the approved statement either.',
+                  HINT = 'Call SELECT ai_agent_safety.request_approval_token(...); outside a read-only transaction, then send the approved statement with its token in one call: <statement> /*ai_agent_safety_token=''<token id>''*/';
+    END IF;
     r := ai_agent_safety._resolve_target(target);
     RETURN ai_agent_safety._request_token(operation, task_id, r.classid, r.objid, reason, verb);
 END $$;

@@ -139,3 +139,29 @@ pub fn consume(id: Uuid, statement: &str) -> Result<bool, pgrx::spi::Error> {
         })
     })
 }
+
+/// The granted, unused, unexpired tokens `role` requested in this database (the newest first, at most a few): when an agent presents no
+/// token, the guard asks whether one of them would have allowed the
+/// statement, to say that its SET was lost.
+pub fn held_by(role: &str) -> Vec<String> {
+    let r = privileged::run(|| {
+        Spi::connect(|c| {
+            let rows = c.select(
+                "SELECT id::text FROM ai_agent_safety.tokens \
+                  WHERE requested_by = $1 AND state = 'granted' AND used_at IS NULL \
+                    AND expires_at > pg_catalog.clock_timestamp() \
+                  ORDER BY decided_at DESC LIMIT 5",
+                None,
+                &[role.into()],
+            )?;
+            let mut out = Vec::new();
+            for r in rows {
+                if let Some(id) = r.get::<String>(1)? {
+                    out.push(id);
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    });
+    r.unwrap_or_default()
+}

@@ -7,7 +7,7 @@
 //! consumes the token, raises the refusal, and records the decision.
 //! It also ends an agent session whose credentials expired.
 
-use crate::{agent_code, approval, audit, credentials, dbfacts, identity, pg, settings};
+use crate::{agent_code, approval, audit, credentials, dbfacts, identity, pg, presented, settings};
 use aas_policy::{
     after_lost_race, decide_statement, treatment, Decision, Denial, EventKind, SessionFacts, Shape,
     Source, Statement, Switches, TokenPresented, Treatment, Verdict,
@@ -39,7 +39,7 @@ pub fn judge(stmt: &Statement, source: &str) -> Outcome {
 /// Who the statement is judged as: the agent session, or, in another
 /// role's session, the agent whose code runs it (with no task and no scope
 /// of its own: those are the session's, not the agent's).
-fn session_facts() -> SessionFacts {
+fn session_facts(presented: &presented::Presented) -> SessionFacts {
     let session_agent = identity::session_user_is_agent();
     match agent_code::running().filter(|_| !session_agent) {
         // An agent's code in another role's session.
@@ -61,10 +61,11 @@ fn session_facts() -> SessionFacts {
             },
             current_user: pg::current_user_name(),
             is_agent: true,
-            task_id: settings::task_id().map(str::to_string),
+            task_id: presented.task.clone(),
             task_environment: settings::task_environment().map(str::to_string),
             allowed_environments: settings::allowed_environments(),
             run_by: None,
+            token_from_setting: presented.token_from_setting,
         },
     }
 }
@@ -92,7 +93,8 @@ fn record_allowed(stmt: &Statement, source: &str) {
 
 /// Gathers the facts, decides once, and acts.
 fn decide(stmt: &Statement, source: &str, sw: &Switches) -> Outcome {
-    let session = session_facts();
+    let presented = presented::of(source);
+    let session = session_facts(&presented);
     let here = dbfacts::current();
     let target = stmt
         .ops
@@ -110,18 +112,53 @@ fn decide(stmt: &Statement, source: &str, sw: &Switches) -> Outcome {
     // a role change: no token is looked up for those.
     // An agent's code run by another role presents no token: tokens are
     // the agent session's.
-    let raw = settings::approval_token()
+    let raw = presented
+        .token
+        .as_ref()
         .filter(|_| session.run_by.is_none() && aas_policy::token_can_matter(stmt));
-    let presented = raw.map_or(TokenPresented::None, approval::lookup);
-    match decide_statement(&session, &here, target.as_ref(), stmt, &presented, now) {
+    let token_presented = match raw {
+        None => TokenPresented::None,
+        Some(Ok(t)) => approval::lookup(t),
+        Some(Err(e)) => TokenPresented::Malformed(e.clone()),
+    };
+    let raw = raw.map(|r| r.as_deref().unwrap_or_else(|e| e.as_str()));
+    let decided = decide_statement(
+        &session,
+        &here,
+        target.as_ref(),
+        stmt,
+        &token_presented,
+        now,
+    );
+    match decided {
         Decision::Allow => {
             record_allowed(stmt, source);
             Outcome::Allow
         }
-        Decision::Deny(d) => deny(d, stmt, source, raw, sw),
+        Decision::Deny(d) => {
+            // No token presented, but one the agent holds would have done:
+            // say that its SET was lost (through a pool, most likely).
+            let d = match token_presented {
+                TokenPresented::None
+                    if session.run_by.is_none() && aas_policy::token_can_matter(stmt) =>
+                {
+                    held_instead(&session, &here, target.as_ref(), stmt, now).unwrap_or(d)
+                }
+                _ => d,
+            };
+            deny(d, stmt, source, raw, sw)
+        }
         Decision::AllowWithToken { token } => {
+            // SAFETY: reads a backend variable.
+            if unsafe { pg_sys::XactReadOnly } {
+                let d = aas_policy::decision::token_in_read_only(stmt, token);
+                return deny(d, stmt, source, raw, sw);
+            }
             let consumed = approval::consume(token, source);
             if let Ok(true) = consumed {
+                if presented.token_from_setting {
+                    presented::spent_from_setting(raw.unwrap_or_default());
+                }
                 audit::record(audit::Event {
                     reason: format!(
                         "{} allowed: approval token {token} was granted for it and is now used",
@@ -141,13 +178,46 @@ fn decide(stmt: &Statement, source: &str, sw: &Switches) -> Outcome {
                 // said as such, never taken for a lost race.
                 let fresh = match consumed {
                     Err(e) => TokenPresented::Unavailable(format!("consuming it failed: {e}")),
-                    Ok(_) => approval::lookup(raw.unwrap_or_default()),
+                    Ok(_) => approval::lookup(&token.to_string()),
                 };
                 let d = after_lost_race(&session, &here, target.as_ref(), stmt, token, &fresh, now);
                 deny(d, stmt, source, Some(&token.to_string()), sw)
             }
         }
     }
+}
+
+/// The refusal that names a granted token the agent holds for exactly this
+/// statement but did not present; `None` when it holds none.
+fn held_instead(
+    session: &SessionFacts,
+    here: &aas_policy::DatabaseFacts,
+    target: Option<&aas_policy::DatabaseFacts>,
+    stmt: &Statement,
+    now: i64,
+) -> Option<Denial> {
+    approval::held_by(&session.session_user)
+        .iter()
+        .find_map(|id| match approval::lookup(id) {
+            TokenPresented::Found(t) => {
+                let would = decide_statement(
+                    session,
+                    here,
+                    target,
+                    stmt,
+                    &TokenPresented::Found(t.clone()),
+                    now,
+                );
+                matches!(would, Decision::AllowWithToken { .. }).then_some(t)
+            }
+            _ => None,
+        })
+        .and_then(|t| {
+            match decide_statement(session, here, target, stmt, &TokenPresented::Held(t), now) {
+                Decision::Deny(d) => Some(d),
+                _ => None,
+            }
+        })
 }
 
 /// Refuses, or in audit mode records what would have been refused and allows.
@@ -217,6 +287,7 @@ pub fn end_invalid_session() {
         reason: d.message.clone(),
         ..audit::Event::new(d.source, kind, Verdict::Refuse)
     });
+    let d = aas_policy::way_forward::in_message(d);
     ErrorReport::new(
         PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
         d.message,

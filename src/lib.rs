@@ -27,6 +27,7 @@ pub mod hooks;
 pub mod identity;
 pub mod pg;
 pub mod prepared;
+pub mod presented;
 pub mod privileged;
 pub mod renames;
 pub mod settings;
@@ -44,6 +45,12 @@ pub extern "C-unwind" fn _PG_init() {
         return;
     }
     sql_api::mark_preloaded();
+    // No error raised through Rust frames may carry a Rust backtrace to a
+    // client, whatever RUST_BACKTRACE says in the server's environment:
+    // pgrx captures one for every error when it is set. The standard
+    // library reads RUST_LIB_BACKTRACE first; backends inherit it.
+    // SAFETY: the postmaster is single-threaded while it loads libraries.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     identity::register_invalidation();
     agent_code::register_invalidation();
     agent_plan::register_invalidation();

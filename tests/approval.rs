@@ -239,6 +239,7 @@ fn whole_workflow_over_real_connections() {
     );
 
     // 6. Once only.
+    present(&mut agent, &token);
     let d = refused_detail(agent.execute("DELETE FROM orders WHERE id = 2", &[]));
     assert!(d.contains("already used"), "{d}");
     assert!(d.contains(&token), "{d}");
@@ -352,7 +353,15 @@ fn refused_used() {
             .unwrap(),
         1
     );
-    // Same session, and a fresh session: both refused.
+    // The setting was cleared once the token was used (a pooled connection
+    // never hands a spent token on); presented again, in the same session
+    // and in a fresh one, it is refused.
+    let shown: String = agent
+        .query_one("SHOW ai_agent_safety.approval_token", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, "");
+    present(&mut agent, &token);
     let d = refused_detail(agent.execute("DELETE FROM orders WHERE id = 2", &[]));
     assert!(d.contains("already used"), "{d}");
     let mut again = w.agent_in(&w.protected);
@@ -694,9 +703,13 @@ fn rolled_back_statement_leaves_token_usable() {
     tx.rollback().unwrap();
     assert_eq!(orders_left(&w, "1"), 1);
     assert_eq!(status(&mut agent, &token), "granted");
-    // SET LOCAL ended with the transaction.
-    let d = refused_detail(agent.execute("DELETE FROM orders WHERE id = 1", &[]));
-    assert!(d.contains("require_approval = on"), "{d}");
+    // SET LOCAL ended with the transaction: the refusal names the token
+    // the agent holds but did not present.
+    let m = assert_refused(agent.execute("DELETE FROM orders WHERE id = 1", &[]));
+    assert!(
+        m.contains(&format!("holds granted approval token {token}")),
+        "{m}"
+    );
 
     // A statement that fails after the check leaves it usable too.
     present(&mut agent, &token);
@@ -800,6 +813,7 @@ fn token_covers_fk_cascade_but_not_a_second_statement() {
     );
     assert_eq!(count(&mut a, "SELECT count(*) FROM child"), 6);
 
+    present(&mut agent, &token);
     let d = refused_detail(agent.execute("DELETE FROM parent WHERE id = 2", &[]));
     assert!(d.contains("already used"), "{d}");
     let d = refused_detail(agent.execute("DELETE FROM child WHERE parent_id = 2", &[]));
@@ -884,6 +898,7 @@ fn token_does_not_cover_code_the_statement_calls() {
             .unwrap(),
         1
     );
+    present(&mut agent, &token);
     let d = refused_detail(agent.execute("DELETE FROM scratch WHERE id = 2", &[]));
     assert!(d.contains("already used"), "{d}");
 }

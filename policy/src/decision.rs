@@ -7,8 +7,12 @@ use crate::api;
 use crate::audit::Source;
 use crate::environment::{decide_write, environment_denial};
 use crate::facts::{DatabaseFacts, SessionFacts, TokenPresented, TokenState};
-use crate::operation::{token_target_text, OpClass, Operation, Statement};
+use crate::operation::{OpClass, Operation, Statement};
 use crate::outcome::{Decision, Denial};
+use crate::way_forward::{
+    in_message, lowercase_first, next_from_hint, present, request_hint, request_next, shorten,
+    task_sentence,
+};
 use uuid::Uuid;
 
 /// Decides one statement: its destructive operations by [`decide`], a write
@@ -22,42 +26,61 @@ pub fn decide_statement(
     token: &TokenPresented,
     now_us: i64,
 ) -> Decision {
+    // A refusal whose next step is its hint: the hint (for an agent's code
+    // run by another role, what that role can do) ends the message too.
+    let finish = |d: Denial| {
+        let d = match &session.run_by {
+            Some(by) => Denial {
+                hint: agent_code_hint(&session.session_user, by),
+                ..d
+            },
+            None => d,
+        };
+        Decision::Deny(in_message(d))
+    };
     if stmt.changes_roles && session.is_agent {
-        return Decision::Deny(role_change_denial(session, here, stmt));
+        return finish(role_change_denial(session, here, stmt));
     }
     if !stmt.changes_settings.is_empty() && session.is_agent {
-        return Decision::Deny(crate::guard_settings::settings_change_denial(
+        return finish(crate::guard_settings::settings_change_denial(
             &session.session_user,
             stmt.verb,
             &stmt.changes_settings,
         ));
     }
     if let (Some(taken), true) = (&stmt.takes_api_name, session.is_agent) {
-        return Decision::Deny(crate::api::api_name_denial(&session.session_user, taken));
+        return finish(crate::api::api_name_denial(&session.session_user, taken));
     }
     if let (Some(h), true) = (&stmt.hands_over, session.is_agent) {
-        return Decision::Deny(crate::handover::handover_denial(&session.session_user, h));
+        return finish(crate::handover::handover_denial(&session.session_user, h));
     }
     if let (Some((verb, door)), true) = (stmt.side_door, session.is_agent) {
-        return Decision::Deny(crate::side_door::side_door_denial(
+        return finish(crate::side_door::side_door_denial(
             &session.session_user,
             verb,
             door,
         ));
     }
-    let decision = if !stmt.ops.is_empty() {
-        decide(session, here, target_db, &stmt.ops, token, now_us)
+    if !stmt.ops.is_empty() {
+        // Its message carries its own next step (an agent's code run by
+        // another role: what that role can do).
+        match (
+            &session.run_by,
+            decide(session, here, target_db, &stmt.ops, token, now_us),
+        ) {
+            (Some(by), Decision::Deny(d)) => Decision::Deny(Denial {
+                hint: agent_code_hint(&session.session_user, by),
+                ..d
+            }),
+            (_, d) => d,
+        }
     } else if stmt.writes {
-        decide_write(session, here, stmt.verb)
+        match decide_write(session, here, stmt.verb) {
+            Decision::Deny(d) => finish(d),
+            d => d,
+        }
     } else {
         Decision::Allow
-    };
-    match (&session.run_by, decision) {
-        (Some(by), Decision::Deny(d)) => Decision::Deny(Denial {
-            hint: agent_code_hint(&session.session_user, by),
-            ..d
-        }),
-        (_, d) => d,
     }
 }
 
@@ -199,7 +222,7 @@ pub fn decide(
     // database's settings.
     if target_db.is_none() {
         if let Some(op) = ops.iter().find(|o| o.target_database.is_some()) {
-            return Decision::Deny(Denial {
+            return Decision::Deny(in_message(Denial {
                 source: Source::Guard,
                 message: format!(
                     "{} refused: the settings of the target database could not be read",
@@ -207,11 +230,11 @@ pub fn decide(
                 ),
                 detail: "ai_agent_safety decides DROP DATABASE by the target database's own settings, and they were not available.".into(),
                 hint: "Retry; if this persists, check the server log.".into(),
-            });
+            }));
         }
     }
     if let Some(d) = environment_denial(session, here, target_db, ops) {
-        return Decision::Deny(d);
+        return Decision::Deny(in_message(d));
     }
 
     let needing: Vec<(&Operation, &DatabaseFacts)> = ops
@@ -237,170 +260,241 @@ pub fn decide(
         first.class,
         task_sentence(task)
     );
-    let refused = |what: String| {
-        format!(
-            "{} refused: agent role \"{}\" needs an approval token in database \"{}\"{}",
-            what,
-            session.session_user,
-            here.name,
-            match &session.run_by {
-                Some(by) => format!(" (its code, run by \"{by}\")"),
-                None if session.current_user != session.session_user => {
-                    format!(" (acting as \"{}\")", session.current_user)
-                }
-                None => String::new(),
+    let refused = format!(
+        "{} refused: agent role \"{}\" needs an approval token in database \"{}\"{}",
+        if needing.len() == 1 {
+            first.describe()
+        } else {
+            let v: Vec<String> = needing.iter().map(|(o, _)| o.describe()).collect();
+            v.join(", ")
+        },
+        session.session_user,
+        here.name,
+        match &session.run_by {
+            Some(by) => format!(" (its code, run by \"{by}\")"),
+            None if session.current_user != session.session_user => {
+                format!(" (acting as \"{}\")", session.current_user)
             }
-        )
+            None => String::new(),
+        }
+    );
+    let single = needing.len() == 1;
+    // The refusal, its message ending with the next step (for an agent's
+    // code run by another role, that role's: the token is not theirs).
+    let deny = |source: Source, problem: &str, next: String, detail: String, hint: String| {
+        let next = match &session.run_by {
+            Some(by) => next_from_hint(&agent_code_hint(&session.session_user, by)),
+            None => next,
+        };
+        Decision::Deny(Denial {
+            source,
+            message: format!("{refused}{problem}; {next}"),
+            detail,
+            hint,
+        })
     };
-    let what = if needing.len() == 1 {
-        first.describe()
-    } else {
-        let v: Vec<String> = needing.iter().map(|(o, _)| o.describe()).collect();
-        v.join(", ")
+    // After a token failed: request a new one.
+    let again = |op: &Operation| request_next(op, single, task, true);
+    let leftover = |raw: &str| {
+        if session.token_from_setting {
+            format!(
+                " The token came from the setting ai_agent_safety.approval_token: on a pooled connection that can be left over from another client or an earlier call; {}.",
+                present(raw)
+            )
+        } else {
+            String::new()
+        }
     };
-    let request_hint = request_hint(first, needing.len() == 1, task);
 
     match token {
-        TokenPresented::None => Decision::Deny(Denial {
-                source: Source::Guard,
-            message: refused(what),
-            detail: why,
-            hint: request_hint,
-        }),
-        TokenPresented::Malformed(raw) => Decision::Deny(Denial {
-                source: Source::Token,
-            message: refused(what),
-            detail: format!(
-                "ai_agent_safety.approval_token is set to \"{}\", which is not a token id (a UUID such as 3f2c1e9a-8b7d-4c6e-9f10-2a3b4c5d6e7f).",
+        TokenPresented::None => deny(
+            Source::Guard,
+            "",
+            request_next(first, single, task, false),
+            why,
+            request_hint(first, single, task),
+        ),
+        TokenPresented::Held(t) => {
+            let id = t.id.to_string();
+            deny(
+                Source::Guard,
+                &format!(
+                    "; it holds granted approval token {id} for this, but the statement did not present it"
+                ),
+                format!("send it in the same call: {}", present(&id)),
+                format!(
+                    "Token {id} was granted{} for {}{}, is unused, and was not set in this session when the statement ran: a SET made in another call may have reached another pooled connection, or been lost when the client reconnected.",
+                    t.decided_by.as_deref().map(|d| format!(" by {d}")).unwrap_or_default(),
+                    t.operation,
+                    t.target.as_ref().map(|o| format!(" on {}", o.display)).unwrap_or_default(),
+                ),
+                format!(
+                    "Send the token with the statement: {}; or run SET LOCAL ai_agent_safety.approval_token = '{id}'; in the statement's own transaction.",
+                    present(&id)
+                ),
+            )
+        }
+        TokenPresented::Malformed(raw) => deny(
+            Source::Token,
+            "; the token presented is not a token id",
+            again(first),
+            format!(
+                "The approval token presented is \"{}\", which is not a token id (a UUID such as 3f2c1e9a-8b7d-4c6e-9f10-2a3b4c5d6e7f).",
                 shorten(raw, 80)
             ),
-            hint: format!(
-                "Set the token id exactly as ai_agent_safety.request_approval_token returned it: SET ai_agent_safety.approval_token = '<token id>'; or RESET ai_agent_safety.approval_token; and {}",
-                lowercase_first(&request_hint)
+            format!(
+                "Present the token id exactly as ai_agent_safety.request_approval_token returned it ({}, or SET ai_agent_safety.approval_token = '<token id>';), or RESET ai_agent_safety.approval_token; and {}",
+                present("<token id>"),
+                lowercase_first(&request_hint(first, single, task))
             ),
-        }),
-        TokenPresented::Unavailable(why_not) => Decision::Deny(Denial {
-                source: Source::Token,
-            message: refused(what),
-            detail: format!("The approval token could not be checked: {why_not}."),
-            hint: "A DBA should run CREATE EXTENSION ai_agent_safety; in this database (or repair it), then retry.".into(),
-        }),
-        TokenPresented::NotFound(id) => Decision::Deny(Denial {
-                source: Source::Token,
-            message: refused(what),
-            detail: format!(
-                "Approval token {id} does not exist in database \"{}\". Tokens are valid only in the database where they were requested.",
-                here.name
+        ),
+        TokenPresented::Unavailable(why_not) => deny(
+            Source::Token,
+            "; the approval token could not be checked",
+            format!("a DBA must repair the extension: CREATE EXTENSION ai_agent_safety; in database \"{}\"", here.name),
+            format!("The approval token could not be checked: {why_not}."),
+            "A DBA should run CREATE EXTENSION ai_agent_safety; in this database (or repair it), then retry.".into(),
+        ),
+        TokenPresented::NotFound(id) => deny(
+            Source::Token,
+            &format!("; approval token {id} does not exist here"),
+            again(first),
+            format!(
+                "Approval token {id} does not exist in database \"{}\". Tokens are valid only in the database where they were requested.{}",
+                here.name,
+                leftover(&id.to_string())
             ),
-            hint: request_hint,
-        }),
+            request_hint(first, single, task),
+        ),
         TokenPresented::Found(t) => {
-            let fail = |detail: String, hint: String| {
-                Decision::Deny(Denial {
-                source: Source::Token,
-                    message: refused(what.clone()),
-                    detail: format!("Approval token {} cannot be used: {}", t.id, detail),
+            let id = t.id.to_string();
+            let fail = |problem: String, next: String, detail: String, hint: String| {
+                deny(
+                    Source::Token,
+                    &format!("; approval token {id} {problem}"),
+                    next,
+                    format!("Approval token {id} cannot be used: {detail}"),
                     hint,
-                })
+                )
+            };
+            // The refusal for a token that cannot be used for this statement.
+            let unusable = |problem: String, detail: String, op: &Operation| {
+                fail(
+                    problem,
+                    again(op),
+                    format!("{detail}{}", leftover(&id)),
+                    request_hint(op, true, task),
+                )
             };
             match t.state {
                 TokenState::Granted => {}
                 TokenState::Pending => {
+                    let status = api::call("approval_token_status", &[(&id, "uuid")]);
                     return fail(
+                        "is still pending".into(),
+                        format!("wait until a human grants it (SELECT * FROM {status};), then retry"),
                         "it is still pending; no human has granted it yet.".into(),
                         format!(
-                            "Wait for an approver to run SELECT {}; check with SELECT * FROM {};",
-                            api::call("grant_approval_token", &[(&t.id.to_string(), "uuid")]),
-                            api::call("approval_token_status", &[(&t.id.to_string(), "uuid")]),
+                            "Wait for an approver to run SELECT {}; check with SELECT * FROM {status};",
+                            api::call("grant_approval_token", &[(&id, "uuid")]),
                         ),
-                    )
+                    );
                 }
                 TokenState::Denied => {
+                    let by = t.decided_by.as_deref().map(|d| format!(" by {d}")).unwrap_or_default();
                     return fail(
-                        format!(
-                            "it was denied{}.",
-                            t.decided_by
-                                .as_deref()
-                                .map(|d| format!(" by {d}"))
-                                .unwrap_or_default()
-                        ),
-                        request_hint,
+                        format!("was denied{by}"),
+                        again(first),
+                        format!("it was denied{by}."),
+                        request_hint(first, single, task),
+                    );
+                }
+                TokenState::Cancelled => {
+                    return fail(
+                        "was cancelled".into(),
+                        again(first),
+                        "it was cancelled.".into(),
+                        request_hint(first, single, task),
                     )
                 }
-                TokenState::Cancelled => return fail("it was cancelled.".into(), request_hint),
             }
             if let Some(used) = &t.used {
-                return fail(
+                return unusable(
+                    "was already used".into(),
                     format!(
                         "it was already used at {} by pid {}. A token covers one statement.",
                         used.at, used.pid
                     ),
-                    request_hint,
+                    first,
                 );
             }
             if let Some(exp) = t.expires_at_us {
                 if now_us >= exp {
-                    return fail(
+                    return unusable(
+                        "expired".into(),
                         format!("it expired at {}.", t.expires_at_text),
-                        request_hint,
+                        first,
                     );
                 }
             }
             if t.requested_by != session.session_user {
-                return fail(
+                return unusable(
+                    format!("was requested by role \"{}\"", t.requested_by),
                     format!(
                         "it was requested by role \"{}\", not by \"{}\"; a token is usable only by the role that requested it.",
                         t.requested_by, session.session_user
                     ),
-                    request_hint,
+                    first,
                 );
             }
             for (op, _) in &needing {
                 if op.class != t.operation {
-                    return fail(
-                        format!(
-                            "it was granted for {} but this is {}.",
-                            t.operation, op.class
-                        ),
-                        request_hint_for(op, task),
+                    return unusable(
+                        format!("was granted for {}", t.operation),
+                        format!("it was granted for {} but this is {}.", t.operation, op.class),
+                        op,
                     );
                 }
                 match &t.verb {
                     Some(v) if !v.eq_ignore_ascii_case(&op.verb) => {
-                        return fail(
+                        return unusable(
+                            format!("was granted for {v}"),
                             format!("it was granted for {v} but this is {}.", op.verb),
-                            request_hint_for(op, task),
+                            op,
                         );
                     }
                     None if !op.is_plain() => {
-                        return fail(
+                        return unusable(
+                            format!("names only the class {}", t.operation),
                             format!(
                                 "it names only the class {} and so covers its plain form, but this is {}: a token must name that form.",
                                 t.operation, op.verb
                             ),
-                            request_hint_for(op, task),
+                            op,
                         );
                     }
                     _ => {}
                 }
                 if t.target.is_none() && op.is_cluster_wide() {
-                    return fail(
+                    return unusable(
+                        format!("covers only objects in database \"{}\"", here.name),
                         format!(
                             "it was granted for any object in database \"{}\", which does not cover {}: that object is not in this database.",
                             here.name,
                             op.describe()
                         ),
-                        request_hint_for(op, task),
+                        op,
                     );
                 }
                 if let Some(target) = &t.target {
                     if !target.same_object(&op.object) {
-                        return fail(
+                        return unusable(
+                            format!("was granted for {}", target.display),
                             format!(
                                 "it was granted for {} but this is {}.",
                                 target.display, op.object.display
                             ),
-                            request_hint_for(op, task),
+                            op,
                         );
                     }
                 }
@@ -410,72 +504,28 @@ pub fn decide(
     }
 }
 
-fn task_sentence(task: Option<&str>) -> String {
-    match task {
-        Some(t) => format!(" Task: {t}."),
-        None => String::new(),
-    }
-}
-
-fn request_hint(op: &Operation, single: bool, task: Option<&str>) -> String {
-    if single {
-        request_hint_for(op, task)
-    } else {
-        format!(
-            "Run the operations one statement at a time, each with its own token: SELECT {};",
-            api::call(
-                "request_approval_token",
-                &[
-                    (op.class.as_str(), "text"),
-                    (task.unwrap_or("<task id>"), "text"),
-                    ("<object>", "text"),
-                ]
-            )
-        )
-    }
-}
-
-fn request_hint_for(op: &Operation, task: Option<&str>) -> String {
-    let target = token_target_text(op);
-    let mut args = vec![
-        (op.class.as_str(), "text"),
-        (task.unwrap_or("<task id>"), "text"),
-    ];
-    // An object the call picks when it runs cannot be named: the token is
-    // then for any object of this database.
-    if !op.object.is_picked_at_run_time() {
-        args.push((&target, "text"));
-    }
-    // A form that is not its class's plain one is approved only by name.
-    let named: Vec<(&str, &str, &str)> = if op.is_plain() {
-        Vec::new()
-    } else {
-        vec![("verb", op.verb.as_str(), "text")]
-    };
-    format!(
-        "Request approval with SELECT {}; once a human has granted it, run SET ai_agent_safety.approval_token = '<token id>'; and retry.",
-        api::call_named("request_approval_token", &args, &named)
-    )
-}
-
-fn lowercase_first(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
-}
-
-fn shorten(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let cut: String = s.chars().take(max).collect();
-        format!("{cut}...")
-    }
-}
-
 /// True when this class needs a token in this database.
 pub fn needs_approval(db: &DatabaseFacts, class: OpClass) -> bool {
     db.require_approval && db.protected.contains(class)
+}
+
+/// The refusal of a token presented inside a read-only transaction: the
+/// statement could not write there anyway, and the token stays unused.
+pub fn token_in_read_only(stmt: &Statement, token: Uuid) -> Denial {
+    let what = stmt
+        .ops
+        .first()
+        .map_or_else(|| stmt.verb.to_string(), Operation::describe);
+    Denial {
+        source: Source::Token,
+        message: format!(
+            "{what} refused: the transaction is read-only, so approval token {token} was not used; run the statement in a read-write transaction, with {}",
+            crate::sql_comment::tag(crate::sql_comment::TOKEN_KEY, &token.to_string())
+        ),
+        detail: "A read-only transaction (BEGIN READ ONLY, SET TRANSACTION READ ONLY, default_transaction_read_only, or a client that runs every call read-only) cannot write; the token is still unused.".into(),
+        hint: format!(
+            "Send the statement outside a read-only transaction, in one call with its token: <statement> {}",
+            crate::sql_comment::tag(crate::sql_comment::TOKEN_KEY, &token.to_string())
+        ),
+    }
 }

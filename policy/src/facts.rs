@@ -26,6 +26,10 @@ pub struct SessionFacts {
     /// or view it owns) run in the session of another role, this one:
     /// `session_user` is then the agent.
     pub run_by: Option<String>,
+    /// The token (if any) came from the setting `ai_agent_safety.approval_token`
+    /// rather than from the statement's own comment tag: on a pooled
+    /// connection a setting can be another client's leftover.
+    pub token_from_setting: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +86,10 @@ pub enum TokenPresented {
     /// The tokens could not be read (extension not created here, internal error).
     Unavailable(String),
     Found(TokenFacts),
+    /// None was presented, but the agent holds this granted, unused token,
+    /// which would have allowed the statement: its SET was lost (a pool).
+    /// It never allows anything; it only explains the refusal.
+    Held(TokenFacts),
 }
 
 /// Parses a token id: a UUID in its canonical text form (hyphens optional,

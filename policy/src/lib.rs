@@ -15,6 +15,8 @@
 //! - `handover`: code an agent made stays the agent's;
 //! - `outcome`: `Decision` and `Denial`;
 //! - `side_door`: programs and server files, never from an agent's statement;
+//! - `way_forward`: the next step a refusal tells an agent;
+//! - `sql_comment`: tags a statement carries in its comments (token, task);
 //! - `facts`: what the rules are decided from;
 //! - `api`: the SQL API's schema, names and how people are told to call it;
 //! - `operation`: operation classes, operations, statements;
@@ -32,8 +34,10 @@ pub mod handover;
 pub mod operation;
 pub mod outcome;
 pub mod side_door;
+pub mod sql_comment;
 pub mod time;
 pub mod treatment;
+pub mod way_forward;
 
 pub use api::{takes_api_name, ApiName, NameKind};
 pub use audit::{AuditLevel, EventKind, Mode, Source, Verdict, WriterState};

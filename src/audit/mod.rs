@@ -202,13 +202,15 @@ fn server_log(msg: &std::ffi::CStr) {
     }
 }
 
-/// Records an event of the current session.
+/// Records an event of the current session (with the task its statement
+/// names in a comment tag, or else the session's).
 pub fn record(e: Event) {
+    let task = crate::presented::task_of(&e.statement);
     emit(
         &e,
         session_context(),
         &application_name(),
-        settings::task_id().unwrap_or(""),
+        task.as_deref().unwrap_or(""),
     );
 }
 

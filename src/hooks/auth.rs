@@ -92,17 +92,25 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::libpq::be::
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let max = settings::max_credential_lifetime_seconds() * aas_policy::credentials::SECOND_US;
     if let Err(why) = aas_policy::check_login(&facts, now, max) {
-        audit::record_login(
-            Source::Credentials,
-            &Login {
-                db_oid: database_oid(&who.database),
-                database: &who.database,
-                user: &who.user,
-                client: &who.host,
-                application_name: &who.application_name,
-            },
-            &why,
-        );
+        // The refusal stands whatever happens while recording it: an error
+        // there (a catalog read before a database is selected can meet a
+        // cache reset) must not replace the reason the agent is told.
+        let _ = pgrx::PgTryBuilder::new(|| {
+            audit::record_login(
+                Source::Credentials,
+                &Login {
+                    db_oid: database_oid(&who.database),
+                    database: &who.database,
+                    user: &who.user,
+                    client: &who.host,
+                    application_name: &who.application_name,
+                },
+                &why,
+            );
+            true
+        })
+        .catch_others(|_| false)
+        .execute();
         refuse_login(why, aas_policy::login_hint(&facts));
     }
     // An agent that logs in and never sends a statement still ends at its
@@ -181,10 +189,15 @@ pub unsafe extern "C-unwind" fn show_agent_session() -> *const std::ffi::c_char 
     }
 }
 
+/// Refuses the login, the message ending with the next step (clients that
+/// show only the primary message still tell the agent what to ask for).
 fn refuse_login(message: String, hint: String) -> ! {
     ErrorReport::new(
         PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
-        message,
+        format!(
+            "{message}; {}",
+            aas_policy::way_forward::next_from_hint(&hint)
+        ),
         "ai_agent_safety",
     )
     .set_hint(hint)

@@ -51,7 +51,7 @@ fn agents_may_not_take_api_names_anywhere_humans_may() {
     let stmt = creates(NameKind::Routine, "grant_approval_token", "CREATE FUNCTION");
     let d = refused_everywhere(&stmt);
     assert_eq!(
-        d.message,
+        refusal(&d),
         "CREATE FUNCTION refused: agent role \"agent_bot\" may not name a function grant_approval_token: it is a name of the ai_agent_safety API"
     );
     assert_contains(&d.detail, "in any schema of any database");

@@ -63,7 +63,7 @@ fn agent_protected_drop_without_token_denied_with_full_message() {
         &TokenPresented::None,
     ));
     assert_eq!(
-        d.message,
+        refusal(&d),
         "DROP TABLE public.orders refused: agent role \"agent_bot\" needs an approval token in database \"shop\""
     );
     assert_contains(&d.message, "DROP TABLE");
@@ -415,7 +415,7 @@ fn agent_code_run_by_another_role_is_refused_as_the_agents() {
         &TokenPresented::None,
     ));
     assert_eq!(
-        d.message,
+        refusal(&d),
         "DROP TABLE public.orders refused: agent role \"agent_bot\" needs an approval token in database \"shop\" (its code, run by \"alice\")"
     );
     // Judged as a statement, the hint speaks to the role that ran the code.
@@ -452,7 +452,7 @@ fn objects_picked_at_run_time_are_requested_without_a_target() {
         &TokenPresented::None,
     ));
     assert_eq!(
-        d.message,
+        refusal(&d),
         "lo_unlink() on a large object refused: agent role \"agent_bot\" needs an approval token in database \"shop\""
     );
     assert_contains(

@@ -30,7 +30,7 @@ fn role_changes_refused_in_an_unprotected_database() {
     let d = denial(d);
     assert_eq!(d.source, Source::Guard);
     assert_eq!(
-        d.message,
+        refusal(&d),
         "CREATE ROLE helper refused: agent role \"agent_bot\" may not create, alter, drop or grant roles"
     );
     assert_contains(&d.detail, "refused in every database");
@@ -123,7 +123,7 @@ fn guard_settings_changes_refused_for_agents_everywhere() {
     };
     let d = refused_everywhere(&stmt);
     assert_eq!(
-        d.message,
+        refusal(&d),
         "ALTER SYSTEM refused: agent role \"agent_bot\" may not change ai_agent_safety.mode"
     );
 }

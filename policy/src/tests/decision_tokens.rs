@@ -376,3 +376,107 @@ fn token_state_checked_before_use_and_expiry() {
     assert_contains(&d.detail, "pending");
     assert_not_contains(&d.detail, "expired");
 }
+
+// ---------------------------------------------------------------------------
+// The way forward ends the primary message
+// ---------------------------------------------------------------------------
+
+#[test]
+fn the_message_ends_with_the_request_and_how_to_present_the_token() {
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[drop_orders()],
+        &TokenPresented::None,
+    ));
+    assert_eq!(
+        next_step(&d),
+        "request one with SELECT ai_agent_safety.request_approval_token('DROP'::text, 'TASK-42'::text, 'public.orders'::text), and once a human grants it add /*ai_agent_safety_token='<token id>'*/ to the statement"
+    );
+    assert_contains(&d.hint, "send the token in the same call as the statement");
+}
+
+#[test]
+fn a_token_that_failed_is_named_in_the_message_with_the_next_step() {
+    let mut used = granted(OpClass::Drop, None);
+    used.used = Some(TokenUse {
+        at: "2026-11-30 10:00:00".into(),
+        pid: 7,
+    });
+    let d = deny_drop_orders_with(used);
+    assert_contains(
+        &d.message,
+        &format!("; approval token {TOKEN_ID} was already used; request a new one with SELECT ai_agent_safety.request_approval_token('DROP'::text"),
+    );
+    let mut pending = granted(OpClass::Drop, None);
+    pending.state = TokenState::Pending;
+    let d = deny_drop_orders_with(pending);
+    assert_contains(&d.message, &format!("approval token {TOKEN_ID} is still pending; wait until a human grants it (SELECT * FROM ai_agent_safety.approval_token_status('{TOKEN_ID}'::uuid);)"));
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[drop_orders()],
+        &TokenPresented::Malformed("nope".into()),
+    ));
+    assert_contains(
+        &d.message,
+        "; the token presented is not a token id; request a new one with",
+    );
+}
+
+#[test]
+fn a_held_token_the_statement_did_not_present_is_named_and_never_allows() {
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[drop_orders()],
+        &TokenPresented::Held(granted(OpClass::Drop, None)),
+    ));
+    assert_contains(
+        &d.message,
+        &format!("needs an approval token in database \"shop\"; it holds granted approval token {TOKEN_ID} for this, but the statement did not present it; send it in the same call: add /*ai_agent_safety_token='{TOKEN_ID}'*/ to the statement"),
+    );
+    assert_contains(&d.detail, "another pooled connection");
+    assert_contains(
+        &d.hint,
+        &format!("SET LOCAL ai_agent_safety.approval_token = '{TOKEN_ID}'"),
+    );
+}
+
+#[test]
+fn a_token_from_the_setting_that_is_not_ours_says_it_may_be_left_over() {
+    let mut t = granted(OpClass::Drop, None);
+    t.requested_by = "other_bot".into();
+    let mut s = agent();
+    s.token_from_setting = true;
+    let d = denial(run(
+        &s,
+        &protected_db("shop"),
+        &[drop_orders()],
+        &TokenPresented::Found(t.clone()),
+    ));
+    assert_contains(&d.message, "was requested by role \"other_bot\"");
+    assert_contains(&d.detail, "left over from another client");
+    // Presented in the statement's own comment, there is no such guess.
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[drop_orders()],
+        &TokenPresented::Found(t),
+    ));
+    assert_not_contains(&d.detail, "left over");
+}
+
+#[test]
+fn refusals_that_no_token_covers_end_with_what_to_do_instead() {
+    let stmt = Statement {
+        verb: "CREATE ROLE",
+        changes_roles: true,
+        ..Default::default()
+    };
+    let d = refused_everywhere(&stmt);
+    assert_eq!(
+        next_step(&d),
+        "role changes are made by a DBA, from a role that is not an agent"
+    );
+}

@@ -35,7 +35,7 @@ fn agents_may_not_hand_code_to_roles_that_are_not_agents() {
     for (verb, how, message) in cases {
         let stmt = handing(verb, how);
         let d = refused_everywhere(&stmt);
-        assert_eq!(d.message, message);
+        assert_eq!(refusal(&d), message);
         assert_contains(&d.detail, "judged as the agent's whoever runs it");
         assert!(!d.hint.is_empty());
     }

@@ -17,6 +17,7 @@ mod facts;
 mod handover;
 mod operation;
 mod side_door;
+mod sql_comment;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -32,6 +33,16 @@ const PG_NAMESPACE: u32 = 2615;
 const PG_DATABASE: u32 = 1262;
 const NOW: i64 = 800_000_000_000_000;
 
+/// A refusal's message without the next step that ends it.
+fn refusal(d: &Denial) -> &str {
+    d.message.split("; ").next().unwrap_or_default()
+}
+
+/// The next step that ends a refusal's message.
+fn next_step(d: &Denial) -> &str {
+    d.message.split_once("; ").map_or("", |(_, n)| n)
+}
+
 fn agent() -> SessionFacts {
     SessionFacts {
         session_user: "agent_bot".into(),
@@ -41,6 +52,7 @@ fn agent() -> SessionFacts {
         task_environment: None,
         allowed_environments: None,
         run_by: None,
+        token_from_setting: false,
     }
 }
 

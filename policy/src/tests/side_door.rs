@@ -10,7 +10,7 @@ fn agents_statements_never_open_doors_out_of_the_database() {
     };
     let d = refused_everywhere(&stmt);
     assert_eq!(
-        d.message,
+        refusal(&d),
         "COPY ... TO PROGRAM refused: agent role \"agent_bot\" may not run programs or read or write the server's files"
     );
     assert_contains(&d.hint, "TO STDOUT");
@@ -27,7 +27,7 @@ fn agents_statements_never_open_doors_out_of_the_database() {
         NOW,
     ));
     assert_eq!(
-        d.message,
+        refusal(&d),
         "PREPARE TRANSACTION refused: agent role \"agent_bot\" may not prepare transactions"
     );
     assert_contains(&d.detail, "past the agent's revocation or expiry");

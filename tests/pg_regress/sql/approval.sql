@@ -213,7 +213,11 @@ SELECT status FROM ai_agent_safety.approval_token_status(:'tok_delete');
 -- The one statement it covers runs ...
 DELETE FROM orders WHERE id = 1;
 SELECT status FROM ai_agent_safety.approval_token_status(:'tok_delete');
--- ... and the token is spent: a second statement is refused.
+-- ... and the token is spent, and cleared from the setting (a pooled
+-- connection never hands a spent token to its next client) ...
+SHOW ai_agent_safety.approval_token;
+-- ... presented again, a second statement is refused.
+SET ai_agent_safety.approval_token = :'tok_delete';
 SELECT * FROM reg_try('DELETE FROM orders WHERE id = 2');
 -- Denied: refused.
 SET ai_agent_safety.approval_token = :'tok_drop';

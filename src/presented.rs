@@ -1,0 +1,112 @@
+//! What an agent's statement presents: its approval token and task id, from
+//! the statement's own comment tags (`/*ai_agent_safety_token='…'*/`, read by
+//! `aas_policy::sql_comment`) or else from the settings.
+//!
+//! A token presented by a session-level `SET` is cleared once it is used, at
+//! the commit of the statement's transaction, so a pooled connection never
+//! carries a spent token to its next client. The clearing is part of the
+//! transaction: if it rolls back, the token is unused and the setting stays.
+
+use crate::settings;
+use aas_policy::sql_comment::{self, TASK_KEY, TOKEN_KEY};
+use pgrx::pg_sys;
+use std::ffi::CString;
+
+/// The token and task a statement presents.
+pub struct Presented {
+    /// The raw token text: `Err` when the statement's tag is malformed.
+    pub token: Option<Result<String, String>>,
+    /// The token came from the setting, not from the statement's text.
+    pub token_from_setting: bool,
+    pub task: Option<String>,
+}
+
+/// A tag of the statement; a cheap test first, as most statements carry
+/// no tag at all.
+fn tag(statement: &str, key: &str) -> Option<Result<String, String>> {
+    if statement.contains(key) {
+        sql_comment::value(statement, key).transpose()
+    } else {
+        None
+    }
+}
+
+/// The task a statement names in its tag, or else the session's setting.
+pub fn task_of(statement: &str) -> Option<String> {
+    match tag(statement, TASK_KEY) {
+        Some(Ok(t)) => Some(t),
+        _ => settings::task_id().map(str::to_string),
+    }
+}
+
+/// Reads the statement's tags, falling back to the settings.
+pub fn of(statement: &str) -> Presented {
+    let tag = |key| tag(statement, key);
+    let (token, token_from_setting) = match tag(TOKEN_KEY) {
+        Some(t) => (Some(t), false),
+        None => match settings::approval_token() {
+            Some(s) => (Some(Ok(s.to_string())), true),
+            None => (None, false),
+        },
+    };
+    Presented {
+        token,
+        token_from_setting,
+        task: task_of(statement),
+    }
+}
+
+/// The token the setting presented and this transaction used: cleared at
+/// its commit.
+// SAFETY: a backend is single-threaded; set by the guard, taken by the
+// transaction callback.
+static mut SPENT: Option<String> = None;
+static mut REGISTERED: bool = false;
+
+/// Remembers that the setting's token was used by this transaction.
+pub fn spent_from_setting(token: &str) {
+    // SAFETY: see SPENT; the callback is registered once per backend, by an
+    // agent's statement only.
+    unsafe {
+        if !REGISTERED {
+            pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+            REGISTERED = true;
+        }
+        *std::ptr::addr_of_mut!(SPENT) = Some(token.to_string());
+    }
+}
+
+#[pgrx::pg_guard]
+// SAFETY: registered with RegisterXactCallback; at PRE_COMMIT the
+// transaction is valid, so a setting can be changed within it.
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    // SAFETY: see SPENT.
+    let spent = unsafe { &mut *std::ptr::addr_of_mut!(SPENT) };
+    match event {
+        XACT_EVENT_PRE_COMMIT => {
+            let Some(token) = spent.take() else { return };
+            // Only if the setting still holds it (not changed since).
+            if settings::approval_token() != Some(token.as_str()) {
+                return;
+            }
+            let name = CString::new("ai_agent_safety.approval_token").expect("no NUL");
+            // SAFETY: a session-level assignment of a user setting inside
+            // the committing transaction, as SET would make it.
+            unsafe {
+                pg_sys::set_config_option(
+                    name.as_ptr(),
+                    c"".as_ptr(),
+                    pg_sys::GucContext::PGC_USERSET,
+                    pg_sys::GucSource::PGC_S_SESSION,
+                    pg_sys::GucAction::GUC_ACTION_SET,
+                    true,
+                    0,
+                    false,
+                );
+            }
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE => *spent = None,
+        _ => {}
+    }
+}
