@@ -48,7 +48,14 @@ ensure_deps() {
 install_extension() {
     note "building and installing ai_agent_safety (release) into $("$PG_CONFIG" --pkglibdir)"
     local log=/tmp/aas-install.log
+    # Servers running the installed library keep it mapped: writing the new
+    # one over the same file would change their code under them (a running
+    # postmaster then dies of SIGILL). Moving the old file aside first gives
+    # the new one a new inode, and running servers keep the old one.
+    local so; so="$("$PG_CONFIG" --pkglibdir)/ai_agent_safety.so"
+    [ -f "$so" ] && mv -f "$so" "$so.previous"
     if ! (cd "$REPO_ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG") >"$log" 2>&1; then
+        [ -f "$so" ] || mv -f "$so.previous" "$so" 2>/dev/null || true
         cat "$log"
         echo "install failed (log above, also in $log)" >&2
         return 1
