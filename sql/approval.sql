@@ -33,7 +33,12 @@ CREATE TABLE ai_agent_safety.tokens (
     used_at          timestamptz,
     used_by_pid      integer,
     used_statement   text,
+    -- The one statement the token was requested for, and its form (its
+    -- parse tree without source positions): only that statement uses it.
+    statement        text,
+    statement_form   text,
     expiry_logged    boolean NOT NULL DEFAULT false,
+    CHECK ((statement IS NULL) = (statement_form IS NULL)),
     CHECK ((target_classid IS NULL) = (target_objid IS NULL))
 );
 CREATE INDEX tokens_pending ON ai_agent_safety.tokens (requested_at) WHERE state = 'pending';
@@ -155,13 +160,16 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       FROM pg_identify_object(classid, objid, 0) AS o
 $$;
 
-CREATE FUNCTION ai_agent_safety._request_token(operation text, task_id text, classid oid, objid oid, reason text, verb text)
+CREATE FUNCTION ai_agent_safety._request_token(operation text, task_id text, classid oid, objid oid, reason text, verb text, statement text)
 RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     op text := ai_agent_safety._operation(operation);
     task text := ai_agent_safety._check_text('task_id', task_id, 200, true);
     why text := ai_agent_safety._check_text('reason', reason, 2000, false);
     form text := ai_agent_safety._check_text('verb', verb, 200, false);
+    stmt text := ai_agent_safety._check_text('statement', statement, 100000, false);
+    -- Computed here from the text, never taken from the caller.
+    stmt_form text := CASE WHEN stmt IS NOT NULL THEN ai_agent_safety._statement_form(stmt) END;
     shown text;
     new_id uuid;
 BEGIN
@@ -179,8 +187,9 @@ BEGIN
     IF classid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND form IS NULL THEN
         form := 'DROP OWNED BY';
     END IF;
-    INSERT INTO ai_agent_safety.tokens (requested_by, operation, target_classid, target_objid, target_text, verb, task_id, reason)
-    VALUES (session_user, op, classid, objid, shown, form, task, why)
+    INSERT INTO ai_agent_safety.tokens (requested_by, operation, target_classid, target_objid, target_text, verb, task_id, reason,
+                                        statement, statement_form)
+    VALUES (session_user, op, classid, objid, shown, form, task, why, stmt, stmt_form)
     RETURNING id INTO new_id;
     -- The notice carries only the token id and the database. Any role can
     -- NOTIFY this channel, so a listener must take nothing from a payload on
@@ -194,14 +203,15 @@ BEGIN
         new_id);
     RETURN new_id;
 END $$;
-REVOKE ALL ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text, text) FROM PUBLIC;
 
 -- The API is in schema ai_agent_safety, where only the extension creates
 -- functions: a schema-qualified call cannot be taken by a look-alike.
-CREATE FUNCTION ai_agent_safety.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL, verb text DEFAULT NULL)
+CREATE FUNCTION ai_agent_safety.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL, statement text DEFAULT NULL, verb text DEFAULT NULL)
 RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
     r record;
+    s record;
 BEGIN
     -- The request is a row, and a read-only transaction cannot write one.
     IF pg_catalog.current_setting('transaction_read_only')::boolean THEN
@@ -211,22 +221,46 @@ BEGIN
                   HINT = 'Call SELECT ai_agent_safety.request_approval_token(...); outside a read-only transaction, then send the approved statement with its token in one call: <statement> /*ai_agent_safety_token=''<token id>''*/';
     END IF;
     r := ai_agent_safety._resolve_target(target);
-    RETURN ai_agent_safety._request_token(operation, task_id, r.classid, r.objid, reason, verb);
+    -- With the statement itself, the token is bound to it: read here, as the
+    -- caller (its names resolve through the caller's search_path), it must
+    -- perform the requested operation, on the target if one is named.
+    IF statement IS NOT NULL THEN
+        IF length(statement) > 100000 THEN
+            RAISE EXCEPTION 'statement is too long (% characters; at most 100000)', length(statement)
+                USING ERRCODE = 'string_data_right_truncation';
+        END IF;
+        SELECT * INTO s FROM ai_agent_safety._statement_facts(statement);
+        IF s.operation <> ai_agent_safety._operation(operation) THEN
+            RAISE EXCEPTION 'the statement is a %, but the request is for %', s.operation, ai_agent_safety._operation(operation)
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = format('Request it as %s: SELECT ai_agent_safety.request_approval_token(%L::text, ...).', s.operation, s.operation);
+        END IF;
+        IF r.classid IS NULL THEN
+            r.classid := s.classid;
+            r.objid := s.objid;
+        ELSIF (r.classid, r.objid) IS DISTINCT FROM (s.classid, s.objid) THEN
+            RAISE EXCEPTION 'the statement acts on %, but the request names %',
+                  ai_agent_safety._target_text(s.classid, s.objid), ai_agent_safety._target_text(r.classid, r.objid)
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Name the object the statement acts on, or leave the target out: it is taken from the statement.';
+        END IF;
+    END IF;
+    RETURN ai_agent_safety._request_token(operation, task_id, r.classid, r.objid, reason, verb, statement);
 END $$;
-COMMENT ON FUNCTION ai_agent_safety.request_approval_token(text, text, text, text, text) IS
-    'Ask a human for approval of one protected statement; returns the token id. NOTIFY ai_agent_safety_requests tells approvers.';
+COMMENT ON FUNCTION ai_agent_safety.request_approval_token(text, text, text, text, text, text) IS
+    'Ask a human for approval of one protected statement (with statement: bound to exactly that statement); returns the token id. NOTIFY ai_agent_safety_requests tells approvers.';
 
 -- Agents' unqualified call, in the schema the extension was created in:
 -- SELECT request_approval_token('delete_operation', 'task_12345'). It runs as
 -- the caller, so the target resolves with the agent's search_path.
-CREATE FUNCTION @extschema@.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL, verb text DEFAULT NULL)
+CREATE FUNCTION @extschema@.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL, statement text DEFAULT NULL, verb text DEFAULT NULL)
 RETURNS uuid LANGUAGE sql AS $$
-    SELECT ai_agent_safety.request_approval_token(operation, task_id, target, reason, verb)
+    SELECT ai_agent_safety.request_approval_token(operation, task_id, target, reason, statement, verb)
 $$;
-COMMENT ON FUNCTION @extschema@.request_approval_token(text, text, text, text, text) IS
+COMMENT ON FUNCTION @extschema@.request_approval_token(text, text, text, text, text, text) IS
     'ai_agent_safety.request_approval_token, callable unqualified.';
 GRANT EXECUTE ON FUNCTION ai_agent_safety._resolve_target(text) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text, text) TO PUBLIC;
 GRANT USAGE ON SCHEMA ai_agent_safety TO PUBLIC;
 
 -- Who may decide: superusers and members of ai_agent_approver, never an agent,
@@ -392,7 +426,7 @@ CREATE VIEW ai_agent_safety.approval_tokens AS
 SELECT t.id AS token, ai_agent_safety._status(t) AS status, t.database, t.requested_by, t.requested_at,
        t.operation, t.verb, COALESCE(t.target_text, 'any object in database ' || t.database) AS target,
        t.task_id, t.reason, t.decided_by, t.decided_at, t.decision_comment AS comment,
-       t.expires_at, t.used_at, t.used_by_pid, t.used_statement
+       t.expires_at, t.used_at, t.used_by_pid, t.used_statement, t.statement
   FROM ai_agent_safety.tokens t
  WHERE NOT ai_agent_safety.session_is_agent();
 
@@ -453,9 +487,10 @@ SELECT t.id AS token, t.requested_by, t.requested_at,
        t.task_id, t.reason,
        format('%s may run one %s on %s in database %s, within %s of the grant',
               t.requested_by, COALESCE(t.verb || ' (' || t.operation || ')', t.operation),
-              COALESCE(t.target_text, 'any object'), t.database,
+              COALESCE(t.target_text, 'any object') || COALESCE(', exactly this statement: ' || t.statement, ''), t.database,
               current_setting('ai_agent_safety.token_ttl')) AS would_allow,
        t.verb,
+       t.statement,
        format('SELECT ai_agent_safety.grant_approval_token(%L::uuid);', t.id) AS grant_sql,
        format('SELECT ai_agent_safety.deny_approval_token(%L::uuid, %L::text);', t.id, '<reason>') AS deny_sql
   FROM ai_agent_safety.tokens t

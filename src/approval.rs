@@ -30,7 +30,8 @@ pub fn lookup(raw: &str) -> TokenPresented {
                 "SELECT state, requested_by::text, decided_by::text, operation, \
                         target_classid, target_objid, target_text, expires_at, \
                         pg_catalog.to_char(expires_at, 'YYYY-MM-DD HH24:MI:SS.US TZ'), \
-                        pg_catalog.to_char(used_at, 'YYYY-MM-DD HH24:MI:SS.US TZ'), used_by_pid, verb \
+                        pg_catalog.to_char(used_at, 'YYYY-MM-DD HH24:MI:SS.US TZ'), used_by_pid, verb, \
+                        statement, statement_form \
                  FROM ai_agent_safety.tokens WHERE id = $1::uuid",
                 Some(1),
                 &[id.to_string().into()],
@@ -51,6 +52,9 @@ pub fn lookup(raw: &str) -> TokenPresented {
             let used_at: Option<String> = r.get(10)?;
             let used_pid: Option<i32> = r.get(11)?;
             let verb: Option<String> = r.get(12)?;
+            let statement: Option<String> = r.get(13)?;
+            let statement_form: Option<String> = r.get(14)?;
+            let bound = statement.zip(statement_form);
             Ok(Some((
                 state,
                 requested_by,
@@ -64,6 +68,7 @@ pub fn lookup(raw: &str) -> TokenPresented {
                 used_at,
                 used_pid,
                 verb,
+                bound,
             )))
         })
     });
@@ -83,6 +88,7 @@ pub fn lookup(raw: &str) -> TokenPresented {
             used_at,
             used_pid,
             verb,
+            bound,
         ))) => {
             let (Some(state), Some(operation)) =
                 (TokenState::parse(&state), OpClass::parse(&operation))
@@ -112,6 +118,12 @@ pub fn lookup(raw: &str) -> TokenPresented {
                 used: used_at.map(|at| TokenUse {
                     at,
                     pid: used_pid.unwrap_or(0),
+                }),
+                bound: bound.map(|(approved, approved_form)| aas_policy::BoundStatement {
+                    approved,
+                    approved_form,
+                    presented: String::new(),
+                    presented_form: None,
                 }),
             })
         }

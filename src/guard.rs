@@ -118,7 +118,7 @@ fn decide(stmt: &Statement, source: &str, sw: &Switches) -> Outcome {
         .filter(|_| session.run_by.is_none() && aas_policy::token_can_matter(stmt));
     let token_presented = match raw {
         None => TokenPresented::None,
-        Some(Ok(t)) => approval::lookup(t),
+        Some(Ok(t)) => with_statement(approval::lookup(t), source),
         Some(Err(e)) => TokenPresented::Malformed(e.clone()),
     };
     let raw = raw.map(|r| r.as_deref().unwrap_or_else(|e| e.as_str()));
@@ -142,7 +142,7 @@ fn decide(stmt: &Statement, source: &str, sw: &Switches) -> Outcome {
                 TokenPresented::None
                     if session.run_by.is_none() && aas_policy::token_can_matter(stmt) =>
                 {
-                    held_instead(&session, &here, target.as_ref(), stmt, now).unwrap_or(d)
+                    held_instead(&session, &here, target.as_ref(), stmt, source, now).unwrap_or(d)
                 }
                 _ => d,
             };
@@ -187,6 +187,21 @@ fn decide(stmt: &Statement, source: &str, sw: &Switches) -> Outcome {
     }
 }
 
+/// A token bound to one statement learns the statement it is presented
+/// with, and its form (read only for such tokens).
+fn with_statement(t: TokenPresented, source: &str) -> TokenPresented {
+    match t {
+        TokenPresented::Found(mut f) => {
+            if let Some(b) = f.bound.as_mut() {
+                b.presented = source.to_string();
+                b.presented_form = crate::statement_form::of(source).ok();
+            }
+            TokenPresented::Found(f)
+        }
+        other => other,
+    }
+}
+
 /// The refusal that names a granted token the agent holds for exactly this
 /// statement but did not present; `None` when it holds none.
 fn held_instead(
@@ -194,11 +209,12 @@ fn held_instead(
     here: &aas_policy::DatabaseFacts,
     target: Option<&aas_policy::DatabaseFacts>,
     stmt: &Statement,
+    source: &str,
     now: i64,
 ) -> Option<Denial> {
     approval::held_by(&session.session_user)
         .iter()
-        .find_map(|id| match approval::lookup(id) {
+        .find_map(|id| match with_statement(approval::lookup(id), source) {
             TokenPresented::Found(t) => {
                 let would = decide_statement(
                     session,

@@ -32,6 +32,7 @@ pub mod privileged;
 pub mod renames;
 pub mod settings;
 pub mod sql_api;
+pub mod statement_form;
 pub mod unguarded;
 
 pgrx::pg_module_magic!();
@@ -67,7 +68,9 @@ pgrx::extension_sql_file!(
     requires = [
         sql_api::ai_agent_safety::assert_preloaded,
         sql_api::ai_agent_safety::role_is_agent,
-        sql_api::ai_agent_safety::session_is_agent
+        sql_api::ai_agent_safety::session_is_agent,
+        sql_api::ai_agent_safety::_statement_form,
+        sql_api::ai_agent_safety::_statement_facts
     ]
 );
 pgrx::extension_sql_file!(

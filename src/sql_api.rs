@@ -53,6 +53,49 @@ pub mod ai_agent_safety {
         crate::agent_code::running().is_some()
     }
 
+    /// The form of one statement (its parse tree without source positions):
+    /// what a token bound to the statement compares.
+    #[pg_extern(immutable, strict)]
+    fn _statement_form(statement: &str) -> String {
+        match crate::statement_form::of(statement) {
+            Ok(form) => form,
+            Err(why) => {
+                pgrx::ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("the statement cannot be approved as given: {why}")
+                );
+            }
+        }
+    }
+
+    /// What the statement given with a request does, read as the calling
+    /// role: its form (what a bound token compares), the operation class and
+    /// the object. Raises a clear error when it cannot be bound.
+    #[pg_extern(volatile)]
+    fn _statement_facts(
+        statement: &str,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(form, String),
+            name!(operation, String),
+            name!(classid, pg_sys::Oid),
+            name!(objid, pg_sys::Oid),
+        ),
+    > {
+        match crate::statement_form::requested(statement) {
+            Ok(r) => TableIterator::once((r.form, r.class.to_string(), r.target.0, r.target.1)),
+            Err(why) => {
+                pgrx::ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("the statement cannot be approved as given: {why}")
+                );
+            }
+        }
+    }
+
     /// Rolls back every prepared transaction `role` owns, in every database
     /// (for revoke_agent_credentials); returns how many. Not executable by
     /// PUBLIC.

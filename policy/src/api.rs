@@ -20,7 +20,7 @@ pub const SCHEMA: &str = "ai_agent_safety";
 
 /// Every function name of the extension, in any of its schemas. An
 /// integration test checks this against the installed extension.
-pub const FUNCTION_NAMES: [&str; 29] = [
+pub const FUNCTION_NAMES: [&str; 31] = [
     "_agent_group",
     "_assert_approver",
     "_audit",
@@ -34,6 +34,8 @@ pub const FUNCTION_NAMES: [&str; 29] = [
     "_resolve_target",
     "_role_environments",
     "_roll_back_prepared",
+    "_statement_facts",
+    "_statement_form",
     "_status",
     "_target_facts",
     "_target_text",

@@ -463,7 +463,7 @@ pub fn decide(
                             op,
                         );
                     }
-                    None if !op.is_plain() => {
+                    None if !op.is_plain() && t.bound.is_none() => {
                         return unusable(
                             format!("names only the class {}", t.operation),
                             format!(
@@ -488,15 +488,36 @@ pub fn decide(
                 }
                 if let Some(target) = &t.target {
                     if !target.same_object(&op.object) {
-                        return unusable(
-                            format!("was granted for {}", target.display),
+                        // The same name on another object: the approved one
+                        // was renamed or dropped, and this one took its name.
+                        let detail = if target.display == op.object.display {
+                            format!(
+                                "it was granted for the object then named {} (oid {}), and that name is now another object's (oid {}): the approved one was renamed or dropped since. A token covers the object it was granted for, under whatever name.",
+                                target.display, target.objid, op.object.objid
+                            )
+                        } else {
                             format!(
                                 "it was granted for {} but this is {}.",
                                 target.display, op.object.display
-                            ),
-                            op,
-                        );
+                            )
+                        };
+                        return unusable(format!("was granted for {}", target.display), detail, op);
                     }
+                }
+            }
+            if let Some(b) = &t.bound {
+                if b.presented_form.as_deref() != Some(b.approved_form.as_str()) {
+                    let exact = format!("{} {}", b.approved.trim_end_matches([';', ' ', '\n']), crate::sql_comment::tag(crate::sql_comment::TOKEN_KEY, &id));
+                    return fail(
+                        "was granted for another statement".into(),
+                        format!("send exactly the approved statement with it: {exact}"),
+                        format!(
+                            "it is bound to the statement it was requested for, and this one differs from it. Approved: {}. This one: {}. Whitespace, comments and keyword case do not matter; constants (bind parameters too), tables, columns and conditions do.",
+                            b.approved.trim(),
+                            b.presented.trim()
+                        ),
+                        format!("Send the approved statement as it was requested, with its values written in: {exact}; or request a token for this one: {}.", crate::way_forward::request_call(first, task)),
+                    );
                 }
             }
             Decision::AllowWithToken { token: t.id }

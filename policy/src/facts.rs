@@ -75,6 +75,21 @@ pub struct TokenFacts {
     pub expires_at_us: Option<i64>,
     pub expires_at_text: String,
     pub used: Option<TokenUse>,
+    /// Set when the token was requested for one exact statement.
+    pub bound: Option<BoundStatement>,
+}
+
+/// The statement a token was requested for, and the one it is presented
+/// with, each with its form (its parse tree without source positions:
+/// whitespace, comments and keyword case do not change it; constants,
+/// tables, columns, conditions and bind parameters do).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundStatement {
+    pub approved: String,
+    pub approved_form: String,
+    /// Filled by the glue from the statement being judged.
+    pub presented: String,
+    pub presented_form: Option<String>,
 }
 
 /// What the session presented in `ai_agent_safety.approval_token`.

@@ -48,7 +48,8 @@ pub use decision::{
 };
 pub use environment::{check_connect_environment, decide_write, environment_in_scope};
 pub use facts::{
-    parse_token_id, DatabaseFacts, SessionFacts, TokenFacts, TokenPresented, TokenState, TokenUse,
+    parse_token_id, BoundStatement, DatabaseFacts, SessionFacts, TokenFacts, TokenPresented,
+    TokenState, TokenUse,
 };
 pub use guard_settings::{is_guard_setting, settings_change_denial};
 pub use handover::{Handover, HandoverKind};

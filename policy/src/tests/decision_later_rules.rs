@@ -45,6 +45,7 @@ fn any_object_token() -> TokenPresented {
         expires_at_us: Some(i64::MAX),
         expires_at_text: "later".into(),
         used: None,
+        bound: None,
     })
 }
 

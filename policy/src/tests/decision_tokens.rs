@@ -233,7 +233,7 @@ fn token_target_matched_by_oid_not_display() {
     let d = deny_drop_orders_with(t);
     assert_contains(
         &d.detail,
-        "granted for public.orders but this is public.orders.",
+        "granted for the object then named public.orders (oid 99999), and that name is now another object's (oid 16384)",
     );
 
     // Same oid, different catalog: denied.
@@ -479,4 +479,71 @@ fn refusals_that_no_token_covers_end_with_what_to_do_instead() {
         next_step(&d),
         "role changes are made by a DBA, from a role that is not an agent"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Tokens bound to one statement, and to an object's identity
+// ---------------------------------------------------------------------------
+
+fn bound(presented_form: Option<&str>) -> TokenFacts {
+    TokenFacts {
+        bound: Some(BoundStatement {
+            approved: "DELETE FROM orders WHERE id <= 10".into(),
+            approved_form: "{DELETESTMT ... 10}".into(),
+            presented: "DELETE FROM orders WHERE id <= 1000".into(),
+            presented_form: presented_form.map(str::to_string),
+        }),
+        ..granted(OpClass::Delete, Some(orders()))
+    }
+}
+
+#[test]
+fn a_bound_token_covers_only_its_statement() {
+    let delete = op(OpClass::Delete, "DELETE", orders());
+    let ok = run(
+        &agent(),
+        &protected_db("shop"),
+        std::slice::from_ref(&delete),
+        &found(bound(Some("{DELETESTMT ... 10}"))),
+    );
+    assert!(matches!(ok, Decision::AllowWithToken { .. }));
+    for other in [Some("{DELETESTMT ... 1000}"), None] {
+        let d = denial(run(
+            &agent(),
+            &protected_db("shop"),
+            std::slice::from_ref(&delete),
+            &found(bound(other)),
+        ));
+        assert_contains(&d.message, "was granted for another statement; send exactly the approved statement with it: DELETE FROM orders WHERE id <= 10 /*ai_agent_safety_token=");
+        assert_contains(&d.detail, "Approved: DELETE FROM orders WHERE id <= 10. This one: DELETE FROM orders WHERE id <= 1000.");
+    }
+}
+
+#[test]
+fn a_bound_token_needs_no_verb_for_a_form_that_is_not_plain() {
+    let alter = op(OpClass::Alter, "ALTER TABLE ... DROP COLUMN note", orders());
+    let mut t = bound(Some("{DELETESTMT ... 10}"));
+    t.operation = OpClass::Alter;
+    let all = db("shop", true, OpSet::ALL, None);
+    assert!(matches!(
+        decide(&agent(), &all, None, &[alter], &found(t), NOW),
+        Decision::AllowWithToken { .. }
+    ));
+}
+
+#[test]
+fn another_object_under_the_approved_name_is_named_as_such() {
+    let mut now_there = orders();
+    now_there.objid += 1;
+    let d = deny_drop_orders_with_op(op(OpClass::Drop, "DROP TABLE", now_there));
+    assert_contains(&d.detail, "that name is now another object's");
+}
+
+fn deny_drop_orders_with_op(o: Operation) -> Denial {
+    denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[o],
+        &found(granted(OpClass::Drop, Some(orders()))),
+    ))
 }

@@ -155,6 +155,7 @@ fn granted(operation: OpClass, target: Option<ObjectRef>) -> TokenFacts {
         expires_at_us: Some(NOW + 600 * SECOND_US),
         expires_at_text: "2025-05-09 12:10:00+00".into(),
         used: None,
+        bound: None,
     }
 }
 

@@ -1,0 +1,206 @@
+//! Tokens bound to what was approved: the exact statement (when the request
+//! carries it) and the object's identity (always).
+
+use aas_integration::*;
+use postgres::Client;
+
+fn grant(w: &World, approver: &str, token: &str) {
+    connect(approver, &w.protected)
+        .query_one(
+            "SELECT ai_agent_safety.grant_approval_token($1::text::uuid)",
+            &[&token],
+        )
+        .unwrap_or_else(|e| panic!("grant: {}", describe(&e)));
+}
+
+fn request_for(agent: &mut Client, statement: &str) -> String {
+    agent
+        .query_one(
+            "SELECT ai_agent_safety.request_approval_token('DELETE', 'bound-task', statement => $1)::text",
+            &[&statement],
+        )
+        .unwrap_or_else(|e| panic!("request: {}", describe(&e)))
+        .get(0)
+}
+
+fn left(w: &World, filter: &str) -> i64 {
+    count(
+        &mut admin(&w.protected),
+        &format!("SELECT count(*) FROM public.orders {filter}"),
+    )
+}
+
+fn status(w: &World, token: &str) -> String {
+    admin(&w.protected)
+        .query_one(
+            "SELECT status FROM ai_agent_safety.approval_tokens WHERE token = $1::text::uuid",
+            &[&token],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn a_token_requested_with_its_statement_covers_that_statement_only() {
+    let w = World::new("bound_stmt");
+    let approver = new_approver("bound_stmt");
+    let mut agent = w.agent_in(&w.protected);
+    let token = request_for(&mut agent, "DELETE FROM orders WHERE id <= 2");
+    // The approver reads the statement itself.
+    let shown: String = connect(&approver, &w.protected)
+        .query_one(
+            "SELECT statement FROM ai_agent_safety.pending_requests WHERE token = $1::text::uuid",
+            &[&token],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, "DELETE FROM orders WHERE id <= 2");
+    grant(&w, &approver, &token);
+    // Without the binding, any DELETE on orders would do; bound, a wider one
+    // is refused, and says what was approved.
+    let e = assert_refused(agent.batch_execute(&format!(
+        "DELETE FROM orders WHERE id <= 9 /*ai_agent_safety_token='{token}'*/"
+    )));
+    assert!(e.contains("was granted for another statement"), "{e}");
+    assert!(
+        e.contains("Approved: DELETE FROM orders WHERE id <= 2. This one: DELETE FROM orders WHERE id <= 9"),
+        "{e}"
+    );
+    // A bind parameter in place of the constant is another statement too.
+    let e = assert_refused(agent.execute(
+        &format!("DELETE FROM orders WHERE id <= $1 /*ai_agent_safety_token='{token}'*/"),
+        &[&2i32],
+    ));
+    assert!(e.contains("was granted for another statement"), "{e}");
+    assert_eq!(left(&w, ""), 10);
+    assert_eq!(status(&w, &token), "granted");
+    // Case, whitespace and comments do not matter.
+    agent
+        .batch_execute(&format!(
+            "delete   from ORDERS\n where id<=2 -- the approved one\n /*ai_agent_safety_token='{token}'*/"
+        ))
+        .unwrap();
+    assert_eq!(left(&w, ""), 8);
+    assert_eq!(status(&w, &token), "used");
+}
+
+#[test]
+fn requests_with_a_statement_that_cannot_be_bound_are_refused_and_create_nothing() {
+    let w = World::new("bound_bad");
+    let mut agent = w.agent_in(&w.protected);
+    let big = format!("DELETE FROM orders WHERE note = '{}'", "x".repeat(100_001));
+    for (statement, op, target, expect) in [
+        (
+            "DELETE FROM orders WHERE id = 1; DELETE FROM orders",
+            "DELETE",
+            None,
+            "exactly one statement",
+        ),
+        (
+            "TRUNCATE orders",
+            "DELETE",
+            None,
+            "the statement is a TRUNCATE, but the request is for DELETE",
+        ),
+        (
+            "SELECT * FROM orders",
+            "DELETE",
+            None,
+            "only to a DELETE, UPDATE, TRUNCATE, DROP or ALTER TABLE",
+        ),
+        (
+            "DELETE FROM orders WHERE id = 1",
+            "DELETE",
+            Some("pg_catalog.pg_class"),
+            "the statement acts on public.orders",
+        ),
+        (
+            "DELETE FROM no_such_table",
+            "DELETE",
+            None,
+            "does not exist",
+        ),
+        (big.as_str(), "DELETE", None, "too long"),
+    ] {
+        let e = agent
+            .query_one(
+                "SELECT ai_agent_safety.request_approval_token($1, 'bound-task', $2, statement => $3)::text",
+                &[&op, &target, &statement],
+            )
+            .expect_err(statement);
+        assert!(
+            describe(&e).contains(expect),
+            "{}: {}",
+            &statement[..statement.len().min(60)],
+            describe(&e)
+        );
+    }
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM ai_agent_safety.approval_tokens"
+        ),
+        0
+    );
+}
+
+/// Without a statement the token still names the object, by identity: an
+/// object renamed into the approved name, or recreated under it, is not
+/// covered; the approved object, renamed, is.
+#[test]
+fn a_token_is_bound_to_the_objects_identity() {
+    let w = World::new("bound_oid");
+    let approver = new_approver("bound_oid");
+    let mut owner = w.owner_in(&w.protected);
+    owner
+        .batch_execute(
+            "CREATE TABLE public.archive (id int PRIMARY KEY, note text);
+             INSERT INTO public.archive SELECT g, 'old' FROM generate_series(1, 5) g;",
+        )
+        .unwrap();
+    owner
+        .batch_execute(&format!("GRANT ALL ON public.archive TO {}", w.agent))
+        .unwrap();
+    let mut agent = w.agent_in(&w.protected);
+    let request = |agent: &mut Client| -> String {
+        agent
+            .query_one(
+                "SELECT request_approval_token('DELETE', 'swap', 'public.orders')::text",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let token = request(&mut agent);
+    grant(&w, &approver, &token);
+    // The swap: the approved table goes aside, another takes its name.
+    owner
+        .batch_execute(
+            "ALTER TABLE public.orders RENAME TO orders_kept; ALTER TABLE public.archive RENAME TO orders;",
+        )
+        .unwrap();
+    let e = assert_refused(agent.batch_execute(&format!(
+        "DELETE FROM orders /*ai_agent_safety_token='{token}'*/"
+    )));
+    assert!(e.contains("that name is now another object's"), "{e}");
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM public.orders"
+        ),
+        5
+    );
+    // The approved table under its new name is still covered.
+    agent
+        .batch_execute(&format!(
+            "DELETE FROM orders_kept WHERE id = 1 /*ai_agent_safety_token='{token}'*/"
+        ))
+        .unwrap();
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM public.orders_kept"
+        ),
+        9
+    );
+}
