@@ -78,8 +78,11 @@ pub fn db_error_json(code: &str, message: &str, detail: Option<&str>, hint: Opti
     out.insert("hint".into(), json!(hint));
     let needs_token = code == "42501" && message.contains("needs an approval token");
     let next_step = if needs_token {
-        let suggested = hint.and_then(suggested_request);
-        let presented = detail.is_some_and(|d| d.starts_with("Approval token"));
+        // The call is in the HINT; some versions also put it in the message.
+        let suggested = hint
+            .and_then(suggested_request)
+            .or_else(|| suggested_request(message));
+        let presented = names_a_token(message) || detail.is_some_and(names_a_token);
         let text = approval_next_step(presented, suggested.is_some());
         if let Some(s) = suggested {
             out.insert("request_approval_arguments".into(), s);
@@ -122,6 +125,19 @@ fn approval_next_step(token_was_presented: bool, have_arguments: bool) -> String
          that token and the same statement. If it is denied, do not run the statement: \
          tell the user the approver's comment."
     )
+}
+
+/// Does the text speak of a presented token ("approval token <uuid> ...")?
+fn names_a_token(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.match_indices("approval token ").any(|(i, m)| {
+        let id: Vec<char> = lower[i + m.len()..].chars().take(36).collect();
+        id.len() == 36
+            && id.iter().enumerate().all(|(k, c)| match k {
+                8 | 13 | 18 | 23 => *c == '-',
+                _ => c.is_ascii_hexdigit(),
+            })
+    })
 }
 
 /// Reads the arguments of the `request_approval_token(...)` call that a
@@ -235,6 +251,34 @@ mod tests {
         }
         assert_eq!(v["request_approval_arguments"]["target"], "public.orders");
         assert_eq!(v["hint"], HINT);
+    }
+
+    #[test]
+    fn a_presented_token_is_recognised() {
+        assert!(names_a_token(
+            "Approval token 2a7505a1-cdcc-40c8-ad55-707eb257ee9d cannot be used: it is still pending."
+        ));
+        assert!(names_a_token(
+            "refused: ...; approval token 2A7505A1-CDCC-40C8-AD55-707EB257EE9D was already used"
+        ));
+        assert!(!names_a_token("needs an approval token in database \"d\""));
+        let v = db_error_json(
+            "42501",
+            "DELETE on public.orders refused: agent role \"a\" needs an approval token in database \"d\"; approval token 2a7505a1-cdcc-40c8-ad55-707eb257ee9d was already used; request a new one with SELECT ai_agent_safety.request_approval_token('DELETE'::text, '<task id>'::text, 'public.orders'::text), and ...",
+            None,
+            None,
+        );
+        assert!(
+            v["next_step"]
+                .as_str()
+                .unwrap()
+                .contains("ask for a new one"),
+            "{v}"
+        );
+        assert_eq!(
+            v["request_approval_arguments"],
+            json!({"operation": "DELETE", "target": "public.orders"})
+        );
     }
 
     #[test]

@@ -226,6 +226,15 @@ fn tool_error(r: CallToolResult, what: &str) -> Value {
     s
 }
 
+/// The message and detail of a tool error, where the refusal says why.
+fn said(e: &Value) -> String {
+    format!(
+        "{} {}",
+        e["message"].as_str().unwrap_or(""),
+        e["detail"].as_str().unwrap_or("")
+    )
+}
+
 const DELETE_ONE: &str = "DELETE FROM public.orders WHERE id = 1";
 
 #[tokio::test]
@@ -345,7 +354,7 @@ async fn the_whole_approval_loop() {
         "execute_approved with a pending token",
     );
     assert_eq!(e["sqlstate"], "42501", "{e}");
-    assert!(e["detail"].as_str().unwrap().contains("pending"), "{e}");
+    assert!(said(&e).contains("pending"), "{e}");
 
     // wait_for_decision, granted while it waits.
     let peer = server.client.peer().clone();
@@ -400,10 +409,7 @@ async fn the_whole_approval_loop() {
         "the token's second use",
     );
     assert_eq!(e["sqlstate"], "42501", "{e}");
-    assert!(
-        e["detail"].as_str().unwrap().contains("already used"),
-        "{e}"
-    );
+    assert!(said(&e).contains("already used"), "{e}");
     assert!(
         e["next_step"]
             .as_str()
@@ -479,7 +485,7 @@ async fn denied_and_undecided_tokens() {
         "execute_approved with a denied token",
     );
     assert_eq!(e["sqlstate"], "42501", "{e}");
-    assert!(e["detail"].as_str().unwrap().contains("denied"), "{e}");
+    assert!(said(&e).contains("denied"), "{e}");
     assert_eq!(w.rows_left().await, 5);
 
     // A statement EXPLAIN cannot plan: the request is made, the preview says why.
@@ -524,5 +530,91 @@ async fn denied_and_undecided_tokens() {
     );
     assert_eq!(e["sqlstate"], "22P02", "{e}");
 
+    server.client.cancel().await.expect("close the server");
+}
+
+/// The incident's statement: DROP DATABASE cannot run inside a transaction
+/// block, so execute and execute_approved run it on its own, and the token
+/// (requested in another database, with target `DATABASE x`) still covers it.
+#[tokio::test]
+async fn drop_database_with_approval() {
+    let w = World::new("dropdb").await;
+    let doomed = unique("mcp_doomed");
+    let admin = connect("postgres", "postgres").await;
+    sql(
+        &admin,
+        &format!("CREATE DATABASE {doomed} OWNER {}", w.agent),
+    )
+    .await;
+    sql(
+        &admin,
+        &format!("ALTER DATABASE {doomed} SET ai_agent_safety.require_approval = true"),
+    )
+    .await;
+    let server = Server::start(&w).await;
+    let drop = format!("DROP DATABASE {doomed}");
+
+    let e = tool_error(
+        server.call("execute", json!({"sql": drop})).await,
+        "DROP DATABASE without a token",
+    );
+    assert_eq!(e["sqlstate"], "42501", "{e}");
+    let args = &e["request_approval_arguments"];
+    assert_eq!(args["operation"], "DROP", "{e}");
+    assert_eq!(args["target"], format!("DATABASE {doomed}"), "{e}");
+
+    let r = ok(
+        server
+            .call(
+                "request_approval",
+                json!({
+                    "operation": "DROP",
+                    "target": args["target"],
+                    "task_id": "mcp-e2e-dropdb",
+                    "reason": "the database is unused",
+                    "statement": drop,
+                }),
+            )
+            .await,
+        "request_approval",
+    );
+    let token = r["token"].as_str().unwrap().to_string();
+    assert!(r["preview"]["error"].is_string(), "{r}");
+    w.approver()
+        .await
+        .query_one(
+            "SELECT ai_agent_safety.grant_approval_token($1::text::uuid, 'it is unused')",
+            &[&token],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("grant: {}", db_error(&e)));
+
+    let r = ok(
+        server
+            .call(
+                "execute_approved",
+                json!({"token": token, "statement": drop}),
+            )
+            .await,
+        "execute_approved DROP DATABASE",
+    );
+    assert!(r["note"].is_string(), "{r}");
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&doomed],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the database was dropped");
+
+    let r = ok(
+        server
+            .call("wait_for_decision", json!({"token": token}))
+            .await,
+        "status after use",
+    );
+    assert_eq!(r["status"], "used", "{r}");
     server.client.cancel().await.expect("close the server");
 }
