@@ -108,8 +108,9 @@ pub fn db_error_json(code: &str, message: &str, detail: Option<&str>, hint: Opti
 
 fn approval_next_step(token_was_presented: bool, have_arguments: bool) -> String {
     let args = if have_arguments {
-        " (request_approval_arguments below has the operation, task_id, target and verb \
-         the refusal names; add a reason for the human and the exact statement)"
+        " (request_approval_arguments has the arguments the refusal names: operation, \
+         target, and verb when the statement is a special form; add your task_id, a reason \
+         for the human and the exact statement)"
     } else {
         ""
     };
