@@ -384,7 +384,11 @@ async fn the_whole_approval_loop() {
     assert_eq!(r["decided_by"], w.approver.as_str(), "{r}");
     assert!(r["expires_at"].is_string(), "{r}");
     // Woken by the decision's notification, not by a periodic read.
-    assert_eq!(r["seen_by"], "notification", "{r}");
+    assert_eq!(
+        r["seen_by"], "notification",
+        "the grant's NOTIFY on ai_agent_safety_decisions did not wake the wait \
+         (is the installed extension older than that NOTIFY?): {r}"
+    );
 
     // execute_approved: exactly one row, once.
     let r = ok(
@@ -403,10 +407,10 @@ async fn the_whole_approval_loop() {
         server
             .call(
                 "execute_approved",
-                json!({"token": token, "statement": "DELETE FROM public.orders WHERE id = 2"}),
+                json!({"token": token, "statement": DELETE_ONE}),
             )
             .await,
-        "the token's second use",
+        "the same call again (the token's second use)",
     );
     assert_eq!(e["sqlstate"], "42501", "{e}");
     assert!(said(&e).contains("already used"), "{e}");
