@@ -14,10 +14,10 @@ pub fn of(sql: &str) -> Result<String, String> {
     // SAFETY: raw_parser reads the NUL-terminated text and returns a List of
     // RawStmt in the current memory context (or raises a syntax error).
     let list = unsafe { pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT) };
-    // SAFETY: list is NIL (null) or a valid List.
     let n = if list.is_null() {
         0
     } else {
+        // SAFETY: a non-NIL result is a valid List.
         unsafe { (*list).length }
     };
     if n != 1 {
@@ -94,6 +94,10 @@ pub fn requested(sql: &str) -> Result<Requested, String> {
                 }
                 ("TRUNCATE", relation(pg_sys::list_nth(rels, 0) as *mut pg_sys::RangeVar))
             }
+            pg_sys::NodeTag::T_DropdbStmt => {
+                let name = (*(node as *mut pg_sys::DropdbStmt)).dbname;
+                ("DROP", (pg_sys::DatabaseRelationId, pg_sys::get_database_oid(name, false)))
+            }
             pg_sys::NodeTag::T_DropStmt => {
                 let d = node as *mut pg_sys::DropStmt;
                 let objects = (*d).objects;
@@ -115,7 +119,7 @@ pub fn requested(sql: &str) -> Result<Requested, String> {
             }
             _ => {
                 return Err(
-                    "a token can be bound only to a DELETE, UPDATE, TRUNCATE, DROP or ALTER TABLE statement".into(),
+                    "a token can be bound only to a DELETE, UPDATE, TRUNCATE, DROP or ALTER TABLE statement (request this one without the statement, naming its form with verb => ...)".into(),
                 )
             }
         };
