@@ -160,7 +160,7 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       FROM pg_identify_object(classid, objid, 0) AS o
 $$;
 
-CREATE FUNCTION ai_agent_safety._request_token(operation text, task_id text, classid oid, objid oid, reason text, verb text, statement text)
+CREATE FUNCTION ai_agent_safety._request_token(operation text, task_id text, classid oid, objid oid, reason text, verb text, statement text, search_path text)
 RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     op text := ai_agent_safety._operation(operation);
@@ -168,8 +168,10 @@ DECLARE
     why text := ai_agent_safety._check_text('reason', reason, 2000, false);
     form text := ai_agent_safety._check_text('verb', verb, 200, false);
     stmt text := ai_agent_safety._check_text('statement', statement, 100000, false);
-    -- Computed here from the text, never taken from the caller.
-    stmt_form text := CASE WHEN stmt IS NOT NULL THEN ai_agent_safety._statement_form(stmt) END;
+    -- Computed here from the text (with pg_catalog first on the caller's
+    -- path), never taken from the caller.
+    stmt_form text := CASE WHEN stmt IS NOT NULL
+                           THEN ai_agent_safety._statement_form(stmt, COALESCE(search_path, '')) END;
     shown text;
     new_id uuid;
 BEGIN
@@ -203,7 +205,7 @@ BEGIN
         new_id);
     RETURN new_id;
 END $$;
-REVOKE ALL ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text, text, text) FROM PUBLIC;
 
 -- The API is in schema ai_agent_safety, where only the extension creates
 -- functions: a schema-qualified call cannot be taken by a look-alike.
@@ -245,7 +247,11 @@ BEGIN
                       HINT = 'Name the object the statement acts on, or leave the target out: it is taken from the statement.';
         END IF;
     END IF;
-    RETURN ai_agent_safety._request_token(operation, task_id, r.classid, r.objid, reason, verb, statement);
+    -- The caller's search_path, with "$user" spelled out (the form is read
+    -- inside a function that runs as the extension's owner).
+    RETURN ai_agent_safety._request_token(operation, task_id, r.classid, r.objid, reason, verb, statement,
+               pg_catalog.replace(pg_catalog.current_setting('search_path'), '"$user"',
+                                  pg_catalog.quote_ident(current_user::text)));
 END $$;
 COMMENT ON FUNCTION ai_agent_safety.request_approval_token(text, text, text, text, text, text) IS
     'Ask a human for approval of one protected statement (with statement: bound to exactly that statement); returns the token id. NOTIFY ai_agent_safety_requests tells approvers.';
@@ -260,7 +266,7 @@ $$;
 COMMENT ON FUNCTION @extschema@.request_approval_token(text, text, text, text, text, text) IS
     'ai_agent_safety.request_approval_token, callable unqualified.';
 GRANT EXECUTE ON FUNCTION ai_agent_safety._resolve_target(text) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text, text, text) TO PUBLIC;
 GRANT USAGE ON SCHEMA ai_agent_safety TO PUBLIC;
 
 -- Who may decide: superusers and members of ai_agent_approver, never an agent,

@@ -106,6 +106,7 @@ DECLARE
     s record;
     ended integer := 0;
     rolled integer;
+    found_any boolean;
 BEGIN
     PERFORM ai_agent_safety._assert_approver('revoke credentials with');
     IF role IS NULL THEN
@@ -121,15 +122,28 @@ BEGIN
                   HINT = 'ai_agent_safety.revoke_agent_credentials only expires agent roles; for other roles use ALTER ROLE ... VALID UNTIL.';
     END IF;
     EXECUTE format('ALTER ROLE %I VALID UNTIL %L', role, clock_timestamp());
-    FOR s IN SELECT pid FROM pg_stat_activity WHERE usesysid = r.oid AND pid <> pg_backend_pid() LOOP
-        -- Wait (up to 5 s) until the backend is gone; a failure is an error, never silent.
-        IF NOT pg_terminate_backend(s.pid, 5000) THEN
-            IF EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = s.pid) THEN
-                RAISE EXCEPTION 'revocation of "%" incomplete: session pid % did not end', role, s.pid
-                    USING ERRCODE = 'object_in_use';
+    -- Sessions can come and go meanwhile (a pool reconnecting): the activity
+    -- is read afresh each round (pg_stat_activity keeps one snapshot per
+    -- transaction otherwise), until a round finds none.
+    FOR round IN 1..5 LOOP
+        PERFORM pg_stat_clear_snapshot();
+        found_any := false;
+        FOR s IN SELECT pid FROM pg_stat_activity WHERE usesysid = r.oid AND pid <> pg_backend_pid() LOOP
+            found_any := true;
+            -- Wait (up to 5 s) until the backend is gone. One that ended by
+            -- itself meanwhile is gone too; one still there is an error,
+            -- never silent.
+            IF NOT pg_terminate_backend(s.pid, 5000) THEN
+                PERFORM pg_stat_clear_snapshot();
+                IF EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = s.pid AND usesysid = r.oid) THEN
+                    RAISE EXCEPTION 'revocation of "%" incomplete: session pid % did not end', role, s.pid
+                        USING ERRCODE = 'object_in_use';
+                END IF;
+                CONTINUE;
             END IF;
-        END IF;
-        ended := ended + 1;
+            ended := ended + 1;
+        END LOOP;
+        EXIT WHEN NOT found_any;
     END LOOP;
     -- Transactions the role prepared outlive its sessions (and may hold
     -- locks). Agents may not prepare any (the guard refuses PREPARE

@@ -97,6 +97,10 @@ fn end_now() {
 // SAFETY: registered with RegisterXactCallback; at PRE_COMMIT the transaction
 // is still valid, so the syscache can be read.
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    if event == pg_sys::XactEvent::XACT_EVENT_ABORT {
+        rearm_after_error();
+        return;
+    }
     if event != pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT || !RECHECK.swap(false, Ordering::SeqCst) {
         return;
     }
@@ -160,6 +164,33 @@ unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
     }
 }
 
+/// PostgreSQL's error recovery disables every timeout before it aborts the
+/// transaction: an agent whose last statement failed would otherwise sit
+/// past its VALID UNTIL. So the abort of a transaction or subtransaction
+/// sets it again (a time already past fires at once).
+fn rearm_after_error() {
+    // SAFETY: see ARMED; the id was registered when it was filled.
+    if let Some(a) = unsafe { (*std::ptr::addr_of!(ARMED)).as_ref() } {
+        if let Some(t) = a.at {
+            // SAFETY: as above.
+            unsafe { timeout::enable_timeout_at(a.id, t) };
+        }
+    }
+}
+
+/// The subtransaction variant of the abort (an error inside a SAVEPOINT).
+// SAFETY: registered with RegisterSubXactCallback; it only sets a timer.
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    _sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        rearm_after_error();
+    }
+}
+
 /// Arms (or moves) the timeout at the session user's VALID UNTIL.
 pub fn arm_for_session(facts: &aas_policy::LoginFacts, now: i64) {
     arm(
@@ -217,6 +248,7 @@ pub fn arm(
             pg_sys::emit_log_hook = Some(on_emit);
             pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0));
             pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
             Armed {
                 id,
                 at: None,

@@ -23,16 +23,27 @@ pub enum Outcome {
     Approved,
 }
 
+/// Where a judged statement comes from: the client sent it, or it runs
+/// inside another (a function, a rule, a call). A token bound to one
+/// statement covers only a statement the client sent: inside a function
+/// the same text can mean something else (a PL/pgSQL variable named like
+/// the column).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Nested,
+}
+
 /// Judges a statement of an agent session. Raises an ERROR when refused (in
 /// enforce mode); records the decision in the audit log.
-pub fn judge(stmt: &Statement, source: &str) -> Outcome {
+pub fn judge(stmt: &Statement, source: &str, origin: Origin) -> Outcome {
     match treatment(&settings::Live, Shape::of(stmt)) {
         Treatment::Pass => Outcome::Allow,
         Treatment::Record => {
             record_allowed(stmt, source);
             Outcome::Allow
         }
-        Treatment::Decide => decide(stmt, source, &settings::switches()),
+        Treatment::Decide => decide(stmt, source, origin, &settings::switches()),
     }
 }
 
@@ -92,7 +103,7 @@ fn record_allowed(stmt: &Statement, source: &str) {
 }
 
 /// Gathers the facts, decides once, and acts.
-fn decide(stmt: &Statement, source: &str, sw: &Switches) -> Outcome {
+fn decide(stmt: &Statement, source: &str, origin: Origin, sw: &Switches) -> Outcome {
     let presented = presented::of(source);
     let session = session_facts(&presented);
     let here = dbfacts::current();
@@ -118,7 +129,7 @@ fn decide(stmt: &Statement, source: &str, sw: &Switches) -> Outcome {
         .filter(|_| session.run_by.is_none() && aas_policy::token_can_matter(stmt));
     let token_presented = match raw {
         None => TokenPresented::None,
-        Some(Ok(t)) => with_statement(approval::lookup(t), source),
+        Some(Ok(t)) => with_statement(approval::lookup(t), source, origin),
         Some(Err(e)) => TokenPresented::Malformed(e.clone()),
     };
     let raw = raw.map(|r| r.as_deref().unwrap_or_else(|e| e.as_str()));
@@ -142,7 +153,8 @@ fn decide(stmt: &Statement, source: &str, sw: &Switches) -> Outcome {
                 TokenPresented::None
                     if session.run_by.is_none() && aas_policy::token_can_matter(stmt) =>
                 {
-                    held_instead(&session, &here, target.as_ref(), stmt, source, now).unwrap_or(d)
+                    held_instead(&session, &here, target.as_ref(), stmt, source, origin, now)
+                        .unwrap_or(d)
                 }
                 _ => d,
             };
@@ -189,12 +201,18 @@ fn decide(stmt: &Statement, source: &str, sw: &Switches) -> Outcome {
 
 /// A token bound to one statement learns the statement it is presented
 /// with, and its form (read only for such tokens).
-fn with_statement(t: TokenPresented, source: &str) -> TokenPresented {
+fn with_statement(t: TokenPresented, source: &str, origin: Origin) -> TokenPresented {
     match t {
         TokenPresented::Found(mut f) => {
             if let Some(b) = f.bound.as_mut() {
-                b.presented = source.to_string();
-                b.presented_form = crate::statement_form::of(source).ok();
+                if origin == Origin::Client {
+                    b.presented = source.to_string();
+                    b.presented_form = crate::statement_form::of(source).ok();
+                } else {
+                    b.presented = format!(
+                        "{source} (run inside a function, rule or call; a bound token covers only the statement the client sends)"
+                    );
+                }
             }
             TokenPresented::Found(f)
         }
@@ -210,24 +228,27 @@ fn held_instead(
     target: Option<&aas_policy::DatabaseFacts>,
     stmt: &Statement,
     source: &str,
+    origin: Origin,
     now: i64,
 ) -> Option<Denial> {
     approval::held_by(&session.session_user)
         .iter()
-        .find_map(|id| match with_statement(approval::lookup(id), source) {
-            TokenPresented::Found(t) => {
-                let would = decide_statement(
-                    session,
-                    here,
-                    target,
-                    stmt,
-                    &TokenPresented::Found(t.clone()),
-                    now,
-                );
-                matches!(would, Decision::AllowWithToken { .. }).then_some(t)
-            }
-            _ => None,
-        })
+        .find_map(
+            |id| match with_statement(approval::lookup(id), source, origin) {
+                TokenPresented::Found(t) => {
+                    let would = decide_statement(
+                        session,
+                        here,
+                        target,
+                        stmt,
+                        &TokenPresented::Found(t.clone()),
+                        now,
+                    );
+                    matches!(would, Decision::AllowWithToken { .. }).then_some(t)
+                }
+                _ => None,
+            },
+        )
         .and_then(|t| {
             match decide_statement(session, here, target, stmt, &TokenPresented::Held(t), now) {
                 Decision::Deny(d) => Some(d),

@@ -24,17 +24,29 @@ pub struct Presented {
 /// A tag of the statement; a cheap test first, as most statements carry
 /// no tag at all.
 fn tag(statement: &str, key: &str) -> Option<Result<String, String>> {
-    if statement.contains(key) {
-        sql_comment::value(statement, key).transpose()
-    } else {
-        None
+    if !statement.contains(key) {
+        return None;
     }
+    let found = sql_comment::value(statement, key).transpose()?;
+    // PostgreSQL gives the text of the running statement, except for a
+    // rule's action or EXPLAIN's inner statement, which get the whole query
+    // string: a tag there may belong to another statement of the string.
+    if !crate::statement_form::is_one_statement(statement) {
+        return Some(Err(format!(
+            "the {key} tag is in a query string of several statements, and the statement running is not told apart from the others; send the statement alone, with its tag"
+        )));
+    }
+    Some(found)
 }
 
 /// The task a statement names in its tag, or else the session's setting.
+/// A statement of an agent's code running in another role's session names
+/// nothing: the agent may not write the task of someone else's events.
 pub fn task_of(statement: &str) -> Option<String> {
+    let others_session_runs_agent_code =
+        crate::agent_code::running().is_some() && !crate::identity::session_user_is_agent();
     match tag(statement, TASK_KEY) {
-        Some(Ok(t)) => Some(t),
+        Some(Ok(t)) if !others_session_runs_agent_code => Some(t),
         _ => settings::task_id().map(str::to_string),
     }
 }
@@ -60,19 +72,45 @@ pub fn of(statement: &str) -> Presented {
 /// its commit.
 // SAFETY: a backend is single-threaded; set by the guard, taken by the
 // transaction callback.
-static mut SPENT: Option<String> = None;
+static mut SPENT: Option<(String, pg_sys::SubTransactionId)> = None;
 static mut REGISTERED: bool = false;
 
-/// Remembers that the setting's token was used by this transaction.
+/// Remembers that the setting's token was used by this transaction (in the
+/// current subtransaction: if that one rolls back, the token was not used).
 pub fn spent_from_setting(token: &str) {
-    // SAFETY: see SPENT; the callback is registered once per backend, by an
-    // agent's statement only.
+    // SAFETY: see SPENT; the callbacks are registered once per backend, by
+    // an agent's statement only.
     unsafe {
         if !REGISTERED {
             pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
             REGISTERED = true;
         }
-        *std::ptr::addr_of_mut!(SPENT) = Some(token.to_string());
+        *std::ptr::addr_of_mut!(SPENT) = Some((
+            token.to_string(),
+            crate::unguarded::GetCurrentSubTransactionId(),
+        ));
+    }
+}
+
+/// A subtransaction that rolls back takes the use of the token with it
+/// (the token's row is unused again), so the setting stays.
+// SAFETY: registered with RegisterSubXactCallback; it only reads and
+// clears SPENT.
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event != pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        return;
+    }
+    // SAFETY: see SPENT.
+    let spent = unsafe { &mut *std::ptr::addr_of_mut!(SPENT) };
+    // Subtransaction ids grow: the one that used it is this one or inside it.
+    if spent.as_ref().is_some_and(|(_, used_in)| *used_in >= sub) {
+        *spent = None;
     }
 }
 
@@ -85,7 +123,9 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
     let spent = unsafe { &mut *std::ptr::addr_of_mut!(SPENT) };
     match event {
         XACT_EVENT_PRE_COMMIT => {
-            let Some(token) = spent.take() else { return };
+            let Some((token, _)) = spent.take() else {
+                return;
+            };
             // Only if the setting still holds it (not changed since).
             if settings::approval_token() != Some(token.as_str()) {
                 return;

@@ -53,11 +53,11 @@ pub mod ai_agent_safety {
         crate::agent_code::running().is_some()
     }
 
-    /// The form of one statement (its parse tree without source positions):
-    /// what a token bound to the statement compares.
-    #[pg_extern(immutable, strict)]
-    fn _statement_form(statement: &str) -> String {
-        match crate::statement_form::of(statement) {
+    /// The form of one statement, read with pg_catalog first on the
+    /// requester's search_path: what a token bound to the statement compares.
+    #[pg_extern(volatile, strict)]
+    fn _statement_form(statement: &str, search_path: &str) -> String {
+        match crate::statement_form::for_request(statement, search_path) {
             Ok(form) => form,
             Err(why) => {
                 pgrx::ereport!(
@@ -70,22 +70,21 @@ pub mod ai_agent_safety {
     }
 
     /// What the statement given with a request does, read as the calling
-    /// role: its form (what a bound token compares), the operation class and
-    /// the object. Raises a clear error when it cannot be bound.
+    /// role: the operation class and the object. Raises a clear error when
+    /// it cannot be bound.
     #[pg_extern(volatile)]
     fn _statement_facts(
         statement: &str,
     ) -> TableIterator<
         'static,
         (
-            name!(form, String),
             name!(operation, String),
             name!(classid, pg_sys::Oid),
             name!(objid, pg_sys::Oid),
         ),
     > {
         match crate::statement_form::requested(statement) {
-            Ok(r) => TableIterator::once((r.form, r.class.to_string(), r.target.0, r.target.1)),
+            Ok(r) => TableIterator::once((r.class.to_string(), r.target.0, r.target.1)),
             Err(why) => {
                 pgrx::ereport!(
                     ERROR,

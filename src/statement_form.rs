@@ -1,15 +1,89 @@
-//! A statement's form, for tokens bound to the statement they approve: its
-//! raw parse tree as PostgreSQL prints it, without the source positions.
-//! Whitespace, comments and keyword case do not change it (nor the case of
-//! unquoted names, which the parser folds); constants, tables, columns and
-//! conditions do, and so does a bind parameter in place of a constant.
+//! The statement a token is bound to: checked to be one statement, read
+//! for what it does (its operation class and its object, resolved as the
+//! requesting role), and compared by its form (`aas_policy::statement_form`).
 
 use pgrx::pg_sys;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 
-/// The form of the one statement in `sql`; `Err` when `sql` holds no
-/// statement or several.
+/// Is `sql` exactly one statement?
+pub fn is_one_statement(sql: &str) -> bool {
+    one_statement(sql).is_ok()
+}
+
+/// The form of the one statement in `sql`, as it reads in this session now;
+/// `Err` when `sql` holds no statement or several, or binds parameters.
+///
+/// A DELETE or UPDATE is compared by its analysed tree (PostgreSQL prints
+/// that one): the objects, operators and functions its names resolve to,
+/// with the constants. So an operator an agent put ahead of pg_catalog on
+/// its search_path (`CREATE OPERATOR public.= ...`) makes another form.
+/// Other statements, whose trees PostgreSQL 15 cannot print, are compared
+/// by their lexical form; their object is checked by identity besides.
 pub fn of(sql: &str) -> Result<String, String> {
+    let raw = one_statement(sql)?;
+    form(raw, sql)
+}
+
+fn form(raw: *mut pg_sys::RawStmt, sql: &str) -> Result<String, String> {
+    let lexical = aas_policy::statement_form::of(sql);
+    // SAFETY: raw is a valid RawStmt.
+    let tag = unsafe { (*(*raw).stmt).type_ };
+    if !matches!(
+        tag,
+        pg_sys::NodeTag::T_DeleteStmt | pg_sys::NodeTag::T_UpdateStmt
+    ) {
+        return Ok(lexical);
+    }
+    if lexical
+        .split(' ')
+        .any(|t| t.len() > 1 && t.starts_with('$') && t[1..].bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(
+            "it binds parameters; a bound token covers the statement with its values written in"
+                .into(),
+        );
+    }
+    let c = CString::new(sql).map_err(|_| "the statement contains a NUL byte".to_string())?;
+    // SAFETY: parse analysis of a raw statement with no parameters, in the
+    // current transaction (it raises a PostgreSQL error when names do not
+    // resolve); nodeToString prints the analysed Query.
+    let printed = unsafe {
+        let query = pg_sys::parse_analyze_fixedparams(
+            raw,
+            c.as_ptr(),
+            std::ptr::null(),
+            0,
+            std::ptr::null_mut(),
+        );
+        let s = pg_sys::nodeToString(query as *const std::ffi::c_void);
+        std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned()
+    };
+    Ok(without_positions(&printed))
+}
+
+/// The printed tree without its source positions (`:location N`,
+/// `:stmt_location N`, `:stmt_len N`).
+fn without_positions(tree: &str) -> String {
+    let mut out = tree.to_string();
+    for field in [" :location ", " :stmt_location ", " :stmt_len "] {
+        let mut kept = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(i) = rest.find(field) {
+            kept.push_str(&rest[..i]);
+            let after = &rest[i + field.len()..];
+            let end = after
+                .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+                .unwrap_or(after.len());
+            rest = &after[end..];
+        }
+        kept.push_str(rest);
+        out = kept;
+    }
+    out
+}
+
+/// The one raw statement of `sql`.
+fn one_statement(sql: &str) -> Result<*mut pg_sys::RawStmt, String> {
     let c = CString::new(sql).map_err(|_| "the statement contains a NUL byte".to_string())?;
     // SAFETY: raw_parser reads the NUL-terminated text and returns a List of
     // RawStmt in the current memory context (or raises a syntax error).
@@ -25,36 +99,46 @@ pub fn of(sql: &str) -> Result<String, String> {
             "it must be exactly one statement, and it holds {n}"
         ));
     }
-    // SAFETY: one element, a RawStmt node; nodeToString prints its tree.
-    let text = unsafe {
-        let raw = pg_sys::list_nth(list, 0) as *mut pg_sys::RawStmt;
-        let s = pg_sys::nodeToString((*raw).stmt as *const std::ffi::c_void);
-        CStr::from_ptr(s).to_string_lossy().into_owned()
-    };
-    Ok(without_locations(&text))
+    // SAFETY: its one element is a RawStmt.
+    Ok(unsafe { pg_sys::list_nth(list, 0) as *mut pg_sys::RawStmt })
 }
 
-/// The printed tree without its `:location N` fields.
-fn without_locations(tree: &str) -> String {
-    let mut out = String::with_capacity(tree.len());
-    let mut rest = tree;
-    while let Some(i) = rest.find(" :location ") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + " :location ".len()..];
-        let end = after
-            .find(|c: char| !(c.is_ascii_digit() || c == '-'))
-            .unwrap_or(after.len());
-        rest = &after[end..];
+/// The form the approver means, for a request made with `caller_path` as
+/// its search_path: read with pg_catalog first, as a person reads `=` or
+/// `lower()`, whatever the requester put ahead of it. The use compares it
+/// with the form under the agent's own path.
+pub fn for_request(sql: &str, caller_path: &str) -> Result<String, String> {
+    let raw = one_statement(sql)?;
+    let path = CString::new(if caller_path.trim().is_empty() {
+        "pg_catalog".to_string()
+    } else {
+        format!("pg_catalog, {caller_path}")
+    })
+    .map_err(|_| "the search_path contains a NUL byte".to_string())?;
+    // SAFETY: a GUC nest level around one setting, as a function's SET
+    // clause makes it; an error rolls it back with the transaction.
+    unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            path.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        let f = form(raw, sql);
+        pg_sys::AtEOXact_GUC(true, level);
+        f
     }
-    out.push_str(rest);
-    out
 }
 
-/// What a statement given with a request does: its form, the operation
-/// class it performs and the object it does it to (resolved now, as the
-/// requesting role, through its search_path).
+/// What a statement given with a request does: the operation class it
+/// performs and the object it does it to (resolved now, as the requesting
+/// role, through its search_path).
 pub struct Requested {
-    pub form: String,
     pub class: &'static str,
     pub target: (pg_sys::Oid, pg_sys::Oid),
 }
@@ -63,14 +147,12 @@ pub struct Requested {
 /// several statements, a kind no token covers, several targets, or an
 /// object that does not exist.
 pub fn requested(sql: &str) -> Result<Requested, String> {
-    let form = of(sql)?;
-    let c = CString::new(sql).map_err(|_| "the statement contains a NUL byte".to_string())?;
-    // SAFETY: as in `of`; the tree is read by node tag, each cast matching
-    // its tag, and lookups raise a PostgreSQL error for missing objects.
+    let raw = one_statement(sql)?;
+    // SAFETY: raw is a valid RawStmt.
+    let node = unsafe { (*raw).stmt };
+    // SAFETY: the tree is read by node tag, each cast matching its tag, and
+    // lookups raise a PostgreSQL error for missing objects.
     unsafe {
-        let list = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-        let raw = pg_sys::list_nth(list, 0) as *mut pg_sys::RawStmt;
-        let node = (*raw).stmt;
         let relation = |rv: *mut pg_sys::RangeVar| {
             (
                 pg_sys::RelationRelationId,
@@ -123,10 +205,6 @@ pub fn requested(sql: &str) -> Result<Requested, String> {
                 )
             }
         };
-        Ok(Requested {
-            form,
-            class,
-            target,
-        })
+        Ok(Requested { class, target })
     }
 }

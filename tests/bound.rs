@@ -204,3 +204,58 @@ fn a_token_is_bound_to_the_objects_identity() {
         9
     );
 }
+
+/// The same text can do something else: with an operator the agent put
+/// ahead of pg_catalog, or inside a function where a variable shadows the
+/// column. A bound token covers neither.
+#[test]
+fn the_same_text_meaning_something_else_is_not_the_approved_statement() {
+    let w = World::new("bound_sem");
+    let approver = new_approver("bound_sem");
+    let mut agent = w.agent_in(&w.protected);
+    let token = request_for(&mut agent, "DELETE FROM orders WHERE id = 5");
+    grant(&w, &approver, &token);
+    // 1. An operator that is always true, first on the agent's path. On the
+    // open database the same setup deletes every row: the attack works.
+    let setup =
+        "CREATE FUNCTION public.always(int, int) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+                 CREATE OPERATOR public.= (LEFTARG = int, RIGHTARG = int, FUNCTION = public.always);
+                 SET search_path = public, pg_catalog;";
+    let mut open = w.agent_in(&w.open);
+    open.batch_execute(setup).unwrap();
+    assert_eq!(
+        open.execute("DELETE FROM orders WHERE id = 5", &[])
+            .unwrap(),
+        10
+    );
+    agent.batch_execute(setup).unwrap();
+    let e = assert_refused(agent.batch_execute(&format!(
+        "DELETE FROM orders WHERE id = 5 /*ai_agent_safety_token='{token}'*/"
+    )));
+    assert!(e.contains("was granted for another statement"), "{e}");
+    assert_eq!(left(&w, ""), 10);
+    agent.batch_execute("RESET search_path").unwrap();
+    // 2. Inside the agent's function, where id is a variable holding 5.
+    agent
+        .batch_execute(&format!(
+            "CREATE FUNCTION public.sweep() RETURNS void LANGUAGE plpgsql AS $f$
+             #variable_conflict use_variable
+             DECLARE id int := 5;
+             BEGIN DELETE FROM orders WHERE id = 5 /*ai_agent_safety_token='{token}'*/; END $f$"
+        ))
+        .unwrap();
+    let e = assert_refused(agent.batch_execute("SELECT public.sweep()"));
+    assert!(
+        e.contains("a bound token covers only the statement the client sends"),
+        "{e}"
+    );
+    assert_eq!(left(&w, ""), 10);
+    assert_eq!(status(&w, &token), "granted");
+    // The approved statement itself, sent by the client, still runs once.
+    agent
+        .batch_execute(&format!(
+            "DELETE FROM orders WHERE id = 5 /*ai_agent_safety_token='{token}'*/"
+        ))
+        .unwrap();
+    assert_eq!(left(&w, ""), 9);
+}

@@ -266,6 +266,30 @@ fn idle_session_that_never_ran_a_statement_ends_at_expiry() {
     );
 }
 
+/// PostgreSQL's error recovery switches every timeout off: an agent whose
+/// last statement failed, idle (here in an aborted transaction, holding a
+/// lock), still ends at VALID UNTIL.
+#[test]
+fn a_failed_last_statement_does_not_keep_an_expired_session_alive() {
+    let mut a = admin("postgres");
+    let until = server_time_in(&mut a, 2000);
+    let r = agent_with(&format!("VALID UNTIL '{until}'"));
+    let mut sessions = Vec::new();
+    for sql in ["SELEC 1", "BEGIN; SAVEPOINT s; SELECT 1/0"] {
+        let mut c = connect(&r, "postgres");
+        let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+        assert!(c.batch_execute(sql).is_err());
+        sessions.push((c, pid));
+    }
+    for (_c, pid) in &sessions {
+        wait_for(
+            &mut a,
+            &format!("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = {pid}"),
+            15,
+        );
+    }
+}
+
 /// A DBA extends an idle agent's VALID UNTIL: the session is not ended at
 /// the old time, and ends at the new one.
 #[test]

@@ -252,3 +252,43 @@ fn no_error_carries_a_rust_backtrace() {
         agent.batch_execute("RESET ai_agent_safety.approval_token").ok();
     }
 }
+
+/// A tag belongs to the statement it is in. EXPLAIN's inner statement and a
+/// rule's action are given the whole query string by PostgreSQL; a tag in
+/// another statement of that string is not read for them.
+#[test]
+fn a_tag_in_another_statement_of_the_string_presents_nothing() {
+    let w = World::new("wf_multi");
+    let approver = new_approver("wf_multi");
+    let mut agent = w.agent_in(&w.protected);
+    let token = granted(&w, &mut agent, &approver);
+    let e = assert_refused(agent.batch_execute(&format!(
+        "EXPLAIN (ANALYZE, COSTS OFF) DELETE FROM orders WHERE id = 9; SELECT 'unrelated' /*ai_agent_safety_token='{token}'*/"
+    )));
+    assert!(e.contains("query string of several statements"), "{e}");
+    assert_eq!(orders(&w, 9), 1);
+    assert_eq!(token_state(&w, &token), "granted");
+}
+
+/// A token used inside a subtransaction that rolls back was not used: the
+/// setting that presented it stays.
+#[test]
+fn a_rolled_back_savepoint_keeps_the_setting_and_the_token() {
+    let w = World::new("wf_sp");
+    let approver = new_approver("wf_sp");
+    let mut agent = w.agent_in(&w.protected);
+    let token = granted(&w, &mut agent, &approver);
+    agent
+        .batch_execute(&format!(
+            "SET ai_agent_safety.approval_token = '{token}';
+             BEGIN; SAVEPOINT s; DELETE FROM orders WHERE id = 10; ROLLBACK TO s; COMMIT;"
+        ))
+        .unwrap();
+    let shown: String = agent
+        .query_one("SHOW ai_agent_safety.approval_token", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, token);
+    assert_eq!(token_state(&w, &token), "granted");
+    assert_eq!(orders(&w, 10), 1);
+}

@@ -447,6 +447,21 @@ pub fn decide(
                     first,
                 );
             }
+            // A token for any object approves one object: a statement that
+            // would act on several needs a token per object.
+            if t.target.is_none() && needing.len() > 1 {
+                return unusable(
+                    "covers one object".into(),
+                    format!(
+                        "it was granted for one {} on any object in database \"{}\", and this statement has {} protected operations ({}).",
+                        t.operation,
+                        here.name,
+                        needing.len(),
+                        needing.iter().map(|(o, _)| o.describe()).collect::<Vec<_>>().join(", ")
+                    ),
+                    first,
+                );
+            }
             for (op, _) in &needing {
                 if op.class != t.operation {
                     return unusable(

@@ -17,6 +17,7 @@
 //! - `side_door`: programs and server files, never from an agent's statement;
 //! - `way_forward`: the next step a refusal tells an agent;
 //! - `sql_comment`: tags a statement carries in its comments (token, task);
+//! - `statement_form`: what a token bound to a statement compares;
 //! - `facts`: what the rules are decided from;
 //! - `api`: the SQL API's schema, names and how people are told to call it;
 //! - `operation`: operation classes, operations, statements;
@@ -35,6 +36,7 @@ pub mod operation;
 pub mod outcome;
 pub mod side_door;
 pub mod sql_comment;
+pub mod statement_form;
 pub mod time;
 pub mod treatment;
 pub mod way_forward;

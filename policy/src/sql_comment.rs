@@ -117,7 +117,10 @@ fn skip_dollar(s: &str, i: usize) -> usize {
         return i + 1;
     };
     let tag = &rest[..end];
-    if !tag.chars().all(|c| c.is_alphanumeric() || c == '_')
+    // PostgreSQL's lexer: ASCII letters, digits, _ and any non-ASCII character.
+    if !tag
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii())
         || tag.starts_with(|c: char| c.is_ascii_digit())
     {
         return i + 1;
@@ -190,6 +193,9 @@ fn percent_decode(v: &str) -> Result<String, String> {
             out.push(b[i]);
             i += 1;
         }
+    }
+    if out.contains(&0) {
+        return Err("decodes to a NUL byte".to_string());
     }
     String::from_utf8(out).map_err(|_| "is not UTF-8 once decoded".to_string())
 }

@@ -59,6 +59,6 @@ unsafe extern "C-unwind" fn checked(func: pg_sys::Oid) {
         // SAFETY: debug_query_string is NULL or the statement's text
         // ("fastpath function call" on that path).
         let text = unsafe { pg::cstr(pg_sys::debug_query_string) };
-        guard::judge(&stmt, &text);
+        guard::judge(&stmt, &text, guard::Origin::Nested);
     }
 }

@@ -111,7 +111,10 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
             };
             // SAFETY: sourceText is the query's text.
             let text = unsafe { pg::statement_text((*query_desc).sourceText, ps) };
-            if matches!(guard::judge(&stmt, &text), Outcome::Approved) {
+            if matches!(
+                guard::judge(&stmt, &text, sent_by_client(query_desc)),
+                Outcome::Approved
+            ) {
                 // The window's scope: the tables the query writes (leaf
                 // partitions too) and the ones it names.
                 // SAFETY: ps is valid.
@@ -189,4 +192,20 @@ unsafe extern "C-unwind" fn end_hook(query_desc: *mut pg_sys::QueryDesc) {
     agent_code::unmark(query_desc);
     // SAFETY: see PREV_START; called exactly as PostgreSQL calls the hook.
     unsafe { PREV_END.unwrap_or(standard_ExecutorEnd)(query_desc) }
+}
+
+/// Did the client send this query (the active portal runs it), rather than
+/// a function or a rule inside another statement?
+fn sent_by_client(query_desc: *mut pg_sys::QueryDesc) -> guard::Origin {
+    // SAFETY: ActivePortal is NULL or the running portal; query_desc is the
+    // query being started.
+    let same = unsafe {
+        let portal = pg_sys::ActivePortal;
+        !portal.is_null() && (*portal).sourceText == (*query_desc).sourceText
+    };
+    if same {
+        guard::Origin::Client
+    } else {
+        guard::Origin::Nested
+    }
 }

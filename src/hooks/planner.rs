@@ -73,5 +73,5 @@ unsafe extern "C-unwind" fn judge_cursor(
     }
     // SAFETY: ps is valid; query_string is its text.
     let (stmt, text) = unsafe { (plan::classify(ps), pg::statement_text(query_string, ps)) };
-    guard::judge(&stmt, &text);
+    guard::judge(&stmt, &text, guard::Origin::Nested);
 }

@@ -171,7 +171,12 @@ unsafe extern "C-unwind" fn checked(
                     pg::statement_text(query_string, pstmt),
                 )
             };
-            approved = matches!(guard::judge(&stmt, &text), Outcome::Approved);
+            let origin = if context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL {
+                guard::Origin::Client
+            } else {
+                guard::Origin::Nested
+            };
+            approved = matches!(guard::judge(&stmt, &text, origin), Outcome::Approved);
         }
     }
     let saved = gate::window();

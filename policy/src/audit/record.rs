@@ -271,6 +271,8 @@ fn push_copy_escaped(o: &mut String, s: &str) {
             b'\n' => "\\n",
             b'\r' => "\\r",
             b'\t' => "\\t",
+            // COPY cannot carry a NUL byte: shown as the text \u0000.
+            0 => "\\\\u0000",
             _ => continue,
         };
         o.push_str(&s[run..i]);
@@ -411,6 +413,14 @@ mod tests {
         assert_eq!(fields[8], "guard");
         assert_eq!(fields[13], "DELETE\\tFROM t -- a\\\\b\\r\\nnext");
         assert!(!l.contains('\n'));
+        assert!(copy_line_is_whole(&l));
+    }
+
+    #[test]
+    fn a_nul_byte_never_reaches_copy() {
+        let l = to_copy_line(&sample("DELETE FROM t WHERE a = 'x\0y'", ""));
+        assert!(!l.contains('\0'), "{l:?}");
+        assert!(l.contains(r"x\\u0000y"), "{l}");
         assert!(copy_line_is_whole(&l));
     }
 

@@ -282,17 +282,16 @@ fn valid_token_with_matching_target_allows() {
 }
 
 #[test]
-fn valid_token_with_null_target_covers_multi_op_statement() {
+fn valid_token_with_null_target_does_not_cover_a_multi_op_statement() {
+    // The approver read "one DROP on any object": one object, not two.
     let t = granted(OpClass::Drop, None);
-    assert_eq!(
-        run(
-            &agent(),
-            &protected_db("shop"),
-            &[drop_orders(), drop_customers()],
-            &found(t)
-        ),
-        Decision::AllowWithToken { token: token_id() }
-    );
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[drop_orders(), drop_customers()],
+        &found(t),
+    ));
+    assert_contains(&d.message, "covers one object");
 }
 
 #[test]
@@ -316,7 +315,7 @@ fn multi_op_statement_with_token_matching_only_one_denied() {
 
 #[test]
 fn multi_op_mixed_classes_with_single_class_token_denied() {
-    let t = granted(OpClass::Delete, None);
+    let t = granted(OpClass::Delete, Some(orders()));
     let d = denial(run(
         &agent(),
         &protected_db("shop"),
@@ -546,4 +545,30 @@ fn deny_drop_orders_with_op(o: Operation) -> Denial {
         &[o],
         &found(granted(OpClass::Drop, Some(orders()))),
     ))
+}
+
+#[test]
+fn a_token_for_any_object_covers_one_object_per_statement() {
+    let two = [drop_orders(), {
+        let mut o = drop_orders();
+        o.object.objid += 1;
+        o.object.display = "public.customers".into();
+        o
+    }];
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &two,
+        &found(granted(OpClass::Drop, None)),
+    ));
+    assert_contains(&d.detail, "this statement has 2 protected operations");
+    assert!(matches!(
+        run(
+            &agent(),
+            &protected_db("shop"),
+            &two[..1],
+            &found(granted(OpClass::Drop, None))
+        ),
+        Decision::AllowWithToken { .. }
+    ));
 }

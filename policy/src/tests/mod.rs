@@ -18,6 +18,7 @@ mod handover;
 mod operation;
 mod side_door;
 mod sql_comment;
+mod statement_form;
 
 // ---------------------------------------------------------------------------
 // Helpers

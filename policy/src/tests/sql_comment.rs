@@ -25,6 +25,8 @@ fn text_that_only_looks_like_a_tag_is_not_read() {
         format!("INSERT INTO notes VALUES (E'\\'/*ai_agent_safety_token=''{T}''*/')"),
         format!("INSERT INTO notes VALUES ($$ /*ai_agent_safety_token='{T}'*/ $$)"),
         format!("INSERT INTO notes VALUES ($q$ /*ai_agent_safety_token='{T}'*/ $q$)"),
+        format!("INSERT INTO notes VALUES ($€$ /*ai_agent_safety_token='{T}'*/ $€$)"),
+        format!("INSERT INTO notes VALUES ($×x$ /*ai_agent_safety_token='{T}'*/ $×x$)"),
         format!("SELECT 1 AS \"/*ai_agent_safety_token='{T}'*/\""),
         format!("DELETE FROM t -- /*ai_agent_safety_token='{T}'*/"),
         "DELETE FROM t /* ai_agent_safety_token is what you need */".to_string(),
@@ -65,6 +67,8 @@ fn malformed_and_oversized_tags_are_errors_not_ignored() {
     assert!(e.contains("no closing quote"), "{e}");
     let e = value("DELETE FROM t /*ai_agent_safety_token='%zz'*/", TOKEN_KEY).unwrap_err();
     assert!(e.contains("%-escape"), "{e}");
+    let e = value("DELETE FROM t /*ai_agent_safety_task='a%00b'*/", TASK_KEY).unwrap_err();
+    assert!(e.contains("NUL"), "{e}");
     let long = "x".repeat(MAX_VALUE + 1);
     let e = value(&format!("DELETE FROM t {}", tag(TASK_KEY, &long)), TASK_KEY).unwrap_err();
     assert!(e.contains("longer than"), "{e}");

@@ -1,0 +1,192 @@
+//! A statement's form, for tokens bound to the statement they approve: its
+//! tokens as PostgreSQL's lexer sees them, with what does not change the
+//! statement taken out. Comments and whitespace go; unquoted words (key
+//! words and names) are folded to lower case, as the parser folds them;
+//! constants, quoted names, operators and bind parameters stay exactly as
+//! written, and so do the tables, columns and conditions they spell.
+//! Trailing semicolons go.
+//!
+//! (PostgreSQL 15 cannot print the raw parse tree of a DELETE or a DROP, so
+//! the form is lexical. It is strict: `<>` and `!=`, or `1.0` and `1.00`,
+//! are different forms, and a token bound to one is refused for the other.)
+
+/// The form of `sql`.
+pub fn of(sql: &str) -> String {
+    let b = sql.as_bytes();
+    let mut tokens: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let start = i;
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => {
+                i += 1;
+                continue;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 1;
+                i += 2;
+                while i < b.len() && depth > 0 {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                    } else {
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            b'\'' => i = quoted(b, i, b'\'', false),
+            b'"' => i = quoted(b, i, b'"', false),
+            b'$' => {
+                i = dollar(sql, i);
+            }
+            _ if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric()
+                        || b[i] == b'_'
+                        || b[i] == b'$'
+                        || b[i] >= 0x80)
+                {
+                    i += 1;
+                }
+                // A string with a prefix: E'..', B'..', X'..', U&'..'.
+                let word = &sql[start..i];
+                if b.get(i) == Some(&b'\'') && word.len() == 1 {
+                    let escapes = word.eq_ignore_ascii_case("e");
+                    i = quoted(b, i, b'\'', escapes);
+                    tokens.push(format!(
+                        "{}{}",
+                        word.to_ascii_lowercase(),
+                        &sql[start + 1..i]
+                    ));
+                    continue;
+                }
+                tokens.push(word.to_ascii_lowercase());
+                continue;
+            }
+            _ if c.is_ascii_digit()
+                || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) =>
+            {
+                while i < b.len() {
+                    let d = b[i];
+                    let exponent_sign = (d == b'+' || d == b'-') && matches!(b[i - 1], b'e' | b'E');
+                    if d.is_ascii_alphanumeric() || d == b'.' || d == b'_' || exponent_sign {
+                        i += 1;
+                    } else {
+                        break;
+                    }
+                }
+            }
+            _ if is_operator_char(c) => {
+                while i < b.len() && is_operator_char(b[i]) {
+                    // A comment starts a new token.
+                    if (b[i] == b'-' && b.get(i + 1) == Some(&b'-'))
+                        || (b[i] == b'/' && b.get(i + 1) == Some(&b'*'))
+                    {
+                        break;
+                    }
+                    i += 1;
+                }
+                if i == start {
+                    i += 1;
+                }
+                // PostgreSQL's rule: an operator of several characters ends
+                // in + or - only if it holds one of ~ ! @ # % ^ & | ` ?
+                // (so `=-5` is `=` and `-5`).
+                let op = &b[start..i];
+                if op.len() > 1 && !op.iter().any(|c| b"~!@#%^&|`?".contains(c)) {
+                    while i > start + 1 && matches!(b[i - 1], b'+' | b'-') {
+                        i -= 1;
+                    }
+                }
+            }
+            _ => {
+                // Punctuation and anything else: one character (whole UTF-8
+                // sequences are words above).
+                i += 1;
+            }
+        }
+        tokens.push(sql[start..i].to_string());
+    }
+    while tokens.last().is_some_and(|t| t == ";") {
+        tokens.pop();
+    }
+    tokens.join(" ")
+}
+
+fn is_operator_char(c: u8) -> bool {
+    matches!(
+        c,
+        b'+' | b'-'
+            | b'*'
+            | b'/'
+            | b'<'
+            | b'>'
+            | b'='
+            | b'~'
+            | b'!'
+            | b'@'
+            | b'#'
+            | b'%'
+            | b'^'
+            | b'&'
+            | b'|'
+            | b'`'
+            | b'?'
+    )
+}
+
+/// Past a quoted string or name starting at `i`; a doubled quote is part
+/// of it, and in an E'' string a backslash escapes the next character.
+fn quoted(b: &[u8], i: usize, q: u8, escapes: bool) -> usize {
+    let mut j = i + 1;
+    while j < b.len() {
+        if escapes && b[j] == b'\\' {
+            j += 2;
+            continue;
+        }
+        if b[j] == q {
+            if b.get(j + 1) == Some(&q) {
+                j += 2;
+                continue;
+            }
+            return j + 1;
+        }
+        j += 1;
+    }
+    b.len()
+}
+
+/// Past a dollar-quoted string (`$$...$$`, `$tag$...$tag$`) or a parameter
+/// (`$1`) starting at `i`.
+fn dollar(s: &str, i: usize) -> usize {
+    let b = s.as_bytes();
+    let mut j = i + 1;
+    if b.get(j).is_some_and(u8::is_ascii_digit) {
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        return j;
+    }
+    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] >= 0x80) {
+        j += 1;
+    }
+    if b.get(j) != Some(&b'$') {
+        return i + 1;
+    }
+    let delim = &s[i..=j];
+    match s[j + 1..].find(delim) {
+        Some(p) => j + 1 + p + delim.len(),
+        None => s.len(),
+    }
+}
