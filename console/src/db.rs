@@ -204,15 +204,16 @@ pub async fn identity(c: &Client) -> Result<Identity, DbError> {
     })
 }
 
-/// The gate: agents never, humans only as approvers or superusers.
-pub fn admit(role: &str, who: &Identity) -> Result<(), DbError> {
+/// The gate: agents never; humans only as approvers or superusers (unless
+/// `need_approver` is false: the console's own watch role only reads).
+pub fn admit(role: &str, who: &Identity, need_approver: bool) -> Result<(), DbError> {
     if who.agent {
         return Err(DbError::plain(format!(
             "role \"{role}\" is an AI agent (a member of the agent group); agents may not use the approver's console"
         ))
         .with_hint("Agents ask for approval with ai_agent_safety.request_approval_token; a human approver decides here."));
     }
-    if !who.approver && !who.superuser {
+    if need_approver && !who.approver && !who.superuser {
         return Err(DbError::plain(format!(
             "role \"{role}\" is neither a member of ai_agent_approver nor a superuser, so it may not decide approval requests"
         ))
@@ -276,13 +277,16 @@ mod tests {
             approver: true,
             superuser: false,
         };
-        assert!(admit("bot", &agent).unwrap_err().message.contains("agent"));
+        assert!(admit("bot", &agent, false)
+            .unwrap_err()
+            .message
+            .contains("agent"));
         let nobody = Identity {
             agent: false,
             approver: false,
             superuser: false,
         };
-        assert!(admit("bob", &nobody)
+        assert!(admit("bob", &nobody, true)
             .unwrap_err()
             .message
             .contains("neither"));
@@ -291,6 +295,6 @@ mod tests {
             approver: true,
             superuser: false,
         };
-        assert!(admit("alice", &dba).is_ok());
+        assert!(admit("alice", &dba, true).is_ok());
     }
 }

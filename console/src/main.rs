@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,tower_http=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut args = config::Args::parse();
     match run(&mut args).await {

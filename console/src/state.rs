@@ -92,7 +92,7 @@ impl AppState {
     /// ends the attempt with its message.
     pub async fn sign_in(&self, role: &str, password: &str) -> Result<Uuid, DbError> {
         let (events, _) = broadcast::channel(256);
-        let conns = Arc::new(open_all(self, role, password, Some(events.clone())).await?);
+        let conns = Arc::new(open_all(self, role, password, Some(events.clone()), true).await?);
         let superuser = match conns.dbs.first() {
             Some(c) => db::identity(&c.client).await?.superuser,
             None => false,
@@ -144,7 +144,7 @@ impl AppState {
         tokio::spawn(async move {
             loop {
                 let (events, rx) = broadcast::channel(256);
-                match open_all(&me, &role, &password, Some(events)).await {
+                match open_all(&me, &role, &password, Some(events), false).await {
                     Ok(conns) => {
                         let conns = Arc::new(conns);
                         tracing::info!(role, databases = ?conns.dbs.iter().map(|d| &d.label).collect::<Vec<_>>(), "watching for requests");
@@ -162,12 +162,13 @@ impl AppState {
 }
 
 /// Connections as `role` to every target (or every discovered database),
-/// each checked by the gate and listening for requests and decisions.
+/// each checked by the gate (approvers only, or for the watch role: no agents) and listening for requests and decisions.
 async fn open_all(
     state: &AppState,
     role: &str,
     password: &str,
     events: Option<broadcast::Sender<DbEvent>>,
+    need_approver: bool,
 ) -> Result<Conns, DbError> {
     let gate = |e: DbError, t: &Target| DbError {
         message: format!("database {}: {}", t.label, e.message),
@@ -183,7 +184,8 @@ async fn open_all(
         let c = db::sign_in(&from, role, password, None)
             .await
             .map_err(|e| gate(e, &from))?;
-        db::admit(role, &db::identity(&c.client).await?).map_err(|e| gate(e, &from))?;
+        db::admit(role, &db::identity(&c.client).await?, need_approver)
+            .map_err(|e| gate(e, &from))?;
         let mut found = Vec::new();
         for name in db::discover(&c.client).await? {
             let t = from.sibling(&name);
@@ -221,7 +223,7 @@ async fn open_all(
                 t.label
             )));
         }
-        db::admit(role, &db::identity(&c.client).await?).map_err(|e| gate(e, t))?;
+        db::admit(role, &db::identity(&c.client).await?, need_approver).map_err(|e| gate(e, t))?;
         db::listen(&c.client).await?;
         dbs.push(c);
     }

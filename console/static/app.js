@@ -11,6 +11,7 @@
   }
   var busy = false;
   var again = false;
+  var last = null;
   function show(text, name) {
     if (state) {
       state.textContent = text;
@@ -32,8 +33,10 @@
         return r.text();
       })
       .then(function (html) {
-        if (html !== null) {
+        if (html !== null && html !== last) {
+          last = html;
           live.innerHTML = html;
+          decided();
         }
       })
       .catch(function () {
@@ -46,6 +49,15 @@
           refresh();
         }
       });
+  }
+  // A request page whose request was decided meanwhile hides its forms
+  // (which are outside the live part, so typing is never interrupted).
+  function decided() {
+    var status = live.querySelector("[data-status]");
+    var forms = document.querySelector(".decide");
+    if (status && forms && status.getAttribute("data-status") !== "pending") {
+      forms.hidden = true;
+    }
   }
   var events = new EventSource("/events");
   events.addEventListener("open", function () {

@@ -65,7 +65,7 @@ fn row(db: &str, p: &Pending) -> Markup {
             td.facts { (facts(p)) }
             td { (p.reason.as_deref().unwrap_or("")) }
             td title=(format!("requested at {}", p.requested_at)) { (p.waiting) }
-            td { "a grant is valid for " (p.token_ttl) }
+            td title="how long a grant stays usable" { (p.token_ttl) " after a grant" }
             td { a href=(href) { "Review" } }
         }
     }

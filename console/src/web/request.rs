@@ -28,14 +28,13 @@ async fn read(conn: &DbConn, token: Uuid) -> Result<View, DbError> {
     })
 }
 
-fn details(v: &View, csrf: &str) -> Markup {
+fn details(v: &View) -> Markup {
     let Some(t) = &v.state else {
         return html! { p { "There is no approval token " (v.token) " in database " (v.db) "." } };
     };
-    let action = request_href(&v.db, &v.token);
     html! {
         dl.details {
-            dt { "Status" } dd { span.status #status { (t.status) } }
+            dt { "Status" } dd { span.status #status data-status=(t.status) { (t.status) } }
             dt { "Database" } dd { (v.db) }
             dt { "Requested by" } dd #requested-by { (t.requested_by) }
             dt { "Requested at" } dd { (t.requested_at) @if let Some(p) = &v.pending { " (waiting " (p.waiting) ")" } }
@@ -57,7 +56,17 @@ fn details(v: &View, csrf: &str) -> Markup {
             @if let Some(u) = &t.used_at { dt { "Used at" } dd { (u) } }
             @if let Some(s) = &t.used_statement { dt { "Used by" } dd.mono { (s) } }
         }
-        @if t.status == "pending" {
+    }
+}
+
+/// Grant and Deny, while the request is pending.
+fn forms(v: &View, csrf: &str) -> Markup {
+    let Some(t) = v.state.as_ref().filter(|t| t.status == "pending") else {
+        return html! {};
+    };
+    let action = request_href(&v.db, &v.token);
+    html! {
+        {
             div.decide {
                 form method="post" action=(format!("{action}/grant")) #grant-form {
                     input type="hidden" name="csrf" value=(csrf);
@@ -87,7 +96,8 @@ fn render(who: &Signed, v: &View, banner: Option<Markup>) -> Markup {
             h1 { "Request " span.mono { (v.token) } " " span #live-state data-state="static" { "not live" } }
             (databases(std::slice::from_ref(&v.db)))
             @if let Some(b) = banner { (b) }
-            div data-live=(format!("{}/fragment", request_href(&v.db, &v.token))) { (details(v, &who.csrf)) }
+            div data-live=(format!("{}/fragment", request_href(&v.db, &v.token))) { (details(v)) }
+            (forms(v, &who.csrf))
             p { a href="/" { "← All pending requests" } }
         },
     )
@@ -130,7 +140,7 @@ pub async fn fragment(who: Signed, Path((db, token)): Path<(String, Uuid)>) -> R
         return StatusCode::NOT_FOUND.into_response();
     };
     match read(c, token).await {
-        Ok(v) => details(&v, &who.csrf).into_response(),
+        Ok(v) => details(&v).into_response(),
         Err(e) => db_error("Could not read the request", &e).into_response(),
     }
 }
