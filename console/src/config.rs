@@ -50,8 +50,16 @@ pub struct Args {
     pub public_url: Option<String>,
 
     /// POST {"text": "..."} (Slack and Teams incoming webhooks) here for each
-    /// new request. Repeat for several.
-    #[arg(long = "webhook", value_name = "URL")]
+    /// new request. Repeat for several. Webhook URLs hold secrets: they can
+    /// come from AAS_CONSOLE_WEBHOOKS instead (separated by spaces), which
+    /// `ps` does not show.
+    #[arg(
+        long = "webhook",
+        value_name = "URL",
+        env = "AAS_CONSOLE_WEBHOOKS",
+        hide_env_values = true,
+        value_delimiter = ' '
+    )]
     pub webhooks: Vec<String>,
 
     /// Include the agent's last refused statement in notifications (it can
@@ -83,6 +91,11 @@ pub struct Args {
     )]
     pub watch_password: Option<String>,
 
+    /// Mark the session cookie Secure without --tls-cert (behind a reverse
+    /// proxy that terminates HTTPS).
+    #[arg(long)]
+    pub cookie_secure: bool,
+
     /// Minutes without a request after which a sign-in ends.
     #[arg(long, default_value_t = 30)]
     pub idle_minutes: u64,
@@ -91,6 +104,10 @@ pub struct Args {
 impl Args {
     pub fn tls(&self) -> bool {
         self.tls_cert.is_some()
+    }
+
+    pub fn secure_cookie(&self) -> bool {
+        self.tls() || self.cookie_secure
     }
 
     pub fn public_url(&self) -> String {

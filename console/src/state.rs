@@ -64,8 +64,25 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(args: Args) -> Result<AppState, String> {
         let targets = args.targets()?;
+        let urls: Vec<String> = args
+            .webhooks
+            .iter()
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        for u in &urls {
+            match reqwest::Url::parse(u) {
+                Ok(p) if p.scheme() == "https" || p.scheme() == "http" => {}
+                _ => {
+                    return Err(format!(
+                        "--webhook {}: not an http(s) URL",
+                        crate::webhook::redact(u)
+                    ))
+                }
+            }
+        }
         let webhooks = Arc::new(Webhooks::new(
-            args.webhooks.clone(),
+            urls,
             args.webhook_include_statement,
             args.webhook_attempts,
             Duration::from_millis(args.webhook_backoff_ms),

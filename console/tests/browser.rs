@@ -186,3 +186,77 @@ async fn agents_cannot_sign_in() {
     assert!(shown.contains("password authentication failed"), "{shown}");
     b.close().await;
 }
+
+/// The audit log page filters and pages; the agents page revokes an agent
+/// now and says how many sessions ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_log_and_revoke() {
+    let w = World::new("caudit").await;
+    let agent = w.agent().await;
+    // The task an agent declares is in each of its events.
+    agent
+        .batch_execute("SET ai_agent_safety.task_id = 'audit-task'")
+        .await
+        .unwrap();
+    // 55 refusals: more than one page (50).
+    for i in 0..55 {
+        let sql = format!("DELETE FROM public.orders WHERE id = {i}");
+        let e = agent.execute(&sql, &[]).await.unwrap_err();
+        assert!(describe(&e).contains("[42501]"), "{}", describe(&e));
+    }
+    w.request(&agent, "audit-task", "for the log").await;
+    // The audit writer loads the spool every 100 ms.
+    until("56 events of the agent in the audit log", || async {
+        let n: i64 = admin(&w.db)
+            .await
+            .query_one(
+                "SELECT count(*) FROM ai_agent_safety.audit_log WHERE session_user_name = $1",
+                &[&w.agent],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (n >= 56).then_some(())
+    })
+    .await;
+
+    let console = Console::start(&["--database", &w.dsn()], &[]).await;
+    let b = Browser::start().await;
+    b.sign_in(&console.url, &w.approver, &w.password).await;
+    b.wait_for("#who").await;
+    b.click("header a[href='/audit']").await;
+    b.fill("#audit-filters input[name=agent]", &w.agent).await;
+    b.click("#audit-filters button[type=submit]").await;
+    b.wait_for_text("#audit-count", "50 event(s)").await;
+    assert!(b.text("p.dbs").await.contains(&w.db));
+    // Older: the rest of the agent's events.
+    b.click("#older").await;
+    b.wait_for_text("#audit-count", "6 event(s) older than event")
+        .await;
+    assert!(b
+        .client
+        .find(fantoccini::Locator::Css("#older"))
+        .await
+        .is_err());
+    // Filter by decision and task.
+    b.goto(&format!(
+        "{}/audit?agent={}&decision=info&task=audit-task",
+        console.url, w.agent
+    ))
+    .await;
+    b.wait_for_text("#audit-count", "1 event(s)").await;
+    assert!(b.text("#audit tbody").await.contains("requested"));
+
+    // Revoke now: the agent's open session ends.
+    b.click("header a[href='/agents']").await;
+    let row = format!("tr[data-role='{}']", w.agent);
+    assert!(b.text(&row).await.contains(&w.agent));
+    b.click(&format!("{row} button.revoke")).await;
+    let said = b.wait_for_text("#revoked", "session").await;
+    assert!(said.contains("1 session ended"), "{said}");
+    assert!(
+        agent.simple_query("SELECT 1").await.is_err(),
+        "the agent's session ended"
+    );
+    b.close().await;
+}

@@ -27,7 +27,7 @@ pub fn router(state: AppState) -> Router {
         .with_name("aas_console")
         .with_http_only(true)
         .with_same_site(SameSite::Strict)
-        .with_secure(state.args.tls())
+        .with_secure(state.args.secure_cookie())
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(idle));
     let headers = [
