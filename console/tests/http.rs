@@ -279,3 +279,128 @@ async fn webhook_is_delivered() {
         "no password in the log"
     );
 }
+
+/// With --tls-cert and --tls-key the console serves HTTPS (rustls) and the
+/// session cookie is Secure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https() {
+    let w = World::new("ctls").await;
+    let dir = std::env::temp_dir().join(support::unique("aas_console_tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let console = Console::start(
+        &[
+            "--database",
+            &w.dsn(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        console.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        console.url
+    );
+    let root = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let c = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("{}/login", console.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let page = r.text().await.unwrap();
+    let r = c
+        .post(format!("{}/login", console.url))
+        .form(&[
+            ("csrf", support::csrf_in(&page).as_str()),
+            ("role", &w.approver),
+            ("password", &w.password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // Plain HTTP to the HTTPS port gets nothing.
+    let plain = console.url.replace("https://", "http://");
+    assert!(http().get(format!("{plain}/login")).send().await.is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without --database, the databases where the extension is created are
+/// discovered at sign-in, and each page says which database it shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovers_databases() {
+    let w = World::new("cdisc").await;
+    let plain = support::unique("cdisc_plain");
+    admin("postgres")
+        .await
+        .batch_execute(&format!("CREATE DATABASE {plain}"))
+        .await
+        .unwrap();
+    let port = support::port().to_string();
+    let console = Console::start(&["--pg-port", &port], &[]).await;
+    let c = http();
+    sign_in(&c, &console, &w.approver, &w.password).await;
+    let home = c
+        .get(format!("{}/", console.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dbs = &home[home.find("class=\"dbs\"").expect("the databases line")..];
+    let dbs = &dbs[..dbs.find("</p>").unwrap()];
+    assert!(dbs.contains(&format!("<strong>{}</strong>", w.db)), "{dbs}");
+    assert!(!dbs.contains(&plain), "no extension there: {dbs}");
+    let agent = w.agent().await;
+    let t = w.request(&agent, "disc-task", "found").await;
+    let page = c
+        .get(format!("{}/db/{}/request/{t}", console.url, w.db))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("disc-task"), "{page}");
+}
