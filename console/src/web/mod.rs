@@ -9,6 +9,7 @@ mod login;
 mod pending;
 mod request;
 mod session;
+mod store;
 
 use crate::state::AppState;
 use axum::http::{header, HeaderValue};
@@ -16,14 +17,24 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::cookie::{time, SameSite};
-use tower_sessions::{Expiry, MemoryStore, SessionManagerLayer};
+use tower_sessions::session_store::ExpiredDeletion;
+use tower_sessions::{Expiry, SessionManagerLayer};
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn router(state: AppState) -> Router {
     let idle = time::Duration::seconds(state.args.idle().as_secs() as i64);
-    let sessions = SessionManagerLayer::new(MemoryStore::default())
+    let store = store::BoundedStore::new(100_000);
+    let sweep = store.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let _ = sweep.delete_expired().await;
+        }
+    });
+    let sessions = SessionManagerLayer::new(store)
         .with_name("aas_console")
         .with_http_only(true)
         .with_same_site(SameSite::Strict)
