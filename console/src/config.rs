@@ -36,6 +36,10 @@ pub struct Args {
     #[arg(long, default_value = "postgres")]
     pub discover_from: String,
 
+    /// Discover only databases whose name matches this SQL LIKE pattern.
+    #[arg(long, default_value = "%")]
+    pub discover_like: String,
+
     /// PEM certificate chain: serve HTTPS (with --tls-key).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -224,16 +224,17 @@ pub fn admit(role: &str, who: &Identity, need_approver: bool) -> Result<(), DbEr
     Ok(())
 }
 
-/// Databases on the server of `from` (connected as the person) where the
-/// extension is created and the person may connect.
-pub async fn discover(c: &Client) -> Result<Vec<String>, DbError> {
+/// Databases on the server of `c` that the person may connect to, whose
+/// names match the LIKE pattern.
+pub async fn discover(c: &Client, like: &str) -> Result<Vec<String>, DbError> {
     let rows = c
         .query(
             "SELECT datname::text FROM pg_database
               WHERE datallowconn AND NOT datistemplate
                 AND has_database_privilege(datname, 'CONNECT')
+                AND datname::text LIKE $1
               ORDER BY datname",
-            &[],
+            &[&like],
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())

@@ -204,7 +204,7 @@ async fn open_all(
         db::admit(role, &db::identity(&c.client).await?, need_approver)
             .map_err(|e| gate(e, &from))?;
         let mut found = Vec::new();
-        for name in db::discover(&c.client).await? {
+        for name in db::discover(&c.client, &state.args.discover_like).await? {
             let t = from.sibling(&name);
             if name == from.label {
                 if db::has_extension(&c.client).await? {

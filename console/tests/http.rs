@@ -377,7 +377,9 @@ async fn discovers_databases() {
         .await
         .unwrap();
     let port = support::port().to_string();
-    let console = Console::start(&["--pg-port", &port], &[]).await;
+    // Only this run's databases: the cluster holds many more (every test's).
+    let like = format!("cdisc%\\_{}\\_%", std::process::id());
+    let console = Console::start(&["--pg-port", &port, "--discover-like", &like], &[]).await;
     let c = http();
     sign_in(&c, &console, &w.approver, &w.password).await;
     let home = c
