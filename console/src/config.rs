@@ -9,7 +9,7 @@ use std::time::Duration;
 /// The approver's console for ai_agent_safety. A person signs in with their
 /// own PostgreSQL role and password; every query and decision runs as that
 /// role, over that person's own connections.
-#[derive(Parser, Debug, Clone)]
+#[derive(Parser, Clone)]
 #[command(name = "ai-agent-safety-console", version)]
 pub struct Args {
     /// Address to listen on (HTTP, or HTTPS with --tls-cert/--tls-key).

@@ -13,7 +13,7 @@ use support::{admin, describe, until, Console, World};
 /// page shows the database's message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approver_decides_in_the_browser() {
-    let w = World::new("cbrowser").await;
+    let w = World::named("shop", "cleanup_bot", "alice").await;
     let console = Console::start(&["--database", &w.dsn()], &[]).await;
     let b = Browser::start().await;
 

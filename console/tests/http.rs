@@ -369,8 +369,9 @@ async fn serves_https() {
 /// discovered at sign-in, and each page says which database it shows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovers_databases() {
-    let w = World::new("cdisc").await;
-    let plain = support::unique("cdisc_plain");
+    let tag = support::unique("cdisc");
+    let w = World::new(&tag).await;
+    let plain = format!("{tag}_plain");
     admin("postgres")
         .await
         .batch_execute(&format!("CREATE DATABASE {plain}"))
@@ -378,7 +379,7 @@ async fn discovers_databases() {
         .unwrap();
     let port = support::port().to_string();
     // Only this run's databases: the cluster holds many more (every test's).
-    let like = format!("cdisc%\\_{}\\_%", std::process::id());
+    let like = format!("{tag}%");
     let console = Console::start(&["--pg-port", &port, "--discover-like", &like], &[]).await;
     let c = http();
     sign_in(&c, &console, &w.approver, &w.password).await;

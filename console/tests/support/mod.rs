@@ -9,7 +9,6 @@
 
 use std::future::Future;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -24,17 +23,13 @@ pub fn port() -> u16 {
         .unwrap_or(55433)
 }
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A name no other test (or earlier run) uses.
+/// A name no other test (or earlier run) uses: the prefix and 8 random hex
+/// digits.
 pub fn unique(prefix: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros()
-        % 1_000_000_000;
-    format!("{prefix}_{}_{t}_{n}", std::process::id())
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 pub fn describe(e: &tokio_postgres::Error) -> String {
@@ -96,12 +91,23 @@ pub struct World {
 
 impl World {
     pub async fn new(tag: &str) -> World {
+        Self::named(
+            &format!("{tag}_db"),
+            &format!("{tag}_bot"),
+            &format!("{tag}_dba"),
+        )
+        .await
+    }
+
+    /// With name prefixes of one's choosing (for readable screenshots).
+    pub async fn named(db: &str, agent: &str, approver: &str) -> World {
         let w = World {
-            db: unique(&format!("{tag}_db")),
-            agent: unique(&format!("{tag}_bot")),
-            approver: unique(&format!("{tag}_dba")),
+            db: unique(db),
+            agent: unique(agent),
+            approver: unique(approver),
             password: format!("pw-{}", uuid::Uuid::new_v4()),
         };
+        let tag = db;
         let a = admin("postgres").await;
         // The first CREATE EXTENSION in the cluster makes the group roles;
         // several test binaries may race for it.
@@ -147,7 +153,8 @@ impl World {
                  CREATE TABLE public.orders (id int PRIMARY KEY, note text);
                  INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series(1, 10) g;
                  GRANT ALL ON public.orders TO {agent};
-                 RESET ROLE;",
+                 RESET ROLE;
+                 ANALYZE public.orders;",
                 agent = w.agent,
                 owner = owner
             ))
