@@ -407,3 +407,53 @@ async fn discovers_databases() {
         .unwrap();
     assert!(page.contains("disc-task"), "{page}");
 }
+
+/// With --webhook-include-statement the message carries the agent's last
+/// refused statement, data values and all. Here the notice is heard on the
+/// signed-in approver's own connection (no watch role).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_can_include_the_statement() {
+    let w = World::new("cstmt").await;
+    let (url, hook) = hook_server(0).await;
+    let console = Console::start(
+        &[
+            "--database",
+            &w.dsn(),
+            "--webhook",
+            &url,
+            "--webhook-include-statement",
+        ],
+        &[],
+    )
+    .await;
+    let c = http();
+    sign_in(&c, &console, &w.approver, &w.password).await;
+
+    let agent = w.agent().await;
+    let refused = "DELETE FROM public.orders WHERE note = 'secret-value-8'";
+    assert!(agent.execute(refused, &[]).await.is_err());
+    // The audit writer loads refusals every 100 ms: wait until it has.
+    until("the refusal in the audit log", || async {
+        let n: i64 = admin(&w.db)
+            .await
+            .query_one(
+                "SELECT count(*) FROM ai_agent_safety.audit_log WHERE statement = $1",
+                &[&refused],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (n > 0).then_some(())
+    })
+    .await;
+    w.request(&agent, "stmt-task", "with the statement").await;
+    let text = until("a POST to the webhook", || async {
+        let h = hook.lock().unwrap();
+        h.bodies
+            .first()
+            .map(|b| b["text"].as_str().unwrap().to_string())
+    })
+    .await;
+    assert!(text.contains(&format!("Statement: {refused}")), "{text}");
+    assert!(text.contains("(task stmt-task)"), "{text}");
+}
