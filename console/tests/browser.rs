@@ -115,6 +115,37 @@ async fn approver_decides_in_the_browser() {
         "page shows: {shown}"
     );
     b.wait_for("#status[data-status=pending]").await;
+
+    // Decided elsewhere while the page is open: the page shows it without
+    // a reload, and its forms go away.
+    let t4 = w.request(&agent, "cleanup-44", "decided elsewhere").await;
+    b.goto(&format!("{}/db/{}/request/{t4}", console.url, w.db))
+        .await;
+    b.wait_for("#live-state[data-state=live]").await;
+    b.wait_for("#grant-form").await;
+    b.client
+        .execute("window.__not_reloaded = true;", vec![])
+        .await
+        .unwrap();
+    admin(&w.db)
+        .await
+        .execute(
+            "SELECT ai_agent_safety.grant_approval_token($1, 'granted by the DBA in psql')",
+            &[&t4],
+        )
+        .await
+        .unwrap();
+    b.wait_for("#status[data-status=granted]").await;
+    assert_eq!(b.text("#comment").await, "granted by the DBA in psql");
+    let hidden = b
+        .client
+        .execute(
+            "return window.__not_reloaded === true && document.querySelector('.decide').hidden;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(hidden, serde_json::json!(true), "forms hidden, no reload");
     b.close().await;
 }
 
