@@ -13,6 +13,21 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub struct Browser {
     pub client: Client,
     _driver: Child,
+    /// chromedriver's process group, which its chromium joins.
+    group: Option<u32>,
+}
+
+impl Drop for Browser {
+    /// However the test ends (a failed assertion too), chromedriver and the
+    /// chromium it started go: their process group is killed.
+    fn drop(&mut self) {
+        if let Some(pgid) = self.group {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 fn free_port() -> u16 {
@@ -34,6 +49,7 @@ impl Browser {
         let port = free_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -44,7 +60,8 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                         "--disable-gpu", "--window-size=1400,900", "--lang=en-US"]
+                         "--disable-gpu", "--window-size=1400,900", "--lang=en-US",
+                         "--disable-crash-reporter", "--disable-breakpad"]
             }
         });
         let caps = match caps {
@@ -65,9 +82,11 @@ impl Browser {
             }
         })
         .await;
+        let group = driver.id();
         Browser {
             client,
             _driver: driver,
+            group,
         }
     }
 
@@ -155,6 +174,6 @@ impl Browser {
     }
 
     pub async fn close(self) {
-        let _ = self.client.close().await;
+        let _ = self.client.clone().close().await;
     }
 }
