@@ -250,6 +250,17 @@ impl Console {
     }
 }
 
+impl Drop for Console {
+    /// The console's log stays only when the test failed, and is named then.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("console log: {}", self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
 /// A plain HTTP client with its own cookie jar.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
