@@ -27,6 +27,8 @@ pub struct Pending {
     pub reason: Option<String>,
     pub would_allow: String,
     pub token_ttl: String,
+    /// The one statement the token is bound to, when the request carried it.
+    pub statement: Option<String>,
 }
 
 fn pending_sql(filter: &str) -> String {
@@ -34,7 +36,7 @@ fn pending_sql(filter: &str) -> String {
         "SELECT token, requested_by::text, to_char(requested_at AT TIME ZONE 'UTC', {UTC}),
                 waiting::text, operation, verb, target, target_oid::text, target_owner::text,
                 target_size, target_estimated_rows, COALESCE(target_earlier_names, '{{}}'),
-                task_id, reason, would_allow, current_setting('ai_agent_safety.token_ttl')
+                task_id, reason, would_allow, current_setting('ai_agent_safety.token_ttl'), statement
            FROM ai_agent_safety.pending_requests {filter}"
     )
 }
@@ -57,6 +59,7 @@ fn pending_row(r: &Row) -> Pending {
         reason: r.get(13),
         would_allow: r.get(14),
         token_ttl: r.get(15),
+        statement: r.get(16),
     }
 }
 

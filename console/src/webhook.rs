@@ -246,6 +246,7 @@ mod tests {
             reason: Some("old rows".into()),
             would_allow: String::new(),
             token_ttl: String::new(),
+            statement: None,
         }
     }
 

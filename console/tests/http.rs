@@ -61,6 +61,27 @@ async fn posts_need_the_csrf_token() {
     // Signed in, a grant without the token is refused and grants nothing.
     let csrf = sign_in(&c, &console, &w.approver, &w.password).await;
     let agent = w.agent().await;
+    // A request bound to its statement shows the statement to the approver.
+    let bound: uuid::Uuid = agent
+        .query_one(
+            "SELECT ai_agent_safety.request_approval_token('DELETE', 'bound-task', statement => 'DELETE FROM orders WHERE id = 3')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let page = c
+        .get(format!("{}/db/{}/request/{bound}", console.url, w.db))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Exactly this statement") && page.contains("DELETE FROM orders WHERE id = 3"),
+        "{page}"
+    );
     let t = w.request(&agent, "csrf-task", "test").await;
     let grant = format!("{}/db/{}/request/{t}/grant", console.url, w.db);
     let r = c

@@ -45,6 +45,9 @@ fn details(v: &View) -> Markup {
                 dt { "Target facts" } dd { (facts(p)) }
             }
             dt { "Reason" } dd { (t.reason.as_deref().unwrap_or("(none given)")) }
+            @if let Some(s) = v.pending.as_ref().and_then(|p| p.statement.as_deref()) {
+                dt { "Exactly this statement" } dd.mono #statement { (s) }
+            }
             @if let Some(p) = &v.pending {
                 dt { "A grant allows" } dd #would-allow { (p.would_allow) }
             }
