@@ -18,6 +18,7 @@
 //! - `way_forward`: the next step a refusal tells an agent;
 //! - `sql_comment`: tags a statement carries in its comments (token, task);
 //! - `statement_form`: what a token bound to a statement compares;
+//! - `sql_lexer`: where quotes, dollar quotes and comments end;
 //! - `facts`: what the rules are decided from;
 //! - `api`: the SQL API's schema, names and how people are told to call it;
 //! - `operation`: operation classes, operations, statements;
@@ -36,6 +37,7 @@ pub mod operation;
 pub mod outcome;
 pub mod side_door;
 pub mod sql_comment;
+pub mod sql_lexer;
 pub mod statement_form;
 pub mod time;
 pub mod treatment;

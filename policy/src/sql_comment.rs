@@ -7,6 +7,10 @@
 //! identifiers, dollar quotes and `--` comments is skipped, so a value that
 //! merely looks like a tag (in a row being inserted, say) is never read.
 
+use crate::sql_lexer::{
+    is_escape_string, past_block_comment, past_dollar, past_line_comment, past_quoted,
+};
+
 /// The tag key of the approval token.
 pub const TOKEN_KEY: &str = "ai_agent_safety_token";
 /// The tag key of the task id.
@@ -53,84 +57,21 @@ fn block_comments(s: &str) -> Vec<&str> {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'\'' => i = skip_quoted(b, i, b'\''),
-            b'"' => i = skip_quoted(b, i, b'"'),
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'$' => i = skip_dollar(s, i),
+            b'\'' => i = past_quoted(b, i, b'\'', is_escape_string(b, i)),
+            b'"' => i = past_quoted(b, i, b'"', false),
+            b'-' if b.get(i + 1) == Some(&b'-') => i = past_line_comment(b, i),
+            b'$' => i = past_dollar(s, i),
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                let start = i + 2;
-                let mut depth = 1;
-                i = start;
-                while i < b.len() && depth > 0 {
-                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-                        depth += 1;
-                        i += 2;
-                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
-                        depth -= 1;
-                        i += 2;
-                    } else {
-                        i += 1;
-                    }
+                let (end, closed) = past_block_comment(b, i);
+                if closed {
+                    out.push(&s[i + 2..end - 2]);
                 }
-                if depth == 0 {
-                    out.push(&s[start..i - 2]);
-                }
+                i = end;
             }
             _ => i += 1,
         }
     }
     out
-}
-
-/// Past a quoted string or identifier starting at `i` (a doubled quote is
-/// part of it; a backslash escapes in `E'...'`, which is also skipped right
-/// when the backslash precedes a quote).
-fn skip_quoted(b: &[u8], i: usize, q: u8) -> usize {
-    let escapes = q == b'\'' && i > 0 && matches!(b[i - 1], b'E' | b'e');
-    let mut j = i + 1;
-    while j < b.len() {
-        if escapes && b[j] == b'\\' {
-            j += 2;
-            continue;
-        }
-        if b[j] == q {
-            if b.get(j + 1) == Some(&q) {
-                j += 2;
-                continue;
-            }
-            return j + 1;
-        }
-        j += 1;
-    }
-    b.len()
-}
-
-/// Past a dollar-quoted string starting at `i` (`$$...$$`, `$tag$...$tag$`);
-/// a `$` that opens none (a parameter `$1`) is stepped over.
-fn skip_dollar(s: &str, i: usize) -> usize {
-    let rest = &s[i + 1..];
-    let Some(end) = rest.find('$') else {
-        return i + 1;
-    };
-    let tag = &rest[..end];
-    // PostgreSQL's lexer: ASCII letters, digits, _ and any non-ASCII character.
-    if !tag
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii())
-        || tag.starts_with(|c: char| c.is_ascii_digit())
-    {
-        return i + 1;
-    }
-    let delim = &s[i..i + end + 2];
-    let body_start = i + delim.len();
-    match s[body_start..].find(delim) {
-        Some(p) => body_start + p + delim.len(),
-        None => s.len(),
-    }
 }
 
 /// The `key='value'` pairs of one comment body, comma-separated; values are

@@ -10,6 +10,8 @@
 //! the form is lexical. It is strict: `<>` and `!=`, or `1.0` and `1.00`,
 //! are different forms, and a token bound to one is refused for the other.)
 
+use crate::sql_lexer::{past_block_comment, past_dollar, past_line_comment, past_quoted};
+
 /// The form of `sql`.
 pub fn of(sql: &str) -> String {
     let b = sql.as_bytes();
@@ -24,32 +26,16 @@ pub fn of(sql: &str) -> String {
                 continue;
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
+                i = past_line_comment(b, i);
                 continue;
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                let mut depth = 1;
-                i += 2;
-                while i < b.len() && depth > 0 {
-                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-                        depth += 1;
-                        i += 2;
-                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
-                        depth -= 1;
-                        i += 2;
-                    } else {
-                        i += 1;
-                    }
-                }
+                i = past_block_comment(b, i).0;
                 continue;
             }
-            b'\'' => i = quoted(b, i, b'\'', false),
-            b'"' => i = quoted(b, i, b'"', false),
-            b'$' => {
-                i = dollar(sql, i);
-            }
+            b'\'' => i = past_quoted(b, i, b'\'', false),
+            b'"' => i = past_quoted(b, i, b'"', false),
+            b'$' => i = past_dollar(sql, i),
             _ if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
                 while i < b.len()
                     && (b[i].is_ascii_alphanumeric()
@@ -63,7 +49,7 @@ pub fn of(sql: &str) -> String {
                 let word = &sql[start..i];
                 if b.get(i) == Some(&b'\'') && word.len() == 1 {
                     let escapes = word.eq_ignore_ascii_case("e");
-                    i = quoted(b, i, b'\'', escapes);
+                    i = past_quoted(b, i, b'\'', escapes);
                     tokens.push(format!(
                         "{}{}",
                         word.to_ascii_lowercase(),
@@ -144,49 +130,4 @@ fn is_operator_char(c: u8) -> bool {
             | b'`'
             | b'?'
     )
-}
-
-/// Past a quoted string or name starting at `i`; a doubled quote is part
-/// of it, and in an E'' string a backslash escapes the next character.
-fn quoted(b: &[u8], i: usize, q: u8, escapes: bool) -> usize {
-    let mut j = i + 1;
-    while j < b.len() {
-        if escapes && b[j] == b'\\' {
-            j += 2;
-            continue;
-        }
-        if b[j] == q {
-            if b.get(j + 1) == Some(&q) {
-                j += 2;
-                continue;
-            }
-            return j + 1;
-        }
-        j += 1;
-    }
-    b.len()
-}
-
-/// Past a dollar-quoted string (`$$...$$`, `$tag$...$tag$`) or a parameter
-/// (`$1`) starting at `i`.
-fn dollar(s: &str, i: usize) -> usize {
-    let b = s.as_bytes();
-    let mut j = i + 1;
-    if b.get(j).is_some_and(u8::is_ascii_digit) {
-        while j < b.len() && b[j].is_ascii_digit() {
-            j += 1;
-        }
-        return j;
-    }
-    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] >= 0x80) {
-        j += 1;
-    }
-    if b.get(j) != Some(&b'$') {
-        return i + 1;
-    }
-    let delim = &s[i..=j];
-    match s[j + 1..].find(delim) {
-        Some(p) => j + 1 + p + delim.len(),
-        None => s.len(),
-    }
 }
