@@ -22,7 +22,7 @@
 
 use crate::identity;
 use pgrx::pg_sys;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 struct Functions {
     /// Bumped by the pg_proc syscache callback.
@@ -80,7 +80,7 @@ fn with_functions<R>(f: impl FnOnce(&mut HashMap<pg_sys::Oid, Option<pg_sys::Oid
             m.clear();
         }
     }
-    f(c.owner.get_or_insert_with(HashMap::new))
+    f(c.owner.get_or_insert_with(HashMap::default))
 }
 
 /// From the cache alone, no catalog access: does an agent own this

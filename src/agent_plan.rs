@@ -15,7 +15,7 @@
 
 use crate::{agent_code, identity};
 use pgrx::pg_sys;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 struct Relations {
     /// Bumped by the relcache callback.
@@ -58,7 +58,7 @@ fn with_relations<R>(f: impl FnOnce(&mut HashMap<pg_sys::Oid, bool>) -> R) -> R 
             m.clear();
         }
     }
-    f(c.owned_by_agent.get_or_insert_with(HashMap::new))
+    f(c.owned_by_agent.get_or_insert_with(HashMap::default))
 }
 
 /// Is this relation's owner an agent? From the cache, or the catalog.
