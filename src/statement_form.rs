@@ -58,6 +58,33 @@ fn form(raw: *mut pg_sys::RawStmt, sql: &str) -> Result<String, String> {
         let s = pg_sys::nodeToString(query as *const std::ffi::c_void);
         std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned()
     };
+    // An operator or function that is not PostgreSQL's own can win over
+    // the built-in one (an exact type match beats a conversion), and the
+    // approver, reading `=` or `round()`, cannot see it: such a statement is
+    // not bound (and a statement using one never matches).
+    for field in [
+        ":opno ",
+        ":opfuncid ",
+        ":funcid ",
+        ":aggfnoid ",
+        ":winfnoid ",
+    ] {
+        for (i, _) in printed.match_indices(field) {
+            let rest = &printed[i + field.len()..];
+            let end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            if rest[..end]
+                .parse::<u32>()
+                .is_ok_and(|oid| oid >= pg_sys::FirstNormalObjectId)
+            {
+                return Err(format!(
+                    "it calls an operator or function that is not PostgreSQL's own (oid {}); a token is bound only to statements whose operators and functions are built in",
+                    &rest[..end]
+                ));
+            }
+        }
+    }
     Ok(without_positions(&printed))
 }
 

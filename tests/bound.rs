@@ -259,3 +259,42 @@ fn the_same_text_meaning_something_else_is_not_the_approved_statement() {
         .unwrap();
     assert_eq!(left(&w, ""), 9);
 }
+
+/// An operator of the agent's that matches the types exactly wins over the
+/// built-in one (which needs a conversion), whatever the search_path: the
+/// approver reading `id = 5.0` cannot see it. Such a statement is not bound.
+#[test]
+fn a_statement_calling_the_agents_own_operator_cannot_be_bound() {
+    let w = World::new("bound_op");
+    let mut agent = w.agent_in(&w.protected);
+    agent
+        .batch_execute(
+            "CREATE FUNCTION public.always(int4, numeric) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
+             CREATE OPERATOR public.= (LEFTARG = int4, RIGHTARG = numeric, FUNCTION = public.always);",
+        )
+        .unwrap();
+    // The attack: on the open database the same text deletes every row.
+    let mut open = w.agent_in(&w.open);
+    open.batch_execute(
+        "CREATE FUNCTION public.always(int4, numeric) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
+         CREATE OPERATOR public.= (LEFTARG = int4, RIGHTARG = numeric, FUNCTION = public.always);",
+    )
+    .unwrap();
+    assert_eq!(
+        open.execute("DELETE FROM orders WHERE id = 5.0", &[])
+            .unwrap(),
+        10
+    );
+    let e = agent
+        .query_one(
+            "SELECT ai_agent_safety.request_approval_token('DELETE', 't', statement => 'DELETE FROM orders WHERE id = 5.0')::text",
+            &[],
+        )
+        .expect_err("bound to the agent's operator");
+    assert!(
+        describe(&e).contains("not PostgreSQL's own"),
+        "{}",
+        describe(&e)
+    );
+    assert_eq!(left(&w, ""), 10);
+}

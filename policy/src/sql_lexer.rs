@@ -74,10 +74,11 @@ pub fn past_block_comment(b: &[u8], i: usize) -> (usize, bool) {
     (j, depth == 0)
 }
 
-/// Past a `--` comment starting at `i` (to the end of its line).
+/// Past a `--` comment starting at `i` (to the end of its line, which
+/// PostgreSQL's lexer ends at a newline or a carriage return).
 pub fn past_line_comment(b: &[u8], i: usize) -> usize {
     let mut j = i;
-    while j < b.len() && b[j] != b'\n' {
+    while j < b.len() && b[j] != b'\n' && b[j] != b'\r' {
         j += 1;
     }
     j

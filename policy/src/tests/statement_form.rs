@@ -56,6 +56,15 @@ fn strings_keep_their_case_and_contents() {
 }
 
 #[test]
+fn a_carriage_return_ends_a_line_comment_as_postgresql_reads_it() {
+    assert_ne!(of("TRUNCATE orders --\r CASCADE"), of("TRUNCATE orders"));
+    assert_eq!(
+        of("TRUNCATE orders --\r CASCADE"),
+        "truncate orders cascade"
+    );
+}
+
+#[test]
 fn numbers_and_signs_are_tokens_of_their_own() {
     assert_eq!(
         of("UPDATE t SET n=n-1 WHERE id=-5"),
