@@ -4,15 +4,6 @@
 use aas_integration::*;
 use postgres::Client;
 
-fn grant(w: &World, approver: &str, token: &str) {
-    connect(approver, &w.protected)
-        .query_one(
-            "SELECT ai_agent_safety.grant_approval_token($1::text::uuid)",
-            &[&token],
-        )
-        .unwrap_or_else(|e| panic!("grant: {}", describe(&e)));
-}
-
 fn request_for(agent: &mut Client, statement: &str) -> String {
     agent
         .query_one(
@@ -30,16 +21,6 @@ fn left(w: &World, filter: &str) -> i64 {
     )
 }
 
-fn status(w: &World, token: &str) -> String {
-    admin(&w.protected)
-        .query_one(
-            "SELECT status FROM ai_agent_safety.approval_tokens WHERE token = $1::text::uuid",
-            &[&token],
-        )
-        .unwrap()
-        .get(0)
-}
-
 #[test]
 fn a_token_requested_with_its_statement_covers_that_statement_only() {
     let w = World::new("bound_stmt");
@@ -55,7 +36,7 @@ fn a_token_requested_with_its_statement_covers_that_statement_only() {
         .unwrap()
         .get(0);
     assert_eq!(shown, "DELETE FROM orders WHERE id <= 2");
-    grant(&w, &approver, &token);
+    w.grant(&approver, &token);
     // Without the binding, any DELETE on orders would do; bound, a wider one
     // is refused, and says what was approved.
     let e = assert_refused(agent.batch_execute(&format!(
@@ -73,7 +54,7 @@ fn a_token_requested_with_its_statement_covers_that_statement_only() {
     ));
     assert!(e.contains("was granted for another statement"), "{e}");
     assert_eq!(left(&w, ""), 10);
-    assert_eq!(status(&w, &token), "granted");
+    assert_eq!(w.token_status(&token), "granted");
     // Case, whitespace and comments do not matter.
     agent
         .batch_execute(&format!(
@@ -81,7 +62,7 @@ fn a_token_requested_with_its_statement_covers_that_statement_only() {
         ))
         .unwrap();
     assert_eq!(left(&w, ""), 8);
-    assert_eq!(status(&w, &token), "used");
+    assert_eq!(w.token_status(&token), "used");
 }
 
 #[test]
@@ -172,7 +153,7 @@ fn a_token_is_bound_to_the_objects_identity() {
             .get(0)
     };
     let token = request(&mut agent);
-    grant(&w, &approver, &token);
+    w.grant(&approver, &token);
     // The swap: the approved table goes aside, another takes its name.
     owner
         .batch_execute(
@@ -214,7 +195,7 @@ fn the_same_text_meaning_something_else_is_not_the_approved_statement() {
     let approver = new_approver("bound_sem");
     let mut agent = w.agent_in(&w.protected);
     let token = request_for(&mut agent, "DELETE FROM orders WHERE id = 5");
-    grant(&w, &approver, &token);
+    w.grant(&approver, &token);
     // 1. An operator that is always true, first on the agent's path. On the
     // open database the same setup deletes every row: the attack works.
     let setup =
@@ -250,7 +231,7 @@ fn the_same_text_meaning_something_else_is_not_the_approved_statement() {
         "{e}"
     );
     assert_eq!(left(&w, ""), 10);
-    assert_eq!(status(&w, &token), "granted");
+    assert_eq!(w.token_status(&token), "granted");
     // The approved statement itself, sent by the client, still runs once.
     agent
         .batch_execute(&format!(

@@ -68,12 +68,7 @@ fn granted(w: &World, agent: &mut Client, approver: &str) -> String {
         )
         .unwrap()
         .get(0);
-    connect(approver, &w.protected)
-        .query_one(
-            "SELECT ai_agent_safety.grant_approval_token($1::text::uuid)",
-            &[&token],
-        )
-        .unwrap();
+    w.grant(approver, &token);
     token
 }
 

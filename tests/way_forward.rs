@@ -20,12 +20,7 @@ fn request(agent: &mut Client, target: &str, task: &str) -> String {
 
 fn granted(w: &World, agent: &mut Client, approver: &str) -> String {
     let token = request(agent, "public.orders", "task-wf");
-    let mut dba = connect(approver, &w.protected);
-    dba.query_one(
-        "SELECT ai_agent_safety.grant_approval_token($1::text::uuid, 'ok')",
-        &[&token],
-    )
-    .unwrap();
+    w.grant(approver, &token);
     token
 }
 
@@ -34,16 +29,6 @@ fn orders(w: &World, id: i32) -> i64 {
         &mut admin(&w.protected),
         &format!("SELECT count(*) FROM public.orders WHERE id = {id}"),
     )
-}
-
-fn token_state(w: &World, token: &str) -> String {
-    admin(&w.protected)
-        .query_one(
-            "SELECT status FROM ai_agent_safety.approval_tokens WHERE token = $1::text::uuid",
-            &[&token],
-        )
-        .unwrap()
-        .get(0)
 }
 
 #[test]
@@ -75,7 +60,7 @@ fn the_token_travels_in_the_statement_over_both_protocols_once() {
     let sql = format!("DELETE FROM orders WHERE id = $1 /*ai_agent_safety_token='{token}'*/");
     assert_eq!(agent.execute(&sql, &[&1i32]).unwrap(), 1);
     assert_eq!(orders(&w, 1), 0);
-    assert_eq!(token_state(&w, &token), "used");
+    assert_eq!(w.token_status(&token), "used");
     let e = assert_refused(agent.execute(&sql, &[&2i32]));
     assert!(
         e.contains(&format!(
@@ -126,7 +111,7 @@ fn a_tag_inside_a_string_presents_nothing() {
         "DELETE FROM orders WHERE note = '/*ai_agent_safety_token=''{token}''*/'"
     )));
     assert!(e.contains("did not present it"), "{e}");
-    assert_eq!(token_state(&w, &token), "granted");
+    assert_eq!(w.token_status(&token), "granted");
 }
 
 #[test]
@@ -148,14 +133,14 @@ fn a_token_set_for_the_session_is_cleared_once_used_and_kept_if_rolled_back() {
         .batch_execute("BEGIN; DELETE FROM orders WHERE id = 4; ROLLBACK")
         .unwrap();
     assert_eq!(show(&mut agent), token);
-    assert_eq!(token_state(&w, &token), "granted");
+    assert_eq!(w.token_status(&token), "granted");
     // Used and committed: the setting is empty, so the next client of a
     // pooled connection finds nothing.
     agent
         .batch_execute("DELETE FROM orders WHERE id = 4")
         .unwrap();
     assert_eq!(show(&mut agent), "");
-    assert_eq!(token_state(&w, &token), "used");
+    assert_eq!(w.token_status(&token), "used");
     let e = assert_refused(agent.batch_execute("DELETE FROM orders WHERE id = 5"));
     assert!(e.contains("needs an approval token"), "{e}");
 }
@@ -181,7 +166,7 @@ fn a_lost_set_is_named_with_the_token_it_lost() {
     // A token for another object is no explanation: the plain refusal.
     let e = assert_refused(other.batch_execute("DROP TABLE orders"));
     assert!(!e.contains("holds granted"), "{e}");
-    assert_eq!(token_state(&w, &token), "granted");
+    assert_eq!(w.token_status(&token), "granted");
 }
 
 #[test]
@@ -211,7 +196,7 @@ fn read_only_transactions_get_clear_messages() {
         "{e}"
     );
     agent.batch_execute("ROLLBACK").unwrap();
-    assert_eq!(token_state(&w, &token), "granted");
+    assert_eq!(w.token_status(&token), "granted");
     assert_eq!(orders(&w, 7), 1);
 }
 
@@ -267,7 +252,7 @@ fn a_tag_in_another_statement_of_the_string_presents_nothing() {
     )));
     assert!(e.contains("query string of several statements"), "{e}");
     assert_eq!(orders(&w, 9), 1);
-    assert_eq!(token_state(&w, &token), "granted");
+    assert_eq!(w.token_status(&token), "granted");
 }
 
 /// A token used inside a subtransaction that rolls back was not used: the
@@ -289,6 +274,6 @@ fn a_rolled_back_savepoint_keeps_the_setting_and_the_token() {
         .unwrap()
         .get(0);
     assert_eq!(shown, token);
-    assert_eq!(token_state(&w, &token), "granted");
+    assert_eq!(w.token_status(&token), "granted");
     assert_eq!(orders(&w, 10), 1);
 }

@@ -182,6 +182,27 @@ impl World {
         w
     }
 
+    /// `approver` grants `token` in the protected database.
+    pub fn grant(&self, approver: &str, token: &str) {
+        connect(approver, &self.protected)
+            .query_one(
+                "SELECT ai_agent_safety.grant_approval_token($1::text::uuid)",
+                &[&token],
+            )
+            .unwrap_or_else(|e| panic!("grant {token}: {}", describe(&e)));
+    }
+
+    /// The token's status in the protected database, as an approver reads it.
+    pub fn token_status(&self, token: &str) -> String {
+        admin(&self.protected)
+            .query_one(
+                "SELECT status FROM ai_agent_safety.approval_tokens WHERE token = $1::text::uuid",
+                &[&token],
+            )
+            .unwrap()
+            .get(0)
+    }
+
     pub fn agent_in(&self, db: &str) -> Client {
         connect(&self.agent, db)
     }
