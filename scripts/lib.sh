@@ -1,27 +1,56 @@
 # Shared machinery for scripts/demo, scripts/test and scripts/bench.
 # Source it; it defines functions and sets no traps.
 #
-#   ensure_deps        apt packages, cargo-pgrx 0.18.1, `cargo pgrx init` (skips what is there)
-#   install_extension  build (release) and install into the system PostgreSQL 15
+#   ensure_deps        apt packages, cargo-pgrx 0.18.1, `cargo pgrx init`, and
+#                      the root of a major other than 15 (skips what is there)
+#   install_extension  build (release) and install into the PostgreSQL of PG_MAJOR
 #   cluster_start NAME PORT [--no-preload] [extra postgresql.conf lines...]
 #   cluster_stop NAME  cluster_dir NAME   psql_as ROLE PORT DB [psql args...]
+#   standby_start NAME PORT PRIMARY_PORT  a streaming standby (pg_basebackup -R)
+#   pg_exec CMD...     run a server-side tool of PG_MAJOR (in its root for 17, 18)
 #
+# The major is AAS_PG (15, 17 or 18; default 15, the host's). 17 and 18 run
+# in debootstrap roots (scripts/majors.sh) that share the host's /tmp.
 # Clusters live in /tmp/aas-NAME, run as the postgres OS user on a private port,
-# with their unix socket in /tmp.
+# with their unix socket in /tmp, whatever the major.
 
 set -euo pipefail
 
-PG_BIN=/usr/lib/postgresql/15/bin
-PG_CONFIG=$PG_BIN/pg_config
 PGRX_VERSION=0.18.1
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
+# shellcheck source=scripts/majors.sh
+source "$REPO_ROOT/scripts/majors.sh"
+
+PG_MAJOR=${AAS_PG:-15}
+case "$PG_MAJOR" in
+    15) PG_ROOT="" ;;
+    17|18) PG_ROOT=$(root_dir "$PG_MAJOR") ;;
+    *) echo "PostgreSQL $PG_MAJOR is not supported here: 15, 17 or 18" >&2; exit 2 ;;
+esac
+# Paths as the major's own tools see them (inside its root for 17 and 18);
+# prefix $PG_ROOT to reach them from the host.
+PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+PG_CONFIG=$PG_BIN/pg_config
+# The build of each major has a target directory of its own.
+PG_TARGET_DIR=$REPO_ROOT/target
+[ "$PG_MAJOR" = 15 ] || PG_TARGET_DIR=$REPO_ROOT/target/pg$PG_MAJOR
+
+pg_exec() {
+    if [ -z "$PG_ROOT" ]; then "$@"; else in_root "$PG_MAJOR" "$@"; fi
+}
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 note() { printf '   %s\n' "$*"; }
 
-as_postgres() {
+# A host program as postgres (PgBouncer: a host tool whatever the major).
+host_as_postgres() {
     if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+
+# A server tool of PG_MAJOR as postgres (in its root for 17 and 18).
+as_postgres() {
+    if [ -n "$PG_ROOT" ]; then in_root_postgres "$PG_MAJOR" "$@"; else host_as_postgres "$@"; fi
 }
 
 ensure_deps() {
@@ -41,26 +70,38 @@ ensure_deps() {
         cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --quiet
     fi
     if ! grep -qs "pg15" "$HOME/.pgrx/config.toml"; then
-        note "cargo pgrx init --pg15 $PG_CONFIG"
-        (cd "$REPO_ROOT" && cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null)
+        note "cargo pgrx init --pg15 /usr/lib/postgresql/15/bin/pg_config"
+        (cd "$REPO_ROOT" && cargo pgrx init --pg15 /usr/lib/postgresql/15/bin/pg_config >/dev/null)
     fi
+    [ "$PG_MAJOR" = 15 ] || root_ensure "$PG_MAJOR"
 }
 
 install_extension() {
-    note "building and installing ai_agent_safety (release) into $("$PG_CONFIG" --pkglibdir)"
-    local log=/tmp/aas-install.log
+    local libdir; libdir=$(pg_exec "$PG_CONFIG" --pkglibdir)
+    note "building and installing ai_agent_safety (release) into PostgreSQL $PG_MAJOR's $libdir"
+    local log=/tmp/aas-install-$PG_MAJOR.log
     # Servers running the installed library keep it mapped: writing the new
     # one over the same file would change their code under them (a running
     # postmaster then dies of SIGILL). Moving the old file aside first gives
     # the new one a new inode, and running servers keep the old one.
-    local so; so="$("$PG_CONFIG" --pkglibdir)/ai_agent_safety.so"
+    local so="$PG_ROOT$libdir/ai_agent_safety.so"
     [ -f "$so" ] && mv -f "$so" "$so.previous"
-    if ! (cd "$REPO_ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG") >"$log" 2>&1; then
+    if ! pg_exec sh -c "cd '$REPO_ROOT' && CARGO_TARGET_DIR='$PG_TARGET_DIR' cargo pgrx install --release --pg-config '$PG_CONFIG' --no-default-features --features pg$PG_MAJOR" >"$log" 2>&1; then
         [ -f "$so" ] || mv -f "$so.previous" "$so" 2>/dev/null || true
         cat "$log"
         echo "install failed (log above, also in $log)" >&2
         return 1
     fi
+    # The install scripts of released versions (sql/ai_agent_safety--X.Y.Z.sql):
+    # cargo pgrx installs the upgrade scripts from sql/ but not these, and
+    # CREATE EXTENSION ... VERSION 'X.Y.Z' needs them.
+    local sharedir f; sharedir=$(pg_exec "$PG_CONFIG" --sharedir)
+    for f in "$REPO_ROOT"/sql/ai_agent_safety--*.sql; do
+        case "$(basename "$f")" in
+            ai_agent_safety--*--*.sql) ;;
+            *) cp "$f" "$PG_ROOT$sharedir/extension/" ;;
+        esac
+    done
 }
 
 cluster_dir() { echo "/tmp/aas-$1"; }
@@ -101,7 +142,7 @@ pgbouncer_start() {
         for line in "$@"; do echo "$line"; done
     } > "$dir/pgbouncer.ini"
     chown -R postgres:postgres "$dir"
-    as_postgres pgbouncer -d -q "$dir/pgbouncer.ini"
+    host_as_postgres pgbouncer -d -q "$dir/pgbouncer.ini"
     local i
     for i in $(seq 1 100); do
         [ -s "$dir/pgbouncer.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
@@ -149,6 +190,7 @@ cluster_start() {
     # credentials can be checked with a real password login.
     cat > "$dir/pg_hba.conf" <<HBA
 local   all all                 trust
+local   replication all         trust
 host    all all 127.0.0.1/32    scram-sha-256
 HBA
     chown postgres:postgres "$dir/postgresql.conf" "$dir/pg_hba.conf"
@@ -157,6 +199,27 @@ HBA
     if ! as_postgres env RUST_BACKTRACE=full "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w start >/dev/null; then
         tail -20 "$dir/server.log" >&2
         echo "could not start cluster $name on port $port (is the port in use?)" >&2
+        return 1
+    fi
+}
+
+# standby_start NAME PORT PRIMARY_PORT: a streaming standby of the cluster
+# on PRIMARY_PORT (pg_basebackup -R), recreated from scratch, on PORT.
+standby_start() {
+    local name=$1 port=$2 primary=$3
+    local dir; dir=$(cluster_dir "$name")
+    cluster_stop "$name"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    chown postgres:postgres "$dir"
+    chmod 700 "$dir"
+    as_postgres "$PG_BIN/pg_basebackup" -D "$dir" -h /tmp -p "$primary" -U postgres -R -X stream -c fast >/dev/null
+    echo "port = $port" >> "$dir/postgresql.conf"
+    chown postgres:postgres "$dir/postgresql.conf"
+    rm -f "$dir/server.log" "$dir/postmaster.pid"
+    if ! as_postgres env RUST_BACKTRACE=full "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w start >/dev/null; then
+        tail -20 "$dir/server.log" >&2
+        echo "could not start standby $name on port $port" >&2
         return 1
     fi
 }

@@ -3,7 +3,7 @@
 //! sessions that are not agents look no further than the entries.
 //!
 //! - The relations of a rule's actions and of a view are checked as the
-//!   rule's table owner or the view owner (`checkAsUser`, PostgreSQL 15).
+//!   rule's table owner or the view owner (`checkAsUser`, read through `range_table` on every major).
 //! - A view (a security_invoker one too) keeps an entry of its own, for its
 //!   permission check: its owner wrote its definition.
 //! - A relation the query writes runs its owner's column defaults, check
@@ -13,6 +13,7 @@
 //! decides where the write goes); [`code_of`] answers "whose code runs in
 //! it?" (any of the above), for as long as the query runs.
 
+use crate::range_table::{relations, Relation};
 use crate::{agent_code, identity};
 use pgrx::pg_sys;
 use rustc_hash::FxHashMap as HashMap;
@@ -82,26 +83,11 @@ pub fn agent_owner(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
     unsafe { crate::pg::relation_owner(relid) }
 }
 
-const WRITES: pg_sys::AclMode = pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE | pg_sys::ACL_DELETE;
+const WRITES: pg_sys::AclMode =
+    (pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE | pg_sys::ACL_DELETE) as pg_sys::AclMode;
 
-/// The relation entries of a planned query.
-///
-/// # Safety
-/// `ps` is a valid PlannedStmt.
-unsafe fn relations(ps: &pg_sys::PlannedStmt) -> impl Iterator<Item = &pg_sys::RangeTblEntry> {
-    // SAFETY: per this function's contract: rtable is a List of RangeTblEntry.
-    unsafe { crate::pg::list_iter(ps.rtable) }
-        // SAFETY: each element is a valid RangeTblEntry.
-        .map(|rte| unsafe { &*(rte as *const pg_sys::RangeTblEntry) })
-        .filter(|rte| rte.rtekind == pg_sys::RTEKind::RTE_RELATION)
-}
-
-fn writes(rte: &pg_sys::RangeTblEntry) -> bool {
-    rte.requiredPerms & WRITES != 0
-}
-
-fn is_view(rte: &pg_sys::RangeTblEntry) -> bool {
-    rte.relkind as u8 == pg_sys::RELKIND_VIEW
+fn writes(rel: &Relation) -> bool {
+    rel.required & WRITES != 0
 }
 
 /// From the caches alone, raising nothing: does the query run no agent's
@@ -117,12 +103,12 @@ pub unsafe fn known_free_of_agents(ps: &pg_sys::PlannedStmt) -> bool {
     let rel = unsafe { &*std::ptr::addr_of!(RELATIONS) };
     let rel_fresh = rel.filled == (rel.epoch, identity::epoch());
     // SAFETY: per this function's contract; only reads.
-    unsafe { relations(ps) }.all(|rte| {
-        let role = rte.checkAsUser;
+    unsafe { relations(ps) }.all(|r| {
+        let role = r.check_as;
         (role == pg_sys::InvalidOid || agent_code::cached_role_is_agent(role) == Some(false))
-            && (!(is_view(rte) || writes(rte))
+            && (!(r.is_view() || writes(&r))
                 || (rel_fresh
-                    && rel.owned_by_agent.as_ref().and_then(|m| m.get(&rte.relid)) == Some(&false)))
+                    && rel.owned_by_agent.as_ref().and_then(|m| m.get(&r.relid())) == Some(&false)))
     })
 }
 
@@ -133,19 +119,18 @@ pub unsafe fn known_free_of_agents(ps: &pg_sys::PlannedStmt) -> bool {
 /// `ps` is a valid PlannedStmt, inside a transaction.
 pub unsafe fn judged_as(ps: &pg_sys::PlannedStmt) -> Option<pg_sys::Oid> {
     // SAFETY: per this function's contract.
-    unsafe { relations(ps) }
-        .filter(|r| writes(r))
-        .find_map(|rte| {
-            let role = rte.checkAsUser;
-            if role != pg_sys::InvalidOid && agent_code::role_is_agent(role) {
-                return Some(role);
-            }
-            // SAFETY: inside a transaction.
-            let view_owner = is_view(rte)
-                .then(|| unsafe { crate::pg::relation_owner(rte.relid) })
-                .flatten();
-            view_owner.filter(|o| agent_code::role_is_agent(*o))
-        })
+    unsafe { relations(ps) }.filter(writes).find_map(|r| {
+        let role = r.check_as;
+        if role != pg_sys::InvalidOid && agent_code::role_is_agent(role) {
+            return Some(role);
+        }
+        // SAFETY: inside a transaction.
+        let view_owner = r
+            .is_view()
+            .then(|| unsafe { crate::pg::relation_owner(r.relid()) })
+            .flatten();
+        view_owner.filter(|o| agent_code::role_is_agent(*o))
+    })
 }
 
 /// The agent whose code runs in this query, if any: a rule's or view's
@@ -156,14 +141,14 @@ pub unsafe fn judged_as(ps: &pg_sys::PlannedStmt) -> Option<pg_sys::Oid> {
 /// `ps` is a valid PlannedStmt, inside a transaction.
 pub unsafe fn code_of(ps: &pg_sys::PlannedStmt) -> Option<pg_sys::Oid> {
     // SAFETY: per this function's contract.
-    unsafe { relations(ps) }.find_map(|rte| {
-        let role = rte.checkAsUser;
+    unsafe { relations(ps) }.find_map(|r| {
+        let role = r.check_as;
         if role != pg_sys::InvalidOid && agent_code::role_is_agent(role) {
             return Some(role);
         }
-        if (is_view(rte) || writes(rte)) && relation_is_agents(rte.relid) {
+        if (r.is_view() || writes(&r)) && relation_is_agents(r.relid()) {
             // SAFETY: inside a transaction.
-            return unsafe { crate::pg::relation_owner(rte.relid) };
+            return unsafe { crate::pg::relation_owner(r.relid()) };
         }
         None
     })

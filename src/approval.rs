@@ -24,6 +24,9 @@ pub fn lookup(raw: &str) -> TokenPresented {
             dbfacts::current_database_name()
         ));
     }
+    if let Err(why) = pg::sql_objects_served() {
+        return TokenPresented::NotServed(why);
+    }
     let row = privileged::run(|| {
         Spi::connect(|c| {
             let t = c.select(

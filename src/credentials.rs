@@ -134,10 +134,12 @@ pub fn dangerous_privileges(role: pg_sys::Oid) -> Vec<HeldPrivilege> {
     held
 }
 
-/// PostgreSQL 15's FormData_pg_auth_members, which pgrx does not bind (16
-/// puts an oid column first).
+/// The start of FormData_pg_auth_members, which pgrx does not bind. Where
+/// the majors differ: 16 put an `oid` column first.
 #[repr(C)]
 struct AuthMembers {
+    #[cfg(not(feature = "pg15"))]
+    _oid: pg_sys::Oid,
     roleid: pg_sys::Oid,
     member: pg_sys::Oid,
 }

@@ -22,10 +22,14 @@ use pgrx::pg_sys;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-/// PostgreSQL 15's utils/timeout.h, which pgrx does not bind.
+/// utils/timeout.h, which pgrx does not bind.
 mod timeout {
-    /// `USER_TIMEOUT`, the first timeout an extension may register.
+    /// `USER_TIMEOUT`, the first timeout an extension may register. Where
+    /// the majors differ: 17 inserted TRANSACTION_TIMEOUT before it.
+    #[cfg(feature = "pg15")]
     pub const USER_TIMEOUT: i32 = 12;
+    #[cfg(not(feature = "pg15"))]
+    pub const USER_TIMEOUT: i32 = 13;
     // SAFETY: the declarations of timeout.h, called only from a backend.
     extern "C-unwind" {
         pub fn RegisterTimeout(id: i32, handler: unsafe extern "C-unwind" fn()) -> i32;

@@ -161,6 +161,13 @@ fn decide(stmt: &Statement, source: &str, origin: Origin, sw: &Switches) -> Outc
             deny(d, stmt, source, raw, sw)
         }
         Decision::AllowWithToken { token } => {
+            // A standby: nothing can be written there, and PostgreSQL
+            // refuses the statement itself (25006) as it starts; the token
+            // stays unused for the primary.
+            // SAFETY: reads shared state; raises nothing.
+            if unsafe { pg_sys::RecoveryInProgress() } {
+                return Outcome::Allow;
+            }
             // SAFETY: reads a backend variable.
             if unsafe { pg_sys::XactReadOnly } {
                 let d = aas_policy::decision::token_in_read_only(stmt, token);

@@ -26,9 +26,11 @@ pub mod guard;
 pub mod hooks;
 pub mod identity;
 pub mod pg;
+pub mod port;
 pub mod prepared;
 pub mod presented;
 pub mod privileged;
+pub mod range_table;
 pub mod renames;
 pub mod settings;
 pub mod sql_api;
@@ -57,6 +59,9 @@ pub extern "C-unwind" fn _PG_init() {
     agent_plan::register_invalidation();
     pg::register_invalidation();
     audit::spool::init_shmem();
+    // Before any backend runs: a spool copied with the data directory from
+    // another server is that server's (see forget_a_copied_spool).
+    audit::spool::forget_a_copied_spool_at_start();
     audit::launcher::register();
     hooks::install();
 }

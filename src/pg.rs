@@ -74,6 +74,17 @@ pub unsafe fn list_iter(list: *mut pg_sys::List) -> impl Iterator<Item = *mut c_
     (0..n).map(move |i| unsafe { (*cells.add(i)).ptr_value })
 }
 
+/// The n-th pointer (0-based) of a PostgreSQL `List`, or NULL past its end.
+///
+/// # Safety
+/// `list` is NULL or a valid pointer `List`.
+pub unsafe fn list_nth(list: *mut pg_sys::List, n: usize) -> *mut c_void {
+    // SAFETY: per this function's contract.
+    unsafe { list_iter(list) }
+        .nth(n)
+        .unwrap_or(std::ptr::null_mut())
+}
+
 /// The integers in a PostgreSQL integer `List`.
 ///
 /// # Safety
@@ -232,6 +243,34 @@ pub fn extension_created() -> bool {
     own_relation(c"tokens") != pg_sys::InvalidOid
 }
 
+/// This library's version (the crate's): `ai_agent_safety.library_version()`.
+pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Does this library serve the extension's SQL objects in this database
+/// (`pg_extension.extversion`)? Ok when the extension is not created.
+/// Inside a transaction (SPI).
+pub fn sql_objects_served() -> Result<(), aas_policy::versions::NotServed> {
+    // A read-only SPI select: Spi::get_one marks the transaction as
+    // writing, which takes a transaction id (and fails on a standby).
+    let v = pgrx::Spi::connect(|c| {
+        let t = c.select(
+            "SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'ai_agent_safety'",
+            Some(1),
+            &[],
+        )?;
+        if t.is_empty() {
+            return Ok::<_, pgrx::spi::Error>(None);
+        }
+        t.first().get::<String>(1)
+    })
+    .ok()
+    .flatten();
+    match v {
+        None => Ok(()),
+        Some(v) => aas_policy::versions::served(LIBRARY_VERSION, &v),
+    }
+}
+
 /// The text of this statement within a possibly multi-statement query string.
 ///
 /// # Safety
@@ -254,11 +293,20 @@ pub unsafe fn statement_text(query: *const c_char, pstmt: *const pg_sys::Planned
             )
         }
     };
-    let start = loc.min(all.len());
+    let first = loc.min(all.len());
     let end = if len == 0 {
         all.len()
     } else {
-        (start + len).min(all.len())
+        (first + len).min(all.len())
+    };
+    // With the comments ahead of it (PostgreSQL 18 places a statement at its
+    // first token): a leading comment tag belongs to its statement.
+    // (Text before it that is not UTF-8 is left out, as the statement's own.)
+    let start = match std::str::from_utf8(&all[..first]) {
+        Ok(before) if first > 0 => {
+            aas_policy::sql_lexer::start_with_leading_comments(before, first).min(first)
+        }
+        _ => first,
     };
     // SAFETY: inside a backend.
     unsafe { server_text(&all[start..end]) }.trim().to_string()

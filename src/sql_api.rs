@@ -32,6 +32,14 @@ pub mod ai_agent_safety {
         }
     }
 
+    /// The version of the loaded library; `pg_extension.extversion` is the
+    /// version of the SQL objects. This library serves SQL objects from
+    /// `aas_policy::versions::OLDEST_SQL_SERVED` up to its own version.
+    #[pg_extern(stable, parallel_safe)]
+    fn library_version() -> &'static str {
+        crate::pg::LIBRARY_VERSION
+    }
+
     /// Is this role an agent (a member of the agent group, superuser or not)?
     #[pg_extern(stable, strict)]
     fn role_is_agent(role: pg_sys::Oid) -> bool {

@@ -25,7 +25,11 @@ pub fn of(sql: &str) -> Result<String, String> {
 }
 
 fn form(raw: *mut pg_sys::RawStmt, sql: &str) -> Result<String, String> {
-    let lexical = aas_policy::statement_form::of(sql);
+    // Lexed as this session's parser lexes it (standard_conforming_strings
+    // can be turned off by anyone, for their own session).
+    // SAFETY: reads a backend variable.
+    let lexical =
+        aas_policy::statement_form::of_with(sql, unsafe { pg_sys::standard_conforming_strings });
     // SAFETY: raw is a valid RawStmt.
     let tag = unsafe { (*(*raw).stmt).type_ };
     if !matches!(

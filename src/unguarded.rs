@@ -25,11 +25,19 @@ extern "C-unwind" {
     pub fn GetSessionUserId() -> Oid;
     pub fn GetUserId() -> Oid;
     pub fn GetCurrentSubTransactionId() -> SubTransactionId;
+    #[cfg(not(feature = "pg18"))]
     pub fn standard_ExecutorRun(
         query_desc: *mut QueryDesc,
         direction: ScanDirection::Type,
         count: u64,
         execute_once: bool,
+    );
+    /// Where the server's API differs: PostgreSQL 18 dropped `execute_once`.
+    #[cfg(feature = "pg18")]
+    pub fn standard_ExecutorRun(
+        query_desc: *mut QueryDesc,
+        direction: ScanDirection::Type,
+        count: u64,
     );
     pub fn standard_ExecutorFinish(query_desc: *mut QueryDesc);
     pub fn standard_ExecutorStart(query_desc: *mut QueryDesc, eflags: c_int);

@@ -480,13 +480,19 @@ fn agent_code_and_what_the_guard_decides_from() {
     ))
     .unwrap_or_else(|e| panic!("{}", describe(&e)));
     let mut su = admin(&w.protected);
-    for q in [
+    let mut attempts = vec![
         "UPDATE pg_catalog.pg_db_role_setting SET setconfig = setconfig",
         "UPDATE ai_agent_safety.tokens SET state = ''granted''",
         "ALTER TABLE ai_agent_safety.audit_log DISABLE TRIGGER USER",
         "TRUNCATE ai_agent_safety.tokens",
         "SELECT pg_read_file(''postgresql.conf'')",
-    ] {
+    ];
+    if server_major(&mut su) >= 16 {
+        // Entry points PostgreSQL 16 added.
+        attempts.push("SELECT pg_read_file(''postgresql.conf'', true)");
+        attempts.push("SELECT pg_read_binary_file(''postgresql.conf'', true)");
+    }
+    for q in attempts {
         let msg = assert_refused(su.batch_execute(&format!("SELECT public.run('{q}')")));
         assert!(
             msg.contains("may not write the system catalogs")
@@ -637,4 +643,61 @@ fn cursors_cascades_and_copy_around_agent_code() {
             "{table}: {text}"
         );
     }
+}
+
+/// A subscription's apply worker deletes and truncates what another server
+/// sends, as the subscription's owner, outside any session, after the
+/// owner's credentials are gone. An agent's code may not create or change
+/// one (the agent itself cannot hold pg_create_subscription: tests in
+/// credentials.rs), while a human's same function may.
+#[test]
+fn agent_code_may_not_create_or_change_subscriptions() {
+    let w = World::new("subscr");
+    let create = |name: &str| {
+        format!(
+            "CREATE SUBSCRIPTION {name} CONNECTION ''host=127.0.0.1 port=1 dbname=nowhere'' PUBLICATION p WITH (connect = false)"
+        )
+    };
+    let fun = |owner: &str, f: &str| {
+        format!(
+            "CREATE FUNCTION public.{f}(q text) RETURNS int LANGUAGE plpgsql AS $$ BEGIN EXECUTE q; RETURN 1; END $$;
+             ALTER FUNCTION public.{f}(text) OWNER TO {owner};"
+        )
+    };
+    let mut su = admin(&w.protected);
+    su.batch_execute(&fun(&w.owner, "human_run")).unwrap();
+    su.batch_execute(&fun(&w.agent, "agent_run")).unwrap();
+    // A human's function, run by a superuser: PostgreSQL creates it.
+    let human = unique("sub_h");
+    su.batch_execute(&format!("SELECT public.human_run('{}')", create(&human)))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    // The agent's: refused, and nothing made.
+    let agents = unique("sub_a");
+    let msg = assert_refused(
+        su.batch_execute(&format!("SELECT public.agent_run('{}')", create(&agents))),
+    );
+    assert!(
+        msg.contains("may not create or change subscriptions"),
+        "{msg}"
+    );
+    for q in [
+        format!("ALTER SUBSCRIPTION {human} ENABLE"),
+        format!("ALTER SUBSCRIPTION {human} CONNECTION ''host=127.0.0.1 port=2 dbname=x''"),
+        format!("ALTER SUBSCRIPTION {human} OWNER TO {}", w.agent),
+    ] {
+        let msg = assert_refused(su.batch_execute(&format!("SELECT public.agent_run('{q}')")));
+        assert!(
+            msg.contains("may not create or change subscriptions"),
+            "{q}: {msg}"
+        );
+    }
+    let n = count(
+        &mut su,
+        &format!("SELECT count(*) FROM pg_subscription WHERE subname IN ('{human}', '{agents}') AND NOT subenabled AND subowner = 'postgres'::regrole"),
+    );
+    assert_eq!(n, 1, "only the human's, unchanged");
+    su.batch_execute(&format!(
+        "ALTER SUBSCRIPTION {human} SET (slot_name = NONE); DROP SUBSCRIPTION {human}"
+    ))
+    .unwrap();
 }

@@ -720,6 +720,8 @@ fn lines_cut_by_a_crash_are_dropped_and_counted_and_the_rest_load() {
     let spool: Vec<_> = std::fs::read_dir(format!("{dir}/ai_agent_safety_spool"))
         .unwrap()
         .flatten()
+        // The databases' directories (not the spool's origin marker).
+        .filter(|d| d.path().is_dir())
         .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
         .map(|f| f.path())
         .collect();

@@ -279,3 +279,62 @@ fn a_statement_calling_the_agents_own_operator_cannot_be_bound() {
     );
     assert_eq!(left(&w, ""), 10);
 }
+
+/// With standard_conforming_strings off (any session may turn it off), a
+/// backslash ends no string: `'a\' /* ' || NULL -- */` is one string to
+/// PostgreSQL, where the default reading sees a string and a comment. A
+/// token bound under one reading does not cover the text under the other.
+#[test]
+fn a_bound_statement_read_with_standard_conforming_strings_off_is_another_statement() {
+    let w = World::with_settings(
+        "bound_scs",
+        &[(
+            "ai_agent_safety.protected_operations",
+            "DROP, DELETE, TRUNCATE, ALTER",
+        )],
+    );
+    let approver = new_approver("bound_scs");
+    let approved = r"ALTER TABLE mine ALTER COLUMN note TYPE text USING note || 'a\'";
+    let sent =
+        r"ALTER TABLE mine ALTER COLUMN note TYPE text USING note || 'a\' /* ' || NULL -- */";
+    let nulls = |db: &str| {
+        count(
+            &mut admin(db),
+            "SELECT count(*) FROM public.mine WHERE note IS NULL",
+        )
+    };
+    for db in [&w.protected, &w.open] {
+        w.agent_in(db)
+            .batch_execute(
+                "CREATE TABLE public.mine (id int, note varchar);
+                 INSERT INTO public.mine SELECT g, 'n' FROM generate_series(1, 5) g;",
+            )
+            .unwrap();
+    }
+    // Where nothing is protected: the text PostgreSQL reads nulls every note.
+    // (The setting applies from the next query string: one string is lexed
+    // whole before any of it runs.)
+    let off = "SET standard_conforming_strings = off; SET escape_string_warning = off;";
+    let mut open = w.agent_in(&w.open);
+    open.batch_execute(off).unwrap();
+    open.batch_execute(sent)
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(nulls(&w.open), 5);
+    // Protected: the approver grants "append a\" ...
+    let mut agent = w.agent_in(&w.protected);
+    let token: String = agent
+        .query_one(
+            "SELECT ai_agent_safety.request_approval_token('ALTER', 'bound-scs', 'public.mine', verb => 'ALTER TABLE ... ALTER COLUMN note TYPE', statement => $1)::text",
+            &[&approved],
+        )
+        .unwrap_or_else(|e| panic!("request: {}", describe(&e)))
+        .get(0);
+    w.grant(&approver, &token);
+    // ... and the other reading of the text is not what was approved.
+    agent.batch_execute(off).unwrap();
+    let msg =
+        assert_refused(agent.batch_execute(&format!("{sent} /*ai_agent_safety_token='{token}'*/")));
+    assert!(msg.contains("this one differs from it"), "{msg}");
+    assert_eq!(nulls(&w.protected), 0);
+    assert_eq!(w.token_status(&token), "granted");
+}

@@ -20,7 +20,7 @@ pub const SCHEMA: &str = "ai_agent_safety";
 
 /// Every function name of the extension, in any of its schemas. An
 /// integration test checks this against the installed extension.
-pub const FUNCTION_NAMES: [&str; 31] = [
+pub const FUNCTION_NAMES: [&str; 32] = [
     "_agent_group",
     "_assert_approver",
     "_audit",
@@ -48,6 +48,7 @@ pub const FUNCTION_NAMES: [&str; 31] = [
     "deny_approval_token",
     "grant_approval_token",
     "issue_agent_credentials",
+    "library_version",
     "request_approval_token",
     "revoke_agent_credentials",
     "role_is_agent",

@@ -34,10 +34,13 @@ pub struct HeldPrivilege {
 
 /// The predefined roles whose members can run programs or read and write
 /// files as the server: each is a way to act as any role.
-pub const SUPERUSER_EQUIVALENT_ROLES: [&str; 3] = [
+pub const SUPERUSER_EQUIVALENT_ROLES: [&str; 4] = [
     "pg_execute_server_program",
     "pg_write_server_files",
     "pg_read_server_files",
+    // PostgreSQL 16 and later: subscriptions, whose apply workers write
+    // as their owner outside any session, and outlive its credentials.
+    "pg_create_subscription",
 ];
 
 impl HeldPrivilege {

@@ -355,6 +355,16 @@ pub fn decide(
             format!("The approval token could not be checked: {why_not}."),
             "A DBA should run CREATE EXTENSION ai_agent_safety; in this database (or repair it), then retry.".into(),
         ),
+        TokenPresented::NotServed(why) => deny(
+            Source::Token,
+            "; the approval token could not be checked",
+            format!(
+                "a DBA must bring the extension and its library to one version in database \"{}\"",
+                here.name
+            ),
+            format!("The approval token could not be checked: {}.", why.reason()),
+            why.hint(),
+        ),
         TokenPresented::NotFound(id) => deny(
             Source::Token,
             &format!("; approval token {id} does not exist here"),

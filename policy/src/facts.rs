@@ -100,6 +100,9 @@ pub enum TokenPresented {
     NotFound(Uuid),
     /// The tokens could not be read (extension not created here, internal error).
     Unavailable(String),
+    /// The extension's SQL objects here are at a version the library does
+    /// not serve.
+    NotServed(crate::versions::NotServed),
     Found(TokenFacts),
     /// None was presented, but the agent holds this granted, unused token,
     /// which would have allowed the statement: its SET was lost (a pool).

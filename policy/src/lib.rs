@@ -41,6 +41,8 @@ pub mod sql_lexer;
 pub mod statement_form;
 pub mod time;
 pub mod treatment;
+pub mod unplanned_writes;
+pub mod versions;
 pub mod way_forward;
 
 pub use api::{takes_api_name, ApiName, NameKind};

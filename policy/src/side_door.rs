@@ -32,6 +32,10 @@ pub enum SideDoor {
     /// A statement an agent's code prepares in another role's session,
     /// which that role may EXECUTE later, unjudged.
     PreparedStatement,
+    /// A logical replication subscription: its apply worker writes the
+    /// database (DELETE, TRUNCATE) as the subscription's owner, from another
+    /// server, outside any session.
+    Subscription,
 }
 
 pub fn side_door_denial(session_user: &str, verb: &str, door: SideDoor) -> Denial {
@@ -55,6 +59,11 @@ pub fn side_door_denial(session_user: &str, verb: &str, door: SideDoor) -> Denia
             "prepare statements in another role's session",
             "A prepared statement runs when the session EXECUTEs it, later, as that session's own statement (drivers name theirs the same way).",
             "Run the statement in the function itself instead.",
+        ),
+        SideDoor::Subscription => (
+            "create or change subscriptions",
+            "A subscription's apply worker deletes and truncates what another server sends, as the subscription's owner, outside any session the guard judges, and it keeps running after the owner's credentials expire or are revoked.",
+            "A DBA creates and manages subscriptions, owned by a role that is not an agent.",
         ),
         SideDoor::Connection => (
             "open connections out of the session",

@@ -83,3 +83,31 @@ pub fn past_line_comment(b: &[u8], i: usize) -> usize {
     }
     j
 }
+
+/// Where the statement whose first token is at `loc` starts once the
+/// comments and blanks ahead of it are counted in: just past the last `;`
+/// before `loc` that is not inside a string, name or comment (0 when there
+/// is none). PostgreSQL 18 places a statement at its first token; 15 and 17
+/// at the end of the statement before it. Read this way, a leading comment
+/// tag belongs to its statement on every major.
+pub fn start_with_leading_comments(s: &str, loc: usize) -> usize {
+    let b = s.as_bytes();
+    let loc = loc.min(b.len());
+    let mut start = 0;
+    let mut i = 0;
+    while i < loc {
+        i = match b[i] {
+            b';' => {
+                start = i + 1;
+                i + 1
+            }
+            b'\'' => past_quoted(b, i, b'\'', is_escape_string(b, i)),
+            b'"' => past_quoted(b, i, b'"', false),
+            b'$' => past_dollar(s, i),
+            b'/' if b.get(i + 1) == Some(&b'*') => past_block_comment(b, i).0,
+            b'-' if b.get(i + 1) == Some(&b'-') => past_line_comment(b, i),
+            _ => i + 1,
+        };
+    }
+    start
+}

@@ -12,8 +12,28 @@
 
 use crate::sql_lexer::{past_block_comment, past_dollar, past_line_comment, past_quoted};
 
-/// The form of `sql`.
+/// The form of `sql`, read as PostgreSQL reads it with
+/// `standard_conforming_strings = on` (its default).
 pub fn of(sql: &str) -> String {
+    of_with(sql, true)
+}
+
+/// The form of `sql` as PostgreSQL reads it with `standard_conforming_strings`
+/// at `standard_strings`. With it off, a backslash escapes the next character
+/// in every '...' string (so `'a\' /* ' || x -- */` is one string, not a
+/// string and a comment), and the form says so: the same text read under
+/// the other setting is another statement (`'a\nb'` is four characters, or
+/// three), so its form differs.
+pub fn of_with(sql: &str, standard_strings: bool) -> String {
+    let form = lexical(sql, standard_strings);
+    if standard_strings {
+        form
+    } else {
+        format!("standard_conforming_strings=off {form}")
+    }
+}
+
+fn lexical(sql: &str, standard_strings: bool) -> String {
     let b = sql.as_bytes();
     let mut tokens: Vec<String> = Vec::new();
     let mut i = 0;
@@ -33,7 +53,7 @@ pub fn of(sql: &str) -> String {
                 i = past_block_comment(b, i).0;
                 continue;
             }
-            b'\'' => i = past_quoted(b, i, b'\'', false),
+            b'\'' => i = past_quoted(b, i, b'\'', !standard_strings),
             b'"' => i = past_quoted(b, i, b'"', false),
             b'$' => i = past_dollar(sql, i),
             _ if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {

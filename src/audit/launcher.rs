@@ -52,6 +52,13 @@ pub extern "C-unwind" fn aas_audit_launcher_main(_arg: pg_sys::Datum) {
     let mut logged_no_worker = false;
     let mut pause = Duration::from_millis(1000);
     while BackgroundWorker::wait_latch(Some(pause)) {
+        // A standby cannot write: its events wait in its spool until it is
+        // promoted (PostgreSQL refuses an agent's writes there itself).
+        // SAFETY: reads shared state; raises nothing.
+        if unsafe { pg_sys::RecoveryInProgress() } {
+            pause = Duration::from_millis(1000);
+            continue;
+        }
         let now = spool::now();
         if BackgroundWorker::sighup_received() {
             // SAFETY: the documented way for a worker to reload its settings.

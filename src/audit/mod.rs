@@ -74,15 +74,7 @@ static mut CONTEXT: Option<(ContextKey, Context)> = None;
 
 /// The client address of this backend's connection (empty for none).
 fn client_addr() -> String {
-    // SAFETY: MyProcPort is NULL or this backend's connection.
-    unsafe {
-        let port = pg_sys::MyProcPort as *const pg_sys::libpq::be::Port;
-        if port.is_null() {
-            String::new()
-        } else {
-            pg::cstr((*port).remote_host)
-        }
-    }
+    crate::port::this_backend().host
 }
 
 fn session_context() -> &'static Context {
@@ -231,15 +223,11 @@ pub fn record_with_last_context(e: Event) -> bool {
     let c = match filled {
         Some(c) => c,
         None => {
-            // SAFETY: MyProcPort is NULL or this backend's connection; its
-            // fields are NULL or C strings.
-            let (user, database) = unsafe {
-                let port = pg_sys::MyProcPort as *const pg_sys::libpq::be::Port;
-                if port.is_null() {
-                    return false;
-                }
-                (pg::cstr((*port).user_name), pg::cstr((*port).database_name))
-            };
+            // SAFETY: reads a backend variable.
+            if unsafe { pg_sys::MyProcPort.is_null() } {
+                return false;
+            }
+            let crate::port::Client { user, database, .. } = crate::port::this_backend();
             from_connection = Context {
                 // SAFETY: reads a backend variable.
                 db_oid: unsafe { pg_sys::MyDatabaseId },

@@ -194,9 +194,16 @@ fn extension_present() -> bool {
     // table that is only named like one (an agent can make a schema called
     // ai_agent_safety where the extension is not created, with triggers
     // that would run as this superuser worker).
+    // Objects of a version this library does not serve wait, with their
+    // events kept, until ALTER EXTENSION ... UPDATE (or the right library).
+    // SAFETY: reads shared state; raises nothing.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        return false;
+    }
     BackgroundWorker::transaction(|| {
         crate::pg::own_relation(c"audit_spool_done") != pg_sys::InvalidOid
             && crate::pg::own_relation(c"audit_log") != pg_sys::InvalidOid
+            && crate::pg::sql_objects_served().is_ok()
     })
 }
 

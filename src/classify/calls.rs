@@ -62,10 +62,18 @@ fn builtin(f: u32) -> Option<Builtin> {
         pg_sys::F_PG_READ_FILE_TEXT
         | pg_sys::F_PG_READ_FILE_TEXT_INT8_INT8
         | pg_sys::F_PG_READ_FILE_TEXT_INT8_INT8_BOOL
-        | pg_sys::F_PG_READ_FILE_OLD
         | pg_sys::F_PG_READ_BINARY_FILE_TEXT
         | pg_sys::F_PG_READ_BINARY_FILE_TEXT_INT8_INT8
         | pg_sys::F_PG_READ_BINARY_FILE_TEXT_INT8_INT8_BOOL => {
+            Builtin::Door("pg_read_file() of a server file")
+        }
+        // Where the majors differ: 15 still has the old
+        // pg_read_file(text, int8, int8) entry point; 16 removed it and added
+        // pg_read_file(text, bool) and pg_read_binary_file(text, bool).
+        #[cfg(feature = "pg15")]
+        pg_sys::F_PG_READ_FILE_OLD => Builtin::Door("pg_read_file() of a server file"),
+        #[cfg(not(feature = "pg15"))]
+        pg_sys::F_PG_READ_FILE_TEXT_BOOL | pg_sys::F_PG_READ_BINARY_FILE_TEXT_BOOL => {
             Builtin::Door("pg_read_file() of a server file")
         }
         _ => return None,

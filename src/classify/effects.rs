@@ -229,6 +229,14 @@ pub unsafe fn side_door(node: *mut pg_sys::Node) -> Option<(&'static str, SideDo
         {
             Some(("PREPARE", SideDoor::PreparedStatement))
         }
+        T_CreateSubscriptionStmt => Some(("CREATE SUBSCRIPTION", SideDoor::Subscription)),
+        T_AlterSubscriptionStmt => Some(("ALTER SUBSCRIPTION", SideDoor::Subscription)),
+        T_AlterOwnerStmt
+            if (*(node as *const pg_sys::AlterOwnerStmt)).objectType
+                == pg_sys::ObjectType::OBJECT_SUBSCRIPTION =>
+        {
+            Some(("ALTER SUBSCRIPTION ... OWNER TO", SideDoor::Subscription))
+        }
         // The extension and its own tables: an agent's own session holds no
         // privilege on them (PostgreSQL refuses); its code in a
         // superuser's session would.

@@ -5,9 +5,12 @@
 //! the executor as a PlannedStmt whose ModifyTable nodes say what it changes.
 //! A ModifyTable node is always the top node of its query's plan: the main plan
 //! or one of `subplans` (writable CTEs), so no deep tree walk is needed.
+//! A plan whose writes another extension's node carries out (Citus) is judged
+//! from its permissions instead (`aas_policy::unplanned_writes`).
 
 use super::relation_ref;
 use crate::pg::{list_ints, list_ptrs, node_tag};
+use aas_policy::unplanned_writes::{self, Entry};
 use aas_policy::{OpClass, OpSet, Operation, SideDoor, Statement};
 use pg_sys::CmdType::{CMD_DELETE, CMD_INSERT, CMD_MERGE, CMD_SELECT, CMD_UPDATE};
 use pgrx::pg_sys;
@@ -32,9 +35,42 @@ unsafe fn modify_tables(stmt: &pg_sys::PlannedStmt) -> Vec<&pg_sys::ModifyTable>
         .collect()
 }
 
+/// The deletes and updates a planned query that can change rows asks
+/// permission for, when it has no ModifyTable node at all: another
+/// extension's node writes them (Citus). A plan with ModifyTable nodes is
+/// PostgreSQL's own, and they say what it writes (a rule action's plan also
+/// carries the permissions of the statement the rule replaced).
+///
+/// # Safety
+/// `stmt` is a valid planned statement.
+unsafe fn unplanned_writes(stmt: &pg_sys::PlannedStmt) -> Vec<(OpClass, pg_sys::Oid)> {
+    if is_read_only(stmt) || !modify_tables(stmt).is_empty() {
+        return Vec::new();
+    }
+    let marked: Vec<u32> = list_ptrs(stmt.rowMarks)
+        .into_iter()
+        .map(|m| (*(m as *const pg_sys::PlanRowMark)).rti)
+        .collect();
+    let entries: Vec<Entry> = crate::range_table::relations(stmt)
+        .map(|r| Entry {
+            relid: r.relid().to_u32(),
+            delete: r.required & pg_sys::ACL_DELETE as pg_sys::AclMode != 0,
+            update: r.required & pg_sys::ACL_UPDATE as pg_sys::AclMode != 0,
+            is_view: r.is_view(),
+            row_marked: marked.contains(&r.rti),
+        })
+        .collect();
+    // No ModifyTable names anything here.
+    let named: Vec<u32> = Vec::new();
+    unplanned_writes::inferred(true, &entries, &named)
+        .into_iter()
+        .map(|(c, relid)| (c, pg_sys::Oid::from(relid)))
+        .collect()
+}
+
 /// The operation classes a planned query performs, from its ModifyTable nodes
-/// alone (no catalog access). Lets the hook skip classification when nothing
-/// the query does is protected.
+/// and its permissions alone (no catalog access). Lets the hook skip
+/// classification when nothing the query does is protected.
 ///
 /// # Safety
 /// `stmt` is a valid planned statement.
@@ -53,6 +89,9 @@ pub unsafe fn classes(stmt: &pg_sys::PlannedStmt) -> OpSet {
             }
             _ => {}
         }
+    }
+    for (class, _) in unplanned_writes(stmt) {
+        set.insert(class);
     }
     set
 }
@@ -170,6 +209,26 @@ pub unsafe fn classify(stmt: &pg_sys::PlannedStmt) -> Statement {
                 });
             }
         }
+    }
+    // Fail closed on any plan shape: what the permissions say is deleted or
+    // updated where no ModifyTable node names it.
+    for (class, rel) in unplanned_writes(stmt) {
+        if super::is_own_relation(rel) {
+            continue;
+        }
+        out.writes = true;
+        out.ops.push(Operation {
+            class,
+            verb: if class == OpClass::Delete {
+                "DELETE"
+            } else {
+                "UPDATE"
+            }
+            .into(),
+            object: relation_ref(rel),
+            target_database: None,
+            is_write: true,
+        });
     }
     out
 }

@@ -377,6 +377,14 @@ pub unsafe fn classify(node: *mut pg_sys::Node) -> Statement {
                             )
                         })
                     }
+                    // Recomputes every stored value of a generated column:
+                    // an UPDATE of the whole column. Where the majors differ:
+                    // new in 17.
+                    #[cfg(not(feature = "pg15"))]
+                    pg_sys::AlterTableType::AT_SetExpression => Some(format!(
+                        "ALTER TABLE ... ALTER COLUMN {} SET EXPRESSION",
+                        quote_ident(&cstr(c.name))
+                    )),
                     pg_sys::AlterTableType::AT_DropIdentity => Some(format!(
                         "ALTER TABLE ... ALTER COLUMN {} DROP IDENTITY",
                         quote_ident(&cstr(c.name))

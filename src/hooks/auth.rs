@@ -10,7 +10,7 @@
 //! connection is ready), and again on the first statement.
 
 use crate::audit::{self, Login};
-use crate::{credentials, pg, settings};
+use crate::{credentials, port, settings};
 use aas_policy::Source;
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -25,36 +25,6 @@ pub fn install() {
     unsafe {
         PREV_AUTH = pg_sys::libpq::ClientAuthentication_hook;
         pg_sys::libpq::ClientAuthentication_hook = Some(client_authentication);
-    }
-}
-
-/// Who is logging in, from where, read from the connection.
-struct Client {
-    user: String,
-    database: String,
-    host: String,
-    application_name: String,
-}
-
-/// # Safety
-/// `port` is NULL or this backend's connection.
-unsafe fn client(port: *const pg_sys::libpq::be::Port) -> Client {
-    if port.is_null() {
-        return Client {
-            user: String::new(),
-            database: String::new(),
-            host: String::new(),
-            application_name: String::new(),
-        };
-    }
-    // SAFETY: per this function's contract; the fields are NULL or C strings.
-    unsafe {
-        Client {
-            user: pg::cstr((*port).user_name),
-            database: pg::cstr((*port).database_name),
-            host: pg::cstr((*port).remote_host),
-            application_name: pg::cstr((*port).application_name),
-        }
     }
 }
 
@@ -75,7 +45,7 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::libpq::be::
         return;
     }
     // SAFETY: port is this backend's connection.
-    let who = unsafe { client(port) };
+    let who = unsafe { port::client(port as *const std::ffi::c_void) };
     let Ok(cuser) = CString::new(who.user.clone()) else {
         return;
     };
@@ -152,8 +122,7 @@ pub fn check_environment_at_login() {
     let env = settings::environment();
     if let Err(why) = aas_policy::check_connect_environment(&user, scope.as_deref(), &db, env) {
         // Outside a transaction here: no catalog access, so the login variant.
-        // SAFETY: MyProcPort is NULL or this backend's connection.
-        let who = unsafe { client(pg_sys::MyProcPort as *const pg_sys::libpq::be::Port) };
+        let who = port::this_backend();
         audit::record_login(
             Source::Environment,
             &Login {

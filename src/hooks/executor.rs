@@ -151,6 +151,7 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
 /// Unguarded for everyone: while a query that runs an agent's code runs,
 /// that code counts as running (a cursor waiting between fetches does not).
 // SAFETY: installed as ExecutorRun_hook; it touches two vectors and hands on.
+#[cfg(not(feature = "pg18"))]
 unsafe extern "C-unwind" fn run_hook(
     query_desc: *mut pg_sys::QueryDesc,
     direction: pg_sys::ScanDirection::Type,
@@ -166,6 +167,25 @@ unsafe extern "C-unwind" fn run_hook(
             count,
             execute_once,
         )
+    };
+    if busy {
+        agent_code::idle(query_desc);
+    }
+}
+
+/// As above. Where the server's API differs: PostgreSQL 18 dropped
+/// ExecutorRun's `execute_once` argument.
+// SAFETY: installed as ExecutorRun_hook; it touches two vectors and hands on.
+#[cfg(feature = "pg18")]
+unsafe extern "C-unwind" fn run_hook(
+    query_desc: *mut pg_sys::QueryDesc,
+    direction: pg_sys::ScanDirection::Type,
+    count: u64,
+) {
+    let busy = agent_code::busy(query_desc);
+    // SAFETY: see PREV_START; called exactly as PostgreSQL calls the hook.
+    unsafe {
+        PREV_RUN.unwrap_or(crate::unguarded::standard_ExecutorRun)(query_desc, direction, count)
     };
     if busy {
         agent_code::idle(query_desc);

@@ -75,7 +75,7 @@ unsafe fn mark_source(extra: *mut *mut c_void, source: pg_sys::GucSource::Type) 
     let p = unsafe { libc_malloc(1) } as *mut bool;
     #[cfg(not(feature = "pg15"))]
     // SAFETY: guc_malloc with LOG returns NULL on failure instead of raising.
-    let p = unsafe { pg_sys::guc_malloc(pg_sys::LOG as c_int, 1) } as *mut bool;
+    let p = unsafe { pg_sys::guc_malloc(pg_sys::LOG as std::ffi::c_int, 1) } as *mut bool;
     if p.is_null() {
         return false;
     }

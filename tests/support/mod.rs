@@ -211,6 +211,16 @@ impl World {
     }
 }
 
+/// The server's major version (15, 17, 18): for the forms only some majors
+/// have.
+pub fn server_major(c: &mut Client) -> i32 {
+    let v: String = c
+        .query_one("SELECT current_setting('server_version_num')", &[])
+        .unwrap()
+        .get(0);
+    v.parse::<i32>().unwrap() / 10000
+}
+
 /// now() + 1 hour, as text, from the server's clock.
 pub fn in_one_hour(c: &mut Client) -> String {
     c.query_one("SELECT (now() + interval '1 hour')::text", &[])

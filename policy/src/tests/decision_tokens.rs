@@ -72,6 +72,22 @@ fn unavailable_tokens_fail_closed() {
 }
 
 #[test]
+fn sql_objects_the_library_does_not_serve_fail_closed_with_the_update_to_run() {
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        &[drop_orders()],
+        &TokenPresented::NotServed(crate::versions::served("0.2.0", "0.0.9").unwrap_err()),
+    ));
+    assert_contains(&d.message, "refused");
+    assert_contains(
+        &d.detail,
+        "SQL objects in this database are at version 0.0.9",
+    );
+    assert_contains(&d.hint, "ALTER EXTENSION ai_agent_safety UPDATE;");
+}
+
+#[test]
 fn pending_token_denied() {
     let mut t = granted(OpClass::Drop, None);
     t.state = TokenState::Pending;

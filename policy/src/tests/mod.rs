@@ -18,7 +18,10 @@ mod handover;
 mod operation;
 mod side_door;
 mod sql_comment;
+mod sql_lexer;
 mod statement_form;
+mod unplanned_writes;
+mod versions;
 
 // ---------------------------------------------------------------------------
 // Helpers

@@ -72,3 +72,28 @@ fn numbers_and_signs_are_tokens_of_their_own() {
     );
     assert_eq!(of("SELECT 1.5e+3, .5"), "select 1.5e+3 , .5");
 }
+
+#[test]
+fn with_standard_conforming_strings_off_a_backslash_escapes_and_the_form_says_so() {
+    use crate::statement_form::of_with;
+    // Read with the setting off, PostgreSQL sees one string where the
+    // default reading sees a string and a comment.
+    let sql = r"ALTER TABLE t ALTER COLUMN note TYPE text USING note || 'a\' /* ' || NULL -- */";
+    let approved = r"ALTER TABLE t ALTER COLUMN note TYPE text USING note || 'a\'";
+    assert_eq!(
+        of_with(approved, true),
+        of_with(sql, true),
+        "the default reading cannot tell them apart"
+    );
+    assert_ne!(of_with(approved, true), of_with(sql, false));
+    assert!(
+        of_with(sql, false).contains(r"'a\' /* '"),
+        "{}",
+        of_with(sql, false)
+    );
+    // The same text under the other setting is another form.
+    assert_ne!(
+        of_with(r"SELECT 'a\nb'", true),
+        of_with(r"SELECT 'a\nb'", false)
+    );
+}
