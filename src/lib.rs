@@ -60,8 +60,8 @@ pub extern "C-unwind" fn _PG_init() {
     pg::register_invalidation();
     audit::spool::init_shmem();
     // Before any backend runs: a spool copied with the data directory from
-    // another server is that server's (see forget_a_copied_spool).
-    audit::spool::forget_a_copied_spool_at_start();
+    // another server is that server's (see set_aside_a_copied_spool).
+    audit::spool::set_aside_a_copied_spool_at_start();
     audit::launcher::register();
     hooks::install();
 }

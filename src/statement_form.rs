@@ -36,6 +36,15 @@ fn form(raw: *mut pg_sys::RawStmt, sql: &str) -> Result<String, String> {
         tag,
         pg_sys::NodeTag::T_DeleteStmt | pg_sys::NodeTag::T_UpdateStmt
     ) {
+        // The lexical form is only as good as the lexer: where PostgreSQL's
+        // own scanner starts its tokens elsewhere (a U& string, a string
+        // continued on the next line, a prefix the lexer does not know),
+        // the approver would read one statement and PostgreSQL run another.
+        // SAFETY: reads a backend variable.
+        let standard = unsafe { pg_sys::standard_conforming_strings };
+        if aas_policy::statement_form::token_starts(sql, standard) != scanner_token_starts(sql)? {
+            return Err("PostgreSQL reads its text differently from how it reads to a person (a U& string or name, a string continued on the next line, or another rare form); write it plainly".into());
+        }
         return Ok(lexical);
     }
     if lexical
@@ -92,6 +101,35 @@ fn form(raw: *mut pg_sys::RawStmt, sql: &str) -> Result<String, String> {
     Ok(without_positions(&printed))
 }
 
+/// Where PostgreSQL's own scanner (the parser's, with this session's
+/// settings: standard_conforming_strings, backslash_quote) starts each token.
+fn scanner_token_starts(sql: &str) -> Result<Vec<usize>, String> {
+    let c = CString::new(sql).map_err(|_| "the statement contains a NUL byte".to_string())?;
+    let mut starts = Vec::new();
+    // SAFETY: the scanner reads the NUL-terminated text with the parser's
+    // keywords; core_yylex returns 0 at the end and raises a PostgreSQL
+    // error for text it cannot scan (the raw parse before this did not).
+    unsafe {
+        let mut extra: pg_sys::core_yy_extra_type = std::mem::zeroed();
+        let scanner = pg_sys::scanner_init(
+            c.as_ptr(),
+            &mut extra,
+            std::ptr::addr_of!(pg_sys::ScanKeywords),
+            std::ptr::addr_of!(pg_sys::ScanKeywordTokens) as *const u16,
+        );
+        loop {
+            let mut value: pg_sys::core_YYSTYPE = std::mem::zeroed();
+            let mut location: std::ffi::c_int = 0;
+            if pg_sys::core_yylex(&mut value, &mut location, scanner) == 0 {
+                break;
+            }
+            starts.push(location.max(0) as usize);
+        }
+        pg_sys::scanner_finish(scanner);
+    }
+    Ok(starts)
+}
+
 /// The printed tree without its source positions (`:location N`,
 /// `:stmt_location N`, `:stmt_len N`).
 fn without_positions(tree: &str) -> String {
@@ -139,6 +177,13 @@ fn one_statement(sql: &str) -> Result<*mut pg_sys::RawStmt, String> {
 /// `lower()`, whatever the requester put ahead of it. The use compares it
 /// with the form under the agent's own path.
 pub fn for_request(sql: &str, caller_path: &str) -> Result<String, String> {
+    // The approver reads the statement as the default lexer reads it; with
+    // standard_conforming_strings off, PostgreSQL would read some of it as
+    // something else (`'a\' /* '` is one string then).
+    // SAFETY: reads a backend variable.
+    if !unsafe { pg_sys::standard_conforming_strings } {
+        return Err("it is requested with standard_conforming_strings off, where PostgreSQL reads a backslash in a string unlike how the approver reads it; SET standard_conforming_strings = on; and request again".into());
+    }
     let raw = one_statement(sql)?;
     let path = CString::new(if caller_path.trim().is_empty() {
         "pg_catalog".to_string()

@@ -701,3 +701,100 @@ fn agent_code_may_not_create_or_change_subscriptions() {
     ))
     .unwrap();
 }
+
+/// The second adversarial round on PostgreSQL 17: doors an agent's code
+/// reached in a superuser's session, each shown open for a human's same
+/// function first. file_fdw's `program` runs a program as the server;
+/// replication origins and slots decide what subscribers receive;
+/// publications too (a row filter turns an UPDATE into a DELETE
+/// downstream); adminpack (15) writes the server's files, the audit
+/// spool's among them.
+#[test]
+fn agent_code_may_not_reach_programs_files_or_replication_through_extensions() {
+    let w = World::new("extdoors");
+    let mut su = admin(&w.protected);
+    let fun = |owner: &str, f: &str| {
+        format!(
+            "CREATE FUNCTION public.{f}(q text) RETURNS int LANGUAGE plpgsql AS $$ BEGIN EXECUTE q; RETURN 1; END $$;
+             ALTER FUNCTION public.{f}(text) OWNER TO {owner};"
+        )
+    };
+    su.batch_execute(&format!(
+        "CREATE EXTENSION file_fdw; CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;
+         {}{}",
+        fun(&w.owner, "human_run"),
+        fun(&w.agent, "agent_run")
+    ))
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let mut attempts = vec![
+        (
+            "CREATE FOREIGN TABLE public.{n} (line text) SERVER files OPTIONS (program ''echo hi'')".to_string(),
+            "may not run programs or read or write the server's files",
+        ),
+        (
+            "CREATE FOREIGN TABLE public.{n} (line text) SERVER files OPTIONS (filename ''/etc/hostname'')".to_string(),
+            "may not run programs or read or write the server's files",
+        ),
+        (
+            "SELECT pg_replication_origin_create(''{n}'')".to_string(),
+            "may not change publications, replication slots or replication origins",
+        ),
+        (
+            "CREATE PUBLICATION {n} FOR TABLE public.orders".to_string(),
+            "may not change publications, replication slots or replication origins",
+        ),
+    ];
+    let mut adminpack = false;
+    if server_major(&mut su) < 17 {
+        // adminpack went away in 17.
+        adminpack = su
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS adminpack")
+            .is_ok();
+    } else {
+        assert!(su.batch_execute("CREATE EXTENSION adminpack").is_err());
+    }
+    if adminpack {
+        attempts.push((
+            "SELECT pg_file_write(''{n}.txt'', ''x'', false)".to_string(),
+            "may not run programs or read or write the server's files",
+        ));
+    }
+    for (template, refusal) in attempts {
+        let human = template.replace("{n}", &unique("h"));
+        su.batch_execute(&format!("SELECT public.human_run('{human}')"))
+            .unwrap_or_else(|e| panic!("a human's function: {human}: {}", describe(&e)));
+        let agents = template.replace("{n}", &unique("a"));
+        let msg = assert_refused(su.batch_execute(&format!("SELECT public.agent_run('{agents}')")));
+        assert!(msg.contains(refusal), "{agents}: {msg}");
+    }
+    // An ALTER of the human's foreign table to run a program, from the
+    // agent's code: refused too.
+    let ft = unique("ft");
+    su.batch_execute(&format!(
+        "CREATE FOREIGN TABLE public.{ft} (line text) SERVER files OPTIONS (filename '/etc/hostname')"
+    ))
+    .unwrap();
+    let msg = assert_refused(su.batch_execute(&format!(
+        "SELECT public.agent_run('ALTER FOREIGN TABLE public.{ft} OPTIONS (DROP filename, ADD program ''echo x'')')"
+    )));
+    assert!(msg.contains("may not run programs"), "{msg}");
+    // In its own session, the agent may not publish its table either.
+    su.batch_execute(&format!(
+        "GRANT CREATE ON DATABASE {} TO {}",
+        w.protected, w.agent
+    ))
+    .unwrap();
+    let mut a = w.agent_in(&w.protected);
+    a.batch_execute("CREATE TABLE public.feed (id int PRIMARY KEY)")
+        .unwrap();
+    let msg = assert_refused(a.batch_execute("CREATE PUBLICATION feedpub FOR TABLE public.feed"));
+    assert!(msg.contains("may not change publications"), "{msg}");
+    for o in su
+        .query("SELECT roname FROM pg_replication_origin", &[])
+        .unwrap()
+    {
+        let name: String = o.get(0);
+        su.batch_execute(&format!("SELECT pg_replication_origin_drop('{name}')"))
+            .unwrap();
+    }
+}

@@ -338,3 +338,65 @@ fn a_bound_statement_read_with_standard_conforming_strings_off_is_another_statem
     assert_eq!(nulls(&w.protected), 0);
     assert_eq!(w.token_status(&token), "granted");
 }
+
+/// Statements PostgreSQL reads differently from how they read to a person
+/// cannot be bound: the approver would approve one statement and
+/// PostgreSQL run another (the second adversarial round: a `U&` string, an
+/// E-string continued on the next line keeping its escapes). A plain
+/// statement with `::` still binds.
+#[test]
+fn statements_read_differently_by_postgresql_and_a_person_are_not_bound() {
+    let w = World::with_settings(
+        "bound_lex",
+        &[(
+            "ai_agent_safety.protected_operations",
+            "DROP, DELETE, TRUNCATE, ALTER",
+        )],
+    );
+    let mut agent = w.agent_in(&w.protected);
+    agent
+        .batch_execute("CREATE TABLE public.mine (c int, u int, keep text, junk text, secret text)")
+        .unwrap();
+    let request = |a: &mut Client, sql: &str| {
+        a.query_one(
+            "SELECT ai_agent_safety.request_approval_token('ALTER', 'bound-lex', 'public.mine', statement => $1)::text",
+            &[&sql],
+        )
+    };
+    for sql in [
+        "ALTER TABLE mine ALTER COLUMN c TYPE bigint USING least(c, U&'-1')",
+        "ALTER TABLE mine DROP COLUMN junk, ALTER COLUMN keep SET DEFAULT E'x'\n'\\' /*', ALTER COLUMN keep SET DEFAULT 'z */'",
+    ] {
+        let e = request(&mut agent, sql).unwrap_err();
+        assert!(
+            describe(&e).contains("PostgreSQL reads its text differently"),
+            "{sql}: {}",
+            describe(&e)
+        );
+    }
+    // Requested with standard_conforming_strings off: not bound either.
+    agent
+        .batch_execute("SET standard_conforming_strings = off")
+        .unwrap();
+    let e = request(&mut agent, "ALTER TABLE mine DROP COLUMN junk").unwrap_err();
+    assert!(
+        describe(&e).contains("standard_conforming_strings off"),
+        "{}",
+        describe(&e)
+    );
+    agent
+        .batch_execute("RESET standard_conforming_strings")
+        .unwrap();
+    request(
+        &mut agent,
+        "ALTER TABLE mine ALTER COLUMN c TYPE bigint USING c::bigint",
+    )
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM ai_agent_safety.tokens WHERE statement IS NOT NULL"
+        ),
+        1
+    );
+}

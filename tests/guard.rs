@@ -1996,3 +1996,82 @@ fn create_or_replace_procedure_with_out_arguments_refused() {
     }
     .check();
 }
+
+/// Destructive forms PostgreSQL 17 and 18 added: MERGE's `WHEN NOT MATCHED
+/// BY SOURCE THEN DELETE`, MERGE with RETURNING, MERGE in a WITH (17),
+/// `RETURNING old.*` (18), and a MAINTAIN grant's `REFRESH MATERIALIZED
+/// VIEW ... WITH NO DATA` (17). Each deletes where nothing is protected,
+/// and is refused where DELETE (or TRUNCATE) is.
+#[test]
+fn destructive_forms_new_in_postgresql_17_and_18_are_refused() {
+    let w = World::new("newforms");
+    let major = server_major(&mut admin("postgres"));
+    if major < 17 {
+        // None of them is a statement of 15: no gap to close there.
+        let e = w
+            .agent_in(&w.open)
+            .batch_execute("MERGE INTO public.orders o USING (SELECT 1 AS id) s ON o.id = s.id WHEN NOT MATCHED BY SOURCE THEN DELETE")
+            .unwrap_err();
+        assert_eq!(
+            e.code().map(|c| c.code()),
+            Some("42601"),
+            "{}",
+            describe(&e)
+        );
+        return;
+    }
+    let mut forms = vec![
+        "MERGE INTO public.orders o USING (SELECT 1 AS id) s ON o.id = s.id WHEN NOT MATCHED BY SOURCE THEN DELETE",
+        "MERGE INTO public.orders o USING (SELECT 2 AS id) s ON o.id = s.id WHEN MATCHED THEN DELETE RETURNING merge_action(), o.id",
+        "WITH m AS (MERGE INTO public.orders o USING (SELECT 3 AS id) s ON o.id = s.id WHEN MATCHED THEN DELETE RETURNING o.id) SELECT * FROM m",
+    ];
+    if major >= 18 {
+        forms.push("DELETE FROM public.orders WHERE id = 4 RETURNING old.id, old.note");
+    }
+    let rows = |db: &str| count(&mut admin(db), "SELECT count(*) FROM public.orders");
+    for form in forms {
+        for db in [&w.protected, &w.open] {
+            admin(db)
+                .batch_execute(
+                    "TRUNCATE public.orders; INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series(1, 10) g",
+                )
+                .unwrap();
+        }
+        w.agent_in(&w.open)
+            .batch_execute(form)
+            .unwrap_or_else(|e| panic!("{form}: {}", describe(&e)));
+        assert!(
+            rows(&w.open) < 10,
+            "{form} deletes where nothing is protected"
+        );
+        let msg = assert_refused(w.agent_in(&w.protected).batch_execute(form));
+        assert!(
+            msg.contains("DELETE") && msg.contains("public.orders"),
+            "{form}: {msg}"
+        );
+        assert_eq!(rows(&w.protected), 10, "{form}");
+    }
+    // MAINTAIN (17): the owner lets the agent maintain a materialized view.
+    let populated = |db: &str| {
+        count(
+            &mut admin(db),
+            "SELECT count(*) FROM pg_class WHERE relname = 'order_totals' AND relispopulated",
+        )
+    };
+    for db in [&w.protected, &w.open] {
+        w.owner_in(db)
+            .batch_execute(&format!(
+                "CREATE MATERIALIZED VIEW public.order_totals AS SELECT count(*) AS n FROM public.orders;
+                 GRANT MAINTAIN ON public.order_totals TO {}",
+                w.agent
+            ))
+            .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    }
+    let empty_it = "REFRESH MATERIALIZED VIEW public.order_totals WITH NO DATA";
+    w.agent_in(&w.open)
+        .batch_execute(empty_it)
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(populated(&w.open), 0, "emptied where nothing is protected");
+    assert_refused(w.agent_in(&w.protected).batch_execute(empty_it));
+    assert_eq!(populated(&w.protected), 1);
+}

@@ -32,6 +32,11 @@ pub enum SideDoor {
     /// A statement an agent's code prepares in another role's session,
     /// which that role may EXECUTE later, unjudged.
     PreparedStatement,
+    /// What other servers replicate and from where on: publications,
+    /// replication slots and origins. Changing them deletes or loses rows
+    /// downstream (a publication's row filter turns an UPDATE into a
+    /// DELETE there; a dropped or advanced slot skips changes).
+    Replication,
     /// A logical replication subscription: its apply worker writes the
     /// database (DELETE, TRUNCATE) as the subscription's owner, from another
     /// server, outside any session.
@@ -59,6 +64,11 @@ pub fn side_door_denial(session_user: &str, verb: &str, door: SideDoor) -> Denia
             "prepare statements in another role's session",
             "A prepared statement runs when the session EXECUTEs it, later, as that session's own statement (drivers name theirs the same way).",
             "Run the statement in the function itself instead.",
+        ),
+        SideDoor::Replication => (
+            "change publications, replication slots or replication origins",
+            "They decide what other servers receive: a publication's row filter turns an UPDATE here into a DELETE downstream, and a dropped or advanced slot or origin makes a subscriber skip changes, outside anything the guard judges.",
+            "A DBA manages replication, from a role that is not an agent.",
         ),
         SideDoor::Subscription => (
             "create or change subscriptions",

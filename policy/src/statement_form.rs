@@ -34,8 +34,30 @@ pub fn of_with(sql: &str, standard_strings: bool) -> String {
 }
 
 fn lexical(sql: &str, standard_strings: bool) -> String {
+    let mut tokens: Vec<String> = tokens(sql, standard_strings)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    while tokens.last().is_some_and(|t| t == ";") {
+        tokens.pop();
+    }
+    tokens.join(" ")
+}
+
+/// Where each token of `sql` starts, as this lexer reads it: the glue
+/// compares them with where PostgreSQL's own scanner starts its tokens, and
+/// binds no statement the two read differently.
+pub fn token_starts(sql: &str, standard_strings: bool) -> Vec<usize> {
+    tokens(sql, standard_strings)
+        .into_iter()
+        .map(|(start, _)| start)
+        .collect()
+}
+
+/// The tokens of `sql` with where each starts.
+fn tokens(sql: &str, standard_strings: bool) -> Vec<(usize, String)> {
     let b = sql.as_bytes();
-    let mut tokens: Vec<String> = Vec::new();
+    let mut tokens: Vec<(usize, String)> = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -70,14 +92,13 @@ fn lexical(sql: &str, standard_strings: bool) -> String {
                 if b.get(i) == Some(&b'\'') && word.len() == 1 {
                     let escapes = word.eq_ignore_ascii_case("e");
                     i = past_quoted(b, i, b'\'', escapes);
-                    tokens.push(format!(
-                        "{}{}",
-                        word.to_ascii_lowercase(),
-                        &sql[start + 1..i]
+                    tokens.push((
+                        start,
+                        format!("{}{}", word.to_ascii_lowercase(), &sql[start + 1..i]),
                     ));
                     continue;
                 }
-                tokens.push(word.to_ascii_lowercase());
+                tokens.push((start, word.to_ascii_lowercase()));
                 continue;
             }
             _ if c.is_ascii_digit()
@@ -116,18 +137,18 @@ fn lexical(sql: &str, standard_strings: bool) -> String {
                     }
                 }
             }
+            // PostgreSQL's two-character tokens `::`, `:=` and `..`.
+            b':' if matches!(b.get(i + 1), Some(b':' | b'=')) => i += 2,
+            b'.' if b.get(i + 1) == Some(&b'.') => i += 2,
             _ => {
                 // Punctuation and anything else: one character (whole UTF-8
                 // sequences are words above).
                 i += 1;
             }
         }
-        tokens.push(sql[start..i].to_string());
+        tokens.push((start, sql[start..i].to_string()));
     }
-    while tokens.last().is_some_and(|t| t == ";") {
-        tokens.pop();
-    }
-    tokens.join(" ")
+    tokens
 }
 
 fn is_operator_char(c: u8) -> bool {

@@ -326,56 +326,61 @@ pub fn spooled_databases() -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// The spool directory's marker: the device and inode of the directory it
-/// was written in.
+/// The spool directory's marker: the identity of the directory it was
+/// written in (its inode, and its birth time where the file system keeps
+/// one). A copy of the directory (pg_basebackup, a restore) is a new
+/// directory; a restart, a reboot or a remount of the same one is not.
 const ORIGIN: &str = "ai_agent_safety_spool/origin";
 
 fn this_spool_dir() -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(DIR).ok()?;
-    Some(format!("{} {}\n", m.dev(), m.ino()))
+    let born = m
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Some(format!("{} {born}\n", m.ino()))
 }
 
 /// A data directory copied from another server (by pg_basebackup for a
 /// standby, or a file-level restore) carries that server's spool: events it
 /// loads itself, whose rows then arrive here through WAL. Loaded here too,
 /// they would appear twice. So when the spool's marker names another
-/// directory (a copy has a new inode), its files are removed; the marker
-/// is then made for this directory. Returns how many files were removed.
-/// Called in the postmaster as it loads the library, before any backend
-/// (or a standby's first event) exists.
-fn forget_a_copied_spool() -> usize {
+/// directory, each database's spooled files are set aside, unloaded, in
+/// `ai_agent_safety_spool/copied-<time>-<database oid>/` (kept for a DBA to
+/// read; nothing is deleted), and the marker is made for this directory.
+/// Returns how many files were set aside.
+fn set_aside_a_copied_spool() -> usize {
     let Some(here) = this_spool_dir() else {
         return 0;
     };
     let marked = std::fs::read_to_string(ORIGIN).ok();
-    let mut removed = 0;
+    let mut moved = 0;
     if marked.as_deref().is_some_and(|m| m != here) {
+        let stamp = now() / 1_000_000;
         for db in spooled_databases() {
-            for f in std::fs::read_dir(db_dir(db))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                if std::fs::remove_file(f.path()).is_ok() {
-                    removed += 1;
-                }
+            let files = std::fs::read_dir(db_dir(db)).into_iter().flatten().count();
+            let aside = PathBuf::from(DIR).join(format!("copied-{stamp}-{db}"));
+            if files > 0 && std::fs::rename(db_dir(db), aside).is_ok() {
+                moved += files;
             }
         }
     }
     if marked.as_deref() != Some(here.as_str()) {
         let _ = std::fs::write(ORIGIN, here);
     }
-    removed
+    moved
 }
 
-/// At server start (the postmaster loading the library; its working
-/// directory is the data directory): see [`forget_a_copied_spool`].
-pub fn forget_a_copied_spool_at_start() {
+/// At server start, in the postmaster as it loads the library (its working
+/// directory is the data directory), before any backend (or a standby's
+/// first event) exists: see [`set_aside_a_copied_spool`].
+pub fn set_aside_a_copied_spool_at_start() {
     let _ = std::fs::create_dir_all(DIR);
-    let removed = forget_a_copied_spool();
-    if removed > 0 {
-        pgrx::log!("ai_agent_safety: removed {removed} audit spool file(s) copied with this data directory from another server (pg_basebackup or a restore): that server loads their events, which reach this one through WAL");
+    let moved = set_aside_a_copied_spool();
+    if moved > 0 {
+        pgrx::log!("ai_agent_safety: set aside {moved} audit spool file(s) copied with this data directory from another server (pg_basebackup or a restore), unloaded, in {DIR}/copied-*: that server loads their events, which reach this one through WAL");
     }
 }
 

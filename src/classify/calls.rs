@@ -26,11 +26,31 @@ const CONNECTING: [&str; 6] = [
 
 const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
 
-/// Is this function one of dblink's that connect?
-fn opens_connection(func: pg_sys::Oid) -> bool {
+/// adminpack's functions that write, rename or remove the server's files,
+/// by name (PostgreSQL 15; 17 dropped adminpack): the audit spool, the
+/// configuration, the data files.
+const WRITING_FILES: [&str; 4] = [
+    "pg_file_write",
+    "pg_file_unlink",
+    "pg_file_rename",
+    "pg_file_sync",
+];
+
+/// A door of another extension's function, by its name (dblink's that
+/// connect, adminpack's that write the server's files).
+fn door_of_other_extension(func: pg_sys::Oid) -> Option<(&'static str, SideDoor)> {
     // SAFETY: a catalog lookup by oid, inside a transaction (a call starts).
     let name = unsafe { crate::pg::cstr(pg_sys::get_func_name(func)) };
-    CONNECTING.contains(&name.as_str())
+    if CONNECTING.contains(&name.as_str()) {
+        Some(("dblink", SideDoor::Connection))
+    } else if WRITING_FILES.contains(&name.as_str()) {
+        Some((
+            "adminpack's pg_file_*() on a server file",
+            SideDoor::ServerFile,
+        ))
+    } else {
+        None
+    }
 }
 
 /// `lo_import(text, oid)`: pgrx types this one constant as an Oid.
@@ -41,6 +61,7 @@ const LO_IMPORT_TEXT_OID: u32 = 767;
 enum Builtin {
     Op(OpClass, &'static str, &'static str),
     Door(&'static str),
+    Replication(&'static str),
 }
 
 /// The built-ins above, by oid; a plain match, raising nothing.
@@ -66,6 +87,26 @@ fn builtin(f: u32) -> Option<Builtin> {
         | pg_sys::F_PG_READ_BINARY_FILE_TEXT_INT8_INT8
         | pg_sys::F_PG_READ_BINARY_FILE_TEXT_INT8_INT8_BOOL => {
             Builtin::Door("pg_read_file() of a server file")
+        }
+        // What other servers replicate, and from where on: a slot dropped
+        // or advanced, an origin moved, loses changes downstream.
+        pg_sys::F_PG_DROP_REPLICATION_SLOT
+        | pg_sys::F_PG_CREATE_LOGICAL_REPLICATION_SLOT
+        | pg_sys::F_PG_CREATE_PHYSICAL_REPLICATION_SLOT
+        | pg_sys::F_PG_COPY_LOGICAL_REPLICATION_SLOT_NAME_NAME
+        | pg_sys::F_PG_COPY_LOGICAL_REPLICATION_SLOT_NAME_NAME_BOOL
+        | pg_sys::F_PG_COPY_LOGICAL_REPLICATION_SLOT_NAME_NAME_BOOL_NAME
+        | pg_sys::F_PG_COPY_PHYSICAL_REPLICATION_SLOT_NAME_NAME
+        | pg_sys::F_PG_COPY_PHYSICAL_REPLICATION_SLOT_NAME_NAME_BOOL
+        | pg_sys::F_PG_REPLICATION_SLOT_ADVANCE
+        | pg_sys::F_PG_LOGICAL_SLOT_GET_CHANGES
+        | pg_sys::F_PG_LOGICAL_SLOT_GET_BINARY_CHANGES
+        | pg_sys::F_PG_REPLICATION_ORIGIN_ADVANCE
+        | pg_sys::F_PG_REPLICATION_ORIGIN_CREATE
+        | pg_sys::F_PG_REPLICATION_ORIGIN_DROP
+        | pg_sys::F_PG_REPLICATION_ORIGIN_SESSION_SETUP
+        | pg_sys::F_PG_REPLICATION_ORIGIN_XACT_SETUP => {
+            Builtin::Replication("a replication slot or origin function")
         }
         // Where the majors differ: 15 still has the old
         // pg_read_file(text, int8, int8) entry point; 16 removed it and added
@@ -106,8 +147,9 @@ pub fn classify(func: pg_sys::Oid) -> Option<Statement> {
             ..Default::default()
         }),
         Some(Builtin::Door(verb)) => Some(door(verb, SideDoor::ServerFile)),
-        None if f >= FIRST_NORMAL_OBJECT_ID && opens_connection(func) => {
-            Some(door("dblink", SideDoor::Connection))
+        Some(Builtin::Replication(verb)) => Some(door(verb, SideDoor::Replication)),
+        None if f >= FIRST_NORMAL_OBJECT_ID => {
+            door_of_other_extension(func).map(|(verb, d)| door(verb, d))
         }
         None => None,
     }

@@ -161,6 +161,18 @@ unsafe fn replaced_function(s: &pg_sys::CreateFunctionStmt) -> Option<pg_sys::Oi
     .flatten()
 }
 
+/// Do these generic options (a foreign table's, as file_fdw reads them)
+/// name a program to run or a server file to read?
+///
+/// # Safety
+/// `options` is NULL or a List of DefElem.
+unsafe fn reads_outside(options: *mut pg_sys::List) -> bool {
+    list_ptrs(options).into_iter().any(|d| {
+        let name = cstr((*(d as *const pg_sys::DefElem)).defname);
+        name.eq_ignore_ascii_case("program") || name.eq_ignore_ascii_case("filename")
+    })
+}
+
 /// The setting a statement sets for others (ALTER SYSTEM, ALTER DATABASE
 /// ... SET), by name (`ALL` for RESET ALL), if it is one of the guard's.
 ///
@@ -228,6 +240,42 @@ pub unsafe fn side_door(node: *mut pg_sys::Node) -> Option<(&'static str, SideDo
                 && !crate::identity::session_user_is_agent() =>
         {
             Some(("PREPARE", SideDoor::PreparedStatement))
+        }
+        T_CreatePublicationStmt => Some(("CREATE PUBLICATION", SideDoor::Replication)),
+        T_AlterPublicationStmt => Some(("ALTER PUBLICATION", SideDoor::Replication)),
+        T_RenameStmt
+            if (*(node as *const pg_sys::RenameStmt)).renameType
+                == pg_sys::ObjectType::OBJECT_SUBSCRIPTION =>
+        {
+            Some(("ALTER SUBSCRIPTION ... RENAME TO", SideDoor::Subscription))
+        }
+        T_AlterOwnerStmt
+            if (*(node as *const pg_sys::AlterOwnerStmt)).objectType
+                == pg_sys::ObjectType::OBJECT_PUBLICATION =>
+        {
+            Some(("ALTER PUBLICATION ... OWNER TO", SideDoor::Replication))
+        }
+        T_CreateForeignTableStmt
+            if reads_outside((*(node as *const pg_sys::CreateForeignTableStmt)).options) =>
+        {
+            Some((
+                "CREATE FOREIGN TABLE with a program or a server file",
+                SideDoor::Program,
+            ))
+        }
+        T_AlterTableStmt
+            if list_ptrs((*(node as *const pg_sys::AlterTableStmt)).cmds)
+                .into_iter()
+                .any(|c| {
+                    let c = &*(c as *const pg_sys::AlterTableCmd);
+                    c.subtype == pg_sys::AlterTableType::AT_GenericOptions
+                        && reads_outside(c.def as *mut pg_sys::List)
+                }) =>
+        {
+            Some((
+                "ALTER FOREIGN TABLE ... OPTIONS with a program or a server file",
+                SideDoor::Program,
+            ))
         }
         T_CreateSubscriptionStmt => Some(("CREATE SUBSCRIPTION", SideDoor::Subscription)),
         T_AlterSubscriptionStmt => Some(("ALTER SUBSCRIPTION", SideDoor::Subscription)),
