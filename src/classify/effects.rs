@@ -249,12 +249,6 @@ pub unsafe fn side_door(node: *mut pg_sys::Node) -> Option<(&'static str, SideDo
         {
             Some(("ALTER SUBSCRIPTION ... RENAME TO", SideDoor::Subscription))
         }
-        T_AlterOwnerStmt
-            if (*(node as *const pg_sys::AlterOwnerStmt)).objectType
-                == pg_sys::ObjectType::OBJECT_PUBLICATION =>
-        {
-            Some(("ALTER PUBLICATION ... OWNER TO", SideDoor::Replication))
-        }
         T_CreateForeignTableStmt
             if reads_outside((*(node as *const pg_sys::CreateForeignTableStmt)).options) =>
         {
@@ -279,12 +273,15 @@ pub unsafe fn side_door(node: *mut pg_sys::Node) -> Option<(&'static str, SideDo
         }
         T_CreateSubscriptionStmt => Some(("CREATE SUBSCRIPTION", SideDoor::Subscription)),
         T_AlterSubscriptionStmt => Some(("ALTER SUBSCRIPTION", SideDoor::Subscription)),
-        T_AlterOwnerStmt
-            if (*(node as *const pg_sys::AlterOwnerStmt)).objectType
-                == pg_sys::ObjectType::OBJECT_SUBSCRIPTION =>
-        {
-            Some(("ALTER SUBSCRIPTION ... OWNER TO", SideDoor::Subscription))
-        }
+        T_AlterOwnerStmt => match (*(node as *const pg_sys::AlterOwnerStmt)).objectType {
+            pg_sys::ObjectType::OBJECT_SUBSCRIPTION => {
+                Some(("ALTER SUBSCRIPTION ... OWNER TO", SideDoor::Subscription))
+            }
+            pg_sys::ObjectType::OBJECT_PUBLICATION => {
+                Some(("ALTER PUBLICATION ... OWNER TO", SideDoor::Replication))
+            }
+            _ => None,
+        },
         // The extension and its own tables: an agent's own session holds no
         // privilege on them (PostgreSQL refuses); its code in a
         // superuser's session would.
