@@ -49,24 +49,12 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::libpq::be::
     let Ok(cuser) = CString::new(who.user.clone()) else {
         return;
     };
-    // Before a database is selected only the shared catalogs are readable,
-    // and a cache reset then (many catalog changes at once) can make even
-    // those reads fail with "cannot read pg_class without having selected a
-    // database". Such a login is not refused for it, whoever logs in: the
-    // same checks run at the session's first statement instead
-    // (`check_deferred_login`), where the catalogs are readable.
-    let read = pgrx::PgTryBuilder::new(|| {
-        // SAFETY: catalog lookup with missing_ok = true.
-        let role = unsafe { pg_sys::get_role_oid(cuser.as_ptr(), true) };
-        (role != pg_sys::InvalidOid).then(|| (role, credentials::login_facts(role, &who.user)))
-    })
-    .catch_others(|_| None)
-    .execute();
-    let Some((role, facts)) = read else {
-        // SAFETY: see LOGIN_CHECK.
-        unsafe { LOGIN_DEFERRED = true };
+    // SAFETY: catalog lookup with missing_ok = true.
+    let role = unsafe { pg_sys::get_role_oid(cuser.as_ptr(), true) };
+    if role == pg_sys::InvalidOid {
         return;
-    };
+    }
+    let facts = credentials::login_facts(role, &who.user);
     if !facts.is_agent {
         return;
     }
@@ -109,43 +97,6 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut pg_sys::libpq::be::
     // once they are: see `check_environment_at_login`.
     // SAFETY: see LOGIN_CHECK.
     unsafe { LOGIN_CHECK = Some((who.user, who.database)) };
-}
-
-/// Set by the auth hook when it could not read the catalogs: the login's
-/// credential checks run at the session's first statement.
-// SAFETY: as LOGIN_CHECK.
-static mut LOGIN_DEFERRED: bool = false;
-
-/// The login checks the auth hook could not make, at the session's first
-/// statement (inside its transaction): an agent that should not have logged
-/// in is ended there, with the refusal it would have had at login.
-pub fn check_deferred_login() {
-    // SAFETY: see LOGIN_CHECK.
-    if !unsafe { std::mem::replace(&mut *std::ptr::addr_of_mut!(LOGIN_DEFERRED), false) } {
-        return;
-    }
-    let who = port::this_backend();
-    // SAFETY: reads a backend variable.
-    let role = unsafe { pg_sys::GetSessionUserId() };
-    let facts = credentials::login_facts(role, &who.user);
-    // SAFETY: reads the clock.
-    let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    let max = settings::max_credential_lifetime_seconds() * aas_policy::credentials::SECOND_US;
-    if let Err(why) = aas_policy::check_login(&facts, now, max) {
-        audit::record_login(
-            Source::Credentials,
-            &Login {
-                // SAFETY: reads a backend variable.
-                db_oid: unsafe { pg_sys::MyDatabaseId },
-                database: &who.database,
-                user: &who.user,
-                client: &who.host,
-                application_name: &who.application_name,
-            },
-            &why,
-        );
-        refuse_login(why, aas_policy::login_hint(&facts));
-    }
 }
 
 /// Set by the auth hook for an agent login whose environment is still to check.

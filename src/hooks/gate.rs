@@ -143,7 +143,6 @@ pub fn agent_statement() -> bool {
             // that table are its code (agent_code).
             return agent_code::function_running();
         }
-        super::auth::check_deferred_login();
         super::auth::check_environment_at_login();
         crate::guard::end_invalid_session();
         return true;
