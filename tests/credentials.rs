@@ -8,10 +8,24 @@ use aas_integration::*;
 /// after its FATAL, and on a Unix socket the client can then read a reset
 /// instead of the message; a refused login refuses again with the same
 /// words, so such an attempt is repeated.
+///
+/// Also repeated: PostgreSQL's own FATAL "cannot read pg_class without
+/// having selected a database", which a relcache reset (the tests change
+/// the catalogs from many sessions at once) can raise while the login's
+/// catalogs are read before a database is selected. That login is refused
+/// too, with PostgreSQL's words instead of the extension's (README, Known
+/// limitations).
 fn login_error(role: &str, db: &str) -> String {
     for _ in 0..5 {
         match try_connect(role, db) {
             Ok(_) => panic!("login as {role} to {db} should have been refused"),
+            Err(e)
+                if e.as_db_error().is_some_and(|d| {
+                    d.message() == "cannot read pg_class without having selected a database"
+                }) =>
+            {
+                continue
+            }
             Err(e) if e.as_db_error().is_some() => return describe(&e),
             Err(_) => continue,
         }
