@@ -36,6 +36,27 @@ PG_CONFIG=$PG_BIN/pg_config
 PG_TARGET_DIR=$REPO_ROOT/target
 [ "$PG_MAJOR" = 15 ] || PG_TARGET_DIR=$REPO_ROOT/target/pg$PG_MAJOR
 
+# parse_majors USAGE_LINES ARGS...: sets MAJORS from `--pg N` (repeatable;
+# default 15 17 18), for scripts/test and scripts/package; -h prints the
+# calling script's header lines USAGE_LINES (e.g. 2,12).
+parse_majors() {
+    local usage=$1; shift
+    MAJORS=()
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --pg) MAJORS+=("${2:?--pg needs a major: 15, 17 or 18}"); shift 2 ;;
+            --pg=*) MAJORS+=("${1#--pg=}"); shift ;;
+            -h|--help) sed -n "${usage}p" "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+            *) echo "unknown argument $1 (see $0 --help)" >&2; exit 2 ;;
+        esac
+    done
+    [ ${#MAJORS[@]} -gt 0 ] || MAJORS=(15 17 18)
+    local m
+    for m in "${MAJORS[@]}"; do
+        case "$m" in 15|17|18) ;; *) echo "PostgreSQL $m is not supported: 15, 17 or 18" >&2; exit 2 ;; esac
+    done
+}
+
 pg_exec() {
     if [ -z "$PG_ROOT" ]; then "$@"; else in_root "$PG_MAJOR" "$@"; fi
 }

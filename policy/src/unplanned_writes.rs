@@ -23,21 +23,14 @@ pub struct Entry {
     pub row_marked: bool,
 }
 
-/// The deletes and updates the entries ask for on relations that no
-/// ModifyTable node names (`named`), for a query that can change rows
-/// (`writes`: not a plain SELECT). Each relation and class once, in entry
-/// order. The glue asks only for plans with no ModifyTable node at all: a
-/// plan of PostgreSQL's own says what it writes in its nodes, and a rule
-/// action's plan also carries the permissions of the statement it replaced.
-pub fn inferred(writes: bool, entries: &[Entry], named: &[u32]) -> Vec<(OpClass, u32)> {
+/// The deletes and updates the entries ask for, for a query that can
+/// change rows and has no ModifyTable node at all (the glue asks only then:
+/// a plan of PostgreSQL's own says what it writes in its nodes, and a rule
+/// action's plan also carries the permissions of the statement it
+/// replaced). Each relation and class once, in entry order.
+pub fn inferred(entries: &[Entry]) -> Vec<(OpClass, u32)> {
     let mut out = Vec::new();
-    if !writes {
-        return out;
-    }
-    for e in entries {
-        if e.is_view || named.contains(&e.relid) {
-            continue;
-        }
+    for e in entries.iter().filter(|e| !e.is_view) {
         let mut push = |c: OpClass| {
             if !out.contains(&(c, e.relid)) {
                 out.push((c, e.relid));

@@ -60,9 +60,7 @@ unsafe fn unplanned_writes(stmt: &pg_sys::PlannedStmt) -> Vec<(OpClass, pg_sys::
             row_marked: marked.contains(&r.rti),
         })
         .collect();
-    // No ModifyTable names anything here.
-    let named: Vec<u32> = Vec::new();
-    unplanned_writes::inferred(true, &entries, &named)
+    unplanned_writes::inferred(&entries)
         .into_iter()
         .map(|(c, relid)| (c, pg_sys::Oid::from(relid)))
         .collect()
