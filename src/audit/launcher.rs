@@ -154,7 +154,7 @@ fn database_exists(dboid: u32) -> bool {
 
 fn drop_spool_of_missing_database(dboid: u32) {
     let lines = spool::database_lines(dboid);
-    let _ = std::fs::remove_dir_all(spool::db_dir(dboid));
     Counters::add(&SPOOL.share().counters.dropped, lines);
+    let _ = std::fs::remove_dir_all(spool::db_dir(dboid));
     pgrx::log!("ai_agent_safety: database oid {dboid} no longer exists; {lines} spooled audit events for it were dropped");
 }

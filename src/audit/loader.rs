@@ -44,9 +44,11 @@ pub fn load_file(path: &std::path::Path) {
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(0);
     if attempts >= 3 {
+        // Counted before the file leaves the spool: whoever sees the spool
+        // empty (audit_stats.queue_depth = 0) sees the final counts.
+        Counters::add(&SPOOL.share().counters.dropped, total);
         let _ = std::fs::rename(path, path.with_extension("bad"));
         let _ = std::fs::remove_file(&attempts_path);
-        Counters::add(&SPOOL.share().counters.dropped, total);
         pgrx::log!(
             "ai_agent_safety: spool file {name} failed to load 3 times; set aside as {}.bad, its {total} events are counted as dropped",
             name.trim_end_matches(".copy"),
@@ -106,13 +108,17 @@ pub fn load_file(path: &std::path::Path) {
     let _ = std::fs::remove_file(&clean_path);
     match loaded {
         Ok(fresh) => {
-            let _ = std::fs::remove_file(path);
-            let _ = std::fs::remove_file(&attempts_path);
+            // Counted before the file leaves the spool, so that the counts
+            // are final once audit_stats.queue_depth reads 0. A file loaded
+            // before (fresh = false: its removal failed last time) is not
+            // counted again.
             let shared = SPOOL.share();
             if fresh {
                 Counters::add(&shared.counters.written, good);
+                Counters::add(&shared.counters.dropped, bad);
             }
-            Counters::add(&shared.counters.dropped, bad);
+            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(&attempts_path);
         }
         Err(e) => pgrx::log!("ai_agent_safety: loading {name} failed, will retry: {e}"),
     }
