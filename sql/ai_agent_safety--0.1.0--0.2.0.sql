@@ -9,3 +9,437 @@ CREATE FUNCTION ai_agent_safety."library_version"() RETURNS TEXT
 STABLE STRICT PARALLEL SAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'library_version_wrapper';
+
+-- Previews and row caps (issue 14): a request's statement is previewed (a
+-- DELETE's or UPDATE's dry run, a TRUNCATE's or DROP's catalog reach), and
+-- a token may cap the rows its statement changes.
+ALTER TABLE ai_agent_safety.tokens
+    ADD COLUMN max_rows bigint CONSTRAINT tokens_max_rows_positive CHECK (max_rows >= 1),
+    ADD COLUMN preview jsonb,
+    ADD COLUMN preview_rows bigint;
+
+CREATE FUNCTION ai_agent_safety."_preview"(
+	"statement" TEXT, /* & str */
+	"search_path" TEXT /* & str */
+) RETURNS jsonb /* pgrx :: JsonB */
+STRICT VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_preview_wrapper';
+
+CREATE FUNCTION ai_agent_safety."_take_preview"(
+	"statement" TEXT, /* & str */
+	"search_path" TEXT /* & str */
+) RETURNS jsonb /* Option < pgrx :: JsonB > */
+STRICT VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_take_preview_wrapper';
+
+CREATE FUNCTION ai_agent_safety."_statement_reach"(
+	"statement" TEXT /* & str */
+) RETURNS TABLE (
+	"cascade" bool,  /* bool */
+	"children" bool  /* bool */
+)
+IMMUTABLE STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_statement_reach_wrapper';
+
+-- What a TRUNCATE or DROP would remove, read from the catalogs (nothing
+-- runs): the objects, each table with the rows it holds (counted; over
+-- 64 MB, the planner's estimate, marked so). Raises the error the statement
+-- itself would meet when other objects need a CASCADE it does not have.
+CREATE FUNCTION ai_agent_safety._catalog_preview(op text, classid oid, objid oid, statement text,
+    OUT preview jsonb, OUT rows bigint)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    reach record;
+    r record;
+    n bigint;
+    estimated boolean;
+    items jsonb[] := '{}';
+    blockers text;
+    rels oid[];
+    vias text[];
+BEGIN
+    rows := 0;
+    SELECT * INTO reach FROM ai_agent_safety._statement_reach(statement);
+    IF op = 'TRUNCATE' THEN
+        WITH RECURSIVE edges(parent, child, via) AS (
+            SELECT i.inhparent, i.inhrelid, 'partition or inheritance child' FROM pg_inherits i WHERE reach.children
+            UNION ALL
+            SELECT c.confrelid, c.conrelid, 'TRUNCATE ... CASCADE (foreign key)' FROM pg_constraint c
+             WHERE c.contype = 'f' AND reach.cascade
+        ), t(relid, via) AS (
+            SELECT _catalog_preview.objid, 'statement'
+            UNION
+            SELECT e.child, e.via FROM edges e JOIN t ON e.parent = t.relid
+        ), one AS (
+            SELECT DISTINCT ON (t.relid) t.relid, t.via FROM t ORDER BY t.relid, t.via = 'statement' DESC
+        )
+        SELECT array_agg(one.relid ORDER BY one.via <> 'statement', one.relid::regclass::text),
+               array_agg(one.via ORDER BY one.via <> 'statement', one.relid::regclass::text)
+          INTO rels, vias FROM one;
+        SELECT string_agg(DISTINCT c.conrelid::regclass::text, ', ') INTO blockers
+          FROM pg_constraint c
+         WHERE c.contype = 'f' AND c.confrelid = ANY (rels) AND NOT c.conrelid = ANY (rels);
+        IF blockers IS NOT NULL THEN
+            RAISE EXCEPTION 'the statement cannot be approved as given: it would fail, since % is referenced by a foreign key of %', objid::regclass, blockers
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Truncate the referencing tables in the same statement, or add CASCADE (the preview then lists them).';
+        END IF;
+        FOR i IN 1 .. array_length(rels, 1) LOOP
+            SELECT * INTO n, estimated FROM ai_agent_safety._rows_held(rels[i]);
+            rows := rows + COALESCE(n, 0);
+            items := items || jsonb_strip_nulls(jsonb_build_object('table', rels[i]::regclass::text, 'relid', rels[i]::bigint, 'rows', n, 'via', vias[i],
+                                                                   'estimated', CASE WHEN estimated THEN true END));
+        END LOOP;
+    ELSIF op = 'DROP' AND classid = 'pg_database'::regclass THEN
+        items := ARRAY[jsonb_build_object('object', 'database ' || quote_ident((SELECT datname FROM pg_database WHERE oid = objid)),
+                                          'size', pg_size_pretty(pg_database_size(objid)), 'via', 'statement')];
+        rows := NULL;
+    ELSIF op = 'DROP' THEN
+        IF NOT reach.cascade THEN
+            SELECT string_agg(DISTINCT pg_describe_object(d.classid, d.objid, 0), ', ') INTO blockers
+              FROM pg_depend d
+             WHERE d.refclassid = _catalog_preview.classid AND d.refobjid = _catalog_preview.objid AND d.deptype = 'n'
+               AND NOT (d.classid = _catalog_preview.classid AND d.objid = _catalog_preview.objid);
+            IF blockers IS NOT NULL THEN
+                RAISE EXCEPTION 'the statement cannot be approved as given: it would fail, since other objects depend on %: %',
+                      pg_describe_object(classid, objid, 0), blockers
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Drop them first, or add CASCADE (the preview then lists them).';
+            END IF;
+        END IF;
+        FOR r IN
+            -- What PostgreSQL's DROP would reach: the objects that depend on
+            -- a dropped one (automatically, internally, or normally: with
+            -- CASCADE), and the object that owns a dropped one internally
+            -- (a view, through its rule).
+            WITH RECURSIVE edges(fromclass, fromobj, toclass, toobj, deptype) AS (
+                SELECT d.refclassid, d.refobjid, d.classid, d.objid, d.deptype FROM pg_depend d
+                 WHERE d.deptype IN ('a', 'i') OR (d.deptype = 'n' AND reach.cascade)
+                UNION ALL
+                SELECT d.classid, d.objid, d.refclassid, d.refobjid, 'o' FROM pg_depend d WHERE d.deptype = 'i'
+            ), gone(classid, objid, via) AS (
+                SELECT _catalog_preview.classid, _catalog_preview.objid, 'statement'
+                UNION
+                SELECT e.toclass, e.toobj,
+                       CASE WHEN e.deptype = 'n' THEN 'DROP ... CASCADE'
+                            WHEN g.via = 'statement' THEN 'with it'
+                            ELSE g.via END
+                  FROM edges e JOIN gone g ON e.fromclass = g.classid AND e.fromobj = g.objid
+                 WHERE NOT (e.toclass = g.classid AND e.toobj = g.objid)
+            ), one AS (
+                SELECT DISTINCT ON (g.classid, g.objid) g.classid, g.objid, g.via
+                  FROM gone g ORDER BY g.classid, g.objid, g.via = 'statement' DESC, g.via = 'with it' DESC
+            )
+            SELECT o.classid, o.objid, o.via, pg_describe_object(o.classid, o.objid, 0) AS what, c.relkind
+              FROM one o
+              LEFT JOIN pg_class c ON o.classid = 'pg_class'::regclass AND c.oid = o.objid
+              LEFT JOIN pg_trigger tg ON o.classid = 'pg_trigger'::regclass AND tg.oid = o.objid
+             -- What a person looks for: the object, the tables that go
+             -- (with their rows), and everything CASCADE takes besides; not
+             -- the parts of a dropped object (its type, rule, indexes,
+             -- constraints, triggers, TOAST).
+             WHERE (o.via <> 'with it' OR c.relkind IN ('r', 'm', 'p'))
+               AND o.classid NOT IN ('pg_type'::regclass, 'pg_rewrite'::regclass, 'pg_attrdef'::regclass)
+               AND COALESCE(c.relkind, '-') <> 't'
+               AND NOT COALESCE(tg.tgisinternal, false)
+             ORDER BY o.via <> 'statement', 4
+        LOOP
+            IF r.relkind IN ('r', 'm', 'p') THEN
+                SELECT * INTO n, estimated FROM ai_agent_safety._rows_held(r.objid);
+                rows := rows + COALESCE(n, 0);
+                items := items || jsonb_strip_nulls(jsonb_build_object('table', r.objid::regclass::text, 'relid', r.objid::bigint, 'rows', n, 'via', r.via,
+                                                                       'estimated', CASE WHEN estimated THEN true END));
+            ELSE
+                items := items || jsonb_build_object('object', r.what, 'via', r.via);
+            END IF;
+        END LOOP;
+    ELSE
+        preview := NULL;
+        rows := NULL;
+        RETURN;
+    END IF;
+    SELECT jsonb_agg(i ORDER BY i->>'via' <> 'statement', ord) INTO preview FROM unnest(items) WITH ORDINALITY AS u(i, ord);
+END $$;
+REVOKE ALL ON FUNCTION ai_agent_safety._catalog_preview(text, oid, oid, text) FROM PUBLIC;
+
+-- The rows a table holds: counted when it is at most 64 MB, else the
+-- planner's estimate (estimated = true).
+CREATE FUNCTION ai_agent_safety._rows_held(relid oid, OUT n bigint, OUT estimated boolean)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = relid) NOT IN ('r', 'm', 'p') THEN
+        RETURN;  -- a foreign table's rows are another server's
+    END IF;
+    IF pg_relation_size(relid) <= 64 * 1024 * 1024 THEN
+        EXECUTE format('SELECT count(*) FROM ONLY %s', relid::regclass) INTO n;
+        estimated := false;
+    ELSE
+        n := (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = relid);
+        estimated := true;
+    END IF;
+END $$;
+REVOKE ALL ON FUNCTION ai_agent_safety._rows_held(oid) FROM PUBLIC;
+
+DROP FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text, text, text);
+CREATE FUNCTION ai_agent_safety._request_token(operation text, task_id text, classid oid, objid oid, reason text, verb text, statement text, search_path text, max_rows bigint)
+RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    op text := ai_agent_safety._operation(operation);
+    task text := ai_agent_safety._check_text('task_id', task_id, 200, true);
+    why text := ai_agent_safety._check_text('reason', reason, 2000, false);
+    form text := ai_agent_safety._check_text('verb', verb, 200, false);
+    stmt text := ai_agent_safety._check_text('statement', statement, 100000, false);
+    -- Computed here from the text (with pg_catalog first on the caller's
+    -- path), never taken from the caller.
+    stmt_form text := CASE WHEN stmt IS NOT NULL
+                           THEN ai_agent_safety._statement_form(stmt, COALESCE(search_path, '')) END;
+    shown text;
+    new_id uuid;
+    p jsonb;
+    p_rows bigint;
+    cap bigint := max_rows;
+BEGIN
+    IF cap IS NOT NULL AND cap < 1 THEN
+        RAISE EXCEPTION 'max_rows must be at least 1 (it is %)', cap USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF cap IS NOT NULL AND op NOT IN ('DELETE', 'UPDATE') THEN
+        RAISE EXCEPTION 'max_rows caps the rows a DELETE or UPDATE changes; a % has no row cap', op
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Leave max_rows out: with the statement, the preview shows what it would remove.';
+    END IF;
+    IF (classid IS NULL) <> (objid IS NULL) THEN
+        RAISE EXCEPTION 'target is incomplete' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF classid IS NOT NULL THEN
+        -- Derived here, never taken from the caller: the approver sees the real object.
+        shown := ai_agent_safety._target_text(classid, objid);
+        IF shown IS NULL THEN
+            RAISE EXCEPTION 'target object does not exist' USING ERRCODE = 'undefined_object';
+        END IF;
+    END IF;
+    -- A role is a target only for DROP OWNED BY: the token names that form.
+    IF classid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND form IS NULL THEN
+        form := 'DROP OWNED BY';
+    END IF;
+    -- The preview. A DELETE's or UPDATE's is its dry run, made by
+    -- request_approval_token as the requester and kept in this backend,
+    -- never taken from the caller; a TRUNCATE's or DROP's is read here.
+    IF stmt IS NOT NULL AND op IN ('DELETE', 'UPDATE') THEN
+        p := ai_agent_safety._take_preview(stmt, COALESCE(search_path, ''));
+        IF p IS NULL THEN
+            RAISE EXCEPTION 'the statement has no preview; request it with ai_agent_safety.request_approval_token, which makes one'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        p_rows := (p->>'rows')::bigint;
+        p := p->'preview';
+        -- With a preview and no cap given, the cap is what it counted.
+        cap := COALESCE(cap, greatest(p_rows, 1));
+    ELSIF stmt IS NOT NULL AND op IN ('TRUNCATE', 'DROP') AND classid IS NOT NULL THEN
+        SELECT cp.preview, cp.rows INTO p, p_rows
+          FROM ai_agent_safety._catalog_preview(op, classid, objid, stmt) cp;
+    END IF;
+    INSERT INTO ai_agent_safety.tokens (requested_by, operation, target_classid, target_objid, target_text, verb, task_id, reason,
+                                        statement, statement_form, max_rows, preview, preview_rows)
+    VALUES (session_user, op, classid, objid, shown, form, task, why, stmt, stmt_form, cap, p, p_rows)
+    RETURNING id INTO new_id;
+    -- Any role can NOTIFY this channel, so a listener must take nothing from
+    -- a payload on trust: the statement and the preview's total are there to
+    -- read at a glance, and the request itself is read from
+    -- ai_agent_safety.pending_requests.
+    PERFORM pg_notify('ai_agent_safety_requests',
+                      json_strip_nulls(json_build_object('token', new_id, 'database', current_database(),
+                          'operation', op, 'target', shown,
+                          'statement', CASE WHEN length(stmt) > 1000 THEN left(stmt, 1000) || '...' ELSE stmt END,
+                          'preview_rows', p_rows, 'max_rows', cap,
+                          'preview', CASE WHEN jsonb_array_length(p) > 10
+                                          THEN (SELECT jsonb_agg(e) FROM (SELECT e FROM jsonb_array_elements(p) e LIMIT 10) x)
+                                          ELSE p END))::text);
+    PERFORM ai_agent_safety._audit('token', 'requested', 'info', op, COALESCE(shown, 'any object'),
+        format('%s requested approval for one %s on %s (task %s)%s%s%s', session_user, op,
+               COALESCE(shown, 'any object in database ' || current_database()), task,
+               COALESCE(': ' || why, ''),
+               CASE WHEN p IS NOT NULL THEN format('; preview: %s rows in %s tables or objects', COALESCE(p_rows::text, 'no'), jsonb_array_length(p)) ELSE '' END,
+               COALESCE(format('; cap: %s rows', cap), '')),
+        new_id);
+    RETURN new_id;
+END $$;
+REVOKE ALL ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text, text, text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text, text, text, bigint) TO PUBLIC;
+
+DROP FUNCTION ai_agent_safety.request_approval_token(text, text, text, text, text, text);
+CREATE FUNCTION ai_agent_safety.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL, statement text DEFAULT NULL, verb text DEFAULT NULL, max_rows bigint DEFAULT NULL)
+RETURNS uuid LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    s record;
+    path text := pg_catalog.replace(pg_catalog.current_setting('search_path'), '"$user"',
+                                    pg_catalog.quote_ident(current_user::text));
+BEGIN
+    -- The request is a row, and a read-only transaction cannot write one.
+    IF pg_catalog.current_setting('transaction_read_only')::boolean THEN
+        RAISE EXCEPTION 'request_approval_token cannot record a request in a read-only transaction; call it in a read-write transaction'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'This transaction is read-only (BEGIN READ ONLY, SET TRANSACTION READ ONLY or default_transaction_read_only), as some clients make every call. A client that can only read cannot run the approved statement either.',
+                  HINT = 'Call SELECT ai_agent_safety.request_approval_token(...); outside a read-only transaction, then send the approved statement with its token in one call: <statement> /*ai_agent_safety_token=''<token id>''*/';
+    END IF;
+    r := ai_agent_safety._resolve_target(target);
+    -- With the statement itself, the token is bound to it: read here, as the
+    -- caller (its names resolve through the caller's search_path), it must
+    -- perform the requested operation, on the target if one is named.
+    IF statement IS NOT NULL THEN
+        IF length(statement) > 100000 THEN
+            RAISE EXCEPTION 'statement is too long (% characters; at most 100000)', length(statement)
+                USING ERRCODE = 'string_data_right_truncation';
+        END IF;
+        SELECT * INTO s FROM ai_agent_safety._statement_facts(statement);
+        IF s.operation <> ai_agent_safety._operation(operation) THEN
+            RAISE EXCEPTION 'the statement is a %, but the request is for %', s.operation, ai_agent_safety._operation(operation)
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = format('Request it as %s: SELECT ai_agent_safety.request_approval_token(%L::text, ...).', s.operation, s.operation);
+        END IF;
+        IF r.classid IS NULL THEN
+            r.classid := s.classid;
+            r.objid := s.objid;
+        ELSIF (r.classid, r.objid) IS DISTINCT FROM (s.classid, s.objid) THEN
+            RAISE EXCEPTION 'the statement acts on %, but the request names %',
+                  ai_agent_safety._target_text(s.classid, s.objid), ai_agent_safety._target_text(r.classid, r.objid)
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Name the object the statement acts on, or leave the target out: it is taken from the statement.';
+        END IF;
+        -- A DELETE's or UPDATE's preview: its dry run, as the caller, rolled
+        -- back (an error here creates no token).
+        IF s.operation IN ('DELETE', 'UPDATE') AND (max_rows IS NULL OR max_rows >= 1) THEN
+            PERFORM ai_agent_safety._preview(statement, path);
+        END IF;
+    END IF;
+    -- The caller's search_path, with "$user" spelled out (the form is read
+    -- inside a function that runs as the extension's owner).
+    RETURN ai_agent_safety._request_token(operation, task_id, r.classid, r.objid, reason, verb, statement, path, max_rows);
+END $$;
+COMMENT ON FUNCTION ai_agent_safety.request_approval_token(text, text, text, text, text, text, bigint) IS
+    'Ask a human for approval of one protected statement (with statement: bound to exactly that statement, and previewed); returns the token id. NOTIFY ai_agent_safety_requests tells approvers.';
+
+DROP FUNCTION @extschema@.request_approval_token(text, text, text, text, text, text);
+CREATE FUNCTION @extschema@.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL, statement text DEFAULT NULL, verb text DEFAULT NULL, max_rows bigint DEFAULT NULL)
+RETURNS uuid LANGUAGE sql AS $$
+    SELECT ai_agent_safety.request_approval_token(operation, task_id, target, reason, statement, verb, max_rows)
+$$;
+COMMENT ON FUNCTION @extschema@.request_approval_token(text, text, text, text, text, text, bigint) IS
+    'ai_agent_safety.request_approval_token, callable unqualified.';
+
+DROP FUNCTION ai_agent_safety.grant_approval_token(uuid, text);
+DROP FUNCTION ai_agent_safety._decide(uuid, text, text, text);
+CREATE FUNCTION ai_agent_safety._decide(token uuid, new_state text, comment text, action text, max_rows bigint DEFAULT NULL)
+RETURNS ai_agent_safety.tokens LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t ai_agent_safety.tokens;
+BEGIN
+    IF token IS NULL THEN
+        RAISE EXCEPTION 'token is required' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM ai_agent_safety._assert_approver(action);
+    SELECT * INTO t FROM ai_agent_safety.tokens WHERE id = token FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'approval token % does not exist in database "%"', token, current_database()
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF t.requested_by = session_user THEN
+        RAISE EXCEPTION 'role "%" may not % its own request %', session_user, action, token
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The requester can never decide its own request (separation of duties).',
+                  HINT = 'Ask a different approver.';
+    END IF;
+    IF t.state <> 'pending' THEN
+        RAISE EXCEPTION 'approval token % is not pending: it is %', token, ai_agent_safety._status(t)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('It was %s by %s at %s.', t.state, COALESCE(t.decided_by, t.requested_by),
+                                  COALESCE(t.decided_at, t.requested_at));
+    END IF;
+    -- An approver may set a cap, or lower the one the request has.
+    IF max_rows IS NOT NULL THEN
+        IF max_rows < 1 THEN
+            RAISE EXCEPTION 'max_rows must be at least 1 (it is %)', max_rows USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF t.operation NOT IN ('DELETE', 'UPDATE') THEN
+            RAISE EXCEPTION 'max_rows caps the rows a DELETE or UPDATE changes; approval token % is for a %', token, t.operation
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF max_rows > t.max_rows THEN
+            RAISE EXCEPTION 'max_rows can only lower the cap of approval token % (% rows), not raise it to %', token, t.max_rows, max_rows
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Grant it as it is, or deny it and let the agent request a new one with a higher max_rows.';
+        END IF;
+    END IF;
+    UPDATE ai_agent_safety.tokens
+       SET state = new_state,
+           decided_by = session_user,
+           decided_at = clock_timestamp(),
+           decision_comment = comment,
+           max_rows = COALESCE(_decide.max_rows, tokens.max_rows),
+           expires_at = CASE WHEN new_state = 'granted'
+                             THEN clock_timestamp() + current_setting('ai_agent_safety.token_ttl')::interval
+                        END
+     WHERE id = token
+     RETURNING * INTO t;
+    -- The requester may LISTEN for its decision; as with requests, the
+    -- payload is only the token id and the database (any role can NOTIFY):
+    -- read the decision with ai_agent_safety.approval_token_status.
+    PERFORM pg_notify('ai_agent_safety_decisions',
+                      json_build_object('token', t.id, 'database', current_database())::text);
+    PERFORM ai_agent_safety._audit('token', new_state, 'info', t.operation, COALESCE(t.target_text, 'any object'),
+        format('%s %s the request of %s for one %s on %s (task %s)%s%s', session_user, new_state, t.requested_by,
+               t.operation, COALESCE(t.target_text, 'any object'), t.task_id, COALESCE(': ' || comment, ''),
+               CASE WHEN new_state = 'granted' THEN COALESCE(format('; cap: %s rows', t.max_rows), '') ELSE '' END),
+        t.id);
+    RETURN t;
+END $$;
+REVOKE ALL ON FUNCTION ai_agent_safety._decide(uuid, text, text, text, bigint) FROM PUBLIC;
+
+CREATE FUNCTION ai_agent_safety.grant_approval_token(token uuid, comment text DEFAULT NULL, max_rows bigint DEFAULT NULL)
+RETURNS timestamptz LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (ai_agent_safety._decide(token, 'granted', ai_agent_safety._check_text('comment', comment, 2000, false), 'grant',
+                                    max_rows)).expires_at;
+END $$;
+COMMENT ON FUNCTION ai_agent_safety.grant_approval_token(uuid, text, bigint) IS
+    'Approve a pending request; the token is usable once, until the returned time (ai_agent_safety.token_ttl). max_rows sets or lowers its row cap.';
+
+CREATE OR REPLACE VIEW ai_agent_safety.approval_tokens AS
+SELECT t.id AS token, ai_agent_safety._status(t) AS status, t.database, t.requested_by, t.requested_at,
+       t.operation, t.verb, COALESCE(t.target_text, 'any object in database ' || t.database) AS target,
+       t.task_id, t.reason, t.decided_by, t.decided_at, t.decision_comment AS comment,
+       t.expires_at, t.used_at, t.used_by_pid, t.used_statement, t.statement,
+       t.max_rows, t.preview_rows, t.preview
+  FROM ai_agent_safety.tokens t
+ WHERE NOT ai_agent_safety.session_is_agent();
+
+DROP VIEW ai_agent_safety.pending_requests;
+CREATE VIEW ai_agent_safety.pending_requests AS
+SELECT t.id AS token, t.requested_by, t.requested_at,
+       date_trunc('second', clock_timestamp() - t.requested_at) AS waiting,
+       t.operation, COALESCE(t.target_text, 'any object in database ' || t.database) AS target,
+       t.target_objid AS target_oid, f.owner AS target_owner,
+       pg_size_pretty(f.size_bytes) AS target_size, f.estimated_rows AS target_estimated_rows,
+       f.earlier_names AS target_earlier_names,
+       t.task_id, t.reason,
+       format('%s may run one %s on %s in database %s, within %s of the grant',
+              t.requested_by, COALESCE(t.verb || ' (' || t.operation || ')', t.operation),
+              COALESCE(t.target_text, 'any object') || COALESCE(', exactly this statement: ' || t.statement, '')
+                  || COALESCE(', changing at most ' || t.max_rows || ' rows', ''), t.database,
+              current_setting('ai_agent_safety.token_ttl')) AS would_allow,
+       t.verb,
+       t.statement,
+       t.preview,
+       t.preview_rows,
+       t.max_rows,
+       format('SELECT ai_agent_safety.grant_approval_token(%L::uuid);', t.id) AS grant_sql,
+       format('SELECT ai_agent_safety.deny_approval_token(%L::uuid, %L::text);', t.id, '<reason>') AS deny_sql
+  FROM ai_agent_safety.tokens t
+  LEFT JOIN LATERAL ai_agent_safety._target_facts(t.target_classid, t.target_objid) f ON true
+ WHERE t.state = 'pending' AND NOT ai_agent_safety.session_is_agent()
+ ORDER BY t.requested_at;
+REVOKE ALL ON ai_agent_safety.pending_requests FROM PUBLIC;
+GRANT SELECT ON ai_agent_safety.pending_requests TO ai_agent_approver;

@@ -38,6 +38,15 @@ CREATE TABLE ai_agent_safety.tokens (
     statement        text,
     statement_form   text,
     expiry_logged    boolean NOT NULL DEFAULT false,
+    -- At most this many rows may the statement change (DELETE, UPDATE),
+    -- its foreign-key actions and triggers included: the request's
+    -- max_rows, an approver's lower one, or else the rows its preview counted.
+    max_rows         bigint CONSTRAINT tokens_max_rows_positive CHECK (max_rows >= 1),
+    -- What the statement would do, made when it was requested: its dry run
+    -- (DELETE, UPDATE) or what it would remove (TRUNCATE, DROP), per table
+    -- or object, and the rows in all.
+    preview          jsonb,
+    preview_rows     bigint,
     CHECK ((statement IS NULL) = (statement_form IS NULL)),
     CHECK ((target_classid IS NULL) = (target_objid IS NULL))
 );
@@ -160,7 +169,146 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       FROM pg_identify_object(classid, objid, 0) AS o
 $$;
 
-CREATE FUNCTION ai_agent_safety._request_token(operation text, task_id text, classid oid, objid oid, reason text, verb text, statement text, search_path text)
+-- What a TRUNCATE or DROP would remove, read from the catalogs (nothing
+-- runs): the objects, each table with the rows it holds (counted; over
+-- 64 MB, the planner's estimate, marked so). Raises the error the statement
+-- itself would meet when other objects need a CASCADE it does not have.
+CREATE FUNCTION ai_agent_safety._catalog_preview(op text, classid oid, objid oid, statement text,
+    OUT preview jsonb, OUT rows bigint)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    reach record;
+    r record;
+    n bigint;
+    estimated boolean;
+    items jsonb[] := '{}';
+    blockers text;
+    rels oid[];
+    vias text[];
+BEGIN
+    rows := 0;
+    SELECT * INTO reach FROM ai_agent_safety._statement_reach(statement);
+    IF op = 'TRUNCATE' THEN
+        WITH RECURSIVE edges(parent, child, via) AS (
+            SELECT i.inhparent, i.inhrelid, 'partition or inheritance child' FROM pg_inherits i WHERE reach.children
+            UNION ALL
+            SELECT c.confrelid, c.conrelid, 'TRUNCATE ... CASCADE (foreign key)' FROM pg_constraint c
+             WHERE c.contype = 'f' AND reach.cascade
+        ), t(relid, via) AS (
+            SELECT _catalog_preview.objid, 'statement'
+            UNION
+            SELECT e.child, e.via FROM edges e JOIN t ON e.parent = t.relid
+        ), one AS (
+            SELECT DISTINCT ON (t.relid) t.relid, t.via FROM t ORDER BY t.relid, t.via = 'statement' DESC
+        )
+        SELECT array_agg(one.relid ORDER BY one.via <> 'statement', one.relid::regclass::text),
+               array_agg(one.via ORDER BY one.via <> 'statement', one.relid::regclass::text)
+          INTO rels, vias FROM one;
+        SELECT string_agg(DISTINCT c.conrelid::regclass::text, ', ') INTO blockers
+          FROM pg_constraint c
+         WHERE c.contype = 'f' AND c.confrelid = ANY (rels) AND NOT c.conrelid = ANY (rels);
+        IF blockers IS NOT NULL THEN
+            RAISE EXCEPTION 'the statement cannot be approved as given: it would fail, since % is referenced by a foreign key of %', objid::regclass, blockers
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Truncate the referencing tables in the same statement, or add CASCADE (the preview then lists them).';
+        END IF;
+        FOR i IN 1 .. array_length(rels, 1) LOOP
+            SELECT * INTO n, estimated FROM ai_agent_safety._rows_held(rels[i]);
+            rows := rows + COALESCE(n, 0);
+            items := items || jsonb_strip_nulls(jsonb_build_object('table', rels[i]::regclass::text, 'relid', rels[i]::bigint, 'rows', n, 'via', vias[i],
+                                                                   'estimated', CASE WHEN estimated THEN true END));
+        END LOOP;
+    ELSIF op = 'DROP' AND classid = 'pg_database'::regclass THEN
+        items := ARRAY[jsonb_build_object('object', 'database ' || quote_ident((SELECT datname FROM pg_database WHERE oid = objid)),
+                                          'size', pg_size_pretty(pg_database_size(objid)), 'via', 'statement')];
+        rows := NULL;
+    ELSIF op = 'DROP' THEN
+        IF NOT reach.cascade THEN
+            SELECT string_agg(DISTINCT pg_describe_object(d.classid, d.objid, 0), ', ') INTO blockers
+              FROM pg_depend d
+             WHERE d.refclassid = _catalog_preview.classid AND d.refobjid = _catalog_preview.objid AND d.deptype = 'n'
+               AND NOT (d.classid = _catalog_preview.classid AND d.objid = _catalog_preview.objid);
+            IF blockers IS NOT NULL THEN
+                RAISE EXCEPTION 'the statement cannot be approved as given: it would fail, since other objects depend on %: %',
+                      pg_describe_object(classid, objid, 0), blockers
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Drop them first, or add CASCADE (the preview then lists them).';
+            END IF;
+        END IF;
+        FOR r IN
+            -- What PostgreSQL's DROP would reach: the objects that depend on
+            -- a dropped one (automatically, internally, or normally: with
+            -- CASCADE), and the object that owns a dropped one internally
+            -- (a view, through its rule).
+            WITH RECURSIVE edges(fromclass, fromobj, toclass, toobj, deptype) AS (
+                SELECT d.refclassid, d.refobjid, d.classid, d.objid, d.deptype FROM pg_depend d
+                 WHERE d.deptype IN ('a', 'i') OR (d.deptype = 'n' AND reach.cascade)
+                UNION ALL
+                SELECT d.classid, d.objid, d.refclassid, d.refobjid, 'o' FROM pg_depend d WHERE d.deptype = 'i'
+            ), gone(classid, objid, via) AS (
+                SELECT _catalog_preview.classid, _catalog_preview.objid, 'statement'
+                UNION
+                SELECT e.toclass, e.toobj,
+                       CASE WHEN e.deptype = 'n' THEN 'DROP ... CASCADE'
+                            WHEN g.via = 'statement' THEN 'with it'
+                            ELSE g.via END
+                  FROM edges e JOIN gone g ON e.fromclass = g.classid AND e.fromobj = g.objid
+                 WHERE NOT (e.toclass = g.classid AND e.toobj = g.objid)
+            ), one AS (
+                SELECT DISTINCT ON (g.classid, g.objid) g.classid, g.objid, g.via
+                  FROM gone g ORDER BY g.classid, g.objid, g.via = 'statement' DESC, g.via = 'with it' DESC
+            )
+            SELECT o.classid, o.objid, o.via, pg_describe_object(o.classid, o.objid, 0) AS what, c.relkind
+              FROM one o
+              LEFT JOIN pg_class c ON o.classid = 'pg_class'::regclass AND c.oid = o.objid
+              LEFT JOIN pg_trigger tg ON o.classid = 'pg_trigger'::regclass AND tg.oid = o.objid
+             -- What a person looks for: the object, the tables that go
+             -- (with their rows), and everything CASCADE takes besides; not
+             -- the parts of a dropped object (its type, rule, indexes,
+             -- constraints, triggers, TOAST).
+             WHERE (o.via <> 'with it' OR c.relkind IN ('r', 'm', 'p'))
+               AND o.classid NOT IN ('pg_type'::regclass, 'pg_rewrite'::regclass, 'pg_attrdef'::regclass)
+               AND COALESCE(c.relkind, '-') <> 't'
+               AND NOT COALESCE(tg.tgisinternal, false)
+             ORDER BY o.via <> 'statement', 4
+        LOOP
+            IF r.relkind IN ('r', 'm', 'p') THEN
+                SELECT * INTO n, estimated FROM ai_agent_safety._rows_held(r.objid);
+                rows := rows + COALESCE(n, 0);
+                items := items || jsonb_strip_nulls(jsonb_build_object('table', r.objid::regclass::text, 'relid', r.objid::bigint, 'rows', n, 'via', r.via,
+                                                                       'estimated', CASE WHEN estimated THEN true END));
+            ELSE
+                items := items || jsonb_build_object('object', r.what, 'via', r.via);
+            END IF;
+        END LOOP;
+    ELSE
+        preview := NULL;
+        rows := NULL;
+        RETURN;
+    END IF;
+    SELECT jsonb_agg(i ORDER BY i->>'via' <> 'statement', ord) INTO preview FROM unnest(items) WITH ORDINALITY AS u(i, ord);
+END $$;
+REVOKE ALL ON FUNCTION ai_agent_safety._catalog_preview(text, oid, oid, text) FROM PUBLIC;
+
+-- The rows a table holds: counted when it is at most 64 MB, else the
+-- planner's estimate (estimated = true).
+CREATE FUNCTION ai_agent_safety._rows_held(relid oid, OUT n bigint, OUT estimated boolean)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = relid) NOT IN ('r', 'm', 'p') THEN
+        RETURN;  -- a foreign table's rows are another server's
+    END IF;
+    IF pg_relation_size(relid) <= 64 * 1024 * 1024 THEN
+        EXECUTE format('SELECT count(*) FROM ONLY %s', relid::regclass) INTO n;
+        estimated := false;
+    ELSE
+        n := (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = relid);
+        estimated := true;
+    END IF;
+END $$;
+REVOKE ALL ON FUNCTION ai_agent_safety._rows_held(oid) FROM PUBLIC;
+
+CREATE FUNCTION ai_agent_safety._request_token(operation text, task_id text, classid oid, objid oid, reason text, verb text, statement text, search_path text, max_rows bigint)
 RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     op text := ai_agent_safety._operation(operation);
@@ -174,7 +322,18 @@ DECLARE
                            THEN ai_agent_safety._statement_form(stmt, COALESCE(search_path, '')) END;
     shown text;
     new_id uuid;
+    p jsonb;
+    p_rows bigint;
+    cap bigint := max_rows;
 BEGIN
+    IF cap IS NOT NULL AND cap < 1 THEN
+        RAISE EXCEPTION 'max_rows must be at least 1 (it is %)', cap USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF cap IS NOT NULL AND op NOT IN ('DELETE', 'UPDATE') THEN
+        RAISE EXCEPTION 'max_rows caps the rows a DELETE or UPDATE changes; a % has no row cap', op
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Leave max_rows out: with the statement, the preview shows what it would remove.';
+    END IF;
     IF (classid IS NULL) <> (objid IS NULL) THEN
         RAISE EXCEPTION 'target is incomplete' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -189,31 +348,59 @@ BEGIN
     IF classid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND form IS NULL THEN
         form := 'DROP OWNED BY';
     END IF;
+    -- The preview. A DELETE's or UPDATE's is its dry run, made by
+    -- request_approval_token as the requester and kept in this backend,
+    -- never taken from the caller; a TRUNCATE's or DROP's is read here.
+    IF stmt IS NOT NULL AND op IN ('DELETE', 'UPDATE') THEN
+        p := ai_agent_safety._take_preview(stmt, COALESCE(search_path, ''));
+        IF p IS NULL THEN
+            RAISE EXCEPTION 'the statement has no preview; request it with ai_agent_safety.request_approval_token, which makes one'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        p_rows := (p->>'rows')::bigint;
+        p := p->'preview';
+        -- With a preview and no cap given, the cap is what it counted.
+        cap := COALESCE(cap, greatest(p_rows, 1));
+    ELSIF stmt IS NOT NULL AND op IN ('TRUNCATE', 'DROP') AND classid IS NOT NULL THEN
+        SELECT cp.preview, cp.rows INTO p, p_rows
+          FROM ai_agent_safety._catalog_preview(op, classid, objid, stmt) cp;
+    END IF;
     INSERT INTO ai_agent_safety.tokens (requested_by, operation, target_classid, target_objid, target_text, verb, task_id, reason,
-                                        statement, statement_form)
-    VALUES (session_user, op, classid, objid, shown, form, task, why, stmt, stmt_form)
+                                        statement, statement_form, max_rows, preview, preview_rows)
+    VALUES (session_user, op, classid, objid, shown, form, task, why, stmt, stmt_form, cap, p, p_rows)
     RETURNING id INTO new_id;
-    -- The notice carries only the token id and the database. Any role can
-    -- NOTIFY this channel, so a listener must take nothing from a payload on
-    -- trust: it reads the request from ai_agent_safety.pending_requests.
+    -- Any role can NOTIFY this channel, so a listener must take nothing from
+    -- a payload on trust: the statement and the preview's total are there to
+    -- read at a glance, and the request itself is read from
+    -- ai_agent_safety.pending_requests.
     PERFORM pg_notify('ai_agent_safety_requests',
-                      json_build_object('token', new_id, 'database', current_database())::text);
+                      json_strip_nulls(json_build_object('token', new_id, 'database', current_database(),
+                          'operation', op, 'target', shown,
+                          'statement', CASE WHEN length(stmt) > 1000 THEN left(stmt, 1000) || '...' ELSE stmt END,
+                          'preview_rows', p_rows, 'max_rows', cap,
+                          'preview', CASE WHEN jsonb_array_length(p) > 10
+                                          THEN (SELECT jsonb_agg(e) FROM (SELECT e FROM jsonb_array_elements(p) e LIMIT 10) x)
+                                          ELSE p END))::text);
     PERFORM ai_agent_safety._audit('token', 'requested', 'info', op, COALESCE(shown, 'any object'),
-        format('%s requested approval for one %s on %s (task %s)%s', session_user, op,
+        format('%s requested approval for one %s on %s (task %s)%s%s%s', session_user, op,
                COALESCE(shown, 'any object in database ' || current_database()), task,
-               COALESCE(': ' || why, '')),
+               COALESCE(': ' || why, ''),
+               CASE WHEN p IS NOT NULL THEN format('; preview: %s rows in %s tables or objects', COALESCE(p_rows::text, 'no'), jsonb_array_length(p)) ELSE '' END,
+               COALESCE(format('; cap: %s rows', cap), '')),
         new_id);
     RETURN new_id;
 END $$;
-REVOKE ALL ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text, text, text, bigint) FROM PUBLIC;
 
 -- The API is in schema ai_agent_safety, where only the extension creates
 -- functions: a schema-qualified call cannot be taken by a look-alike.
-CREATE FUNCTION ai_agent_safety.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL, statement text DEFAULT NULL, verb text DEFAULT NULL)
+CREATE FUNCTION ai_agent_safety.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL, statement text DEFAULT NULL, verb text DEFAULT NULL, max_rows bigint DEFAULT NULL)
 RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
     r record;
     s record;
+    path text := pg_catalog.replace(pg_catalog.current_setting('search_path'), '"$user"',
+                                    pg_catalog.quote_ident(current_user::text));
 BEGIN
     -- The request is a row, and a read-only transaction cannot write one.
     IF pg_catalog.current_setting('transaction_read_only')::boolean THEN
@@ -246,27 +433,30 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Name the object the statement acts on, or leave the target out: it is taken from the statement.';
         END IF;
+        -- A DELETE's or UPDATE's preview: its dry run, as the caller, rolled
+        -- back (an error here creates no token).
+        IF s.operation IN ('DELETE', 'UPDATE') AND (max_rows IS NULL OR max_rows >= 1) THEN
+            PERFORM ai_agent_safety._preview(statement, path);
+        END IF;
     END IF;
     -- The caller's search_path, with "$user" spelled out (the form is read
     -- inside a function that runs as the extension's owner).
-    RETURN ai_agent_safety._request_token(operation, task_id, r.classid, r.objid, reason, verb, statement,
-               pg_catalog.replace(pg_catalog.current_setting('search_path'), '"$user"',
-                                  pg_catalog.quote_ident(current_user::text)));
+    RETURN ai_agent_safety._request_token(operation, task_id, r.classid, r.objid, reason, verb, statement, path, max_rows);
 END $$;
-COMMENT ON FUNCTION ai_agent_safety.request_approval_token(text, text, text, text, text, text) IS
-    'Ask a human for approval of one protected statement (with statement: bound to exactly that statement); returns the token id. NOTIFY ai_agent_safety_requests tells approvers.';
+COMMENT ON FUNCTION ai_agent_safety.request_approval_token(text, text, text, text, text, text, bigint) IS
+    'Ask a human for approval of one protected statement (with statement: bound to exactly that statement, and previewed); returns the token id. NOTIFY ai_agent_safety_requests tells approvers.';
 
 -- Agents' unqualified call, in the schema the extension was created in:
 -- SELECT request_approval_token('delete_operation', 'task_12345'). It runs as
 -- the caller, so the target resolves with the agent's search_path.
-CREATE FUNCTION @extschema@.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL, statement text DEFAULT NULL, verb text DEFAULT NULL)
+CREATE FUNCTION @extschema@.request_approval_token(operation text, task_id text, target text DEFAULT NULL, reason text DEFAULT NULL, statement text DEFAULT NULL, verb text DEFAULT NULL, max_rows bigint DEFAULT NULL)
 RETURNS uuid LANGUAGE sql AS $$
-    SELECT ai_agent_safety.request_approval_token(operation, task_id, target, reason, statement, verb)
+    SELECT ai_agent_safety.request_approval_token(operation, task_id, target, reason, statement, verb, max_rows)
 $$;
-COMMENT ON FUNCTION @extschema@.request_approval_token(text, text, text, text, text, text) IS
+COMMENT ON FUNCTION @extschema@.request_approval_token(text, text, text, text, text, text, bigint) IS
     'ai_agent_safety.request_approval_token, callable unqualified.';
 GRANT EXECUTE ON FUNCTION ai_agent_safety._resolve_target(text) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text, text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_agent_safety._request_token(text, text, oid, oid, text, text, text, text, bigint) TO PUBLIC;
 GRANT USAGE ON SCHEMA ai_agent_safety TO PUBLIC;
 
 -- Who may decide: superusers and members of ai_agent_approver, never an agent,
@@ -307,7 +497,7 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            END
 $$;
 
-CREATE FUNCTION ai_agent_safety._decide(token uuid, new_state text, comment text, action text)
+CREATE FUNCTION ai_agent_safety._decide(token uuid, new_state text, comment text, action text, max_rows bigint DEFAULT NULL)
 RETURNS ai_agent_safety.tokens LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t ai_agent_safety.tokens;
@@ -333,11 +523,27 @@ BEGIN
                   DETAIL = format('It was %s by %s at %s.', t.state, COALESCE(t.decided_by, t.requested_by),
                                   COALESCE(t.decided_at, t.requested_at));
     END IF;
+    -- An approver may set a cap, or lower the one the request has.
+    IF max_rows IS NOT NULL THEN
+        IF max_rows < 1 THEN
+            RAISE EXCEPTION 'max_rows must be at least 1 (it is %)', max_rows USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF t.operation NOT IN ('DELETE', 'UPDATE') THEN
+            RAISE EXCEPTION 'max_rows caps the rows a DELETE or UPDATE changes; approval token % is for a %', token, t.operation
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF max_rows > t.max_rows THEN
+            RAISE EXCEPTION 'max_rows can only lower the cap of approval token % (% rows), not raise it to %', token, t.max_rows, max_rows
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Grant it as it is, or deny it and let the agent request a new one with a higher max_rows.';
+        END IF;
+    END IF;
     UPDATE ai_agent_safety.tokens
        SET state = new_state,
            decided_by = session_user,
            decided_at = clock_timestamp(),
            decision_comment = comment,
+           max_rows = COALESCE(_decide.max_rows, tokens.max_rows),
            expires_at = CASE WHEN new_state = 'granted'
                              THEN clock_timestamp() + current_setting('ai_agent_safety.token_ttl')::interval
                         END
@@ -349,20 +555,22 @@ BEGIN
     PERFORM pg_notify('ai_agent_safety_decisions',
                       json_build_object('token', t.id, 'database', current_database())::text);
     PERFORM ai_agent_safety._audit('token', new_state, 'info', t.operation, COALESCE(t.target_text, 'any object'),
-        format('%s %s the request of %s for one %s on %s (task %s)%s', session_user, new_state, t.requested_by,
-               t.operation, COALESCE(t.target_text, 'any object'), t.task_id, COALESCE(': ' || comment, '')),
+        format('%s %s the request of %s for one %s on %s (task %s)%s%s', session_user, new_state, t.requested_by,
+               t.operation, COALESCE(t.target_text, 'any object'), t.task_id, COALESCE(': ' || comment, ''),
+               CASE WHEN new_state = 'granted' THEN COALESCE(format('; cap: %s rows', t.max_rows), '') ELSE '' END),
         t.id);
     RETURN t;
 END $$;
-REVOKE ALL ON FUNCTION ai_agent_safety._decide(uuid, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai_agent_safety._decide(uuid, text, text, text, bigint) FROM PUBLIC;
 
-CREATE FUNCTION ai_agent_safety.grant_approval_token(token uuid, comment text DEFAULT NULL)
+CREATE FUNCTION ai_agent_safety.grant_approval_token(token uuid, comment text DEFAULT NULL, max_rows bigint DEFAULT NULL)
 RETURNS timestamptz LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    RETURN (ai_agent_safety._decide(token, 'granted', ai_agent_safety._check_text('comment', comment, 2000, false), 'grant')).expires_at;
+    RETURN (ai_agent_safety._decide(token, 'granted', ai_agent_safety._check_text('comment', comment, 2000, false), 'grant',
+                                    max_rows)).expires_at;
 END $$;
-COMMENT ON FUNCTION ai_agent_safety.grant_approval_token(uuid, text) IS
-    'Approve a pending request; the token is usable once, until the returned time (ai_agent_safety.token_ttl).';
+COMMENT ON FUNCTION ai_agent_safety.grant_approval_token(uuid, text, bigint) IS
+    'Approve a pending request; the token is usable once, until the returned time (ai_agent_safety.token_ttl). max_rows sets or lowers its row cap.';
 
 CREATE FUNCTION ai_agent_safety.deny_approval_token(token uuid, reason text)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -432,7 +640,8 @@ CREATE VIEW ai_agent_safety.approval_tokens AS
 SELECT t.id AS token, ai_agent_safety._status(t) AS status, t.database, t.requested_by, t.requested_at,
        t.operation, t.verb, COALESCE(t.target_text, 'any object in database ' || t.database) AS target,
        t.task_id, t.reason, t.decided_by, t.decided_at, t.decision_comment AS comment,
-       t.expires_at, t.used_at, t.used_by_pid, t.used_statement, t.statement
+       t.expires_at, t.used_at, t.used_by_pid, t.used_statement, t.statement,
+       t.max_rows, t.preview_rows, t.preview
   FROM ai_agent_safety.tokens t
  WHERE NOT ai_agent_safety.session_is_agent();
 
@@ -493,10 +702,14 @@ SELECT t.id AS token, t.requested_by, t.requested_at,
        t.task_id, t.reason,
        format('%s may run one %s on %s in database %s, within %s of the grant',
               t.requested_by, COALESCE(t.verb || ' (' || t.operation || ')', t.operation),
-              COALESCE(t.target_text, 'any object') || COALESCE(', exactly this statement: ' || t.statement, ''), t.database,
+              COALESCE(t.target_text, 'any object') || COALESCE(', exactly this statement: ' || t.statement, '')
+                  || COALESCE(', changing at most ' || t.max_rows || ' rows', ''), t.database,
               current_setting('ai_agent_safety.token_ttl')) AS would_allow,
        t.verb,
        t.statement,
+       t.preview,
+       t.preview_rows,
+       t.max_rows,
        format('SELECT ai_agent_safety.grant_approval_token(%L::uuid);', t.id) AS grant_sql,
        format('SELECT ai_agent_safety.deny_approval_token(%L::uuid, %L::text);', t.id, '<reason>') AS deny_sql
   FROM ai_agent_safety.tokens t

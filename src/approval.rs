@@ -8,6 +8,7 @@
 //! exactly one of them gets it.
 
 use crate::{dbfacts, pg, privileged};
+use aas_policy::row_cap::Limits;
 use aas_policy::{ObjectRef, OpClass, TokenFacts, TokenPresented, TokenState, TokenUse};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
@@ -133,10 +134,13 @@ pub fn lookup(raw: &str) -> TokenPresented {
     }
 }
 
-/// Marks the token used by this statement, in the current transaction.
-/// `Ok(false)` when another session got it first (or it changed meanwhile);
-/// `Err` when the update itself failed.
-pub fn consume(id: Uuid, statement: &str) -> Result<bool, pgrx::spi::Error> {
+/// Marks the token used by this statement, in the current transaction;
+/// `Ok(Some(limits))` with what the token lets it change (its max_rows, and
+/// per table what its preview counted). `Ok(None)` when another session
+/// got it first (or it changed meanwhile); `Err` when the update failed.
+/// The limits are read through the row's JSON form: SQL objects of 0.1.0,
+/// which this library still serves, have neither column.
+pub fn consume(id: Uuid, statement: &str) -> Result<Option<Limits>, pgrx::spi::Error> {
     let stmt: String = statement.chars().take(4000).collect();
     privileged::run(|| {
         Spi::connect_mut(|c| {
@@ -146,13 +150,46 @@ pub fn consume(id: Uuid, statement: &str) -> Result<bool, pgrx::spi::Error> {
                         used_statement = $2 \
                   WHERE id = $1::uuid AND state = 'granted' AND used_at IS NULL \
                     AND expires_at > pg_catalog.clock_timestamp() \
-                  RETURNING 1",
+                  RETURNING (pg_catalog.to_jsonb(tokens.*) OPERATOR(pg_catalog.->>) 'max_rows')::pg_catalog.int8, \
+                            pg_catalog.to_jsonb(tokens.*) OPERATOR(pg_catalog.->>) 'preview', \
+                            operation",
                 None,
                 &[id.to_string().into(), stmt.clone().into()],
             )?;
-            Ok::<_, pgrx::spi::Error>(t.len() == 1)
+            if t.len() != 1 {
+                return Ok::<_, pgrx::spi::Error>(None);
+            }
+            let r = t.first();
+            let max_rows = r.get::<i64>(1)?;
+            let preview = r.get::<String>(2)?;
+            let operation = r.get::<String>(3)?.unwrap_or_default();
+            let per_table = preview
+                .filter(|_| matches!(operation.as_str(), "DELETE" | "UPDATE"))
+                .map(|p| previewed_rows(&p));
+            Ok(Some(Limits {
+                max_rows,
+                per_table,
+            }))
         })
     })
+}
+
+/// The rows per table a stored preview counted: its entries' relid and
+/// rows. An entry that does not read as such allows nothing.
+fn previewed_rows(preview: &str) -> Vec<(u32, i64)> {
+    let v: serde_json::Value = serde_json::from_str(preview).unwrap_or_default();
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| {
+                    Some((
+                        u32::try_from(e.get("relid")?.as_u64()?).ok()?,
+                        e.get("rows")?.as_i64()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The granted, unused, unexpired tokens `role` requested in this database (the newest first, at most a few): when an agent presents no

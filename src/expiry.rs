@@ -22,22 +22,7 @@ use pgrx::pg_sys;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-/// utils/timeout.h, which pgrx does not bind.
-mod timeout {
-    /// `USER_TIMEOUT`, the first timeout an extension may register. Where
-    /// the majors differ: 17 inserted TRANSACTION_TIMEOUT before it.
-    #[cfg(feature = "pg15")]
-    pub const USER_TIMEOUT: i32 = 12;
-    #[cfg(not(feature = "pg15"))]
-    pub const USER_TIMEOUT: i32 = 13;
-    // SAFETY: the declarations of timeout.h, called only from a backend.
-    extern "C-unwind" {
-        pub fn RegisterTimeout(id: i32, handler: unsafe extern "C-unwind" fn()) -> i32;
-        pub fn enable_timeout_at(id: i32, fin_time: i64);
-        pub fn disable_timeout(id: i32, keep_indicator: bool);
-        pub fn get_timeout_active(id: i32) -> bool;
-    }
-}
+use crate::pg::timeout;
 
 /// Set by the timeout handler (a signal handler): only an atomic store.
 static EXPIRED: AtomicBool = AtomicBool::new(false);

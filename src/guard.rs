@@ -19,8 +19,12 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 /// What the hook must do after the check.
 pub enum Outcome {
     Allow,
-    /// A token was consumed: the statement, and what it sets off, is approved.
-    Approved,
+    /// A token was consumed: the statement, and what it sets off, is
+    /// approved; `limits` say how many rows it may change.
+    Approved {
+        token: uuid::Uuid,
+        limits: aas_policy::row_cap::Limits,
+    },
 }
 
 /// Where a judged statement comes from: the client sent it, or it runs
@@ -32,6 +36,9 @@ pub enum Outcome {
 pub enum Origin {
     Client,
     Nested,
+    /// The dry run of a request's statement (`dry_run`): judged as the
+    /// client's statement presenting the token the request would create.
+    DryRun,
 }
 
 /// Judges a statement of an agent session. Raises an ERROR when refused (in
@@ -128,6 +135,7 @@ fn decide(stmt: &Statement, source: &str, origin: Origin, sw: &Switches) -> Outc
         .as_ref()
         .filter(|_| session.run_by.is_none() && aas_policy::token_can_matter(stmt));
     let token_presented = match raw {
+        _ if origin == Origin::DryRun => with_statement(crate::dry_run::token(), source, origin),
         None => TokenPresented::None,
         Some(Ok(t)) => with_statement(approval::lookup(t), source, origin),
         Some(Err(e)) => TokenPresented::Malformed(e.clone()),
@@ -173,8 +181,16 @@ fn decide(stmt: &Statement, source: &str, origin: Origin, sw: &Switches) -> Outc
                 let d = aas_policy::decision::token_in_read_only(stmt, token);
                 return deny(d, stmt, source, raw, sw);
             }
+            // The dry run's stand-in is used by its statement, and by
+            // nothing else; nothing is consumed, nothing recorded.
+            if origin == Origin::DryRun {
+                return Outcome::Approved {
+                    token,
+                    limits: Default::default(),
+                };
+            }
             let consumed = approval::consume(token, source);
-            if let Ok(true) = consumed {
+            if let Ok(Some(limits)) = consumed {
                 if presented.token_from_setting {
                     presented::spent_from_setting(raw.unwrap_or_default());
                 }
@@ -190,7 +206,7 @@ fn decide(stmt: &Statement, source: &str, origin: Origin, sw: &Switches) -> Outc
                         (Source::Token, EventKind::Consumed, Verdict::Allow),
                     )
                 });
-                Outcome::Approved
+                Outcome::Approved { token, limits }
             } else {
                 // Lost a race, or the token changed since it was read: the
                 // fresh row says exactly what happened. A failed update is
@@ -212,7 +228,7 @@ fn with_statement(t: TokenPresented, source: &str, origin: Origin) -> TokenPrese
     match t {
         TokenPresented::Found(mut f) => {
             if let Some(b) = f.bound.as_mut() {
-                if origin == Origin::Client {
+                if origin != Origin::Nested {
                     b.presented = source.to_string();
                     b.presented_form = crate::statement_form::of(source).ok();
                 } else {
@@ -277,6 +293,12 @@ fn deny(d: Denial, stmt: &Statement, source: &str, token: Option<&str>, sw: &Swi
         refuse(d)
     }
     Outcome::Allow
+}
+
+/// Refuses a statement found over its token's terms while it runs (a row
+/// cap), recording the refusal; in audit mode it only records it.
+pub fn refuse_recorded(d: Denial, stmt: &Statement, source: &str, token: &str) {
+    let _ = deny(d, stmt, source, Some(token), &settings::switches());
 }
 
 /// Refuses, for any session, renaming or dropping the agent group or the

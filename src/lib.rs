@@ -21,6 +21,7 @@ pub mod audit;
 pub mod classify;
 pub mod credentials;
 pub mod dbfacts;
+pub mod dry_run;
 pub mod expiry;
 pub mod guard;
 pub mod hooks;
@@ -32,6 +33,8 @@ pub mod presented;
 pub mod privileged;
 pub mod range_table;
 pub mod renames;
+pub mod row_cap;
+pub mod row_count;
 pub mod settings;
 pub mod sql_api;
 pub mod statement_form;
@@ -75,7 +78,10 @@ pgrx::extension_sql_file!(
         sql_api::ai_agent_safety::role_is_agent,
         sql_api::ai_agent_safety::session_is_agent,
         sql_api::ai_agent_safety::_statement_form,
-        sql_api::ai_agent_safety::_statement_facts
+        sql_api::ai_agent_safety::_statement_facts,
+        sql_api::ai_agent_safety::_preview,
+        sql_api::ai_agent_safety::_take_preview,
+        sql_api::ai_agent_safety::_statement_reach
     ]
 );
 pgrx::extension_sql_file!(

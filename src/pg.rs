@@ -102,6 +102,23 @@ pub unsafe fn list_ints(list: *mut pg_sys::List) -> Vec<i32> {
     }
 }
 
+/// The oids in a PostgreSQL oid `List`.
+///
+/// # Safety
+/// `list` is NULL or a valid oid `List`.
+pub unsafe fn oid_list(list: *mut pg_sys::List) -> Vec<pg_sys::Oid> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: a valid List has `length` initialised cells.
+    unsafe {
+        let l = &*list;
+        (0..l.length as usize)
+            .map(|i| (*l.elements.add(i)).oid_value)
+            .collect()
+    }
+}
+
 /// The tag of a node.
 ///
 /// # Safety
@@ -438,4 +455,36 @@ pub unsafe fn existing_relation(rv: *const pg_sys::RangeVar) -> Option<pg_sys::O
         )
     };
     (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
+/// utils/timeout.h, which pgrx does not bind.
+pub mod timeout {
+    /// `USER_TIMEOUT`, the first timeout an extension may register. Where
+    /// the majors differ: 17 inserted TRANSACTION_TIMEOUT before it.
+    #[cfg(feature = "pg15")]
+    pub const USER_TIMEOUT: i32 = 12;
+    #[cfg(not(feature = "pg15"))]
+    pub const USER_TIMEOUT: i32 = 13;
+    /// `STATEMENT_TIMEOUT`: the same in 15 to 18.
+    pub const STATEMENT_TIMEOUT: i32 = 3;
+    // SAFETY: the declarations of timeout.h, called only from a backend.
+    extern "C-unwind" {
+        pub fn RegisterTimeout(id: i32, handler: unsafe extern "C-unwind" fn()) -> i32;
+        pub fn enable_timeout_at(id: i32, fin_time: i64);
+        pub fn disable_timeout(id: i32, keep_indicator: bool);
+        pub fn get_timeout_active(id: i32) -> bool;
+        pub fn enable_timeout_after(id: i32, delay_ms: i32);
+        pub fn get_timeout_finish_time(id: i32) -> i64;
+    }
+}
+
+/// Is this query one of the foreign-key actions PostgreSQL runs for a
+/// statement (ri_triggers.c runs them, and only them, with
+/// SECURITY_NOFORCE_RLS in the security context)?
+pub fn in_foreign_key_action() -> bool {
+    let mut user = pg_sys::InvalidOid;
+    let mut context = 0;
+    // SAFETY: reads two backend variables into valid out-pointers.
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
+    context & pg_sys::SECURITY_NOFORCE_RLS as i32 != 0
 }

@@ -103,6 +103,58 @@ pub mod ai_agent_safety {
         }
     }
 
+    /// The preview of a request's DELETE or UPDATE: its dry run, as the
+    /// calling role, in a subtransaction that is rolled back. Raises a
+    /// clear error when the dry run fails or takes longer than
+    /// ai_agent_safety.preview_timeout. The preview is kept for the request
+    /// that follows in this transaction (`_take_preview`).
+    #[pg_extern(volatile, strict)]
+    fn _preview(statement: &str, search_path: &str) -> pgrx::JsonB {
+        match crate::dry_run::preview(
+            statement,
+            search_path,
+            crate::settings::preview_timeout_ms(),
+        ) {
+            Ok((v, _)) => pgrx::JsonB(v),
+            Err(why) => {
+                pgrx::ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("the statement cannot be approved as given: {why}"),
+                    "Nothing it did was kept, and no token was created."
+                );
+            }
+        }
+    }
+
+    /// The preview `_preview` made for exactly this statement and
+    /// search_path in this transaction (and since any subtransaction rolled
+    /// back), taken once: `{"preview": [...], "rows": n}`; NULL when there
+    /// is none.
+    #[pg_extern(volatile, strict)]
+    fn _take_preview(statement: &str, search_path: &str) -> Option<pgrx::JsonB> {
+        crate::dry_run::take(statement, search_path)
+            .map(|(v, n)| pgrx::JsonB(serde_json::json!({"preview": v, "rows": n})))
+    }
+
+    /// Whether a TRUNCATE or DROP reaches past its object: CASCADE, and
+    /// (TRUNCATE without ONLY) its children. Read from the raw parse tree.
+    #[pg_extern(immutable, strict)]
+    fn _statement_reach(
+        statement: &str,
+    ) -> TableIterator<'static, (name!(cascade, bool), name!(children, bool))> {
+        match crate::statement_form::reach(statement) {
+            Ok((cascade, children)) => TableIterator::once((cascade, children)),
+            Err(why) => {
+                pgrx::ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("the statement cannot be approved as given: {why}")
+                );
+            }
+        }
+    }
+
     /// Rolls back every prepared transaction `role` owns, in every database
     /// (for revoke_agent_credentials); returns how many. Not executable by
     /// PUBLIC.

@@ -284,3 +284,31 @@ pub fn requested(sql: &str) -> Result<Requested, String> {
         Ok(Requested { class, target })
     }
 }
+
+/// How a TRUNCATE or DROP given with a request reaches further than its
+/// object, read from its raw parse tree (no name is resolved): with
+/// CASCADE, and (for TRUNCATE) without ONLY, so that its partitions and
+/// inheritance children go too.
+pub fn reach(sql: &str) -> Result<(bool, bool), String> {
+    let raw = one_statement(sql)?;
+    // SAFETY: the tree is read by node tag, each cast matching its tag.
+    unsafe {
+        let node = (*raw).stmt;
+        Ok(match (*node).type_ {
+            pg_sys::NodeTag::T_TruncateStmt => {
+                let t = node as *mut pg_sys::TruncateStmt;
+                let rels = crate::pg::list_ptrs((*t).relations);
+                let children = rels.iter().all(|rv| (*(*rv as *mut pg_sys::RangeVar)).inh);
+                (
+                    (*t).behavior == pg_sys::DropBehavior::DROP_CASCADE,
+                    children,
+                )
+            }
+            pg_sys::NodeTag::T_DropStmt => (
+                (*(node as *mut pg_sys::DropStmt)).behavior == pg_sys::DropBehavior::DROP_CASCADE,
+                true,
+            ),
+            _ => (false, false),
+        })
+    }
+}

@@ -166,13 +166,15 @@ fn whole_workflow_over_real_connections() {
         .unwrap()
         .expect("no NOTIFY on ai_agent_safety_requests within 30 s");
     assert_eq!(n.channel(), "ai_agent_safety_requests");
-    // The notice carries only the token id and the database: anyone can
-    // NOTIFY this channel, so the approver reads the request from the table.
+    // The notice carries the token id and the database, and what is asked
+    // at a glance; anyone can NOTIFY this channel, so the approver reads the
+    // request itself from the table.
     let p: serde_json::Value = serde_json::from_str(n.payload())
         .unwrap_or_else(|e| panic!("payload {:?} is not JSON: {e}", n.payload()));
     assert_eq!(
         p,
-        serde_json::json!({"token": token, "database": w.protected}),
+        serde_json::json!({"token": token, "database": w.protected,
+                           "operation": "DELETE", "target": "public.orders"}),
         "{}",
         n.payload()
     );
@@ -1221,7 +1223,11 @@ fn long_reason_still_requests_and_notifies() {
             .unwrap()
             .expect("no NOTIFY within 30 s");
         let p: serde_json::Value = serde_json::from_str(n.payload()).unwrap();
-        assert_eq!(p, serde_json::json!({"token": t, "database": w.protected}));
+        assert_eq!(
+            p,
+            serde_json::json!({"token": t, "database": w.protected,
+                               "operation": "DELETE", "target": "public.orders"})
+        );
         let full: String = dba
             .query_one(
                 "SELECT reason FROM ai_agent_safety.pending_requests WHERE token = $1::text::uuid",

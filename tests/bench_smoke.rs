@@ -121,6 +121,14 @@ fn bench_smoke_reports_every_scenario() {
         "scenario 5's database has the seeded audit log"
     );
 
+    // Scenario 5c: the token path with a row cap ran, every capped token
+    // used (the bench checks that), and its cost is measured against 5.
+    let s5c = scenarios.get("5c").expect("scenario 5c missing");
+    assert_eq!(string(s5c, &["status"]), "measured");
+    assert!(num(s5c, &["token_path", "median"]) > 0.0);
+    assert!(num(s5c, &["ratio_to_uncapped"]) > 0.0);
+    num(s5c, &["added_ms_vs_plain"]);
+
     // Scenario 6 (checked with 1-4 above for with/without/ratio): every
     // statement of the audit_level = all agent was recorded.
     let s6 = scenarios.get("6").expect("scenario 6 missing");

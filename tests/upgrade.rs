@@ -57,7 +57,14 @@ fn kept_rows(c: &mut Client) -> (Vec<String>, Vec<String>) {
             .map(|r| r.get::<_, String>(0))
             .collect()
     };
-    let tokens = rows("SELECT t::text FROM ai_agent_safety.tokens t ORDER BY id");
+    // The released version's columns; later ones are checked on their own.
+    let tokens = rows(
+        "SELECT ROW(t.id, t.database, t.requested_by, t.requested_at, t.operation, t.target_classid,
+                    t.target_objid, t.target_text, t.verb, t.task_id, t.reason, t.state, t.decided_by,
+                    t.decided_at, t.decision_comment, t.expires_at, t.used_at, t.used_by_pid,
+                    t.used_statement, t.statement, t.statement_form, t.expiry_logged)::text
+           FROM ai_agent_safety.tokens t ORDER BY id",
+    );
     let audit = rows("SELECT a::text FROM ai_agent_safety.audit_log a ORDER BY id");
     (tokens, audit)
 }
@@ -134,6 +141,16 @@ fn an_upgrade_from_the_released_version_keeps_every_token_and_event_and_they_sti
     // Every token and event is still there, unchanged.
     let after = kept_rows(&mut su);
     assert_eq!(after.0, before.0, "tokens kept");
+    // Columns 0.2.0 added (row caps, previews) are empty for older tokens:
+    // they have no cap, and were not previewed.
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM ai_agent_safety.tokens
+              WHERE max_rows IS NULL AND preview IS NULL AND preview_rows IS NULL"
+        ),
+        3
+    );
     assert_eq!(
         &after.1[..before.1.len()],
         &before.1[..],

@@ -20,23 +20,28 @@ pub const SCHEMA: &str = "ai_agent_safety";
 
 /// Every function name of the extension, in any of its schemas. An
 /// integration test checks this against the installed extension.
-pub const FUNCTION_NAMES: [&str; 32] = [
+pub const FUNCTION_NAMES: [&str; 37] = [
     "_agent_group",
     "_assert_approver",
     "_audit",
     "_audit_append_only",
     "_audit_stats",
+    "_catalog_preview",
     "_check_text",
     "_decide",
     "_max_lifetime",
     "_operation",
+    "_preview",
     "_request_token",
     "_resolve_target",
     "_role_environments",
     "_roll_back_prepared",
+    "_rows_held",
     "_statement_facts",
     "_statement_form",
+    "_statement_reach",
     "_status",
+    "_take_preview",
     "_target_facts",
     "_target_text",
     "agent_code_running",

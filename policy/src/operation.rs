@@ -319,6 +319,14 @@ impl Statement {
     }
 
     /// The objects acted on, for the audit log's `object` column.
+    /// What the statement does, for a message: its first operation
+    /// (`DELETE on public.orders`), or its verb.
+    pub fn what(&self) -> String {
+        self.ops
+            .first()
+            .map_or_else(|| self.verb.to_string(), Operation::describe)
+    }
+
     pub fn object_text(&self) -> String {
         let v: Vec<String> = self.ops.iter().map(token_target_text).collect();
         v.join(", ")

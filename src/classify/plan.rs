@@ -231,6 +231,20 @@ pub unsafe fn classify(stmt: &pg_sys::PlannedStmt) -> Statement {
     out
 }
 
+/// The partitioned tables a planned query writes through (its ModifyTable
+/// root relations): rows may be routed to partitions the plan does not name.
+///
+/// # Safety
+/// `stmt` is a valid planned statement.
+pub unsafe fn written_roots(stmt: &pg_sys::PlannedStmt) -> Vec<pg_sys::Oid> {
+    let rtable = list_ptrs(stmt.rtable);
+    modify_tables(stmt)
+        .iter()
+        .filter(|mt| mt.rootRelation > 0)
+        .map(|mt| (*(rtable[(mt.rootRelation - 1) as usize] as *const pg_sys::RangeTblEntry)).relid)
+        .collect()
+}
+
 /// The tables a planned query writes (its ModifyTable result relations).
 ///
 /// # Safety

@@ -6,7 +6,7 @@ use super::gate::{self, Window};
 use crate::classify::plan;
 use crate::guard::{self, Outcome};
 use crate::unguarded::{standard_ExecutorEnd, standard_ExecutorStart};
-use crate::{agent_code, agent_plan, pg, settings};
+use crate::{agent_code, agent_plan, dry_run, pg, row_cap, settings};
 use aas_policy::{treatment, Shape, Statement, Treatment};
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
@@ -49,6 +49,7 @@ unsafe extern "C-unwind" fn start_hook(query_desc: *mut pg_sys::QueryDesc, eflag
     agent_code::unmark(query_desc);
     if crate::identity::known_not_agent()
         && agent_code::running().is_none()
+        && !dry_run::active()
         // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
         && unsafe { agent_plan::known_free_of_agents(&*(*query_desc).plannedstmt) }
     {
@@ -85,9 +86,21 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
     let mut approved = None;
     let explain_only = eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0;
     // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
-    let fk_action = unsafe { gate::foreign_key_action_in_scope(&*(*query_desc).plannedstmt) };
-    // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
     let ps = unsafe { &*(*query_desc).plannedstmt };
+    // Rows a capped statement or a dry run sets off are counted with its
+    // own: their tables are taken in before this query writes them.
+    if !explain_only && !crate::privileged::active() {
+        if row_cap::active() {
+            // SAFETY: ps is valid, inside a transaction.
+            unsafe { row_cap::observe(ps) };
+        }
+        if dry_run::active() {
+            // SAFETY: ps is valid, inside a transaction.
+            unsafe { dry_run::observe(ps) };
+        }
+    }
+    // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
+    let fk_action = unsafe { gate::foreign_key_action_in_scope(ps) };
     let agent = gate::agent_statement();
     // Another role's query whose write an agent's rule or view decides is
     // that agent's while it is judged; one that runs an agent's view, rule
@@ -111,10 +124,9 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
             };
             // SAFETY: sourceText is the query's text.
             let text = unsafe { pg::statement_text((*query_desc).sourceText, ps) };
-            if matches!(
-                guard::judge(&stmt, &text, sent_by_client(query_desc)),
-                Outcome::Approved
-            ) {
+            if let Outcome::Approved { token, limits } =
+                guard::judge(&stmt, &text, sent_by_client(query_desc))
+            {
                 // The window's scope: the tables the query writes (leaf
                 // partitions too) and the ones it names.
                 // SAFETY: ps is valid.
@@ -127,7 +139,7 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
                         scope.push(oid);
                     }
                 }
-                approved = Some(scope);
+                approved = Some((scope, token, limits, stmt, text));
             }
         }
     }
@@ -143,8 +155,20 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
     if busy {
         agent_code::idle(query_desc);
     }
-    if let Some(scope) = approved {
+    if let Some((scope, token, limits, stmt, text)) = approved {
         gate::open_query_window(query_desc, scope);
+        // SAFETY: the query just started, with its plan.
+        unsafe {
+            if limits.any() && !dry_run::is_dry_run_query(query_desc) {
+                row_cap::open(query_desc, token, limits, &stmt, &text);
+            }
+        }
+    }
+    // The dry run's own statement (approved with its stand-in token, or a
+    // non-agent's, which nothing judges) is counted from here.
+    // SAFETY: the query just started, with its plan.
+    if dry_run::active() && unsafe { dry_run::is_dry_run_query(query_desc) } {
+        unsafe { dry_run::started(ps) };
     }
 }
 
@@ -201,6 +225,20 @@ unsafe extern "C-unwind" fn finish_hook(query_desc: *mut pg_sys::QueryDesc) {
     if busy {
         agent_code::idle(query_desc);
     }
+    // Its foreign-key actions and AFTER triggers have run: a capped
+    // query's count is final.
+    if row_cap::active() {
+        // SAFETY: the query that just finished.
+        unsafe { cap_checked(query_desc) };
+    }
+}
+
+/// Holds a finished capped query to its cap; may raise the refusal.
+#[pgrx::pg_guard]
+// SAFETY: called from `finish_hook` with PostgreSQL's QueryDesc; #[pg_guard] turns the refusal into an ERROR.
+unsafe extern "C-unwind" fn cap_checked(query_desc: *mut pg_sys::QueryDesc) {
+    // SAFETY: the query just finished; its EState is live until ExecutorEnd.
+    unsafe { row_cap::finished(query_desc) };
 }
 
 /// Unguarded for everyone: it only closes the approval window and hands on.
@@ -217,6 +255,10 @@ unsafe extern "C-unwind" fn end_hook(query_desc: *mut pg_sys::QueryDesc) {
 /// Did the client send this query (the active portal runs it), rather than
 /// a function or a rule inside another statement?
 fn sent_by_client(query_desc: *mut pg_sys::QueryDesc) -> guard::Origin {
+    // SAFETY: query_desc is the query being started.
+    if dry_run::active() && unsafe { dry_run::is_dry_run_query(query_desc) } {
+        return guard::Origin::DryRun;
+    }
     // SAFETY: ActivePortal is NULL or the running portal; query_desc is the
     // query being started.
     let same = unsafe {

@@ -15,6 +15,7 @@
 //! judged and audited on its own, so an approved DELETE cannot carry a
 //! second, unapproved one.
 
+use crate::pg::in_foreign_key_action;
 use crate::{agent_code, identity, privileged};
 use pgrx::pg_sys;
 
@@ -106,17 +107,6 @@ pub fn close_window() {
     set_window(Window::Closed);
     // SAFETY: see SCOPE; clear() keeps the allocation and cannot fail.
     unsafe { (*std::ptr::addr_of_mut!(SCOPE)).clear() };
-}
-
-/// Is this query one of the foreign-key actions PostgreSQL runs for a
-/// statement (ri_triggers.c runs them, and only them, with
-/// SECURITY_NOFORCE_RLS in the security context)?
-fn in_foreign_key_action() -> bool {
-    let mut user = pg_sys::InvalidOid;
-    let mut context = 0;
-    // SAFETY: reads two backend variables into valid out-pointers.
-    unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
-    context & pg_sys::SECURITY_NOFORCE_RLS as i32 != 0
 }
 
 /// Should this statement be looked at? The hot path for everyone. Not the

@@ -34,4 +34,6 @@ pub fn install() {
     planner::install();
     auth::install();
     gate::install();
+    crate::row_cap::install();
+    crate::dry_run::install();
 }

@@ -176,7 +176,7 @@ unsafe extern "C-unwind" fn checked(
             } else {
                 guard::Origin::Nested
             };
-            approved = matches!(guard::judge(&stmt, &text, origin), Outcome::Approved);
+            approved = matches!(guard::judge(&stmt, &text, origin), Outcome::Approved { .. });
         }
     }
     let saved = gate::window();

@@ -22,7 +22,10 @@ use derived::{
 };
 pub use derived::{file_environment, file_protected_operations, file_require_approval};
 pub use not_agents::set_agent_test;
-use not_agents::{check_audit_level, check_audit_statement_max, check_mode, check_token_ttl};
+use not_agents::{
+    check_audit_level, check_audit_statement_max, check_mode, check_preview_timeout,
+    check_token_ttl,
+};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use std::ffi::{c_int, CStr, CString};
@@ -91,6 +94,10 @@ static AUDIT_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(365 * 24 * 3600
 /// For DBAs: statement text in events is cut at this many characters.
 static AUDIT_STATEMENT_MAX: GucSetting<i32> = GucSetting::<i32>::new(2000);
 
+/// For DBAs: how long the dry run of a request's statement (its preview)
+/// may take, in milliseconds.
+static PREVIEW_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(5000);
+
 // --- Typed accessors ---------------------------------------------------------
 
 /// A string setting's current value, trimmed; `None` when empty. Read through
@@ -152,6 +159,9 @@ pub fn mode() -> Mode {
 }
 pub fn audit_level() -> AuditLevel {
     AuditLevel::ALL[int(&AUDIT_LEVEL) as usize]
+}
+pub fn preview_timeout_ms() -> i32 {
+    int(&PREVIEW_TIMEOUT)
 }
 pub fn audit_statement_max() -> usize {
     int(&AUDIT_STATEMENT_MAX).max(0) as usize
@@ -412,6 +422,19 @@ pub fn define(show_agent_session: pg_sys::GucShowHook) {
             GucContext::Suset,
             none,
             Some(check_audit_statement_max),
+            None,
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"ai_agent_safety.preview_timeout",
+            c"How long the dry run of a request's statement (its preview) may take.",
+            c"",
+            &PREVIEW_TIMEOUT,
+            10,
+            600_000,
+            GucContext::Suset,
+            GucFlags::UNIT_MS,
+            Some(check_preview_timeout),
             None,
             None,
         );

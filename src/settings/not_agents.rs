@@ -77,4 +77,5 @@ int_check! {
     check_audit_statement_max => "ai_agent_safety.audit_statement_max",
     check_mode => "ai_agent_safety.mode",
     check_audit_level => "ai_agent_safety.audit_level",
+    check_preview_timeout => "ai_agent_safety.preview_timeout",
 }

@@ -1,0 +1,342 @@
+//! Row caps: a token may allow its statement to change at most so many rows
+//! (the request's `max_rows`, an approver's lower one, or else the rows its
+//! preview counted). The glue counts the rows the statement changes, its
+//! foreign-key actions and triggers included; this module says what a cap
+//! means and how a statement over it is refused.
+
+use crate::api;
+use crate::operation::OpClass;
+use crate::outcome::Denial;
+use crate::sql_comment::{tag, TOKEN_KEY};
+use crate::Source;
+use uuid::Uuid;
+
+/// The operation classes a cap applies to: those whose rows the executor
+/// changes one by one, and counts. TRUNCATE and DROP remove whole objects;
+/// their preview says what they hold.
+pub fn applies_to(class: OpClass) -> bool {
+    matches!(class, OpClass::Delete | OpClass::Update)
+}
+
+/// Is `reached` rows over `cap`?
+pub fn exceeded(cap: i64, reached: i64) -> bool {
+    reached > cap
+}
+
+/// What a token allows its statement to change: at most `max_rows` in all,
+/// and, when the request was previewed, in each table at most what the
+/// preview counted there (a table the preview did not list: none). So rows
+/// only the dry run saw (a trigger's inserts that do not happen again)
+/// cannot buy room elsewhere.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub max_rows: Option<i64>,
+    /// (table oid, rows) from the preview.
+    pub per_table: Option<Vec<(u32, i64)>>,
+}
+
+impl Limits {
+    /// Does the token limit anything (is there something to count)?
+    pub fn any(&self) -> bool {
+        self.max_rows.is_some() || self.per_table.is_some()
+    }
+}
+
+/// Why a statement is over what its token allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exceeded {
+    /// More rows in all than `max_rows`.
+    Total { cap: i64, reached: i64 },
+    /// More rows in one table than the preview counted there.
+    Table {
+        relid: u32,
+        allowed: i64,
+        reached: i64,
+    },
+    /// A table's count went down while the statement ran (a table made and
+    /// rolled back inside it lowers PostgreSQL's counters): the count cannot
+    /// be trusted, so the statement is not taken as within its limits.
+    Untrustworthy { relid: u32 },
+}
+
+impl Exceeded {
+    /// The table it is about, if one.
+    pub fn relid(&self) -> Option<u32> {
+        match self {
+            Exceeded::Total { .. } => None,
+            Exceeded::Table { relid, .. } | Exceeded::Untrustworthy { relid } => Some(*relid),
+        }
+    }
+}
+
+/// Holds what a statement changed (`counted`: rows per table, each the
+/// change of the table's counter; `floor`: what the statements reported
+/// changing, which no table count can lower) to its token's limits.
+pub fn check(limits: &Limits, counted: &[(u32, i64)], floor: i64) -> Option<Exceeded> {
+    if let Some((relid, _)) = counted.iter().find(|(_, n)| *n < 0) {
+        return Some(Exceeded::Untrustworthy { relid: *relid });
+    }
+    if let Some(per_table) = &limits.per_table {
+        for (relid, reached) in counted.iter().filter(|(_, n)| *n > 0) {
+            let allowed = per_table
+                .iter()
+                .find(|(t, _)| t == relid)
+                .map_or(0, |(_, n)| *n);
+            if *reached > allowed {
+                return Some(Exceeded::Table {
+                    relid: *relid,
+                    allowed,
+                    reached: *reached,
+                });
+            }
+        }
+    }
+    let reached = counted.iter().map(|(_, n)| n).sum::<i64>().max(floor);
+    match limits.max_rows {
+        Some(cap) if exceeded(cap, reached) => Some(Exceeded::Total { cap, reached }),
+        _ => None,
+    }
+}
+
+fn rows(n: i64) -> String {
+    if n == 1 {
+        "1 row".to_string()
+    } else {
+        format!("{n} rows")
+    }
+}
+
+/// The refusal for `e`; `table` names the table it is about, if any.
+pub fn refusal(what: &str, token: Uuid, e: &Exceeded, table: &str) -> Denial {
+    match e {
+        Exceeded::Total { cap, reached } => over_cap(what, token, *cap, *reached),
+        Exceeded::Table {
+            allowed, reached, ..
+        } => Denial {
+            source: Source::Token,
+            message: format!(
+                "{what} refused: it changed {} in {table}, where the preview approved with token {token} counted {}, so nothing was changed and the token is still unused; request a new token, whose preview shows the effect now",
+                rows(*reached),
+                rows(*allowed)
+            ),
+            detail: format!(
+                "A previewed token allows in each table at most the rows its preview counted there (none in a table the preview did not list). {table}: {} approved, {} changed.",
+                rows(*allowed),
+                rows(*reached)
+            ),
+            hint: format!(
+                "Request it again, so that the approver sees the effect it has now: SELECT {};",
+                api::call_named(
+                    "request_approval_token",
+                    &[("<operation>", "text"), ("<task id>", "text")],
+                    &[("statement", "<statement>", "text")]
+                )
+            ),
+        },
+        Exceeded::Untrustworthy { .. } => Denial {
+            source: Source::Token,
+            message: format!(
+                "{what} refused: the row count of {table} went down while the statement ran, so the rows it changed cannot be counted against approval token {token}; nothing was changed and the token is still unused; run the statement without creating or emptying tables inside it"
+            ),
+            detail: "A table created and rolled back, or emptied, inside the statement (by a trigger or function it set off) lowers PostgreSQL's per-table counters that the cap is counted with; a count that went down is not taken as within the cap.".into(),
+            hint: format!(
+                "Run the approved statement alone, with {}, with no trigger or function of its that creates, drops or truncates tables.",
+                tag(TOKEN_KEY, &token.to_string())
+            ),
+        },
+    }
+}
+
+/// The refusal of a statement that changed more rows than its token allows.
+/// Raised before the statement ends, so nothing it did is kept and the
+/// token stays unused.
+pub fn over_cap(what: &str, token: Uuid, cap: i64, reached: i64) -> Denial {
+    Denial {
+        source: Source::Token,
+        message: format!(
+            "{what} refused: it changed {}, over the cap of {} that approval token {token} allows, so nothing was changed and the token is still unused; narrow the statement, or request a new token with max_rows => <rows>",
+            rows(reached),
+            rows(cap)
+        ),
+        detail: format!(
+            "Approval token {token} allows at most {} (its cap: the request's max_rows, the approver's, or the rows its preview counted). The statement had changed {} when it was stopped, counting the rows its foreign-key actions and triggers changed.",
+            rows(cap),
+            rows(reached)
+        ),
+        hint: format!(
+            "Change fewer rows and run the statement again with {}, or ask for more: SELECT {};",
+            tag(TOKEN_KEY, &token.to_string()),
+            api::call_named(
+                "request_approval_token",
+                &[("<operation>", "text"), ("<task id>", "text")],
+                &[("statement", "<statement>", "text"), ("max_rows", "<rows>", "bigint")]
+            )
+        ),
+    }
+}
+
+/// The refusal of a capped statement when its rows cannot be counted
+/// (PostgreSQL's `track_counts` is off): a cap that cannot be checked is
+/// not taken as met.
+pub fn cannot_count(what: &str, token: Uuid) -> Denial {
+    Denial {
+        source: Source::Token,
+        message: format!(
+            "{what} refused: approval token {token} caps the rows it may change, and they cannot be counted here because track_counts is off; the token is still unused; a DBA must turn track_counts on"
+        ),
+        detail: "ai_agent_safety counts the rows a capped statement changes with PostgreSQL's own per-table counters, which track_counts turns off.".into(),
+        hint: "A DBA runs: ALTER SYSTEM SET track_counts = on; SELECT pg_catalog.pg_reload_conf();".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> Uuid {
+        Uuid::parse_str("8c2952f6-081c-488d-b9ff-9afcc9069553").unwrap()
+    }
+
+    #[test]
+    fn a_cap_applies_to_row_by_row_operations_only() {
+        assert!(applies_to(OpClass::Delete));
+        assert!(applies_to(OpClass::Update));
+        assert!(!applies_to(OpClass::Truncate));
+        assert!(!applies_to(OpClass::Drop));
+        assert!(!applies_to(OpClass::Alter));
+    }
+
+    #[test]
+    fn the_cap_itself_is_allowed_one_more_is_not() {
+        assert!(!exceeded(10, 10));
+        assert!(!exceeded(10, 0));
+        assert!(exceeded(10, 11));
+    }
+
+    #[test]
+    fn the_refusal_says_cap_count_and_that_nothing_changed() {
+        let d = over_cap("DELETE on public.orders", id(), 10, 11);
+        assert_eq!(d.source, Source::Token);
+        assert!(d.message.starts_with(
+            "DELETE on public.orders refused: it changed 11 rows, over the cap of 10 rows"
+        ));
+        assert!(d.message.contains("the token is still unused"));
+        assert!(d.detail.contains("at most 10 rows"), "{}", d.detail);
+        assert!(d.detail.contains("had changed 11 rows"), "{}", d.detail);
+        assert!(d
+            .hint
+            .contains("/*ai_agent_safety_token='8c2952f6-081c-488d-b9ff-9afcc9069553'*/"));
+        assert!(
+            d.hint.contains("ai_agent_safety.request_approval_token('<operation>'::text, '<task id>'::text, statement => '<statement>'::text, max_rows => '<rows>'::bigint)"),
+            "{}",
+            d.hint
+        );
+        let one = over_cap("DELETE on public.orders", id(), 1, 2);
+        assert!(one.message.contains("cap of 1 row "), "{}", one.message);
+    }
+
+    fn limits(max_rows: Option<i64>, per_table: Option<Vec<(u32, i64)>>) -> Limits {
+        Limits {
+            max_rows,
+            per_table,
+        }
+    }
+
+    #[test]
+    fn the_total_is_held_to_max_rows_and_the_reported_rows_are_its_floor() {
+        let l = limits(Some(10), None);
+        assert_eq!(check(&l, &[(1, 6), (2, 4)], 0), None);
+        assert_eq!(
+            check(&l, &[(1, 6), (2, 5)], 0),
+            Some(Exceeded::Total {
+                cap: 10,
+                reached: 11
+            })
+        );
+        // A foreign table's rows are only in what the statement reported.
+        assert_eq!(
+            check(&l, &[(1, 0)], 12),
+            Some(Exceeded::Total {
+                cap: 10,
+                reached: 12
+            })
+        );
+        assert_eq!(check(&limits(None, None), &[(1, 1_000_000)], 0), None);
+    }
+
+    #[test]
+    fn a_preview_limits_each_table_and_unlisted_tables_get_nothing() {
+        // The preview: 4 in table 1, 999 in table 2 (a trigger's inserts
+        // during the dry run); cap 1003 in all.
+        let l = limits(Some(1003), Some(vec![(1, 4), (2, 999)]));
+        assert_eq!(check(&l, &[(1, 4), (2, 999)], 4), None);
+        assert_eq!(check(&l, &[(1, 3), (2, 0)], 3), None);
+        // The inserts do not happen again: their room is not the delete's.
+        assert_eq!(
+            check(&l, &[(1, 999), (2, 0)], 999),
+            Some(Exceeded::Table {
+                relid: 1,
+                allowed: 4,
+                reached: 999
+            })
+        );
+        assert_eq!(
+            check(&l, &[(1, 4), (3, 1)], 4),
+            Some(Exceeded::Table {
+                relid: 3,
+                allowed: 0,
+                reached: 1
+            })
+        );
+    }
+
+    #[test]
+    fn a_count_that_went_down_is_never_taken_as_within_the_cap() {
+        let l = limits(Some(2), None);
+        assert_eq!(
+            check(&l, &[(1, 1000), (7, -100_000)], 0),
+            Some(Exceeded::Untrustworthy { relid: 7 })
+        );
+        let d = refusal(
+            "DELETE on public.accounts",
+            id(),
+            &Exceeded::Untrustworthy { relid: 7 },
+            "pg_temp_3.h",
+        );
+        assert!(
+            d.message.contains("the row count of pg_temp_3.h went down"),
+            "{}",
+            d.message
+        );
+        let d = refusal(
+            "DELETE on public.accounts",
+            id(),
+            &Exceeded::Table {
+                relid: 1,
+                allowed: 4,
+                reached: 999,
+            },
+            "public.accounts",
+        );
+        assert!(
+            d.message.contains(
+                "it changed 999 rows in public.accounts, where the preview approved with token"
+            ),
+            "{}",
+            d.message
+        );
+        assert!(
+            d.detail
+                .contains("public.accounts: 4 rows approved, 999 rows changed."),
+            "{}",
+            d.detail
+        );
+    }
+
+    #[test]
+    fn an_uncountable_cap_is_refused_with_the_dbas_fix() {
+        let d = cannot_count("UPDATE on public.orders", id());
+        assert!(d.message.contains("track_counts is off"));
+        assert!(d.hint.contains("ALTER SYSTEM SET track_counts = on;"));
+    }
+}

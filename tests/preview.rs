@@ -1,0 +1,779 @@
+//! Approving the effect: a request's statement is previewed (a DELETE's or
+//! UPDATE's dry run, a TRUNCATE's or DROP's catalog reach), and a token's
+//! row cap holds when the statement runs, cascades and triggers counted.
+
+use aas_integration::postgres::fallible_iterator::FallibleIterator;
+use aas_integration::*;
+use postgres::Client;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// A world whose orders have lines (3 each, ON DELETE CASCADE), a view, and
+/// a trigger that logs each deleted order into an unprotected table: all
+/// the owner's, none the agent's.
+fn world(tag: &str) -> World {
+    let w = World::new(tag);
+    admin(&w.protected)
+        .batch_execute(&format!(
+            "SET ROLE {owner};
+             CREATE TABLE public.order_lines (id serial PRIMARY KEY,
+                 order_id int NOT NULL REFERENCES public.orders ON DELETE CASCADE, item text);
+             INSERT INTO public.order_lines (order_id, item)
+                  SELECT o, 'item ' || i FROM generate_series(1, 10) o, generate_series(1, 3) i;
+             CREATE TABLE public.deleted_log (order_id int, at timestamptz DEFAULT now());
+             CREATE FUNCTION public.log_delete() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN INSERT INTO public.deleted_log (order_id) VALUES (OLD.id); RETURN OLD; END $$;
+             CREATE TRIGGER log_delete AFTER DELETE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.log_delete();
+             CREATE VIEW public.v_orders AS SELECT id, note FROM public.orders;
+             GRANT ALL ON public.order_lines, public.deleted_log, public.v_orders TO {agent};
+             GRANT ALL ON SEQUENCE public.order_lines_id_seq TO {agent};
+             RESET ROLE;",
+            owner = w.owner,
+            agent = w.agent
+        ))
+        .unwrap_or_else(|e| panic!("world: {}", describe(&e)));
+    w
+}
+
+fn rows(w: &World, table: &str) -> i64 {
+    count(
+        &mut admin(&w.protected),
+        &format!("SELECT count(*) FROM public.{table}"),
+    )
+}
+
+fn request(
+    agent: &mut Client,
+    op: &str,
+    statement: &str,
+    max_rows: Option<i64>,
+) -> Result<String, postgres::Error> {
+    agent
+        .query_one(
+            "SELECT ai_agent_safety.request_approval_token($1, 'preview-task', statement => $2, max_rows => $3)::text",
+            &[&op, &statement, &max_rows],
+        )
+        .map(|r| r.get(0))
+}
+
+/// The request as the approver reads it: preview, its total, the cap.
+fn pending(approver: &str, w: &World, token: &str) -> (Value, Option<i64>, Option<i64>) {
+    let r = connect(approver, &w.protected)
+        .query_one(
+            "SELECT preview::text, preview_rows, max_rows FROM ai_agent_safety.pending_requests WHERE token = $1::text::uuid",
+            &[&token],
+        )
+        .unwrap_or_else(|e| panic!("pending_requests: {}", describe(&e)));
+    let preview: Option<String> = r.get(0);
+    let mut preview = preview.map_or(Value::Null, |p| serde_json::from_str(&p).unwrap());
+    // Each table's entry carries its oid (what a cap holds the table to by,
+    // whatever it is renamed to); compared here without it.
+    for e in preview.as_array_mut().into_iter().flatten() {
+        if e.get("table").is_some() {
+            let relid = e.as_object_mut().unwrap().remove("relid");
+            assert!(relid.is_some_and(|r| r.as_u64().is_some()), "{e}");
+        }
+    }
+    (preview, r.get(1), r.get(2))
+}
+
+fn tokens(w: &World) -> i64 {
+    count(
+        &mut admin(&w.protected),
+        "SELECT count(*) FROM ai_agent_safety.tokens",
+    )
+}
+
+fn with_token(sql: &str, token: &str) -> String {
+    format!("{sql} /*ai_agent_safety_token='{token}'*/")
+}
+
+/// Waits (bounded) until the audit log holds an event whose reason matches
+/// `like`; returns the reason.
+fn audit_reason(w: &World, like: &str) -> String {
+    let mut c = admin(&w.protected);
+    let start = Instant::now();
+    loop {
+        let r = c
+            .query(
+                "SELECT reason FROM ai_agent_safety.audit_log WHERE reason LIKE $1 ORDER BY id DESC LIMIT 1",
+                &[&like],
+            )
+            .unwrap();
+        if let Some(r) = r.first() {
+            return r.get(0);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no audit event like {like:?} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn the_preview_counts_what_the_statement_then_deletes_cascades_and_triggers_included() {
+    let w = world("pv_count");
+    let approver = new_approver("pv_count");
+    let mut agent = w.agent_in(&w.protected);
+    let stmt = "DELETE FROM orders WHERE id <= 4";
+    let token =
+        request(&mut agent, "DELETE", stmt, None).unwrap_or_else(|e| panic!("{}", describe(&e)));
+    // The dry run left nothing behind.
+    assert_eq!(
+        (
+            rows(&w, "orders"),
+            rows(&w, "order_lines"),
+            rows(&w, "deleted_log")
+        ),
+        (10, 30, 0)
+    );
+    let (preview, total, cap) = pending(&approver, &w, &token);
+    assert_eq!(
+        preview,
+        json!([
+            {"table": "public.orders", "rows": 4, "via": "statement"},
+            {"table": "public.deleted_log", "rows": 4, "via": "trigger or rule"},
+            {"table": "public.order_lines", "rows": 12, "via": "ON DELETE CASCADE"},
+        ])
+        .as_array()
+        .map(|want| {
+            // The order of the tables after the statement's own is the
+            // order they were reached in; compare as sets.
+            let mut got = preview.as_array().unwrap().clone();
+            let key = |v: &Value| v["table"].as_str().unwrap().to_string();
+            got.sort_by_key(key);
+            let mut want = want.clone();
+            want.sort_by_key(key);
+            assert_eq!(got, want, "{preview}");
+            preview.clone()
+        })
+        .unwrap()
+    );
+    assert_eq!(
+        preview[0]["via"], "statement",
+        "the statement's own table first: {preview}"
+    );
+    assert_eq!(total, Some(20));
+    // No cap asked for: the cap is what the preview counted.
+    assert_eq!(cap, Some(20));
+    assert!(audit_reason(&w, "%requested approval%task preview-task%")
+        .contains("preview: 20 rows in 3 tables"),);
+    w.grant(&approver, &token);
+    agent
+        .batch_execute(&with_token(stmt, &token))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    // Exactly what the preview said.
+    assert_eq!(
+        (
+            rows(&w, "orders"),
+            rows(&w, "order_lines"),
+            rows(&w, "deleted_log")
+        ),
+        (6, 18, 4)
+    );
+    assert_eq!(w.token_status(&token), "used");
+}
+
+#[test]
+fn an_update_is_previewed_too_and_a_failing_dry_run_creates_no_token() {
+    let w = world("pv_update");
+    let approver = new_approver("pv_update");
+    let mut agent = w.agent_in(&w.protected);
+    admin(&w.protected)
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET ai_agent_safety.protected_operations = 'DROP, DELETE, TRUNCATE, UPDATE'",
+            w.protected
+        ))
+        .unwrap();
+    let mut agent2 = w.agent_in(&w.protected);
+    let token = request(
+        &mut agent2,
+        "UPDATE",
+        "UPDATE orders SET note = 'x' WHERE id > 7",
+        None,
+    )
+    .unwrap();
+    let (preview, total, _) = pending(&approver, &w, &token);
+    assert_eq!(
+        preview,
+        json!([{"table": "public.orders", "rows": 3, "via": "statement"}])
+    );
+    assert_eq!(total, Some(3));
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM orders WHERE note = 'x'"
+        ),
+        0
+    );
+    let before = tokens(&w);
+    // A statement whose dry run fails: the error comes back, no token.
+    let e = request(
+        &mut agent,
+        "DELETE",
+        "DELETE FROM orders WHERE id = 1 / (id - id)",
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        describe(&e).contains("its dry run failed: division by zero"),
+        "{}",
+        describe(&e)
+    );
+    // One that takes longer than preview_timeout.
+    admin(&w.protected)
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET ai_agent_safety.preview_timeout = '200ms'",
+            w.protected
+        ))
+        .unwrap();
+    let mut agent3 = w.agent_in(&w.protected);
+    let e = request(
+        &mut agent3,
+        "DELETE",
+        "DELETE FROM orders WHERE pg_sleep(0.1) IS NOT NULL",
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        describe(&e).contains("did not finish within ai_agent_safety.preview_timeout (200 ms)"),
+        "{}",
+        describe(&e)
+    );
+    // The caller's own statement_timeout still holds after a dry run.
+    agent3
+        .batch_execute("SET statement_timeout = '800ms'")
+        .unwrap();
+    let e = agent3
+        .batch_execute(
+            "SELECT ai_agent_safety.request_approval_token('DELETE', 't', statement => 'DELETE FROM orders WHERE id = 3'), pg_sleep(3)",
+        )
+        .unwrap_err();
+    assert!(
+        describe(&e).contains("canceling statement due to statement timeout"),
+        "{}",
+        describe(&e)
+    );
+    assert_eq!(tokens(&w), before);
+    assert_eq!(rows(&w, "orders"), 10);
+}
+
+#[test]
+fn truncate_and_drop_are_previewed_from_the_catalogs_without_running() {
+    let w = world("pv_catalog");
+    let approver = new_approver("pv_catalog");
+    let mut agent = w.agent_in(&w.protected);
+    // Without CASCADE they would fail: the request says so, and creates nothing.
+    let e = request(&mut agent, "TRUNCATE", "TRUNCATE orders", None).unwrap_err();
+    assert!(
+        describe(&e).contains("it would fail, since public.orders is referenced by a foreign key of public.order_lines"),
+        "{}",
+        describe(&e)
+    );
+    let e = request(&mut agent, "DROP", "DROP TABLE orders", None).unwrap_err();
+    assert!(
+        describe(&e).contains("other objects depend on table public.orders"),
+        "{}",
+        describe(&e)
+    );
+    assert!(
+        describe(&e).contains("view public.v_orders"),
+        "{}",
+        describe(&e)
+    );
+    assert_eq!(tokens(&w), 0);
+
+    let t = request(&mut agent, "TRUNCATE", "TRUNCATE orders CASCADE", None).unwrap();
+    let (preview, total, cap) = pending(&approver, &w, &t);
+    assert_eq!(
+        preview,
+        json!([
+            {"table": "public.orders", "rows": 10, "via": "statement"},
+            {"table": "public.order_lines", "rows": 30, "via": "TRUNCATE ... CASCADE (foreign key)"},
+        ])
+    );
+    assert_eq!((total, cap), (Some(40), None));
+
+    let t = request(&mut agent, "DROP", "DROP TABLE orders CASCADE", None).unwrap();
+    let (preview, total, _) = pending(&approver, &w, &t);
+    let items = preview.as_array().unwrap();
+    assert_eq!(
+        items[0],
+        json!({"table": "public.orders", "rows": 10, "via": "statement"}),
+        "{preview}"
+    );
+    for want in [
+        json!({"object": "view public.v_orders", "via": "DROP ... CASCADE"}),
+        json!({"object": "constraint order_lines_order_id_fkey on table public.order_lines", "via": "DROP ... CASCADE"}),
+    ] {
+        assert!(items.contains(&want), "{want} not in {preview}");
+    }
+    // The parts of the dropped table (its trigger, index, type) are not
+    // listed; the table referencing it stays (only its constraint goes).
+    assert_eq!(items.len(), 3, "{preview}");
+    assert_eq!(total, Some(10));
+    // Nothing ran: every object is still there.
+    assert_eq!((rows(&w, "orders"), rows(&w, "order_lines")), (10, 30));
+    // A cap is for rows a DELETE or UPDATE changes.
+    let e = request(&mut agent, "TRUNCATE", "TRUNCATE orders CASCADE", Some(5)).unwrap_err();
+    assert!(
+        describe(&e).contains("a TRUNCATE has no row cap"),
+        "{}",
+        describe(&e)
+    );
+}
+
+#[test]
+fn a_cap_stops_an_over_cap_statement_and_leaves_the_token_usable() {
+    let w = world("pv_cap");
+    let approver = new_approver("pv_cap");
+    let mut agent = w.agent_in(&w.protected);
+    let req = |agent: &mut Client, cap: Option<i64>| -> String {
+        agent
+            .query_one(
+                "SELECT ai_agent_safety.request_approval_token('DELETE', 'cap-task', 'public.orders', max_rows => $1)::text",
+                &[&cap],
+            )
+            .unwrap_or_else(|e| panic!("{}", describe(&e)))
+            .get(0)
+    };
+    // Without a cap, a token for "one DELETE on public.orders" deletes
+    // whatever the statement reaches.
+    let open = req(&mut agent, None);
+    w.grant(&approver, &open);
+    agent
+        .batch_execute(&with_token("DELETE FROM orders WHERE id > 8", &open))
+        .unwrap();
+    assert_eq!(rows(&w, "orders"), 8);
+
+    // With a cap of 3 rows, a statement that deletes 5 is refused, nothing
+    // changes, and the token stays usable.
+    let capped = req(&mut agent, Some(3));
+    w.grant(&approver, &capped);
+    let e = assert_refused(agent.batch_execute(&with_token(
+        "DELETE FROM orders WHERE id > 3 AND id <= 8",
+        &capped,
+    )));
+    // 5 orders, their 15 lines and 5 log rows.
+    assert!(
+        e.contains("it changed 25 rows, over the cap of 3 rows"),
+        "{e}"
+    );
+    assert!(e.contains("the token is still unused"), "{e}");
+    assert!(e.contains("at most 3 rows"), "{e}");
+    assert_eq!(rows(&w, "orders"), 8);
+    assert_eq!(w.token_status(&capped), "granted");
+    // Foreign-key actions and triggers count: one order with its 3 lines
+    // and its log row is 5 rows.
+    let e = assert_refused(
+        agent.batch_execute(&with_token("DELETE FROM orders WHERE id = 1", &capped)),
+    );
+    assert!(
+        e.contains("it changed 5 rows, over the cap of 3 rows"),
+        "{e}"
+    );
+    assert_eq!(
+        (
+            rows(&w, "orders"),
+            rows(&w, "order_lines"),
+            rows(&w, "deleted_log")
+        ),
+        (8, 24, 2)
+    );
+    // Inside the cap it runs, and the token is spent.
+    admin(&w.protected)
+        .batch_execute("DELETE FROM order_lines WHERE order_id IN (1, 2, 3); DROP TRIGGER log_delete ON orders")
+        .unwrap();
+    agent
+        .batch_execute(&with_token("DELETE FROM orders WHERE id <= 3", &capped))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(rows(&w, "orders"), 5);
+    assert_eq!(w.token_status(&capped), "used");
+    let reason = audit_reason(&w, "%it changed 5 rows, over the cap of 3 rows%");
+    assert!(reason.contains("refused"), "{reason}");
+}
+
+#[test]
+fn the_approver_lowers_the_cap_and_a_grown_effect_is_refused() {
+    let w = world("pv_lower");
+    let approver = new_approver("pv_lower");
+    let mut agent = w.agent_in(&w.protected);
+    // No trigger here: orders and lines only.
+    admin(&w.protected)
+        .batch_execute("DROP TRIGGER log_delete ON orders")
+        .unwrap();
+    let stmt = "DELETE FROM orders WHERE id <= 2";
+    let token = request(&mut agent, "DELETE", stmt, None).unwrap();
+    assert_eq!(pending(&approver, &w, &token).2, Some(8));
+    let mut a = connect(&approver, &w.protected);
+    // Raising it is not the approver's to do; lowering is.
+    let e = a
+        .query_one(
+            "SELECT ai_agent_safety.grant_approval_token($1::text::uuid, 'too many', max_rows => 100)",
+            &[&token],
+        )
+        .unwrap_err();
+    assert!(
+        describe(&e).contains("max_rows can only lower the cap"),
+        "{}",
+        describe(&e)
+    );
+    a.query_one(
+        "SELECT ai_agent_safety.grant_approval_token($1::text::uuid, 'two orders at most', max_rows => 7)",
+        &[&token],
+    )
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert!(audit_reason(&w, "%granted the request%").contains("cap: 7 rows"));
+    // 8 rows (2 orders, 6 lines) > 7.
+    let e = assert_refused(agent.batch_execute(&with_token(stmt, &token)));
+    assert!(
+        e.contains("it changed 8 rows, over the cap of 7 rows"),
+        "{e}"
+    );
+    assert_eq!(rows(&w, "orders"), 10);
+
+    // A statement whose effect grew after the preview: the approver saw 2
+    // orders with their lines; now a third order matches.
+    let token = request(
+        &mut agent,
+        "DELETE",
+        "DELETE FROM orders WHERE note LIKE 'order 1%'",
+        None,
+    )
+    .unwrap();
+    // order 1 and order 10, 3 lines each.
+    assert_eq!(pending(&approver, &w, &token).2, Some(8));
+    w.grant(&approver, &token);
+    admin(&w.protected)
+        .batch_execute("UPDATE orders SET note = 'order 1b' WHERE id = 5")
+        .unwrap();
+    let e = assert_refused(agent.batch_execute(&with_token(
+        "DELETE FROM orders WHERE note LIKE 'order 1%'",
+        &token,
+    )));
+    assert!(
+        e.contains("it changed 3 rows in public.orders, where the preview approved with token"),
+        "{e}"
+    );
+    assert!(
+        e.contains("public.orders: 2 rows approved, 3 rows changed."),
+        "{e}"
+    );
+    assert_eq!(rows(&w, "orders"), 10);
+    assert_eq!(w.token_status(&token), "granted");
+}
+
+#[test]
+fn the_dry_run_is_judged_like_the_real_statement_and_keeps_nothing() {
+    let w = world("pv_attack");
+    let mut agent = w.agent_in(&w.protected);
+    // Where the extension does not protect, the agent's DELETE simply runs.
+    let mut open_agent = w.agent_in(&w.open);
+    open_agent.batch_execute("DELETE FROM orders").unwrap();
+    assert_eq!(count(&mut admin(&w.open), "SELECT count(*) FROM orders"), 0);
+    // Here the dry run is the way an agent gets a protected DELETE run
+    // without a token, so it must keep nothing: called by hand, with the
+    // whole table, it is rolled back all the same.
+    let shown: String = agent
+        .query_one(
+            "SELECT ai_agent_safety._preview('DELETE FROM orders', current_setting('search_path'))::text",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)))
+        .get(0);
+    assert!(shown.contains(r#""rows": 10"#), "{shown}");
+    assert_eq!((rows(&w, "orders"), rows(&w, "order_lines")), (10, 30));
+    assert_guard_refused(agent.batch_execute("DELETE FROM orders WHERE id = 1"));
+    // The request cannot be handed a preview of the caller's making: the
+    // internal call stores only what the dry run made, for this statement.
+    let e = agent
+        .query_one(
+            "SELECT ai_agent_safety._request_token('DELETE', 't', NULL, NULL, NULL, NULL, 'DELETE FROM orders WHERE id = 2', 'public', NULL)",
+            &[],
+        )
+        .unwrap_err();
+    assert!(describe(&e).contains("has no preview"), "{}", describe(&e));
+    assert_eq!(tokens(&w), 0);
+    // What the statement sets off is judged as when it really runs: a
+    // trigger's own DELETE needs its own token, so the dry run fails, and
+    // the request with it.
+    admin(&w.protected)
+        .batch_execute(&format!(
+            "SET ROLE {owner};
+             CREATE FUNCTION public.purge_lines() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN DELETE FROM public.order_lines WHERE order_id = OLD.id; RETURN OLD; END $$;
+             CREATE TRIGGER purge_lines BEFORE DELETE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.purge_lines();
+             RESET ROLE;",
+            owner = w.owner
+        ))
+        .unwrap();
+    let e = describe(
+        &request(
+            &mut agent,
+            "DELETE",
+            "DELETE FROM orders WHERE id = 1",
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        e.contains("its dry run failed: DELETE on public.order_lines refused"),
+        "{e}"
+    );
+    assert!(e.contains("needs an approval token"), "{e}");
+    assert_eq!(tokens(&w), 0);
+    assert_eq!((rows(&w, "orders"), rows(&w, "order_lines")), (10, 30));
+}
+
+#[test]
+fn bad_caps_are_refused_and_create_nothing() {
+    let w = world("pv_bad");
+    let approver = new_approver("pv_bad");
+    let mut agent = w.agent_in(&w.protected);
+    for (op, stmt, cap, want) in [
+        (
+            "DELETE",
+            Some("DELETE FROM orders WHERE id = 1"),
+            Some(0i64),
+            "max_rows must be at least 1 (it is 0)",
+        ),
+        (
+            "DELETE",
+            None,
+            Some(-5i64),
+            "max_rows must be at least 1 (it is -5)",
+        ),
+        (
+            "DROP",
+            Some("DROP TABLE orders CASCADE"),
+            Some(1i64),
+            "a DROP has no row cap",
+        ),
+    ] {
+        let e = agent
+            .query_one(
+                "SELECT ai_agent_safety.request_approval_token($1, 'bad', 'public.orders', statement => $2, max_rows => $3)::text",
+                &[&op, &stmt, &cap],
+            )
+            .unwrap_err();
+        assert!(describe(&e).contains(want), "{want}: {}", describe(&e));
+    }
+    assert_eq!(tokens(&w), 0);
+    let t = request(
+        &mut agent,
+        "DELETE",
+        "DELETE FROM orders WHERE id = 1",
+        None,
+    )
+    .unwrap();
+    let e = connect(&approver, &w.protected)
+        .query_one(
+            "SELECT ai_agent_safety.grant_approval_token($1::text::uuid, NULL, max_rows => 0)",
+            &[&t],
+        )
+        .unwrap_err();
+    assert!(
+        describe(&e).contains("max_rows must be at least 1"),
+        "{}",
+        describe(&e)
+    );
+    assert_eq!(w.token_status(&t), "pending");
+}
+
+#[test]
+fn approvers_are_told_the_statement_and_its_preview() {
+    let w = world("pv_notify");
+    let approver = new_approver("pv_notify");
+    let mut dba = connect(&approver, &w.protected);
+    dba.batch_execute("LISTEN ai_agent_safety_requests")
+        .unwrap();
+    let mut agent = w.agent_in(&w.protected);
+    let token = request(
+        &mut agent,
+        "DELETE",
+        "DELETE FROM orders WHERE id <= 2",
+        Some(50),
+    )
+    .unwrap();
+    let n = dba
+        .notifications()
+        .timeout_iter(Duration::from_secs(30))
+        .next()
+        .unwrap()
+        .expect("no NOTIFY within 30 s");
+    let p: Value = serde_json::from_str(n.payload()).unwrap();
+    assert_eq!(p["token"], token.as_str());
+    assert_eq!(p["statement"], "DELETE FROM orders WHERE id <= 2");
+    assert_eq!(p["preview_rows"], 10);
+    assert_eq!(p["max_rows"], 50);
+    assert_eq!(p["preview"][0]["table"], "public.orders");
+    assert_eq!(p["preview"][0]["rows"], 2);
+}
+
+/// The agent's own tables, with its triggers: `mylist` (ids the statement
+/// deletes) and `trig_tab`, whose trigger runs `body` for each insert.
+fn agent_trigger(agent: &mut Client, body: &str) {
+    agent
+        .batch_execute(&format!(
+            "CREATE TABLE public.mylist (id int);
+             INSERT INTO public.mylist VALUES (1);
+             CREATE TABLE public.trig_tab (x int);
+             CREATE TABLE public.scratch (x int);
+             CREATE FUNCTION public.trig_fn() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN {body} RETURN NEW; END $f$;
+             CREATE TRIGGER t AFTER INSERT ON public.trig_tab FOR EACH ROW EXECUTE FUNCTION public.trig_fn();"
+        ))
+        .unwrap_or_else(|e| panic!("agent's tables: {}", describe(&e)));
+}
+
+#[test]
+fn a_count_lowered_inside_the_statement_is_refused_not_taken_as_within_the_cap() {
+    let w = world("pv_lower_count");
+    let approver = new_approver("pv_lower_count");
+    let mut agent = w.agent_in(&w.protected);
+    // The counters the cap counts with can be lowered: a table made inside
+    // a subtransaction that rolls back takes its counts with it.
+    agent
+        .batch_execute(
+            "BEGIN; SAVEPOINT s;
+             CREATE TEMP TABLE zz AS SELECT g FROM generate_series(1, 500) g;
+             INSERT INTO zz VALUES (1);",
+        )
+        .unwrap();
+    let zz: u32 = agent
+        .query_one("SELECT 'zz'::regclass::oid", &[])
+        .unwrap()
+        .get(0);
+    let inserted = |agent: &mut Client| -> i64 {
+        agent
+            .query_one("SELECT pg_stat_get_xact_tuples_inserted($1)", &[&zz])
+            .unwrap()
+            .get(0)
+    };
+    let before = inserted(&mut agent);
+    agent.batch_execute("ROLLBACK TO s").unwrap();
+    let after = inserted(&mut agent);
+    agent.batch_execute("ROLLBACK").unwrap();
+    assert_eq!((before, after), (501, 0));
+    // The agent's trigger lowers one by 100,000 while the statement runs, and
+    // the statement's own DELETE is in a CTE (not in what it reports).
+    agent_trigger(
+        &mut agent,
+        "IF current_setting('pv.go', true) = 'on' THEN
+           BEGIN
+             CREATE TEMP TABLE h AS SELECT g FROM generate_series(1, 100000) g;
+             INSERT INTO h VALUES (0);
+             RAISE EXCEPTION 'undo';
+           EXCEPTION WHEN raise_exception THEN NULL; END;
+         END IF;",
+    );
+    let token: String = agent
+        .query_one(
+            "SELECT ai_agent_safety.request_approval_token('DELETE', 'cap-task', 'public.orders', max_rows => 2)::text",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    w.grant(&approver, &token);
+    agent
+        .batch_execute(
+            "INSERT INTO mylist SELECT g FROM generate_series(2, 10) g; SET pv.go = 'on'",
+        )
+        .unwrap();
+    let e = assert_refused(agent.batch_execute(&with_token(
+        "WITH i AS (INSERT INTO trig_tab VALUES (1) RETURNING 1),
+              d AS (DELETE FROM orders WHERE id IN (SELECT id FROM mylist) RETURNING 1)
+         DELETE FROM orders WHERE id = -1",
+        &token,
+    )));
+    assert!(e.contains("went down while the statement ran"), "{e}");
+    assert_eq!((rows(&w, "orders"), rows(&w, "order_lines")), (10, 30));
+    assert_eq!(w.token_status(&token), "granted");
+    // The dry run is not fooled either: such a preview is not made.
+    let e = request(
+        &mut agent,
+        "DELETE",
+        "WITH i AS (INSERT INTO trig_tab VALUES (1) RETURNING 1) DELETE FROM orders WHERE id IN (SELECT id FROM mylist)",
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        describe(&e).contains("went down during its dry run"),
+        "{}",
+        describe(&e)
+    );
+}
+
+#[test]
+fn rows_only_the_dry_run_saw_do_not_buy_room_elsewhere() {
+    let w = world("pv_room");
+    let approver = new_approver("pv_room");
+    let mut agent = w.agent_in(&w.protected);
+    admin(&w.protected)
+        .batch_execute("DROP TRIGGER log_delete ON orders")
+        .unwrap();
+    // The agent's trigger inserts 999 rows, but only while the preview is made.
+    agent_trigger(
+        &mut agent,
+        "IF current_setting('pv.go', true) IS DISTINCT FROM 'on' THEN
+           INSERT INTO public.scratch SELECT g FROM generate_series(1, 999) g;
+         END IF;",
+    );
+    let stmt = "WITH i AS (INSERT INTO trig_tab VALUES (1) RETURNING 1) DELETE FROM orders WHERE id IN (SELECT id FROM mylist)";
+    let token =
+        request(&mut agent, "DELETE", stmt, None).unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let (preview, total, cap) = pending(&approver, &w, &token);
+    // 1 order, its 3 lines, 1 row in trig_tab, 999 in scratch.
+    assert_eq!((total, cap), (Some(1004), Some(1004)), "{preview}");
+    w.grant(&approver, &token);
+    agent
+        .batch_execute(
+            "INSERT INTO mylist SELECT g FROM generate_series(2, 10) g; SET pv.go = 'on'",
+        )
+        .unwrap();
+    // 10 orders and 30 lines are within 1004 in all, but not what the
+    // approver saw in public.orders.
+    let e = assert_refused(agent.batch_execute(&with_token(stmt, &token)));
+    assert!(
+        e.contains("it changed 10 rows in public.orders, where the preview approved with token"),
+        "{e}"
+    );
+    assert!(
+        e.contains("public.orders: 1 row approved, 10 rows changed."),
+        "{e}"
+    );
+    assert_eq!((rows(&w, "orders"), rows(&w, "order_lines")), (10, 30));
+    assert_eq!(w.token_status(&token), "granted");
+}
+
+#[test]
+fn a_preview_made_before_a_rollback_to_savepoint_is_not_a_requests() {
+    let w = world("pv_savepoint");
+    let mut agent = w.agent_in(&w.protected);
+    // The agent changes what the preview sees, previews, and undoes its
+    // change: the preview would show an effect the statement will not have.
+    let e = agent
+        .batch_execute(
+            "BEGIN; SAVEPOINT s;
+             UPDATE orders SET note = 'gone';
+             SELECT ai_agent_safety._preview('DELETE FROM orders WHERE note = ''kept''', 'public');
+             ROLLBACK TO s;
+             SELECT ai_agent_safety._request_token('DELETE', 't', NULL, NULL, NULL, NULL,
+                    'DELETE FROM orders WHERE note = ''kept''', 'public', NULL);",
+        )
+        .unwrap_err();
+    assert!(describe(&e).contains("has no preview"), "{}", describe(&e));
+    agent.batch_execute("ROLLBACK").unwrap();
+    // A preview is for the search_path it was made with.
+    let e = agent
+        .batch_execute(
+            "BEGIN;
+             SELECT ai_agent_safety._preview('DELETE FROM orders WHERE id = 1', 'pg_temp, public');
+             SELECT ai_agent_safety._request_token('DELETE', 't', NULL, NULL, NULL, NULL,
+                    'DELETE FROM orders WHERE id = 1', 'public', NULL);",
+        )
+        .unwrap_err();
+    assert!(describe(&e).contains("has no preview"), "{}", describe(&e));
+    agent.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(tokens(&w), 0);
+}
