@@ -262,7 +262,7 @@ BEGIN
                COALESCE(shown, 'any object in database ' || current_database()), task,
                COALESCE(': ' || why, ''),
                CASE WHEN p IS NOT NULL THEN format('; preview: %s rows in %s tables or objects', COALESCE(p_rows::text, 'no'), jsonb_array_length(p)) ELSE '' END,
-               COALESCE(format('; cap: %s rows', cap), '')),
+               CASE WHEN cap IS NOT NULL THEN format('; cap: %s rows', cap) ELSE '' END),
         new_id);
     RETURN new_id;
 END $$;
@@ -392,7 +392,7 @@ BEGIN
     PERFORM ai_agent_safety._audit('token', new_state, 'info', t.operation, COALESCE(t.target_text, 'any object'),
         format('%s %s the request of %s for one %s on %s (task %s)%s%s', session_user, new_state, t.requested_by,
                t.operation, COALESCE(t.target_text, 'any object'), t.task_id, COALESCE(': ' || comment, ''),
-               CASE WHEN new_state = 'granted' THEN COALESCE(format('; cap: %s rows', t.max_rows), '') ELSE '' END),
+               CASE WHEN new_state = 'granted' AND t.max_rows IS NOT NULL THEN format('; cap: %s rows', t.max_rows) ELSE '' END),
         t.id);
     RETURN t;
 END $$;
@@ -443,3 +443,42 @@ SELECT t.id AS token, t.requested_by, t.requested_at,
  ORDER BY t.requested_at;
 REVOKE ALL ON ai_agent_safety.pending_requests FROM PUBLIC;
 GRANT SELECT ON ai_agent_safety.pending_requests TO ai_agent_approver;
+
+-- Reviewed transactions (issue 14, part 4): an agent's transaction is
+-- reviewed by an approver, who commits it with COMMIT PREPARED.
+CREATE FUNCTION ai_agent_safety."begin_review"(
+	"task_id" TEXT, /* Option < & str > */
+	"reason" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TEXT /* String */
+VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'begin_review_wrapper';
+
+CREATE FUNCTION ai_agent_safety."_reviews"() RETURNS SETOF jsonb /* pgrx :: JsonB */
+STRICT VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_reviews_wrapper';
+
+CREATE VIEW ai_agent_safety.pending_reviews AS
+SELECT p.gid,
+       r OPERATOR(pg_catalog.->>) 'requested_by' AS requested_by,
+       r OPERATOR(pg_catalog.->>) 'task' AS task_id,
+       r OPERATOR(pg_catalog.->>) 'reason' AS reason,
+       (r OPERATOR(pg_catalog.->>) 'begun_at')::timestamptz AS begun_at,
+       p.prepared,
+       (r OPERATOR(pg_catalog.->>) 'expires_at')::timestamptz AS expires_at,
+       r OPERATOR(pg_catalog.->) 'statements' AS statements,
+       (r OPERATOR(pg_catalog.->>) 'rows')::bigint AS rows,
+       pg_catalog.format('COMMIT PREPARED %L;', p.gid) AS to_commit,
+       pg_catalog.format('ROLLBACK PREPARED %L;', p.gid) AS to_reject
+  FROM ai_agent_safety._reviews() AS r
+  JOIN pg_catalog.pg_prepared_xacts p
+    ON p.transaction::text OPERATOR(pg_catalog.=) (r OPERATOR(pg_catalog.->>) 'xid')
+   AND p.database OPERATOR(pg_catalog.=) pg_catalog.current_database();
+COMMENT ON VIEW ai_agent_safety.pending_reviews IS
+    'Prepared reviews waiting for an approver: each statement the agent ran and the rows it changed per table; COMMIT PREPARED applies one, ROLLBACK PREPARED rejects it.';
+
+REVOKE ALL ON FUNCTION ai_agent_safety._reviews() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_agent_safety._reviews() TO ai_agent_approver;
+REVOKE ALL ON ai_agent_safety.pending_reviews FROM PUBLIC;
+GRANT SELECT ON ai_agent_safety.pending_reviews TO ai_agent_approver;

@@ -386,7 +386,7 @@ BEGIN
                COALESCE(shown, 'any object in database ' || current_database()), task,
                COALESCE(': ' || why, ''),
                CASE WHEN p IS NOT NULL THEN format('; preview: %s rows in %s tables or objects', COALESCE(p_rows::text, 'no'), jsonb_array_length(p)) ELSE '' END,
-               COALESCE(format('; cap: %s rows', cap), '')),
+               CASE WHEN cap IS NOT NULL THEN format('; cap: %s rows', cap) ELSE '' END),
         new_id);
     RETURN new_id;
 END $$;
@@ -557,7 +557,7 @@ BEGIN
     PERFORM ai_agent_safety._audit('token', new_state, 'info', t.operation, COALESCE(t.target_text, 'any object'),
         format('%s %s the request of %s for one %s on %s (task %s)%s%s', session_user, new_state, t.requested_by,
                t.operation, COALESCE(t.target_text, 'any object'), t.task_id, COALESCE(': ' || comment, ''),
-               CASE WHEN new_state = 'granted' THEN COALESCE(format('; cap: %s rows', t.max_rows), '') ELSE '' END),
+               CASE WHEN new_state = 'granted' AND t.max_rows IS NOT NULL THEN format('; cap: %s rows', t.max_rows) ELSE '' END),
         t.id);
     RETURN t;
 END $$;

@@ -8,7 +8,7 @@
 //! exactly one of them gets it.
 
 use crate::{dbfacts, pg, privileged};
-use aas_policy::row_cap::Limits;
+use aas_policy::row_cap::{Changes, Limits};
 use aas_policy::{ObjectRef, OpClass, TokenFacts, TokenPresented, TokenState, TokenUse};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
@@ -174,17 +174,23 @@ pub fn consume(id: Uuid, statement: &str) -> Result<Option<Limits>, pgrx::spi::E
     })
 }
 
-/// The rows per table a stored preview counted: its entries' relid and
-/// rows. An entry that does not read as such allows nothing.
-fn previewed_rows(preview: &str) -> Vec<(u32, i64)> {
+/// The rows per table a stored preview counted, by kind: its entries'
+/// relid and `deleted`, `updated`, `inserted` (a kind left out: none). An
+/// entry that does not read as such allows nothing.
+fn previewed_rows(preview: &str) -> Vec<(u32, Changes)> {
     let v: serde_json::Value = serde_json::from_str(preview).unwrap_or_default();
+    let kind = |e: &serde_json::Value, k: &str| e.get(k).and_then(|n| n.as_i64()).unwrap_or(0);
     v.as_array()
         .map(|a| {
             a.iter()
                 .filter_map(|e| {
                     Some((
                         u32::try_from(e.get("relid")?.as_u64()?).ok()?,
-                        e.get("rows")?.as_i64()?,
+                        Changes {
+                            inserted: kind(e, "inserted"),
+                            updated: kind(e, "updated"),
+                            deleted: kind(e, "deleted"),
+                        },
                     ))
                 })
                 .collect()

@@ -23,7 +23,7 @@ use aas_policy::{
 };
 use pgrx::pg_sys;
 use pgrx::{PgSqlErrorCode, PgTryBuilder};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::ffi::{c_char, CString};
 use uuid::Uuid;
 
@@ -89,8 +89,9 @@ pub fn token() -> TokenPresented {
 /// the statement's tables are counted from now.
 ///
 /// # Safety
-/// `ps` is the statement's valid PlannedStmt, inside a transaction.
-pub unsafe fn started(ps: &pg_sys::PlannedStmt) {
+/// `qd` is the statement's valid QueryDesc with its plan, inside a
+/// transaction.
+pub unsafe fn started(qd: *mut pg_sys::QueryDesc) {
     if let Some(d) = dry() {
         d.started = true;
         d.token.used = Some(TokenUse {
@@ -98,23 +99,34 @@ pub unsafe fn started(ps: &pg_sys::PlannedStmt) {
             pid: std::process::id() as i32,
         });
         // SAFETY: per this function's contract.
-        unsafe { d.tally.track(ps, Via::Statement) };
+        unsafe { d.tally.track(qd, Via::Statement) };
     }
 }
 
 /// Shows a query that is starting to the dry run's tally.
 ///
 /// # Safety
-/// `ps` is a valid PlannedStmt, inside a transaction.
-pub unsafe fn observe(ps: &pg_sys::PlannedStmt) {
+/// `qd` is a valid QueryDesc with its plan, inside a transaction.
+pub unsafe fn observe(qd: *mut pg_sys::QueryDesc, fk: bool) {
     if let Some(d) = dry().as_mut().filter(|d| d.started) {
-        let via = if crate::pg::in_foreign_key_action() {
-            Via::ForeignKey(ps.commandType)
-        } else {
-            Via::Trigger
-        };
         // SAFETY: per this function's contract.
-        unsafe { d.tally.track(ps, via) };
+        let via = crate::row_count::via(unsafe { (*(*qd).plannedstmt).commandType }, fk);
+        // SAFETY: per this function's contract.
+        unsafe { d.tally.track(qd, via) };
+    }
+}
+
+/// A query finished while the dry run counts: the rows it reported count
+/// for a foreign table it writes.
+///
+/// # Safety
+/// `qd` is the QueryDesc of a query that just finished (its EState live).
+pub unsafe fn finished(qd: *mut pg_sys::QueryDesc) {
+    if let Some(d) = dry().as_mut().filter(|d| d.started) {
+        // SAFETY: per this function's contract.
+        let processed = unsafe { crate::row_count::reported(qd) };
+        // SAFETY: per this function's contract.
+        unsafe { d.tally.finished(qd, processed) };
     }
 }
 
@@ -283,22 +295,18 @@ fn preview_on_path(
     for (relid, n, via) in per_table {
         // A count that went down (a table made and rolled back inside the
         // dry run) would hide rows: such a preview is not made.
-        if n < 0 {
+        if n.kinds().iter().any(|(_, k)| *k < 0) {
             return Err(format!(
                 "the row count of {} went down during its dry run (a table created or emptied and rolled back inside it), so its effect cannot be counted",
                 pg::relation_display(relid)
             ));
         }
-        if n == 0 && via != Via::Statement {
+        if n.total() == 0 && via != Via::Statement {
             continue;
         }
-        total += n;
-        rows.push(json!({
-            "table": pg::relation_display(relid),
-            "relid": relid.to_u32(),
-            "rows": n,
-            "via": via.text(is_delete),
-        }));
+        total += n.total();
+        // Each kind of change it made, as the token will hold it.
+        rows.push(crate::row_count::entry(relid, n, via, is_delete));
     }
     let v = Value::Array(rows);
     *last() = Some(Last {
@@ -315,7 +323,7 @@ fn preview_on_path(
 fn in_rolled_back_subtransaction(
     text: &CString,
     timeout_ms: i32,
-) -> Result<Vec<(pg_sys::Oid, i64, Via)>, String> {
+) -> Result<Vec<(pg_sys::Oid, aas_policy::row_cap::Changes, Via)>, String> {
     use pg::timeout::*;
     // SAFETY: PL/pgSQL's exception-block pattern: context and owner saved
     // and restored, the subtransaction rolled back on every path (closing
@@ -333,11 +341,18 @@ fn in_rolled_back_subtransaction(
             enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
             pg_sys::SPI_connect();
             let rc = pg_sys::SPI_execute(ptr, false, 0);
-            let per_table = dry().as_ref().map(|d| d.tally.per_table()).unwrap_or_default();
+            let tally = dry().as_ref().map(|d| (d.tally.per_table(), d.tally.uncountable()));
+            let (per_table, uncountable) = tally.unwrap_or_default();
             pg_sys::SPI_finish();
             disable_timeout(STATEMENT_TIMEOUT, false);
             if rc < 0 {
                 return Err(format!("SPI reported error code {rc}"));
+            }
+            if let Some(t) = uncountable {
+                return Err(format!(
+                    "its dry run wrote foreign table {} in a way whose rows cannot be counted (a WITH clause's write, or one beside another write); write a foreign table only as the statement's own target",
+                    pg::relation_display(t)
+                ));
             }
             Ok(per_table)
         })

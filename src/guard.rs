@@ -25,6 +25,9 @@ pub enum Outcome {
         token: uuid::Uuid,
         limits: aas_policy::row_cap::Limits,
     },
+    /// Allowed without a token in a review (`begin_review`): what it sets
+    /// off through PostgreSQL's foreign-key actions is part of it.
+    Reviewed,
 }
 
 /// Where a judged statement comes from: the client sent it, or it runs
@@ -84,6 +87,7 @@ fn session_facts(presented: &presented::Presented) -> SessionFacts {
             allowed_environments: settings::allowed_environments(),
             run_by: None,
             token_from_setting: presented.token_from_setting,
+            review: crate::review::task(),
         },
     }
 }
@@ -153,6 +157,36 @@ fn decide(stmt: &Statement, source: &str, origin: Origin, sw: &Switches) -> Outc
         Decision::Allow => {
             record_allowed(stmt, source);
             Outcome::Allow
+        }
+        Decision::AllowInReview => {
+            let task = session.review.clone().unwrap_or_default();
+            // What no counted statement shows (a large object's write, a
+            // function's effect): listed in the review by itself.
+            if stmt
+                .ops
+                .iter()
+                .any(|o| o.object.classid != pg_sys::RelationRelationId.to_u32())
+            {
+                crate::review::note(
+                    &format!("{} {}", stmt.operation_text(), stmt.object_text()),
+                    source,
+                );
+            }
+            audit::record_for_task(
+                audit::Event {
+                    reason: format!(
+                        "{} allowed without a token in the review of task {task}: it takes effect only if an approver commits the prepared transaction",
+                        stmt.operation_text(),
+                    ),
+                    ..event(
+                        stmt,
+                        source,
+                        (Source::Review, EventKind::Allowed, Verdict::Allow),
+                    )
+                },
+                &task,
+            );
+            Outcome::Reviewed
         }
         Decision::Deny(d) => {
             // No token presented, but one the agent holds would have done:
@@ -325,15 +359,7 @@ pub fn protect_groups(stmt: &Statement) {
 
 /// Raises the refusal: SQLSTATE 42501 with message, detail and hint.
 pub fn refuse(d: Denial) -> ! {
-    ErrorReport::new(
-        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-        d.message,
-        "ai_agent_safety",
-    )
-    .set_detail(d.detail)
-    .set_hint(d.hint)
-    .report(PgLogLevel::ERROR);
-    unreachable!("ERROR does not return")
+    pg::refuse(d)
 }
 
 /// Ends an agent session whose credentials expired (by time, or because a

@@ -33,6 +33,7 @@ pub mod presented;
 pub mod privileged;
 pub mod range_table;
 pub mod renames;
+pub mod review;
 pub mod row_cap;
 pub mod row_count;
 pub mod settings;
@@ -88,6 +89,15 @@ pgrx::extension_sql_file!(
     "../sql/credentials.sql",
     name = "credentials",
     requires = ["approval", sql_api::ai_agent_safety::_roll_back_prepared]
+);
+pgrx::extension_sql_file!(
+    "../sql/review.sql",
+    name = "review",
+    requires = [
+        "approval",
+        sql_api::ai_agent_safety::begin_review,
+        sql_api::ai_agent_safety::_reviews
+    ]
 );
 pgrx::extension_sql_file!("../sql/audit.sql", name = "audit", finalize);
 

@@ -350,6 +350,25 @@ pub unsafe fn foreign_key_targets(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
     }
 }
 
+/// Does the relation have rules (`pg_class.relhasrules`)? False for one
+/// that is gone.
+///
+/// # Safety
+/// Inside a transaction.
+pub unsafe fn has_rules(relid: pg_sys::Oid) -> bool {
+    // SAFETY: the relation is opened and closed here; its pg_class row
+    // belongs to the relcache and is only read.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return false;
+        }
+        let rules = (*(*rel).rd_rel).relhasrules;
+        pg_sys::RelationClose(rel);
+        rules
+    }
+}
+
 /// Calls `each` with every tuple of a catalog and the catalog's tuple
 /// descriptor, in a heap scan under AccessShareLock (usable during
 /// authentication for the shared catalogs). The tuple is valid only during
@@ -476,6 +495,21 @@ pub mod timeout {
         pub fn enable_timeout_after(id: i32, delay_ms: i32);
         pub fn get_timeout_finish_time(id: i32) -> i64;
     }
+}
+
+/// Raises a refusal: SQLSTATE 42501 with message, detail and hint.
+pub fn refuse(d: aas_policy::Denial) -> ! {
+    use pgrx::pg_sys::panic::ErrorReport;
+    use pgrx::{PgLogLevel, PgSqlErrorCode};
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        d.message,
+        "ai_agent_safety",
+    )
+    .set_detail(d.detail)
+    .set_hint(d.hint)
+    .report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
 }
 
 /// Is this query one of the foreign-key actions PostgreSQL runs for a

@@ -6,7 +6,7 @@
 //! kept, and the token's use rolls back with it.
 
 use crate::row_count::{Tally, Via};
-use aas_policy::row_cap::Limits;
+use aas_policy::row_cap::{Changes, Exceeded, Limits};
 use aas_policy::Statement;
 use pgrx::pg_sys;
 use uuid::Uuid;
@@ -61,7 +61,7 @@ pub unsafe fn open(
     }
     let mut tally = Tally::default();
     // SAFETY: per this function's contract.
-    unsafe { tally.track(&*(*qd).plannedstmt, Via::Statement) };
+    unsafe { tally.track(qd, Via::Statement) };
     caps().push(Cap {
         query: qd,
         // SAFETY: reads a backend variable.
@@ -79,16 +79,13 @@ pub unsafe fn open(
 /// their tallies before it writes them.
 ///
 /// # Safety
-/// `ps` is a valid PlannedStmt, inside a transaction.
-pub unsafe fn observe(ps: &pg_sys::PlannedStmt) {
-    let via = if crate::pg::in_foreign_key_action() {
-        Via::ForeignKey(ps.commandType)
-    } else {
-        Via::Trigger
-    };
+/// `qd` is a valid QueryDesc with its plan, inside a transaction.
+pub unsafe fn observe(qd: *mut pg_sys::QueryDesc, fk: bool) {
+    // SAFETY: per this function's contract.
+    let via = crate::row_count::via(unsafe { (*(*qd).plannedstmt).commandType }, fk);
     for c in caps().iter_mut() {
         // SAFETY: per this function's contract.
-        unsafe { c.tally.track(ps, via) };
+        unsafe { c.tally.track(qd, via) };
     }
 }
 
@@ -101,32 +98,33 @@ pub unsafe fn observe(ps: &pg_sys::PlannedStmt) {
 pub unsafe fn finished(qd: *mut pg_sys::QueryDesc) {
     // SAFETY: per this function's contract.
     let (writes, processed) = unsafe {
-        let es = (*qd).estate;
         (
             (*qd).operation != pg_sys::CmdType::CMD_SELECT,
-            if es.is_null() {
-                0
-            } else {
-                (*es).es_processed as i64
-            },
+            crate::row_count::reported(qd),
         )
     };
-    if writes {
-        for c in caps().iter_mut() {
+    for c in caps().iter_mut() {
+        if writes {
             c.reported += processed;
         }
+        // SAFETY: per this function's contract.
+        unsafe { c.tally.finished(qd, processed) };
     }
     if caps().last().is_none_or(|c| c.query != qd) {
         return;
     }
     let c = caps().pop().expect("checked above");
-    let counted: Vec<(u32, i64)> = c
+    let counted: Vec<(u32, Changes)> = c
         .tally
         .per_table()
         .into_iter()
         .map(|(t, n, _)| (t.to_u32(), n))
         .collect();
-    if let Some(e) = aas_policy::row_cap::check(&c.limits, &counted, c.reported) {
+    let exceeded = match c.tally.uncountable() {
+        Some(t) => Some(Exceeded::Uncountable { relid: t.to_u32() }),
+        None => aas_policy::row_cap::check(&c.limits, &counted, c.reported),
+    };
+    if let Some(e) = exceeded {
         let table = e
             .relid()
             .map(|t| crate::pg::relation_display(pg_sys::Oid::from(t)))

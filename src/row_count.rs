@@ -10,8 +10,15 @@
 //! rollback too. A tally takes each table's counter when the table is first
 //! seen written, before the query that writes it starts, and counts from
 //! there; the executor hooks show it every query that runs.
+//!
+//! A foreign table has no counters: its rows count as the query that
+//! writes it reports them (es_processed), which only a query whose one
+//! write is its own target does. A foreign table written any other way (a
+//! WITH clause's write) leaves the tally uncountable.
 
+use aas_policy::row_cap::Changes;
 use pgrx::pg_sys;
+use serde_json::{json, Value};
 
 extern "C-unwind" {
     // catalog/pg_inherits.h (not in pgrx's bindings); the same in 15 to 18.
@@ -51,16 +58,67 @@ impl Via {
     }
 }
 
+/// How a query starting while rows are counted came to run: a foreign-key
+/// action of PostgreSQL's that the approval window let through (`fk`; its
+/// command `op`), or else a trigger, rule or function.
+pub fn via(op: pg_sys::CmdType::Type, fk: bool) -> Via {
+    if fk {
+        Via::ForeignKey(op)
+    } else {
+        Via::Trigger
+    }
+}
+
+/// One table's entry in a preview or a review's statement: the table, its
+/// oid, the rows it changed in all and of each kind (a kind with none left
+/// out), and how it was reached.
+pub fn entry(relid: pg_sys::Oid, n: Changes, via: Via, statement_is_delete: bool) -> Value {
+    let mut e = json!({
+        "table": crate::pg::relation_display(relid),
+        "relid": relid.to_u32(),
+        "rows": n.total(),
+        "via": via.text(statement_is_delete),
+    });
+    for (kind, k) in n.kinds() {
+        if k != 0 {
+            e[kind] = json!(k);
+        }
+    }
+    e
+}
+
+/// The rows a query that just finished reported changing (es_processed).
+///
+/// # Safety
+/// `qd` is the QueryDesc of a query that just finished (its EState live).
+pub unsafe fn reported(qd: *mut pg_sys::QueryDesc) -> i64 {
+    // SAFETY: per this function's contract.
+    unsafe {
+        let es = (*qd).estate;
+        if es.is_null() {
+            0
+        } else {
+            (*es).es_processed as i64
+        }
+    }
+}
+
 /// The rows changed in each table since the tally first saw it.
 #[derive(Default)]
 pub struct Tally {
-    /// (table, its counter when first seen, how it came to be written)
-    tables: Vec<(pg_sys::Oid, i64, Via)>,
+    /// (table, its counters when first seen, rows counted by hand (a
+    /// foreign table's), how it came to be written)
+    tables: Vec<(pg_sys::Oid, Changes, Changes, Via)>,
+    /// Running queries that write a foreign table and report its rows:
+    /// (the query, the table), counted when the query finishes.
+    reporting: Vec<(*mut pg_sys::QueryDesc, pg_sys::Oid)>,
+    /// A foreign table written where its rows go unreported.
+    uncountable: Option<pg_sys::Oid>,
 }
 
-/// The table's transaction counter: rows inserted, updated and deleted in
+/// The table's transaction counters: rows inserted, updated and deleted in
 /// this transaction so far (subtransactions, live or rolled back, included).
-fn changes(relid: pg_sys::Oid) -> i64 {
+fn changes(relid: pg_sys::Oid) -> Changes {
     // SAFETY: (the type) a built-in's C entry point, called below through
     // DirectFunctionCall1Coll.
     let read = |f: unsafe extern "C-unwind" fn(pg_sys::FunctionCallInfo) -> pg_sys::Datum| {
@@ -71,9 +129,19 @@ fn changes(relid: pg_sys::Oid) -> i64 {
         };
         d.value() as i64
     };
-    read(pg_stat_get_xact_tuples_inserted)
-        + read(pg_stat_get_xact_tuples_updated)
-        + read(pg_stat_get_xact_tuples_deleted)
+    Changes {
+        inserted: read(pg_stat_get_xact_tuples_inserted),
+        updated: read(pg_stat_get_xact_tuples_updated),
+        deleted: read(pg_stat_get_xact_tuples_deleted),
+    }
+}
+
+fn minus(a: Changes, b: Changes) -> Changes {
+    Changes {
+        inserted: a.inserted - b.inserted,
+        updated: a.updated - b.updated,
+        deleted: a.deleted - b.deleted,
+    }
 }
 
 /// Can rows be counted at all? `track_counts` off stops the counters.
@@ -83,22 +151,33 @@ pub fn available() -> bool {
 }
 
 impl Tally {
-    /// Takes in the tables a planned query writes (with every partition of
-    /// a partitioned one: rows are routed to partitions the plan does not
-    /// name). Call before the query starts.
+    /// Takes in the tables the planned query `qd` writes (with every
+    /// partition of a partitioned one: rows are routed to partitions the
+    /// plan does not name). Call before the query starts.
     ///
     /// # Safety
-    /// `ps` is a valid PlannedStmt, inside a transaction.
-    pub unsafe fn track(&mut self, ps: &pg_sys::PlannedStmt, via: Via) {
+    /// `qd` is a valid QueryDesc with its plan, inside a transaction.
+    pub unsafe fn track(&mut self, qd: *mut pg_sys::QueryDesc, via: Via) {
         // SAFETY: per this function's contract.
-        let (written, roots) = unsafe {
+        let ps = unsafe { &*(*qd).plannedstmt };
+        // SAFETY: per this function's contract.
+        let (written, roots, reports) = unsafe {
             (
                 crate::classify::plan::written_relations(ps),
                 crate::classify::plan::written_roots(ps),
+                crate::classify::plan::reports_its_writes(ps),
             )
         };
         for relid in written.into_iter().chain(roots) {
             self.add(relid, via);
+            // SAFETY: a catalog lookup; NoLock, as only counters are read.
+            if unsafe { pg_sys::get_rel_relkind(relid) } == pg_sys::RELKIND_FOREIGN_TABLE as i8 {
+                if reports {
+                    self.reporting.push((qd, relid));
+                } else {
+                    self.uncountable.get_or_insert(relid);
+                }
+            }
             // SAFETY: a catalog lookup; NoLock, as only counters are read.
             if unsafe { pg_sys::get_rel_relkind(relid) } == pg_sys::RELKIND_PARTITIONED_TABLE as i8
             {
@@ -115,18 +194,65 @@ impl Tally {
     }
 
     fn add(&mut self, relid: pg_sys::Oid, via: Via) {
-        if !self.tables.iter().any(|(t, _, _)| *t == relid) {
-            self.tables.push((relid, changes(relid), via));
+        if !self.tables.iter().any(|(t, ..)| *t == relid) {
+            self.tables
+                .push((relid, changes(relid), Changes::default(), via));
         }
     }
 
+    /// The query `qd` finished having reported `processed` rows: a foreign
+    /// table it writes counts them, as its kind of change. (A query that
+    /// errors out never finishes: its rows roll back with it.)
+    ///
+    /// # Safety
+    /// `qd` is the QueryDesc of a query that just finished.
+    pub unsafe fn finished(&mut self, qd: *mut pg_sys::QueryDesc, processed: i64) {
+        if self.reporting.is_empty() {
+            return;
+        }
+        // SAFETY: per this function's contract.
+        let op = unsafe { (*qd).operation };
+        let mut i = 0;
+        while i < self.reporting.len() {
+            if self.reporting[i].0 != qd {
+                i += 1;
+                continue;
+            }
+            let (_, relid) = self.reporting.swap_remove(i);
+            if let Some((.., by_hand, _)) = self.tables.iter_mut().find(|(t, ..)| *t == relid) {
+                match op {
+                    pg_sys::CmdType::CMD_DELETE => by_hand.deleted += processed,
+                    pg_sys::CmdType::CMD_INSERT => by_hand.inserted += processed,
+                    _ => by_hand.updated += processed,
+                }
+            }
+        }
+    }
+
+    /// A foreign table written where its rows cannot be counted, if any.
+    pub fn uncountable(&self) -> Option<pg_sys::Oid> {
+        self.uncountable
+    }
+
     /// Rows changed in each table seen, in the order seen: the change of its
-    /// counter, which is negative when the counter went down (a table
-    /// created inside a subtransaction that rolled back loses its counts).
-    pub fn per_table(&self) -> Vec<(pg_sys::Oid, i64, Via)> {
+    /// counters (negative when a counter went down: a table created inside
+    /// a subtransaction that rolled back loses its counts), and what was
+    /// counted by hand.
+    pub fn per_table(&self) -> Vec<(pg_sys::Oid, Changes, Via)> {
         self.tables
             .iter()
-            .map(|(t, base, via)| (*t, changes(*t) - base, *via))
+            .map(|(t, base, by_hand, via)| {
+                let c = minus(changes(*t), *base);
+                (
+                    *t,
+                    Changes {
+                        inserted: c.inserted + by_hand.inserted,
+                        updated: c.updated + by_hand.updated,
+                        deleted: c.deleted + by_hand.deleted,
+                    },
+                    *via,
+                )
+            })
             .collect()
     }
 }

@@ -127,6 +127,28 @@ pub mod ai_agent_safety {
         }
     }
 
+    /// Makes the current transaction a review (agents, in a transaction
+    /// block, in a database with require_approval on): its DELETE and
+    /// UPDATE run without tokens, and it ends with PREPARE TRANSACTION for
+    /// an approver to COMMIT PREPARED.
+    #[pg_extern(volatile)]
+    fn begin_review(task_id: Option<&str>, reason: default!(Option<&str>, "NULL")) -> String {
+        crate::review::begin(task_id, reason)
+    }
+
+    /// The prepared reviews of this database, as their metadata (JSON);
+    /// `pending_reviews` keeps those whose transaction is still prepared.
+    #[pg_extern(volatile)]
+    fn _reviews() -> SetOfIterator<'static, pgrx::JsonB> {
+        // SAFETY: reads a backend variable.
+        let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
+        SetOfIterator::new(
+            crate::review::file::list(db)
+                .into_iter()
+                .filter_map(|(_, m)| serde_json::to_value(m).ok().map(pgrx::JsonB)),
+        )
+    }
+
     /// The preview `_preview` made for exactly this statement and
     /// search_path in this transaction (and since any subtransaction rolled
     /// back), taken once: `{"preview": [...], "rows": n}`; NULL when there

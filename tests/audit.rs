@@ -861,6 +861,47 @@ fn more_audited_databases_than_worker_slots() {
     assert_eq!(w.last, 0, "writers still running after {:?}", w.elapsed);
 }
 
+/// A database without the extension runs no writer; its events wait there
+/// for CREATE EXTENSION. An agent can make events in every database it can
+/// connect to (a refused role change, say): waiting databases must not take
+/// every writer slot (64) and so keep the audit log of the protected
+/// database from loading.
+#[test]
+fn databases_without_the_extension_cannot_starve_the_audit_log() {
+    const NAME: &str = "auditstarve";
+    const PORT: u16 = 55477;
+    const AGENT: &str = "starve_agent";
+    let _guard = StopCluster(NAME);
+    own_cluster(NAME, PORT, &[], AGENT, &["starve_prod"]);
+    let mut a = connect_port(PORT, "postgres", "postgres");
+    for i in 0..66 {
+        exec(&mut a, &format!("CREATE DATABASE starve_{i}"));
+    }
+    for i in 0..66 {
+        let mut c = connect_port(PORT, AGENT, &format!("starve_{i}"));
+        assert_refused(c.batch_execute("CREATE ROLE starve_x"));
+    }
+    // Every writer slot waits for CREATE EXTENSION somewhere.
+    let mut p = connect_port(PORT, "postgres", "starve_prod");
+    let waited = wait_count(
+        &mut p,
+        "SELECT ((length(writers) - length(replace(writers, 'waiting for CREATE EXTENSION', ''))) / 28)::int8
+           FROM ai_agent_safety.audit_stats",
+        64,
+        Duration::from_secs(120),
+    );
+    assert_eq!(waited.last, 64, "slots waiting after {:?}", waited.elapsed);
+    // The protected database's refusal still loads.
+    refusals_on(PORT, AGENT, "starve_prod", 1, 1);
+    expect_count(
+        &mut p,
+        &refused_count_sql(AGENT),
+        1,
+        Duration::from_secs(30),
+        "the refusal in starve_prod",
+    );
+}
+
 // ---------------------------------------------------------------- tampering
 
 #[test]

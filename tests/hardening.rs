@@ -265,7 +265,9 @@ fn granted_token(w: &World, op: &str, target: &str) -> String {
 
 /// Only the foreign-key actions of an approved statement pass unjudged, not
 /// what runs inside them: a column default evaluated by ON DELETE SET
-/// DEFAULT, a trigger on the referencing table, a DO ALSO rule on it. In
+/// DEFAULT, a trigger on the referencing table, a DO ALSO rule on it (also
+/// one whose query writes another table that references the approved one,
+/// and an INSTEAD rule). In
 /// the open database each destroys `orders`; in the protected one, with a
 /// token for the agent's own `scratch`, each is refused and the statement
 /// rolls back; a plain ON DELETE CASCADE still goes through with the token.
@@ -287,6 +289,18 @@ fn inside_a_foreign_key_action_code_is_judged_on_its_own() {
         CREATE TABLE by_rule (ref int REFERENCES scratch ON DELETE CASCADE);
         INSERT INTO by_rule VALUES (7);
         CREATE RULE wipe AS ON DELETE TO by_rule DO ALSO DELETE FROM public.orders;
+        CREATE TABLE scratch2 (id int PRIMARY KEY);
+        INSERT INTO scratch2 VALUES (0), (9);
+        CREATE TABLE victim2 (ref int REFERENCES scratch2 ON DELETE CASCADE);
+        CREATE TABLE by_rule_in_scope (ref int REFERENCES scratch2 ON DELETE CASCADE);
+        INSERT INTO by_rule_in_scope VALUES (9);
+        CREATE RULE wipe AS ON DELETE TO by_rule_in_scope DO ALSO DELETE FROM victim2;
+        CREATE TABLE scratch3 (id int PRIMARY KEY);
+        INSERT INTO scratch3 VALUES (0), (10);
+        CREATE TABLE victim3 (ref int REFERENCES scratch3 ON DELETE CASCADE);
+        CREATE TABLE by_instead (ref int REFERENCES scratch3 ON DELETE CASCADE);
+        INSERT INTO by_instead VALUES (10);
+        CREATE RULE wipe AS ON DELETE TO by_instead DO INSTEAD DELETE FROM victim3;
         CREATE TABLE clean (id int PRIMARY KEY);
         INSERT INTO clean VALUES (8), (9);
         CREATE TABLE plain_child (ref int REFERENCES clean ON DELETE CASCADE);
@@ -323,6 +337,41 @@ fn inside_a_foreign_key_action_code_is_judged_on_its_own() {
         );
         assert_eq!(orders(&w.protected), 10, "route {id}");
     }
+    // A rule on the referencing table whose query writes a table that
+    // references the approved one too (so it looks like a cascade of the
+    // approved DELETE): DO ALSO (scratch2) or INSTEAD (scratch3), it
+    // empties the victim table unjudged unless the rule's query is told
+    // from PostgreSQL's own action.
+    let routes = [(9, "scratch2", "victim2"), (10, "scratch3", "victim3")];
+    let victims = |db: &str, v: &str| count(&mut admin(db), &format!("SELECT count(*) FROM {v}"));
+    for (id, parent, victim) in routes {
+        admin(&w.open)
+            .batch_execute(&format!("INSERT INTO {victim} VALUES (0), (0), (0)"))
+            .unwrap();
+        w.agent_in(&w.open)
+            .batch_execute(&format!("DELETE FROM {parent} WHERE id = {id}"))
+            .unwrap();
+        assert_eq!(
+            victims(&w.open, victim),
+            0,
+            "route {id} in the open database"
+        );
+    }
+    for (id, parent, victim) in routes {
+        admin(&w.protected)
+            .batch_execute(&format!("INSERT INTO {victim} VALUES (0), (0), (0)"))
+            .unwrap();
+        let t = granted_token(&w, "DELETE", &format!("public.{parent}"));
+        let mut a = w.agent_in(&w.protected);
+        a.batch_execute(&format!("SET ai_agent_safety.approval_token = '{t}'"))
+            .unwrap();
+        let msg = assert_refused(a.batch_execute(&format!("DELETE FROM {parent} WHERE id = {id}")));
+        assert!(
+            msg.contains(&format!("DELETE on public.{victim} refused")),
+            "route {id}: {msg}"
+        );
+        assert_eq!(victims(&w.protected, victim), 3, "route {id}");
+    }
     // The foreign-key action itself is what a token covers.
     let t = granted_token(&w, "DELETE", "public.clean");
     let mut a = w.agent_in(&w.protected);
@@ -338,6 +387,84 @@ fn inside_a_foreign_key_action_code_is_judged_on_its_own() {
         count(&mut admin(&w.protected), "SELECT count(*) FROM part_child"),
         1
     );
+}
+
+/// PostgreSQL runs an approved statement's foreign-key actions from the
+/// end of the statement, with no other query running; a query that starts
+/// inside an action (while it runs) inherits the action's security context
+/// but is not one. Three such routes empty `victim`, a table that references
+/// the approved one (so a write to it looks like a cascade): a CHECK on the
+/// agent's referencing table that fetches a cursor the agent opened on
+/// `DELETE FROM victim` (core functions only), a BEFORE trigger on it
+/// running a generic function a DBA owns, and a CHECK calling a DBA's
+/// immutable function that runs SQL, folded while the action is planned
+/// (`constraint_exclusion = on`, which any role may set; the table can be
+/// empty: PostgreSQL runs the action for every deleted row it references). Each works in the open database
+/// and is refused, with `victim` whole, in the protected one.
+#[test]
+fn queries_started_inside_a_foreign_key_action_are_not_the_action() {
+    let w = World::new("fkstarted");
+    let dba_fn = "CREATE FUNCTION public.generic_cleanup() RETURNS trigger LANGUAGE plpgsql AS
+          $$ BEGIN EXECUTE TG_ARGV[0]; RETURN OLD; END $$;
+        CREATE FUNCTION public.run_sql(q text) RETURNS bool LANGUAGE plpgsql AS
+          $$ BEGIN EXECUTE q; RETURN true; END $$;
+        CREATE FUNCTION public.pure(q text) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS
+          $$ BEGIN RETURN public.run_sql(q); END $$;";
+    let setup = "
+        CREATE TABLE parent (id int PRIMARY KEY);
+        INSERT INTO parent VALUES (0), (11), (12), (13);
+        CREATE TABLE victim (ref int REFERENCES parent);
+        CREATE TABLE by_check (ref int REFERENCES parent ON DELETE SET NULL);
+        INSERT INTO by_check VALUES (11);
+        ALTER TABLE by_check ADD CONSTRAINT k CHECK (ref IS NOT NULL
+            OR cursor_to_xml('c'::refcursor, 1, false, false, '') IS NOT NULL) NOT VALID;
+        CREATE TABLE by_trigger (ref int REFERENCES parent ON DELETE CASCADE);
+        INSERT INTO by_trigger VALUES (12);
+        CREATE TRIGGER wipe BEFORE DELETE ON by_trigger FOR EACH ROW
+            EXECUTE FUNCTION public.generic_cleanup('DELETE FROM public.victim');
+        CREATE TABLE by_planning (ref int REFERENCES parent ON DELETE CASCADE,
+            CONSTRAINT k CHECK (public.pure('DELETE FROM public.victim')));";
+    for db in [&w.protected, &w.open] {
+        admin(db).batch_execute(dba_fn).unwrap();
+        w.agent_in(db)
+            .batch_execute(setup)
+            .unwrap_or_else(|e| panic!("setup in {db}: {}", describe(&e)));
+    }
+    let victim = |db: &str| count(&mut admin(db), "SELECT count(*) FROM victim");
+    let refill = |db: &str| {
+        admin(db)
+            .batch_execute("INSERT INTO victim VALUES (0), (0), (0)")
+            .unwrap()
+    };
+    let route = |id: i32, token: Option<&str>| {
+        let tag = token
+            .map(|t| format!(" /*ai_agent_safety_token='{t}'*/"))
+            .unwrap_or_default();
+        let cursor = match id {
+            11 => "DO $$ DECLARE c refcursor := 'c'; BEGIN OPEN c FOR EXECUTE 'DELETE FROM victim RETURNING ref'; END $$;",
+            // The CHECK is folded while the action's DELETE is planned.
+            13 => "SET LOCAL constraint_exclusion = on;",
+            _ => "",
+        };
+        format!("BEGIN; {cursor} DELETE FROM parent WHERE id = {id}{tag}; COMMIT;")
+    };
+    for id in [11, 12, 13] {
+        refill(&w.open);
+        w.agent_in(&w.open)
+            .batch_execute(&route(id, None))
+            .unwrap_or_else(|e| panic!("route {id} in the open database: {}", describe(&e)));
+        assert_eq!(victim(&w.open), 0, "route {id} in the open database");
+    }
+    refill(&w.protected);
+    for id in [11, 12, 13] {
+        let t = granted_token(&w, "DELETE", "public.parent");
+        let msg = assert_refused(w.agent_in(&w.protected).batch_execute(&route(id, Some(&t))));
+        assert!(
+            msg.contains("DELETE on public.victim refused"),
+            "route {id}: {msg}"
+        );
+        assert_eq!(victim(&w.protected), 3, "route {id}");
+    }
 }
 
 /// TRUNCATE without ONLY empties the tables that inherit from the one it

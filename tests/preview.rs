@@ -77,6 +77,13 @@ fn pending(approver: &str, w: &World, token: &str) -> (Value, Option<i64>, Optio
     (preview, r.get(1), r.get(2))
 }
 
+/// The refused statement kept nothing: orders and their lines are whole,
+/// and the token is still unused.
+fn nothing_changed(w: &World, token: &str) {
+    assert_eq!((rows(w, "orders"), rows(w, "order_lines")), (10, 30));
+    assert_eq!(w.token_status(token), "granted");
+}
+
 fn tokens(w: &World) -> i64 {
     count(
         &mut admin(&w.protected),
@@ -132,9 +139,9 @@ fn the_preview_counts_what_the_statement_then_deletes_cascades_and_triggers_incl
     assert_eq!(
         preview,
         json!([
-            {"table": "public.orders", "rows": 4, "via": "statement"},
-            {"table": "public.deleted_log", "rows": 4, "via": "trigger or rule"},
-            {"table": "public.order_lines", "rows": 12, "via": "ON DELETE CASCADE"},
+            {"table": "public.orders", "rows": 4, "deleted": 4, "via": "statement"},
+            {"table": "public.deleted_log", "rows": 4, "inserted": 4, "via": "trigger or rule"},
+            {"table": "public.order_lines", "rows": 12, "deleted": 12, "via": "ON DELETE CASCADE"},
         ])
         .as_array()
         .map(|want| {
@@ -197,7 +204,7 @@ fn an_update_is_previewed_too_and_a_failing_dry_run_creates_no_token() {
     let (preview, total, _) = pending(&approver, &w, &token);
     assert_eq!(
         preview,
-        json!([{"table": "public.orders", "rows": 3, "via": "statement"}])
+        json!([{"table": "public.orders", "rows": 3, "updated": 3, "via": "statement"}])
     );
     assert_eq!(total, Some(3));
     assert_eq!(
@@ -294,6 +301,18 @@ fn truncate_and_drop_are_previewed_from_the_catalogs_without_running() {
         ])
     );
     assert_eq!((total, cap), (Some(40), None));
+    // With no cap, the audit log's words name none.
+    w.grant(&approver, &t);
+    let granted = audit_reason(&w, "%granted the request%");
+    let requested = audit_reason(&w, "%requested approval for one TRUNCATE%");
+    assert!(
+        !granted.contains("cap:") && !requested.contains("cap:"),
+        "{requested} / {granted}"
+    );
+    assert!(
+        requested.contains("preview: 40 rows in 2 tables or objects"),
+        "{requested}"
+    );
 
     let t = request(&mut agent, "DROP", "DROP TABLE orders CASCADE", None).unwrap();
     let (preview, total, _) = pending(&approver, &w, &t);
@@ -453,11 +472,11 @@ fn the_approver_lowers_the_cap_and_a_grown_effect_is_refused() {
         &token,
     )));
     assert!(
-        e.contains("it changed 3 rows in public.orders, where the preview approved with token"),
+        e.contains("it deleted 3 rows in public.orders, where the preview approved with token"),
         "{e}"
     );
     assert!(
-        e.contains("public.orders: 2 rows approved, 3 rows changed."),
+        e.contains("public.orders: 2 rows deleted approved, 3 rows deleted."),
         "{e}"
     );
     assert_eq!(rows(&w, "orders"), 10);
@@ -687,8 +706,7 @@ fn a_count_lowered_inside_the_statement_is_refused_not_taken_as_within_the_cap()
         &token,
     )));
     assert!(e.contains("went down while the statement ran"), "{e}");
-    assert_eq!((rows(&w, "orders"), rows(&w, "order_lines")), (10, 30));
-    assert_eq!(w.token_status(&token), "granted");
+    nothing_changed(&w, &token);
     // The dry run is not fooled either: such a preview is not made.
     let e = request(
         &mut agent,
@@ -704,20 +722,29 @@ fn a_count_lowered_inside_the_statement_is_refused_not_taken_as_within_the_cap()
     );
 }
 
-#[test]
-fn rows_only_the_dry_run_saw_do_not_buy_room_elsewhere() {
-    let w = world("pv_room");
-    let approver = new_approver("pv_room");
+/// A world without the owner's trigger, where the agent's trigger on
+/// `trig_tab` runs `sql` only until the agent sets pv.go (while it previews):
+/// the world, an approver, and the agent's session.
+fn only_while_previewing(tag: &str, sql: &str) -> (World, String, Client) {
+    let w = world(tag);
+    let approver = new_approver(tag);
     let mut agent = w.agent_in(&w.protected);
     admin(&w.protected)
         .batch_execute("DROP TRIGGER log_delete ON orders")
         .unwrap();
-    // The agent's trigger inserts 999 rows, but only while the preview is made.
     agent_trigger(
         &mut agent,
-        "IF current_setting('pv.go', true) IS DISTINCT FROM 'on' THEN
-           INSERT INTO public.scratch SELECT g FROM generate_series(1, 999) g;
-         END IF;",
+        &format!("IF current_setting('pv.go', true) IS DISTINCT FROM 'on' THEN {sql} END IF;"),
+    );
+    (w, approver, agent)
+}
+
+#[test]
+fn rows_only_the_dry_run_saw_do_not_buy_room_elsewhere() {
+    // The agent's trigger inserts 999 rows, but only while the preview is made.
+    let (w, approver, mut agent) = only_while_previewing(
+        "pv_room",
+        "INSERT INTO public.scratch SELECT g FROM generate_series(1, 999) g;",
     );
     let stmt = "WITH i AS (INSERT INTO trig_tab VALUES (1) RETURNING 1) DELETE FROM orders WHERE id IN (SELECT id FROM mylist)";
     let token =
@@ -735,15 +762,14 @@ fn rows_only_the_dry_run_saw_do_not_buy_room_elsewhere() {
     // approver saw in public.orders.
     let e = assert_refused(agent.batch_execute(&with_token(stmt, &token)));
     assert!(
-        e.contains("it changed 10 rows in public.orders, where the preview approved with token"),
+        e.contains("it deleted 10 rows in public.orders, where the preview approved with token"),
         "{e}"
     );
     assert!(
-        e.contains("public.orders: 1 row approved, 10 rows changed."),
+        e.contains("public.orders: 1 row deleted approved, 10 rows deleted."),
         "{e}"
     );
-    assert_eq!((rows(&w, "orders"), rows(&w, "order_lines")), (10, 30));
-    assert_eq!(w.token_status(&token), "granted");
+    nothing_changed(&w, &token);
 }
 
 #[test]
@@ -776,4 +802,160 @@ fn a_preview_made_before_a_rollback_to_savepoint_is_not_a_requests() {
     assert!(describe(&e).contains("has no preview"), "{}", describe(&e));
     agent.batch_execute("ROLLBACK").unwrap();
     assert_eq!(tokens(&w), 0);
+}
+
+/// A preview and a cap count deleted, updated and inserted rows apart: room
+/// the preview saw for a trigger's inserts into a table is not room for
+/// deleting rows there. Here the agent previews deleting order 1 (3 lines
+/// cascade) while its trigger adds 50 lines elsewhere, then moves order
+/// 2's lines onto order 1: the cascade would delete 6 lines, within the 53
+/// rows the preview counted in order_lines, but over its 3 deleted.
+#[test]
+fn room_for_inserts_is_not_room_for_deletes() {
+    let (w, approver, mut agent) = only_while_previewing(
+        "pv_kinds",
+        "INSERT INTO public.order_lines (order_id, item) SELECT 3, 'dry' FROM generate_series(1, 50);",
+    );
+    let stmt =
+        "WITH i AS (INSERT INTO trig_tab VALUES (1) RETURNING 1) DELETE FROM orders WHERE id = 1";
+    let token =
+        request(&mut agent, "DELETE", stmt, None).unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let (preview, total, cap) = pending(&approver, &w, &token);
+    assert_eq!((total, cap), (Some(55), Some(55)), "{preview}");
+    let lines = preview
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["table"] == "public.order_lines")
+        .unwrap_or_else(|| panic!("{preview}"));
+    assert_eq!(
+        (&lines["rows"], &lines["deleted"], &lines["inserted"]),
+        (&json!(53), &json!(3), &json!(50)),
+        "{preview}"
+    );
+    w.grant(&approver, &token);
+    agent
+        .batch_execute("UPDATE order_lines SET order_id = 1 WHERE order_id = 2; SET pv.go = 'on'")
+        .unwrap();
+    let e = assert_refused(agent.batch_execute(&with_token(stmt, &token)));
+    assert!(
+        e.contains(
+            "it deleted 6 rows in public.order_lines, where the preview approved with token"
+        ) && e.contains("counted 3 rows deleted"),
+        "{e}"
+    );
+    nothing_changed(&w, &token);
+}
+
+/// A foreign table has no row counters: its rows count as the statement
+/// writing it reports them, so a DELETE on it is previewed and capped like
+/// any other. Written where nothing reports the rows (a WITH clause), a
+/// capped statement is refused, and such a dry run makes no preview:
+/// otherwise `WITH d AS (DELETE FROM ft RETURNING 1) SELECT count(*) FROM d`
+/// deletes any number of rows under a cap of 2.
+#[test]
+fn rows_written_to_a_foreign_table_are_counted_or_refused() {
+    let w = world("pv_foreign");
+    let approver = new_approver("pv_foreign");
+    let mut su = admin(&w.protected);
+    let r = su
+        .query_one(
+            "SELECT split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port')",
+            &[],
+        )
+        .unwrap();
+    let (dir, port): (String, String) = (r.get(0), r.get(1));
+    admin(&w.open)
+        .batch_execute(&format!(
+            "CREATE TABLE public.remote_orders (id int);
+             INSERT INTO public.remote_orders SELECT generate_series(1, 20);
+             GRANT ALL ON public.remote_orders TO {agent};",
+            agent = w.agent
+        ))
+        .unwrap();
+    su.batch_execute(&format!(
+        "CREATE EXTENSION postgres_fdw;
+         CREATE SERVER loopback FOREIGN DATA WRAPPER postgres_fdw
+                OPTIONS (host '{dir}', port '{port}', dbname '{open}');
+         CREATE USER MAPPING FOR {agent} SERVER loopback
+                OPTIONS (user '{agent}', password_required 'false');
+         CREATE FOREIGN TABLE public.ft (id int) SERVER loopback OPTIONS (table_name 'remote_orders');
+         GRANT ALL ON public.ft TO {agent};",
+        open = w.open,
+        agent = w.agent
+    ))
+    .unwrap_or_else(|e| panic!("foreign table: {}", describe(&e)));
+    let remote = || {
+        count(
+            &mut admin(&w.open),
+            "SELECT count(*) FROM public.remote_orders",
+        )
+    };
+    let mut agent = w.agent_in(&w.protected);
+    let capped = |agent: &mut Client| -> String {
+        let t: String = agent
+            .query_one(
+                "SELECT ai_agent_safety.request_approval_token('DELETE', 'fdw-task', 'public.ft', max_rows => 2)::text",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        w.grant(&approver, &t);
+        t
+    };
+    // Deleted through a WITH clause, its rows are reported nowhere.
+    let token = capped(&mut agent);
+    let e = assert_refused(agent.batch_execute(&with_token(
+        "WITH d AS (DELETE FROM ft RETURNING 1) SELECT count(*) FROM d",
+        &token,
+    )));
+    assert!(
+        e.contains("it wrote foreign table public.ft in a way whose rows cannot be counted"),
+        "{e}"
+    );
+    assert_eq!(remote(), 20);
+    assert_eq!(w.token_status(&token), "granted");
+    // As the statement's own target they are counted: 3 is over the cap,
+    // 2 is within it.
+    let e =
+        assert_refused(agent.batch_execute(&with_token("DELETE FROM ft WHERE id <= 3", &token)));
+    assert!(
+        e.contains("it changed 3 rows, over the cap of 2 rows"),
+        "{e}"
+    );
+    assert_eq!(remote(), 20);
+    assert_eq!(
+        agent
+            .execute(&with_token("DELETE FROM ft WHERE id <= 2", &token), &[])
+            .unwrap_or_else(|e| panic!("{}", describe(&e))),
+        2
+    );
+    assert_eq!(remote(), 18);
+    // The preview counts them the same way; a dry run through a WITH
+    // clause makes no preview, and no token.
+    let token = request(&mut agent, "DELETE", "DELETE FROM ft WHERE id > 15", None)
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let (preview, total, _) = pending(&approver, &w, &token);
+    assert_eq!(
+        preview,
+        json!([{"table": "public.ft", "rows": 5, "deleted": 5, "via": "statement"}])
+    );
+    assert_eq!(total, Some(5));
+    assert_eq!(remote(), 18);
+    let before = tokens(&w);
+    let e = request(
+        &mut agent,
+        "DELETE",
+        "WITH d AS (DELETE FROM ft WHERE id > 15 RETURNING id) DELETE FROM ft WHERE id IN (SELECT id FROM d)",
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        describe(&e)
+            .contains("wrote foreign table public.ft in a way whose rows cannot be counted"),
+        "{}",
+        describe(&e)
+    );
+    assert_eq!(tokens(&w), before);
+    assert_eq!(remote(), 18);
 }

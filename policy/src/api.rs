@@ -20,7 +20,7 @@ pub const SCHEMA: &str = "ai_agent_safety";
 
 /// Every function name of the extension, in any of its schemas. An
 /// integration test checks this against the installed extension.
-pub const FUNCTION_NAMES: [&str; 37] = [
+pub const FUNCTION_NAMES: [&str; 39] = [
     "_agent_group",
     "_assert_approver",
     "_audit",
@@ -34,6 +34,7 @@ pub const FUNCTION_NAMES: [&str; 37] = [
     "_preview",
     "_request_token",
     "_resolve_target",
+    "_reviews",
     "_role_environments",
     "_roll_back_prepared",
     "_rows_held",
@@ -49,6 +50,7 @@ pub const FUNCTION_NAMES: [&str; 37] = [
     "assert_preloaded",
     "audit_log_json",
     "audit_writer_purging",
+    "begin_review",
     "cancel_approval_token",
     "deny_approval_token",
     "grant_approval_token",

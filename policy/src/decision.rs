@@ -9,6 +9,7 @@ use crate::environment::{decide_write, environment_denial};
 use crate::facts::{DatabaseFacts, SessionFacts, TokenPresented, TokenState};
 use crate::operation::{OpClass, Operation, Statement};
 use crate::outcome::{Decision, Denial};
+use crate::side_door::SideDoor;
 use crate::way_forward::{
     in_message, lowercase_first, next_from_hint, present, request_hint, request_next, shorten,
     task_sentence,
@@ -53,6 +54,10 @@ pub fn decide_statement(
     }
     if let (Some(h), true) = (&stmt.hands_over, session.is_agent) {
         return finish(crate::handover::handover_denial(&session.session_user, h));
+    }
+    // A review ends with PREPARE TRANSACTION, for an approver to commit.
+    if let (Some((_, SideDoor::PreparedTransaction)), Some(_)) = (stmt.side_door, &session.review) {
+        return Decision::AllowInReview;
     }
     if let (Some((verb, door)), true) = (stmt.side_door, session.is_agent) {
         return finish(crate::side_door::side_door_denial(
@@ -181,7 +186,7 @@ pub fn after_lost_race(
 ) -> Denial {
     match decide_statement(session, here, target_db, stmt, fresh, now_us) {
         Decision::Deny(d) => d,
-        Decision::Allow | Decision::AllowWithToken { .. } => Denial {
+        Decision::Allow | Decision::AllowWithToken { .. } | Decision::AllowInReview => Denial {
             source: Source::Token,
             message: format!("approval token {token} could not be consumed"),
             detail: "Another session used or changed it at the same moment.".into(),
@@ -252,6 +257,24 @@ pub fn decide(
         return Decision::Allow;
     };
 
+    // In a review, row changes wait for an approver's COMMIT PREPARED;
+    // nothing else is covered there, not even with a token.
+    if let Some(review_task) = &session.review {
+        let uncovered: Vec<&Operation> = needing
+            .iter()
+            .map(|(op, _)| *op)
+            .filter(|op| !crate::review::covers(op.class))
+            .collect();
+        return if uncovered.is_empty() {
+            Decision::AllowInReview
+        } else {
+            Decision::Deny(in_message(crate::review::uncovered_denial(
+                &session.session_user,
+                review_task,
+                &uncovered,
+            )))
+        };
+    }
     let task = session.task_id.as_deref();
     let why = format!(
         "Database \"{}\" has ai_agent_safety.require_approval = on, and ai_agent_safety.protected_operations ({}) includes {}.{}",

@@ -30,6 +30,8 @@ pub struct SessionFacts {
     /// rather than from the statement's own comment tag: on a pooled
     /// connection a setting can be another client's leftover.
     pub token_from_setting: bool,
+    /// The task of the review this transaction is (`begin_review`), if any.
+    pub review: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

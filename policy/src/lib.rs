@@ -13,6 +13,7 @@
 //! - `credentials`: login rules for agent roles;
 //! - `guard_settings`: which settings are not an agent's to change;
 //! - `handover`: code an agent made stays the agent's;
+//! - `review`: reviewed transactions: what they cover, who finishes them;
 //! - `row_cap`: how many rows a token lets its statement change;
 //! - `outcome`: `Decision` and `Denial`;
 //! - `side_door`: programs and server files, never from an agent's statement;
@@ -36,6 +37,7 @@ pub mod guard_settings;
 pub mod handover;
 pub mod operation;
 pub mod outcome;
+pub mod review;
 pub mod row_cap;
 pub mod side_door;
 pub mod sql_comment;

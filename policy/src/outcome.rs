@@ -28,6 +28,9 @@ pub enum Decision {
     Allow,
     /// Protected, but a valid token was presented: consume it, then allow.
     AllowWithToken { token: Uuid },
+    /// Protected, but the transaction is a review: allowed without a
+    /// token, to take effect only when an approver commits it.
+    AllowInReview,
     /// Refused.
     Deny(Denial),
 }

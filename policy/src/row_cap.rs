@@ -23,16 +23,49 @@ pub fn exceeded(cap: i64, reached: i64) -> bool {
     reached > cap
 }
 
+/// The rows changed in one table, by kind: PostgreSQL counts each row
+/// inserted, updated or deleted once (a row moved to another partition is
+/// deleted there and inserted here).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub inserted: i64,
+    pub updated: i64,
+    pub deleted: i64,
+}
+
+impl Changes {
+    pub fn total(&self) -> i64 {
+        self.inserted + self.updated + self.deleted
+    }
+
+    /// Each kind with its name, in the order the preview shows them.
+    pub fn kinds(&self) -> [(&'static str, i64); 3] {
+        [
+            ("deleted", self.deleted),
+            ("updated", self.updated),
+            ("inserted", self.inserted),
+        ]
+    }
+
+    /// The rows of one kind (`deleted`, `updated`, `inserted`).
+    pub fn get(&self, kind: &str) -> i64 {
+        self.kinds()
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
 /// What a token allows its statement to change: at most `max_rows` in all,
 /// and, when the request was previewed, in each table at most what the
-/// preview counted there (a table the preview did not list: none). So rows
-/// only the dry run saw (a trigger's inserts that do not happen again)
-/// cannot buy room elsewhere.
+/// preview counted there, kind by kind (a table the preview did not list:
+/// none). So rows only the dry run saw (a trigger's inserts that do not
+/// happen again) cannot buy room elsewhere, nor room for inserts a delete.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Limits {
     pub max_rows: Option<i64>,
-    /// (table oid, rows) from the preview.
-    pub per_table: Option<Vec<(u32, i64)>>,
+    /// (table oid, its rows by kind) from the preview.
+    pub per_table: Option<Vec<(u32, Changes)>>,
 }
 
 impl Limits {
@@ -47,9 +80,11 @@ impl Limits {
 pub enum Exceeded {
     /// More rows in all than `max_rows`.
     Total { cap: i64, reached: i64 },
-    /// More rows in one table than the preview counted there.
+    /// More rows of one kind (`deleted`, `updated`, `inserted`) in one
+    /// table than the preview counted there.
     Table {
         relid: u32,
+        kind: &'static str,
         allowed: i64,
         reached: i64,
     },
@@ -57,6 +92,10 @@ pub enum Exceeded {
     /// rolled back inside it lowers PostgreSQL's counters): the count cannot
     /// be trusted, so the statement is not taken as within its limits.
     Untrustworthy { relid: u32 },
+    /// A table PostgreSQL keeps no counts for (a foreign table) was written
+    /// by a query that does not report those rows (a WITH clause, or beside
+    /// another write): they cannot be counted, so not held to the cap.
+    Uncountable { relid: u32 },
 }
 
 impl Exceeded {
@@ -64,34 +103,47 @@ impl Exceeded {
     pub fn relid(&self) -> Option<u32> {
         match self {
             Exceeded::Total { .. } => None,
-            Exceeded::Table { relid, .. } | Exceeded::Untrustworthy { relid } => Some(*relid),
+            Exceeded::Table { relid, .. }
+            | Exceeded::Untrustworthy { relid }
+            | Exceeded::Uncountable { relid } => Some(*relid),
         }
     }
 }
 
 /// Holds what a statement changed (`counted`: rows per table, each the
-/// change of the table's counter; `floor`: what the statements reported
+/// change of the table's counters; `floor`: what the statements reported
 /// changing, which no table count can lower) to its token's limits.
-pub fn check(limits: &Limits, counted: &[(u32, i64)], floor: i64) -> Option<Exceeded> {
-    if let Some((relid, _)) = counted.iter().find(|(_, n)| *n < 0) {
+pub fn check(limits: &Limits, counted: &[(u32, Changes)], floor: i64) -> Option<Exceeded> {
+    if let Some((relid, _)) = counted
+        .iter()
+        .find(|(_, c)| c.kinds().iter().any(|(_, n)| *n < 0))
+    {
         return Some(Exceeded::Untrustworthy { relid: *relid });
     }
     if let Some(per_table) = &limits.per_table {
-        for (relid, reached) in counted.iter().filter(|(_, n)| *n > 0) {
+        for (relid, changed) in counted {
             let allowed = per_table
                 .iter()
                 .find(|(t, _)| t == relid)
-                .map_or(0, |(_, n)| *n);
-            if *reached > allowed {
-                return Some(Exceeded::Table {
-                    relid: *relid,
-                    allowed,
-                    reached: *reached,
-                });
+                .map(|(_, c)| *c)
+                .unwrap_or_default();
+            for (kind, reached) in changed.kinds() {
+                if reached > allowed.get(kind) {
+                    return Some(Exceeded::Table {
+                        relid: *relid,
+                        kind,
+                        allowed: allowed.get(kind),
+                        reached,
+                    });
+                }
             }
         }
     }
-    let reached = counted.iter().map(|(_, n)| n).sum::<i64>().max(floor);
+    let reached = counted
+        .iter()
+        .map(|(_, c)| c.total())
+        .sum::<i64>()
+        .max(floor);
     match limits.max_rows {
         Some(cap) if exceeded(cap, reached) => Some(Exceeded::Total { cap, reached }),
         _ => None,
@@ -111,16 +163,19 @@ pub fn refusal(what: &str, token: Uuid, e: &Exceeded, table: &str) -> Denial {
     match e {
         Exceeded::Total { cap, reached } => over_cap(what, token, *cap, *reached),
         Exceeded::Table {
-            allowed, reached, ..
+            kind,
+            allowed,
+            reached,
+            ..
         } => Denial {
             source: Source::Token,
             message: format!(
-                "{what} refused: it changed {} in {table}, where the preview approved with token {token} counted {}, so nothing was changed and the token is still unused; request a new token, whose preview shows the effect now",
+                "{what} refused: it {kind} {} in {table}, where the preview approved with token {token} counted {} {kind}, so nothing was changed and the token is still unused; request a new token, whose preview shows the effect now",
                 rows(*reached),
                 rows(*allowed)
             ),
             detail: format!(
-                "A previewed token allows in each table at most the rows its preview counted there (none in a table the preview did not list). {table}: {} approved, {} changed.",
+                "A previewed token allows in each table at most the rows its preview counted there, deleted, updated and inserted apart (none in a table the preview did not list). {table}: {} {kind} approved, {} {kind}.",
                 rows(*allowed),
                 rows(*reached)
             ),
@@ -131,6 +186,17 @@ pub fn refusal(what: &str, token: Uuid, e: &Exceeded, table: &str) -> Denial {
                     &[("<operation>", "text"), ("<task id>", "text")],
                     &[("statement", "<statement>", "text")]
                 )
+            ),
+        },
+        Exceeded::Uncountable { .. } => Denial {
+            source: Source::Token,
+            message: format!(
+                "{what} refused: it wrote foreign table {table} in a way whose rows cannot be counted against approval token {token}; nothing was changed and the token is still unused; write a foreign table only as the statement's own target"
+            ),
+            detail: "PostgreSQL keeps no per-table counts for a foreign table: its rows count only as the query that writes it reports them, which a WITH clause's write, or one beside another write, does not.".into(),
+            hint: format!(
+                "Write {table} with a statement of its own, such as DELETE FROM {table} WHERE ..., with {}.",
+                tag(TOKEN_KEY, &token.to_string())
             ),
         },
         Exceeded::Untrustworthy { .. } => Denial {
@@ -235,19 +301,33 @@ mod tests {
         assert!(one.message.contains("cap of 1 row "), "{}", one.message);
     }
 
-    fn limits(max_rows: Option<i64>, per_table: Option<Vec<(u32, i64)>>) -> Limits {
+    fn limits(max_rows: Option<i64>, per_table: Option<Vec<(u32, Changes)>>) -> Limits {
         Limits {
             max_rows,
             per_table,
         }
     }
 
+    fn del(n: i64) -> Changes {
+        Changes {
+            deleted: n,
+            ..Changes::default()
+        }
+    }
+
+    fn ins(n: i64) -> Changes {
+        Changes {
+            inserted: n,
+            ..Changes::default()
+        }
+    }
+
     #[test]
     fn the_total_is_held_to_max_rows_and_the_reported_rows_are_its_floor() {
         let l = limits(Some(10), None);
-        assert_eq!(check(&l, &[(1, 6), (2, 4)], 0), None);
+        assert_eq!(check(&l, &[(1, del(6)), (2, ins(4))], 0), None);
         assert_eq!(
-            check(&l, &[(1, 6), (2, 5)], 0),
+            check(&l, &[(1, del(6)), (2, ins(5))], 0),
             Some(Exceeded::Total {
                 cap: 10,
                 reached: 11
@@ -255,35 +335,37 @@ mod tests {
         );
         // A foreign table's rows are only in what the statement reported.
         assert_eq!(
-            check(&l, &[(1, 0)], 12),
+            check(&l, &[(1, del(0))], 12),
             Some(Exceeded::Total {
                 cap: 10,
                 reached: 12
             })
         );
-        assert_eq!(check(&limits(None, None), &[(1, 1_000_000)], 0), None);
+        assert_eq!(check(&limits(None, None), &[(1, del(1_000_000))], 0), None);
     }
 
     #[test]
     fn a_preview_limits_each_table_and_unlisted_tables_get_nothing() {
-        // The preview: 4 in table 1, 999 in table 2 (a trigger's inserts
-        // during the dry run); cap 1003 in all.
-        let l = limits(Some(1003), Some(vec![(1, 4), (2, 999)]));
-        assert_eq!(check(&l, &[(1, 4), (2, 999)], 4), None);
-        assert_eq!(check(&l, &[(1, 3), (2, 0)], 3), None);
+        // The preview: 4 deleted in table 1, 999 inserted in table 2 (a
+        // trigger's inserts during the dry run); cap 1003 in all.
+        let l = limits(Some(1003), Some(vec![(1, del(4)), (2, ins(999))]));
+        assert_eq!(check(&l, &[(1, del(4)), (2, ins(999))], 4), None);
+        assert_eq!(check(&l, &[(1, del(3)), (2, ins(0))], 3), None);
         // The inserts do not happen again: their room is not the delete's.
         assert_eq!(
-            check(&l, &[(1, 999), (2, 0)], 999),
+            check(&l, &[(1, del(999)), (2, ins(0))], 999),
             Some(Exceeded::Table {
                 relid: 1,
+                kind: "deleted",
                 allowed: 4,
                 reached: 999
             })
         );
         assert_eq!(
-            check(&l, &[(1, 4), (3, 1)], 4),
+            check(&l, &[(1, del(4)), (3, ins(1))], 4),
             Some(Exceeded::Table {
                 relid: 3,
+                kind: "inserted",
                 allowed: 0,
                 reached: 1
             })
@@ -291,10 +373,39 @@ mod tests {
     }
 
     #[test]
+    fn room_for_one_kind_of_change_is_not_room_for_another() {
+        // The preview saw 50 rows inserted in table 2 (an audit trigger);
+        // deleting 50 rows there instead is not what was approved.
+        let l = limits(Some(51), Some(vec![(1, del(1)), (2, ins(50))]));
+        assert_eq!(
+            check(&l, &[(1, del(1)), (2, del(50))], 1),
+            Some(Exceeded::Table {
+                relid: 2,
+                kind: "deleted",
+                allowed: 0,
+                reached: 50
+            })
+        );
+        let upd = Changes {
+            updated: 3,
+            ..Changes::default()
+        };
+        assert_eq!(upd.total(), 3);
+        assert_eq!(upd.get("updated"), 3);
+        assert_eq!(upd.get("deleted"), 0);
+        let l = limits(Some(3), Some(vec![(1, upd)]));
+        assert_eq!(check(&l, &[(1, upd)], 3), None);
+        assert_eq!(
+            check(&l, &[(1, del(3))], 3).and_then(|e| e.relid()),
+            Some(1)
+        );
+    }
+
+    #[test]
     fn a_count_that_went_down_is_never_taken_as_within_the_cap() {
         let l = limits(Some(2), None);
         assert_eq!(
-            check(&l, &[(1, 1000), (7, -100_000)], 0),
+            check(&l, &[(1, del(1000)), (7, ins(-100_000))], 0),
             Some(Exceeded::Untrustworthy { relid: 7 })
         );
         let d = refusal(
@@ -313,6 +424,7 @@ mod tests {
             id(),
             &Exceeded::Table {
                 relid: 1,
+                kind: "deleted",
                 allowed: 4,
                 reached: 999,
             },
@@ -320,17 +432,42 @@ mod tests {
         );
         assert!(
             d.message.contains(
-                "it changed 999 rows in public.accounts, where the preview approved with token"
-            ),
+                "it deleted 999 rows in public.accounts, where the preview approved with token"
+            ) && d.message.contains("counted 4 rows deleted"),
             "{}",
             d.message
         );
         assert!(
             d.detail
-                .contains("public.accounts: 4 rows approved, 999 rows changed."),
+                .contains("public.accounts: 4 rows deleted approved, 999 rows deleted."),
             "{}",
             d.detail
         );
+    }
+
+    #[test]
+    fn rows_written_to_a_foreign_table_that_cannot_be_counted_are_refused() {
+        let e = Exceeded::Uncountable { relid: 9 };
+        assert_eq!(e.relid(), Some(9));
+        let d = refusal(
+            "DELETE on public.remote_orders",
+            id(),
+            &e,
+            "public.remote_orders",
+        );
+        assert_eq!(d.source, Source::Token);
+        assert!(
+            d.message.starts_with(
+                "DELETE on public.remote_orders refused: it wrote foreign table public.remote_orders in a way whose rows cannot be counted"
+            ),
+            "{}",
+            d.message
+        );
+        assert!(d.message.contains("the token is still unused"));
+        assert!(d.hint.contains("DELETE FROM public.remote_orders WHERE"));
+        assert!(d
+            .hint
+            .contains("/*ai_agent_safety_token='8c2952f6-081c-488d-b9ff-9afcc9069553'*/"));
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub extern "C-unwind" fn aas_audit_launcher_main(_arg: pg_sys::Datum) {
                 w.at = now;
             }
         }
+        free_idle_slots(now);
         let no_worker = start_pending() | start_due(now);
         if no_worker && !logged_no_worker {
             pgrx::log!("ai_agent_safety: no free background worker slot for an audit writer; events wait in the spool (raise max_worker_processes)");
@@ -143,6 +144,53 @@ fn start_due(now: i64) -> bool {
         }
     }
     no_worker
+}
+
+/// Frees writer slots that hold nothing: a writer started for a database
+/// dropped before it connected never runs, and a start that never
+/// completed (or a wait for CREATE EXTENSION) for a database whose spool
+/// has since emptied waits for nothing; kept, such slots would pile up
+/// until all 64 were taken and no database's events could load. A slot
+/// is freed when its database is gone, or when it has waited 10 s with
+/// nothing spooled (a new event claims one again).
+fn free_idle_slots(now: i64) {
+    let waiting: Vec<(u32, i64)> = SPOOL
+        .share()
+        .writers
+        .iter()
+        .filter(|s| {
+            s.dboid != 0
+                && matches!(
+                    s.state,
+                    aas_policy::WriterState::Starting
+                        | aas_policy::WriterState::WaitingForExtension
+                )
+        })
+        .map(|s| (s.dboid, s.since))
+        .collect();
+    for (db, since) in waiting {
+        let gone = !database_exists(db);
+        if !gone && (spool::pending(db) || now - since < 10_000_000) {
+            continue;
+        }
+        let mut shared = SPOOL.exclusive();
+        for s in shared.writers.iter_mut().filter(|s| {
+            s.dboid == db
+                && s.since == since
+                && matches!(
+                    s.state,
+                    aas_policy::WriterState::Starting
+                        | aas_policy::WriterState::WaitingForExtension
+                )
+        }) {
+            *s = spool::WriterSlot::default();
+        }
+        if gone {
+            for w in shared.wakes.iter_mut().filter(|w| w.dboid == db) {
+                *w = spool::Wake::default();
+            }
+        }
+    }
 }
 
 fn database_exists(dboid: u32) -> bool {

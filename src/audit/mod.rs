@@ -206,6 +206,12 @@ pub fn record(e: Event) {
     );
 }
 
+/// Records an event of the current session about `task` (a review's,
+/// whatever the session's own task is).
+pub fn record_for_task(e: Event, task: &str) {
+    emit(&e, session_context(), &application_name(), task);
+}
+
 /// Fills the session's audit context now, inside a statement, for an event
 /// that may have to be recorded where the catalog cannot be read (at exit).
 pub fn prepare_context() {

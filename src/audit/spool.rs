@@ -210,11 +210,28 @@ pub fn claim(shared: &mut Shared, dboid: u32, launcher: bool) -> bool {
         }
         return false;
     }
-    if let Some(s) = shared
+    // A free slot, or else, for a backend's new event, the longest wait
+    // for CREATE EXTENSION: a database without the extension runs no
+    // writer, and must not keep others' events from loading (an agent can
+    // make events in every database it can connect to). The launcher's
+    // retries take free slots only, so waiting databases do not take turns
+    // evicting each other.
+    let slot = match shared
         .writers
-        .iter_mut()
-        .find(|s| s.state == WriterState::Free)
+        .iter()
+        .position(|s| s.state == WriterState::Free)
     {
+        Some(i) => Some(i),
+        None if launcher => None,
+        None => shared
+            .writers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state == WriterState::WaitingForExtension)
+            .min_by_key(|(_, s)| s.since)
+            .map(|(i, _)| i),
+    };
+    if let Some(s) = slot.map(|i| &mut shared.writers[i]) {
         *s = WriterSlot {
             dboid,
             state: WriterState::Starting,

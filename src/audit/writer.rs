@@ -122,6 +122,8 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
             return;
         }
         let loaded = drain(dboid, &mut seq);
+        // Prepared reviews: announced when new, rolled back when expired.
+        crate::review::finish::tend(dboid);
         let now = spool::now();
         if now - last_maintenance > 60_000_000 {
             maintenance::run();
@@ -134,7 +136,7 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
         let idle = now - busy_at;
         let crowded = spool::someone_waits(&SPOOL.share());
         if idle >= IDLE_RETIRE_US || (crowded && idle >= IDLE_RETIRE_CROWDED_US) {
-            let wake = maintenance::next_time();
+            let wake = next_wake(dboid);
             if retire(dboid, wake) {
                 return;
             }
@@ -144,9 +146,19 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
     // SIGTERM (writer stop or server shutdown): load what is there, then go.
     if extension_present() {
         drain(dboid, &mut seq);
-        let wake = maintenance::next_time();
+        let wake = next_wake(dboid);
         let mut shared = SPOOL.exclusive();
         spool::set_wake(&mut shared, dboid, wake);
+    }
+}
+
+/// When the database next needs a writer with no events coming in: its
+/// maintenance, or a review's expiry (a second late).
+fn next_wake(dboid: u32) -> Option<i64> {
+    let review = crate::review::finish::next_expiry(dboid).map(|t| t + 1_000_000);
+    match (maintenance::next_time(), review) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

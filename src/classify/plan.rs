@@ -231,6 +231,16 @@ pub unsafe fn classify(stmt: &pg_sys::PlannedStmt) -> Statement {
     out
 }
 
+/// Does the query report the rows it writes (es_processed)? Only when its
+/// one write is its own target: an INSERT, UPDATE, DELETE or MERGE that
+/// sets the command tag, with no writable WITH clause beside it.
+///
+/// # Safety
+/// `stmt` is a valid planned statement.
+pub unsafe fn reports_its_writes(stmt: &pg_sys::PlannedStmt) -> bool {
+    stmt.commandType != CMD_SELECT && stmt.canSetTag && modify_tables(stmt).len() == 1
+}
+
 /// The partitioned tables a planned query writes through (its ModifyTable
 /// root relations): rows may be routed to partitions the plan does not name.
 ///

@@ -53,8 +53,13 @@ unsafe extern "C-unwind" fn start_hook(query_desc: *mut pg_sys::QueryDesc, eflag
         // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
         && unsafe { agent_plan::known_free_of_agents(&*(*query_desc).plannedstmt) }
     {
+        // Counted as running: what ExecutorStart evaluates (initial
+        // partition pruning) runs inside this query, not beside it.
+        gate::executor_entered();
         // SAFETY: called exactly as PostgreSQL calls the hook.
-        return unsafe { next_start()(query_desc, eflags) };
+        unsafe { next_start()(query_desc, eflags) };
+        gate::executor_left();
+        return;
     }
     // SAFETY: the same arguments, into the guarded path.
     unsafe { start_checked(query_desc, eflags) }
@@ -87,20 +92,26 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
     let explain_only = eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0;
     // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
     let ps = unsafe { &*(*query_desc).plannedstmt };
-    // Rows a capped statement or a dry run sets off are counted with its
-    // own: their tables are taken in before this query writes them.
-    if !explain_only && !crate::privileged::active() {
-        if row_cap::active() {
-            // SAFETY: ps is valid, inside a transaction.
-            unsafe { row_cap::observe(ps) };
-        }
-        if dry_run::active() {
-            // SAFETY: ps is valid, inside a transaction.
-            unsafe { dry_run::observe(ps) };
-        }
-    }
+    // An approved query's foreign-key action, let through unjudged.
     // SAFETY: ExecutorStart receives a valid QueryDesc with its plan.
     let fk_action = unsafe { gate::foreign_key_action_in_scope(ps) };
+    // Rows a capped statement, a dry run or a review's statement sets off
+    // are counted with its own: their tables are taken in before this
+    // query writes them.
+    if !explain_only && !crate::privileged::active() {
+        if row_cap::active() {
+            // SAFETY: query_desc is valid with its plan, inside a transaction.
+            unsafe { row_cap::observe(query_desc, fk_action) };
+        }
+        if dry_run::active() {
+            // SAFETY: query_desc is valid with its plan, inside a transaction.
+            unsafe { dry_run::observe(query_desc, fk_action) };
+        }
+        if crate::review::counting() {
+            // SAFETY: query_desc is valid with its plan, inside a transaction.
+            unsafe { crate::review::observe(query_desc, fk_action) };
+        }
+    }
     let agent = gate::agent_statement();
     // Another role's query whose write an agent's rule or view decides is
     // that agent's while it is judged; one that runs an agent's view, rule
@@ -124,9 +135,14 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
             };
             // SAFETY: sourceText is the query's text.
             let text = unsafe { pg::statement_text((*query_desc).sourceText, ps) };
-            if let Outcome::Approved { token, limits } =
-                guard::judge(&stmt, &text, sent_by_client(query_desc))
-            {
+            // A review's statement opens the window too (its foreign-key
+            // actions are its own), with nothing to cap.
+            let terms = match guard::judge(&stmt, &text, sent_by_client(query_desc)) {
+                Outcome::Approved { token, limits } => Some(Some((token, limits))),
+                Outcome::Reviewed => Some(None),
+                Outcome::Allow => None,
+            };
+            if let Some(terms) = terms {
                 // The window's scope: the tables the query writes (leaf
                 // partitions too) and the ones it names.
                 // SAFETY: ps is valid.
@@ -139,28 +155,44 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
                         scope.push(oid);
                     }
                 }
-                approved = Some((scope, token, limits, stmt, text));
+                approved = Some((scope, terms, stmt, text));
             }
         }
     }
     if let Some(a) = code {
         agent_code::mark(query_desc, a);
     }
+    // A review records each writing statement of the agent with the rows
+    // it changes.
+    if agent && !explain_only && crate::review::active() && !crate::review::counting() {
+        // SAFETY: ps is valid.
+        if unsafe { shape(ps) }.writes {
+            // SAFETY: sourceText is the query's text; the query is starting.
+            unsafe {
+                let text = pg::statement_text((*query_desc).sourceText, ps);
+                crate::review::start(query_desc, text);
+            }
+        }
+    }
     // Expressions are set up while the executor starts: the agent's code
     // counts as running then too.
     let busy = agent_code::busy(query_desc);
     let next = next_start();
+    gate::executor_entered();
     // SAFETY: called exactly as PostgreSQL calls the hook, inside the guard.
     unsafe { pg_guard_ffi_boundary(|| next(query_desc, eflags)) };
+    gate::executor_left();
     if busy {
         agent_code::idle(query_desc);
     }
-    if let Some((scope, token, limits, stmt, text)) = approved {
+    if let Some((scope, terms, stmt, text)) = approved {
         gate::open_query_window(query_desc, scope);
         // SAFETY: the query just started, with its plan.
         unsafe {
-            if limits.any() && !dry_run::is_dry_run_query(query_desc) {
-                row_cap::open(query_desc, token, limits, &stmt, &text);
+            if let Some((token, limits)) = terms.filter(|(_, l)| l.any()) {
+                if !dry_run::is_dry_run_query(query_desc) {
+                    row_cap::open(query_desc, token, limits, &stmt, &text);
+                }
             }
         }
     }
@@ -168,7 +200,7 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
     // non-agent's, which nothing judges) is counted from here.
     // SAFETY: the query just started, with its plan.
     if dry_run::active() && unsafe { dry_run::is_dry_run_query(query_desc) } {
-        unsafe { dry_run::started(ps) };
+        unsafe { dry_run::started(query_desc) };
     }
 }
 
@@ -183,6 +215,7 @@ unsafe extern "C-unwind" fn run_hook(
     execute_once: bool,
 ) {
     let busy = agent_code::busy(query_desc);
+    gate::executor_entered();
     // SAFETY: see PREV_START; called exactly as PostgreSQL calls the hook.
     unsafe {
         PREV_RUN.unwrap_or(crate::unguarded::standard_ExecutorRun)(
@@ -192,6 +225,7 @@ unsafe extern "C-unwind" fn run_hook(
             execute_once,
         )
     };
+    gate::executor_left();
     if busy {
         agent_code::idle(query_desc);
     }
@@ -207,10 +241,12 @@ unsafe extern "C-unwind" fn run_hook(
     count: u64,
 ) {
     let busy = agent_code::busy(query_desc);
+    gate::executor_entered();
     // SAFETY: see PREV_START; called exactly as PostgreSQL calls the hook.
     unsafe {
         PREV_RUN.unwrap_or(crate::unguarded::standard_ExecutorRun)(query_desc, direction, count)
     };
+    gate::executor_left();
     if busy {
         agent_code::idle(query_desc);
     }
@@ -220,14 +256,17 @@ unsafe extern "C-unwind" fn run_hook(
 // SAFETY: installed as ExecutorFinish_hook; it touches two vectors and hands on.
 unsafe extern "C-unwind" fn finish_hook(query_desc: *mut pg_sys::QueryDesc) {
     let busy = agent_code::busy(query_desc);
+    gate::executor_entered();
+    gate::finishing(query_desc);
     // SAFETY: see PREV_START; called exactly as PostgreSQL calls the hook.
     unsafe { PREV_FINISH.unwrap_or(crate::unguarded::standard_ExecutorFinish)(query_desc) };
+    gate::executor_left();
     if busy {
         agent_code::idle(query_desc);
     }
     // Its foreign-key actions and AFTER triggers have run: a capped
     // query's count is final.
-    if row_cap::active() {
+    if row_cap::active() || dry_run::active() || crate::review::counting() {
         // SAFETY: the query that just finished.
         unsafe { cap_checked(query_desc) };
     }
@@ -238,7 +277,11 @@ unsafe extern "C-unwind" fn finish_hook(query_desc: *mut pg_sys::QueryDesc) {
 // SAFETY: called from `finish_hook` with PostgreSQL's QueryDesc; #[pg_guard] turns the refusal into an ERROR.
 unsafe extern "C-unwind" fn cap_checked(query_desc: *mut pg_sys::QueryDesc) {
     // SAFETY: the query just finished; its EState is live until ExecutorEnd.
-    unsafe { row_cap::finished(query_desc) };
+    unsafe {
+        dry_run::finished(query_desc);
+        crate::review::finished(query_desc);
+        row_cap::finished(query_desc);
+    }
 }
 
 /// Unguarded for everyone: it only closes the approval window and hands on.

@@ -8,12 +8,13 @@
 //! an approved query runs the window is open and holds its scope: the tables
 //! it writes. A query in the window passes unjudged only when it is such a
 //! foreign-key action: PostgreSQL runs it with SECURITY_NOFORCE_RLS, it
-//! writes one table, and that table has a foreign key to a table in scope
-//! (it then joins the scope, for cascades of cascades). Everything else the
-//! statement sets off (functions in its expressions, triggers, rules, column
-//! defaults, and whatever those run, inside a foreign-key action too) is
-//! judged and audited on its own, so an approved DELETE cannot carry a
-//! second, unapproved one.
+//! is one query that names no table with rules (a rule's query is its
+//! owner's code), it writes one table, and that table has a foreign key to
+//! a table in scope (it then joins the scope, for cascades of cascades).
+//! Everything else the statement sets off (functions in its expressions,
+//! triggers, rules, column defaults, and whatever those run, inside a
+//! foreign-key action too) is judged and audited on its own, so an approved
+//! DELETE cannot carry a second, unapproved one.
 
 use crate::pg::in_foreign_key_action;
 use crate::{agent_code, identity, privileged};
@@ -36,6 +37,51 @@ static mut SCOPE: Vec<pg_sys::Oid> = Vec::new();
 // SAFETY: as SCOPE.
 static mut DEPTH: usize = 0;
 
+/// How many queries are being planned, or are in ExecutorStart,
+/// ExecutorRun or ExecutorFinish right now (in this backend). PostgreSQL
+/// runs an approved query's foreign-key actions from its ExecutorFinish
+/// (its AFTER-trigger loop), with no other query running: a query started
+/// while another is planned or runs (a BEFORE trigger's, a CHECK's or
+/// DEFAULT's function, an immutable function folded while the action is
+/// planned, a cursor fetched inside an action) is not one, whatever
+/// security context it inherited.
+// SAFETY: a backend is single-threaded; kept by the executor hooks, and
+// restored when a (sub)transaction aborts mid-query.
+static mut RUNNING: u32 = 0;
+
+/// RUNNING when each open subtransaction started, to restore on its abort.
+// SAFETY: as RUNNING.
+static mut RUNNING_AT_SUB: Vec<(pg_sys::SubTransactionId, u32)> = Vec::new();
+
+/// RUNNING while the approved query is in its ExecutorFinish (itself
+/// counted): only then, with nothing else running, can an action start.
+// SAFETY: as RUNNING; set by `finishing`, cleared when the window closes.
+static mut FINISH_LEVEL: Option<u32> = None;
+
+/// A query enters planning, ExecutorStart, ExecutorRun or ExecutorFinish.
+/// (Every query of every session: one increment each.)
+#[inline]
+pub fn executor_entered() {
+    // SAFETY: see RUNNING.
+    unsafe { RUNNING = RUNNING.wrapping_add(1) };
+}
+
+/// A query left planning or an executor phase normally.
+#[inline]
+pub fn executor_left() {
+    // SAFETY: see RUNNING.
+    unsafe { RUNNING = RUNNING.saturating_sub(1) };
+}
+
+/// The query entering ExecutorFinish (already counted): when it is the
+/// approved one, its foreign-key actions may start from now.
+pub fn finishing(qd: *mut pg_sys::QueryDesc) {
+    if window() == Window::Query(qd) {
+        // SAFETY: see FINISH_LEVEL.
+        unsafe { FINISH_LEVEL = Some(RUNNING) };
+    }
+}
+
 /// Opens the window of an approved query whose written tables are `scope`.
 pub fn open_query_window(qd: *mut pg_sys::QueryDesc, scope: Vec<pg_sys::Oid>) {
     set_window(Window::Query(qd));
@@ -54,11 +100,24 @@ pub fn open_query_window(qd: *mut pg_sys::QueryDesc, scope: Vec<pg_sys::Oid>) {
 /// # Safety
 /// `ps` is a valid PlannedStmt, inside a transaction.
 pub unsafe fn foreign_key_action_in_scope(ps: &pg_sys::PlannedStmt) -> bool {
-    // SAFETY: see DEPTH.
+    // SAFETY: see DEPTH, FINISH_LEVEL and RUNNING.
+    let (depth, started_by_finish) = unsafe { (DEPTH, FINISH_LEVEL == Some(RUNNING)) };
     if !matches!(window(), Window::Query(_))
         || !in_foreign_key_action()
-        || agent_code::agent_since(unsafe { DEPTH })
+        || !started_by_finish
+        || agent_code::agent_since(depth)
     {
+        return false;
+    }
+    // PostgreSQL's own action is one query that sets the command tag,
+    // naming no table with rules: a rule's query (DO ALSO or INSTEAD, on
+    // the referencing table) carries the entries of the table it is on,
+    // and is the rule owner's code, judged on its own.
+    // SAFETY: per this function's contract.
+    let mut relations = unsafe { crate::range_table::relations(ps) };
+    // SAFETY: relcache entries are opened and closed in has_rules.
+    let rules = relations.any(|r| unsafe { crate::pg::has_rules(r.relid()) });
+    if !ps.canSetTag || rules {
         return false;
     }
     // SAFETY: per this function's contract.
@@ -105,6 +164,8 @@ pub fn set_window(w: Window) {
 /// transaction or subtransaction aborts).
 pub fn close_window() {
     set_window(Window::Closed);
+    // SAFETY: see FINISH_LEVEL.
+    unsafe { FINISH_LEVEL = None };
     // SAFETY: see SCOPE; clear() keeps the allocation and cannot fail.
     unsafe { (*std::ptr::addr_of_mut!(SCOPE)).clear() };
 }
@@ -170,6 +231,11 @@ unsafe extern "C-unwind" fn xact_callback(
         close_window();
         privileged::reset();
         agent_code::forget_executing(None);
+        // SAFETY: see RUNNING; clear() keeps the allocation.
+        unsafe {
+            RUNNING = 0;
+            (*std::ptr::addr_of_mut!(RUNNING_AT_SUB)).clear();
+        }
     }
 }
 
@@ -181,9 +247,31 @@ unsafe extern "C-unwind" fn subxact_callback(
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
-    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        close_window();
-        privileged::reset();
-        agent_code::forget_executing(Some(my));
+    // SAFETY: see RUNNING; the vector is only pushed and popped here.
+    let saved = unsafe { &mut *std::ptr::addr_of_mut!(RUNNING_AT_SUB) };
+    match event {
+        pg_sys::SubXactEvent::SUBXACT_EVENT_START_SUB => {
+            // SAFETY: see RUNNING.
+            saved.push((my, unsafe { RUNNING }))
+        }
+        pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB
+            if saved.last().is_some_and(|(s, _)| *s == my) =>
+        {
+            saved.pop();
+        }
+        pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
+            close_window();
+            privileged::reset();
+            agent_code::forget_executing(Some(my));
+            // The queries that ran when it aborted are gone with it.
+            while let Some((s, running)) = saved.pop() {
+                if s == my {
+                    // SAFETY: see RUNNING.
+                    unsafe { RUNNING = running };
+                    break;
+                }
+            }
+        }
+        _ => {}
     }
 }

@@ -36,4 +36,5 @@ pub fn install() {
     gate::install();
     crate::row_cap::install();
     crate::dry_run::install();
+    crate::review::install();
 }

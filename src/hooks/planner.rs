@@ -33,7 +33,8 @@ const CURSOR: c_int = (pg_sys::CURSOR_OPT_FAST_PLAN
     | pg_sys::CURSOR_OPT_HOLD) as c_int;
 
 /// Unguarded: plans, then for a cursor planned inside an agent's code asks
-/// the guarded path. Everything else pays one load and one comparison.
+/// the guarded path. Everything else pays two increments, one load and one
+/// comparison.
 // SAFETY: installed as planner_hook; PostgreSQL passes a valid Query.
 unsafe extern "C-unwind" fn hook(
     parse: *mut pg_sys::Query,
@@ -41,6 +42,9 @@ unsafe extern "C-unwind" fn hook(
     cursor_options: c_int,
     params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
+    // Planning counts as running (gate): what it evaluates (an immutable
+    // function folded into a constant) runs inside the planned query.
+    super::gate::executor_entered();
     // SAFETY: see PREV; called exactly as PostgreSQL calls the hook.
     let ps = unsafe {
         match PREV {
@@ -48,6 +52,7 @@ unsafe extern "C-unwind" fn hook(
             None => standard_planner(parse, query_string, cursor_options, params),
         }
     };
+    super::gate::executor_left();
     if cursor_options & CURSOR != 0 && agent_code::running().is_some() {
         // SAFETY: ps is the plan just made, query_string its text.
         unsafe { judge_cursor(ps, query_string) };

@@ -85,7 +85,8 @@ unsafe extern "C-unwind" fn hook(
 }
 
 /// Could this statement rename or drop a role (and so perhaps one of the
-/// extension's groups), or run a table's own code outside the executor
+/// extension's groups), finish a prepared review, or run a table's own
+/// code outside the executor
 /// (COPY ... FROM runs its defaults, checks and triggers; ALTER TABLE may
 /// validate its checks)? Asked of every session's utility statements: a
 /// few loads and comparisons, nothing that can raise.
@@ -99,6 +100,9 @@ unsafe fn may_change_groups(pstmt: *const pg_sys::PlannedStmt) -> bool {
         || tag == pg_sys::NodeTag::T_RenameStmt
         || tag == pg_sys::NodeTag::T_CopyStmt
         || tag == pg_sys::NodeTag::T_AlterTableStmt
+        // COMMIT or ROLLBACK PREPARED of a review is judged for everyone.
+        // SAFETY: per this function's contract.
+        || unsafe { crate::review::finish::is_finish((*pstmt).utilityStmt) }
 }
 
 /// The agent whose table code a COPY ... FROM or ALTER TABLE of another
@@ -138,6 +142,16 @@ unsafe extern "C-unwind" fn checked(
 ) {
     let mut approved = false;
     let mut rename = None;
+    // SAFETY: pstmt is valid; its utilityStmt a valid utility statement,
+    // inside a transaction.
+    let finishing = unsafe {
+        let node = (*pstmt).utilityStmt;
+        if crate::review::finish::is_finish(node) {
+            crate::review::finish::before(node)
+        } else {
+            None
+        }
+    };
     // SAFETY: pstmt is valid; its utilityStmt a valid utility statement.
     if unsafe { may_change_groups(pstmt) } {
         // SAFETY: as above.
@@ -155,13 +169,25 @@ unsafe extern "C-unwind" fn checked(
     if let Some(a) = table_code {
         crate::agent_code::mark(key, a);
     }
-    if gate::agent_statement() {
+    // In a failed transaction block only statements that end it (and so
+    // roll it back) run: nothing to judge.
+    // SAFETY: reads transaction state.
+    let failed = unsafe { pg_sys::IsAbortedTransactionBlockState() };
+    if !failed && gate::agent_statement() {
         // SAFETY: a valid utility statement, inside a transaction.
         rename = unsafe { crate::renames::before((*pstmt).utilityStmt) };
         // SAFETY: a utility PlannedStmt always has its utilityStmt.
         let node = unsafe { (*pstmt).utilityStmt };
         // SAFETY: node is a valid utility statement.
         let shape = unsafe { utility::shape(node) };
+        if crate::review::active() {
+            // SAFETY: node is a valid utility statement; query_string is
+            // this statement's text.
+            unsafe {
+                let text = pg::statement_text(query_string, pstmt);
+                crate::review::utility(node, &text, shape.writes);
+            }
+        }
         if treatment(&settings::Live, shape) != Treatment::Pass {
             // SAFETY: node is a valid utility statement; query_string is this
             // statement's query text.
@@ -182,6 +208,9 @@ unsafe extern "C-unwind" fn checked(
     let saved = gate::window();
     if approved {
         gate::set_window(Window::Utility);
+    }
+    if let Some(f) = &finishing {
+        f.enter();
     }
     let busy = crate::agent_code::busy(key);
     // Here, unlike on the unguarded path, the next hook runs inside the FFI
@@ -204,6 +233,9 @@ unsafe extern "C-unwind" fn checked(
     };
     if approved {
         gate::set_window(saved);
+    }
+    if let Some(f) = finishing {
+        f.done();
     }
     if busy {
         crate::agent_code::idle(key);

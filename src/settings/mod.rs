@@ -24,7 +24,7 @@ pub use derived::{file_environment, file_protected_operations, file_require_appr
 pub use not_agents::set_agent_test;
 use not_agents::{
     check_audit_level, check_audit_statement_max, check_mode, check_preview_timeout,
-    check_token_ttl,
+    check_review_ttl, check_token_ttl,
 };
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
@@ -98,6 +98,10 @@ static AUDIT_STATEMENT_MAX: GucSetting<i32> = GucSetting::<i32>::new(2000);
 /// may take, in milliseconds.
 static PREVIEW_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(5000);
 
+/// For DBAs: how long a prepared review waits for an approver before the
+/// audit writer rolls it back, in seconds.
+static REVIEW_TTL: GucSetting<i32> = GucSetting::<i32>::new(15 * 60);
+
 // --- Typed accessors ---------------------------------------------------------
 
 /// A string setting's current value, trimmed; `None` when empty. Read through
@@ -162,6 +166,9 @@ pub fn audit_level() -> AuditLevel {
 }
 pub fn preview_timeout_ms() -> i32 {
     int(&PREVIEW_TIMEOUT)
+}
+pub fn review_ttl_s() -> i64 {
+    int(&REVIEW_TTL) as i64
 }
 pub fn audit_statement_max() -> usize {
     int(&AUDIT_STATEMENT_MAX).max(0) as usize
@@ -435,6 +442,19 @@ pub fn define(show_agent_session: pg_sys::GucShowHook) {
             GucContext::Suset,
             GucFlags::UNIT_MS,
             Some(check_preview_timeout),
+            None,
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"ai_agent_safety.review_ttl",
+            c"How long a prepared review waits for an approver before it is rolled back.",
+            c"",
+            &REVIEW_TTL,
+            1,
+            30 * 24 * 3600,
+            GucContext::Suset,
+            GucFlags::UNIT_S,
+            Some(check_review_ttl),
             None,
             None,
         );

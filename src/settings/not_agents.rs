@@ -78,4 +78,5 @@ int_check! {
     check_mode => "ai_agent_safety.mode",
     check_audit_level => "ai_agent_safety.audit_level",
     check_preview_timeout => "ai_agent_safety.preview_timeout",
+    check_review_ttl => "ai_agent_safety.review_ttl",
 }

@@ -74,6 +74,9 @@ vocabulary! {
         Credentials => "credentials",
         /// Environment scope and task environment.
         Environment => "environment",
+        /// Reviewed transactions: begun, prepared, committed, rolled back,
+        /// expired.
+        Review => "review",
     }
 }
 
@@ -94,6 +97,10 @@ vocabulary! {
         LoginRefused => "login_refused",
         SessionExpired => "session_expired",
         SessionEnded => "session_ended",
+        Begun => "begun",
+        Prepared => "prepared",
+        Committed => "committed",
+        RolledBack => "rolled_back",
     }
 }
 

@@ -16,6 +16,7 @@ mod decision_tokens;
 mod facts;
 mod handover;
 mod operation;
+mod review;
 mod side_door;
 mod sql_comment;
 mod sql_lexer;
@@ -57,6 +58,7 @@ fn agent() -> SessionFacts {
         allowed_environments: None,
         run_by: None,
         token_from_setting: false,
+        review: None,
     }
 }
 

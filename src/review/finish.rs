@@ -1,0 +1,364 @@
+//! Finishing a prepared review: COMMIT PREPARED and ROLLBACK PREPARED of a
+//! review are judged (an approver commits, never the requester nor an
+//! agent) and recorded; the audit writer announces new reviews (NOTIFY
+//! ai_agent_safety_requests) and rolls back expired ones.
+//!
+//! PostgreSQL lets only the role that prepared a transaction, or a
+//! superuser, finish it. An approver who may finish a review but is
+//! neither finishes it as its owner: the command runs with the owner as
+//! current user (the transaction's abort restores the user on error).
+
+use super::file::{self, Meta};
+use crate::{audit, identity, pg, privileged};
+use aas_policy::review::{agent_commit_denial, may_finish, Finisher};
+use aas_policy::{EventKind, Source, Verdict};
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::prelude::*;
+use std::ffi::{c_char, CStr, CString};
+use std::path::PathBuf;
+
+/// twophase.h, which pgrx does not bind.
+mod twophase {
+    use std::ffi::c_char;
+    // SAFETY: the declaration of twophase.h; called inside a transaction.
+    extern "C-unwind" {
+        pub fn FinishPreparedTransaction(gid: *const c_char, is_commit: bool);
+    }
+}
+
+/// Is this utility statement COMMIT PREPARED or ROLLBACK PREPARED? (Asked
+/// of every session's utility statements: a load and two comparisons.)
+///
+/// # Safety
+/// `node` is a valid utility statement.
+#[inline]
+pub unsafe fn is_finish(node: *const pg_sys::Node) -> bool {
+    // SAFETY: per this function's contract.
+    unsafe {
+        (*node).type_ == pg_sys::NodeTag::T_TransactionStmt
+            && matches!(
+                (*(node as *const pg_sys::TransactionStmt)).kind,
+                pg_sys::TransactionStmtKind::TRANS_STMT_COMMIT_PREPARED
+                    | pg_sys::TransactionStmtKind::TRANS_STMT_ROLLBACK_PREPARED
+            )
+    }
+}
+
+/// A review being committed or rolled back by this statement.
+pub struct Finishing {
+    path: PathBuf,
+    meta: Meta,
+    commit: bool,
+    /// The user to run the command as (the review's owner), with the
+    /// user and security context to restore after it.
+    switch: Option<(pg_sys::Oid, pg_sys::Oid, i32)>,
+}
+
+fn dboid() -> u32 {
+    // SAFETY: reads a backend variable.
+    unsafe { pg_sys::MyDatabaseId }.to_u32()
+}
+
+/// The prepared transaction with this gid (its bytes, as PostgreSQL has
+/// them) in this database: (xid, owner).
+fn prepared(gid: &[u8]) -> Option<(u32, pg_sys::Oid)> {
+    privileged::run(|| {
+        Spi::connect(|c| {
+            let r = c.select(
+                "SELECT p.transaction::text::int8, r.oid FROM pg_catalog.pg_prepared_xacts p \
+                   JOIN pg_catalog.pg_roles r ON r.rolname = p.owner \
+                  WHERE pg_catalog.convert_to(p.gid, pg_catalog.current_setting('server_encoding')) = $1 \
+                    AND p.database = pg_catalog.current_database()",
+                None,
+                &[gid.to_vec().into()],
+            )?;
+            let mut out = None;
+            for row in r {
+                if let (Some(x), Some(o)) = (row.get::<i64>(1)?, row.get::<pg_sys::Oid>(2)?) {
+                    out = Some((x as u32, o));
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    })
+    .ok()
+    .flatten()
+}
+
+/// Who runs this COMMIT or ROLLBACK PREPARED.
+fn finisher() -> Finisher {
+    // SAFETY: reads backend variables and the catalog.
+    let (su, approver) = unsafe {
+        let session = pg_sys::GetSessionUserId();
+        let approvers = pg_sys::get_role_oid(c"ai_agent_approver".as_ptr(), true);
+        (
+            pg_sys::superuser_arg(session),
+            approvers != pg_sys::InvalidOid && pg_sys::is_member_of_role(session, approvers),
+        )
+    };
+    Finisher {
+        session_user: pg::session_user_name(),
+        is_agent: identity::session_user_is_agent()
+            || identity::session_is_agent()
+            || crate::agent_code::running().is_some(),
+        is_approver: approver,
+        is_superuser: su,
+    }
+}
+
+fn refuse(d: aas_policy::Denial, commit: bool, gid: &str, task: &str) -> ! {
+    audit::record_for_task(
+        audit::Event {
+            operation: if commit {
+                "COMMIT PREPARED"
+            } else {
+                "ROLLBACK PREPARED"
+            }
+            .into(),
+            object: format!("review '{gid}'"),
+            reason: d.reason(),
+            ..audit::Event::new(Source::Review, EventKind::Refused, Verdict::Refuse)
+        },
+        task,
+    );
+    pg::refuse(d)
+}
+
+/// Before COMMIT or ROLLBACK PREPARED runs: an agent commits nothing
+/// prepared; one that names a review is refused unless this session may
+/// finish it, and is told how to run.
+///
+/// # Safety
+/// `node` is a COMMIT PREPARED or ROLLBACK PREPARED statement; inside a
+/// transaction.
+pub unsafe fn before(node: *const pg_sys::Node) -> Option<Finishing> {
+    // SAFETY: per this function's contract.
+    let t = unsafe { &*(node as *const pg_sys::TransactionStmt) };
+    let commit = t.kind == pg_sys::TransactionStmtKind::TRANS_STMT_COMMIT_PREPARED;
+    // SAFETY: the gid of a COMMIT or ROLLBACK PREPARED is a C string.
+    let (raw, gid) = unsafe { (CStr::from_ptr(t.gid).to_bytes().to_vec(), pg::cstr(t.gid)) };
+    let who = finisher();
+    if commit && who.is_agent {
+        refuse(
+            agent_commit_denial(&who.session_user, &gid),
+            commit,
+            &gid,
+            "",
+        );
+    }
+    let (xid, owner) = prepared(&raw)?;
+    let (path, meta) = file::read(dboid(), xid)?;
+    if meta.gid_bytes != raw {
+        return None;
+    }
+    if let Err(d) = may_finish(&who, commit, &gid, &meta.requested_by) {
+        refuse(d, commit, &gid, &meta.task);
+    }
+    let mut user = pg_sys::InvalidOid;
+    let mut context = 0;
+    // SAFETY: reads two backend variables into valid out-pointers.
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
+    // SAFETY: a catalog lookup.
+    let switch = (user != owner && !unsafe { pg_sys::superuser_arg(user) })
+        .then_some((owner, user, context));
+    Some(Finishing {
+        path,
+        meta,
+        commit,
+        switch,
+    })
+}
+
+impl Finishing {
+    /// Runs the command as the review's owner, when the approver is not it.
+    pub fn enter(&self) {
+        if let Some((owner, _, context)) = self.switch {
+            // SAFETY: sets the current user for the one command; restored in
+            // `done`, or by the transaction's abort on error.
+            unsafe {
+                pg_sys::SetUserIdAndSecContext(
+                    owner,
+                    context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+                )
+            };
+        }
+    }
+
+    /// The command succeeded: the user is restored, the review's file
+    /// becomes its tombstone (first: recording may be interrupted), and the
+    /// decision is recorded.
+    pub fn done(self) {
+        if let Some((_, user, context)) = self.switch {
+            // SAFETY: restores what `enter` changed.
+            unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+        }
+        file::retire(&self.path);
+        let by = pg::session_user_name();
+        let m = &self.meta;
+        let (kind, what) = if self.commit {
+            (EventKind::Committed, "committed")
+        } else {
+            (EventKind::RolledBack, "rolled back")
+        };
+        audit::record_for_task(
+            audit::Event {
+                operation: if self.commit {
+                    "COMMIT PREPARED"
+                } else {
+                    "ROLLBACK PREPARED"
+                }
+                .into(),
+                object: format!("review '{}'", m.gid),
+                reason: format!(
+                    "{by} {what} review '{}' of {} (task {}): {} statements, {} rows",
+                    m.gid,
+                    m.requested_by,
+                    m.task,
+                    m.statements.as_array().map_or(0, Vec::len),
+                    m.rows
+                ),
+                ..audit::Event::new(Source::Review, kind, Verdict::Info)
+            },
+            &m.task,
+        );
+    }
+}
+
+/// The audit writer's pass over its database's reviews: announces each new
+/// one on NOTIFY ai_agent_safety_requests, rolls back each expired one
+/// (recorded as `expired`), and retires files that match no prepared
+/// transaction (a PREPARE that failed, or a review finished while the
+/// server was down) once a minute old. Runs outside any transaction.
+pub fn tend(dboid: u32) {
+    let reviews = file::list(dboid);
+    if reviews.is_empty() {
+        return;
+    }
+    let live: Vec<u32> = BackgroundWorker::transaction(|| {
+        Spi::connect(|c| {
+            let r = c.select(
+                "SELECT transaction::text::int8 FROM pg_catalog.pg_prepared_xacts \
+                  WHERE database = pg_catalog.current_database()",
+                None,
+                &[],
+            )?;
+            let mut out = Vec::new();
+            for row in r {
+                if let Some(x) = row.get::<i64>(1)? {
+                    out.push(x as u32);
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+        .unwrap_or_default()
+    });
+    // SAFETY: reads the clock.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    for (path, m) in reviews {
+        if !live.contains(&m.xid) {
+            if file::age_s(&path) >= 60 {
+                file::retire(&path);
+            }
+            continue;
+        }
+        if !file::announced_marker(&path).exists() {
+            announce(&m);
+            let _ = std::fs::write(file::announced_marker(&path), b"");
+        }
+        if aas_policy::review::expired(m.prepared_at_us, m.expires_at_us - m.prepared_at_us, now) {
+            expire(&path, &m);
+        }
+    }
+    file::sweep_tombstones(dboid);
+}
+
+/// The earliest expiry of a review of this database (PostgreSQL
+/// timestamp), for the writer's next wake.
+pub fn next_expiry(dboid: u32) -> Option<i64> {
+    file::list(dboid).iter().map(|(_, m)| m.expires_at_us).min()
+}
+
+fn announce(m: &Meta) {
+    let statements = m.statements.as_array().cloned().unwrap_or_default();
+    let payload = serde_json::json!({
+        "kind": "review",
+        "gid": m.gid,
+        "requested_by": m.requested_by,
+        "task_id": m.task,
+        "reason": m.reason,
+        "rows": m.rows,
+        "statements": statements.len(),
+        "expires_at": m.expires_at,
+        "first_statements": statements.iter().take(5).map(|s| {
+            let text = s["statement"].as_str().unwrap_or_default();
+            serde_json::json!({
+                "statement": text.chars().take(500).collect::<String>(),
+                "rows": s["rows"],
+            })
+        }).collect::<Vec<_>>(),
+    })
+    .to_string();
+    BackgroundWorker::transaction(|| {
+        let _ = Spi::run_with_args(
+            "SELECT pg_catalog.pg_notify('ai_agent_safety_requests', $1)",
+            &[payload.as_str().into()],
+        );
+    });
+}
+
+/// Rolls back an expired review (as ROLLBACK PREPARED would, in a
+/// transaction of its own) and records it. One finished meanwhile is left
+/// alone.
+fn expire(path: &std::path::Path, m: &Meta) {
+    let Ok(gid) = CString::new(m.gid_bytes.clone()) else {
+        return;
+    };
+    let p: *const c_char = gid.as_ptr();
+    let rolled_back = BackgroundWorker::transaction(|| {
+        let still = Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_prepared_xacts \
+                WHERE pg_catalog.convert_to(gid, pg_catalog.current_setting('server_encoding')) = $1 \
+                  AND transaction::text::int8 = $2 AND database = pg_catalog.current_database())",
+            &[m.gid_bytes.clone().into(), (m.xid as i64).into()],
+        )
+        .ok()
+        .flatten()
+            == Some(true);
+        if still {
+            // SAFETY: inside a transaction, as ROLLBACK PREPARED calls it.
+            unsafe {
+                pg_sys::ffi::pg_guard_ffi_boundary(|| twophase::FinishPreparedTransaction(p, false))
+            };
+        }
+        still
+    });
+    if !rolled_back {
+        return;
+    }
+    BackgroundWorker::transaction(|| {
+        let r = Spi::run_with_args(
+            "INSERT INTO ai_agent_safety.audit_log \
+               (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason) \
+             VALUES (pg_catalog.now(), pg_catalog.current_database(), $1, $1, $2, 'review', 'expired', 'info', \
+                     'ROLLBACK PREPARED', $3, $4)",
+            &[
+                m.requested_by.as_str().into(),
+                m.task.as_str().into(),
+                format!("review '{}'", m.gid).as_str().into(),
+                format!(
+                    "review '{}' of {} (task {}) expired undecided at {} and was rolled back: {} rows not changed",
+                    m.gid, m.requested_by, m.task, m.expires_at, m.rows
+                )
+                .as_str()
+                .into(),
+            ],
+        );
+        if let Err(e) = r {
+            pgrx::log!(
+                "ai_agent_safety: recording the expiry of review '{}' failed: {e}",
+                m.gid
+            );
+        }
+    });
+    file::retire(path);
+}

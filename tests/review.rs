@@ -1,0 +1,493 @@
+//! Reviewed transactions: an agent runs its DELETE and UPDATE in a review
+//! (`begin_review`), prepares it, and an approver (never the requester nor
+//! an agent) commits it with COMMIT PREPARED; until then nobody sees it.
+//! Each test finishes every review it prepares (the cluster has few slots).
+
+use aas_integration::postgres::fallible_iterator::FallibleIterator;
+use aas_integration::*;
+use postgres::Client;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// A world whose orders have 2 lines each (ON DELETE CASCADE), both the
+/// owner's.
+fn world(tag: &str) -> World {
+    let w = World::new(tag);
+    admin(&w.protected)
+        .batch_execute(&format!(
+            "SET ROLE {owner};
+             CREATE TABLE public.order_lines (order_id int NOT NULL REFERENCES public.orders ON DELETE CASCADE);
+             INSERT INTO public.order_lines SELECT o FROM generate_series(1, 10) o, generate_series(1, 2);
+             GRANT ALL ON public.order_lines TO {agent};
+             RESET ROLE;",
+            owner = w.owner,
+            agent = w.agent
+        ))
+        .unwrap_or_else(|e| panic!("world: {}", describe(&e)));
+    w
+}
+
+fn orders(w: &World) -> i64 {
+    count(
+        &mut admin(&w.protected),
+        "SELECT count(*) FROM public.orders",
+    )
+}
+
+fn lines(w: &World) -> i64 {
+    count(
+        &mut admin(&w.protected),
+        "SELECT count(*) FROM public.order_lines",
+    )
+}
+
+fn prepared(w: &World, gid: &str) -> bool {
+    admin(&w.protected)
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_prepared_xacts WHERE gid = $1)",
+            &[&gid],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// The agent's review: two deletes and an update, prepared as `gid`.
+fn prepare_review(agent: &mut Client, task: &str, gid: &str) {
+    agent
+        .batch_execute(&format!(
+            "BEGIN;
+             SELECT ai_agent_safety.begin_review('{task}', 'remove test orders');
+             DELETE FROM orders WHERE id <= 2;
+             DELETE FROM orders WHERE id = 3;
+             UPDATE orders SET note = 'reviewed' WHERE id = 9;
+             PREPARE TRANSACTION '{gid}';"
+        ))
+        .unwrap_or_else(|e| panic!("review: {}", describe(&e)));
+}
+
+/// The audit log's newest reason for a review event (bounded wait: the
+/// writer loads events within a moment).
+fn review_event(w: &World, event: &str) -> String {
+    let mut c = admin(&w.protected);
+    let start = Instant::now();
+    loop {
+        let r = c
+            .query(
+                "SELECT reason FROM ai_agent_safety.audit_log WHERE source = 'review' AND event = $1 ORDER BY id DESC LIMIT 1",
+                &[&event],
+            )
+            .unwrap();
+        if let Some(r) = r.first() {
+            return r.get(0);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no review event {event} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_reviewed_delete_is_invisible_until_an_approver_commits_it() {
+    let w = world("rv_commit");
+    let approver = new_approver("rv_commit");
+    let mut agent = w.agent_in(&w.protected);
+    // Outside a review the DELETE needs its token.
+    assert_refused(agent.batch_execute("DELETE FROM orders WHERE id = 1"));
+    prepare_review(&mut agent, "cleanup-7", "review_cleanup-7");
+    // Nobody sees it yet, not even the agent's next transaction.
+    assert_eq!((orders(&w), lines(&w)), (10, 20));
+    assert_eq!(count(&mut agent, "SELECT count(*) FROM orders"), 10);
+
+    let mut a = connect(&approver, &w.protected);
+    let r = a
+        .query_one(
+            "SELECT requested_by::text, task_id, reason, rows, statements::text, to_commit
+               FROM ai_agent_safety.pending_reviews WHERE gid = 'review_cleanup-7'",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("pending_reviews: {}", describe(&e)));
+    assert_eq!(r.get::<_, String>(0), w.agent);
+    assert_eq!(r.get::<_, String>(1), "cleanup-7");
+    assert_eq!(r.get::<_, String>(2), "remove test orders");
+    // 3 orders and their 6 lines deleted, 1 order updated.
+    assert_eq!(r.get::<_, i64>(3), 10);
+    let statements: Value = serde_json::from_str(&r.get::<_, String>(4)).unwrap();
+    let s = statements.as_array().unwrap();
+    assert_eq!(s.len(), 3, "{statements}");
+    assert_eq!(s[0]["statement"], "DELETE FROM orders WHERE id <= 2");
+    assert_eq!(s[0]["rows"], 6);
+    let t = s[0]["tables"].as_array().unwrap();
+    assert_eq!(
+        (&t[0]["table"], &t[0]["deleted"], &t[0]["via"]),
+        (
+            &Value::from("public.orders"),
+            &Value::from(2),
+            &Value::from("statement")
+        )
+    );
+    assert_eq!(
+        (&t[1]["table"], &t[1]["deleted"], &t[1]["via"]),
+        (
+            &Value::from("public.order_lines"),
+            &Value::from(4),
+            &Value::from("ON DELETE CASCADE")
+        )
+    );
+    assert_eq!(s[2]["tables"][0]["updated"], 1);
+    assert_eq!(r.get::<_, String>(5), "COMMIT PREPARED 'review_cleanup-7';");
+
+    // The requester, another agent, and a human who is no approver may not
+    // commit it.
+    let e = assert_refused(agent.batch_execute("COMMIT PREPARED 'review_cleanup-7'"));
+    assert!(e.contains("may not commit prepared transactions"), "{e}");
+    let other = unique("rv_other_agent");
+    let mut su = admin("postgres");
+    let until = in_one_hour(&mut su);
+    su.batch_execute(&format!(
+        "CREATE ROLE {other} LOGIN IN ROLE ai_agent VALID UNTIL '{until}'"
+    ))
+    .unwrap();
+    let e = assert_refused(
+        connect(&other, &w.protected).batch_execute("COMMIT PREPARED 'review_cleanup-7'"),
+    );
+    assert!(e.contains("may not commit prepared transactions"), "{e}");
+    // Nor withdraw another agent's review.
+    let e = assert_refused(
+        connect(&other, &w.protected).batch_execute("ROLLBACK PREPARED 'review_cleanup-7'"),
+    );
+    assert!(e.contains("may not decide a review"), "{e}");
+    let e = assert_refused(
+        w.owner_in(&w.protected)
+            .batch_execute("COMMIT PREPARED 'review_cleanup-7'"),
+    );
+    assert!(e.contains("is not an approver"), "{e}");
+    assert!(prepared(&w, "review_cleanup-7"));
+    assert_eq!(orders(&w), 10);
+
+    // The approver (not a superuser, not its owner) commits it: exactly the
+    // reviewed rows are gone.
+    a.batch_execute("COMMIT PREPARED 'review_cleanup-7'")
+        .unwrap_or_else(|e| panic!("approver's COMMIT PREPARED: {}", describe(&e)));
+    assert_eq!((orders(&w), lines(&w)), (7, 14));
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM orders WHERE id IN (1, 2, 3) OR note <> 'reviewed' AND id = 9"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &mut a,
+            "SELECT count(*) FROM ai_agent_safety.pending_reviews"
+        ),
+        0
+    );
+    let prepared_reason = review_event(&w, "prepared");
+    assert!(
+        prepared_reason
+            .contains("prepared review 'review_cleanup-7' (task cleanup-7): 3 statements, 10 rows"),
+        "{prepared_reason}"
+    );
+    let committed = review_event(&w, "committed");
+    assert!(
+        committed.starts_with(&format!(
+            "{approver} committed review 'review_cleanup-7' of {}",
+            w.agent
+        )),
+        "{committed}"
+    );
+    assert!(review_event(&w, "refused").contains("COMMIT PREPARED 'review_cleanup-7' refused"));
+}
+
+#[test]
+fn a_review_cannot_commit_or_take_exclusive_locks() {
+    let w = world("rv_refuse");
+    let mut agent = w.agent_in(&w.protected);
+    // COMMIT: refused, with the way to hand it over; nothing kept.
+    agent
+        .batch_execute(
+            "BEGIN; SELECT ai_agent_safety.begin_review('t-commit', NULL); DELETE FROM orders WHERE id = 1;",
+        )
+        .unwrap();
+    let e = assert_refused(agent.batch_execute("COMMIT"));
+    assert!(e.contains("COMMIT refused"), "{e}");
+    assert!(e.contains("PREPARE TRANSACTION 'review_t-commit';"), "{e}");
+    agent.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(orders(&w), 10);
+    // An implicit commit (a multi-statement query) is refused the same way.
+    let e = assert_refused(agent.batch_execute(
+        "SELECT ai_agent_safety.begin_review('t-implicit'); DELETE FROM orders WHERE id = 1;",
+    ));
+    assert!(e.contains("COMMIT refused"), "{e}");
+    assert_eq!(orders(&w), 10);
+    // DROP and TRUNCATE are not a review's, even with a token.
+    for sql in ["DROP TABLE order_lines", "TRUNCATE orders CASCADE"] {
+        agent
+            .batch_execute("BEGIN; SELECT ai_agent_safety.begin_review('t-ddl');")
+            .unwrap();
+        let e = assert_refused(agent.batch_execute(sql));
+        assert!(
+            e.contains("is in a review (task t-ddl), which covers DELETE and UPDATE only"),
+            "{sql}: {e}"
+        );
+        agent.batch_execute("ROLLBACK").unwrap();
+    }
+    assert_eq!((orders(&w), lines(&w)), (10, 20));
+    // Savepoints: what a rolled-back savepoint did is not in the review.
+    agent
+        .batch_execute(
+            "BEGIN; SELECT ai_agent_safety.begin_review('t-sp');
+             SAVEPOINT s; DELETE FROM orders WHERE id = 5; ROLLBACK TO s;
+             DELETE FROM orders WHERE id = 6;
+             PREPARE TRANSACTION 'review_t-sp';",
+        )
+        .unwrap();
+    let r = admin(&w.protected)
+        .query_one(
+            "SELECT jsonb_array_length(statements), rows FROM ai_agent_safety.pending_reviews WHERE gid = 'review_t-sp'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!((r.get::<_, i32>(0), r.get::<_, i64>(1)), (1, 3));
+    // The requester may withdraw its own review.
+    agent
+        .batch_execute("ROLLBACK PREPARED 'review_t-sp'")
+        .unwrap_or_else(|e| panic!("withdraw: {}", describe(&e)));
+    assert_eq!(orders(&w), 10);
+    assert!(review_event(&w, "rolled_back").contains("rolled back review 'review_t-sp'"));
+    // Its name is not a new review's: an approver who read the withdrawn
+    // one would commit this one by the same command.
+    let e = assert_refused(agent.batch_execute(
+        "BEGIN; SELECT ai_agent_safety.begin_review('t-sp');
+         DELETE FROM orders; PREPARE TRANSACTION 'review_t-sp';",
+    ));
+    assert!(
+        e.contains("an earlier review in this database was prepared under that name"),
+        "{e}"
+    );
+    agent.batch_execute("ROLLBACK").unwrap();
+    assert!(!prepared(&w, "review_t-sp"));
+    assert_eq!(orders(&w), 10);
+    // A table lock would outlive the session while a person reads.
+    agent
+        .batch_execute("BEGIN; SELECT ai_agent_safety.begin_review('t-lock');")
+        .unwrap();
+    let e = assert_refused(agent.batch_execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE"));
+    assert!(
+        e.contains("LOCK TABLE ... IN ACCESS EXCLUSIVE MODE refused"),
+        "{e}"
+    );
+    agent.batch_execute("ROLLBACK").unwrap();
+    agent
+        .batch_execute(
+            "BEGIN; SELECT ai_agent_safety.begin_review('t-lock2');
+             LOCK TABLE orders IN ROW EXCLUSIVE MODE; ROLLBACK;",
+        )
+        .unwrap();
+}
+
+/// What a review changes outside counted statements (a large object's
+/// bytes, written by lo_put with UPDATE protected) is listed too, so the
+/// approver sees it.
+#[test]
+fn a_large_object_written_in_a_review_is_listed() {
+    let w = World::with_settings(
+        "rv_lo",
+        &[(
+            "ai_agent_safety.protected_operations",
+            "DROP, DELETE, TRUNCATE, UPDATE",
+        )],
+    );
+    admin(&w.protected)
+        .batch_execute(&format!(
+            "SELECT lo_from_bytea(424242, 'data'); ALTER LARGE OBJECT 424242 OWNER TO {owner};
+             GRANT SELECT, UPDATE ON LARGE OBJECT 424242 TO {agent};",
+            owner = w.owner,
+            agent = w.agent
+        ))
+        .unwrap();
+    let mut agent = w.agent_in(&w.protected);
+    assert_refused(agent.batch_execute("SELECT lo_put(424242, 0, 'XX')"));
+    for sql in [
+        "BEGIN",
+        "SELECT ai_agent_safety.begin_review('t-lo')",
+        "SELECT lo_put(424242, 0, 'XX')",
+        "PREPARE TRANSACTION 'review_t-lo'",
+    ] {
+        agent
+            .batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
+    }
+    let statements: String = admin(&w.protected)
+        .query_one(
+            "SELECT statements::text FROM ai_agent_safety.pending_reviews WHERE gid = 'review_t-lo'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let v: Value = serde_json::from_str(&statements).unwrap();
+    assert_eq!(v[0]["statement"], "SELECT lo_put(424242, 0, 'XX')", "{v}");
+    assert!(
+        v[0]["operation"]
+            .as_str()
+            .is_some_and(|o| o == "UPDATE a large object"),
+        "{v}"
+    );
+    connect(&new_approver("rv_lo"), &w.protected)
+        .batch_execute("ROLLBACK PREPARED 'review_t-lo'")
+        .unwrap();
+}
+
+/// In a database whose encoding is not UTF-8, a review prepared under a
+/// name with a non-ASCII character is found, listed, and judged like any
+/// other.
+#[test]
+fn a_review_with_a_non_ascii_name_in_a_latin1_database_is_judged() {
+    let w = World::new("rv_latin1");
+    let db = unique("rv_latin1_db");
+    let mut su = admin("postgres");
+    su.batch_execute(&format!(
+        "CREATE DATABASE {db} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0 OWNER {}",
+        w.owner
+    ))
+    .unwrap();
+    su.batch_execute(&format!(
+        "ALTER DATABASE {db} SET ai_agent_safety.require_approval = on"
+    ))
+    .unwrap();
+    admin(&db)
+        .batch_execute(&format!(
+            "CREATE EXTENSION ai_agent_safety;
+             CREATE TABLE public.victim (id int); INSERT INTO public.victim SELECT generate_series(1, 100);
+             GRANT ALL ON public.victim TO {};",
+            w.agent
+        ))
+        .unwrap();
+    let mut agent = connect(&w.agent, &db);
+    agent
+        .batch_execute(
+            "BEGIN; SELECT ai_agent_safety.begin_review('t-latin1');
+             DELETE FROM victim WHERE id <= 10;
+             PREPARE TRANSACTION 'révision';",
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let victims = || count(&mut admin(&db), "SELECT count(*) FROM victim");
+    let e = assert_refused(agent.batch_execute("COMMIT PREPARED 'révision'"));
+    assert!(e.contains("may not commit prepared transactions"), "{e}");
+    assert_eq!(victims(), 100);
+    let approver = new_approver("rv_latin1");
+    let mut a = connect(&approver, &db);
+    let r = a
+        .query_one("SELECT gid, rows FROM ai_agent_safety.pending_reviews", &[])
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(
+        (r.get::<_, String>(0), r.get::<_, i64>(1)),
+        ("révision".to_string(), 10)
+    );
+    a.batch_execute("COMMIT PREPARED 'révision'")
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(victims(), 90);
+}
+
+#[test]
+fn begin_review_says_why_it_cannot_start() {
+    let w = world("rv_begin");
+    let mut agent = w.agent_in(&w.protected);
+    let e = agent
+        .batch_execute("SELECT ai_agent_safety.begin_review('t')")
+        .unwrap_err();
+    assert!(
+        describe(&e).contains("must run inside a transaction block"),
+        "{}",
+        describe(&e)
+    );
+    let mut open = w.agent_in(&w.open);
+    let e = open
+        .batch_execute("BEGIN; SELECT ai_agent_safety.begin_review('t')")
+        .unwrap_err();
+    assert!(
+        describe(&e).contains("does not have ai_agent_safety.require_approval on"),
+        "{}",
+        describe(&e)
+    );
+    open.batch_execute("ROLLBACK").unwrap();
+    for (call, want) in [
+        ("begin_review(NULL)", "needs a task id"),
+        ("begin_review('  ')", "needs a task id"),
+        (
+            "begin_review(repeat('x', 201))",
+            "longer than 200 characters",
+        ),
+        (
+            "begin_review('t', repeat('x', 1001))",
+            "longer than 1000 characters",
+        ),
+    ] {
+        let e = agent
+            .batch_execute(&format!("BEGIN; SELECT ai_agent_safety.{call}"))
+            .unwrap_err();
+        assert!(describe(&e).contains(want), "{call}: {}", describe(&e));
+        agent.batch_execute("ROLLBACK").unwrap();
+    }
+    let mut human = w.owner_in(&w.protected);
+    let e = human
+        .batch_execute("BEGIN; SELECT ai_agent_safety.begin_review('t')")
+        .unwrap_err();
+    assert!(
+        describe(&e).contains("is for agent sessions"),
+        "{}",
+        describe(&e)
+    );
+    // review_ttl is a DBA's: the agent cannot lengthen it.
+    assert_refused(agent.batch_execute("SET ai_agent_safety.review_ttl = '30d'"));
+}
+
+#[test]
+fn a_review_is_announced_and_an_expired_one_is_rolled_back() {
+    let w = world("rv_expire");
+    let approver = new_approver("rv_expire");
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET ai_agent_safety.review_ttl = '2s'",
+            w.protected
+        ))
+        .unwrap();
+    let mut listener = connect(&approver, &w.protected);
+    listener
+        .batch_execute("LISTEN ai_agent_safety_requests")
+        .unwrap();
+    let mut agent = w.agent_in(&w.protected);
+    prepare_review(&mut agent, "t-expire", "review_t-expire");
+    let n = listener
+        .notifications()
+        .timeout_iter(Duration::from_secs(30))
+        .next()
+        .unwrap()
+        .expect("no NOTIFY of the review within 30 s");
+    let p: Value = serde_json::from_str(n.payload()).unwrap();
+    assert_eq!(p["kind"], "review");
+    assert_eq!(p["gid"], "review_t-expire");
+    assert_eq!(p["requested_by"], w.agent.as_str());
+    assert_eq!(p["rows"], 10);
+    assert_eq!(p["statements"], 3);
+    // Undecided past its time to live, the audit writer rolls it back.
+    let start = Instant::now();
+    while prepared(&w, "review_t-expire") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the expired review was not rolled back within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!((orders(&w), lines(&w)), (10, 20));
+    let expired = review_event(&w, "expired");
+    assert!(
+        expired.contains("review 'review_t-expire' of")
+            && expired.contains("expired undecided")
+            && expired.contains("10 rows not changed"),
+        "{expired}"
+    );
+}
