@@ -143,16 +143,8 @@ fn forget() {
     *last() = None;
 }
 
-pub fn install() {
-    // SAFETY: registers this module's callbacks once, from _PG_init.
-    unsafe {
-        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
-    }
-}
-
-// SAFETY: registered with RegisterSubXactCallback; it only clears a static.
-unsafe extern "C-unwind" fn on_subxact(
+// SAFETY: called from the subtransaction callback (hooks); it only clears a static.
+pub(crate) unsafe extern "C-unwind" fn on_subxact(
     event: pg_sys::SubXactEvent::Type,
     _sub: pg_sys::SubTransactionId,
     _parent: pg_sys::SubTransactionId,
@@ -164,13 +156,18 @@ unsafe extern "C-unwind" fn on_subxact(
     }
 }
 
-// SAFETY: registered with RegisterXactCallback; it only clears two statics.
-unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+// SAFETY: called from the transaction callback (hooks); it only clears two statics.
+pub(crate) unsafe extern "C-unwind" fn on_xact(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
     use pg_sys::XactEvent::*;
-    if matches!(
-        event,
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE
-    ) {
+    if (dry().is_some() || last().is_some())
+        && matches!(
+            event,
+            XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE
+        )
+    {
         forget();
     }
 }

@@ -140,27 +140,24 @@ fn forget(sub: Option<pg_sys::SubTransactionId>) {
     caps().retain(|c| sub.is_some_and(|s| c.subxact < s));
 }
 
-pub fn install() {
-    // SAFETY: registers this module's callbacks once, from _PG_init.
-    unsafe {
-        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
-    }
-}
-
-// SAFETY: registered with RegisterXactCallback; it only empties a vector.
-unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+// SAFETY: called from the transaction callback (hooks); it only empties a vector.
+pub(crate) unsafe extern "C-unwind" fn on_xact(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
     use pg_sys::XactEvent::*;
-    if matches!(
-        event,
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE
-    ) {
+    if active()
+        && matches!(
+            event,
+            XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE
+        )
+    {
         forget(None);
     }
 }
 
-// SAFETY: registered with RegisterSubXactCallback; it only trims a vector.
-unsafe extern "C-unwind" fn on_subxact(
+// SAFETY: called from the subtransaction callback (hooks); it only trims a vector.
+pub(crate) unsafe extern "C-unwind" fn on_subxact(
     event: pg_sys::SubXactEvent::Type,
     sub: pg_sys::SubTransactionId,
     _parent: pg_sys::SubTransactionId,

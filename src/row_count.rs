@@ -160,6 +160,13 @@ impl Tally {
     pub unsafe fn track(&mut self, qd: *mut pg_sys::QueryDesc, via: Via) {
         // SAFETY: per this function's contract.
         let ps = unsafe { &*(*qd).plannedstmt };
+        // A rule's query runs with the statement (and its text) but is not
+        // it: it does not set the command tag.
+        let via = if via == Via::Statement && !ps.canSetTag {
+            Via::Trigger
+        } else {
+            via
+        };
         // SAFETY: per this function's contract.
         let (written, roots, reports) = unsafe {
             (

@@ -9,6 +9,15 @@ use postgres::Client;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
+/// Gids are the cluster's and a review's name is not reused for 7 days:
+/// each run of these tests names its reviews apart (`review_` becomes
+/// `review<run>_`).
+fn g(sql: &str) -> String {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| unique("").replace('_', ""));
+    sql.replace("review_", &format!("review{run}_"))
+}
+
 /// A world whose orders have 2 lines each (ON DELETE CASCADE), both the
 /// owner's.
 fn world(tag: &str) -> World {
@@ -95,7 +104,7 @@ fn a_reviewed_delete_is_invisible_until_an_approver_commits_it() {
     let mut agent = w.agent_in(&w.protected);
     // Outside a review the DELETE needs its token.
     assert_refused(agent.batch_execute("DELETE FROM orders WHERE id = 1"));
-    prepare_review(&mut agent, "cleanup-7", "review_cleanup-7");
+    prepare_review(&mut agent, "cleanup-7", &g("review_cleanup-7"));
     // Nobody sees it yet, not even the agent's next transaction.
     assert_eq!((orders(&w), lines(&w)), (10, 20));
     assert_eq!(count(&mut agent, "SELECT count(*) FROM orders"), 10);
@@ -103,8 +112,10 @@ fn a_reviewed_delete_is_invisible_until_an_approver_commits_it() {
     let mut a = connect(&approver, &w.protected);
     let r = a
         .query_one(
-            "SELECT requested_by::text, task_id, reason, rows, statements::text, to_commit
+            &g(
+                "SELECT requested_by::text, task_id, reason, rows, statements::text, to_commit
                FROM ai_agent_safety.pending_reviews WHERE gid = 'review_cleanup-7'",
+            ),
             &[],
         )
         .unwrap_or_else(|e| panic!("pending_reviews: {}", describe(&e)));
@@ -136,11 +147,14 @@ fn a_reviewed_delete_is_invisible_until_an_approver_commits_it() {
         )
     );
     assert_eq!(s[2]["tables"][0]["updated"], 1);
-    assert_eq!(r.get::<_, String>(5), "COMMIT PREPARED 'review_cleanup-7';");
+    assert_eq!(
+        r.get::<_, String>(5),
+        g("COMMIT PREPARED 'review_cleanup-7';")
+    );
 
     // The requester, another agent, and a human who is no approver may not
     // commit it.
-    let e = assert_refused(agent.batch_execute("COMMIT PREPARED 'review_cleanup-7'"));
+    let e = assert_refused(agent.batch_execute(&g("COMMIT PREPARED 'review_cleanup-7'")));
     assert!(e.contains("may not commit prepared transactions"), "{e}");
     let other = unique("rv_other_agent");
     let mut su = admin("postgres");
@@ -150,25 +164,25 @@ fn a_reviewed_delete_is_invisible_until_an_approver_commits_it() {
     ))
     .unwrap();
     let e = assert_refused(
-        connect(&other, &w.protected).batch_execute("COMMIT PREPARED 'review_cleanup-7'"),
+        connect(&other, &w.protected).batch_execute(&g("COMMIT PREPARED 'review_cleanup-7'")),
     );
     assert!(e.contains("may not commit prepared transactions"), "{e}");
     // Nor withdraw another agent's review.
     let e = assert_refused(
-        connect(&other, &w.protected).batch_execute("ROLLBACK PREPARED 'review_cleanup-7'"),
+        connect(&other, &w.protected).batch_execute(&g("ROLLBACK PREPARED 'review_cleanup-7'")),
     );
     assert!(e.contains("may not decide a review"), "{e}");
     let e = assert_refused(
         w.owner_in(&w.protected)
-            .batch_execute("COMMIT PREPARED 'review_cleanup-7'"),
+            .batch_execute(&g("COMMIT PREPARED 'review_cleanup-7'")),
     );
     assert!(e.contains("is not an approver"), "{e}");
-    assert!(prepared(&w, "review_cleanup-7"));
+    assert!(prepared(&w, &g("review_cleanup-7")));
     assert_eq!(orders(&w), 10);
 
     // The approver (not a superuser, not its owner) commits it: exactly the
     // reviewed rows are gone.
-    a.batch_execute("COMMIT PREPARED 'review_cleanup-7'")
+    a.batch_execute(&g("COMMIT PREPARED 'review_cleanup-7'"))
         .unwrap_or_else(|e| panic!("approver's COMMIT PREPARED: {}", describe(&e)));
     assert_eq!((orders(&w), lines(&w)), (7, 14));
     assert_eq!(
@@ -187,19 +201,21 @@ fn a_reviewed_delete_is_invisible_until_an_approver_commits_it() {
     );
     let prepared_reason = review_event(&w, "prepared");
     assert!(
-        prepared_reason
-            .contains("prepared review 'review_cleanup-7' (task cleanup-7): 3 statements, 10 rows"),
+        prepared_reason.contains(&g(
+            "prepared review 'review_cleanup-7' (task cleanup-7): 3 statements, 10 rows"
+        )),
         "{prepared_reason}"
     );
     let committed = review_event(&w, "committed");
     assert!(
         committed.starts_with(&format!(
-            "{approver} committed review 'review_cleanup-7' of {}",
+            "{approver} committed review '{}' of {}",
+            g("review_cleanup-7"),
             w.agent
         )),
         "{committed}"
     );
-    assert!(review_event(&w, "refused").contains("COMMIT PREPARED 'review_cleanup-7' refused"));
+    assert!(review_event(&w, "refused").contains(&g("COMMIT PREPARED 'review_cleanup-7' refused")));
 }
 
 #[test]
@@ -238,39 +254,62 @@ fn a_review_cannot_commit_or_take_exclusive_locks() {
     assert_eq!((orders(&w), lines(&w)), (10, 20));
     // Savepoints: what a rolled-back savepoint did is not in the review.
     agent
-        .batch_execute(
-            "BEGIN; SELECT ai_agent_safety.begin_review('t-sp');
+        .batch_execute(&g("BEGIN; SELECT ai_agent_safety.begin_review('t-sp');
              SAVEPOINT s; DELETE FROM orders WHERE id = 5; ROLLBACK TO s;
              DELETE FROM orders WHERE id = 6;
-             PREPARE TRANSACTION 'review_t-sp';",
-        )
+             PREPARE TRANSACTION 'review_t-sp';"))
         .unwrap();
     let r = admin(&w.protected)
         .query_one(
-            "SELECT jsonb_array_length(statements), rows FROM ai_agent_safety.pending_reviews WHERE gid = 'review_t-sp'",
+            &g("SELECT jsonb_array_length(statements), rows FROM ai_agent_safety.pending_reviews WHERE gid = 'review_t-sp'"),
             &[],
         )
         .unwrap();
     assert_eq!((r.get::<_, i32>(0), r.get::<_, i64>(1)), (1, 3));
     // The requester may withdraw its own review.
     agent
-        .batch_execute("ROLLBACK PREPARED 'review_t-sp'")
+        .batch_execute(&g("ROLLBACK PREPARED 'review_t-sp'"))
         .unwrap_or_else(|e| panic!("withdraw: {}", describe(&e)));
     assert_eq!(orders(&w), 10);
-    assert!(review_event(&w, "rolled_back").contains("rolled back review 'review_t-sp'"));
+    assert!(review_event(&w, "rolled_back").contains(&g("rolled back review 'review_t-sp'")));
     // Its name is not a new review's: an approver who read the withdrawn
     // one would commit this one by the same command.
-    let e = assert_refused(agent.batch_execute(
-        "BEGIN; SELECT ai_agent_safety.begin_review('t-sp');
-         DELETE FROM orders; PREPARE TRANSACTION 'review_t-sp';",
-    ));
+    let e = assert_refused(
+        agent.batch_execute(&g("BEGIN; SELECT ai_agent_safety.begin_review('t-sp');
+         DELETE FROM orders; PREPARE TRANSACTION 'review_t-sp';")),
+    );
     assert!(
-        e.contains("an earlier review in this database was prepared under that name"),
+        e.contains("a review was prepared under that name in the last 7 days"),
         "{e}"
     );
     agent.batch_execute("ROLLBACK").unwrap();
-    assert!(!prepared(&w, "review_t-sp"));
+    assert!(!prepared(&w, &g("review_t-sp")));
     assert_eq!(orders(&w), 10);
+    // Nor in another database: gids are the cluster's.
+    let other = unique("rv_refuse_other");
+    let mut su = admin("postgres");
+    su.batch_execute(&format!("CREATE DATABASE {other} OWNER {}", w.owner))
+        .unwrap();
+    su.batch_execute(&format!(
+        "ALTER DATABASE {other} SET ai_agent_safety.require_approval = on"
+    ))
+    .unwrap();
+    admin(&other)
+        .batch_execute(&format!(
+            "CREATE EXTENSION ai_agent_safety; CREATE TABLE t (x int); INSERT INTO t VALUES (1);
+             GRANT ALL ON t TO {};",
+            w.agent
+        ))
+        .unwrap();
+    let e = assert_refused(
+        connect(&w.agent, &other)
+            .batch_execute(&g("BEGIN; SELECT ai_agent_safety.begin_review('t-sp');
+         DELETE FROM t; PREPARE TRANSACTION 'review_t-sp';")),
+    );
+    assert!(
+        e.contains("a review was prepared under that name in the last 7 days"),
+        "{e}"
+    );
     // A table lock would outlive the session while a person reads.
     agent
         .batch_execute("BEGIN; SELECT ai_agent_safety.begin_review('t-lock');")
@@ -287,6 +326,49 @@ fn a_review_cannot_commit_or_take_exclusive_locks() {
              LOCK TABLE orders IN ROW EXCLUSIVE MODE; ROLLBACK;",
         )
         .unwrap();
+    // So would a foreign key to the owner's table (SHARE ROW EXCLUSIVE on
+    // it): the review is not prepared.
+    let e = assert_refused(agent.batch_execute(&g(
+        "BEGIN; SELECT ai_agent_safety.begin_review('t-fk');
+         CREATE TABLE bot_fk (x int REFERENCES orders (id));
+         PREPARE TRANSACTION 'review_t-fk';",
+    )));
+    assert!(
+        e.contains("holds a ShareRowExclusive lock on public.orders"),
+        "{e}"
+    );
+    agent.batch_execute("ROLLBACK").unwrap();
+    assert!(!prepared(&w, &g("review_t-fk")));
+    // A rule's query is listed as the rule's, not as the statement.
+    agent
+        .batch_execute(&g("CREATE TABLE bot_r (x int);
+             CREATE RULE r AS ON INSERT TO bot_r DO ALSO DELETE FROM orders WHERE id = 10;
+             BEGIN; SELECT ai_agent_safety.begin_review('t-rule');
+             INSERT INTO bot_r VALUES (1);
+             PREPARE TRANSACTION 'review_t-rule';"))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let statements: String = admin(&w.protected)
+        .query_one(
+            &g("SELECT statements::text FROM ai_agent_safety.pending_reviews WHERE gid = 'review_t-rule'"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let v: Value = serde_json::from_str(&statements).unwrap();
+    let orders_entries: Vec<&Value> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["tables"].as_array().unwrap())
+        .filter(|t| t["table"] == "public.orders")
+        .collect();
+    assert_eq!(orders_entries.len(), 1, "{v}");
+    assert_eq!(orders_entries[0]["via"], "trigger or rule", "{v}");
+    assert_eq!(orders_entries[0]["deleted"], 1, "{v}");
+    agent
+        .batch_execute(&g("ROLLBACK PREPARED 'review_t-rule'"))
+        .unwrap();
+    assert_eq!(orders(&w), 10);
 }
 
 /// What a review changes outside counted statements (a large object's
@@ -315,7 +397,7 @@ fn a_large_object_written_in_a_review_is_listed() {
         "BEGIN",
         "SELECT ai_agent_safety.begin_review('t-lo')",
         "SELECT lo_put(424242, 0, 'XX')",
-        "PREPARE TRANSACTION 'review_t-lo'",
+        &g("PREPARE TRANSACTION 'review_t-lo'"),
     ] {
         agent
             .batch_execute(sql)
@@ -323,7 +405,7 @@ fn a_large_object_written_in_a_review_is_listed() {
     }
     let statements: String = admin(&w.protected)
         .query_one(
-            "SELECT statements::text FROM ai_agent_safety.pending_reviews WHERE gid = 'review_t-lo'",
+            &g("SELECT statements::text FROM ai_agent_safety.pending_reviews WHERE gid = 'review_t-lo'"),
             &[],
         )
         .unwrap()
@@ -337,7 +419,7 @@ fn a_large_object_written_in_a_review_is_listed() {
         "{v}"
     );
     connect(&new_approver("rv_lo"), &w.protected)
-        .batch_execute("ROLLBACK PREPARED 'review_t-lo'")
+        .batch_execute(&g("ROLLBACK PREPARED 'review_t-lo'"))
         .unwrap();
 }
 
@@ -368,14 +450,12 @@ fn a_review_with_a_non_ascii_name_in_a_latin1_database_is_judged() {
         .unwrap();
     let mut agent = connect(&w.agent, &db);
     agent
-        .batch_execute(
-            "BEGIN; SELECT ai_agent_safety.begin_review('t-latin1');
+        .batch_execute(&g("BEGIN; SELECT ai_agent_safety.begin_review('t-latin1');
              DELETE FROM victim WHERE id <= 10;
-             PREPARE TRANSACTION 'révision';",
-        )
+             PREPARE TRANSACTION 'review_révision';"))
         .unwrap_or_else(|e| panic!("{}", describe(&e)));
     let victims = || count(&mut admin(&db), "SELECT count(*) FROM victim");
-    let e = assert_refused(agent.batch_execute("COMMIT PREPARED 'révision'"));
+    let e = assert_refused(agent.batch_execute(&g("COMMIT PREPARED 'review_révision'")));
     assert!(e.contains("may not commit prepared transactions"), "{e}");
     assert_eq!(victims(), 100);
     let approver = new_approver("rv_latin1");
@@ -385,9 +465,9 @@ fn a_review_with_a_non_ascii_name_in_a_latin1_database_is_judged() {
         .unwrap_or_else(|e| panic!("{}", describe(&e)));
     assert_eq!(
         (r.get::<_, String>(0), r.get::<_, i64>(1)),
-        ("révision".to_string(), 10)
+        (g("review_révision"), 10)
     );
-    a.batch_execute("COMMIT PREPARED 'révision'")
+    a.batch_execute(&g("COMMIT PREPARED 'review_révision'"))
         .unwrap_or_else(|e| panic!("{}", describe(&e)));
     assert_eq!(victims(), 90);
 }
@@ -460,7 +540,22 @@ fn a_review_is_announced_and_an_expired_one_is_rolled_back() {
         .batch_execute("LISTEN ai_agent_safety_requests")
         .unwrap();
     let mut agent = w.agent_in(&w.protected);
-    prepare_review(&mut agent, "t-expire", "review_t-expire");
+    // Long text in characters of 4 bytes: the announcement stays within
+    // NOTIFY's 8000 bytes, and nothing stops the writer's pass.
+    let wide = "😀".repeat(500);
+    agent
+        .batch_execute(&format!(
+            "BEGIN;
+             SELECT ai_agent_safety.begin_review('{task}', '{reason}');
+             DELETE FROM orders WHERE id <= 2 /* {wide} */;
+             DELETE FROM orders WHERE id = 3 /* {wide} */;
+             UPDATE orders SET note = 'reviewed' WHERE id = 9 /* {wide} */;
+             PREPARE TRANSACTION '{gid}';",
+            gid = g("review_t-expire"),
+            task = "😀".repeat(200),
+            reason = "😀".repeat(1000),
+        ))
+        .unwrap_or_else(|e| panic!("review: {}", describe(&e)));
     let n = listener
         .notifications()
         .timeout_iter(Duration::from_secs(30))
@@ -469,13 +564,15 @@ fn a_review_is_announced_and_an_expired_one_is_rolled_back() {
         .expect("no NOTIFY of the review within 30 s");
     let p: Value = serde_json::from_str(n.payload()).unwrap();
     assert_eq!(p["kind"], "review");
-    assert_eq!(p["gid"], "review_t-expire");
+    assert_eq!(p["gid"], g("review_t-expire").as_str());
     assert_eq!(p["requested_by"], w.agent.as_str());
     assert_eq!(p["rows"], 10);
     assert_eq!(p["statements"], 3);
+    assert_eq!(p["reason"].as_str().unwrap().chars().count(), 200);
+    assert!(n.payload().len() <= 8000);
     // Undecided past its time to live, the audit writer rolls it back.
     let start = Instant::now();
-    while prepared(&w, "review_t-expire") {
+    while prepared(&w, &g("review_t-expire")) {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "the expired review was not rolled back within 60 s"
@@ -485,9 +582,86 @@ fn a_review_is_announced_and_an_expired_one_is_rolled_back() {
     assert_eq!((orders(&w), lines(&w)), (10, 20));
     let expired = review_event(&w, "expired");
     assert!(
-        expired.contains("review 'review_t-expire' of")
+        expired.contains(&g("review 'review_t-expire' of"))
             && expired.contains("expired undecided")
             && expired.contains("10 rows not changed"),
         "{expired}"
+    );
+}
+
+/// A crash keeps a prepared transaction, and the review's metadata with it:
+/// after an immediate shutdown (no checkpoint, as a crash) and a start, the
+/// approver still sees the review and commits it.
+#[test]
+fn a_review_survives_a_crash() {
+    const NAME: &str = "reviewcrash";
+    const PORT: u16 = 55478;
+    let _guard = StopCluster(NAME);
+    run_lib_sh(&format!(
+        "cluster_start {NAME} {PORT} 'max_prepared_transactions = 2'"
+    ));
+    let mut su = connect_port(PORT, "postgres", "postgres");
+    let until = in_one_hour(&mut su);
+    su.batch_execute(&format!(
+        "CREATE EXTENSION ai_agent_safety;
+         CREATE ROLE crash_agent LOGIN IN ROLE ai_agent VALID UNTIL '{until}';
+         CREATE ROLE crash_dba LOGIN IN ROLE ai_agent_approver;"
+    ))
+    .unwrap();
+    su.batch_execute("CREATE DATABASE crash_prod").unwrap();
+    su.batch_execute("ALTER DATABASE crash_prod SET ai_agent_safety.require_approval = on")
+        .unwrap();
+    connect_port(PORT, "postgres", "crash_prod")
+        .batch_execute(
+            "CREATE EXTENSION ai_agent_safety;
+             CREATE TABLE public.orders (id int PRIMARY KEY);
+             INSERT INTO public.orders SELECT generate_series(1, 10);
+             GRANT ALL ON public.orders TO crash_agent;",
+        )
+        .unwrap();
+    connect_port(PORT, "crash_agent", "crash_prod")
+        .batch_execute(
+            "BEGIN; SELECT ai_agent_safety.begin_review('t-crash', 'before the crash');
+             DELETE FROM orders WHERE id <= 4;
+             PREPARE TRANSACTION 'review_t-crash';",
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let dir = format!("/tmp/aas-{NAME}");
+    run_lib_sh(&format!(
+        "as_postgres $PG_BIN/pg_ctl -D {dir} -m immediate -w stop >/dev/null && \
+         as_postgres env -u RUST_BACKTRACE $PG_BIN/pg_ctl -D {dir} -l {dir}/server.log -w start >/dev/null"
+    ));
+    let mut a = connect_port(PORT, "crash_dba", "crash_prod");
+    let r = a
+        .query_one(
+            "SELECT gid, reason, rows FROM ai_agent_safety.pending_reviews",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(
+        (
+            r.get::<_, String>(0),
+            r.get::<_, String>(1),
+            r.get::<_, i64>(2)
+        ),
+        (
+            "review_t-crash".to_string(),
+            "before the crash".to_string(),
+            4
+        )
+    );
+    let e = assert_refused(
+        connect_port(PORT, "crash_agent", "crash_prod")
+            .batch_execute("COMMIT PREPARED 'review_t-crash'"),
+    );
+    assert!(e.contains("may not commit prepared transactions"), "{e}");
+    a.batch_execute("COMMIT PREPARED 'review_t-crash'")
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(
+        count(
+            &mut connect_port(PORT, "postgres", "crash_prod"),
+            "SELECT count(*) FROM orders"
+        ),
+        6
     );
 }

@@ -163,14 +163,14 @@ pub fn agent_commit_denial(agent: &str, gid: &str) -> Denial {
     }
 }
 
-/// The refusal of a review prepared under a name an earlier review of this
-/// database had: an approver who read the earlier one would commit this
-/// one by the same command.
+/// The refusal of a review prepared under a name an earlier review had (in
+/// any database: gids are the cluster's): an approver who read the earlier
+/// one would commit this one by the same command.
 pub fn gid_reused_denial(gid: &str, task: &str) -> Denial {
     Denial {
         source: Source::Guard,
         message: format!(
-            "PREPARE TRANSACTION {} refused: an earlier review in this database was prepared under that name, and an approver may still be reading it; nothing of this transaction was kept",
+            "PREPARE TRANSACTION {} refused: a review was prepared under that name in the last 7 days, and an approver may still be reading it; nothing of this transaction was kept",
             quoted(gid)
         ),
         detail: "A review's name is what an approver commits by, so each review gets a name of its own (names are remembered for 7 days).".into(),
@@ -192,6 +192,20 @@ pub fn lock_denial(session_user: &str, task: &str, mode: &str) -> Denial {
         ),
         detail: "A review's locks last until an approver decides (up to ai_agent_safety.review_ttl), past the agent's session: a table lock would block the table all that time.".into(),
         hint: "Leave the LOCK TABLE out of the review; row changes lock only their rows.".into(),
+    }
+}
+
+/// The refusal to prepare a review that holds a table lock (`mode`, as
+/// pg_locks names it without "Lock") stronger than row changes take on a
+/// table another role owns.
+pub fn held_lock_denial(session_user: &str, task: &str, table: &str, mode: &str) -> Denial {
+    Denial {
+        source: Source::Guard,
+        message: format!(
+            "PREPARE TRANSACTION refused: the review of agent role \"{session_user}\" (task {task}) holds a {mode} lock on {table}, which would block that table while a person reads; nothing of this transaction was kept"
+        ),
+        detail: "A review may hold only the locks its row changes take on other roles' tables: its locks last until an approver decides. Adding a foreign key to another role's table, for one, locks that table against writes.".into(),
+        hint: "Run the work again without the statement that takes that lock (a DBA makes such schema changes).".into(),
     }
 }
 
@@ -449,6 +463,10 @@ mod tests {
             "{}",
             d.hint
         );
+        let d = held_lock_denial("bot", "t-1", "public.orders", "ShareRowExclusive");
+        assert!(d
+            .message
+            .contains("holds a ShareRowExclusive lock on public.orders"));
         let d = lock_denial("bot", "t-1", "ACCESS EXCLUSIVE");
         assert!(d
             .message

@@ -208,18 +208,10 @@ pub fn agent_statement() -> bool {
     }
 }
 
-pub fn install() {
-    // SAFETY: registers this module's callbacks once, from _PG_init.
-    unsafe {
-        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
-    }
-}
-
 /// Unguarded: it only resets two flags (called at every transaction event of
 /// every session).
-// SAFETY: registered with RegisterXactCallback; it only writes two flags and cannot raise.
-unsafe extern "C-unwind" fn xact_callback(
+// SAFETY: called from the transaction callback (hooks); it only writes two flags and cannot raise.
+pub(crate) unsafe extern "C-unwind" fn xact_callback(
     event: pg_sys::XactEvent::Type,
     _arg: *mut std::ffi::c_void,
 ) {
@@ -240,8 +232,8 @@ unsafe extern "C-unwind" fn xact_callback(
 }
 
 /// Unguarded, like `xact_callback`.
-// SAFETY: registered with RegisterSubXactCallback; it only writes two flags and cannot raise.
-unsafe extern "C-unwind" fn subxact_callback(
+// SAFETY: called from the subtransaction callback (hooks); it only writes two flags and cannot raise.
+pub(crate) unsafe extern "C-unwind" fn subxact_callback(
     event: pg_sys::SubXactEvent::Type,
     my: pg_sys::SubTransactionId,
     _parent: pg_sys::SubTransactionId,

@@ -185,7 +185,10 @@ unsafe extern "C-unwind" fn checked(
             // this statement's text.
             unsafe {
                 let text = pg::statement_text(query_string, pstmt);
-                crate::review::utility(node, &text, shape.writes);
+                // A statement's own sub-commands (CREATE TABLE's foreign
+                // keys) are not statements of their own.
+                let own = context != pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND;
+                crate::review::utility(node, &text, shape.writes && own);
             }
         }
         if treatment(&settings::Live, shape) != Treatment::Pass {

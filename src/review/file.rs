@@ -99,19 +99,23 @@ pub fn read(dboid: u32, xid: u32) -> Option<(PathBuf, Meta)> {
     Some((path, meta))
 }
 
-/// Has a review of this database (live or finished within 7 days) been
-/// prepared under this gid?
-pub fn gid_used(dboid: u32, gid: &[u8]) -> bool {
-    let Ok(entries) = std::fs::read_dir(db_dir(dboid)) else {
+/// Has a review (live, or finished within 7 days) been prepared under this
+/// gid, in any database? Gids are the cluster's, not a database's.
+pub fn gid_used(gid: &[u8]) -> bool {
+    let Ok(databases) = std::fs::read_dir(DIR) else {
         return false;
     };
-    entries.flatten().map(|e| e.path()).any(|p| {
-        p.extension().is_some_and(|x| x == "json" || x == "done")
-            && std::fs::read(&p)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Meta>(&b).ok())
-                .is_some_and(|m| m.gid_bytes == gid)
-    })
+    databases
+        .flatten()
+        .filter_map(|d| std::fs::read_dir(d.path()).ok())
+        .flat_map(|entries| entries.flatten().map(|e| e.path()))
+        .any(|p| {
+            p.extension().is_some_and(|x| x == "json" || x == "done")
+                && std::fs::read(&p)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Meta>(&b).ok())
+                    .is_some_and(|m| m.gid_bytes == gid)
+        })
 }
 
 /// Removes the tombstones older than 7 days.

@@ -278,32 +278,83 @@ pub fn next_expiry(dboid: u32) -> Option<i64> {
     file::list(dboid).iter().map(|(_, m)| m.expires_at_us).min()
 }
 
-fn announce(m: &Meta) {
+/// NOTIFY's payload limit is 8000 bytes; the announcement stays well under
+/// it (its fields cut by characters, and a bare one past this).
+const PAYLOAD_MAX: usize = 7000;
+
+fn cut(s: &str, chars: usize) -> String {
+    s.chars().take(chars).collect()
+}
+
+/// The announcement of a new review: a glance for a listener, who reads
+/// the review itself from pending_reviews (anyone can NOTIFY the channel).
+fn payload(m: &Meta) -> String {
     let statements = m.statements.as_array().cloned().unwrap_or_default();
-    let payload = serde_json::json!({
+    let full = serde_json::json!({
         "kind": "review",
-        "gid": m.gid,
+        "gid": cut(&m.gid, 200),
         "requested_by": m.requested_by,
-        "task_id": m.task,
-        "reason": m.reason,
+        "task_id": cut(&m.task, 200),
+        "reason": m.reason.as_deref().map(|r| cut(r, 200)),
         "rows": m.rows,
         "statements": statements.len(),
         "expires_at": m.expires_at,
-        "first_statements": statements.iter().take(5).map(|s| {
-            let text = s["statement"].as_str().unwrap_or_default();
-            serde_json::json!({
-                "statement": text.chars().take(500).collect::<String>(),
-                "rows": s["rows"],
-            })
-        }).collect::<Vec<_>>(),
+        "first_statements": statements.iter().take(3).map(|s| serde_json::json!({
+            "statement": cut(s["statement"].as_str().unwrap_or_default(), 200),
+            "rows": s["rows"],
+        })).collect::<Vec<_>>(),
     })
     .to_string();
+    if full.len() <= PAYLOAD_MAX {
+        return full;
+    }
+    serde_json::json!({
+        "kind": "review",
+        "gid": cut(&m.gid, 200),
+        "requested_by": m.requested_by,
+        "rows": m.rows,
+        "statements": statements.len(),
+    })
+    .to_string()
+}
+
+/// Announces a review; an error (an encoding the database cannot hold,
+/// say) is logged and stops nothing else.
+fn announce(m: &Meta) {
+    let payload = payload(m);
     BackgroundWorker::transaction(|| {
-        let _ = Spi::run_with_args(
-            "SELECT pg_catalog.pg_notify('ai_agent_safety_requests', $1)",
-            &[payload.as_str().into()],
-        );
+        let ok = in_subtransaction(|| {
+            Spi::run_with_args(
+                "SELECT pg_catalog.pg_notify('ai_agent_safety_requests', $1)",
+                &[payload.as_str().into()],
+            )
+            .is_ok()
+        });
+        if !ok {
+            log!("ai_agent_safety: announcing review '{}' failed", m.gid);
+        }
     });
+}
+
+/// Runs `f` in a subtransaction that is rolled back if it raises: false
+/// then (PL/pgSQL's exception-block pattern).
+fn in_subtransaction(f: impl FnOnce() -> bool + std::panic::UnwindSafe) -> bool {
+    // SAFETY: context and owner saved and restored; the subtransaction is
+    // committed or rolled back on every path.
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        let ok = PgTryBuilder::new(f).catch_others(|_| false).execute();
+        if ok {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        ok
+    }
 }
 
 /// Rolls back an expired review (as ROLLBACK PREPARED would, in a

@@ -247,9 +247,7 @@ pub unsafe fn utility(node: *mut pg_sys::Node, text: &str, writes: bool) {
                         std::ffi::CStr::from_ptr(t.gid).to_bytes().to_vec(),
                     )
                 };
-                // SAFETY: reads a backend variable.
-                let dboid = unsafe { pg_sys::MyDatabaseId }.to_u32();
-                if file::gid_used(dboid, &raw) {
+                if file::gid_used(&raw) {
                     let d = policy::gid_reused_denial(&text, &r.task);
                     refuse_recorded(d, "PREPARE TRANSACTION");
                 }
@@ -336,6 +334,16 @@ fn write_metadata() {
             "ai_agent_safety: the review's PREPARE TRANSACTION was not seen; nothing was prepared"
         );
     };
+    // A lock stronger than row changes take, on another role's table (a
+    // foreign key the review added to one takes SHARE ROW EXCLUSIVE),
+    // would block it while a person reads.
+    if let Some((table, mode)) = strong_lock_on_others() {
+        let mode = mode.trim_end_matches("Lock");
+        refuse_recorded(
+            policy::held_lock_denial(&pg::session_user_name(), &r.task, &table, mode),
+            "PREPARE TRANSACTION",
+        );
+    }
     // SAFETY: reads transaction state; PrepareTransaction assigned the xid.
     let xid = unsafe { pg_sys::GetTopTransactionIdIfAny() };
     // SAFETY: reads the clock.
@@ -384,25 +392,57 @@ fn write_metadata() {
     );
 }
 
-pub fn install() {
-    // SAFETY: registers this module's callbacks once, from _PG_init.
-    unsafe {
-        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
-    }
+/// A relation lock this transaction holds, stronger than ROW EXCLUSIVE, on
+/// a relation the session's role does not own: (relation, mode).
+fn strong_lock_on_others() -> Option<(String, String)> {
+    // PRE_PREPARE runs with no active snapshot; the query needs one.
+    // SAFETY: pushed and popped around the query (an error aborts the
+    // transaction, which pops it).
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+    let found = crate::privileged::run(|| {
+        pgrx::spi::Spi::connect(|c| {
+            let r = c.select(
+                "SELECT l.relation::pg_catalog.regclass::text, l.mode FROM pg_catalog.pg_locks l \
+                   JOIN pg_catalog.pg_class c ON c.oid = l.relation \
+                  WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation' AND l.granted \
+                    AND l.mode NOT IN ('AccessShareLock', 'RowShareLock', 'RowExclusiveLock') \
+                    AND c.relowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user) \
+                  ORDER BY 1 LIMIT 1",
+                None,
+                &[],
+            )?;
+            let mut out = None;
+            for row in r {
+                if let (Some(t), Some(m)) = (row.get::<String>(1)?, row.get::<String>(2)?) {
+                    out = Some((t, m));
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    })
+    .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: reading the review's locks: {e}"));
+    // SAFETY: the snapshot pushed above.
+    unsafe { pg_sys::PopActiveSnapshot() };
+    found
 }
 
-#[pgrx::pg_guard]
-// SAFETY: registered with RegisterXactCallback; at PRE_COMMIT and PRE_PREPARE it may raise (the transaction then aborts), at the other events it only clears state.
-unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+/// Unguarded: every transaction of every session passes here, and only a
+/// review's PRE_COMMIT and PRE_PREPARE take the guarded path (they may
+/// raise: the transaction then aborts).
+// SAFETY: called from the transaction callback (hooks); without a review it returns at once, and otherwise it only clears state or calls the guarded `before_end`.
+pub(crate) unsafe extern "C-unwind" fn on_xact(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
     use pg_sys::XactEvent::*;
     if !active() {
         return;
     }
     match event {
-        // An implicit commit (the end of a multi-statement query, say).
-        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT => refuse_commit(),
-        XACT_EVENT_PRE_PREPARE => write_metadata(),
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            // SAFETY: called from the transaction callback, inside a transaction.
+            unsafe { before_end(event) }
+        }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
             // A PREPARE that failed after the file was written.
             if let Some(f) = review().as_ref().and_then(|r| r.file.as_ref()) {
@@ -415,8 +455,21 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
     }
 }
 
-// SAFETY: registered with RegisterSubXactCallback; it only trims state.
-unsafe extern "C-unwind" fn on_subxact(
+/// A review's transaction is about to commit (refused: an implicit commit,
+/// the end of a multi-statement query, say) or to be prepared (its
+/// metadata is written).
+#[pgrx::pg_guard]
+// SAFETY: called from `on_xact` at PRE_COMMIT or PRE_PREPARE, where raising aborts the transaction; #[pg_guard] turns panics into errors.
+unsafe extern "C-unwind" fn before_end(event: pg_sys::XactEvent::Type) {
+    if event == pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE {
+        write_metadata();
+    } else {
+        refuse_commit();
+    }
+}
+
+// SAFETY: called from the subtransaction callback (hooks); it only trims state.
+pub(crate) unsafe extern "C-unwind" fn on_subxact(
     event: pg_sys::SubXactEvent::Type,
     sub: pg_sys::SubTransactionId,
     _parent: pg_sys::SubTransactionId,
