@@ -455,9 +455,9 @@ mod tests {
             "COMMIT PREPARED 'g' refused: agent role \"bot\" may not commit prepared transactions"
         );
         let d = gid_reused_denial("review_t-1", "t-1");
-        assert!(d
-            .message
-            .starts_with("PREPARE TRANSACTION 'review_t-1' refused: an earlier review"));
+        assert!(d.message.starts_with(
+            "PREPARE TRANSACTION 'review_t-1' refused: a review was prepared under that name"
+        ));
         assert!(
             d.hint.contains("PREPARE TRANSACTION 'review_t-1-2';"),
             "{}",
