@@ -197,37 +197,10 @@ pub fn preview(
         return Err("a dry run cannot start inside another".into());
     }
     *last() = None;
-    // SAFETY: a GUC nest level around one setting, as a function's SET
-    // clause makes it; restored below, and by the transaction on error.
-    let level = unsafe { with_search_path(search_path)? };
-    let r = preview_on_path(statement, search_path, timeout_ms);
-    // SAFETY: the level opened above.
-    unsafe { pg_sys::AtEOXact_GUC(true, level) };
-    r
-}
-
-/// Sets search_path for the dry run (names in the statement resolve as the
-/// request read them); returns the GUC nest level to close.
-///
-/// # Safety
-/// Inside a transaction; the caller closes the level.
-unsafe fn with_search_path(search_path: &str) -> Result<i32, String> {
-    let path = CString::new(search_path).map_err(|_| "the search_path contains a NUL byte")?;
-    // SAFETY: per this function's contract.
-    unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            path.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        Ok(level)
-    }
+    // Names in the statement resolve as the request read them.
+    pg::with_search_path(search_path, || {
+        preview_on_path(statement, search_path, timeout_ms)
+    })?
 }
 
 fn preview_on_path(

@@ -497,6 +497,31 @@ pub mod timeout {
     }
 }
 
+/// Runs `f` with search_path set to `path`, at a GUC nest level of its own
+/// (as a function's SET clause makes it): restored after `f`, and by the
+/// transaction if `f` raises.
+pub fn with_search_path<R>(path: &str, f: impl FnOnce() -> R) -> Result<R, String> {
+    let path = CString::new(path).map_err(|_| "the search_path contains a NUL byte")?;
+    // SAFETY: a nest level opened and closed around one setting, inside a
+    // transaction; an error rolls it back with the transaction.
+    unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            path.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        let r = f();
+        pg_sys::AtEOXact_GUC(true, level);
+        Ok(r)
+    }
+}
+
 /// Raises a refusal: SQLSTATE 42501 with message, detail and hint.
 pub fn refuse(d: aas_policy::Denial) -> ! {
     use pgrx::pg_sys::panic::ErrorReport;

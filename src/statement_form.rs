@@ -185,30 +185,12 @@ pub fn for_request(sql: &str, caller_path: &str) -> Result<String, String> {
         return Err("it is requested with standard_conforming_strings off, where PostgreSQL reads a backslash in a string unlike how the approver reads it; SET standard_conforming_strings = on; and request again".into());
     }
     let raw = one_statement(sql)?;
-    let path = CString::new(if caller_path.trim().is_empty() {
+    let path = if caller_path.trim().is_empty() {
         "pg_catalog".to_string()
     } else {
         format!("pg_catalog, {caller_path}")
-    })
-    .map_err(|_| "the search_path contains a NUL byte".to_string())?;
-    // SAFETY: a GUC nest level around one setting, as a function's SET
-    // clause makes it; an error rolls it back with the transaction.
-    unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            path.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        let f = form(raw, sql);
-        pg_sys::AtEOXact_GUC(true, level);
-        f
-    }
+    };
+    crate::pg::with_search_path(&path, || form(raw, sql))?
 }
 
 /// What a statement given with a request does: the operation class it
