@@ -9,7 +9,7 @@
 
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, CStr, CString};
 
 /// twophase.h, which pgrx does not bind.
 mod twophase {
@@ -20,17 +20,64 @@ mod twophase {
     }
 }
 
-const OWNED_BY: &str = "SELECT p.gid, d.oid FROM pg_catalog.pg_prepared_xacts p \
-     JOIN pg_catalog.pg_database d ON d.datname = p.database WHERE p.owner = $1";
+/// Rolls back this database's prepared transaction `gid` (its bytes), as
+/// ROLLBACK PREPARED does. Must run inside a transaction, as the command
+/// does; errors as the command would.
+pub fn roll_back(gid: &CStr) {
+    let p: *const c_char = gid.as_ptr();
+    // SAFETY: inside a transaction (this function's contract), as ROLLBACK
+    // PREPARED calls it; `p` outlives the call.
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| twophase::FinishPreparedTransaction(p, false)) }
+}
 
-/// (gid, database oid) of every prepared transaction `role` owns.
-fn owned_by(role: &str) -> Vec<(String, pg_sys::Oid)> {
+/// The prepared transactions of this database, as a FROM item `p` with
+/// `xid` (int8), `owner` and `gid` as its bytes (bytea).
+///
+/// A gid is text in the encoding of the database it was prepared in, and
+/// `pg_prepared_xacts` lists every database's: another database's gid may
+/// not be valid here (a LATIN1 database's "é" is not UTF-8), and
+/// `convert_to` refuses such bytes. So only this database's gids are ever
+/// read (the fence `OFFSET 0` keeps the filter below the conversion), and
+/// they are compared as bytes.
+pub const HERE: &str = "(SELECT transaction::text::int8 AS xid, owner, \
+     pg_catalog.convert_to(gid, pg_catalog.current_setting('server_encoding')) AS gid \
+     FROM pg_catalog.pg_prepared_xacts \
+     WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database() OFFSET 0) AS p";
+
+/// The database oid of every prepared transaction `role` owns (one entry
+/// per transaction; the gids, in their databases' encodings, are not read).
+fn owned_by(role: &str) -> Vec<pg_sys::Oid> {
     Spi::connect(|c| {
-        let rows = c.select(OWNED_BY, None, &[role.into()])?;
+        let rows = c.select(
+            "SELECT d.oid FROM pg_catalog.pg_prepared_xacts p \
+               JOIN pg_catalog.pg_database d ON d.datname = p.database WHERE p.owner = $1",
+            None,
+            &[role.into()],
+        )?;
         let mut out = Vec::new();
         for r in rows {
-            if let (Some(g), Some(d)) = (r.get::<String>(1)?, r.get::<pg_sys::Oid>(2)?) {
-                out.push((g, d));
+            if let Some(d) = r.get::<pg_sys::Oid>(1)? {
+                out.push(d);
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: reading prepared transactions: {e}"))
+}
+
+/// The gids (bytes) of the prepared transactions `role` owns in this
+/// database.
+fn owned_here_by(role: &str) -> Vec<Vec<u8>> {
+    Spi::connect(|c| {
+        let rows = c.select(
+            &format!("SELECT p.gid FROM {HERE} WHERE p.owner = $1"),
+            None,
+            &[role.into()],
+        )?;
+        let mut out = Vec::new();
+        for r in rows {
+            if let Some(g) = r.get::<Vec<u8>>(1)? {
+                out.push(g);
             }
         }
         Ok::<_, pgrx::spi::Error>(out)
@@ -46,10 +93,26 @@ pub fn roll_back_all_of(role: &str) -> (i32, i32) {
     if before.is_empty() {
         return (0, 0);
     }
-    let mut databases: Vec<pg_sys::Oid> = before.iter().map(|(_, d)| *d).collect();
+    let mut databases = before.clone();
     databases.sort_unstable_by_key(|d| d.to_u32());
     databases.dedup();
     for db in databases {
+        if let Some(worker) = start(db, role) {
+            // Ends when the worker has exited (or the postmaster died).
+            let _ = worker.wait_for_shutdown();
+        }
+    }
+    let left = owned_by(role).len() as i32;
+    (before.len() as i32 - left, left)
+}
+
+/// Starts the worker that rolls back `role`'s prepared transactions in
+/// database `db`. When every worker slot is taken (audit writers of busy
+/// databases may hold them all), idle writers are asked to retire and the
+/// start is tried again every 100 ms, for up to 10 s (a writer retires
+/// after at most 5 s idle); `None` when no slot came free.
+fn start(db: pg_sys::Oid, role: &str) -> Option<pgrx::bgworkers::DynamicBackgroundWorker> {
+    for _ in 0..100 {
         let started = BackgroundWorkerBuilder::new(&format!(
             "ai_agent_safety: roll back prepared transactions of {role}"
         ))
@@ -64,12 +127,23 @@ pub fn roll_back_all_of(role: &str) -> (i32, i32) {
         .set_notify_pid(unsafe { pg_sys::MyProcPid })
         .load_dynamic();
         if let Ok(worker) = started {
-            // Ends when the worker has exited (or the postmaster died).
-            let _ = worker.wait_for_shutdown();
+            return Some(worker);
         }
+        crate::audit::spool::want_worker_slot();
+        // SAFETY: waits on this backend's own latch, as any backend may;
+        // interrupts (a cancel) are served after each wait.
+        unsafe {
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                100,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
+        pg_sys::check_for_interrupts!();
     }
-    let left = owned_by(role).len() as i32;
-    (before.len() as i32 - left, left)
+    None
 }
 
 /// The worker: connected to one database (even one that does not accept
@@ -89,23 +163,9 @@ pub extern "C-unwind" fn aas_rollback_prepared_main(arg: pg_sys::Datum) {
             pg_sys::BGWORKER_BYPASS_ALLOWCONN,
         )
     };
-    // SAFETY: reads this backend's database.
-    let here = unsafe { pg_sys::MyDatabaseId };
-    let gids: Vec<String> = BackgroundWorker::transaction(|| {
-        owned_by(&role)
-            .into_iter()
-            .filter(|(_, d)| *d == here)
-            .map(|(g, _)| g)
-            .collect()
-    });
+    let gids = BackgroundWorker::transaction(|| owned_here_by(&role));
     for gid in gids {
         let Ok(c) = CString::new(gid) else { continue };
-        let p: *const c_char = c.as_ptr();
-        BackgroundWorker::transaction(|| {
-            // SAFETY: inside a transaction, as ROLLBACK PREPARED calls it.
-            unsafe {
-                pg_sys::ffi::pg_guard_ffi_boundary(|| twophase::FinishPreparedTransaction(p, false))
-            }
-        });
+        BackgroundWorker::transaction(|| roll_back(&c));
     }
 }

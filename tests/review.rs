@@ -455,6 +455,23 @@ fn a_review_with_a_non_ascii_name_in_a_latin1_database_is_judged() {
              PREPARE TRANSACTION 'review_révision';"))
         .unwrap_or_else(|e| panic!("{}", describe(&e)));
     let victims = || count(&mut admin(&db), "SELECT count(*) FROM victim");
+    // While that gid (not UTF-8) is prepared, reviews and prepared
+    // transactions in a UTF-8 database still finish: another database's
+    // gid is never read as text here.
+    let mut utf8 = w.agent_in(&w.protected);
+    utf8.batch_execute(&g("BEGIN; SELECT ai_agent_safety.begin_review('t-utf8');
+         DELETE FROM orders WHERE id = 1;
+         PREPARE TRANSACTION 'review_utf8';"))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    utf8.batch_execute(&g("ROLLBACK PREPARED 'review_utf8'"))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let mut dba = admin(&w.protected);
+    dba.batch_execute(&g(
+        "BEGIN; CREATE TABLE plain_2pc (x int); PREPARE TRANSACTION 'review_plain';",
+    ))
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    dba.batch_execute(&g("COMMIT PREPARED 'review_plain'"))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
     let e = assert_refused(agent.batch_execute(&g("COMMIT PREPARED 'review_révision'")));
     assert!(e.contains("may not commit prepared transactions"), "{e}");
     assert_eq!(victims(), 100);
@@ -469,6 +486,33 @@ fn a_review_with_a_non_ascii_name_in_a_latin1_database_is_judged() {
     );
     a.batch_execute(&g("COMMIT PREPARED 'review_révision'"))
         .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(victims(), 90);
+    // Revoking the agent from another database rolls back its review
+    // here, gid and all.
+    agent
+        .batch_execute(&g(
+            "BEGIN; SELECT ai_agent_safety.begin_review('t-latin1-2');
+             DELETE FROM victim WHERE id <= 10;
+             PREPARE TRANSACTION 'review_rétracté';",
+        ))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let owned = || {
+        count(
+            &mut admin("postgres"),
+            &format!(
+                "SELECT count(*) FROM pg_prepared_xacts WHERE owner = '{}'",
+                w.agent
+            ),
+        )
+    };
+    assert_eq!(owned(), 1);
+    admin(&w.protected)
+        .batch_execute(&format!(
+            "SELECT ai_agent_safety.revoke_agent_credentials('{}')",
+            w.agent
+        ))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(owned(), 0);
     assert_eq!(victims(), 90);
 }
 

@@ -71,6 +71,9 @@ pub struct Shared {
     /// The launcher's latch (a PGPROC latch in shared memory), so a retiring
     /// writer can wake it when another database waits for a worker slot.
     pub launcher_latch: usize,
+    /// Until when (µs) a backend waits for a worker slot of its own (a
+    /// revocation's rollback worker): idle writers retire sooner meanwhile.
+    pub slot_wanted_until: i64,
 }
 
 impl Default for Shared {
@@ -81,6 +84,7 @@ impl Default for Shared {
             writers: [WriterSlot::default(); MAX_WRITERS],
             wakes: [Wake::default(); MAX_WRITERS],
             launcher_latch: 0,
+            slot_wanted_until: 0,
         }
     }
 }
@@ -258,12 +262,19 @@ pub fn mark_no_worker(dboid: u32) {
     }
 }
 
-/// Does any database wait for a background worker slot?
+/// Does any database, or any backend, wait for a background worker slot?
 pub fn someone_waits(shared: &Shared) -> bool {
     shared
         .writers
         .iter()
         .any(|s| s.state == WriterState::Starting && s.no_worker)
+        || shared.slot_wanted_until > now()
+}
+
+/// Says that this backend waits for a background worker slot (for the next
+/// second): idle audit writers retire sooner to free one.
+pub fn want_worker_slot() {
+    SPOOL.exclusive().slot_wanted_until = now() + 1_000_000;
 }
 
 /// Sets (or with `None` clears) the maintenance wake-up time of a database.

@@ -14,17 +14,8 @@ use aas_policy::review::{agent_commit_denial, may_finish, Finisher};
 use aas_policy::{EventKind, Source, Verdict};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{CStr, CString};
 use std::path::PathBuf;
-
-/// twophase.h, which pgrx does not bind.
-mod twophase {
-    use std::ffi::c_char;
-    // SAFETY: the declaration of twophase.h; called inside a transaction.
-    extern "C-unwind" {
-        pub fn FinishPreparedTransaction(gid: *const c_char, is_commit: bool);
-    }
-}
 
 /// Is this utility statement COMMIT PREPARED or ROLLBACK PREPARED? (Asked
 /// of every session's utility statements: a load and two comparisons.)
@@ -65,10 +56,11 @@ fn prepared(gid: &[u8]) -> Option<(u32, pg_sys::Oid)> {
     privileged::run(|| {
         Spi::connect(|c| {
             let r = c.select(
-                "SELECT p.transaction::text::int8, r.oid FROM pg_catalog.pg_prepared_xacts p \
-                   JOIN pg_catalog.pg_roles r ON r.rolname = p.owner \
-                  WHERE pg_catalog.convert_to(p.gid, pg_catalog.current_setting('server_encoding')) = $1 \
-                    AND p.database = pg_catalog.current_database()",
+                &format!(
+                    "SELECT p.xid, r.oid FROM {} \
+                       JOIN pg_catalog.pg_roles r ON r.rolname = p.owner WHERE p.gid = $1",
+                    crate::prepared::HERE
+                ),
                 None,
                 &[gid.to_vec().into()],
             )?;
@@ -364,22 +356,19 @@ fn expire(path: &std::path::Path, m: &Meta) {
     let Ok(gid) = CString::new(m.gid_bytes.clone()) else {
         return;
     };
-    let p: *const c_char = gid.as_ptr();
     let rolled_back = BackgroundWorker::transaction(|| {
         let still = Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_prepared_xacts \
-                WHERE pg_catalog.convert_to(gid, pg_catalog.current_setting('server_encoding')) = $1 \
-                  AND transaction::text::int8 = $2 AND database = pg_catalog.current_database())",
+            &format!(
+                "SELECT EXISTS (SELECT FROM {} WHERE p.gid = $1 AND p.xid = $2)",
+                crate::prepared::HERE
+            ),
             &[m.gid_bytes.clone().into(), (m.xid as i64).into()],
         )
         .ok()
         .flatten()
             == Some(true);
         if still {
-            // SAFETY: inside a transaction, as ROLLBACK PREPARED calls it.
-            unsafe {
-                pg_sys::ffi::pg_guard_ffi_boundary(|| twophase::FinishPreparedTransaction(p, false))
-            };
+            crate::prepared::roll_back(&gid);
         }
         still
     });
