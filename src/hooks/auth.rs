@@ -28,10 +28,27 @@ pub fn install() {
     }
 }
 
+/// The oid of database `name` (InvalidOid if none), read as PostgreSQL
+/// reads it before a database is selected: a heap scan of pg_database.
+/// (get_database_oid scans the name index, and right after the shared
+/// catalogs' relcache init file was invalidated (autovacuum of pg_authid,
+/// roles created and dropped) that index is not loaded yet: opening it
+/// reads pg_class, which PostgreSQL cannot do before a database is
+/// selected, and the login ended with FATAL "cannot read pg_class without
+/// having selected a database".)
 fn database_oid(name: &str) -> pg_sys::Oid {
-    let c = CString::new(name).unwrap_or_default();
-    // SAFETY: catalog lookup with missing_ok = true.
-    unsafe { pg_sys::get_database_oid(c.as_ptr(), true) }
+    let mut found = pg_sys::InvalidOid;
+    // SAFETY: a heap scan of a shared catalog during authentication, as
+    // PostgreSQL's GetDatabaseTuple does; each tuple is read during the call.
+    unsafe {
+        crate::pg::scan_catalog(pg_sys::DatabaseRelationId, |tup, _| {
+            let form = &*(pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_database);
+            if std::ffi::CStr::from_ptr(form.datname.data.as_ptr()).to_bytes() == name.as_bytes() {
+                found = form.oid;
+            }
+        })
+    };
+    found
 }
 
 #[pgrx::pg_guard]

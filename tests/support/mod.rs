@@ -32,26 +32,7 @@ pub fn try_connect_with(role: &str, db: &str, options: &str) -> Result<Client, p
     if !options.is_empty() {
         cfg.options(options);
     }
-    // PostgreSQL's own FATAL "cannot read pg_class without having selected
-    // a database" can end a login whose catalogs are read while the tests
-    // change the catalogs from many sessions at once (README, Known
-    // limitations): that login is tried again, a bounded number of times;
-    // any other outcome is the caller's.
-    let mut attempt = 0;
-    loop {
-        match cfg.connect(NoTls) {
-            Err(e)
-                if attempt < 20
-                    && e.as_db_error().is_some_and(|d| {
-                        d.message() == "cannot read pg_class without having selected a database"
-                    }) =>
-            {
-                attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            other => return other,
-        }
-    }
+    cfg.connect(NoTls)
 }
 
 pub fn connect(role: &str, db: &str) -> Client {
