@@ -418,7 +418,10 @@ BEGIN
             RAISE EXCEPTION 'statement is too long (% characters; at most 100000)', length(statement)
                 USING ERRCODE = 'string_data_right_truncation';
         END IF;
-        SELECT * INTO s FROM ai_agent_safety._statement_facts(statement);
+        -- A row per class the statement performs (a MERGE may both delete
+        -- and update): the requested one, if it is among them.
+        SELECT f.* INTO s FROM ai_agent_safety._statement_facts(statement) f
+         ORDER BY f.operation OPERATOR(pg_catalog.=) ai_agent_safety._operation(request_approval_token.operation) DESC LIMIT 1;
         IF s.operation <> ai_agent_safety._operation(operation) THEN
             RAISE EXCEPTION 'the statement is a %, but the request is for %', s.operation, ai_agent_safety._operation(operation)
                 USING ERRCODE = 'invalid_parameter_value',

@@ -1,4 +1,5 @@
-//! The preview of a request's DELETE or UPDATE: the statement is run, as
+//! The preview of a request's DELETE, UPDATE, MERGE or INSERT ... ON
+//! CONFLICT DO UPDATE: the statement is run, as
 //! the requesting role, in a subtransaction that is always rolled back, and
 //! the rows it changed are counted per table (`row_count`), its foreign-key
 //! actions and triggers included.
@@ -30,7 +31,9 @@ use uuid::Uuid;
 struct Dry {
     source: *const c_char,
     token: TokenFacts,
-    is_delete: bool,
+    /// The statement's command (DELETE, UPDATE, MERGE, INSERT), once it
+    /// started: it names how its foreign-key actions came about.
+    command: pg_sys::CmdType::Type,
     started: bool,
     tally: Tally,
 }
@@ -94,6 +97,8 @@ pub fn token() -> TokenPresented {
 pub unsafe fn started(qd: *mut pg_sys::QueryDesc) {
     if let Some(d) = dry() {
         d.started = true;
+        // SAFETY: per this function's contract.
+        d.command = unsafe { (*qd).operation };
         d.token.used = Some(TokenUse {
             at: "the dry run".into(),
             pid: std::process::id() as i32,
@@ -184,7 +189,8 @@ pub fn take(statement: &str, search_path: &str) -> Option<(Value, i64)> {
     }
 }
 
-/// Runs `statement` (one DELETE or UPDATE) as the calling role in a
+/// Runs `statement` (one DELETE, UPDATE, MERGE or INSERT ... ON CONFLICT
+/// DO UPDATE) as the calling role in a
 /// subtransaction that is rolled back, within `timeout_ms`, and returns its
 /// preview: `[{"table": ..., "rows": ..., "via": ...}]` and the total.
 /// `search_path` is the caller's, as the request reads the statement.
@@ -209,11 +215,11 @@ fn preview_on_path(
     timeout_ms: i32,
 ) -> Result<(Value, i64), String> {
     let requested = statement_form::requested(statement)?;
-    let class = OpClass::parse(requested.class).ok_or("an unknown operation")?;
+    let first = requested.classes.first().copied().unwrap_or("nothing");
+    let class = OpClass::parse(first).ok_or("an unknown operation")?;
     if !matches!(class, OpClass::Delete | OpClass::Update) {
         return Err(format!(
-            "a dry run is for DELETE and UPDATE, not {}",
-            requested.class
+            "a dry run is for DELETE, UPDATE, MERGE and INSERT ... ON CONFLICT DO UPDATE, not {first}"
         ));
     }
     let form = statement_form::for_request(statement, search_path)?;
@@ -249,14 +255,14 @@ fn preview_on_path(
                 presented_form: None,
             }),
         },
-        is_delete: class == OpClass::Delete,
+        command: pg_sys::CmdType::CMD_UNKNOWN,
         started: false,
         tally: Tally::default(),
     });
     let result = in_rolled_back_subtransaction(&text, timeout_ms);
     let d = dry().take();
-    let (per_table, is_delete) = match (result, d) {
-        (Ok(per_table), Some(d)) => (per_table, d.is_delete),
+    let (per_table, command) = match (result, d) {
+        (Ok(per_table), Some(d)) => (per_table, d.command),
         (Ok(_), None) => return Err("the dry run lost its state".into()),
         (Err(e), _) => return Err(e),
     };
@@ -276,7 +282,7 @@ fn preview_on_path(
         }
         total += n.total();
         // Each kind of change it made, as the token will hold it.
-        rows.push(crate::row_count::entry(relid, n, via, is_delete));
+        rows.push(crate::row_count::entry(relid, n, via, command));
     }
     let v = Value::Array(rows);
     *last() = Some(Last {

@@ -212,7 +212,7 @@ fn decide(stmt: &Statement, source: &str, origin: Origin, sw: &Switches) -> Outc
             }
             // SAFETY: reads a backend variable.
             if unsafe { pg_sys::XactReadOnly } {
-                let d = aas_policy::decision::token_in_read_only(stmt, token);
+                let d = aas_policy::way_forward::token_in_read_only(stmt, token);
                 return deny(d, stmt, source, raw, sw);
             }
             // The dry run's stand-in is used by its statement, and by

@@ -47,11 +47,18 @@ pub enum Via {
 }
 
 impl Via {
-    pub fn text(self, statement_is_delete: bool) -> &'static str {
+    /// How the preview names it, for a statement whose command is
+    /// `statement` (a foreign key's UPDATE comes from a DELETE's SET NULL
+    /// or SET DEFAULT, or from an UPDATE's actions; a MERGE may do both).
+    pub fn text(self, statement: pg_sys::CmdType::Type) -> &'static str {
+        use pg_sys::CmdType::{CMD_DELETE, CMD_MERGE};
         match self {
             Via::Statement => "statement",
-            Via::ForeignKey(pg_sys::CmdType::CMD_DELETE) => "ON DELETE CASCADE",
-            Via::ForeignKey(_) if statement_is_delete => "ON DELETE SET NULL or SET DEFAULT",
+            Via::ForeignKey(CMD_DELETE) => "ON DELETE CASCADE",
+            Via::ForeignKey(_) if statement == CMD_DELETE => "ON DELETE SET NULL or SET DEFAULT",
+            Via::ForeignKey(_) if statement == CMD_MERGE => {
+                "ON DELETE SET NULL or SET DEFAULT, or ON UPDATE CASCADE, SET NULL or SET DEFAULT"
+            }
             Via::ForeignKey(_) => "ON UPDATE CASCADE, SET NULL or SET DEFAULT",
             Via::Trigger => "trigger or rule",
         }
@@ -72,12 +79,12 @@ pub fn via(op: pg_sys::CmdType::Type, fk: bool) -> Via {
 /// One table's entry in a preview or a review's statement: the table, its
 /// oid, the rows it changed in all and of each kind (a kind with none left
 /// out), and how it was reached.
-pub fn entry(relid: pg_sys::Oid, n: Changes, via: Via, statement_is_delete: bool) -> Value {
+pub fn entry(relid: pg_sys::Oid, n: Changes, via: Via, statement: pg_sys::CmdType::Type) -> Value {
     let mut e = json!({
         "table": crate::pg::relation_display(relid),
         "relid": relid.to_u32(),
         "rows": n.total(),
-        "via": via.text(statement_is_delete),
+        "via": via.text(statement),
     });
     for (kind, k) in n.kinds() {
         if k != 0 {

@@ -78,8 +78,9 @@ pub mod ai_agent_safety {
     }
 
     /// What the statement given with a request does, read as the calling
-    /// role: the operation class and the object. Raises a clear error when
-    /// it cannot be bound.
+    /// role: a row per operation class it performs (a MERGE may both delete
+    /// and update), with the object. Raises a clear error when it cannot be
+    /// bound.
     #[pg_extern(volatile)]
     fn _statement_facts(
         statement: &str,
@@ -92,7 +93,11 @@ pub mod ai_agent_safety {
         ),
     > {
         match crate::statement_form::requested(statement) {
-            Ok(r) => TableIterator::once((r.class.to_string(), r.target.0, r.target.1)),
+            Ok(r) => TableIterator::new(
+                r.classes
+                    .into_iter()
+                    .map(move |c| (c.to_string(), r.target.0, r.target.1)),
+            ),
             Err(why) => {
                 pgrx::ereport!(
                     ERROR,

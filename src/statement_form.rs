@@ -13,12 +13,13 @@ pub fn is_one_statement(sql: &str) -> bool {
 /// The form of the one statement in `sql`, as it reads in this session now;
 /// `Err` when `sql` holds no statement or several, or binds parameters.
 ///
-/// A DELETE or UPDATE is compared by its analysed tree (PostgreSQL prints
-/// that one): the objects, operators and functions its names resolve to,
-/// with the constants. So an operator an agent put ahead of pg_catalog on
-/// its search_path (`CREATE OPERATOR public.= ...`) makes another form.
-/// Other statements, whose trees PostgreSQL 15 cannot print, are compared
-/// by their lexical form; their object is checked by identity besides.
+/// A DELETE, UPDATE, MERGE or INSERT is compared by its analysed tree
+/// (PostgreSQL prints that one): the objects, operators and functions its
+/// names resolve to, with the constants. So an operator an agent put ahead
+/// of pg_catalog on its search_path (`CREATE OPERATOR public.= ...`) makes
+/// another form. Other statements, whose trees PostgreSQL 15 cannot print,
+/// are compared by their lexical form; their object is checked by identity
+/// besides.
 pub fn of(sql: &str) -> Result<String, String> {
     let raw = one_statement(sql)?;
     form(raw, sql)
@@ -34,7 +35,10 @@ fn form(raw: *mut pg_sys::RawStmt, sql: &str) -> Result<String, String> {
     let tag = unsafe { (*(*raw).stmt).type_ };
     if !matches!(
         tag,
-        pg_sys::NodeTag::T_DeleteStmt | pg_sys::NodeTag::T_UpdateStmt
+        pg_sys::NodeTag::T_DeleteStmt
+            | pg_sys::NodeTag::T_UpdateStmt
+            | pg_sys::NodeTag::T_MergeStmt
+            | pg_sys::NodeTag::T_InsertStmt
     ) {
         // The lexical form is only as good as the lexer: where PostgreSQL's
         // own scanner starts its tokens elsewhere (a U& string, a string
@@ -193,12 +197,34 @@ pub fn for_request(sql: &str, caller_path: &str) -> Result<String, String> {
     crate::pg::with_search_path(&path, || form(raw, sql))?
 }
 
-/// What a statement given with a request does: the operation class it
-/// performs and the object it does it to (resolved now, as the requesting
-/// role, through its search_path).
+/// What a statement given with a request does: the operation classes it
+/// performs (a MERGE may both delete and update) and the object it does
+/// them to (resolved now, as the requesting role, through its
+/// search_path).
 pub struct Requested {
-    pub class: &'static str,
+    pub classes: Vec<&'static str>,
     pub target: (pg_sys::Oid, pg_sys::Oid),
+}
+
+/// The classes a MERGE performs, from its WHEN clauses (its inserts are
+/// not a protected class).
+///
+/// # Safety
+/// `m` is a valid raw MergeStmt.
+unsafe fn merge_classes(m: *mut pg_sys::MergeStmt) -> Vec<&'static str> {
+    let mut classes = Vec::new();
+    // SAFETY: per this function's contract, its clauses are MergeWhenClauses.
+    for w in unsafe { crate::pg::list_ptrs((*m).mergeWhenClauses) } {
+        let class = match unsafe { (*(w as *mut pg_sys::MergeWhenClause)).commandType } {
+            pg_sys::CmdType::CMD_DELETE => "DELETE",
+            pg_sys::CmdType::CMD_UPDATE => "UPDATE",
+            _ => continue,
+        };
+        if !classes.contains(&class) {
+            classes.push(class);
+        }
+    }
+    classes
 }
 
 /// Reads the one statement of a request. `Err` says why it cannot be bound:
@@ -226,6 +252,22 @@ pub fn requested(sql: &str) -> Result<Requested, String> {
         let (class, target) = match (*node).type_ {
             pg_sys::NodeTag::T_DeleteStmt => ("DELETE", relation((*(node as *mut pg_sys::DeleteStmt)).relation)),
             pg_sys::NodeTag::T_UpdateStmt => ("UPDATE", relation((*(node as *mut pg_sys::UpdateStmt)).relation)),
+            pg_sys::NodeTag::T_MergeStmt => {
+                let m = node as *mut pg_sys::MergeStmt;
+                let classes = merge_classes(m);
+                if classes.is_empty() {
+                    return Err("a MERGE that only inserts needs no token".into());
+                }
+                return Ok(Requested { classes, target: relation((*m).relation) });
+            }
+            pg_sys::NodeTag::T_InsertStmt => {
+                let i = node as *mut pg_sys::InsertStmt;
+                let c = (*i).onConflictClause;
+                if c.is_null() || (*c).action != pg_sys::OnConflictAction::ONCONFLICT_UPDATE {
+                    return Err("an INSERT needs no token unless it is INSERT ... ON CONFLICT DO UPDATE".into());
+                }
+                ("UPDATE", relation((*i).relation))
+            }
             pg_sys::NodeTag::T_AlterTableStmt => ("ALTER", relation((*(node as *mut pg_sys::AlterTableStmt)).relation)),
             pg_sys::NodeTag::T_TruncateStmt => {
                 let rels = (*(node as *mut pg_sys::TruncateStmt)).relations;
@@ -259,11 +301,14 @@ pub fn requested(sql: &str) -> Result<Requested, String> {
             }
             _ => {
                 return Err(
-                    "a token can be bound only to a DELETE, UPDATE, TRUNCATE, DROP or ALTER TABLE statement (request this one without the statement, naming its form with verb => ...)".into(),
+                    "a token can be bound only to a DELETE, UPDATE, MERGE, INSERT ... ON CONFLICT DO UPDATE, TRUNCATE, DROP or ALTER TABLE statement (request this one without the statement, naming its form with verb => ...)".into(),
                 )
             }
         };
-        Ok(Requested { class, target })
+        Ok(Requested {
+            classes: vec![class],
+            target,
+        })
     }
 }
 

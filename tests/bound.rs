@@ -87,7 +87,7 @@ fn requests_with_a_statement_that_cannot_be_bound_are_refused_and_create_nothing
             "SELECT * FROM orders",
             "DELETE",
             None,
-            "only to a DELETE, UPDATE, TRUNCATE, DROP or ALTER TABLE",
+            "only to a DELETE, UPDATE, MERGE, INSERT ... ON CONFLICT DO UPDATE, TRUNCATE, DROP or ALTER TABLE",
         ),
         (
             "DELETE FROM orders WHERE id = 1",

@@ -959,3 +959,198 @@ fn rows_written_to_a_foreign_table_are_counted_or_refused() {
     assert_eq!(tokens(&w), before);
     assert_eq!(remote(), 18);
 }
+
+/// Protects UPDATE too in the world's protected database; a new agent
+/// session sees it.
+fn protect_update(w: &World) -> Client {
+    admin(&w.protected)
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET ai_agent_safety.protected_operations = 'DROP, DELETE, TRUNCATE, UPDATE'",
+            w.protected
+        ))
+        .unwrap();
+    w.agent_in(&w.protected)
+}
+
+/// Sorted by table, without the oids, for comparing.
+fn by_table(preview: &Value) -> Vec<Value> {
+    let mut v = preview.as_array().unwrap().clone();
+    v.sort_by_key(|e| e["table"].as_str().unwrap().to_string());
+    v
+}
+
+/// A MERGE that deletes, updates and inserts is previewed (its cascades
+/// and triggers too), bound to its text, and then, run with its token,
+/// changes exactly what the preview said: one token approves the whole
+/// statement, both its protected classes.
+#[test]
+fn a_merge_is_previewed_bound_and_does_what_its_preview_said() {
+    let w = world("pv_merge");
+    let approver = new_approver("pv_merge");
+    let mut agent = protect_update(&w);
+    let merge =
+        "MERGE INTO orders o USING (SELECT g AS id FROM generate_series(1, 12) g) s ON o.id = s.id
+                 WHEN MATCHED AND o.id <= 3 THEN DELETE
+                 WHEN MATCHED AND o.id > 8 THEN UPDATE SET note = 'merged'
+                 WHEN NOT MATCHED THEN INSERT VALUES (s.id, 'new')";
+    // Unprotected by a token, the MERGE is refused (both its classes).
+    let e = assert_guard_refused(agent.batch_execute(merge));
+    assert!(e.contains("MERGE ... THEN DELETE on public.orders, MERGE ... THEN UPDATE on public.orders refused") && e.contains("statement => '<this statement>'"), "{e}");
+    let token =
+        request(&mut agent, "DELETE", merge, None).unwrap_or_else(|e| panic!("{}", describe(&e)));
+    // The dry run kept nothing.
+    assert_eq!(
+        (
+            rows(&w, "orders"),
+            rows(&w, "order_lines"),
+            rows(&w, "deleted_log")
+        ),
+        (10, 30, 0)
+    );
+    let (preview, total, cap) = pending(&approver, &w, &token);
+    assert_eq!(
+        by_table(&preview),
+        vec![
+            json!({"table": "public.deleted_log", "rows": 3, "inserted": 3, "via": "trigger or rule"}),
+            json!({"table": "public.order_lines", "rows": 9, "deleted": 9, "via": "ON DELETE CASCADE"}),
+            json!({"table": "public.orders", "rows": 7, "deleted": 3, "updated": 2, "inserted": 2, "via": "statement"}),
+        ],
+        "{preview}"
+    );
+    assert_eq!((total, cap), (Some(19), Some(19)));
+    // Another MERGE (one more order deleted) is not covered.
+    w.grant(&approver, &token);
+    let wider = merge.replace("o.id <= 3", "o.id <= 4");
+    let e = assert_refused(agent.batch_execute(&with_token(&wider, &token)));
+    assert!(e.contains("was granted for another statement"), "{e}");
+    nothing_changed(&w, &token);
+    agent
+        .batch_execute(&with_token(merge, &token))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(
+        (
+            rows(&w, "orders"),
+            rows(&w, "order_lines"),
+            rows(&w, "deleted_log")
+        ),
+        (9, 21, 3)
+    );
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM orders WHERE note IN ('merged', 'new')"
+        ),
+        4
+    );
+    assert_eq!(w.token_status(&token), "used");
+    // A MERGE must perform the requested class; one that only inserts
+    // needs no token.
+    let e = request(
+        &mut agent,
+        "UPDATE",
+        "MERGE INTO orders o USING (SELECT 5 AS id) s ON o.id = s.id WHEN MATCHED THEN DELETE",
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        describe(&e).contains("the statement is a DELETE, but the request is for UPDATE"),
+        "{}",
+        describe(&e)
+    );
+    let e = request(
+        &mut agent,
+        "DELETE",
+        "MERGE INTO orders o USING (SELECT 50 AS id) s ON o.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id, 'x')",
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        describe(&e).contains("a MERGE that only inserts needs no token"),
+        "{}",
+        describe(&e)
+    );
+}
+
+/// INSERT ... ON CONFLICT DO UPDATE (UPDATE protected) is previewed with
+/// the rows it would update and insert, bound, and held to its cap.
+#[test]
+fn an_upsert_is_previewed_bound_and_capped() {
+    let w = world("pv_upsert");
+    let approver = new_approver("pv_upsert");
+    let mut agent = protect_update(&w);
+    let upsert = "INSERT INTO orders VALUES (5, 'up'), (6, 'up'), (11, 'new') ON CONFLICT (id) DO UPDATE SET note = excluded.note";
+    let e = assert_guard_refused(agent.batch_execute(upsert));
+    assert!(
+        e.contains("INSERT ... ON CONFLICT DO UPDATE on public.orders refused"),
+        "{e}"
+    );
+    let token =
+        request(&mut agent, "UPDATE", upsert, None).unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(rows(&w, "orders"), 10);
+    let (preview, total, _) = pending(&approver, &w, &token);
+    assert_eq!(
+        preview,
+        json!([{"table": "public.orders", "rows": 3, "updated": 2, "inserted": 1, "via": "statement"}])
+    );
+    assert_eq!(total, Some(3));
+    // The approver allows two rows: the three-row upsert is refused, and
+    // nothing changes; the token stays usable.
+    connect(&approver, &w.protected)
+        .batch_execute(&format!(
+            "SELECT ai_agent_safety.grant_approval_token('{token}', 'two rows at most', max_rows => 2)"
+        ))
+        .unwrap();
+    let e = assert_refused(agent.batch_execute(&with_token(upsert, &token)));
+    assert!(
+        e.contains("it changed 3 rows, over the cap of 2 rows"),
+        "{e}"
+    );
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM orders WHERE note IN ('up', 'new')"
+        ),
+        0
+    );
+    assert_eq!(w.token_status(&token), "granted");
+    // A two-row upsert is another statement.
+    let e = assert_refused(agent.batch_execute(&with_token(
+        "INSERT INTO orders VALUES (5, 'up'), (6, 'up') ON CONFLICT (id) DO UPDATE SET note = excluded.note",
+        &token,
+    )));
+    assert!(e.contains("was granted for another statement"), "{e}");
+    // Approved as previewed, it runs.
+    let token = request(&mut agent, "UPDATE", upsert, None).unwrap();
+    w.grant(&approver, &token);
+    agent
+        .batch_execute(&with_token(upsert, &token))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM orders WHERE note IN ('up', 'new')"
+        ),
+        3
+    );
+    // What is not an upsert is said so; the class must match.
+    for (op, sql, says) in [
+        (
+            "UPDATE",
+            "INSERT INTO orders VALUES (12, 'x')",
+            "an INSERT needs no token unless it is INSERT ... ON CONFLICT DO UPDATE",
+        ),
+        (
+            "UPDATE",
+            "INSERT INTO orders VALUES (12, 'x') ON CONFLICT DO NOTHING",
+            "an INSERT needs no token unless it is INSERT ... ON CONFLICT DO UPDATE",
+        ),
+        (
+            "DELETE",
+            upsert,
+            "the statement is a UPDATE, but the request is for DELETE",
+        ),
+    ] {
+        let e = request(&mut agent, op, sql, None).unwrap_err();
+        assert!(describe(&e).contains(says), "{sql}: {}", describe(&e));
+    }
+}

@@ -709,3 +709,79 @@ fn a_review_survives_a_crash() {
         6
     );
 }
+
+/// MERGE and INSERT ... ON CONFLICT DO UPDATE (UPDATE protected) run in a
+/// review without tokens, are listed with what each changed, and take
+/// effect only when an approver commits.
+#[test]
+fn a_merge_and_an_upsert_are_reviewed_like_any_dml() {
+    let w = World::with_settings(
+        "rv_merge",
+        &[(
+            "ai_agent_safety.protected_operations",
+            "DROP, DELETE, TRUNCATE, UPDATE",
+        )],
+    );
+    let mut agent = w.agent_in(&w.protected);
+    let merge = "MERGE INTO orders o USING (SELECT g AS id FROM generate_series(1, 12) g) s ON o.id = s.id \
+                 WHEN MATCHED AND o.id <= 3 THEN DELETE \
+                 WHEN MATCHED AND o.id > 8 THEN UPDATE SET note = 'merged' \
+                 WHEN NOT MATCHED THEN INSERT VALUES (s.id, 'new')";
+    let upsert = "INSERT INTO orders VALUES (5, 'up'), (20, 'new') ON CONFLICT (id) DO UPDATE SET note = excluded.note";
+    // Outside a review, each needs a token.
+    assert_refused(agent.batch_execute(merge));
+    assert_refused(agent.batch_execute(upsert));
+    agent
+        .batch_execute(&g(&format!(
+            "BEGIN; SELECT ai_agent_safety.begin_review('t-merge');
+             {merge}; {upsert};
+             PREPARE TRANSACTION 'review_t-merge';"
+        )))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(orders(&w), 10);
+    let approver = new_approver("rv_merge");
+    let mut a = connect(&approver, &w.protected);
+    let r = a
+        .query_one(
+            &g("SELECT rows, statements::text FROM ai_agent_safety.pending_reviews WHERE gid = 'review_t-merge'"),
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    // The MERGE: 3 deleted, 2 updated, 2 inserted; the upsert: 1 updated,
+    // 1 inserted.
+    assert_eq!(r.get::<_, i64>(0), 9);
+    let v: Value = serde_json::from_str(&r.get::<_, String>(1)).unwrap();
+    let s = v.as_array().unwrap();
+    assert_eq!(s.len(), 2, "{v}");
+    let orders_entry = |i: usize| {
+        s[i]["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == "public.orders")
+            .cloned()
+            .unwrap()
+    };
+    let m = orders_entry(0);
+    assert_eq!(
+        (&m["deleted"], &m["updated"], &m["inserted"]),
+        (&Value::from(3), &Value::from(2), &Value::from(2)),
+        "{v}"
+    );
+    let u = orders_entry(1);
+    assert_eq!(
+        (&u["updated"], &u["inserted"]),
+        (&Value::from(1), &Value::from(1)),
+        "{v}"
+    );
+    a.batch_execute(&g("COMMIT PREPARED 'review_t-merge'"))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(orders(&w), 10);
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM orders WHERE note IN ('merged', 'new', 'up')"
+        ),
+        6
+    );
+}

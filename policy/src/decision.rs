@@ -12,7 +12,7 @@ use crate::outcome::{Decision, Denial};
 use crate::side_door::SideDoor;
 use crate::way_forward::{
     in_message, lowercase_first, next_from_hint, present, request_hint, request_next, shorten,
-    task_sentence,
+    task_sentence, Asked,
 };
 use uuid::Uuid;
 
@@ -301,7 +301,7 @@ pub fn decide(
             None => String::new(),
         }
     );
-    let single = needing.len() == 1;
+    let asked = Asked::of(needing.iter().map(|(o, _)| *o));
     // The refusal, its message ending with the next step (for an agent's
     // code run by another role, that role's: the token is not theirs).
     let deny = |source: Source, problem: &str, next: String, detail: String, hint: String| {
@@ -317,7 +317,7 @@ pub fn decide(
         })
     };
     // After a token failed: request a new one.
-    let again = |op: &Operation| request_next(op, single, task, true);
+    let again = |op: &Operation| request_next(op, asked, task, true);
     let leftover = |raw: &str| {
         if session.token_from_setting {
             format!(
@@ -333,9 +333,9 @@ pub fn decide(
         TokenPresented::None => deny(
             Source::Guard,
             "",
-            request_next(first, single, task, false),
+            request_next(first, asked, task, false),
             why,
-            request_hint(first, single, task),
+            request_hint(first, asked, task),
         ),
         TokenPresented::Held(t) => {
             let id = t.id.to_string();
@@ -368,7 +368,7 @@ pub fn decide(
             format!(
                 "Present the token id exactly as ai_agent_safety.request_approval_token returned it ({}, or SET ai_agent_safety.approval_token = '<token id>';), or RESET ai_agent_safety.approval_token; and {}",
                 present("<token id>"),
-                lowercase_first(&request_hint(first, single, task))
+                lowercase_first(&request_hint(first, asked, task))
             ),
         ),
         TokenPresented::Unavailable(why_not) => deny(
@@ -397,7 +397,7 @@ pub fn decide(
                 here.name,
                 leftover(&id.to_string())
             ),
-            request_hint(first, single, task),
+            request_hint(first, asked, task),
         ),
         TokenPresented::Found(t) => {
             let id = t.id.to_string();
@@ -416,7 +416,7 @@ pub fn decide(
                     problem,
                     again(op),
                     format!("{detail}{}", leftover(&id)),
-                    request_hint(op, true, task),
+                    request_hint(op, Asked::One, task),
                 )
             };
             match t.state {
@@ -439,7 +439,7 @@ pub fn decide(
                         format!("was denied{by}"),
                         again(first),
                         format!("it was denied{by}."),
-                        request_hint(first, single, task),
+                        request_hint(first, asked, task),
                     );
                 }
                 TokenState::Cancelled => {
@@ -447,7 +447,7 @@ pub fn decide(
                         "was cancelled".into(),
                         again(first),
                         "it was cancelled.".into(),
-                        request_hint(first, single, task),
+                        request_hint(first, asked, task),
                     )
                 }
             }
@@ -496,7 +496,14 @@ pub fn decide(
                 );
             }
             for (op, _) in &needing {
-                if op.class != t.operation {
+                // A token bound to a MERGE approves that statement whole:
+                // one that both deletes and updates is approved once (its
+                // preview counts both), whichever of the two was requested.
+                let rest_of_bound_merge = op.class != t.operation
+                    && t.bound.is_some()
+                    && op.verb.starts_with("MERGE ");
+                // (Its object and its form are checked below.)
+                if op.class != t.operation && !rest_of_bound_merge {
                     return unusable(
                         format!("was granted for {}", t.operation),
                         format!("it was granted for {} but this is {}.", t.operation, op.class),
@@ -504,7 +511,7 @@ pub fn decide(
                     );
                 }
                 match &t.verb {
-                    Some(v) if !v.eq_ignore_ascii_case(&op.verb) => {
+                    Some(v) if !rest_of_bound_merge && !v.eq_ignore_ascii_case(&op.verb) => {
                         return unusable(
                             format!("was granted for {v}"),
                             format!("it was granted for {v} but this is {}.", op.verb),
@@ -576,25 +583,4 @@ pub fn decide(
 /// True when this class needs a token in this database.
 pub fn needs_approval(db: &DatabaseFacts, class: OpClass) -> bool {
     db.require_approval && db.protected.contains(class)
-}
-
-/// The refusal of a token presented inside a read-only transaction: the
-/// statement could not write there anyway, and the token stays unused.
-pub fn token_in_read_only(stmt: &Statement, token: Uuid) -> Denial {
-    let what = stmt
-        .ops
-        .first()
-        .map_or_else(|| stmt.verb.to_string(), Operation::describe);
-    Denial {
-        source: Source::Token,
-        message: format!(
-            "{what} refused: the transaction is read-only, so approval token {token} was not used; run the statement in a read-write transaction, with {}",
-            crate::sql_comment::tag(crate::sql_comment::TOKEN_KEY, &token.to_string())
-        ),
-        detail: "A read-only transaction (BEGIN READ ONLY, SET TRANSACTION READ ONLY, default_transaction_read_only, or a client that runs every call read-only) cannot write; the token is still unused.".into(),
-        hint: format!(
-            "Send the statement outside a read-only transaction, in one call with its token: <statement> {}",
-            crate::sql_comment::tag(crate::sql_comment::TOKEN_KEY, &token.to_string())
-        ),
-    }
 }

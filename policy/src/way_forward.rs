@@ -9,7 +9,7 @@
 //! another connection.
 
 use crate::api;
-use crate::operation::{token_target_text, Operation};
+use crate::operation::{token_target_text, Operation, Statement};
 use crate::outcome::Denial;
 use crate::sql_comment::{tag, TOKEN_KEY};
 
@@ -56,6 +56,51 @@ pub fn request_call(op: &Operation, task: Option<&str>) -> String {
     )
 }
 
+/// What a refused statement needs approved.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Asked {
+    /// One protected operation: a token for it.
+    One,
+    /// A MERGE's protected operations (it deletes and updates) on its one
+    /// target: a token bound to the statement approves it whole.
+    WholeMerge,
+    /// Several operations: one statement at a time, each with its token.
+    Several,
+}
+
+impl Asked {
+    /// What the operations that need a token ask for.
+    pub fn of<'a>(mut needing: impl Iterator<Item = &'a Operation> + Clone) -> Asked {
+        let Some(first) = needing.clone().next() else {
+            return Asked::One;
+        };
+        if needing.clone().count() == 1 {
+            Asked::One
+        } else if needing
+            .all(|o| o.verb.starts_with("MERGE ") && o.object.same_object(&first.object))
+        {
+            Asked::WholeMerge
+        } else {
+            Asked::Several
+        }
+    }
+}
+
+/// The call that requests a token bound to the refused statement itself.
+fn request_call_bound(op: &Operation, task: Option<&str>) -> String {
+    format!(
+        "SELECT {}",
+        api::call_named(
+            "request_approval_token",
+            &[
+                (op.class.as_str(), "text"),
+                (task.unwrap_or("<task id>"), "text"),
+            ],
+            &[("statement", "<this statement>", "text")]
+        )
+    )
+}
+
 /// The call for statements with several protected operations: one at a time.
 fn request_call_one_at_a_time(op: &Operation, task: Option<&str>) -> String {
     format!(
@@ -73,29 +118,43 @@ fn request_call_one_at_a_time(op: &Operation, task: Option<&str>) -> String {
 
 /// The short next step for a statement that needs a token: request one,
 /// then present it with the statement.
-pub fn request_next(op: &Operation, single: bool, task: Option<&str>, again: bool) -> String {
+pub fn request_next(op: &Operation, asked: Asked, task: Option<&str>, again: bool) -> String {
     let one = if again { "a new one" } else { "one" };
-    if single {
-        format!(
+    match asked {
+        Asked::One => format!(
             "request {one} with {}, and once a human grants it {}",
             request_call(op, task),
             present("<token id>")
-        )
-    } else {
-        format!(
+        ),
+        Asked::WholeMerge => format!(
+            "request {one} bound to this statement with {}, and once a human grants it {}",
+            request_call_bound(op, task),
+            present("<token id>")
+        ),
+        Asked::Several => format!(
             "run the operations one statement at a time, each with its own token: {}",
             request_call_one_at_a_time(op, task)
-        )
+        ),
     }
 }
 
 /// The full HINT for a statement that needs a token.
-pub fn request_hint(op: &Operation, single: bool, task: Option<&str>) -> String {
-    if !single {
-        return format!(
-            "Run the operations one statement at a time, each with its own token: {};",
-            request_call_one_at_a_time(op, task)
-        );
+pub fn request_hint(op: &Operation, asked: Asked, task: Option<&str>) -> String {
+    match asked {
+        Asked::Several => {
+            return format!(
+                "Run the operations one statement at a time, each with its own token: {};",
+                request_call_one_at_a_time(op, task)
+            )
+        }
+        Asked::WholeMerge => {
+            return format!(
+                "A MERGE that deletes and updates is approved whole, by one token bound to it: request approval with {}, giving the MERGE exactly as it will run (the approver sees what it would change); once a human has granted it, send the token in the same call as the statement: {}.",
+                request_call_bound(op, task),
+                present("<token id>")
+            )
+        }
+        Asked::One => {}
     }
     format!(
         "Request approval with {}; once a human has granted it, send the token in the same call as the statement: {} (a SET made in another call may reach another pooled connection). In one session, SET ai_agent_safety.approval_token = '<token id>'; also works.",
@@ -131,5 +190,26 @@ pub fn shorten(s: &str, max: usize) -> String {
     } else {
         let cut: String = s.chars().take(max).collect();
         format!("{cut}...")
+    }
+}
+
+/// The refusal of a token presented inside a read-only transaction: the
+/// statement could not write there anyway, and the token stays unused.
+pub fn token_in_read_only(stmt: &Statement, token: uuid::Uuid) -> Denial {
+    let what = stmt
+        .ops
+        .first()
+        .map_or_else(|| stmt.verb.to_string(), Operation::describe);
+    Denial {
+        source: crate::Source::Token,
+        message: format!(
+            "{what} refused: the transaction is read-only, so approval token {token} was not used; run the statement in a read-write transaction, with {}",
+            tag(TOKEN_KEY, &token.to_string())
+        ),
+        detail: "A read-only transaction (BEGIN READ ONLY, SET TRANSACTION READ ONLY, default_transaction_read_only, or a client that runs every call read-only) cannot write; the token is still unused.".into(),
+        hint: format!(
+            "Send the statement outside a read-only transaction, in one call with its token: <statement> {}",
+            tag(TOKEN_KEY, &token.to_string())
+        ),
     }
 }

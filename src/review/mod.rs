@@ -204,7 +204,7 @@ pub unsafe fn finished(qd: *mut pg_sys::QueryDesc) {
     }
     let c = r.counting.take().expect("checked above");
     // SAFETY: per this function's contract.
-    let is_delete = unsafe { (*qd).operation } == pg_sys::CmdType::CMD_DELETE;
+    let command = unsafe { (*qd).operation };
     let mut tables = Vec::new();
     let mut rows = 0;
     for (relid, n, via) in c.tally.per_table() {
@@ -212,7 +212,7 @@ pub unsafe fn finished(qd: *mut pg_sys::QueryDesc) {
             continue;
         }
         rows += n.total().max(0);
-        tables.push(crate::row_count::entry(relid, n, via, is_delete));
+        tables.push(crate::row_count::entry(relid, n, via, command));
     }
     r.statements.push(Recorded {
         subxact: c.subxact,

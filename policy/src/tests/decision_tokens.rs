@@ -546,6 +546,73 @@ fn a_bound_token_needs_no_verb_for_a_form_that_is_not_plain() {
     ));
 }
 
+/// A MERGE that deletes and updates (both protected) is approved whole by
+/// one token bound to it; unbound, or for a plain UPDATE beside it, the
+/// other class still needs its own token.
+#[test]
+fn a_token_bound_to_a_merge_covers_both_its_classes() {
+    let merge = [
+        op(OpClass::Delete, "MERGE ... THEN DELETE", orders()),
+        op(OpClass::Update, "MERGE ... THEN UPDATE", orders()),
+    ];
+    let all = db("shop", true, OpSet::ALL, None);
+    // Without a token, the way forward is one token bound to the MERGE.
+    let d = denial(decide(
+        &agent(),
+        &all,
+        None,
+        &merge,
+        &TokenPresented::None,
+        NOW,
+    ));
+    assert_contains(
+        &d.message,
+        "request one bound to this statement with SELECT ai_agent_safety.request_approval_token('DELETE'::text, 'TASK-42'::text, statement => '<this statement>'::text)",
+    );
+    assert_contains(
+        &d.hint,
+        "A MERGE that deletes and updates is approved whole",
+    );
+    let ok = bound(Some("{DELETESTMT ... 10}"));
+    assert!(matches!(
+        decide(&agent(), &all, None, &merge, &found(ok.clone()), NOW),
+        Decision::AllowWithToken { .. }
+    ));
+    // The form still has to be the approved one.
+    let d = denial(decide(
+        &agent(),
+        &all,
+        None,
+        &merge,
+        &found(bound(Some("{other}"))),
+        NOW,
+    ));
+    assert_contains(&d.message, "was granted for another statement");
+    // And the object.
+    let mut elsewhere = merge.clone();
+    elsewhere[1].object.objid += 1;
+    let d = denial(decide(
+        &agent(),
+        &all,
+        None,
+        &elsewhere,
+        &found(ok.clone()),
+        NOW,
+    ));
+    assert_contains(&d.detail, "that name is now another object's");
+    // Unbound, a DELETE token does not cover the MERGE's UPDATE.
+    let unbound = TokenFacts {
+        verb: Some("MERGE ... THEN DELETE".into()),
+        ..granted(OpClass::Delete, Some(orders()))
+    };
+    let d = denial(decide(&agent(), &all, None, &merge, &found(unbound), NOW));
+    assert_contains(&d.detail, "it was granted for DELETE but this is UPDATE.");
+    // Nor does a bound token cover an UPDATE that is not its MERGE's.
+    let beside = [merge[0].clone(), op(OpClass::Update, "UPDATE", orders())];
+    let d = denial(decide(&agent(), &all, None, &beside, &found(ok), NOW));
+    assert_contains(&d.detail, "it was granted for DELETE but this is UPDATE.");
+}
+
 #[test]
 fn another_object_under_the_approved_name_is_named_as_such() {
     let mut now_there = orders();

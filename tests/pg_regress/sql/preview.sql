@@ -42,6 +42,21 @@ SELECT operation, statement,
        jsonb_pretty((SELECT jsonb_agg(e - 'relid' ORDER BY o) FROM jsonb_array_elements(preview) WITH ORDINALITY AS x(e, o))) AS preview,
        preview_rows, max_rows
   FROM ai_agent_safety.pending_requests ORDER BY requested_at;
+\c reg_pv_prod reg_pv_agent
+-- A MERGE (requested for its DELETE; one token approves it whole) and an
+-- upsert (requested as UPDATE) are dry-run too.
+SELECT request_approval_token('DELETE', 'reg-pv', statement =>
+    'MERGE INTO orders o USING (SELECT g AS id FROM generate_series(9, 12) g) s ON o.id = s.id
+       WHEN MATCHED AND o.id = 10 THEN DELETE
+       WHEN MATCHED THEN UPDATE SET note = ''merged''
+       WHEN NOT MATCHED THEN INSERT VALUES (s.id, ''new'')') IS NOT NULL AS requested;
+SELECT request_approval_token('UPDATE', 'reg-pv', statement =>
+    'INSERT INTO orders VALUES (3, ''upserted''), (11, ''new'') ON CONFLICT (id) DO UPDATE SET note = excluded.note') IS NOT NULL AS requested;
+\c reg_pv_prod reg_pv_approver
+SELECT operation, left(statement, 12) AS statement,
+       jsonb_pretty((SELECT jsonb_agg(e - 'relid' ORDER BY o) FROM jsonb_array_elements(preview) WITH ORDINALITY AS x(e, o))) AS preview,
+       preview_rows, max_rows
+  FROM ai_agent_safety.pending_requests WHERE statement ~ '^(MERGE|INSERT)' ORDER BY requested_at;
 
 --
 -- 2. Requests that cannot be previewed or capped as given: each an error,
@@ -53,6 +68,8 @@ SELECT request_approval_token('TRUNCATE', 'reg-pv', statement => 'TRUNCATE order
 SELECT request_approval_token('DROP', 'reg-pv', statement => 'DROP TABLE orders');
 SELECT request_approval_token('DELETE', 'reg-pv', 'public.orders', max_rows => 0);
 SELECT request_approval_token('TRUNCATE', 'reg-pv', statement => 'TRUNCATE orders CASCADE', max_rows => 5);
+SELECT request_approval_token('UPDATE', 'reg-pv', statement => 'MERGE INTO orders o USING (SELECT 1 AS id) s ON o.id = s.id WHEN MATCHED THEN DELETE');
+SELECT request_approval_token('UPDATE', 'reg-pv', statement => 'INSERT INTO orders VALUES (12, ''x'') ON CONFLICT DO NOTHING');
 \c reg_pv_prod :su
 SELECT count(*) AS tokens FROM ai_agent_safety.tokens;
 
