@@ -32,6 +32,7 @@ pub mod prepared;
 pub mod presented;
 pub mod privileged;
 pub mod range_table;
+pub mod recycle;
 pub mod renames;
 pub mod review;
 pub mod row_cap;
@@ -97,6 +98,16 @@ pgrx::extension_sql_file!(
         "approval",
         sql_api::ai_agent_safety::begin_review,
         sql_api::ai_agent_safety::_reviews
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/recycle.sql",
+    name = "recycle",
+    requires = [
+        "approval",
+        sql_api::ai_agent_safety::_recycle_bin,
+        sql_api::ai_agent_safety::restore_dropped,
+        sql_api::ai_agent_safety::purge_dropped
     ]
 );
 pgrx::extension_sql_file!("../sql/audit.sql", name = "audit", finalize);

@@ -154,6 +154,31 @@ pub mod ai_agent_safety {
         )
     }
 
+    /// The recycle bin's entries held now, as their metadata (JSON), for
+    /// `recycle_bin`. Agents are refused.
+    #[pg_extern(volatile)]
+    fn _recycle_bin() -> SetOfIterator<'static, pgrx::JsonB> {
+        SetOfIterator::new(
+            crate::recycle::entries()
+                .into_iter()
+                .filter_map(|e| serde_json::to_value(e).ok().map(pgrx::JsonB)),
+        )
+    }
+
+    /// Undoes one recycle bin entry: a dropped database is renamed back
+    /// (or to `new_name`) and opened again. Approvers and superusers only.
+    #[pg_extern(volatile)]
+    fn restore_dropped(id: i64, new_name: default!(Option<&str>, "NULL")) -> String {
+        crate::recycle::restore(id, new_name)
+    }
+
+    /// Drops one recycle bin entry for good, now. Approvers and superusers
+    /// only.
+    #[pg_extern(volatile, strict)]
+    fn purge_dropped(id: i64) -> String {
+        crate::recycle::purge(id)
+    }
+
     /// The preview `_preview` made for exactly this statement and
     /// search_path in this transaction (and since any subtransaction rolled
     /// back), taken once: `{"preview": [...], "rows": n}`; NULL when there

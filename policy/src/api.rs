@@ -20,7 +20,7 @@ pub const SCHEMA: &str = "ai_agent_safety";
 
 /// Every function name of the extension, in any of its schemas. An
 /// integration test checks this against the installed extension.
-pub const FUNCTION_NAMES: [&str; 39] = [
+pub const FUNCTION_NAMES: [&str; 42] = [
     "_agent_group",
     "_assert_approver",
     "_audit",
@@ -32,6 +32,7 @@ pub const FUNCTION_NAMES: [&str; 39] = [
     "_max_lifetime",
     "_operation",
     "_preview",
+    "_recycle_bin",
     "_request_token",
     "_resolve_target",
     "_reviews",
@@ -56,7 +57,9 @@ pub const FUNCTION_NAMES: [&str; 39] = [
     "grant_approval_token",
     "issue_agent_credentials",
     "library_version",
+    "purge_dropped",
     "request_approval_token",
+    "restore_dropped",
     "revoke_agent_credentials",
     "role_is_agent",
     "session_is_agent",

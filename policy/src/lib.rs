@@ -37,6 +37,7 @@ pub mod guard_settings;
 pub mod handover;
 pub mod operation;
 pub mod outcome;
+pub mod recycle;
 pub mod review;
 pub mod row_cap;
 pub mod side_door;

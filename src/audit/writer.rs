@@ -124,6 +124,8 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
         let loaded = drain(dboid, &mut seq);
         // Prepared reviews: announced when new, rolled back when expired.
         crate::review::finish::tend(dboid);
+        // Recycle bin entries kept from here: dropped for good once expired.
+        crate::recycle::tend(dboid);
         let now = spool::now();
         if now - last_maintenance > 60_000_000 {
             maintenance::run();
@@ -156,10 +158,11 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
 /// maintenance, or a review's expiry (a second late).
 fn next_wake(dboid: u32) -> Option<i64> {
     let review = crate::review::finish::next_expiry(dboid).map(|t| t + 1_000_000);
-    match (maintenance::next_time(), review) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    let recycled = crate::recycle::next_expiry(dboid).map(|t| t + 1_000_000);
+    [maintenance::next_time(), review, recycled]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 /// Frees this writer's slot if the spool is empty (under the spool lock, so an

@@ -56,6 +56,7 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, arg: *mut st
         crate::review::on_xact(event, arg);
         crate::dry_run::on_xact(event, arg);
         crate::row_cap::on_xact(event, arg);
+        crate::recycle::on_xact(event, arg);
         gate::xact_callback(event, arg);
     }
 }

@@ -141,6 +141,8 @@ unsafe extern "C-unwind" fn checked(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     let mut approved = false;
+    let mut recycled = false;
+    let mut token = None;
     let mut rename = None;
     // SAFETY: pstmt is valid; its utilityStmt a valid utility statement,
     // inside a transaction.
@@ -205,8 +207,25 @@ unsafe extern "C-unwind" fn checked(
             } else {
                 guard::Origin::Nested
             };
-            approved = matches!(guard::judge(&stmt, &text, origin), Outcome::Approved { .. });
+            if let Outcome::Approved { token: t, .. } = guard::judge(&stmt, &text, origin) {
+                token = Some(t);
+            }
+            approved = token.is_some();
         }
+        // An agent's DROP DATABASE, allowed (approved, or in a database
+        // that does not protect it), is kept in the recycle bin instead of
+        // done, when the bin is on.
+        // SAFETY: node is a valid utility statement, inside a transaction;
+        // query_string is this statement's text.
+        recycled = unsafe {
+            (*node).type_ == pg_sys::NodeTag::T_DropdbStmt
+                && crate::recycle::instead_of_drop(
+                    node,
+                    context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL,
+                    &pg::statement_text(query_string, pstmt),
+                    token,
+                )
+        };
     }
     let saved = gate::window();
     if approved {
@@ -219,21 +238,23 @@ unsafe extern "C-unwind" fn checked(
     // Here, unlike on the unguarded path, the next hook runs inside the FFI
     // guard: this frame's Rust state must be cleaned up if it raises.
     let next = next();
-    // SAFETY: called exactly as PostgreSQL calls the hook, inside the guard.
-    unsafe {
-        pg_guard_ffi_boundary(|| {
-            next(
-                pstmt,
-                query_string,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            )
-        })
-    };
+    if !recycled {
+        // SAFETY: called exactly as PostgreSQL calls the hook, inside the guard.
+        unsafe {
+            pg_guard_ffi_boundary(|| {
+                next(
+                    pstmt,
+                    query_string,
+                    read_only_tree,
+                    context,
+                    params,
+                    query_env,
+                    dest,
+                    qc,
+                )
+            })
+        };
+    }
     if approved {
         gate::set_window(saved);
     }

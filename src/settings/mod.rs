@@ -24,7 +24,7 @@ pub use derived::{file_environment, file_protected_operations, file_require_appr
 pub use not_agents::set_agent_test;
 use not_agents::{
     check_audit_level, check_audit_statement_max, check_mode, check_preview_timeout,
-    check_review_ttl, check_token_ttl,
+    check_recycle_retention, check_review_ttl, check_token_ttl,
 };
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
@@ -102,6 +102,10 @@ static PREVIEW_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(5000);
 /// audit writer rolls it back, in seconds.
 static REVIEW_TTL: GucSetting<i32> = GucSetting::<i32>::new(15 * 60);
 
+/// For DBAs: how long the recycle bin keeps what an agent dropped, in
+/// seconds; 0 turns it off.
+static RECYCLE_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
+
 // --- Typed accessors ---------------------------------------------------------
 
 /// A string setting's current value, trimmed; `None` when empty. Read through
@@ -169,6 +173,9 @@ pub fn preview_timeout_ms() -> i32 {
 }
 pub fn review_ttl_s() -> i64 {
     int(&REVIEW_TTL) as i64
+}
+pub fn recycle_retention_s() -> i64 {
+    int(&RECYCLE_RETENTION) as i64
 }
 pub fn audit_statement_max() -> usize {
     int(&AUDIT_STATEMENT_MAX).max(0) as usize
@@ -455,6 +462,19 @@ pub fn define(show_agent_session: pg_sys::GucShowHook) {
             GucContext::Suset,
             GucFlags::UNIT_S,
             Some(check_review_ttl),
+            None,
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"ai_agent_safety.recycle_retention",
+            c"How long the recycle bin keeps what an agent dropped; 0 turns it off.",
+            c"",
+            &RECYCLE_RETENTION,
+            0,
+            3650 * 24 * 3600,
+            GucContext::Suset,
+            GucFlags::UNIT_S,
+            Some(check_recycle_retention),
             None,
             None,
         );

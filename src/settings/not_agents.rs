@@ -79,4 +79,5 @@ int_check! {
     check_audit_level => "ai_agent_safety.audit_level",
     check_preview_timeout => "ai_agent_safety.preview_timeout",
     check_review_ttl => "ai_agent_safety.review_ttl",
+    check_recycle_retention => "ai_agent_safety.recycle_retention",
 }

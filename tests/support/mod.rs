@@ -35,6 +35,26 @@ pub fn try_connect_with(role: &str, db: &str, options: &str) -> Result<Client, p
     cfg.connect(NoTls)
 }
 
+/// A connection whose NOTICEs (and other notices) are collected, in order.
+pub fn connect_with_notices(
+    role: &str,
+    db: &str,
+) -> (Client, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let mut cfg = postgres::Config::new();
+    cfg.host_path("/tmp")
+        .port(port())
+        .user(role)
+        .dbname(db)
+        .application_name("aas_integration")
+        .notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()));
+    let c = cfg
+        .connect(NoTls)
+        .unwrap_or_else(|e| panic!("connect as {role} to {db}: {}", describe(&e)));
+    (c, seen)
+}
+
 pub fn connect(role: &str, db: &str) -> Client {
     try_connect(role, db).unwrap_or_else(|e| panic!("connect as {role} to {db}: {}", describe(&e)))
 }

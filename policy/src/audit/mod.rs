@@ -77,6 +77,8 @@ vocabulary! {
         /// Reviewed transactions: begun, prepared, committed, rolled back,
         /// expired.
         Review => "review",
+        /// The recycle bin: kept, restored, purged, expired.
+        Recycle => "recycle",
     }
 }
 
@@ -101,6 +103,9 @@ vocabulary! {
         Prepared => "prepared",
         Committed => "committed",
         RolledBack => "rolled_back",
+        Kept => "kept",
+        Restored => "restored",
+        Purged => "purged",
     }
 }
 

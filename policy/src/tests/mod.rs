@@ -16,6 +16,7 @@ mod decision_tokens;
 mod facts;
 mod handover;
 mod operation;
+mod recycle;
 mod review;
 mod side_door;
 mod sql_comment;

@@ -22,6 +22,8 @@ DO $$ BEGIN
     EXECUTE format('CREATE ROLE reg_tok_agent2 LOGIN IN ROLE ai_agent VALID UNTIL %L', now() + interval '1 hour');
     EXECUTE format('CREATE ROLE reg_tok_agent_approver LOGIN IN ROLE ai_agent, ai_agent_approver VALID UNTIL %L', now() + interval '1 hour');
 END $$;
+-- (Agents' DROP DATABASE drops here: the recycle bin has its own test.)
+ALTER ROLE reg_tok_agent SET ai_agent_safety.recycle_retention = 0;
 CREATE ROLE reg_tok_approver LOGIN IN ROLE ai_agent_approver;
 CREATE ROLE reg_tok_human LOGIN;
 CREATE ROLE reg_tok_owner;

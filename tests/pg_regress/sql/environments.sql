@@ -14,6 +14,9 @@ DO $$ BEGIN
     EXECUTE format('CREATE ROLE reg_env_unscoped LOGIN IN ROLE ai_agent VALID UNTIL %L', now() + interval '1 hour');
     EXECUTE format('CREATE ROLE reg_env_both LOGIN IN ROLE ai_agent VALID UNTIL %L', now() + interval '1 hour');
 END $$;
+-- (Agents' DROP DATABASE drops here: the recycle bin has its own test.)
+ALTER ROLE reg_env_dev_only SET ai_agent_safety.recycle_retention = 0;
+ALTER ROLE reg_env_both SET ai_agent_safety.recycle_retention = 0;
 CREATE ROLE reg_env_owner;
 CREATE ROLE reg_env_human LOGIN;
 GRANT reg_env_owner TO reg_env_dev_only, reg_env_both;

@@ -21,6 +21,8 @@ DO $$ BEGIN
     EXECUTE format('CREATE ROLE reg_guard_agent LOGIN IN ROLE ai_agent VALID UNTIL %L',
                    now() + interval '1 hour');
 END $$;
+-- (Agents' DROP DATABASE drops here: the recycle bin has its own test.)
+ALTER ROLE reg_guard_agent SET ai_agent_safety.recycle_retention = 0;
 CREATE ROLE reg_guard_owner LOGIN;
 GRANT reg_guard_owner TO reg_guard_agent;
 

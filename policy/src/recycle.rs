@@ -1,0 +1,143 @@
+//! The recycle bin: what an agent destroys is kept for a retention period
+//! instead of going for good, even when a human approved it. This module
+//! decides when something is kept, what the kept thing is called, when it
+//! expires, and how a restore is refused; the glue moves the objects.
+//!
+//! Kept so far: databases (an agent's DROP DATABASE renames the database to
+//! its recycle name and closes it to connections; its name is free at
+//! once, and `restore_dropped` renames it back).
+
+use crate::api;
+use crate::audit::Source;
+use crate::outcome::Denial;
+
+/// The setting that turns the recycle bin off (0) or sets how long it keeps.
+pub const RETENTION_SETTING: &str = "ai_agent_safety.recycle_retention";
+
+/// PostgreSQL's longest name, in bytes (NAMEDATALEN - 1).
+const MAX_NAME: usize = 63;
+
+/// Is an allowed DROP kept instead of done? For agents' statements, when
+/// the recycle bin is on; another role's DROP drops.
+pub fn keeps(agent_statement: bool, retention_s: i64) -> bool {
+    agent_statement && retention_s > 0
+}
+
+/// The name a kept database takes: `recycled_<entry id>_<original>`, cut
+/// at a character boundary to PostgreSQL's 63 bytes. The id ties the name
+/// to its entry (ids are never handed out twice in a cluster).
+pub fn recycled_name(original: &str, id: u32) -> String {
+    let mut name = format!("recycled_{id}_");
+    for c in original.chars() {
+        if name.len() + c.len_utf8() > MAX_NAME {
+            break;
+        }
+        name.push(c);
+    }
+    name
+}
+
+/// Does the entry's database, now named `name`, still hold the entry kept
+/// as `recycled`? Only while it keeps that name, closed to connections (an
+/// entry whose rename was rolled back, or that was restored, is not one).
+pub fn is_held(name: &str, recycled: &str, allows_connections: bool) -> bool {
+    !allows_connections && name == recycled
+}
+
+/// When an entry kept at `at_us` with `retention_s` expires (microseconds).
+pub fn expires_at(at_us: i64, retention_s: i64) -> i64 {
+    at_us.saturating_add(retention_s.saturating_mul(1_000_000))
+}
+
+pub fn expired(expires_at_us: i64, now_us: i64) -> bool {
+    now_us >= expires_at_us
+}
+
+/// The NOTICE the agent sees: the DROP succeeded, and where the thing went.
+pub fn kept_notice(kind: &str, object: &str, id: u32, recycled: &str, retention_s: i64) -> String {
+    format!(
+        "{kind} {object} was moved to the recycle bin as entry {id} ({recycled}) for {}; an approver can restore it with SELECT {}",
+        duration_text(retention_s),
+        api::call("restore_dropped", &[(&id.to_string(), "bigint")])
+    )
+}
+
+/// A retention as a person says it: `7 days`, `1 hour`, `90 seconds`.
+pub fn duration_text(s: i64) -> String {
+    let (n, unit) = match s {
+        s if s >= 86_400 && s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s >= 3_600 && s % 3_600 == 0 => (s / 3_600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// The name a restore gives back: `new_name`, or else the original one,
+/// which must be free.
+pub fn restore_name(
+    original: &str,
+    new_name: Option<&str>,
+    taken: impl Fn(&str) -> bool,
+    id: u32,
+) -> Result<String, Denial> {
+    let name = new_name.unwrap_or(original);
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(Denial {
+            source: Source::Recycle,
+            message: format!(
+                "recycle bin entry {id} cannot be restored as \"{name}\": a name is 1 to {MAX_NAME} bytes"
+            ),
+            detail: format!("A database name in PostgreSQL is not empty and at most {MAX_NAME} bytes long."),
+            hint: format!(
+                "Pass another name: SELECT {};",
+                api::call_named(
+                    "restore_dropped",
+                    &[(&id.to_string(), "bigint")],
+                    &[("new_name", "<new name>", "text")]
+                )
+            ),
+        });
+    }
+    if taken(name) {
+        return Err(Denial {
+            source: Source::Recycle,
+            message: format!(
+                "recycle bin entry {id} cannot be restored as \"{name}\": that name is taken now"
+            ),
+            detail: format!(
+                "The database \"{original}\" was dropped and kept; since then another database took the name \"{name}\"."
+            ),
+            hint: format!(
+                "Restore it under another name: SELECT {};",
+                api::call_named(
+                    "restore_dropped",
+                    &[(&id.to_string(), "bigint")],
+                    &[("new_name", &format!("{original}_restored"), "text")]
+                )
+            ),
+        });
+    }
+    Ok(name.to_string())
+}
+
+/// The refusal of the recycle bin to an agent: it neither reads, restores
+/// nor purges it.
+pub fn agent_denial(role: &str, what: &str) -> Denial {
+    Denial {
+        source: Source::Recycle,
+        message: format!("{what} refused: agent role \"{role}\" may not read, restore or purge the recycle bin"),
+        detail: "The recycle bin keeps what agents destroyed; only approvers and superusers decide what comes back or goes for good.".into(),
+        hint: "An approver reads SELECT * FROM ai_agent_safety.recycle_bin; and restores with ai_agent_safety.restore_dropped(<id>).".into(),
+    }
+}
+
+/// The refusal of an entry that does not exist (or is no longer held).
+pub fn no_entry(id: i64) -> Denial {
+    Denial {
+        source: Source::Recycle,
+        message: format!("recycle bin entry {id} does not exist"),
+        detail: "It was restored, purged or expired, or never existed.".into(),
+        hint: "The entries are in SELECT * FROM ai_agent_safety.recycle_bin;".into(),
+    }
+}

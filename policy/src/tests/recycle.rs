@@ -1,0 +1,90 @@
+use crate::recycle::*;
+
+#[test]
+fn only_agents_statements_are_kept_and_only_while_the_bin_is_on() {
+    assert!(keeps(true, 7 * 24 * 3600));
+    assert!(!keeps(true, 0));
+    assert!(!keeps(false, 7 * 24 * 3600));
+}
+
+#[test]
+fn a_recycled_name_is_unique_by_entry_and_fits_postgresql() {
+    assert_eq!(
+        recycled_name("production", 16384),
+        "recycled_16384_production"
+    );
+    let long = "é".repeat(40);
+    let n = recycled_name(&long, 4_000_000_000);
+    assert!(n.len() <= 63, "{n}");
+    assert!(n.starts_with("recycled_4000000000_é"));
+    // Cut at a character boundary.
+    assert!(n.is_char_boundary(n.len()));
+}
+
+#[test]
+fn an_entry_is_held_only_by_the_closed_database_under_its_recycled_name() {
+    assert!(is_held("recycled_5_prod", "recycled_5_prod", false));
+    // Restored (renamed back), reopened, or a rolled-back rename.
+    assert!(!is_held("prod", "recycled_5_prod", false));
+    assert!(!is_held("recycled_5_prod", "recycled_5_prod", true));
+}
+
+#[test]
+fn expiry_is_retention_after_the_keep() {
+    let at = 1_000_000;
+    assert_eq!(expires_at(at, 60), 61_000_000);
+    assert!(!expired(expires_at(at, 60), 60_999_999));
+    assert!(expired(expires_at(at, 60), 61_000_000));
+    assert_eq!(expires_at(i64::MAX - 1, 60), i64::MAX);
+}
+
+#[test]
+fn a_restore_takes_the_original_name_unless_it_is_taken() {
+    assert_eq!(restore_name("prod", None, |_| false, 7).unwrap(), "prod");
+    assert_eq!(
+        restore_name("prod", Some("prod_old"), |n| n == "prod", 7).unwrap(),
+        "prod_old"
+    );
+    let d = restore_name("prod", None, |n| n == "prod", 7).unwrap_err();
+    assert!(
+        d.message
+            .contains("entry 7 cannot be restored as \"prod\": that name is taken now"),
+        "{}",
+        d.message
+    );
+    assert!(
+        d.hint.contains(
+            "ai_agent_safety.restore_dropped('7'::bigint, new_name => 'prod_restored'::text)"
+        ),
+        "{}",
+        d.hint
+    );
+    let d = restore_name("prod", Some(&"x".repeat(64)), |_| false, 7).unwrap_err();
+    assert!(
+        d.message.contains("a name is 1 to 63 bytes"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn the_agent_is_told_where_its_drop_went_and_how_it_comes_back() {
+    let n = kept_notice(
+        "database",
+        "production",
+        1,
+        "recycled_1_production",
+        7 * 86_400,
+    );
+    assert_eq!(
+        n,
+        "database production was moved to the recycle bin as entry 1 (recycled_1_production) for 7 days; an approver can restore it with SELECT ai_agent_safety.restore_dropped('1'::bigint)"
+    );
+    assert_eq!(duration_text(3600), "1 hour");
+    assert_eq!(duration_text(90), "90 seconds");
+    assert_eq!(duration_text(120), "2 minutes");
+    let d = agent_denial("bot", "SELECT ai_agent_safety.restore_dropped");
+    assert!(d
+        .message
+        .contains("agent role \"bot\" may not read, restore or purge the recycle bin"));
+}

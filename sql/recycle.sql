@@ -1,0 +1,35 @@
+-- ai_agent_safety: the recycle bin (see src/recycle/ and README, "Recycle
+-- bin").
+--
+-- What an agent drops is kept for ai_agent_safety.recycle_retention
+-- instead of going for good: a dropped database is renamed and closed to
+-- connections. Its entry's metadata lives in a file under the data
+-- directory, read from every database: an agent drops a database from
+-- another one.
+
+CREATE VIEW ai_agent_safety.recycle_bin AS
+SELECT (e OPERATOR(pg_catalog.->>) 'id')::bigint AS id,
+       e OPERATOR(pg_catalog.->>) 'kind' AS kind,
+       e OPERATOR(pg_catalog.->>) 'object' AS object,
+       e OPERATOR(pg_catalog.->>) 'recycled' AS kept_as,
+       e OPERATOR(pg_catalog.->>) 'dropped_by' AS dropped_by,
+       e OPERATOR(pg_catalog.->>) 'task_id' AS task_id,
+       (e OPERATOR(pg_catalog.->>) 'token')::uuid AS token,
+       e OPERATOR(pg_catalog.->>) 'statement' AS statement,
+       (e OPERATOR(pg_catalog.->>) 'at')::timestamptz AS at,
+       (e OPERATOR(pg_catalog.->>) 'expires_at')::timestamptz AS expires_at,
+       NULL::bigint AS rows,
+       (e OPERATOR(pg_catalog.->>) 'bytes')::bigint AS bytes,
+       pg_catalog.format('SELECT ai_agent_safety.restore_dropped(%s);', e OPERATOR(pg_catalog.->>) 'id') AS to_restore
+  FROM ai_agent_safety._recycle_bin() AS e;
+COMMENT ON VIEW ai_agent_safety.recycle_bin IS
+    'What agents dropped, kept until expires_at: restore_dropped(id) brings an entry back, purge_dropped(id) lets it go now.';
+
+REVOKE ALL ON FUNCTION ai_agent_safety._recycle_bin() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_agent_safety._recycle_bin() TO ai_agent_approver;
+REVOKE ALL ON ai_agent_safety.recycle_bin FROM PUBLIC;
+GRANT SELECT ON ai_agent_safety.recycle_bin TO ai_agent_approver;
+REVOKE ALL ON FUNCTION ai_agent_safety.restore_dropped(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_agent_safety.restore_dropped(bigint, text) TO ai_agent_approver;
+REVOKE ALL ON FUNCTION ai_agent_safety.purge_dropped(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_agent_safety.purge_dropped(bigint) TO ai_agent_approver;

@@ -1,0 +1,505 @@
+//! The recycle bin (`aas_policy::recycle` decides): an agent's DROP
+//! DATABASE keeps the database instead of dropping it. The database is
+//! renamed to its recycle name and closed to connections, in the DROP's own
+//! transaction, so its name is free at once and nothing is copied (a
+//! rename, whatever its size). `restore_dropped` renames it back and opens
+//! it; `purge_dropped` and the expiry drop it for good, each from a
+//! background worker in a transaction of its own (DROP DATABASE cannot run
+//! inside a function's transaction).
+
+pub mod file;
+
+use crate::{audit, identity, pg, privileged, settings};
+use aas_policy::recycle as policy;
+use aas_policy::{EventKind, Source, Verdict};
+use file::Entry;
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+use std::ffi::{CStr, CString};
+
+/// Entry files to remove when this transaction ends: (id, on commit).
+/// A keep's file goes if the DROP aborts; a restore's when it commits.
+// SAFETY: a backend is single-threaded; cleared at the end of every transaction.
+static mut PENDING: Vec<(u32, bool)> = Vec::new();
+
+// SAFETY: see PENDING; the one place it is borrowed from.
+fn pending() -> &'static mut Vec<(u32, bool)> {
+    // SAFETY: see PENDING.
+    unsafe { &mut *std::ptr::addr_of_mut!(PENDING) }
+}
+
+// SAFETY: called from the transaction callback (hooks); removes files and clears a static.
+pub(crate) unsafe extern "C-unwind" fn on_xact(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    if pending().is_empty() {
+        return;
+    }
+    let committed = match event {
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => true,
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => false,
+        XACT_EVENT_PRE_PREPARE => {
+            // The file would outlive the transaction's fate.
+            pgrx::error!("a transaction that restored a recycle bin entry cannot be prepared");
+        }
+        _ => return,
+    };
+    for (id, on_commit) in std::mem::take(pending()) {
+        if on_commit == committed {
+            file::remove(id);
+        }
+    }
+}
+
+/// A database's name, whether it accepts connections, and whether it is a
+/// template, from the syscache.
+fn database_row(oid: pg_sys::Oid) -> Option<(String, bool, bool)> {
+    // SAFETY: syscache lookup and release; the tuple is read while pinned.
+    unsafe {
+        let tup = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::DATABASEOID as i32,
+            pg_sys::Datum::from(oid),
+        );
+        if tup.is_null() {
+            return None;
+        }
+        let form = &*(pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_database);
+        let row = (
+            pg::cstr(form.datname.data.as_ptr()),
+            form.datallowconn,
+            form.datistemplate,
+        );
+        pg_sys::ReleaseSysCache(tup);
+        Some(row)
+    }
+}
+
+/// Is this entry still held by its closed, renamed database?
+fn held(e: &Entry) -> bool {
+    database_row(pg_sys::Oid::from(e.oid))
+        .is_some_and(|(name, allow, _)| policy::is_held(&name, &e.recycled, allow))
+}
+
+fn database_oid(name: &str) -> pg_sys::Oid {
+    let Ok(c) = CString::new(name) else {
+        return pg_sys::InvalidOid;
+    };
+    // SAFETY: catalog lookup with missing_ok = true.
+    unsafe { pg_sys::get_database_oid(c.as_ptr(), true) }
+}
+
+fn raise(code: PgSqlErrorCode, d: aas_policy::Denial) -> ! {
+    use pgrx::pg_sys::panic::ErrorReport;
+    ErrorReport::new(code, d.message, "ai_agent_safety")
+        .set_detail(d.detail)
+        .set_hint(d.hint)
+        .report(pgrx::PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// Renames database `from` to `to` and opens or closes it, as the
+/// bootstrap superuser (the agent may own the database without CREATEDB;
+/// the approver restoring it owns nothing).
+fn rename_and_set_connections(from: &str, to: &str, allow: bool) {
+    let (f, t) = (
+        CString::new(from).expect("a database name has no NUL"),
+        CString::new(to).expect("a database name has no NUL"),
+    );
+    privileged::run(|| {
+        // SAFETY: inside a transaction; raises PostgreSQL's own errors (a
+        // database in use, a name taken).
+        unsafe {
+            pg_sys::RenameDatabase(f.as_ptr(), t.as_ptr());
+            pg_sys::CommandCounterIncrement();
+        }
+        Spi::run(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {allow}",
+            pg::quote_ident(to)
+        ))
+        .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
+    })
+}
+
+/// The task of an approval token: the task the human approved.
+fn token_task(token: uuid::Uuid) -> Option<String> {
+    privileged::run(|| {
+        Spi::get_one_with_args::<String>(
+            "SELECT task_id FROM ai_agent_safety.tokens WHERE id = $1::text::uuid",
+            &[token.to_string().into()],
+        )
+        .ok()
+        .flatten()
+    })
+}
+
+/// Instead of an agent's DROP DATABASE (already judged and allowed), when
+/// the recycle bin is on: keeps the database. Returns false when the DROP
+/// should run as PostgreSQL's own (the bin is off, or no such database:
+/// DROP says so itself, or skips it with IF EXISTS).
+///
+/// # Safety
+/// `node` is the statement's valid utility node, inside a transaction.
+pub unsafe fn instead_of_drop(
+    node: *mut pg_sys::Node,
+    top_level: bool,
+    statement: &str,
+    token: Option<uuid::Uuid>,
+) -> bool {
+    // SAFETY: per this function's contract.
+    if unsafe { (*node).type_ } != pg_sys::NodeTag::T_DropdbStmt {
+        return false;
+    }
+    let retention = settings::recycle_retention_s();
+    if !policy::keeps(true, retention) {
+        return false;
+    }
+    let stmt = node as *mut pg_sys::DropdbStmt;
+    // SAFETY: a DropdbStmt's name is a C string; its options a DefElem list.
+    let (name, force) = unsafe {
+        (
+            pg::cstr((*stmt).dbname),
+            pg::list_ptrs((*stmt).options).into_iter().any(|d| {
+                CStr::from_ptr((*(d as *mut pg_sys::DefElem)).defname).to_bytes() == b"force"
+            }),
+        )
+    };
+    // As standard_ProcessUtility runs DROP DATABASE.
+    // SAFETY: raises PostgreSQL's own error inside a transaction block.
+    unsafe { pg_sys::PreventInTransactionBlock(top_level, c"DROP DATABASE".as_ptr()) };
+    let oid = database_oid(&name);
+    if oid == pg_sys::InvalidOid {
+        return false;
+    }
+    // What dropdb refuses, in its words, before anything changes.
+    // SAFETY: reads a backend variable.
+    if oid == unsafe { pg_sys::MyDatabaseId } {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+            "cannot drop the currently open database"
+        );
+    }
+    // SAFETY: catalog lookups; aclcheck_error raises PostgreSQL's own error.
+    unsafe {
+        #[cfg(feature = "pg15")]
+        let owner = pg_sys::pg_database_ownercheck(oid, pg_sys::GetUserId());
+        #[cfg(not(feature = "pg15"))]
+        let owner = pg_sys::object_ownercheck(pg_sys::DatabaseRelationId, oid, pg_sys::GetUserId());
+        if !owner {
+            pg_sys::aclcheck_error(
+                pg_sys::AclResult::ACLCHECK_NOT_OWNER,
+                pg_sys::ObjectType::OBJECT_DATABASE,
+                (*stmt).dbname,
+            );
+        }
+    }
+    if database_row(oid).is_some_and(|(_, _, template)| template) {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            "cannot drop a template database"
+        );
+    }
+    if force {
+        // As DROP ... WITH (FORCE): with the caller's own right to end them.
+        // SAFETY: inside a transaction; raises PostgreSQL's own errors.
+        unsafe { pg_sys::TerminateOtherDBBackends(oid) };
+    }
+    // A free name (a database someone named like a recycled one is passed by).
+    let (id, recycled) = loop {
+        let id = file::next_id().unwrap_or_else(|e| {
+            pgrx::error!(
+                "ai_agent_safety: could not number a recycle bin entry ({e}); nothing was dropped"
+            )
+        });
+        let name = policy::recycled_name(&name, id);
+        if database_oid(&name) == pg_sys::InvalidOid {
+            break (id, name);
+        }
+    };
+    rename_and_set_connections(&name, &recycled, false);
+    let bytes = privileged::run(|| {
+        Spi::get_one_with_args::<i64>("SELECT pg_catalog.pg_database_size($1)", &[oid.into()])
+            .ok()
+            .flatten()
+    });
+    // SAFETY: reads the clock.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let expires = policy::expires_at(now, retention);
+    let entry = Entry {
+        id,
+        oid: oid.to_u32(),
+        kind: "database".into(),
+        object: name.clone(),
+        recycled: recycled.clone(),
+        dropped_by: pg::session_user_name(),
+        task_id: token
+            .and_then(token_task)
+            .or_else(|| crate::presented::task_of(statement)),
+        token: token.map(|t| t.to_string()),
+        statement: audit::cut_statement(statement).into_owned(),
+        at: pg::timestamp_text(now),
+        at_us: now,
+        expires_at: pg::timestamp_text(expires),
+        expires_at_us: expires,
+        bytes,
+        // SAFETY: reads a backend variable.
+        from_database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+    };
+    if let Err(e) = file::write(&entry) {
+        pgrx::error!("ai_agent_safety: could not keep database \"{name}\" in the recycle bin ({e}); nothing was dropped");
+    }
+    pending().push((id, false));
+    audit::record(audit::Event {
+        operation: "DROP DATABASE".into(),
+        object: name.clone(),
+        token: token.map(|t| t.to_string()).unwrap_or_default(),
+        reason: format!(
+            "{} dropped database {name}: kept in the recycle bin as entry {id} ({recycled}, {} bytes) until {}",
+            entry.dropped_by,
+            bytes.unwrap_or(0),
+            entry.expires_at
+        ),
+        statement: statement.to_string(),
+        ..audit::Event::new(Source::Recycle, EventKind::Kept, Verdict::Info)
+    });
+    pgrx::notice!(
+        "{}",
+        policy::kept_notice("database", &name, id, &recycled, retention)
+    );
+    true
+}
+
+/// Who may read and decide the recycle bin: approvers and superusers, never
+/// an agent (nor an agent's code run by someone else).
+fn check_caller(what: &str) {
+    if identity::session_user_is_agent()
+        || identity::session_is_agent()
+        || crate::agent_code::running().is_some()
+    {
+        pg::refuse(policy::agent_denial(&pg::session_user_name(), what));
+    }
+}
+
+/// The entries held now, for `ai_agent_safety.recycle_bin`.
+pub fn entries() -> Vec<Entry> {
+    check_caller("reading the recycle bin");
+    file::list().into_iter().filter(held).collect()
+}
+
+fn held_entry(id: i64) -> Entry {
+    u32::try_from(id)
+        .ok()
+        .and_then(file::read)
+        .filter(held)
+        .unwrap_or_else(|| {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                policy::no_entry(id),
+            )
+        })
+}
+
+fn record(e: &Entry, kind: EventKind, reason: String) {
+    audit::record_for_task(
+        audit::Event {
+            operation: "DROP DATABASE".into(),
+            object: e.object.clone(),
+            token: e.token.clone().unwrap_or_default(),
+            reason,
+            ..audit::Event::new(Source::Recycle, kind, Verdict::Info)
+        },
+        e.task_id.as_deref().unwrap_or(""),
+    );
+}
+
+/// `restore_dropped(id, new_name)`: the database back under its name (or
+/// `new_name`), open to connections again, with everything in it.
+pub fn restore(id: i64, new_name: Option<&str>) -> String {
+    check_caller("restore_dropped");
+    let e = held_entry(id);
+    let name = policy::restore_name(
+        &e.object,
+        new_name,
+        |n| database_oid(n) != pg_sys::InvalidOid,
+        e.id,
+    )
+    .unwrap_or_else(|d| {
+        let code = if d.message.contains("is taken") {
+            PgSqlErrorCode::ERRCODE_DUPLICATE_DATABASE
+        } else {
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+        };
+        raise(code, d)
+    });
+    rename_and_set_connections(&e.recycled, &name, true);
+    pending().push((e.id, true));
+    let said = format!(
+        "{} restored database {} (recycle bin entry {}, dropped by {}) as {name}",
+        pg::session_user_name(),
+        e.object,
+        e.id,
+        e.dropped_by
+    );
+    record(&e, EventKind::Restored, said.clone());
+    said
+}
+
+/// `purge_dropped(id)`: drops the kept database for good, now. DROP
+/// DATABASE cannot run in a function's transaction, so a background worker
+/// runs it, in a transaction of its own, and this waits for it.
+pub fn purge(id: i64) -> String {
+    check_caller("purge_dropped");
+    let e = held_entry(id);
+    let who = pg::session_user_name();
+    let started = BackgroundWorkerBuilder::new("ai_agent_safety: purge a recycled database")
+        .set_type("ai_agent_safety purge")
+        .set_library("ai_agent_safety")
+        .set_function("aas_recycle_purge_main")
+        // SAFETY: reads a backend variable.
+        .set_argument(Some(pg_sys::Datum::from(unsafe { pg_sys::MyDatabaseId })))
+        .set_extra(&format!("{}\n{who}", e.id))
+        .enable_spi_access()
+        .set_restart_time(None)
+        // SAFETY: reads this backend's pid.
+        .set_notify_pid(unsafe { pg_sys::MyProcPid })
+        .load_dynamic();
+    match started {
+        Ok(w) => {
+            let _ = w.wait_for_shutdown();
+        }
+        Err(_) => pgrx::error!(
+            "ai_agent_safety: no background worker could be started to purge recycle bin entry {id} (see max_worker_processes); try again"
+        ),
+    }
+    // See the worker's commit.
+    // SAFETY: processes pending invalidations and drops the catalog
+    // snapshot, as a new command would.
+    unsafe {
+        pg_sys::AcceptInvalidationMessages();
+        pg_sys::InvalidateCatalogSnapshot();
+    }
+    if database_row(pg_sys::Oid::from(e.oid)).is_some() {
+        pgrx::error!(
+            "ai_agent_safety: recycle bin entry {id} could not be purged; the server log says why"
+        );
+    }
+    format!(
+        "recycle bin entry {} purged: database {} (dropped by {}) is gone for good",
+        e.id, e.object, e.dropped_by
+    )
+}
+
+/// Drops a held entry's database for good, in a transaction of its own,
+/// after recording why (the record goes first: nothing may fail after
+/// dropdb, which removes the files at once). Runs in a background worker.
+fn drop_for_good(e: &Entry, actor: &str, event: EventKind, reason: &str) {
+    let recycled = CString::new(e.recycled.clone()).expect("a database name has no NUL");
+    let p = recycled.as_ptr();
+    BackgroundWorker::transaction(|| {
+        if !held(e) {
+            return;
+        }
+        let line = Spi::get_one_with_args::<String>(
+            "INSERT INTO ai_agent_safety.audit_log \
+               (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason, token) \
+             VALUES (pg_catalog.now(), pg_catalog.current_database(), $1, $1, $2, 'recycle', $3, 'info', 'DROP DATABASE', $4, $5, $6::uuid) \
+             RETURNING pg_catalog.row_to_json(audit_log)::text",
+            &[
+                actor.into(),
+                e.task_id.clone().into(),
+                event.as_str().into(),
+                e.object.as_str().into(),
+                reason.into(),
+                e.token.clone().into(),
+            ],
+        );
+        match line {
+            Ok(Some(l)) => pgrx::log!("ai_agent_safety: {l}"),
+            other => pgrx::log!(
+                "ai_agent_safety: recording the purge of {} failed: {other:?}",
+                e.recycled
+            ),
+        }
+        // SAFETY: inside a transaction that does nothing after it, as DROP
+        // DATABASE runs; missing_ok, and ending any session (none can
+        // connect to a closed database but a worker).
+        unsafe {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| pg_sys::dropdb(p, true, true));
+        }
+    });
+    file::remove(e.id);
+}
+
+/// The purge worker: connected to the database purge_dropped was called
+/// in, it drops the entry named in its extra data (`<id>\n<who>`).
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn aas_recycle_purge_main(arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
+    let extra = BackgroundWorker::get_extra().to_string();
+    let (id, who) = extra.split_once('\n').unwrap_or((extra.as_str(), ""));
+    // SAFETY: called once, from this registered background worker; as the
+    // bootstrap superuser, which may drop any database.
+    unsafe {
+        pg_sys::BackgroundWorkerInitializeConnectionByOid(
+            pg_sys::Oid::from(arg.value() as u32),
+            pg_sys::InvalidOid,
+            0,
+        )
+    };
+    let Some(e) = id.parse::<u32>().ok().and_then(file::read) else {
+        return;
+    };
+    drop_for_good(
+        &e,
+        who,
+        EventKind::Purged,
+        &format!(
+            "{who} purged recycle bin entry {} for good: database {} (dropped by {} at {})",
+            e.id, e.object, e.dropped_by, e.at
+        ),
+    );
+}
+
+/// The audit writer of database `dboid`: drops the entries kept from it
+/// whose retention has passed. Runs outside any transaction.
+pub fn tend(dboid: u32) {
+    // SAFETY: reads the clock.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    for e in file::list()
+        .into_iter()
+        .filter(|e| e.from_database == dboid && policy::expired(e.expires_at_us, now))
+    {
+        let still = BackgroundWorker::transaction(|| held(&e));
+        if !still {
+            // Restored, or its DROP rolled back: the file names nothing.
+            if now - e.at_us > 60_000_000 {
+                file::remove(e.id);
+            }
+            continue;
+        }
+        drop_for_good(
+            &e,
+            &e.dropped_by,
+            EventKind::Expired,
+            &format!(
+                "recycle bin entry {} expired at {}: database {} (dropped by {} at {}) dropped for good",
+                e.id, e.expires_at, e.object, e.dropped_by, e.at
+            ),
+        );
+    }
+}
+
+/// When the next entry kept from database `dboid` expires.
+pub fn next_expiry(dboid: u32) -> Option<i64> {
+    file::list()
+        .into_iter()
+        .filter(|e| e.from_database == dboid)
+        .map(|e| e.expires_at_us)
+        .min()
+}

@@ -1,0 +1,79 @@
+--
+-- recycle: what an agent drops is kept. An agent's DROP DATABASE keeps the
+-- database (renamed, closed to connections) for recycle_retention; an
+-- approver reads the recycle bin and restores or purges an entry; agents
+-- can do none of that. (Entry ids count from 1 in a fresh cluster, and
+-- only this test keeps anything.)
+--
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set helpers :abs_srcdir '/include/helpers.sql'
+\set regdb :DBNAME
+\set su :USER
+\i :helpers
+
+DO $$ BEGIN
+    EXECUTE format('CREATE ROLE reg_rb_agent LOGIN IN ROLE ai_agent VALID UNTIL %L', now() + interval '1 hour');
+END $$;
+CREATE ROLE reg_rb_approver LOGIN IN ROLE ai_agent_approver;
+CREATE DATABASE reg_rb_prod OWNER reg_rb_agent;
+\c reg_rb_prod :su
+CREATE TABLE public.orders (id int PRIMARY KEY, note text);
+INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series(1, 100) g;
+SELECT md5(string_agg(id || note, ',' ORDER BY id)) AS orders_before FROM public.orders \gset
+\c :regdb :su
+
+--
+-- 1. The agent drops a database: it succeeds, with a NOTICE that names the
+-- entry, and the name is free at once.
+--
+\c :regdb reg_rb_agent
+DROP DATABASE reg_rb_prod;
+SELECT count(*) AS named_reg_rb_prod FROM pg_database WHERE datname = 'reg_rb_prod';
+SELECT datname, datallowconn FROM pg_database WHERE datname LIKE 'recycled%';
+-- The agent can neither read nor undo the recycle bin, nor turn it off.
+SELECT * FROM ai_agent_safety.recycle_bin;
+SELECT ai_agent_safety.restore_dropped(1);
+SELECT ai_agent_safety.purge_dropped(1);
+SET ai_agent_safety.recycle_retention = 0;
+
+--
+-- 2. The approver reads the entry and restores it: every row is back.
+--
+\c :regdb reg_rb_approver
+SELECT id, kind, object, kept_as, dropped_by, statement, expires_at - at AS kept_for, to_restore
+  FROM ai_agent_safety.recycle_bin;
+SELECT ai_agent_safety.restore_dropped(1);
+SELECT ai_agent_safety.restore_dropped(1);
+\c reg_rb_prod :su
+SELECT md5(string_agg(id || note, ',' ORDER BY id)) = :'orders_before' AS same_orders FROM public.orders;
+
+--
+-- 3. A name taken since needs new_name; a bad name is refused; purge is for
+-- good.
+--
+\c :regdb reg_rb_agent
+DROP DATABASE reg_rb_prod;
+\c :regdb :su
+CREATE DATABASE reg_rb_prod;
+\c :regdb reg_rb_approver
+SELECT ai_agent_safety.restore_dropped(2);
+SELECT ai_agent_safety.restore_dropped(2, new_name => '');
+SELECT ai_agent_safety.restore_dropped(2, new_name => 'reg_rb_prod_back');
+\c :regdb :su
+ALTER DATABASE reg_rb_prod_back OWNER TO reg_rb_agent;
+\c :regdb reg_rb_agent
+DROP DATABASE reg_rb_prod_back;
+\c :regdb reg_rb_approver
+SELECT ai_agent_safety.purge_dropped(3);
+SELECT count(*) AS left_of_entry_3 FROM pg_database WHERE datname LIKE 'recycled\_3\_%';
+SELECT count(*) AS entries FROM ai_agent_safety.recycle_bin;
+
+--
+-- 4. A DBA's DROP drops.
+--
+\c :regdb :su
+DROP DATABASE reg_rb_prod;
+SELECT count(*) AS recycled FROM pg_database WHERE datname LIKE 'recycled%';
+
+-- Clean up.
+DROP ROLE reg_rb_agent, reg_rb_approver;

@@ -1,0 +1,383 @@
+//! The recycle bin: an agent's DROP DATABASE, even one a human approved,
+//! keeps the database (renamed, closed to connections) for the retention
+//! period; an approver restores it whole, or purges it; the audit writer
+//! drops it for good once it expires. Sessions that are not agents drop.
+
+use aas_integration::*;
+
+use std::time::{Duration, Instant};
+
+/// A content hash of the orders (and how many tables the database has).
+fn fingerprint(db: &str) -> (String, i64) {
+    let mut c = admin(db);
+    let h: String = c
+        .query_one(
+            "SELECT md5(string_agg(id::text || ':' || note, ',' ORDER BY id)) FROM public.orders",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    (
+        h,
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace",
+        ),
+    )
+}
+
+fn database_exists(name: &str) -> bool {
+    count(
+        &mut admin("postgres"),
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+    ) == 1
+}
+
+/// A world whose protected database (require_approval on) the agent owns,
+/// as in the incident: elevated enough to drop it.
+fn world(tag: &str) -> World {
+    let w = World::new(tag);
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} OWNER TO {}",
+            w.protected, w.agent
+        ))
+        .unwrap();
+    w
+}
+
+/// The agent's DROP DATABASE of the protected database, from the open one,
+/// approved by `approver`; returns the NOTICEs it got.
+fn approved_drop(w: &World, approver: &str, with: &str) -> Vec<String> {
+    let (mut agent, notices) = connect_with_notices(&w.agent, &w.open);
+    let token: String = agent
+        .query_one(
+            &format!(
+                "SELECT ai_agent_safety.request_approval_token('DROP', 'cleanup-unused-dbs', 'DATABASE {}')::text",
+                w.protected
+            ),
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("request: {}", describe(&e)))
+        .get(0);
+    connect(approver, &w.open)
+        .query_one(
+            "SELECT ai_agent_safety.grant_approval_token($1::text::uuid, 'looks unused')",
+            &[&token],
+        )
+        .unwrap_or_else(|e| panic!("grant: {}", describe(&e)));
+    agent
+        .batch_execute(&format!(
+            "DROP DATABASE {}{with} /*ai_agent_safety_token='{token}'*/",
+            w.protected
+        ))
+        .unwrap_or_else(|e| panic!("DROP DATABASE: {}", describe(&e)));
+    let n = notices.lock().unwrap().clone();
+    n
+}
+
+/// The entry of `object` in the recycle bin, as an approver in `db` reads it:
+/// (id, kept_as, dropped_by, task).
+fn entry(approver: &str, db: &str, object: &str) -> Option<(i64, String, String, Option<String>)> {
+    connect(approver, db)
+        .query_opt(
+            "SELECT id, kept_as, dropped_by, task_id FROM ai_agent_safety.recycle_bin WHERE object = $1",
+            &[&object],
+        )
+        .unwrap_or_else(|e| panic!("recycle_bin: {}", describe(&e)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+}
+
+/// The incident's worst case: a human approves the agent's DROP DATABASE
+/// of production. The database is kept, its name free at once and no one
+/// can connect; one restore_dropped brings it back with every table and
+/// row, connectable again.
+#[test]
+fn an_approved_drop_database_is_kept_and_one_restore_brings_it_back_whole() {
+    let w = world("rb_incident");
+    let approver = new_approver("rb_incident");
+    let before = fingerprint(&w.protected);
+    let notices = approved_drop(&w, &approver, "");
+    assert!(
+        notices.iter().any(|n| n.starts_with(&format!(
+            "database {} was moved to the recycle bin as entry ",
+            w.protected
+        )) && n.contains(
+            "for 7 days; an approver can restore it with SELECT ai_agent_safety.restore_dropped("
+        )),
+        "{notices:?}"
+    );
+    // The name is free at once, and the kept database accepts no one.
+    assert!(!database_exists(&w.protected));
+    // Seen from any database with the extension, not only the DROP's.
+    let (id, kept_as, by, task) = entry(&approver, "postgres", &w.protected).expect("an entry");
+    assert_eq!(
+        (by.as_str(), task.as_deref()),
+        (w.agent.as_str(), Some("cleanup-unused-dbs"))
+    );
+    let Err(e) = try_connect("postgres", &kept_as) else {
+        panic!("connected to the kept database");
+    };
+    assert!(
+        describe(&e).contains("is not currently accepting connections"),
+        "{}",
+        describe(&e)
+    );
+    let said: String = connect(&approver, "postgres")
+        .query_one("SELECT ai_agent_safety.restore_dropped($1)", &[&id])
+        .unwrap_or_else(|e| panic!("restore: {}", describe(&e)))
+        .get(0);
+    assert!(
+        said.contains(&format!(
+            "restored database {} (recycle bin entry {id}",
+            w.protected
+        )),
+        "{said}"
+    );
+    assert_eq!(fingerprint(&w.protected), before);
+    // With its own settings: still protected.
+    let on: String = admin(&w.protected)
+        .query_one("SHOW ai_agent_safety.require_approval", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(on, "on");
+    assert!(entry(&approver, "postgres", &w.protected).is_none());
+    // Connectable again, by the agent too (its own database).
+    w.agent_in(&w.protected).batch_execute("SELECT 1").unwrap();
+    // Each step is in the audit log.
+    let mut a = admin(&w.open);
+    let start = Instant::now();
+    loop {
+        let events: Vec<String> = a
+            .query(
+                "SELECT event FROM ai_agent_safety.audit_log WHERE source = 'recycle' AND object = $1 ORDER BY id",
+                &[&w.protected],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if events == ["kept"] {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{events:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut p = admin("postgres");
+    let start = Instant::now();
+    while count(
+        &mut p,
+        &format!(
+            "SELECT count(*) FROM ai_agent_safety.audit_log WHERE source = 'recycle' AND event = 'restored' AND object = '{}'",
+            w.protected
+        ),
+    ) != 1
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "no restored event");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Without the recycle bin (recycle_retention = 0), and for a session that
+/// is not an agent's, DROP DATABASE drops for good: nothing is kept.
+#[test]
+fn without_the_bin_or_by_a_dba_a_drop_is_for_good() {
+    let w = world("rb_off");
+    let approver = new_approver("rb_off");
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET ai_agent_safety.recycle_retention = 0",
+            w.open
+        ))
+        .unwrap();
+    approved_drop(&w, &approver, "");
+    assert!(!database_exists(&w.protected));
+    assert!(entry(&approver, "postgres", &w.protected).is_none());
+    assert_eq!(
+        count(
+            &mut admin("postgres"),
+            &format!(
+                "SELECT count(*) FROM pg_database WHERE datname LIKE 'recycled\\_%\\_{}'",
+                w.protected
+            )
+        ),
+        0
+    );
+    // A DBA's DROP drops.
+    let x = unique("rb_dba_db");
+    let mut su = admin("postgres");
+    su.batch_execute(&format!("CREATE DATABASE {x}")).unwrap();
+    su.batch_execute(&format!("DROP DATABASE {x}")).unwrap();
+    assert!(entry(&approver, "postgres", &x).is_none());
+    // The agent cannot turn the bin off for itself.
+    let e = w
+        .agent_in(&w.open)
+        .batch_execute("SET ai_agent_safety.recycle_retention = 0")
+        .unwrap_err();
+    assert!(
+        describe(&e).contains("recycle_retention"),
+        "{}",
+        describe(&e)
+    );
+}
+
+/// DROP DATABASE ... WITH (FORCE) ends the sessions there, as PostgreSQL's
+/// does, and keeps the database; a plain DROP with someone connected is
+/// refused in PostgreSQL's words, and nothing changes.
+#[test]
+fn with_force_the_sessions_end_and_the_database_is_kept() {
+    let w = world("rb_force");
+    let approver = new_approver("rb_force");
+    let mut there = w.agent_in(&w.protected);
+    there.batch_execute("SELECT 1").unwrap();
+    let mut agent = w.agent_in(&w.open);
+    let e = agent
+        .batch_execute(&format!(
+            "DROP DATABASE {}",
+            w.open.replace("_dev", "_nosuch")
+        ))
+        .unwrap_err();
+    assert!(describe(&e).contains("does not exist"), "{}", describe(&e));
+    approved_drop(&w, &approver, " WITH (FORCE)");
+    assert!(
+        there.batch_execute("SELECT 1").is_err(),
+        "the session there ended"
+    );
+    assert!(entry(&approver, &w.open, &w.protected).is_some());
+}
+
+/// A restore under a name taken since, or of an entry that is gone, is
+/// refused and says what to do; purge_dropped drops the database for good.
+#[test]
+fn a_taken_name_needs_new_name_and_purge_is_for_good() {
+    let w = world("rb_taken");
+    let approver = new_approver("rb_taken");
+    approved_drop(&w, &approver, "");
+    let (id, kept_as, _, _) = entry(&approver, &w.open, &w.protected).unwrap();
+    admin("postgres")
+        .batch_execute(&format!("CREATE DATABASE {}", w.protected))
+        .unwrap();
+    let mut a = connect(&approver, &w.open);
+    let e = a
+        .query_one("SELECT ai_agent_safety.restore_dropped($1)", &[&id])
+        .unwrap_err();
+    let d = describe(&e);
+    assert!(d.contains("that name is taken now"), "{d}");
+    assert!(d.contains("new_name =>"), "{d}");
+    assert_eq!(e.code().unwrap().code(), "42P04");
+    let back = format!("{}_back", w.protected);
+    a.query_one(
+        "SELECT ai_agent_safety.restore_dropped($1, new_name => $2)",
+        &[&id, &back],
+    )
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert!(database_exists(&back));
+    let e = a
+        .query_one("SELECT ai_agent_safety.restore_dropped($1)", &[&id])
+        .unwrap_err();
+    assert!(
+        describe(&e).contains(&format!("recycle bin entry {id} does not exist")),
+        "{}",
+        describe(&e)
+    );
+    // Dropped again (by the agent, from the open database), then purged.
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER DATABASE {back} OWNER TO {}; ALTER DATABASE {back} RESET ai_agent_safety.require_approval",
+            w.agent
+        ))
+        .unwrap();
+    w.agent_in(&w.open)
+        .batch_execute(&format!("DROP DATABASE {back}"))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let (id2, kept2, _, _) = entry(&approver, &w.open, &back).unwrap();
+    assert_ne!(kept2, kept_as);
+    let said: String = a
+        .query_one("SELECT ai_agent_safety.purge_dropped($1)", &[&id2])
+        .unwrap_or_else(|e| panic!("purge: {}", describe(&e)))
+        .get(0);
+    assert!(said.contains("is gone for good"), "{said}");
+    assert!(!database_exists(&kept2));
+    assert!(entry(&approver, &w.open, &back).is_none());
+}
+
+/// Agents can neither read, restore nor purge the recycle bin: not by
+/// privilege, and not even as members of ai_agent_approver.
+#[test]
+fn agents_cannot_read_restore_or_purge_the_bin() {
+    let w = world("rb_agent");
+    let approver = new_approver("rb_agent");
+    approved_drop(&w, &approver, "");
+    let (id, _, _, _) = entry(&approver, &w.open, &w.protected).unwrap();
+    let mut agent = w.agent_in(&w.open);
+    for sql in [
+        "SELECT * FROM ai_agent_safety.recycle_bin".to_string(),
+        format!("SELECT ai_agent_safety.restore_dropped({id})"),
+        format!("SELECT ai_agent_safety.purge_dropped({id})"),
+    ] {
+        let e = agent.batch_execute(&sql).unwrap_err();
+        assert_eq!(e.code().unwrap().code(), "42501", "{sql}: {}", describe(&e));
+    }
+    // An agent that is also an approver is refused by the extension.
+    admin("postgres")
+        .batch_execute(&format!("GRANT ai_agent_approver TO {}", w.agent))
+        .unwrap();
+    let mut agent = w.agent_in(&w.open);
+    for sql in [
+        "SELECT * FROM ai_agent_safety.recycle_bin".to_string(),
+        format!("SELECT ai_agent_safety.restore_dropped({id})"),
+        format!("SELECT ai_agent_safety.purge_dropped({id})"),
+    ] {
+        let e = assert_refused(agent.batch_execute(&sql));
+        assert!(
+            e.contains("may not read, restore or purge the recycle bin"),
+            "{sql}: {e}"
+        );
+    }
+    assert!(entry(&approver, &w.open, &w.protected).is_some());
+}
+
+/// Once the retention has passed, the audit writer of the database the
+/// DROP ran from drops the kept database for good, and records it.
+#[test]
+fn an_expired_entry_is_dropped_by_the_writer() {
+    let w = world("rb_expiry");
+    let approver = new_approver("rb_expiry");
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET ai_agent_safety.recycle_retention = '1s'",
+            w.open
+        ))
+        .unwrap();
+    approved_drop(&w, &approver, "");
+    let kept_as: String = admin("postgres")
+        .query_one(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'recycled\\_%' AND datname LIKE '%' || $1",
+            &[&w.protected],
+        )
+        .unwrap()
+        .get(0);
+    let mut open = admin(&w.open);
+    let start = Instant::now();
+    while database_exists(&kept_as) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the expired entry was not dropped within 60 s"
+        );
+        // Events in the open database keep its writer at work.
+        open.batch_execute("SELECT 1").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let start = Instant::now();
+    while count(
+        &mut open,
+        &format!(
+            "SELECT count(*) FROM ai_agent_safety.audit_log WHERE source = 'recycle' AND event = 'expired' AND object = '{}'",
+            w.protected
+        ),
+    ) != 1
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "no expired event");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
