@@ -135,6 +135,15 @@ fn an_approved_drop_database_is_kept_and_one_restore_brings_it_back_whole() {
         "{said}"
     );
     assert_eq!(fingerprint(&w.protected), before);
+    // Its owner again.
+    let owner: String = admin("postgres")
+        .query_one(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+            &[&w.protected],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, w.agent);
     // With its own settings: still protected.
     let on: String = admin(&w.protected)
         .query_one("SHOW ai_agent_safety.require_approval", &[])
@@ -308,8 +317,29 @@ fn agents_cannot_read_restore_or_purge_the_bin() {
     let w = world("rb_agent");
     let approver = new_approver("rb_agent");
     approved_drop(&w, &approver, "");
-    let (id, _, _, _) = entry(&approver, &w.open, &w.protected).unwrap();
+    let (id, kept_as, _, _) = entry(&approver, &w.open, &w.protected).unwrap();
     let mut agent = w.agent_in(&w.open);
+    // The kept database is no longer the agent's: it cannot reopen,
+    // rename or drop it (an owner could, and then destroy its contents).
+    for sql in [
+        format!("ALTER DATABASE {kept_as} WITH ALLOW_CONNECTIONS true"),
+        format!("ALTER DATABASE {kept_as} RENAME TO {}_again", w.protected),
+        format!("DROP DATABASE {kept_as}"),
+    ] {
+        let e = agent.batch_execute(&sql).unwrap_err();
+        assert_eq!(e.code().unwrap().code(), "42501", "{sql}: {}", describe(&e));
+    }
+    // (By PostgreSQL itself: not its owner, even where nothing is protected.)
+    let e = agent
+        .batch_execute(&format!(
+            "ALTER DATABASE {kept_as} WITH ALLOW_CONNECTIONS true"
+        ))
+        .unwrap_err();
+    assert!(
+        describe(&e).contains("must be owner of database"),
+        "{}",
+        describe(&e)
+    );
     for sql in [
         "SELECT * FROM ai_agent_safety.recycle_bin".to_string(),
         format!("SELECT ai_agent_safety.restore_dropped({id})"),

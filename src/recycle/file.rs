@@ -27,6 +27,9 @@ pub struct Entry {
     pub object: String,
     /// The name it is kept under.
     pub recycled: String,
+    /// Its owner when it was dropped (a kept database is the bootstrap
+    /// superuser's; a restore gives it back).
+    pub owner: String,
     pub dropped_by: String,
     pub task_id: Option<String>,
     pub token: Option<String>,

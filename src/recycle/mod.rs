@@ -84,6 +84,41 @@ fn held(e: &Entry) -> bool {
         .is_some_and(|(name, allow, _)| policy::is_held(&name, &e.recycled, allow))
 }
 
+fn bootstrap_superuser() -> String {
+    // SAFETY: a catalog lookup of a role that always exists.
+    unsafe {
+        pg::cstr(pg_sys::GetUserNameFromId(
+            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+            false,
+        ))
+    }
+}
+
+fn role_exists(name: &str) -> bool {
+    let Ok(c) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: catalog lookup with missing_ok = true.
+    unsafe { pg_sys::get_role_oid(c.as_ptr(), true) != pg_sys::InvalidOid }
+}
+
+/// The name of a database's owner.
+fn database_owner(oid: pg_sys::Oid) -> String {
+    // SAFETY: syscache lookups and release; the tuple is read while pinned.
+    unsafe {
+        let tup = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::DATABASEOID as i32,
+            pg_sys::Datum::from(oid),
+        );
+        if tup.is_null() {
+            return bootstrap_superuser();
+        }
+        let owner = (*(pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_database)).datdba;
+        pg_sys::ReleaseSysCache(tup);
+        pg::cstr(pg_sys::GetUserNameFromId(owner, false))
+    }
+}
+
 fn database_oid(name: &str) -> pg_sys::Oid {
     let Ok(c) = CString::new(name) else {
         return pg_sys::InvalidOid;
@@ -101,10 +136,12 @@ fn raise(code: PgSqlErrorCode, d: aas_policy::Denial) -> ! {
     unreachable!("ERROR does not return")
 }
 
-/// Renames database `from` to `to` and opens or closes it, as the
-/// bootstrap superuser (the agent may own the database without CREATEDB;
-/// the approver restoring it owns nothing).
-fn rename_and_set_connections(from: &str, to: &str, allow: bool) {
+/// Renames database `from` to `to`, opens or closes it, and gives it to
+/// `owner`, as the bootstrap superuser (the agent may own the database
+/// without CREATEDB; the approver restoring it owns nothing). A kept
+/// database belongs to the bootstrap superuser: its old owner (the agent,
+/// often) can neither rename it, nor open it, nor drop it.
+fn rename_and_set_connections(from: &str, to: &str, allow: bool, owner: &str) {
     let (f, t) = (
         CString::new(from).expect("a database name has no NUL"),
         CString::new(to).expect("a database name has no NUL"),
@@ -117,8 +154,9 @@ fn rename_and_set_connections(from: &str, to: &str, allow: bool) {
             pg_sys::CommandCounterIncrement();
         }
         Spi::run(&format!(
-            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {allow}",
-            pg::quote_ident(to)
+            "ALTER DATABASE {db} WITH ALLOW_CONNECTIONS {allow}; ALTER DATABASE {db} OWNER TO {}",
+            pg::quote_ident(owner),
+            db = pg::quote_ident(to)
         ))
         .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
     })
@@ -221,7 +259,8 @@ pub unsafe fn instead_of_drop(
             break (id, name);
         }
     };
-    rename_and_set_connections(&name, &recycled, false);
+    let owner = database_owner(oid);
+    rename_and_set_connections(&name, &recycled, false, &bootstrap_superuser());
     let bytes = privileged::run(|| {
         Spi::get_one_with_args::<i64>("SELECT pg_catalog.pg_database_size($1)", &[oid.into()])
             .ok()
@@ -234,6 +273,7 @@ pub unsafe fn instead_of_drop(
         id,
         oid: oid.to_u32(),
         kind: "database".into(),
+        owner,
         object: name.clone(),
         recycled: recycled.clone(),
         dropped_by: pg::session_user_name(),
@@ -336,7 +376,13 @@ pub fn restore(id: i64, new_name: Option<&str>) -> String {
         };
         raise(code, d)
     });
-    rename_and_set_connections(&e.recycled, &name, true);
+    // Its owner again, if that role still exists.
+    let owner = if role_exists(&e.owner) {
+        e.owner.clone()
+    } else {
+        bootstrap_superuser()
+    };
+    rename_and_set_connections(&e.recycled, &name, true, &owner);
     pending().push((e.id, true));
     let said = format!(
         "{} restored database {} (recycle bin entry {}, dropped by {}) as {name}",
