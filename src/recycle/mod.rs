@@ -242,6 +242,36 @@ pub unsafe fn instead_of_drop(
             "cannot drop a template database"
         );
     }
+    // Logical replication, as dropdb checks it: an active slot or a
+    // subscription in the database refuses the DROP.
+    let (mut slots, mut active) = (0, 0);
+    // SAFETY: reads the replication slots' shared state.
+    unsafe { pg_sys::ReplicationSlotsCountDBSlots(oid, &mut slots, &mut active) };
+    if active > 0 {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+            format!("database \"{name}\" is used by an active logical replication slot"),
+            format!("There are {active} active slot(s).")
+        );
+    }
+    let subscriptions = privileged::run(|| {
+        Spi::get_one_with_args::<i64>(
+            "SELECT count(*) FROM pg_catalog.pg_subscription WHERE subdbid = $1",
+            &[oid.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+    });
+    if subscriptions > 0 {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+            format!("database \"{name}\" is being used by logical replication subscription"),
+            format!("There are {subscriptions} subscription(s).")
+        );
+    }
     if force {
         // As DROP ... WITH (FORCE): with the caller's own right to end them.
         // SAFETY: inside a transaction; raises PostgreSQL's own errors.
@@ -261,6 +291,13 @@ pub unsafe fn instead_of_drop(
     };
     let owner = database_owner(oid);
     rename_and_set_connections(&name, &recycled, false, &bootstrap_superuser());
+    if slots > 0 {
+        // Its inactive logical slots go, as DROP DATABASE drops them: kept,
+        // they would hold back WAL for the whole retention.
+        // SAFETY: as dropdb calls it, once no one is connected (the rename
+        // checked that).
+        unsafe { pg_sys::ReplicationSlotsDropDBSlots(oid) };
+    }
     let bytes = privileged::run(|| {
         Spi::get_one_with_args::<i64>("SELECT pg_catalog.pg_database_size($1)", &[oid.into()])
             .ok()
