@@ -411,3 +411,59 @@ fn an_expired_entry_is_dropped_by_the_writer() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The dropped database's own retention counts too: an agent that drops
+/// from a database where the bin is off still has its drop kept, when the
+/// dropped database keeps. A missing database is said so by the extension
+/// (never left to PostgreSQL's DROP, which would drop a database that took
+/// the name meanwhile).
+#[test]
+fn the_dropped_databases_own_retention_counts_and_a_missing_one_is_said() {
+    let w = world("rb_target");
+    let approver = new_approver("rb_target");
+    let mut su = admin("postgres");
+    su.batch_execute(&format!(
+        "ALTER DATABASE {} SET ai_agent_safety.recycle_retention = 0;
+         ALTER DATABASE {} SET ai_agent_safety.recycle_retention = '30d';",
+        w.open, w.protected
+    ))
+    .unwrap();
+    let notices = approved_drop(&w, &approver, "");
+    assert!(
+        notices.iter().any(|n| n.contains("for 30 days")),
+        "{notices:?}"
+    );
+    assert!(entry(&approver, &w.open, &w.protected).is_some());
+    let (mut agent, notices) = connect_with_notices(&w.agent, &w.open);
+    agent
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {}", w.protected))
+        .unwrap();
+    assert_eq!(
+        notices.lock().unwrap().last().map(String::as_str),
+        Some(format!("database \"{}\" does not exist, skipping", w.protected).as_str())
+    );
+    let e = agent
+        .batch_execute(&format!("DROP DATABASE {}", w.protected))
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "3D000", "{}", describe(&e));
+}
+
+/// A restore rolled back to a savepoint leaves the entry held and listed,
+/// restorable later.
+#[test]
+fn a_restore_rolled_back_to_a_savepoint_keeps_the_entry() {
+    let w = world("rb_savepoint");
+    let approver = new_approver("rb_savepoint");
+    approved_drop(&w, &approver, "");
+    let (id, _, _, _) = entry(&approver, &w.open, &w.protected).unwrap();
+    let mut a = connect(&approver, &w.open);
+    a.batch_execute(&format!(
+        "BEGIN; SAVEPOINT s; SELECT ai_agent_safety.restore_dropped({id}); ROLLBACK TO SAVEPOINT s; COMMIT;"
+    ))
+    .unwrap();
+    assert!(!database_exists(&w.protected));
+    assert!(entry(&approver, &w.open, &w.protected).is_some());
+    a.query_one("SELECT ai_agent_safety.restore_dropped($1)", &[&id])
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert!(database_exists(&w.protected));
+}

@@ -29,6 +29,26 @@ pub struct Pending {
     pub token_ttl: String,
     /// The one statement the token is bound to, when the request carried it.
     pub statement: Option<String>,
+    /// Its preview (what the dry run changed, or what a TRUNCATE or DROP
+    /// would remove), its total, and the row cap a grant keeps.
+    pub preview: Vec<PreviewEntry>,
+    pub preview_rows: Option<i64>,
+    pub max_rows: Option<i64>,
+}
+
+/// One entry of a request's preview: a table and the rows it would lose or
+/// change, or an object a CASCADE would drop.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct PreviewEntry {
+    pub table: Option<String>,
+    pub object: Option<String>,
+    pub rows: Option<i64>,
+    pub deleted: Option<i64>,
+    pub updated: Option<i64>,
+    pub inserted: Option<i64>,
+    #[serde(default)]
+    pub estimated: bool,
+    pub via: Option<String>,
 }
 
 fn pending_sql(filter: &str) -> String {
@@ -36,7 +56,8 @@ fn pending_sql(filter: &str) -> String {
         "SELECT token, requested_by::text, to_char(requested_at AT TIME ZONE 'UTC', {UTC}),
                 waiting::text, operation, verb, target, target_oid::text, target_owner::text,
                 target_size, target_estimated_rows, COALESCE(target_earlier_names, '{{}}'),
-                task_id, reason, would_allow, current_setting('ai_agent_safety.token_ttl'), statement
+                task_id, reason, would_allow, current_setting('ai_agent_safety.token_ttl'), statement,
+                preview::text, preview_rows, max_rows
            FROM ai_agent_safety.pending_requests {filter}"
     )
 }
@@ -60,6 +81,12 @@ fn pending_row(r: &Row) -> Pending {
         would_allow: r.get(14),
         token_ttl: r.get(15),
         statement: r.get(16),
+        preview: r
+            .get::<_, Option<String>>(17)
+            .and_then(|p| serde_json::from_str(&p).ok())
+            .unwrap_or_default(),
+        preview_rows: r.get(18),
+        max_rows: r.get(19),
     }
 }
 
@@ -122,12 +149,18 @@ pub async fn token_state(c: &Client, token: Uuid) -> Result<Option<TokenState>, 
     }))
 }
 
-/// Grants; returns when the token expires.
-pub async fn grant(c: &Client, token: Uuid, comment: Option<&str>) -> Result<String, DbError> {
+/// Grants, with a row cap when one is given (it may only lower the
+/// request's); returns when the token expires.
+pub async fn grant(
+    c: &Client,
+    token: Uuid,
+    comment: Option<&str>,
+    max_rows: Option<i64>,
+) -> Result<String, DbError> {
     let sql = format!(
-        "SELECT to_char(ai_agent_safety.grant_approval_token($1::uuid, $2::text) AT TIME ZONE 'UTC', {UTC})"
+        "SELECT to_char(ai_agent_safety.grant_approval_token($1::uuid, $2::text, max_rows => $3::bigint) AT TIME ZONE 'UTC', {UTC})"
     );
-    let row = c.query_one(&sql, &[&token, &comment]).await?;
+    let row = c.query_one(&sql, &[&token, &comment, &max_rows]).await?;
     Ok(row.get(0))
 }
 

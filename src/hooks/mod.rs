@@ -74,6 +74,7 @@ unsafe extern "C-unwind" fn on_subxact(
         crate::review::on_subxact(event, my, parent, arg);
         crate::dry_run::on_subxact(event, my, parent, arg);
         crate::row_cap::on_subxact(event, my, parent, arg);
+        crate::recycle::on_subxact(event, my, parent, arg);
         gate::subxact_callback(event, my, parent, arg);
     }
 }

@@ -19,15 +19,63 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use std::ffi::{CStr, CString};
 
-/// Entry files to remove when this transaction ends: (id, on commit).
-/// A keep's file goes if the DROP aborts; a restore's when it commits.
+/// An entry file to remove when the (sub)transaction that kept or
+/// restored it ends: a keep's goes if it aborts, a restore's when the
+/// transaction commits.
+struct Pending {
+    id: u32,
+    on_commit: bool,
+    subxact: pg_sys::SubTransactionId,
+}
+
 // SAFETY: a backend is single-threaded; cleared at the end of every transaction.
-static mut PENDING: Vec<(u32, bool)> = Vec::new();
+static mut PENDING: Vec<Pending> = Vec::new();
 
 // SAFETY: see PENDING; the one place it is borrowed from.
-fn pending() -> &'static mut Vec<(u32, bool)> {
+fn pending() -> &'static mut Vec<Pending> {
     // SAFETY: see PENDING.
     unsafe { &mut *std::ptr::addr_of_mut!(PENDING) }
+}
+
+fn remember(id: u32, on_commit: bool) {
+    pending().push(Pending {
+        id,
+        on_commit,
+        // SAFETY: reads the transaction state.
+        subxact: unsafe { pg_sys::GetCurrentSubTransactionId() },
+    });
+}
+
+// SAFETY: called from the subtransaction callback (hooks); removes files and trims a static.
+pub(crate) unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    my: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::SubXactEvent::*;
+    if pending().is_empty() {
+        return;
+    }
+    match event {
+        // What the subtransaction did is undone: a keep's file goes now, a
+        // restore's stays (the entry is held again).
+        SUBXACT_EVENT_ABORT_SUB => pending().retain(|p| {
+            if p.subxact != my {
+                return true;
+            }
+            if !p.on_commit {
+                file::remove(p.id);
+            }
+            false
+        }),
+        SUBXACT_EVENT_COMMIT_SUB => {
+            for p in pending().iter_mut().filter(|p| p.subxact == my) {
+                p.subxact = parent;
+            }
+        }
+        _ => {}
+    }
 }
 
 // SAFETY: called from the transaction callback (hooks); removes files and clears a static.
@@ -48,9 +96,9 @@ pub(crate) unsafe extern "C-unwind" fn on_xact(
         }
         _ => return,
     };
-    for (id, on_commit) in std::mem::take(pending()) {
-        if on_commit == committed {
-            file::remove(id);
+    for p in std::mem::take(pending()) {
+        if p.on_commit == committed {
+            file::remove(p.id);
         }
     }
 }
@@ -117,6 +165,64 @@ fn database_owner(oid: pg_sys::Oid) -> String {
         pg_sys::ReleaseSysCache(tup);
         pg::cstr(pg_sys::GetUserNameFromId(owner, false))
     }
+}
+
+/// Database `name`, locked (AccessExclusiveLock on the database object, as
+/// dropdb and RenameDatabase take it) and still of that name once locked;
+/// `None` when there is none.
+fn locked(name: &str) -> Option<pg_sys::Oid> {
+    loop {
+        let oid = database_oid(name);
+        if oid == pg_sys::InvalidOid {
+            return None;
+        }
+        // SAFETY: a lock on a shared object, held to the end of the
+        // transaction; invalidations are read after it is granted.
+        unsafe {
+            pg_sys::LockSharedObject(
+                pg_sys::DatabaseRelationId,
+                oid,
+                0,
+                pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+            );
+            pg_sys::AcceptInvalidationMessages();
+        }
+        if database_row(oid).is_some_and(|(n, _, _)| n == name) {
+            return Some(oid);
+        }
+        // Renamed or dropped meanwhile: let go and look again.
+        // SAFETY: releases the lock taken above.
+        unsafe {
+            pg_sys::UnlockSharedObject(
+                pg_sys::DatabaseRelationId,
+                oid,
+                0,
+                pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+            )
+        };
+    }
+}
+
+/// The database's own recycle_retention (ALTER DATABASE ... SET, or for
+/// the session's role there), in seconds, if it has one.
+fn target_retention_s(oid: pg_sys::Oid) -> Option<i64> {
+    // SAFETY: reads a backend variable.
+    let role = unsafe { pg_sys::GetSessionUserId() };
+    let v = crate::dbfacts::stored_settings(oid, role)
+        .remove(aas_policy::recycle::RETENTION_SETTING)?;
+    let c = CString::new(v).ok()?;
+    let mut n: std::ffi::c_int = 0;
+    // SAFETY: parses a setting's text with its unit, as the GUC machinery
+    // does; no hint is asked for.
+    unsafe {
+        pg_sys::parse_int(
+            c.as_ptr(),
+            &mut n,
+            pg_sys::GUC_UNIT_S as std::ffi::c_int,
+            std::ptr::null_mut(),
+        )
+    }
+    .then_some(n as i64)
 }
 
 fn database_oid(name: &str) -> pg_sys::Oid {
@@ -191,10 +297,6 @@ pub unsafe fn instead_of_drop(
     if unsafe { (*node).type_ } != pg_sys::NodeTag::T_DropdbStmt {
         return false;
     }
-    let retention = settings::recycle_retention_s();
-    if !policy::keeps(true, retention) {
-        return false;
-    }
     let stmt = node as *mut pg_sys::DropdbStmt;
     // SAFETY: a DropdbStmt's name is a C string; its options a DefElem list.
     let (name, force) = unsafe {
@@ -208,8 +310,28 @@ pub unsafe fn instead_of_drop(
     // As standard_ProcessUtility runs DROP DATABASE.
     // SAFETY: raises PostgreSQL's own error inside a transaction block.
     unsafe { pg_sys::PreventInTransactionBlock(top_level, c"DROP DATABASE".as_ptr()) };
-    let oid = database_oid(&name);
-    if oid == pg_sys::InvalidOid {
+    // The database, locked as dropdb locks it, so that no other database
+    // can take its name (or it another name) from here on: PostgreSQL's own
+    // DROP, when it runs, finds this very database.
+    let Some(oid) = locked(&name) else {
+        // Said here, never left to PostgreSQL's DROP: a database that took
+        // the name meanwhile (a restore, say) would be dropped for good.
+        // SAFETY: reads the statement's flag.
+        if unsafe { (*stmt).missing_ok } {
+            pgrx::notice!("database \"{name}\" does not exist, skipping");
+            return true;
+        }
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_CATALOG_NAME,
+            format!("database \"{name}\" does not exist")
+        );
+    };
+    // The larger of this session's retention and the dropped database's
+    // own: an agent gains nothing by dropping from a database where the
+    // bin is off.
+    let retention = settings::recycle_retention_s().max(target_retention_s(oid).unwrap_or(0));
+    if !policy::keeps(true, retention) {
         return false;
     }
     // What dropdb refuses, in its words, before anything changes.
@@ -330,7 +452,7 @@ pub unsafe fn instead_of_drop(
     if let Err(e) = file::write(&entry) {
         pgrx::error!("ai_agent_safety: could not keep database \"{name}\" in the recycle bin ({e}); nothing was dropped");
     }
-    pending().push((id, false));
+    remember(id, false);
     audit::record(audit::Event {
         operation: "DROP DATABASE".into(),
         object: name.clone(),
@@ -420,7 +542,7 @@ pub fn restore(id: i64, new_name: Option<&str>) -> String {
         bootstrap_superuser()
     };
     rename_and_set_connections(&e.recycled, &name, true, &owner);
-    pending().push((e.id, true));
+    remember(e.id, true);
     let said = format!(
         "{} restored database {} (recycle bin entry {}, dropped by {}) as {name}",
         pg::session_user_name(),
@@ -554,6 +676,12 @@ pub extern "C-unwind" fn aas_recycle_purge_main(arg: pg_sys::Datum) {
 pub fn tend(dboid: u32) {
     // SAFETY: reads the clock.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    // Looked at once a second at most: the writer loops far more often.
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    if now - LAST.load(std::sync::atomic::Ordering::Relaxed) < 1_000_000 {
+        return;
+    }
+    LAST.store(now, std::sync::atomic::Ordering::Relaxed);
     for e in file::list()
         .into_iter()
         .filter(|e| e.from_database == dboid && policy::expired(e.expires_at_us, now))

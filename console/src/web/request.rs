@@ -48,6 +48,12 @@ fn details(v: &View) -> Markup {
             @if let Some(s) = v.pending.as_ref().and_then(|p| p.statement.as_deref()) {
                 dt { "Exactly this statement" } dd.mono #statement { (s) }
             }
+            @if let Some(p) = v.pending.as_ref().filter(|p| !p.preview.is_empty()) {
+                dt { "Preview" } dd { (preview(p)) }
+            }
+            @if let Some(n) = v.pending.as_ref().and_then(|p| p.max_rows) {
+                dt { "Row cap" } dd #max-rows { "at most " (n) " rows; over it, the statement fails and changes nothing" }
+            }
             @if let Some(p) = &v.pending {
                 dt { "A grant allows" } dd #would-allow { (p.would_allow) }
             }
@@ -58,6 +64,33 @@ fn details(v: &View) -> Markup {
             @if let Some(e) = &t.expires_at { dt { "Expires" } dd { (e) } }
             @if let Some(u) = &t.used_at { dt { "Used at" } dd { (u) } }
             @if let Some(s) = &t.used_statement { dt { "Used by" } dd.mono { (s) } }
+        }
+    }
+}
+
+/// What the request's statement would do: per table, the rows its dry run
+/// changed (or a TRUNCATE or DROP would remove), and the objects a CASCADE
+/// would drop.
+fn preview(p: &queries::Pending) -> Markup {
+    let n = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
+    html! {
+        table.preview #preview {
+            thead { tr { th { "Table or object" } th { "Rows" } th { "Deleted" } th { "Updated" } th { "Inserted" } th { "How" } } }
+            tbody {
+                @for e in &p.preview {
+                    tr {
+                        td.mono { (e.table.as_deref().or(e.object.as_deref()).unwrap_or("")) }
+                        td.num { (n(e.rows)) @if e.estimated { " (estimated)" } }
+                        td.num { (n(e.deleted)) }
+                        td.num { (n(e.updated)) }
+                        td.num { (n(e.inserted)) }
+                        td { (e.via.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+            @if let Some(total) = p.preview_rows {
+                tfoot { tr { td { "In all" } td.num #preview-rows { (total) } td colspan="4" {} } }
+            }
         }
     }
 }
@@ -76,6 +109,10 @@ fn forms(v: &View, csrf: &str) -> Markup {
                     h2 { "Grant" }
                     label { "Comment (optional, kept in the audit log)"
                         textarea name="comment" rows="3" maxlength="2000" {} }
+                    @if matches!(t.operation.as_str(), "DELETE" | "UPDATE") {
+                        label { "Row cap (optional: at most this many rows; it can only lower the request's)"
+                            input type="number" name="max_rows" min="1" step="1" #max-rows-input; }
+                    }
                     button.grant type="submit" #grant { "Grant one " (t.operation) }
                 }
                 form method="post" action=(format!("{action}/deny")) #deny-form {
@@ -165,6 +202,9 @@ fn error_page(who: &Signed, db: &str, token: Uuid, e: &DbError) -> Response {
 pub struct GrantForm {
     #[serde(default)]
     comment: String,
+    /// Empty when no cap is given.
+    #[serde(default)]
+    max_rows: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -208,7 +248,22 @@ pub async fn grant(
         return not_found(&who, "That database is not one of this console's.");
     };
     let comment = Some(f.comment.trim()).filter(|s| !s.is_empty());
-    let r = queries::grant(&c.client, token, comment).await.map(|_| ());
+    let max_rows = match f.max_rows.trim() {
+        "" => None,
+        n => match n.parse::<i64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "The row cap must be a whole number of rows.",
+                )
+                    .into_response()
+            }
+        },
+    };
+    let r = queries::grant(&c.client, token, comment, max_rows)
+        .await
+        .map(|_| ());
     after(&who, c, token, "grant", "granted", r).await
 }
 
