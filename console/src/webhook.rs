@@ -247,6 +247,9 @@ mod tests {
             would_allow: String::new(),
             token_ttl: String::new(),
             statement: None,
+            preview: vec![],
+            preview_rows: None,
+            max_rows: None,
         }
     }
 

@@ -478,3 +478,76 @@ async fn webhook_can_include_the_statement() {
     assert!(text.contains(&format!("Statement: {refused}")), "{text}");
     assert!(text.contains("(task stmt-task)"), "{text}");
 }
+
+/// A request that carries its statement shows the approver its preview (the
+/// rows per table, and how the table is reached) and its row cap; a grant
+/// can lower the cap, and the agent's statement is then held to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_page_shows_the_preview_and_a_grant_lowers_the_cap() {
+    let w = World::new("cprev").await;
+    let console = Console::start(&["--database", &w.dsn()], &[]).await;
+    let c = http();
+    let csrf = sign_in(&c, &console, &w.approver, &w.password).await;
+    let agent = w.agent().await;
+    let t: uuid::Uuid = agent
+        .query_one(
+            "SELECT ai_agent_safety.request_approval_token('DELETE', 'prev-task', statement => 'DELETE FROM orders WHERE id <= 4')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let url = format!("{}/db/{}/request/{t}", console.url, w.db);
+    let page = c.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"preview\""), "{page}");
+    assert!(page.contains("public.orders"), "{page}");
+    assert!(page.contains("id=\"preview-rows\">4<"), "{page}");
+    assert!(page.contains("at most 4 rows"), "{page}");
+    assert!(page.contains("name=\"max_rows\""), "{page}");
+    // A cap above the request's is the database's refusal, shown as such.
+    let r = c
+        .post(format!("{url}/grant"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("comment", "more"),
+            ("max_rows", "10"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), StatusCode::SEE_OTHER);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("max_rows"), "{body}");
+    // Lowered to 2: the grant goes through, and 4 rows are then too many.
+    let r = c
+        .post(format!("{url}/grant"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("comment", "two at most"),
+            ("max_rows", "2"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let e = agent
+        .batch_execute(&format!(
+            "DELETE FROM orders WHERE id <= 4 /*ai_agent_safety_token='{t}'*/"
+        ))
+        .await
+        .unwrap_err();
+    let msg = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(msg.contains("over the cap of 2 rows"), "{msg}");
+    // Not a number: refused before anything runs.
+    let t2 = w.request(&agent, "prev-task-2", "test").await;
+    let r = c
+        .post(format!("{}/db/{}/request/{t2}/grant", console.url, w.db))
+        .form(&[("csrf", csrf.as_str()), ("max_rows", "lots")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}

@@ -7,17 +7,24 @@
 //! background worker in a transaction of its own (DROP DATABASE cannot run
 //! inside a function's transaction).
 
+mod database;
 pub mod file;
+mod purge;
+
+use database::{
+    bootstrap_superuser, database_oid, database_owner, database_row, locked,
+    rename_and_set_connections, role_exists, target_retention_s,
+};
+pub use purge::{next_expiry, purge, tend};
 
 use crate::{audit, identity, pg, privileged, settings};
 use aas_policy::recycle as policy;
 use aas_policy::{EventKind, Source, Verdict};
 use file::Entry;
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 
 /// An entry file to remove when the (sub)transaction that kept or
 /// restored it ends: a keep's goes if it aborts, a restore's when the
@@ -103,134 +110,10 @@ pub(crate) unsafe extern "C-unwind" fn on_xact(
     }
 }
 
-/// A database's name, whether it accepts connections, and whether it is a
-/// template, from the syscache.
-fn database_row(oid: pg_sys::Oid) -> Option<(String, bool, bool)> {
-    // SAFETY: syscache lookup and release; the tuple is read while pinned.
-    unsafe {
-        let tup = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::DATABASEOID as i32,
-            pg_sys::Datum::from(oid),
-        );
-        if tup.is_null() {
-            return None;
-        }
-        let form = &*(pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_database);
-        let row = (
-            pg::cstr(form.datname.data.as_ptr()),
-            form.datallowconn,
-            form.datistemplate,
-        );
-        pg_sys::ReleaseSysCache(tup);
-        Some(row)
-    }
-}
-
 /// Is this entry still held by its closed, renamed database?
-fn held(e: &Entry) -> bool {
+pub(super) fn held(e: &Entry) -> bool {
     database_row(pg_sys::Oid::from(e.oid))
         .is_some_and(|(name, allow, _)| policy::is_held(&name, &e.recycled, allow))
-}
-
-fn bootstrap_superuser() -> String {
-    // SAFETY: a catalog lookup of a role that always exists.
-    unsafe {
-        pg::cstr(pg_sys::GetUserNameFromId(
-            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
-            false,
-        ))
-    }
-}
-
-fn role_exists(name: &str) -> bool {
-    let Ok(c) = CString::new(name) else {
-        return false;
-    };
-    // SAFETY: catalog lookup with missing_ok = true.
-    unsafe { pg_sys::get_role_oid(c.as_ptr(), true) != pg_sys::InvalidOid }
-}
-
-/// The name of a database's owner.
-fn database_owner(oid: pg_sys::Oid) -> String {
-    // SAFETY: syscache lookups and release; the tuple is read while pinned.
-    unsafe {
-        let tup = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::DATABASEOID as i32,
-            pg_sys::Datum::from(oid),
-        );
-        if tup.is_null() {
-            return bootstrap_superuser();
-        }
-        let owner = (*(pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_database)).datdba;
-        pg_sys::ReleaseSysCache(tup);
-        pg::cstr(pg_sys::GetUserNameFromId(owner, false))
-    }
-}
-
-/// Database `name`, locked (AccessExclusiveLock on the database object, as
-/// dropdb and RenameDatabase take it) and still of that name once locked;
-/// `None` when there is none.
-fn locked(name: &str) -> Option<pg_sys::Oid> {
-    loop {
-        let oid = database_oid(name);
-        if oid == pg_sys::InvalidOid {
-            return None;
-        }
-        // SAFETY: a lock on a shared object, held to the end of the
-        // transaction; invalidations are read after it is granted.
-        unsafe {
-            pg_sys::LockSharedObject(
-                pg_sys::DatabaseRelationId,
-                oid,
-                0,
-                pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
-            );
-            pg_sys::AcceptInvalidationMessages();
-        }
-        if database_row(oid).is_some_and(|(n, _, _)| n == name) {
-            return Some(oid);
-        }
-        // Renamed or dropped meanwhile: let go and look again.
-        // SAFETY: releases the lock taken above.
-        unsafe {
-            pg_sys::UnlockSharedObject(
-                pg_sys::DatabaseRelationId,
-                oid,
-                0,
-                pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
-            )
-        };
-    }
-}
-
-/// The database's own recycle_retention (ALTER DATABASE ... SET, or for
-/// the session's role there), in seconds, if it has one.
-fn target_retention_s(oid: pg_sys::Oid) -> Option<i64> {
-    // SAFETY: reads a backend variable.
-    let role = unsafe { pg_sys::GetSessionUserId() };
-    let v = crate::dbfacts::stored_settings(oid, role)
-        .remove(aas_policy::recycle::RETENTION_SETTING)?;
-    let c = CString::new(v).ok()?;
-    let mut n: std::ffi::c_int = 0;
-    // SAFETY: parses a setting's text with its unit, as the GUC machinery
-    // does; no hint is asked for.
-    unsafe {
-        pg_sys::parse_int(
-            c.as_ptr(),
-            &mut n,
-            pg_sys::GUC_UNIT_S as std::ffi::c_int,
-            std::ptr::null_mut(),
-        )
-    }
-    .then_some(n as i64)
-}
-
-fn database_oid(name: &str) -> pg_sys::Oid {
-    let Ok(c) = CString::new(name) else {
-        return pg_sys::InvalidOid;
-    };
-    // SAFETY: catalog lookup with missing_ok = true.
-    unsafe { pg_sys::get_database_oid(c.as_ptr(), true) }
 }
 
 fn raise(code: PgSqlErrorCode, d: aas_policy::Denial) -> ! {
@@ -240,32 +123,6 @@ fn raise(code: PgSqlErrorCode, d: aas_policy::Denial) -> ! {
         .set_hint(d.hint)
         .report(pgrx::PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
-}
-
-/// Renames database `from` to `to`, opens or closes it, and gives it to
-/// `owner`, as the bootstrap superuser (the agent may own the database
-/// without CREATEDB; the approver restoring it owns nothing). A kept
-/// database belongs to the bootstrap superuser: its old owner (the agent,
-/// often) can neither rename it, nor open it, nor drop it.
-fn rename_and_set_connections(from: &str, to: &str, allow: bool, owner: &str) {
-    let (f, t) = (
-        CString::new(from).expect("a database name has no NUL"),
-        CString::new(to).expect("a database name has no NUL"),
-    );
-    privileged::run(|| {
-        // SAFETY: inside a transaction; raises PostgreSQL's own errors (a
-        // database in use, a name taken).
-        unsafe {
-            pg_sys::RenameDatabase(f.as_ptr(), t.as_ptr());
-            pg_sys::CommandCounterIncrement();
-        }
-        Spi::run(&format!(
-            "ALTER DATABASE {db} WITH ALLOW_CONNECTIONS {allow}; ALTER DATABASE {db} OWNER TO {}",
-            pg::quote_ident(owner),
-            db = pg::quote_ident(to)
-        ))
-        .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
-    })
 }
 
 /// The task of an approval token: the task the human approved.
@@ -475,7 +332,7 @@ pub unsafe fn instead_of_drop(
 
 /// Who may read and decide the recycle bin: approvers and superusers, never
 /// an agent (nor an agent's code run by someone else).
-fn check_caller(what: &str) {
+pub(super) fn check_caller(what: &str) {
     if identity::session_user_is_agent()
         || identity::session_is_agent()
         || crate::agent_code::running().is_some()
@@ -490,7 +347,7 @@ pub fn entries() -> Vec<Entry> {
     file::list().into_iter().filter(held).collect()
 }
 
-fn held_entry(id: i64) -> Entry {
+pub(super) fn held_entry(id: i64) -> Entry {
     u32::try_from(id)
         .ok()
         .and_then(file::read)
@@ -552,165 +409,4 @@ pub fn restore(id: i64, new_name: Option<&str>) -> String {
     );
     record(&e, EventKind::Restored, said.clone());
     said
-}
-
-/// `purge_dropped(id)`: drops the kept database for good, now. DROP
-/// DATABASE cannot run in a function's transaction, so a background worker
-/// runs it, in a transaction of its own, and this waits for it.
-pub fn purge(id: i64) -> String {
-    check_caller("purge_dropped");
-    let e = held_entry(id);
-    let who = pg::session_user_name();
-    let started = BackgroundWorkerBuilder::new("ai_agent_safety: purge a recycled database")
-        .set_type("ai_agent_safety purge")
-        .set_library("ai_agent_safety")
-        .set_function("aas_recycle_purge_main")
-        // SAFETY: reads a backend variable.
-        .set_argument(Some(pg_sys::Datum::from(unsafe { pg_sys::MyDatabaseId })))
-        .set_extra(&format!("{}\n{who}", e.id))
-        .enable_spi_access()
-        .set_restart_time(None)
-        // SAFETY: reads this backend's pid.
-        .set_notify_pid(unsafe { pg_sys::MyProcPid })
-        .load_dynamic();
-    match started {
-        Ok(w) => {
-            let _ = w.wait_for_shutdown();
-        }
-        Err(_) => pgrx::error!(
-            "ai_agent_safety: no background worker could be started to purge recycle bin entry {id} (see max_worker_processes); try again"
-        ),
-    }
-    // See the worker's commit.
-    // SAFETY: processes pending invalidations and drops the catalog
-    // snapshot, as a new command would.
-    unsafe {
-        pg_sys::AcceptInvalidationMessages();
-        pg_sys::InvalidateCatalogSnapshot();
-    }
-    if database_row(pg_sys::Oid::from(e.oid)).is_some() {
-        pgrx::error!(
-            "ai_agent_safety: recycle bin entry {id} could not be purged; the server log says why"
-        );
-    }
-    format!(
-        "recycle bin entry {} purged: database {} (dropped by {}) is gone for good",
-        e.id, e.object, e.dropped_by
-    )
-}
-
-/// Drops a held entry's database for good, in a transaction of its own,
-/// after recording why (the record goes first: nothing may fail after
-/// dropdb, which removes the files at once). Runs in a background worker.
-fn drop_for_good(e: &Entry, actor: &str, event: EventKind, reason: &str) {
-    let recycled = CString::new(e.recycled.clone()).expect("a database name has no NUL");
-    let p = recycled.as_ptr();
-    BackgroundWorker::transaction(|| {
-        if !held(e) {
-            return;
-        }
-        let line = Spi::get_one_with_args::<String>(
-            "INSERT INTO ai_agent_safety.audit_log \
-               (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason, token) \
-             VALUES (pg_catalog.now(), pg_catalog.current_database(), $1, $1, $2, 'recycle', $3, 'info', 'DROP DATABASE', $4, $5, $6::uuid) \
-             RETURNING pg_catalog.row_to_json(audit_log)::text",
-            &[
-                actor.into(),
-                e.task_id.clone().into(),
-                event.as_str().into(),
-                e.object.as_str().into(),
-                reason.into(),
-                e.token.clone().into(),
-            ],
-        );
-        match line {
-            Ok(Some(l)) => pgrx::log!("ai_agent_safety: {l}"),
-            other => pgrx::log!(
-                "ai_agent_safety: recording the purge of {} failed: {other:?}",
-                e.recycled
-            ),
-        }
-        // SAFETY: inside a transaction that does nothing after it, as DROP
-        // DATABASE runs; missing_ok, and ending any session (none can
-        // connect to a closed database but a worker).
-        unsafe {
-            pg_sys::ffi::pg_guard_ffi_boundary(|| pg_sys::dropdb(p, true, true));
-        }
-    });
-    file::remove(e.id);
-}
-
-/// The purge worker: connected to the database purge_dropped was called
-/// in, it drops the entry named in its extra data (`<id>\n<who>`).
-#[pg_guard]
-#[no_mangle]
-pub extern "C-unwind" fn aas_recycle_purge_main(arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
-    let extra = BackgroundWorker::get_extra().to_string();
-    let (id, who) = extra.split_once('\n').unwrap_or((extra.as_str(), ""));
-    // SAFETY: called once, from this registered background worker; as the
-    // bootstrap superuser, which may drop any database.
-    unsafe {
-        pg_sys::BackgroundWorkerInitializeConnectionByOid(
-            pg_sys::Oid::from(arg.value() as u32),
-            pg_sys::InvalidOid,
-            0,
-        )
-    };
-    let Some(e) = id.parse::<u32>().ok().and_then(file::read) else {
-        return;
-    };
-    drop_for_good(
-        &e,
-        who,
-        EventKind::Purged,
-        &format!(
-            "{who} purged recycle bin entry {} for good: database {} (dropped by {} at {})",
-            e.id, e.object, e.dropped_by, e.at
-        ),
-    );
-}
-
-/// The audit writer of database `dboid`: drops the entries kept from it
-/// whose retention has passed. Runs outside any transaction.
-pub fn tend(dboid: u32) {
-    // SAFETY: reads the clock.
-    let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    // Looked at once a second at most: the writer loops far more often.
-    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-    if now - LAST.load(std::sync::atomic::Ordering::Relaxed) < 1_000_000 {
-        return;
-    }
-    LAST.store(now, std::sync::atomic::Ordering::Relaxed);
-    for e in file::list()
-        .into_iter()
-        .filter(|e| e.from_database == dboid && policy::expired(e.expires_at_us, now))
-    {
-        let still = BackgroundWorker::transaction(|| held(&e));
-        if !still {
-            // Restored, or its DROP rolled back: the file names nothing.
-            if now - e.at_us > 60_000_000 {
-                file::remove(e.id);
-            }
-            continue;
-        }
-        drop_for_good(
-            &e,
-            &e.dropped_by,
-            EventKind::Expired,
-            &format!(
-                "recycle bin entry {} expired at {}: database {} (dropped by {} at {}) dropped for good",
-                e.id, e.expires_at, e.object, e.dropped_by, e.at
-            ),
-        );
-    }
-}
-
-/// When the next entry kept from database `dboid` expires.
-pub fn next_expiry(dboid: u32) -> Option<i64> {
-    file::list()
-        .into_iter()
-        .filter(|e| e.from_database == dboid)
-        .map(|e| e.expires_at_us)
-        .min()
 }

@@ -1,0 +1,175 @@
+//! A kept database dropped for good: by `purge_dropped` (from a background
+//! worker: DROP DATABASE cannot run inside a function's transaction) and by
+//! the audit writer once the entry expires.
+
+use super::database::database_row;
+use super::{check_caller, file, held, held_entry};
+use crate::pg;
+use aas_policy::recycle as policy;
+use aas_policy::EventKind;
+use file::Entry;
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::ffi::CString;
+
+/// `purge_dropped(id)`: drops the kept database for good, now. DROP
+/// DATABASE cannot run in a function's transaction, so a background worker
+/// runs it, in a transaction of its own, and this waits for it.
+pub fn purge(id: i64) -> String {
+    check_caller("purge_dropped");
+    let e = held_entry(id);
+    let who = pg::session_user_name();
+    let started = BackgroundWorkerBuilder::new("ai_agent_safety: purge a recycled database")
+        .set_type("ai_agent_safety purge")
+        .set_library("ai_agent_safety")
+        .set_function("aas_recycle_purge_main")
+        // SAFETY: reads a backend variable.
+        .set_argument(Some(pg_sys::Datum::from(unsafe { pg_sys::MyDatabaseId })))
+        .set_extra(&format!("{}\n{who}", e.id))
+        .enable_spi_access()
+        .set_restart_time(None)
+        // SAFETY: reads this backend's pid.
+        .set_notify_pid(unsafe { pg_sys::MyProcPid })
+        .load_dynamic();
+    match started {
+        Ok(w) => {
+            let _ = w.wait_for_shutdown();
+        }
+        Err(_) => pgrx::error!(
+            "ai_agent_safety: no background worker could be started to purge recycle bin entry {id} (see max_worker_processes); try again"
+        ),
+    }
+    // See the worker's commit.
+    // SAFETY: processes pending invalidations and drops the catalog
+    // snapshot, as a new command would.
+    unsafe {
+        pg_sys::AcceptInvalidationMessages();
+        pg_sys::InvalidateCatalogSnapshot();
+    }
+    if database_row(pg_sys::Oid::from(e.oid)).is_some() {
+        pgrx::error!(
+            "ai_agent_safety: recycle bin entry {id} could not be purged; the server log says why"
+        );
+    }
+    format!(
+        "recycle bin entry {} purged: database {} (dropped by {}) is gone for good",
+        e.id, e.object, e.dropped_by
+    )
+}
+
+/// Drops a held entry's database for good, in a transaction of its own,
+/// after recording why (the record goes first: nothing may fail after
+/// dropdb, which removes the files at once). Runs in a background worker.
+fn drop_for_good(e: &Entry, actor: &str, event: EventKind, reason: &str) {
+    let recycled = CString::new(e.recycled.clone()).expect("a database name has no NUL");
+    let p = recycled.as_ptr();
+    BackgroundWorker::transaction(|| {
+        if !held(e) {
+            return;
+        }
+        let line = Spi::get_one_with_args::<String>(
+            "INSERT INTO ai_agent_safety.audit_log \
+               (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason, token) \
+             VALUES (pg_catalog.now(), pg_catalog.current_database(), $1, $1, $2, 'recycle', $3, 'info', 'DROP DATABASE', $4, $5, $6::uuid) \
+             RETURNING pg_catalog.row_to_json(audit_log)::text",
+            &[
+                actor.into(),
+                e.task_id.clone().into(),
+                event.as_str().into(),
+                e.object.as_str().into(),
+                reason.into(),
+                e.token.clone().into(),
+            ],
+        );
+        match line {
+            Ok(Some(l)) => pgrx::log!("ai_agent_safety: {l}"),
+            other => pgrx::log!(
+                "ai_agent_safety: recording the purge of {} failed: {other:?}",
+                e.recycled
+            ),
+        }
+        // SAFETY: inside a transaction that does nothing after it, as DROP
+        // DATABASE runs; missing_ok, and ending any session (none can
+        // connect to a closed database but a worker).
+        unsafe {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| pg_sys::dropdb(p, true, true));
+        }
+    });
+    file::remove(e.id);
+}
+
+/// The purge worker: connected to the database purge_dropped was called
+/// in, it drops the entry named in its extra data (`<id>\n<who>`).
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn aas_recycle_purge_main(arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
+    let extra = BackgroundWorker::get_extra().to_string();
+    let (id, who) = extra.split_once('\n').unwrap_or((extra.as_str(), ""));
+    // SAFETY: called once, from this registered background worker; as the
+    // bootstrap superuser, which may drop any database.
+    unsafe {
+        pg_sys::BackgroundWorkerInitializeConnectionByOid(
+            pg_sys::Oid::from(arg.value() as u32),
+            pg_sys::InvalidOid,
+            0,
+        )
+    };
+    let Some(e) = id.parse::<u32>().ok().and_then(file::read) else {
+        return;
+    };
+    drop_for_good(
+        &e,
+        who,
+        EventKind::Purged,
+        &format!(
+            "{who} purged recycle bin entry {} for good: database {} (dropped by {} at {})",
+            e.id, e.object, e.dropped_by, e.at
+        ),
+    );
+}
+
+/// The audit writer of database `dboid`: drops the entries kept from it
+/// whose retention has passed. Runs outside any transaction.
+pub fn tend(dboid: u32) {
+    // SAFETY: reads the clock.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    // Looked at once a second at most: the writer loops far more often.
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    if now - LAST.load(std::sync::atomic::Ordering::Relaxed) < 1_000_000 {
+        return;
+    }
+    LAST.store(now, std::sync::atomic::Ordering::Relaxed);
+    for e in file::list()
+        .into_iter()
+        .filter(|e| e.from_database == dboid && policy::expired(e.expires_at_us, now))
+    {
+        let still = BackgroundWorker::transaction(|| held(&e));
+        if !still {
+            // Restored, or its DROP rolled back: the file names nothing.
+            if now - e.at_us > 60_000_000 {
+                file::remove(e.id);
+            }
+            continue;
+        }
+        drop_for_good(
+            &e,
+            &e.dropped_by,
+            EventKind::Expired,
+            &format!(
+                "recycle bin entry {} expired at {}: database {} (dropped by {} at {}) dropped for good",
+                e.id, e.expires_at, e.object, e.dropped_by, e.at
+            ),
+        );
+    }
+}
+
+/// When the next entry kept from database `dboid` expires.
+pub fn next_expiry(dboid: u32) -> Option<i64> {
+    file::list()
+        .into_iter()
+        .filter(|e| e.from_database == dboid)
+        .map(|e| e.expires_at_us)
+        .min()
+}
