@@ -41,6 +41,7 @@ pub mod settings;
 pub mod sql_api;
 pub mod statement_form;
 pub mod unguarded;
+pub mod workers;
 
 pgrx::pg_module_magic!();
 

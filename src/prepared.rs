@@ -107,13 +107,10 @@ pub fn roll_back_all_of(role: &str) -> (i32, i32) {
 }
 
 /// Starts the worker that rolls back `role`'s prepared transactions in
-/// database `db`. When every worker slot is taken (audit writers of busy
-/// databases may hold them all), idle writers are asked to retire and the
-/// start is tried again every 100 ms, for up to 10 s (a writer retires
-/// after at most 5 s idle); `None` when no slot came free.
+/// database `db` (waiting for a slot if need be: `workers::start`).
 fn start(db: pg_sys::Oid, role: &str) -> Option<pgrx::bgworkers::DynamicBackgroundWorker> {
-    for _ in 0..100 {
-        let started = BackgroundWorkerBuilder::new(&format!(
+    crate::workers::start(|| {
+        BackgroundWorkerBuilder::new(&format!(
             "ai_agent_safety: roll back prepared transactions of {role}"
         ))
         .set_type("ai_agent_safety rollback")
@@ -122,28 +119,7 @@ fn start(db: pg_sys::Oid, role: &str) -> Option<pgrx::bgworkers::DynamicBackgrou
         .set_argument(Some(pg_sys::Datum::from(db)))
         .set_extra(role)
         .enable_spi_access()
-        .set_restart_time(None)
-        // SAFETY: reads this backend's pid.
-        .set_notify_pid(unsafe { pg_sys::MyProcPid })
-        .load_dynamic();
-        if let Ok(worker) = started {
-            return Some(worker);
-        }
-        crate::audit::spool::want_worker_slot();
-        // SAFETY: waits on this backend's own latch, as any backend may;
-        // interrupts (a cancel) are served after each wait.
-        unsafe {
-            pg_sys::WaitLatch(
-                pg_sys::MyLatch,
-                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-                100,
-                pg_sys::PG_WAIT_EXTENSION,
-            );
-            pg_sys::ResetLatch(pg_sys::MyLatch);
-        }
-        pg_sys::check_for_interrupts!();
-    }
-    None
+    })
 }
 
 /// The worker: connected to one database (even one that does not accept

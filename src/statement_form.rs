@@ -64,7 +64,7 @@ fn form(raw: *mut pg_sys::RawStmt, sql: &str) -> Result<String, String> {
     // SAFETY: parse analysis of a raw statement with no parameters, in the
     // current transaction (it raises a PostgreSQL error when names do not
     // resolve); nodeToString prints the analysed Query.
-    let printed = unsafe {
+    let (printed, target) = unsafe {
         let query = pg_sys::parse_analyze_fixedparams(
             raw,
             c.as_ptr(),
@@ -72,8 +72,17 @@ fn form(raw: *mut pg_sys::RawStmt, sql: &str) -> Result<String, String> {
             0,
             std::ptr::null_mut(),
         );
+        // The table it writes (its result relation).
+        let rti = (*query).resultRelation;
+        let target = (rti > 0)
+            .then(|| crate::pg::list_nth((*query).rtable, rti as usize - 1))
+            .filter(|r| !r.is_null())
+            .map(|r| (*(r as *const pg_sys::RangeTblEntry)).relid);
         let s = pg_sys::nodeToString(query as *const std::ffi::c_void);
-        std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned()
+        (
+            std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned(),
+            target,
+        )
     };
     // An operator or function that is not PostgreSQL's own can win over
     // the built-in one (an exact type match beats a conversion), and the
@@ -102,7 +111,47 @@ fn form(raw: *mut pg_sys::RawStmt, sql: &str) -> Result<String, String> {
             }
         }
     }
-    Ok(without_positions(&printed))
+    // The table's own code takes part in the effect: a trigger added after
+    // the approval can change which row an upsert updates, or what an
+    // UPDATE writes. Its fingerprint is part of the form.
+    let code = target.map(table_code).unwrap_or_default();
+    Ok(format!(
+        "{}{}{code}",
+        without_positions(&printed),
+        aas_policy::statement_form::TABLE_CODE
+    ))
+}
+
+/// A fingerprint of what runs when table `relid` is written, besides the
+/// statement: its triggers (with their functions' source and settings),
+/// rules, column defaults and row security policies.
+fn table_code(relid: pg_sys::Oid) -> String {
+    crate::privileged::run(|| {
+        pgrx::spi::Spi::get_one_with_args::<String>(
+            "SELECT COALESCE(md5(string_agg(x, E'\\n' ORDER BY x)), 'none') FROM (
+               SELECT 'trigger ' || pg_catalog.pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text || ' '
+                      || pg_catalog.md5(p.prosrc) || ' ' || COALESCE(pg_catalog.array_to_string(p.proconfig, ','), '')
+                 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+                WHERE t.tgrelid = $1 AND NOT t.tgisinternal
+               UNION ALL
+               SELECT 'rule ' || pg_catalog.pg_get_ruledef(r.oid) FROM pg_catalog.pg_rewrite r WHERE r.ev_class = $1
+               UNION ALL
+               SELECT 'default ' || a.attname || ' ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid)
+                 FROM pg_catalog.pg_attrdef d
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                WHERE d.adrelid = $1
+               UNION ALL
+               SELECT 'policy ' || pol.polname || ' ' || pol.polcmd::text || ' '
+                      || COALESCE(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), '') || ' '
+                      || COALESCE(pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid), '')
+                 FROM pg_catalog.pg_policy pol WHERE pol.polrelid = $1
+             ) s(x)",
+            &[relid.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "unreadable".into())
+    })
 }
 
 /// Where PostgreSQL's own scanner (the parser's, with this session's

@@ -1154,3 +1154,76 @@ fn an_upsert_is_previewed_bound_and_capped() {
         assert!(describe(&e).contains(says), "{sql}: {}", describe(&e));
     }
 }
+
+/// A trigger added after the approval can redirect an upsert to another row
+/// (a BEFORE INSERT trigger changes the conflict key): where nothing is
+/// protected it does; under a bound token the statement is refused, since
+/// the table's code is part of what was approved.
+#[test]
+fn a_trigger_added_after_the_approval_voids_a_bound_token() {
+    let w = world("pv_trigger");
+    let approver = new_approver("pv_trigger");
+    let mut agent = protect_update(&w);
+    let swap = "CREATE FUNCTION public.swap() RETURNS trigger LANGUAGE plpgsql AS
+                  $$ BEGIN NEW.id := 2; NEW.note := 'wiped'; RETURN NEW; END $$;
+                CREATE TRIGGER swap BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION public.swap();";
+    let upsert =
+        "INSERT INTO orders VALUES (1, 'new') ON CONFLICT (id) DO UPDATE SET note = excluded.note";
+    // Unprotected: the trigger redirects the upsert to order 2.
+    let mut open = w.agent_in(&w.open);
+    admin(&w.open)
+        .batch_execute(&format!("ALTER TABLE public.orders OWNER TO {}", w.agent))
+        .unwrap();
+    open.batch_execute(swap).unwrap();
+    open.batch_execute(upsert).unwrap();
+    assert_eq!(
+        count(
+            &mut admin(&w.open),
+            "SELECT count(*) FROM orders WHERE id = 2 AND note = 'wiped'"
+        ),
+        1
+    );
+    // Protected: approved as previewed (order 1 updated), then the trigger.
+    admin(&w.protected)
+        .batch_execute(&format!("ALTER TABLE public.orders OWNER TO {}", w.agent))
+        .unwrap();
+    let token =
+        request(&mut agent, "UPDATE", upsert, None).unwrap_or_else(|e| panic!("{}", describe(&e)));
+    w.grant(&approver, &token);
+    agent.batch_execute(swap).unwrap();
+    let e = assert_refused(agent.batch_execute(&with_token(upsert, &token)));
+    assert!(
+        e.contains("was granted while the table's own code was different"),
+        "{e}"
+    );
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM orders WHERE note = 'wiped'"
+        ),
+        0
+    );
+    assert_eq!(w.token_status(&token), "granted");
+}
+
+/// The internal request function cannot make a token for one class that a
+/// MERGE then uses for its DELETE and UPDATE unpreviewed: a MERGE is
+/// approved whole only by a previewed DELETE or UPDATE token.
+#[test]
+fn a_merge_is_not_approved_by_a_token_for_another_class() {
+    let w = world("pv_mergeclass");
+    let approver = new_approver("pv_mergeclass");
+    let mut agent = protect_update(&w);
+    let merge = "MERGE INTO orders o USING (SELECT g AS id FROM generate_series(1, 3) g) s ON o.id = s.id WHEN MATCHED THEN DELETE";
+    let token: String = agent
+        .query_one(
+            "SELECT ai_agent_safety._request_token('ALTER', 't', 'pg_class'::regclass, 'public.orders'::regclass, NULL, NULL, $1, 'public', NULL)::text",
+            &[&merge],
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)))
+        .get(0);
+    w.grant(&approver, &token);
+    let e = assert_refused(agent.batch_execute(&with_token(merge, &token)));
+    assert!(e.contains("was granted for ALTER"), "{e}");
+    nothing_changed(&w, &token);
+}

@@ -335,3 +335,118 @@ pub async fn revoke(c: &Client, role: &str) -> Result<i32, DbError> {
         .await?;
     Ok(row.get(0))
 }
+
+/// One prepared review, from ai_agent_safety.pending_reviews.
+#[derive(Debug, Clone)]
+pub struct Review {
+    pub gid: String,
+    pub requested_by: String,
+    pub task_id: String,
+    pub reason: Option<String>,
+    pub prepared: String,
+    pub expires_at: String,
+    pub rows: i64,
+    /// Per statement: its text, rows, and tables (as in a preview).
+    pub statements: Vec<ReviewedStatement>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ReviewedStatement {
+    pub statement: String,
+    #[serde(default)]
+    pub rows: i64,
+    #[serde(default)]
+    pub tables: Vec<PreviewEntry>,
+}
+
+pub async fn reviews(c: &Client) -> Result<Vec<Review>, DbError> {
+    let sql = format!(
+        "SELECT gid, requested_by, task_id, reason, to_char(prepared AT TIME ZONE 'UTC', {UTC}),
+                to_char(expires_at AT TIME ZONE 'UTC', {UTC}), rows, statements::text
+           FROM ai_agent_safety.pending_reviews ORDER BY prepared"
+    );
+    let rows = c.query(&sql, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Review {
+            gid: r.get(0),
+            requested_by: r.get(1),
+            task_id: r.get(2),
+            reason: r.get(3),
+            prepared: r.get(4),
+            expires_at: r.get(5),
+            rows: r.get::<_, Option<i64>>(6).unwrap_or(0),
+            statements: r
+                .get::<_, Option<String>>(7)
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// COMMIT PREPARED or ROLLBACK PREPARED of a review, as the person: the
+/// extension decides who may.
+pub async fn finish_review(c: &Client, gid: &str, commit: bool) -> Result<(), DbError> {
+    let verb = if commit { "COMMIT" } else { "ROLLBACK" };
+    c.batch_execute(&format!("{verb} PREPARED '{}'", gid.replace('\'', "''")))
+        .await?;
+    Ok(())
+}
+
+/// One recycle bin entry, from ai_agent_safety.recycle_bin.
+#[derive(Debug, Clone)]
+pub struct Recycled {
+    pub id: i64,
+    pub kind: String,
+    pub object: String,
+    pub kept_as: Option<String>,
+    pub dropped_by: String,
+    pub task_id: Option<String>,
+    pub statement: Option<String>,
+    pub at: String,
+    pub expires_at: String,
+    pub size: Option<String>,
+}
+
+pub async fn recycle_bin(c: &Client) -> Result<Vec<Recycled>, DbError> {
+    let sql = format!(
+        "SELECT id, kind, object, kept_as, dropped_by, task_id, statement,
+                to_char(at AT TIME ZONE 'UTC', {UTC}), to_char(expires_at AT TIME ZONE 'UTC', {UTC}),
+                pg_size_pretty(bytes)
+           FROM ai_agent_safety.recycle_bin ORDER BY at"
+    );
+    let rows = c.query(&sql, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Recycled {
+            id: r.get(0),
+            kind: r.get(1),
+            object: r.get(2),
+            kept_as: r.get(3),
+            dropped_by: r.get(4),
+            task_id: r.get(5),
+            statement: r.get(6),
+            at: r.get(7),
+            expires_at: r.get(8),
+            size: r.get(9),
+        })
+        .collect())
+}
+
+/// restore_dropped or purge_dropped; returns what the database said.
+pub async fn restore(c: &Client, id: i64, new_name: Option<&str>) -> Result<String, DbError> {
+    let row = c
+        .query_one(
+            "SELECT ai_agent_safety.restore_dropped($1::bigint, new_name => $2::text)",
+            &[&id, &new_name],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+pub async fn purge(c: &Client, id: i64) -> Result<String, DbError> {
+    let row = c
+        .query_one("SELECT ai_agent_safety.purge_dropped($1::bigint)", &[&id])
+        .await?;
+    Ok(row.get(0))
+}

@@ -551,3 +551,166 @@ async fn the_request_page_shows_the_preview_and_a_grant_lowers_the_cap() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+/// Reviewed transactions are listed with what each statement changed, and
+/// an approver commits or rolls one back from the page; a refusal is the
+/// database's own words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_are_committed_or_rolled_back_from_the_page() {
+    let w = World::new("crev").await;
+    let console = Console::start(&["--database", &w.dsn()], &[]).await;
+    let c = http();
+    let csrf = sign_in(&c, &console, &w.approver, &w.password).await;
+    let agent = w.agent().await;
+    let gids = [format!("review_{}_a", w.db), format!("review_{}_b", w.db)];
+    for (i, gid) in gids.iter().enumerate() {
+        agent
+            .batch_execute(&format!(
+                "BEGIN; SELECT ai_agent_safety.begin_review('crev-{i}', 'old orders');
+                 DELETE FROM orders WHERE id = {};
+                 PREPARE TRANSACTION '{gid}';",
+                i + 1
+            ))
+            .await
+            .unwrap();
+    }
+    let page = c
+        .get(format!("{}/reviews", console.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&gids[0]) && page.contains(&gids[1]), "{page}");
+    assert!(page.contains("DELETE FROM orders WHERE id = 1"), "{page}");
+    let post = |action: &str, gid: &str| {
+        c.post(format!("{}/reviews/{action}", console.url))
+            .form(&[("csrf", csrf.as_str()), ("db", w.db.as_str()), ("gid", gid)])
+            .send()
+    };
+    assert_eq!(
+        post("commit", &gids[0]).await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        post("rollback", &gids[1]).await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+    let a = admin(&w.db).await;
+    let left: Vec<i32> = a
+        .query("SELECT id FROM orders WHERE id <= 2 ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        left,
+        vec![2],
+        "the committed review deleted order 1, the rolled back one kept 2"
+    );
+    // One that is not there: the database's refusal, on the page.
+    let r = post("commit", &gids[0]).await.unwrap();
+    assert_ne!(r.status(), StatusCode::SEE_OTHER);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("does not exist"), "{body}");
+}
+
+/// The recycle bin page lists what an agent dropped; Restore brings a
+/// database back, Purge drops one for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recycle_bin_page_restores_and_purges() {
+    let w = World::new("crb").await;
+    let console = Console::start(&["--database", &w.dsn()], &[]).await;
+    let c = http();
+    let csrf = sign_in(&c, &console, &w.approver, &w.password).await;
+    let a = admin("postgres").await;
+    let dbs = [format!("{}_keep", w.db), format!("{}_gone", w.db)];
+    for d in &dbs {
+        a.batch_execute(&format!("CREATE DATABASE {d} OWNER {}", w.agent))
+            .await
+            .unwrap();
+    }
+    let agent = w.agent().await;
+    for d in &dbs {
+        agent
+            .batch_execute(&format!("DROP DATABASE {d}"))
+            .await
+            .unwrap();
+    }
+    let page = c
+        .get(format!("{}/recycle", console.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&dbs[0]) && page.contains(&dbs[1]), "{page}");
+    let id = |name: &str| {
+        let a = &a;
+        let name = name.to_string();
+        async move {
+            a.query_one(
+                "SELECT id FROM ai_agent_safety.recycle_bin WHERE object = $1",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            .to_string()
+        }
+    };
+    let (keep, gone) = (id(&dbs[0]).await, id(&dbs[1]).await);
+    let r = c
+        .post(format!("{}/recycle/restore", console.url))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("id", keep.as_str()),
+            ("new_name", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = c
+        .post(format!("{}/recycle/purge", console.url))
+        .form(&[("csrf", csrf.as_str()), ("id", gone.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let there = |name: String| {
+        let a = &a;
+        async move {
+            a.query_one(
+                "SELECT count(*) FROM pg_database WHERE datname = $1",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(there(dbs[0].clone()).await, 1);
+    assert_eq!(
+        a.query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'recycled\\_%' AND datname LIKE '%' || $1",
+            &[&dbs[1]],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0),
+        0
+    );
+    // An entry that is gone: the database's words.
+    let r = c
+        .post(format!("{}/recycle/purge", console.url))
+        .form(&[("csrf", csrf.as_str()), ("id", gone.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let body = r.text().await.unwrap();
+    assert!(body.contains("does not exist"), "{body}");
+}

@@ -499,9 +499,15 @@ pub fn decide(
                 // A token bound to a MERGE approves that statement whole:
                 // one that both deletes and updates is approved once (its
                 // preview counts both), whichever of the two was requested.
+                // (A token for DELETE or UPDATE only, and one the MERGE
+                // performs: such a token was previewed and is capped.)
                 let rest_of_bound_merge = op.class != t.operation
                     && t.bound.is_some()
-                    && op.verb.starts_with("MERGE ");
+                    && op.verb.starts_with("MERGE ")
+                    && matches!(t.operation, OpClass::Delete | OpClass::Update)
+                    && needing
+                        .iter()
+                        .any(|(o, _)| o.class == t.operation && o.verb.starts_with("MERGE "));
                 // (Its object and its form are checked below.)
                 if op.class != t.operation && !rest_of_bound_merge {
                     return unusable(
@@ -561,6 +567,18 @@ pub fn decide(
                 }
             }
             if let Some(b) = &t.bound {
+                let presented = b.presented_form.as_deref().unwrap_or("");
+                if crate::statement_form::only_table_code_differs(&b.approved_form, presented) {
+                    let target = needing.first().map_or_else(String::new, |(o, _)| o.object.display.clone());
+                    return fail(
+                        "was granted while the table's own code was different".into(),
+                        format!("request a new one for the table as it is now: {}", crate::way_forward::request_call(first, task)),
+                        format!(
+                            "it is bound to its statement and to what runs when {target} is written besides: its triggers (and their functions), rules, column defaults and row security policies. One of them changed since the request, so the statement would no longer do what was approved."
+                        ),
+                        format!("Request approval again, so that the approver sees the statement with the table as it is now: {}.", crate::way_forward::request_call(first, task)),
+                    );
+                }
                 if b.presented_form.as_deref() != Some(b.approved_form.as_str()) {
                     let exact = format!("{} {}", b.approved.trim_end_matches([';', ' ', '\n']), crate::sql_comment::tag(crate::sql_comment::TOKEN_KEY, &id));
                     return fail(

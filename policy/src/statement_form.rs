@@ -12,6 +12,19 @@
 
 use crate::sql_lexer::{past_block_comment, past_dollar, past_line_comment, past_quoted};
 
+/// Where a form's statement part ends and the fingerprint of its table's
+/// code (triggers, rules, defaults, policies) begins.
+pub const TABLE_CODE: &str = "\n-- table code: ";
+
+/// Do two forms differ only in their table's code (the same statement, a
+/// table whose triggers, rules, defaults or policies changed)?
+pub fn only_table_code_differs(a: &str, b: &str) -> bool {
+    match (a.split_once(TABLE_CODE), b.split_once(TABLE_CODE)) {
+        (Some((sa, ca)), Some((sb, cb))) => sa == sb && ca != cb,
+        _ => false,
+    }
+}
+
 /// The form of `sql`, read as PostgreSQL reads it with
 /// `standard_conforming_strings = on` (its default).
 pub fn of(sql: &str) -> String {

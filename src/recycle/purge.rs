@@ -20,24 +20,23 @@ pub fn purge(id: i64) -> String {
     check_caller("purge_dropped");
     let e = held_entry(id);
     let who = pg::session_user_name();
-    let started = BackgroundWorkerBuilder::new("ai_agent_safety: purge a recycled database")
-        .set_type("ai_agent_safety purge")
-        .set_library("ai_agent_safety")
-        .set_function("aas_recycle_purge_main")
-        // SAFETY: reads a backend variable.
-        .set_argument(Some(pg_sys::Datum::from(unsafe { pg_sys::MyDatabaseId })))
-        .set_extra(&format!("{}\n{who}", e.id))
-        .enable_spi_access()
-        .set_restart_time(None)
-        // SAFETY: reads this backend's pid.
-        .set_notify_pid(unsafe { pg_sys::MyProcPid })
-        .load_dynamic();
-    match started {
-        Ok(w) => {
+    // SAFETY: reads a backend variable.
+    let here = pg_sys::Datum::from(unsafe { pg_sys::MyDatabaseId });
+    let extra = format!("{}\n{who}", e.id);
+    match crate::workers::start(|| {
+        BackgroundWorkerBuilder::new("ai_agent_safety: purge a recycled database")
+            .set_type("ai_agent_safety purge")
+            .set_library("ai_agent_safety")
+            .set_function("aas_recycle_purge_main")
+            .set_argument(Some(here))
+            .set_extra(&extra)
+            .enable_spi_access()
+    }) {
+        Some(w) => {
             let _ = w.wait_for_shutdown();
         }
-        Err(_) => pgrx::error!(
-            "ai_agent_safety: no background worker could be started to purge recycle bin entry {id} (see max_worker_processes); try again"
+        None => pgrx::error!(
+            "ai_agent_safety: no background worker could be started to purge recycle bin entry {id} within 10 s (see max_worker_processes); try again"
         ),
     }
     // See the worker's commit.

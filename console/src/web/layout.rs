@@ -23,8 +23,10 @@ pub async fn js() -> Response {
 }
 
 /// The navigation's entries: (path, label).
-const NAV: [(&str, &str); 4] = [
+const NAV: [(&str, &str); 6] = [
     ("/", "Pending requests"),
+    ("/reviews", "Reviews"),
+    ("/recycle", "Recycle bin"),
     ("/audit", "Audit log"),
     ("/agents", "Agents"),
     ("/webhooks", "Notifications"),

@@ -7,7 +7,9 @@ mod events;
 mod layout;
 mod login;
 mod pending;
+mod recycle;
 mod request;
+mod reviews;
 mod session;
 mod store;
 
@@ -59,6 +61,12 @@ pub fn router(state: AppState) -> Router {
         .route("/db/{db}/request/{token}/fragment", get(request::fragment))
         .route("/db/{db}/request/{token}/grant", post(request::grant))
         .route("/db/{db}/request/{token}/deny", post(request::deny))
+        .route("/reviews", get(reviews::show))
+        .route("/reviews/commit", post(reviews::commit))
+        .route("/reviews/rollback", post(reviews::rollback))
+        .route("/recycle", get(recycle::show))
+        .route("/recycle/restore", post(recycle::restore))
+        .route("/recycle/purge", post(recycle::purge))
         .route("/audit", get(audit::show))
         .route("/agents", get(agents::show))
         .route("/agents/revoke", post(agents::revoke))

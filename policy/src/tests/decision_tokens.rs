@@ -613,6 +613,70 @@ fn a_token_bound_to_a_merge_covers_both_its_classes() {
     assert_contains(&d.detail, "it was granted for DELETE but this is UPDATE.");
 }
 
+/// A bound token for ALTER (or any class a MERGE does not perform) does not
+/// approve a MERGE: only a previewed, capped DELETE or UPDATE token does.
+#[test]
+fn only_a_delete_or_update_token_the_merge_performs_approves_it_whole() {
+    let all = db("shop", true, OpSet::ALL, None);
+    let merge = [
+        op(OpClass::Delete, "MERGE ... THEN DELETE", orders()),
+        op(OpClass::Update, "MERGE ... THEN UPDATE", orders()),
+    ];
+    let mut alter = bound(Some("{DELETESTMT ... 10}"));
+    alter.operation = OpClass::Alter;
+    let d = denial(decide(&agent(), &all, None, &merge, &found(alter), NOW));
+    assert_contains(&d.detail, "it was granted for ALTER but this is DELETE.");
+    // An UPDATE token for a MERGE that only deletes.
+    let mut update = bound(Some("{DELETESTMT ... 10}"));
+    update.operation = OpClass::Update;
+    let d = denial(decide(
+        &agent(),
+        &all,
+        None,
+        &merge[..1],
+        &found(update),
+        NOW,
+    ));
+    assert_contains(&d.detail, "it was granted for UPDATE but this is DELETE.");
+}
+
+/// The same statement on a table whose triggers, rules, defaults or
+/// policies changed since the request is refused, and said so.
+#[test]
+fn a_bound_token_is_refused_when_the_tables_code_changed() {
+    use crate::statement_form::TABLE_CODE;
+    let delete = op(OpClass::Delete, "DELETE", orders());
+    let mut t = bound(None);
+    let b = t.bound.as_mut().unwrap();
+    b.approved_form = format!("{{DELETESTMT ... 10}}{TABLE_CODE}aaa");
+    b.presented_form = Some(format!("{{DELETESTMT ... 10}}{TABLE_CODE}bbb"));
+    let d = denial(run(
+        &agent(),
+        &protected_db("shop"),
+        std::slice::from_ref(&delete),
+        &found(t.clone()),
+    ));
+    assert_contains(
+        &d.message,
+        "was granted while the table's own code was different",
+    );
+    assert_contains(
+        &d.detail,
+        "its triggers (and their functions), rules, column defaults and row security policies",
+    );
+    t.bound.as_mut().unwrap().presented_form =
+        Some(format!("{{DELETESTMT ... 10}}{TABLE_CODE}aaa"));
+    assert!(matches!(
+        run(
+            &agent(),
+            &protected_db("shop"),
+            std::slice::from_ref(&delete),
+            &found(t)
+        ),
+        Decision::AllowWithToken { .. }
+    ));
+}
+
 #[test]
 fn another_object_under_the_approved_name_is_named_as_such() {
     let mut now_there = orders();
