@@ -496,18 +496,7 @@ pub fn decide(
                 );
             }
             for (op, _) in &needing {
-                // A token bound to a MERGE approves that statement whole:
-                // one that both deletes and updates is approved once (its
-                // preview counts both), whichever of the two was requested.
-                // (A token for DELETE or UPDATE only, and one the MERGE
-                // performs: such a token was previewed and is capped.)
-                let rest_of_bound_merge = op.class != t.operation
-                    && t.bound.is_some()
-                    && op.verb.starts_with("MERGE ")
-                    && matches!(t.operation, OpClass::Delete | OpClass::Update)
-                    && needing
-                        .iter()
-                        .any(|(o, _)| o.class == t.operation && o.verb.starts_with("MERGE "));
+                let rest_of_bound_merge = t.approves_rest_of_merge(op, needing.iter().map(|(o, _)| *o));
                 // (Its object and its form are checked below.)
                 if op.class != t.operation && !rest_of_bound_merge {
                     return unusable(

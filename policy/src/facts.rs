@@ -1,6 +1,6 @@
 //! The facts a decision is made from, gathered by the glue from GUCs and catalogs.
 
-use crate::operation::{ObjectRef, OpClass, OpSet};
+use crate::operation::{ObjectRef, OpClass, OpSet, Operation};
 use uuid::Uuid;
 
 /// Facts about a database: its name and its own ai_agent_safety settings.
@@ -79,6 +79,26 @@ pub struct TokenFacts {
     pub used: Option<TokenUse>,
     /// Set when the token was requested for one exact statement.
     pub bound: Option<BoundStatement>,
+}
+
+impl TokenFacts {
+    /// Does this token approve `op`, the other class of a MERGE it is bound
+    /// to? A token bound to a MERGE approves that statement whole: one that
+    /// both deletes and updates is approved once (its preview counts both),
+    /// whichever of the two was requested; but only a token for DELETE or
+    /// UPDATE that the MERGE performs (such a token was previewed and is
+    /// capped). Its object and form are checked besides.
+    pub fn approves_rest_of_merge<'a>(
+        &self,
+        op: &Operation,
+        mut needing: impl Iterator<Item = &'a Operation>,
+    ) -> bool {
+        op.class != self.operation
+            && self.bound.is_some()
+            && op.verb.starts_with("MERGE ")
+            && matches!(self.operation, OpClass::Delete | OpClass::Update)
+            && needing.any(|o| o.class == self.operation && o.verb.starts_with("MERGE "))
+    }
 }
 
 /// The statement a token was requested for, and the one it is presented
