@@ -123,28 +123,33 @@ fn form(raw: *mut pg_sys::RawStmt, sql: &str) -> Result<String, String> {
 }
 
 /// A fingerprint of what runs when table `relid` is written, besides the
-/// statement: its triggers (with their functions' source and settings),
-/// rules, column defaults and row security policies.
+/// statement: the triggers (with their functions' source and settings),
+/// rules, column defaults and row security policies of the table and of
+/// its partitions and inheritance children. (Functions a trigger function
+/// calls are not followed.)
 fn table_code(relid: pg_sys::Oid) -> String {
     crate::privileged::run(|| {
         pgrx::spi::Spi::get_one_with_args::<String>(
-            "SELECT COALESCE(md5(string_agg(x, E'\\n' ORDER BY x)), 'none') FROM (
+            "WITH RECURSIVE rels(oid) AS (
+               SELECT $1::pg_catalog.oid
+               UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN rels r ON i.inhparent = r.oid)
+             SELECT COALESCE(md5(string_agg(x, E'\\n' ORDER BY x)), 'none') FROM (
                SELECT 'trigger ' || pg_catalog.pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text || ' '
                       || pg_catalog.md5(p.prosrc) || ' ' || COALESCE(pg_catalog.array_to_string(p.proconfig, ','), '')
                  FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-                WHERE t.tgrelid = $1 AND NOT t.tgisinternal
+                WHERE t.tgrelid IN (SELECT oid FROM rels) AND NOT t.tgisinternal
                UNION ALL
-               SELECT 'rule ' || pg_catalog.pg_get_ruledef(r.oid) FROM pg_catalog.pg_rewrite r WHERE r.ev_class = $1
+               SELECT 'rule ' || pg_catalog.pg_get_ruledef(r.oid) FROM pg_catalog.pg_rewrite r WHERE r.ev_class IN (SELECT oid FROM rels)
                UNION ALL
                SELECT 'default ' || a.attname || ' ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid)
                  FROM pg_catalog.pg_attrdef d
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-                WHERE d.adrelid = $1
+                WHERE d.adrelid IN (SELECT oid FROM rels)
                UNION ALL
                SELECT 'policy ' || pol.polname || ' ' || pol.polcmd::text || ' '
                       || COALESCE(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), '') || ' '
                       || COALESCE(pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid), '')
-                 FROM pg_catalog.pg_policy pol WHERE pol.polrelid = $1
+                 FROM pg_catalog.pg_policy pol WHERE pol.polrelid IN (SELECT oid FROM rels)
              ) s(x)",
             &[relid.into()],
         )
