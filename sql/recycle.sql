@@ -7,6 +7,24 @@
 -- directory, read from every database: an agent drops a database from
 -- another one.
 
+-- Rows an agent's TRUNCATE removed, kept in this database (their copies
+-- are tables of schema ai_agent_safety_recycle).
+CREATE TABLE ai_agent_safety.recycled_rows (
+    id bigint PRIMARY KEY,
+    kind text NOT NULL,
+    object text NOT NULL,
+    tables jsonb NOT NULL,
+    dropped_by text NOT NULL,
+    task_id text,
+    token uuid,
+    statement text,
+    at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL,
+    rows bigint,
+    bytes bigint
+);
+REVOKE ALL ON ai_agent_safety.recycled_rows FROM PUBLIC;
+
 CREATE VIEW ai_agent_safety.recycle_bin AS
 SELECT (e OPERATOR(pg_catalog.->>) 'id')::bigint AS id,
        e OPERATOR(pg_catalog.->>) 'kind' AS kind,
@@ -21,11 +39,18 @@ SELECT (e OPERATOR(pg_catalog.->>) 'id')::bigint AS id,
        NULL::bigint AS rows,
        (e OPERATOR(pg_catalog.->>) 'bytes')::bigint AS bytes,
        pg_catalog.format('SELECT ai_agent_safety.restore_dropped(%s);', e OPERATOR(pg_catalog.->>) 'id') AS to_restore
-  FROM ai_agent_safety._recycle_bin() AS e;
+  FROM ai_agent_safety._recycle_bin() AS e
+UNION ALL
+SELECT r.id, r.kind, r.object, NULL, r.dropped_by, r.task_id, r.token, r.statement, r.at, r.expires_at,
+       r.rows, r.bytes, pg_catalog.format('SELECT ai_agent_safety.restore_dropped(%s);', r.id)
+  FROM ai_agent_safety.recycled_rows r
+ WHERE ai_agent_safety._recycle_bin_readable();
 COMMENT ON VIEW ai_agent_safety.recycle_bin IS
     'What agents dropped, kept until expires_at: restore_dropped(id) brings an entry back, purge_dropped(id) lets it go now.';
 
 REVOKE ALL ON FUNCTION ai_agent_safety._recycle_bin() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ai_agent_safety._recycle_bin_readable() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_agent_safety._recycle_bin_readable() TO ai_agent_approver;
 GRANT EXECUTE ON FUNCTION ai_agent_safety._recycle_bin() TO ai_agent_approver;
 REVOKE ALL ON ai_agent_safety.recycle_bin FROM PUBLIC;
 GRANT SELECT ON ai_agent_safety.recycle_bin TO ai_agent_approver;

@@ -107,6 +107,7 @@ pgrx::extension_sql_file!(
     requires = [
         "approval",
         sql_api::ai_agent_safety::_recycle_bin,
+        sql_api::ai_agent_safety::_recycle_bin_readable,
         sql_api::ai_agent_safety::restore_dropped,
         sql_api::ai_agent_safety::purge_dropped
     ]

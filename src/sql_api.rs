@@ -165,6 +165,13 @@ pub mod ai_agent_safety {
         )
     }
 
+    /// True for whoever may read the recycle bin; refuses an agent (the
+    /// view's rows of this database's kept TRUNCATEs ask it).
+    #[pg_extern(volatile)]
+    fn _recycle_bin_readable() -> bool {
+        crate::recycle::entries_readable()
+    }
+
     /// Undoes one recycle bin entry: a dropped database is renamed back
     /// (or to `new_name`) and opened again. Approvers and superusers only.
     #[pg_extern(volatile)]

@@ -81,7 +81,7 @@ fn approved_drop(w: &World, approver: &str, with: &str) -> Vec<String> {
 fn entry(approver: &str, db: &str, object: &str) -> Option<(i64, String, String, Option<String>)> {
     connect(approver, db)
         .query_opt(
-            "SELECT id, kept_as, dropped_by, task_id FROM ai_agent_safety.recycle_bin WHERE object = $1",
+            "SELECT id, COALESCE(kept_as, ''), dropped_by, task_id FROM ai_agent_safety.recycle_bin WHERE object = $1",
             &[&object],
         )
         .unwrap_or_else(|e| panic!("recycle_bin: {}", describe(&e)))
@@ -466,4 +466,155 @@ fn a_restore_rolled_back_to_a_savepoint_keeps_the_entry() {
     a.query_one("SELECT ai_agent_safety.restore_dropped($1)", &[&id])
         .unwrap_or_else(|e| panic!("{}", describe(&e)));
     assert!(database_exists(&w.protected));
+}
+
+/// Orders with their lines (a foreign key) in the open database, the
+/// agent's own tables.
+fn truncate_world(tag: &str) -> World {
+    let w = World::new(tag);
+    admin(&w.open)
+        .batch_execute(&format!(
+            "ALTER TABLE public.orders OWNER TO {agent};
+             CREATE TABLE public.order_lines (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                 order_id int NOT NULL REFERENCES public.orders, qty int, total int GENERATED ALWAYS AS (qty * 10) STORED);
+             INSERT INTO public.order_lines (order_id, qty) SELECT 1 + g % 10, g FROM generate_series(1, 30) g;
+             ALTER TABLE public.order_lines OWNER TO {agent};",
+            agent = w.agent
+        ))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    w
+}
+
+/// Everything in the two tables, as text: compared with EXCEPT both ways.
+fn both_tables(db: &str) -> String {
+    admin(db)
+        .query_one(
+            "SELECT md5((SELECT string_agg(o::text, ',' ORDER BY id) FROM orders o) || '|' ||
+                        (SELECT string_agg(l::text, ',' ORDER BY id) FROM order_lines l))",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// An agent's TRUNCATE ... CASCADE (in a database that does not require
+/// approval) keeps the rows of every table it empties; a restore puts them
+/// back (identity and generated columns as they were), and the bin lists
+/// it until then; rows of a TRUNCATE that rolled back are not kept.
+#[test]
+fn a_truncate_cascade_is_kept_and_restored_whole() {
+    let w = truncate_world("rb_trunc");
+    let approver = new_approver("rb_trunc");
+    let before = both_tables(&w.open);
+    // Rolled back: nothing kept.
+    let mut agent = w.agent_in(&w.open);
+    agent
+        .batch_execute("BEGIN; TRUNCATE orders CASCADE; ROLLBACK;")
+        .unwrap();
+    assert!(entry(&approver, &w.open, "public.orders, public.order_lines").is_none());
+    let (mut agent, notices) = connect_with_notices(&w.agent, &w.open);
+    agent.batch_execute("TRUNCATE orders CASCADE").unwrap();
+    assert!(
+        notices.lock().unwrap().iter().any(|n| n.starts_with(
+            "the 40 rows of public.orders, public.order_lines were kept in the recycle bin as entry "
+        )),
+        "{notices:?}"
+    );
+    assert_eq!(
+        count(&mut admin(&w.open), "SELECT count(*) FROM order_lines"),
+        0
+    );
+    let (id, _, by, _) = entry(&approver, &w.open, "public.orders, public.order_lines").unwrap();
+    assert_eq!(by, w.agent);
+    // The agent cannot read the kept rows.
+    let copy: String = admin(&w.open)
+        .query_one(
+            "SELECT tables->0->>'copy' FROM ai_agent_safety.recycled_rows WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    let e = agent
+        .batch_execute(&format!("SELECT * FROM {copy}"))
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "42501", "{}", describe(&e));
+    // A row that would clash: the restore is refused whole, and says why.
+    admin(&w.open)
+        .batch_execute("INSERT INTO orders VALUES (3, 'new order 3')")
+        .unwrap();
+    let mut a = connect(&approver, &w.open);
+    let e = a
+        .query_one("SELECT ai_agent_safety.restore_dropped($1)", &[&id])
+        .unwrap_err();
+    assert!(
+        describe(&e).contains("Key (id)=(3) already exists"),
+        "{}",
+        describe(&e)
+    );
+    assert_eq!(
+        count(&mut admin(&w.open), "SELECT count(*) FROM order_lines"),
+        0
+    );
+    admin(&w.open).batch_execute("DELETE FROM orders").unwrap();
+    let said: String = a
+        .query_one("SELECT ai_agent_safety.restore_dropped($1)", &[&id])
+        .unwrap_or_else(|e| panic!("{}", describe(&e)))
+        .get(0);
+    assert!(said.contains("40 rows back"), "{said}");
+    assert_eq!(both_tables(&w.open), before);
+    assert!(entry(&approver, &w.open, "public.orders, public.order_lines").is_none());
+    // A DBA's TRUNCATE keeps nothing.
+    admin(&w.open)
+        .batch_execute("TRUNCATE orders CASCADE")
+        .unwrap();
+    assert!(entry(&approver, &w.open, "public.orders, public.order_lines").is_none());
+}
+
+/// A purge drops the kept rows now; the writer drops expired ones.
+#[test]
+fn kept_rows_are_purged_or_expire() {
+    let w = truncate_world("rb_truncx");
+    let approver = new_approver("rb_truncx");
+    let mut agent = w.agent_in(&w.open);
+    agent.batch_execute("TRUNCATE order_lines").unwrap();
+    let (id, _, _, _) = entry(&approver, &w.open, "public.order_lines").unwrap();
+    let said: String = connect(&approver, &w.open)
+        .query_one("SELECT ai_agent_safety.purge_dropped($1)", &[&id])
+        .unwrap_or_else(|e| panic!("{}", describe(&e)))
+        .get(0);
+    assert!(said.contains("are gone for good"), "{said}");
+    assert_eq!(
+        count(
+            &mut admin(&w.open),
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'ai_agent_safety_recycle'::regnamespace"
+        ),
+        0
+    );
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET ai_agent_safety.recycle_retention = '1s'",
+            w.open
+        ))
+        .unwrap();
+    let mut agent = w.agent_in(&w.open);
+    agent.batch_execute("TRUNCATE orders CASCADE").unwrap();
+    let mut open = admin(&w.open);
+    let start = Instant::now();
+    while entry(&approver, &w.open, "public.orders, public.order_lines").is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not expired within 60 s"
+        );
+        open.batch_execute("SELECT 1").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let start = Instant::now();
+    while count(
+        &mut open,
+        "SELECT count(*) FROM ai_agent_safety.audit_log WHERE source = 'recycle' AND event = 'expired' AND operation = 'TRUNCATE' AND object = 'public.orders, public.order_lines'",
+    ) != 1
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "no expired event");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -20,7 +20,7 @@ pub const SCHEMA: &str = "ai_agent_safety";
 
 /// Every function name of the extension, in any of its schemas. An
 /// integration test checks this against the installed extension.
-pub const FUNCTION_NAMES: [&str; 42] = [
+pub const FUNCTION_NAMES: [&str; 43] = [
     "_agent_group",
     "_assert_approver",
     "_audit",
@@ -33,6 +33,7 @@ pub const FUNCTION_NAMES: [&str; 42] = [
     "_operation",
     "_preview",
     "_recycle_bin",
+    "_recycle_bin_readable",
     "_request_token",
     "_resolve_target",
     "_reviews",

@@ -62,6 +62,15 @@ pub fn kept_notice(kind: &str, object: &str, id: u32, recycled: &str, retention_
     )
 }
 
+/// The NOTICE of a TRUNCATE whose rows were kept.
+pub fn kept_rows_notice(object: &str, rows: i64, id: u32, retention_s: i64) -> String {
+    format!(
+        "the {rows} rows of {object} were kept in the recycle bin as entry {id} for {}; an approver can put them back with SELECT {}",
+        duration_text(retention_s),
+        api::call("restore_dropped", &[(&id.to_string(), "bigint")])
+    )
+}
+
 /// A retention as a person says it: `7 days`, `1 hour`, `90 seconds`.
 pub fn duration_text(s: i64) -> String {
     let (n, unit) = match s {

@@ -212,6 +212,24 @@ unsafe extern "C-unwind" fn checked(
             }
             approved = token.is_some();
         }
+        // An agent's TRUNCATE, allowed: the rows it removes are kept first
+        // (when the recycle bin is on).
+        // SAFETY: node is a valid utility statement, inside a transaction.
+        if unsafe { (*node).type_ } == pg_sys::NodeTag::T_TruncateStmt {
+            let retention = settings::recycle_retention_s();
+            if aas_policy::recycle::keeps(true, retention) {
+                // SAFETY: a TruncateStmt, inside a transaction; query_string
+                // is this statement's text.
+                unsafe {
+                    crate::recycle::rows::before_truncate(
+                        node,
+                        &pg::statement_text(query_string, pstmt),
+                        token,
+                        retention,
+                    )
+                };
+            }
+        }
         // An agent's DROP DATABASE, allowed (approved, or in a database
         // that does not protect it), is kept in the recycle bin instead of
         // done, when the bin is on.

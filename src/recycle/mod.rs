@@ -10,6 +10,7 @@
 mod database;
 pub mod file;
 mod purge;
+pub mod rows;
 
 use database::{
     bootstrap_superuser, database_oid, database_owner, database_row, locked,
@@ -126,7 +127,7 @@ fn raise(code: PgSqlErrorCode, d: aas_policy::Denial) -> ! {
 }
 
 /// The task of an approval token: the task the human approved.
-fn token_task(token: uuid::Uuid) -> Option<String> {
+pub(super) fn token_task(token: uuid::Uuid) -> Option<String> {
     privileged::run(|| {
         Spi::get_one_with_args::<String>(
             "SELECT task_id FROM ai_agent_safety.tokens WHERE id = $1::text::uuid",
@@ -341,6 +342,12 @@ pub(super) fn check_caller(what: &str) {
     }
 }
 
+/// May this session read the recycle bin? (Refuses an agent.)
+pub fn entries_readable() -> bool {
+    check_caller("reading the recycle bin");
+    true
+}
+
 /// The entries held now, for `ai_agent_safety.recycle_bin`.
 pub fn entries() -> Vec<Entry> {
     check_caller("reading the recycle bin");
@@ -360,6 +367,24 @@ pub(super) fn held_entry(id: i64) -> Entry {
         })
 }
 
+pub(super) fn record_rows(
+    _id: i64,
+    object: &str,
+    task: Option<&str>,
+    kind: EventKind,
+    reason: String,
+) {
+    audit::record_for_task(
+        audit::Event {
+            operation: "TRUNCATE".into(),
+            object: object.to_string(),
+            reason,
+            ..audit::Event::new(Source::Recycle, kind, Verdict::Info)
+        },
+        task.unwrap_or(""),
+    );
+}
+
 fn record(e: &Entry, kind: EventKind, reason: String) {
     audit::record_for_task(
         audit::Event {
@@ -377,6 +402,17 @@ fn record(e: &Entry, kind: EventKind, reason: String) {
 /// `new_name`), open to connections again, with everything in it.
 pub fn restore(id: i64, new_name: Option<&str>) -> String {
     check_caller("restore_dropped");
+    if let Some((object, tables, by, task)) = rows::entry(id) {
+        let said = rows::restore(id, &object, &tables, &by);
+        record_rows(
+            id,
+            &object,
+            task.as_deref(),
+            EventKind::Restored,
+            said.clone(),
+        );
+        return said;
+    }
     let e = held_entry(id);
     let name = policy::restore_name(
         &e.object,

@@ -18,6 +18,20 @@ use std::ffi::CString;
 /// runs it, in a transaction of its own, and this waits for it.
 pub fn purge(id: i64) -> String {
     check_caller("purge_dropped");
+    if let Some((object, tables, by, task)) = super::rows::entry(id) {
+        super::rows::drop_copies(id, &tables);
+        let said = format!(
+            "recycle bin entry {id} purged: the rows of {object} (truncated by {by}) are gone for good"
+        );
+        super::record_rows(
+            id,
+            &object,
+            task.as_deref(),
+            EventKind::Purged,
+            said.clone(),
+        );
+        return said;
+    }
     let e = held_entry(id);
     let who = pg::session_user_name();
     // SAFETY: reads a backend variable.
@@ -140,6 +154,8 @@ pub fn tend(dboid: u32) {
         return;
     }
     LAST.store(now, std::sync::atomic::Ordering::Relaxed);
+    // Kept TRUNCATEs of this database.
+    BackgroundWorker::transaction(super::rows::expire_all);
     for e in file::list()
         .into_iter()
         .filter(|e| e.from_database == dboid && policy::expired(e.expires_at_us, now))
@@ -164,11 +180,14 @@ pub fn tend(dboid: u32) {
     }
 }
 
-/// When the next entry kept from database `dboid` expires.
+/// When the next entry kept from database `dboid` (a database) or in it
+/// (a TRUNCATE's rows) expires. Runs outside any transaction.
 pub fn next_expiry(dboid: u32) -> Option<i64> {
+    let rows = BackgroundWorker::transaction(super::rows::next_expiry);
     file::list()
         .into_iter()
         .filter(|e| e.from_database == dboid)
         .map(|e| e.expires_at_us)
+        .chain(rows)
         .min()
 }

@@ -69,7 +69,28 @@ SELECT count(*) AS left_of_entry_3 FROM pg_database WHERE datname LIKE 'recycled
 SELECT count(*) AS entries FROM ai_agent_safety.recycle_bin;
 
 --
--- 4. A DBA's DROP drops.
+-- 4. An agent's TRUNCATE keeps the rows of every table it empties; a
+-- restore puts them back.
+--
+\c :regdb :su
+CREATE TABLE public.reg_rb_orders (id int PRIMARY KEY, note text);
+CREATE TABLE public.reg_rb_lines (id int GENERATED ALWAYS AS IDENTITY, order_id int REFERENCES public.reg_rb_orders);
+INSERT INTO public.reg_rb_orders SELECT g, 'order ' || g FROM generate_series(1, 10) g;
+INSERT INTO public.reg_rb_lines (order_id) SELECT 1 + g % 10 FROM generate_series(1, 20) g;
+ALTER TABLE public.reg_rb_orders OWNER TO reg_rb_agent;
+ALTER TABLE public.reg_rb_lines OWNER TO reg_rb_agent;
+\c :regdb reg_rb_agent
+TRUNCATE reg_rb_orders CASCADE;
+SELECT count(*) AS lines_left FROM reg_rb_lines;
+\c :regdb reg_rb_approver
+SELECT id, kind, object, kept_as, dropped_by, statement, rows FROM ai_agent_safety.recycle_bin;
+SELECT ai_agent_safety.restore_dropped(4);
+\c :regdb :su
+SELECT (SELECT count(*) FROM reg_rb_orders) AS orders, (SELECT count(*) FROM reg_rb_lines) AS lines;
+DROP TABLE public.reg_rb_lines, public.reg_rb_orders;
+
+--
+-- 5. A DBA's DROP drops.
 --
 \c :regdb :su
 DROP DATABASE reg_rb_prod;

@@ -1,0 +1,448 @@
+//! Rows an agent's TRUNCATE removes, kept: before the TRUNCATE runs, every
+//! table it will empty (the named ones, their partitions and inheritance
+//! children unless ONLY, and with CASCADE the tables that reference them)
+//! is locked as TRUNCATE locks it, and its rows are copied into a table of
+//! schema `ai_agent_safety_recycle` (the bootstrap superuser's; no one else
+//! may use it), all in the agent's transaction: if the TRUNCATE rolls back,
+//! nothing is kept and nothing is lost. The entry is a row of
+//! `ai_agent_safety.recycled_rows` in this database. A restore inserts the
+//! rows back (as the table's owner, so its triggers and constraints judge
+//! them), a purge or the expiry drops the copies.
+
+use super::file;
+use crate::{audit, pg, privileged};
+use aas_policy::recycle as policy;
+use aas_policy::{EventKind, Source, Verdict};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use serde_json::{json, Value};
+
+extern "C-unwind" {
+    // catalog/pg_inherits.h (not in pgrx's bindings); the same in 15 to 18.
+    fn find_all_inheritors(
+        parent: pg_sys::Oid,
+        lockmode: pg_sys::LOCKMODE,
+        numparents: *mut *mut pg_sys::List,
+    ) -> *mut pg_sys::List;
+}
+
+/// The schema that holds kept rows.
+pub const SCHEMA: &str = "ai_agent_safety_recycle";
+
+/// The tables a TRUNCATE will empty, locked (AccessExclusiveLock) as it
+/// locks them, in the order it names them: the named tables, their
+/// children (unless ONLY), then (CASCADE) the tables referencing them.
+///
+/// # Safety
+/// `stmt` is a valid TruncateStmt; inside a transaction.
+unsafe fn truncated(stmt: *mut pg_sys::TruncateStmt) -> Vec<pg_sys::Oid> {
+    let lock = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
+    let mut rels: Vec<pg_sys::Oid> = Vec::new();
+    // SAFETY: per this function's contract; lookups raise PostgreSQL's own
+    // errors for a missing table.
+    unsafe {
+        for rv in pg::list_ptrs((*stmt).relations) {
+            let rv = rv as *mut pg_sys::RangeVar;
+            let relid = pg_sys::RangeVarGetRelidExtended(rv, lock, 0, None, std::ptr::null_mut());
+            if !rels.contains(&relid) {
+                rels.push(relid);
+            }
+            if (*rv).inh {
+                for child in pg::oid_list(find_all_inheritors(relid, lock, std::ptr::null_mut())) {
+                    if !rels.contains(&child) {
+                        rels.push(child);
+                    }
+                }
+            }
+        }
+        if (*stmt).behavior == pg_sys::DropBehavior::DROP_CASCADE {
+            loop {
+                let mut list: *mut pg_sys::List = std::ptr::null_mut();
+                for r in &rels {
+                    list = pg_sys::lappend_oid(list, *r);
+                }
+                let more: Vec<pg_sys::Oid> = pg::oid_list(pg_sys::heap_truncate_find_FKs(list))
+                    .into_iter()
+                    .filter(|r| !rels.contains(r))
+                    .collect();
+                if more.is_empty() {
+                    break;
+                }
+                for r in more {
+                    pg_sys::LockRelationOid(r, lock);
+                    rels.push(r);
+                }
+            }
+        }
+    }
+    rels
+}
+
+fn relkind(relid: pg_sys::Oid) -> u8 {
+    // SAFETY: a catalog lookup.
+    unsafe { pg_sys::get_rel_relkind(relid) as u8 }
+}
+
+/// Before an agent's TRUNCATE (already judged and allowed) runs, with the
+/// recycle bin on: keeps the rows of every table it will empty.
+///
+/// # Safety
+/// `node` is a valid TruncateStmt, inside a transaction.
+pub unsafe fn before_truncate(
+    node: *mut pg_sys::Node,
+    statement: &str,
+    token: Option<uuid::Uuid>,
+    retention: i64,
+) {
+    // SAFETY: per this function's contract.
+    let rels: Vec<pg_sys::Oid> = unsafe { truncated(node as *mut pg_sys::TruncateStmt) }
+        .into_iter()
+        // Only tables hold rows here (a partitioned table's are its
+        // partitions'; a foreign table's are on its server).
+        .filter(|r| relkind(*r) == pg_sys::RELKIND_RELATION)
+        .collect();
+    if rels.is_empty() {
+        return;
+    }
+    let id = file::next_id().unwrap_or_else(|e| {
+        pgrx::error!(
+            "ai_agent_safety: could not number a recycle bin entry ({e}); nothing was truncated"
+        )
+    });
+    let (tables, rows, bytes) = privileged::run(|| {
+        Spi::run(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {SCHEMA} AUTHORIZATION {}",
+            pg::quote_ident(&super::database::bootstrap_superuser())
+        ))
+        .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
+        let mut tables = Vec::new();
+        let (mut rows, mut bytes) = (0i64, 0i64);
+        for (n, relid) in rels.iter().enumerate() {
+            let copy = format!("{SCHEMA}.r{id}_{n}");
+            let (count, size) = Spi::connect_mut(|c| {
+                c.update(
+                    &format!(
+                        "CREATE TABLE {copy} AS SELECT * FROM ONLY {} ",
+                        pg::relation_display(*relid)
+                    ),
+                    None,
+                    &[],
+                )?;
+                let count = c
+                    .select(&format!("SELECT count(*) FROM {copy}"), None, &[])?
+                    .first()
+                    .get_one::<i64>()?
+                    .unwrap_or(0);
+                let size = c
+                    .select(
+                        &format!("SELECT pg_catalog.pg_total_relation_size('{copy}'::pg_catalog.regclass)"),
+                        None,
+                        &[],
+                    )?
+                    .first()
+                    .get_one::<i64>()?
+                    .unwrap_or(0);
+                Ok::<_, pgrx::spi::Error>((count, size))
+            })
+            .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: keeping the rows of {} failed: {e}", pg::relation_display(*relid)));
+            rows += count;
+            bytes += size;
+            tables.push(json!({"relid": relid.to_u32(), "table": pg::relation_display(*relid), "copy": copy, "rows": count}));
+        }
+        (tables, rows, bytes)
+    });
+    let object = tables
+        .iter()
+        .filter_map(|t| t["table"].as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let task = token
+        .and_then(super::token_task)
+        .or_else(|| crate::presented::task_of(statement));
+    privileged::run(|| {
+        Spi::run_with_args(
+            "INSERT INTO ai_agent_safety.recycled_rows
+               (id, kind, object, tables, dropped_by, task_id, token, statement, at, expires_at, rows, bytes)
+             VALUES ($1, 'truncate', $2, $3, $4, $5, $6::text::uuid, $7, pg_catalog.now(),
+                     pg_catalog.now() + pg_catalog.make_interval(secs => $8), $9, $10)",
+            &[
+                (id as i64).into(),
+                object.as_str().into(),
+                pgrx::JsonB(Value::Array(tables.clone())).into(),
+                pg::session_user_name().as_str().into(),
+                task.clone().into(),
+                token.map(|t| t.to_string()).into(),
+                audit::cut_statement(statement).into_owned().into(),
+                (retention as f64).into(),
+                rows.into(),
+                bytes.into(),
+            ],
+        )
+        .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: recording the recycle bin entry failed: {e}"))
+    });
+    audit::record(audit::Event {
+        operation: "TRUNCATE".into(),
+        object: object.clone(),
+        token: token.map(|t| t.to_string()).unwrap_or_default(),
+        reason: format!(
+            "{} truncated {object}: {rows} rows ({bytes} bytes) kept in the recycle bin as entry {id}",
+            pg::session_user_name()
+        ),
+        statement: statement.to_string(),
+        ..audit::Event::new(Source::Recycle, EventKind::Kept, Verdict::Info)
+    });
+    pgrx::notice!("{}", policy::kept_rows_notice(&object, rows, id, retention));
+}
+
+/// A kept TRUNCATE of this database: (object, tables, dropped_by, task).
+pub fn entry(id: i64) -> Option<(String, Vec<Value>, String, Option<String>)> {
+    privileged::run(|| {
+        Spi::connect(|c| {
+            let exists = c
+                .select(
+                    "SELECT pg_catalog.to_regclass('ai_agent_safety.recycled_rows') IS NOT NULL",
+                    None,
+                    &[],
+                )?
+                .first()
+                .get_one::<bool>()?
+                .unwrap_or(false);
+            if !exists {
+                return Ok(None);
+            }
+            let r = c.select(
+                "SELECT object, tables, dropped_by, task_id FROM ai_agent_safety.recycled_rows WHERE id = $1",
+                None,
+                &[id.into()],
+            )?;
+            let mut out = None;
+            for row in r {
+                let tables: Option<pgrx::JsonB> = row.get(2)?;
+                out = Some((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    tables.and_then(|t| t.0.as_array().cloned()).unwrap_or_default(),
+                    row.get::<String>(3)?.unwrap_or_default(),
+                    row.get::<String>(4)?,
+                ));
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+        .ok()
+        .flatten()
+    })
+}
+
+/// Puts the kept rows back, table by table in the TRUNCATE's order
+/// (referenced tables before the ones referencing them), each inserted as
+/// the table's owner, whose constraints and triggers judge them; then the
+/// copies and the entry go. One transaction: all or nothing.
+pub fn restore(id: i64, object: &str, tables: &[Value], dropped_by: &str) -> String {
+    let mut restored = 0i64;
+    for t in tables {
+        let (Some(relid), Some(copy)) = (t["relid"].as_u64(), t["copy"].as_str()) else {
+            continue;
+        };
+        let relid = pg_sys::Oid::from(relid as u32);
+        // SAFETY: a catalog lookup.
+        if unsafe { pg_sys::get_rel_name(relid) }.is_null() {
+            pgrx::error!(
+                "recycle bin entry {id} cannot be restored: table {} was dropped since",
+                t["table"].as_str().unwrap_or("?")
+            );
+        }
+        let table = pg::relation_display(relid);
+        let owner = privileged::run(|| {
+            Spi::get_one_with_args::<pg_sys::Oid>(
+                "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
+                &[relid.into()],
+            )
+            .ok()
+            .flatten()
+        })
+        .unwrap_or(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID));
+        let columns: String = privileged::run(|| {
+            Spi::get_one_with_args::<String>(
+                "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)
+                   FROM pg_catalog.pg_attribute
+                  WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+                &[relid.into()],
+            )
+            .ok()
+            .flatten()
+        })
+        .unwrap_or_default();
+        let owner_name = privileged::run(|| {
+            Spi::get_one_with_args::<String>(
+                "SELECT pg_catalog.pg_get_userbyid($1)::text",
+                &[owner.into()],
+            )
+            .ok()
+            .flatten()
+        })
+        .unwrap_or_default();
+        // The owner reads the copy for this transaction only: the copy is
+        // dropped before it commits.
+        privileged::run(|| {
+            Spi::run(&format!(
+                "GRANT USAGE ON SCHEMA {SCHEMA} TO {o}; GRANT SELECT ON {copy} TO {o}",
+                o = pg::quote_ident(&owner_name)
+            ))
+            .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
+        });
+        let n = as_owner(owner, || {
+            Spi::connect_mut(|c| {
+                c.update(
+                    &format!(
+                        "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM {copy}"
+                    ),
+                    None,
+                    &[],
+                )
+                .map(|r| r.len() as i64)
+            })
+            .unwrap_or_else(|e| pgrx::error!("recycle bin entry {id} cannot be restored into {table}: {e}"))
+        });
+        restored += n;
+        privileged::run(|| {
+            Spi::run(&format!(
+                "DROP TABLE {copy}; REVOKE USAGE ON SCHEMA {SCHEMA} FROM {}",
+                pg::quote_ident(&owner_name)
+            ))
+            .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
+        });
+    }
+    forget(id);
+    format!(
+        "{} restored the rows of {object} (recycle bin entry {id}, truncated by {dropped_by}): {restored} rows back",
+        pg::session_user_name()
+    )
+}
+
+/// Runs `f` as `owner`, in a restricted security context (as PostgreSQL
+/// runs maintenance as a table's owner): the table's code cannot change
+/// the session.
+fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    let mut uid = pg_sys::InvalidOid;
+    let mut sec = 0;
+    // SAFETY: switches the user the way SECURITY DEFINER functions do and
+    // restores it on return (PostgreSQL's abort processing on error).
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut uid, &mut sec);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            sec | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION)
+                as i32,
+        );
+    }
+    let r = f();
+    // SAFETY: as above.
+    unsafe { pg_sys::SetUserIdAndSecContext(uid, sec) };
+    r
+}
+
+/// Drops the copies of a kept TRUNCATE and its entry.
+pub fn drop_copies(id: i64, tables: &[Value]) {
+    privileged::run(|| {
+        for t in tables {
+            if let Some(copy) = t["copy"].as_str() {
+                Spi::run(&format!("DROP TABLE IF EXISTS {copy}"))
+                    .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
+            }
+        }
+    });
+    forget(id);
+}
+
+fn forget(id: i64) {
+    privileged::run(|| {
+        Spi::run_with_args(
+            "DELETE FROM ai_agent_safety.recycled_rows WHERE id = $1",
+            &[id.into()],
+        )
+        .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
+    });
+}
+
+/// An expired entry: (id, object, task, truncated by, tables).
+type Due = (i64, String, Option<String>, String, Vec<Value>);
+
+/// Drops the kept TRUNCATEs of this database whose retention has passed,
+/// and records each. For the audit writer, inside its transaction.
+pub fn expire_all() {
+    let due: Vec<Due> = Spi::connect(|c| {
+        // A database whose extension predates the recycle bin has no entries.
+        let exists = c
+            .select(
+                "SELECT pg_catalog.to_regclass('ai_agent_safety.recycled_rows') IS NOT NULL",
+                None,
+                &[],
+            )?
+            .first()
+            .get_one::<bool>()?
+            .unwrap_or(false);
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows = c.select(
+            "SELECT id, object, task_id, dropped_by, tables FROM ai_agent_safety.recycled_rows
+              WHERE expires_at <= pg_catalog.now()",
+            None,
+            &[],
+        )?;
+        let mut out = Vec::new();
+        for r in rows {
+            let tables: Option<pgrx::JsonB> = r.get(5)?;
+            out.push((
+                r.get::<i64>(1)?.unwrap_or(0),
+                r.get::<String>(2)?.unwrap_or_default(),
+                r.get::<String>(3)?,
+                r.get::<String>(4)?.unwrap_or_default(),
+                tables
+                    .and_then(|t| t.0.as_array().cloned())
+                    .unwrap_or_default(),
+            ));
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .unwrap_or_default();
+    for (id, object, task, by, tables) in due {
+        let line = Spi::get_one_with_args::<String>(
+            "INSERT INTO ai_agent_safety.audit_log
+               (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason)
+             VALUES (pg_catalog.now(), pg_catalog.current_database(), $1, $1, $2, 'recycle', 'expired', 'info', 'TRUNCATE', $3, $4)
+             RETURNING pg_catalog.row_to_json(audit_log)::text",
+            &[
+                by.as_str().into(),
+                task.into(),
+                object.as_str().into(),
+                format!("recycle bin entry {id} expired: the kept rows of {object} (truncated by {by}) were dropped for good").into(),
+            ],
+        );
+        if let Ok(Some(l)) = line {
+            pgrx::log!("ai_agent_safety: {l}");
+        }
+        drop_copies(id, &tables);
+    }
+}
+
+/// When this database's next kept TRUNCATE expires (PostgreSQL µs). For
+/// the audit writer, inside a transaction.
+pub fn next_expiry() -> Option<i64> {
+    // (Read only where the table exists: a database whose extension
+    // predates it has none, and a query naming it would fail to parse.)
+    let exists = Spi::get_one::<bool>(
+        "SELECT pg_catalog.to_regclass('ai_agent_safety.recycled_rows') IS NOT NULL",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if !exists {
+        return None;
+    }
+    Spi::get_one::<i64>(
+        "SELECT ((EXTRACT(epoch FROM min(expires_at)) - 946684800) * 1000000)::bigint
+           FROM ai_agent_safety.recycled_rows",
+    )
+    .ok()
+    .flatten()
+}
