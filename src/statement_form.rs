@@ -123,11 +123,24 @@ fn form(raw: *mut pg_sys::RawStmt, sql: &str) -> Result<String, String> {
 }
 
 /// A fingerprint of what runs when table `relid` is written, besides the
-/// statement: the triggers (with their functions' source and settings),
-/// rules, column defaults and row security policies of the table and of
-/// its partitions and inheritance children. (Functions a trigger function
-/// calls are not followed.)
+/// statement: the triggers (with their functions' source, settings, owner
+/// and SECURITY DEFINER), rules, column defaults, the defaults and checks
+/// of its columns' domains, and its row security (on, forced, and each
+/// policy with its roles) of the table and of its partitions and
+/// inheritance children; and, when a trigger function sets no search_path
+/// of its own (so the names in its body are looked up when it runs), the
+/// schemas the session searches. (Functions a trigger function calls are
+/// not followed.)
 fn table_code(relid: pg_sys::Oid) -> String {
+    // The schemas this session searches, as names (its own temporary
+    // schema left out: another session has another).
+    let path = pgrx::spi::Spi::get_one::<String>(
+        "SELECT pg_catalog.array_to_string(ARRAY(SELECT s FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) s
+                                                WHERE s::text NOT LIKE 'pg\\_temp%'), ',')",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default();
     crate::privileged::run(|| {
         pgrx::spi::Spi::get_one_with_args::<String>(
             "WITH RECURSIVE rels(oid) AS (
@@ -136,8 +149,24 @@ fn table_code(relid: pg_sys::Oid) -> String {
              SELECT COALESCE(md5(string_agg(x, E'\\n' ORDER BY x)), 'none') FROM (
                SELECT 'trigger ' || pg_catalog.pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text || ' '
                       || pg_catalog.md5(p.prosrc) || ' ' || COALESCE(pg_catalog.array_to_string(p.proconfig, ','), '')
+                      || ' ' || p.prosecdef::text || ' ' || p.proowner::text
                  FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
                 WHERE t.tgrelid IN (SELECT oid FROM rels) AND NOT t.tgisinternal
+               UNION ALL
+               SELECT 'path ' || $2
+                WHERE EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+                               WHERE t.tgrelid IN (SELECT oid FROM rels) AND NOT t.tgisinternal
+                                 AND NOT COALESCE(p.proconfig::text LIKE '%search_path=%', false))
+               UNION ALL
+               SELECT 'rls ' || c.oid::text || ' ' || c.relrowsecurity::text || ' ' || c.relforcerowsecurity::text
+                 FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT oid FROM rels)
+               UNION ALL
+               SELECT 'domain ' || a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod) || ' '
+                      || COALESCE(ty.typdefault, '') || ' '
+                      || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.pg_get_constraintdef(k.oid), ',' ORDER BY k.conname)
+                                     FROM pg_catalog.pg_constraint k WHERE k.contypid = ty.oid), '')
+                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+                WHERE a.attrelid IN (SELECT oid FROM rels) AND ty.typtype = 'd' AND a.attnum > 0 AND NOT a.attisdropped
                UNION ALL
                SELECT 'rule ' || pg_catalog.pg_get_ruledef(r.oid) FROM pg_catalog.pg_rewrite r WHERE r.ev_class IN (SELECT oid FROM rels)
                UNION ALL
@@ -146,12 +175,14 @@ fn table_code(relid: pg_sys::Oid) -> String {
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
                 WHERE d.adrelid IN (SELECT oid FROM rels)
                UNION ALL
-               SELECT 'policy ' || pol.polname || ' ' || pol.polcmd::text || ' '
+               SELECT 'policy ' || pol.polname || ' ' || pol.polcmd::text || ' ' || pol.polpermissive::text || ' '
+                      || COALESCE((SELECT pg_catalog.string_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_catalog.pg_get_userbyid(r)::text END, ',' ORDER BY 1)
+                                     FROM pg_catalog.unnest(pol.polroles) r), '') || ' '
                       || COALESCE(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), '') || ' '
                       || COALESCE(pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid), '')
                  FROM pg_catalog.pg_policy pol WHERE pol.polrelid IN (SELECT oid FROM rels)
              ) s(x)",
-            &[relid.into()],
+            &[relid.into(), path.as_str().into()],
         )
         .ok()
         .flatten()

@@ -1227,3 +1227,64 @@ fn a_merge_is_not_approved_by_a_token_for_another_class() {
     assert!(e.contains("was granted for ALTER"), "{e}");
     nothing_changed(&w, &token);
 }
+
+/// What decides which rows a bound statement reaches, or what its
+/// trigger's names mean, is bound too: row security switched off (or not
+/// forced) after the approval, or a search_path that makes the trigger
+/// function call another function, voids the token.
+#[test]
+fn row_security_and_a_triggers_search_path_are_bound_too() {
+    let w = world("pv_rls");
+    let approver = new_approver("pv_rls");
+    let mut agent = protect_update(&w);
+    admin(&w.protected)
+        .batch_execute(&format!(
+            "ALTER TABLE public.orders OWNER TO {agent};
+             GRANT CREATE ON DATABASE {db} TO {agent};",
+            agent = w.agent,
+            db = w.protected
+        ))
+        .unwrap();
+    agent
+        .batch_execute(
+            "ALTER TABLE orders ENABLE ROW LEVEL SECURITY; ALTER TABLE orders FORCE ROW LEVEL SECURITY;
+             CREATE POLICY low ON orders USING (id <= 5);
+             CREATE FUNCTION public.stamp(t text) RETURNS text LANGUAGE sql AS 'SELECT t';
+             CREATE FUNCTION public.stamp_note() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN NEW.note := stamp(NEW.note); RETURN NEW; END $$;
+             CREATE TRIGGER stamp BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION public.stamp_note();",
+        )
+        .unwrap();
+    let update = "UPDATE orders SET note = 'checked' WHERE id IN (SELECT id FROM orders ORDER BY id DESC LIMIT 2)";
+    for (change, undo) in [
+        ("ALTER TABLE orders NO FORCE ROW LEVEL SECURITY", "ALTER TABLE orders FORCE ROW LEVEL SECURITY"),
+        (
+            "CREATE SCHEMA IF NOT EXISTS evil; CREATE OR REPLACE FUNCTION evil.stamp(t text) RETURNS text LANGUAGE sql AS 'SELECT ''wiped''';
+             SET search_path = evil, public",
+            "RESET search_path",
+        ),
+    ] {
+        let token = request(&mut agent, "UPDATE", update, None)
+            .unwrap_or_else(|e| panic!("{}", describe(&e)));
+        w.grant(&approver, &token);
+        agent.batch_execute(change).unwrap();
+        let e = assert_refused(agent.batch_execute(&with_token(update, &token)));
+        assert!(
+            e.contains("was granted while the table's own code was different"),
+            "{change}: {e}"
+        );
+        agent.batch_execute(undo).unwrap();
+        // As approved, it runs.
+        agent
+            .batch_execute(&with_token(update, &token))
+            .unwrap_or_else(|e| panic!("{change}: {}", describe(&e)));
+        agent.batch_execute("ROLLBACK").ok();
+    }
+    assert_eq!(
+        count(
+            &mut admin(&w.protected),
+            "SELECT count(*) FROM orders WHERE note = 'wiped'"
+        ),
+        0
+    );
+}

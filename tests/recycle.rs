@@ -193,12 +193,27 @@ fn an_approved_drop_database_is_kept_and_one_restore_brings_it_back_whole() {
 fn without_the_bin_or_by_a_dba_a_drop_is_for_good() {
     let w = world("rb_off");
     let approver = new_approver("rb_off");
-    admin("postgres")
-        .batch_execute(&format!(
-            "ALTER DATABASE {} SET ai_agent_safety.recycle_retention = 0",
-            w.open
-        ))
+    // Off where the DROP runs only: the dropped database's own default
+    // (7 days) still keeps it.
+    let mut su = admin("postgres");
+    su.batch_execute(&format!(
+        "ALTER DATABASE {} SET ai_agent_safety.recycle_retention = 0",
+        w.open
+    ))
+    .unwrap();
+    let spare = unique("rb_off_spare");
+    su.batch_execute(&format!("CREATE DATABASE {spare} OWNER {}", w.agent))
         .unwrap();
+    w.agent_in(&w.open)
+        .batch_execute(&format!("DROP DATABASE {spare}"))
+        .unwrap();
+    assert!(entry(&approver, "postgres", &spare).is_some());
+    // Off for the dropped database too: gone for good.
+    su.batch_execute(&format!(
+        "ALTER DATABASE {} SET ai_agent_safety.recycle_retention = 0",
+        w.protected
+    ))
+    .unwrap();
     approved_drop(&w, &approver, "");
     assert!(!database_exists(&w.protected));
     assert!(entry(&approver, "postgres", &w.protected).is_none());
@@ -375,8 +390,9 @@ fn an_expired_entry_is_dropped_by_the_writer() {
     let approver = new_approver("rb_expiry");
     admin("postgres")
         .batch_execute(&format!(
-            "ALTER DATABASE {} SET ai_agent_safety.recycle_retention = '1s'",
-            w.open
+            "ALTER DATABASE {} SET ai_agent_safety.recycle_retention = '1s';
+             ALTER DATABASE {} SET ai_agent_safety.recycle_retention = '1s';",
+            w.open, w.protected
         ))
         .unwrap();
     approved_drop(&w, &approver, "");

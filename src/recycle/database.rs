@@ -101,13 +101,31 @@ pub(super) fn locked(name: &str) -> Option<pg_sys::Oid> {
     }
 }
 
-/// The database's own recycle_retention (ALTER DATABASE ... SET, or for
-/// the session's role there), in seconds, if it has one.
+/// The recycle_retention a session of this role would have in database
+/// `oid`, in seconds: its stored settings (ALTER ROLE ALL, ALTER DATABASE,
+/// ALTER ROLE, ALTER ROLE IN DATABASE), else postgresql.conf's value, else
+/// the built-in default. (The session's own value may come from where the
+/// DROP runs, a database where a DBA turned the bin off.)
 pub(super) fn target_retention_s(oid: pg_sys::Oid) -> Option<i64> {
     // SAFETY: reads a backend variable.
     let role = unsafe { pg_sys::GetSessionUserId() };
-    let v = crate::dbfacts::stored_settings(oid, role)
-        .remove(aas_policy::recycle::RETENTION_SETTING)?;
+    let v = match crate::dbfacts::stored_settings(oid, role)
+        .remove(aas_policy::recycle::RETENTION_SETTING)
+    {
+        Some(v) => v,
+        None => privileged::run(|| {
+            Spi::get_one::<String>(
+                "SELECT COALESCE(
+                   (SELECT f.setting FROM pg_catalog.pg_file_settings f
+                     WHERE f.name = 'ai_agent_safety.recycle_retention' AND f.applied
+                     ORDER BY f.seqno DESC LIMIT 1),
+                   (SELECT s.boot_val FROM pg_catalog.pg_settings s
+                     WHERE s.name = 'ai_agent_safety.recycle_retention'))",
+            )
+            .ok()
+            .flatten()
+        })?,
+    };
     let c = CString::new(v).ok()?;
     let mut n: std::ffi::c_int = 0;
     // SAFETY: parses a setting's text with its unit, as the GUC machinery
