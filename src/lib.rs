@@ -129,6 +129,31 @@ mod tests {
         assert_eq!(r, Ok(Some("ai_agent".to_string())));
     }
 
+    /// A background worker's step that fails is rolled back alone: the
+    /// transaction (and the worker) go on.
+    #[pg_test]
+    fn a_failed_step_in_a_subtransaction_is_rolled_back_and_the_transaction_goes_on() {
+        Spi::run("CREATE TEMP TABLE steps (x int)").unwrap();
+        let failed = crate::pg::in_subtransaction("a test step", || {
+            Spi::run("INSERT INTO steps VALUES (1)").unwrap();
+            Spi::run("SELECT 1 / 0").unwrap();
+        });
+        assert!(failed.is_none());
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM steps"),
+            Ok(Some(0))
+        );
+        let done = crate::pg::in_subtransaction("a test step", || {
+            Spi::run("INSERT INTO steps VALUES (2)").unwrap();
+            7
+        });
+        assert_eq!(done, Some(7));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM steps"),
+            Ok(Some(1))
+        );
+    }
+
     #[pg_test]
     fn extension_creates_roles() {
         let n = Spi::get_one::<i64>(

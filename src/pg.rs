@@ -547,3 +547,45 @@ pub fn in_foreign_key_action() -> bool {
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
     context & pg_sys::SECURITY_NOFORCE_RLS as i32 != 0
 }
+
+/// Runs `f` in a subtransaction of the current transaction. An error in it
+/// is rolled back with the subtransaction and logged as `what`, and the
+/// transaction goes on (`None`): for a background worker's periodic step,
+/// whose loop must outlive a failure of one step.
+pub fn in_subtransaction<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
+    use pgrx::PgTryBuilder;
+    // SAFETY: PL/pgSQL's exception-block pattern: memory context and
+    // resource owner saved and restored, the subtransaction released on
+    // success and rolled back on error; inside a transaction.
+    unsafe {
+        let old_context = pg_sys::CurrentMemoryContext;
+        let old_owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        let f = std::panic::AssertUnwindSafe(f);
+        let r = PgTryBuilder::new(move || {
+            // (The wrapper whole, not its field: it is what is unwind safe.)
+            let f = f;
+            Some((f.0)())
+        })
+        .catch_others(|e| {
+            let message = match &e {
+                pgrx::pg_sys::panic::CaughtError::PostgresError(r)
+                | pgrx::pg_sys::panic::CaughtError::ErrorReport(r)
+                | pgrx::pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => {
+                    r.message().to_string()
+                }
+            };
+            pgrx::log!("ai_agent_safety: {what} failed: {message}");
+            None
+        })
+        .execute();
+        if r.is_some() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(old_context);
+        pg_sys::CurrentResourceOwner = old_owner;
+        r
+    }
+}

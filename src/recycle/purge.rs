@@ -154,8 +154,11 @@ pub fn tend(dboid: u32) {
         return;
     }
     LAST.store(now, std::sync::atomic::Ordering::Relaxed);
-    // Kept TRUNCATEs of this database.
-    BackgroundWorker::transaction(super::rows::expire_all);
+    // Kept TRUNCATEs of this database (a failure here must not end the
+    // writer: it is logged, and tried again next time).
+    BackgroundWorker::transaction(|| {
+        pg::in_subtransaction("the recycle bin's expiry", super::rows::expire_all)
+    });
     for e in file::list()
         .into_iter()
         .filter(|e| e.from_database == dboid && policy::expired(e.expires_at_us, now))

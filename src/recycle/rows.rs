@@ -194,20 +194,24 @@ pub unsafe fn before_truncate(
     pgrx::notice!("{}", policy::kept_rows_notice(&object, rows, id, retention));
 }
 
+/// Does this database have the table of kept TRUNCATEs? A database whose
+/// extension predates the recycle bin has none, and a query naming it
+/// would not even parse there. Inside a transaction.
+fn has_entries_table() -> bool {
+    // SAFETY: a catalog lookup by name; missing_ok.
+    unsafe {
+        pg_sys::get_relname_relid(
+            c"recycled_rows".as_ptr(),
+            pg_sys::get_namespace_oid(c"ai_agent_safety".as_ptr(), true),
+        ) != pg_sys::InvalidOid
+    }
+}
+
 /// A kept TRUNCATE of this database: (object, tables, dropped_by, task).
 pub fn entry(id: i64) -> Option<(String, Vec<Value>, String, Option<String>)> {
     privileged::run(|| {
         Spi::connect(|c| {
-            let exists = c
-                .select(
-                    "SELECT pg_catalog.to_regclass('ai_agent_safety.recycled_rows') IS NOT NULL",
-                    None,
-                    &[],
-                )?
-                .first()
-                .get_one::<bool>()?
-                .unwrap_or(false);
-            if !exists {
+            if !has_entries_table() {
                 return Ok(None);
             }
             let r = c.select(
@@ -370,17 +374,7 @@ type Due = (i64, String, Option<String>, String, Vec<Value>);
 /// and records each. For the audit writer, inside its transaction.
 pub fn expire_all() {
     let due: Vec<Due> = Spi::connect(|c| {
-        // A database whose extension predates the recycle bin has no entries.
-        let exists = c
-            .select(
-                "SELECT pg_catalog.to_regclass('ai_agent_safety.recycled_rows') IS NOT NULL",
-                None,
-                &[],
-            )?
-            .first()
-            .get_one::<bool>()?
-            .unwrap_or(false);
-        if !exists {
+        if !has_entries_table() {
             return Ok(Vec::new());
         }
         let rows = c.select(
@@ -428,15 +422,7 @@ pub fn expire_all() {
 /// When this database's next kept TRUNCATE expires (PostgreSQL µs). For
 /// the audit writer, inside a transaction.
 pub fn next_expiry() -> Option<i64> {
-    // (Read only where the table exists: a database whose extension
-    // predates it has none, and a query naming it would fail to parse.)
-    let exists = Spi::get_one::<bool>(
-        "SELECT pg_catalog.to_regclass('ai_agent_safety.recycled_rows') IS NOT NULL",
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false);
-    if !exists {
+    if !has_entries_table() {
         return None;
     }
     Spi::get_one::<i64>(
