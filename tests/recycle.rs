@@ -634,3 +634,43 @@ fn kept_rows_are_purged_or_expire() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The schema that holds kept rows is the bootstrap superuser's: an agent
+/// may not make it first, and when someone else did, an agent's TRUNCATE
+/// is refused (its rows would be kept where that role reaches them).
+#[test]
+fn the_schema_of_kept_rows_cannot_be_planted() {
+    let w = truncate_world("rb_plant");
+    admin("postgres")
+        .batch_execute(&format!(
+            "GRANT CREATE ON DATABASE {} TO {}",
+            w.open, w.agent
+        ))
+        .unwrap();
+    let mut agent = w.agent_in(&w.open);
+    // Where nothing guards it, PostgreSQL lets a role with CREATE make it.
+    let x = unique("rb_plant_x");
+    admin(&w.open)
+        .batch_execute(&format!(
+            "CREATE ROLE {x}; GRANT CREATE ON DATABASE {} TO {x}",
+            w.open
+        ))
+        .unwrap();
+    let e = assert_refused(agent.batch_execute("CREATE SCHEMA ai_agent_safety_recycle"));
+    assert!(e.contains("it is a name of the ai_agent_safety API"), "{e}");
+    admin(&w.open)
+        .batch_execute(&format!(
+            "SET ROLE {x}; CREATE SCHEMA ai_agent_safety_recycle; RESET ROLE;"
+        ))
+        .unwrap();
+    let e = agent.batch_execute("TRUNCATE order_lines").unwrap_err();
+    assert!(
+        describe(&e).contains("not to the bootstrap superuser, so the rows cannot be kept safely there; nothing was truncated"),
+        "{}",
+        describe(&e)
+    );
+    assert_eq!(
+        count(&mut admin(&w.open), "SELECT count(*) FROM order_lines"),
+        30
+    );
+}

@@ -18,6 +18,10 @@ use crate::outcome::Denial;
 /// The extension's own schema, which holds its API.
 pub const SCHEMA: &str = "ai_agent_safety";
 
+/// The schema that holds the rows the recycle bin keeps (the bootstrap
+/// superuser's, made on first use): no one else may make it.
+pub const RECYCLE_SCHEMA: &str = "ai_agent_safety_recycle";
+
 /// Every function name of the extension, in any of its schemas. An
 /// integration test checks this against the installed extension.
 pub const FUNCTION_NAMES: [&str; 43] = [
@@ -88,7 +92,7 @@ pub struct ApiName {
 pub fn takes_api_name(kind: NameKind, name: &str) -> bool {
     match kind {
         NameKind::Routine => FUNCTION_NAMES.contains(&name),
-        NameKind::Schema => name == SCHEMA,
+        NameKind::Schema => name == SCHEMA || name == RECYCLE_SCHEMA,
     }
 }
 
@@ -127,7 +131,7 @@ pub fn api_name_denial(session_user: &str, taken: &ApiName) -> Denial {
         ),
         NameKind::Schema => (
             format!("a schema {name}"),
-            "The extension creates its schema itself, and refuses to install beside one made by someone else; an agent's schema of that name would keep it out of this database.".to_string(),
+            "The extension creates its schemas itself (and the recycle bin's), and refuses to use one made by someone else; an agent's schema of that name would keep it out of this database, or hold what the recycle bin keeps where the agent can reach it.".to_string(),
         ),
     };
     Denial {

@@ -27,7 +27,7 @@ extern "C-unwind" {
 }
 
 /// The schema that holds kept rows.
-pub const SCHEMA: &str = "ai_agent_safety_recycle";
+pub const SCHEMA: &str = aas_policy::api::RECYCLE_SCHEMA;
 
 /// The tables a TRUNCATE will empty, locked (AccessExclusiveLock) as it
 /// locks them, in the order it names them: the named tables, their
@@ -115,6 +115,19 @@ pub unsafe fn before_truncate(
             pg::quote_ident(&super::database::bootstrap_superuser())
         ))
         .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
+        // One someone else made first would hold the rows where they can
+        // reach them.
+        let owner = Spi::get_one::<pg_sys::Oid>(&format!(
+            "SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = '{SCHEMA}'"
+        ))
+        .ok()
+        .flatten();
+        if owner != Some(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID)) {
+            pgrx::error!(
+                "ai_agent_safety: schema {SCHEMA} belongs to {}, not to the bootstrap superuser, so the rows cannot be kept safely there; nothing was truncated (a DBA drops or reassigns that schema)",
+                owner.map(pg::role_name).unwrap_or_default()
+            );
+        }
         let mut tables = Vec::new();
         let (mut rows, mut bytes) = (0i64, 0i64);
         for (n, relid) in rels.iter().enumerate() {
