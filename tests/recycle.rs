@@ -674,3 +674,68 @@ fn the_schema_of_kept_rows_cannot_be_planted() {
         30
     );
 }
+
+/// A restore runs the table's code as the table's owner, and nothing that
+/// code sets outlives it: the restorer's session keeps its search_path. A
+/// TRUNCATE under REPEATABLE READ is refused (its copy would miss rows
+/// committed since the snapshot). A column dropped since the TRUNCATE
+/// refuses the restore and the rows stay kept; one added takes its default.
+#[test]
+fn a_restore_leaves_the_restorers_session_as_it_was_and_the_rows_whole() {
+    let w = truncate_world("rb_guc");
+    let approver = new_approver("rb_guc");
+    let mut agent = w.agent_in(&w.open);
+    let e = assert_refused(
+        agent.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; TRUNCATE order_lines;"),
+    );
+    assert!(e.contains("READ COMMITTED"), "{e}");
+    agent.batch_execute("ROLLBACK").unwrap();
+    agent.batch_execute("TRUNCATE order_lines").unwrap();
+    agent
+        .batch_execute(
+            "CREATE FUNCTION public.leak() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_catalog.set_config('search_path', 'public, pg_catalog', false); RETURN NEW; END $$;
+             CREATE TRIGGER leak BEFORE INSERT ON order_lines FOR EACH ROW EXECUTE FUNCTION public.leak();",
+        )
+        .unwrap();
+    let (id, _, _, _) = entry(&approver, &w.open, "public.order_lines").unwrap();
+    let mut a = connect(&approver, &w.open);
+    a.batch_execute("SET search_path = pg_catalog").unwrap();
+    a.query_one("SELECT ai_agent_safety.restore_dropped($1)", &[&id])
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let path: String = a.query_one("SHOW search_path", &[]).unwrap().get(0);
+    assert_eq!(path, "pg_catalog");
+    assert_eq!(
+        count(&mut admin(&w.open), "SELECT count(*) FROM order_lines"),
+        30
+    );
+    // A column dropped since: refused, kept; added: restored.
+    agent
+        .batch_execute("DROP TRIGGER leak ON order_lines; TRUNCATE order_lines")
+        .unwrap();
+    let (id, _, _, _) = entry(&approver, &w.open, "public.order_lines").unwrap();
+    agent
+        .batch_execute("ALTER TABLE order_lines DROP COLUMN total, DROP COLUMN qty")
+        .unwrap();
+    let e = a
+        .query_one("SELECT ai_agent_safety.restore_dropped($1)", &[&id])
+        .unwrap_err();
+    assert!(
+        describe(&e).contains("column(s) qty, total are gone or renamed"),
+        "{}",
+        describe(&e)
+    );
+    assert!(entry(&approver, &w.open, "public.order_lines").is_some());
+    agent
+        .batch_execute("ALTER TABLE order_lines ADD COLUMN qty int, ADD COLUMN total int, ADD COLUMN extra int DEFAULT 7")
+        .unwrap();
+    a.query_one("SELECT ai_agent_safety.restore_dropped($1)", &[&id])
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(
+        count(
+            &mut admin(&w.open),
+            "SELECT count(*) FROM order_lines WHERE extra = 7 AND qty IS NOT NULL"
+        ),
+        30
+    );
+}

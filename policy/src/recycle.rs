@@ -141,6 +141,18 @@ pub fn agent_denial(role: &str, what: &str) -> Denial {
     }
 }
 
+/// The refusal of an agent's TRUNCATE in a REPEATABLE READ or SERIALIZABLE
+/// transaction: the recycle bin would copy the rows its snapshot sees, and
+/// TRUNCATE removes the rows committed since as well.
+pub fn truncate_isolation_denial(role: &str) -> Denial {
+    Denial {
+        source: Source::Recycle,
+        message: format!("TRUNCATE refused: agent role \"{role}\" runs it in a REPEATABLE READ or SERIALIZABLE transaction, where the recycle bin could not keep the rows committed since the transaction's snapshot; run it in a READ COMMITTED transaction"),
+        detail: "What an agent's TRUNCATE removes is kept in the recycle bin; TRUNCATE removes every row, but a copy made under an older snapshot would miss the rows committed after it.".into(),
+        hint: "Run the TRUNCATE in its own statement or in a transaction begun with BEGIN ISOLATION LEVEL READ COMMITTED;".into(),
+    }
+}
+
 /// The refusal of an entry that does not exist (or is no longer held).
 pub fn no_entry(id: i64) -> Denial {
     Denial {

@@ -94,6 +94,13 @@ pub unsafe fn before_truncate(
     token: Option<uuid::Uuid>,
     retention: i64,
 ) {
+    // Under REPEATABLE READ or SERIALIZABLE the copy would see the
+    // transaction's snapshot, while TRUNCATE removes the rows committed
+    // since too: those would be lost.
+    // SAFETY: reads a backend variable.
+    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        pg::refuse(policy::truncate_isolation_denial(&pg::session_user_name()));
+    }
     // SAFETY: per this function's contract.
     let rels: Vec<pg_sys::Oid> = unsafe { truncated(node as *mut pg_sys::TruncateStmt) }
         .into_iter()
@@ -277,17 +284,38 @@ pub fn restore(id: i64, object: &str, tables: &[Value], dropped_by: &str) -> Str
             .flatten()
         })
         .unwrap_or(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID));
-        let columns: String = privileged::run(|| {
-            Spi::get_one_with_args::<String>(
-                "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)
-                   FROM pg_catalog.pg_attribute
-                  WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
-                &[relid.into()],
-            )
-            .ok()
-            .flatten()
-        })
-        .unwrap_or_default();
+        // The kept columns, by name, into the table as it is now (a column
+        // added since takes its default); one of them gone or renamed since
+        // refuses the restore, and the rows stay kept.
+        let (columns, missing): (String, Option<String>) = privileged::run(|| {
+            Spi::connect(|c| {
+                let r = c.select(
+                    &format!(
+                        "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k.attname), ', ' ORDER BY k.attnum)
+                                  FILTER (WHERE t.attgenerated = ''),
+                                pg_catalog.string_agg(pg_catalog.quote_ident(k.attname), ', ' ORDER BY k.attnum)
+                                  FILTER (WHERE t.attname IS NULL)
+                           FROM pg_catalog.pg_attribute k
+                           LEFT JOIN pg_catalog.pg_attribute t
+                             ON t.attrelid = $1 AND t.attname = k.attname AND t.attnum > 0 AND NOT t.attisdropped
+                          WHERE k.attrelid = '{copy}'::pg_catalog.regclass AND k.attnum > 0 AND NOT k.attisdropped"
+                    ),
+                    None,
+                    &[relid.into()],
+                )?;
+                let row = r.first();
+                Ok::<_, pgrx::spi::Error>((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?,
+                ))
+            })
+            .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
+        });
+        if let Some(m) = missing {
+            pgrx::error!(
+                "recycle bin entry {id} cannot be restored into {table}: its column(s) {m} are gone or renamed since the TRUNCATE; the rows stay kept (a DBA reads them in {copy}, or restores after putting the columns back)"
+            );
+        }
         let owner_name = privileged::run(|| {
             Spi::get_one_with_args::<String>(
                 "SELECT pg_catalog.pg_get_userbyid($1)::text",
@@ -335,9 +363,10 @@ pub fn restore(id: i64, object: &str, tables: &[Value], dropped_by: &str) -> Str
     )
 }
 
-/// Runs `f` as `owner`, in a restricted security context (as PostgreSQL
-/// runs maintenance as a table's owner): the table's code cannot change
-/// the session.
+/// Runs `f` as `owner`, in a restricted security context and a GUC nest
+/// level of its own with search_path pinned (as PostgreSQL runs
+/// maintenance as a table's owner): the table's code cannot change the
+/// session, nor leave a setting behind for the restorer's later queries.
 fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     let mut uid = pg_sys::InvalidOid;
     let mut sec = 0;
@@ -351,9 +380,29 @@ fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
                 as i32,
         );
     }
+    // SAFETY: a GUC nest level, undone below (and by abort on error).
+    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    // SAFETY: sets search_path at that level, as SET LOCAL would.
+    unsafe {
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
     let r = f();
-    // SAFETY: as above.
-    unsafe { pg_sys::SetUserIdAndSecContext(uid, sec) };
+    // SAFETY: as above: every setting made inside goes with the level (as
+    // PostgreSQL ends maintenance run as a table's owner: even a plain SET
+    // made there is undone).
+    unsafe {
+        pg_sys::AtEOXact_GUC(false, nest);
+        pg_sys::SetUserIdAndSecContext(uid, sec);
+    }
     r
 }
 
