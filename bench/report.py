@@ -91,34 +91,59 @@ def ratio_of_rounds(paired, fallback):
     return statistics.median(paired) if paired else fallback
 
 
+def audit_facts(facts, scen):
+    """What the audit cost beyond a with-side run of scen: events, log bytes,
+    the writer's backlog."""
+    xacts = sum(fact_values(facts, scen, "transactions"))
+    spooled = sum(fact_values(facts, scen, "events_spooled"))
+    log_bytes = sum(fact_values(facts, scen, "server_log_bytes"))
+    return {
+        "transactions": int(xacts),
+        "events_spooled": int(spooled),
+        "events_dropped": int(sum(fact_values(facts, scen, "events_dropped"))),
+        "events_per_transaction": round(spooled / xacts, 3) if xacts else None,
+        "server_log_bytes": int(log_bytes),
+        "server_log_bytes_per_transaction": round(log_bytes / xacts, 1) if xacts else None,
+        "backlog_after_run": stats(fact_values(facts, scen, "backlog_after_run")),
+        "drain_s": stats(fact_values(facts, scen, "drain_s")),
+        "left_after_drain": stats(fact_values(facts, scen, "left_after_drain")),
+    }
+
+
 def span(values, fmt="{:.3f}"):
     return "-" if not values else f"{fmt.format(min(values))}-{fmt.format(max(values))}"
 
 
-def throughput(runs, key, sid, desc, target):
-    """with/without tps of one scenario, or exits when runs are missing."""
-    w = stats(pick(runs, key, "with", "tps"))
-    wo = stats(pick(runs, key, "without", "tps"))
+def throughput(runs, key, sid, desc, target, a=None, b=None, target_text=None):
+    """a/b tps of one scenario, or exits when runs are missing; a and b are
+    (scenario, side), by default key's with and without runs. The target is
+    a ratio, shown as target_text when given."""
+    a = a or (key, "with")
+    b = b or (key, "without")
+    w = stats(pick(runs, a[0], a[1], "tps"))
+    wo = stats(pick(runs, b[0], b[1], "tps"))
     if not w or not wo:
         print(f"scenario {sid}: missing runs", file=sys.stderr)
         sys.exit(1)
-    paired = per_round(runs, (key, "with"), (key, "without"), "tps", lambda x, y: x / y)
+    paired = per_round(runs, a, b, "tps", lambda x, y: x / y)
     ratio = ratio_of_rounds(paired, w["median"] / wo["median"])
-    ok = ratio >= target
+    ok = target is None or ratio >= target
     scen = {
         "id": sid, "name": desc, "status": "measured", "metric": "tps",
         "with": w, "without": wo, "ratio": round(ratio, 4),
-        "ratio_is": "median of the per-round with/without ratios",
+        "ratio_is": f"median of the per-round {a[0]} {a[1]} / {b[0]} {b[1]} ratios",
         "ratio_of_medians": round(w["median"] / wo["median"], 4),
         "paired_ratios": [round(x, 4) for x in paired],
         "latency_ms_with": stats(pick(runs, key, "with", "latency_ms")),
         "latency_ms_without": stats(pick(runs, key, "without", "latency_ms")),
-        "target": f"ratio >= {target}", "meets_target": ok,
+        "target": (target_text or f"ratio >= {target}") if target is not None else None,
+        "meets_target": ok if target is not None else None,
     }
     fmt = lambda v: f"{v:.1f}"
     row = (sid, desc, "tps", fmt(w["median"]), fmt(wo["median"]), f"{ratio:.3f}", span(paired),
            f"{fmt(w['min'])}-{fmt(w['max'])} | {fmt(wo['min'])}-{fmt(wo['max'])}",
-           f">= {target:.2f}", "ok" if ok else "BELOW")
+           "(none)" if target is None else (target_text or f">= {target:.2f}"),
+           "-" if target is None else ("ok" if ok else "BELOW"))
     return scen, ratio, row
 
 
@@ -243,22 +268,10 @@ def main():
     s6, s6_ratio, row = throughput(runs, "s6_audit_all", "6", "agent, audit_level = all, select-only",
                                    AUDIT_RATIO_TARGET)
     xacts = sum(fact_values(facts, "s6_audit_all", "transactions"))
-    spooled = sum(fact_values(facts, "s6_audit_all", "events_spooled"))
-    log_bytes = sum(fact_values(facts, "s6_audit_all", "server_log_bytes"))
     s6.update({
         "database": "bench_audit", "role": "bench_agent_all",
         "setting": "ALTER ROLE bench_agent_all SET ai_agent_safety.audit_level = 'all'",
-        "audit_with_side": {
-            "transactions": int(xacts),
-            "events_spooled": int(spooled),
-            "events_dropped": int(sum(fact_values(facts, "s6_audit_all", "events_dropped"))),
-            "events_per_transaction": round(spooled / xacts, 3) if xacts else None,
-            "server_log_bytes": int(log_bytes),
-            "server_log_bytes_per_transaction": round(log_bytes / xacts, 1) if xacts else None,
-            "backlog_after_run": stats(fact_values(facts, "s6_audit_all", "backlog_after_run")),
-            "drain_s": stats(fact_values(facts, "s6_audit_all", "drain_s")),
-            "left_after_drain": stats(fact_values(facts, "s6_audit_all", "left_after_drain")),
-        },
+        "audit_with_side": audit_facts(facts, "s6_audit_all"),
         "note": "the writer's backlog is loaded after each run, outside the measured time",
     })
     scenarios.append(s6)
@@ -280,11 +293,64 @@ def main():
                      f"{ref['min']:.1f}-{ref['max']:.1f} | {s6['without']['min']:.1f}-{s6['without']['max']:.1f}",
                      "(none)", "-"))
 
+    # 6t: destination table, against 6's run without the library.
+    s6t, s6t_ratio, row = throughput(runs, "s6t_audit_table", "6t", "same, audit_destination = table",
+                                     AUDIT_RATIO_TARGET, a=("s6t_audit_table", "with"),
+                                     b=("s6_audit_all", "without"))
+    s6t.update({"database": "bench_audit", "role": "bench_agent_table",
+                "setting": "ALTER ROLE bench_agent_table SET ai_agent_safety.audit_destination = 'table'",
+                "audit_with_side": audit_facts(facts, "s6t_audit_table")})
+    scenarios.append(s6t)
+    rows.append(row)
+    # pgAudit: 6p and 7p against the same load without logging, and ours
+    # against pgAudit's in the same round (>= 1: ours costs no more).
+    s6p, s6p_ratio, row = throughput(runs, "s6_audit_all", "6p", "pgAudit, pgaudit.log = all, select-only",
+                                     None, a=("s6_audit_all", "pgaudit"), b=("s6_audit_all", "without"))
+    s6p.update({"role": "bench_agent_all", "setting": "ALTER ROLE bench_agent_all SET pgaudit.log = 'all'"})
+    scenarios.append(s6p)
+    rows.append(row)
+    s6vp, s6vp_ratio, row = throughput(runs, "s6_audit_all", "6:6p", "ours (6) / pgAudit (6p)", 1.0,
+                                       a=("s6_audit_all", "with"), b=("s6_audit_all", "pgaudit"),
+                                       target_text=">= 1 (6p)")
+    scenarios.append(s6vp)
+    rows.append(row)
+    # Scenario 6's own target is pgAudit's ratio in the same run.
+    s6["target"] = "ratio >= 6p's ratio (pgAudit), same run"
+    s6["meets_target"] = s6vp_ratio >= 1.0
+    for i, r in enumerate(rows):
+        if r[0] == "6":
+            rows[i] = r[:8] + (f">= 6p {s6p_ratio:.3f}", "ok" if s6vp_ratio >= 1.0 else "BELOW")
+    s7, s7_ratio, row = throughput(runs, "s7_audit_writes", "7", "agent writes, audit_level = writes", 0.0)
+    s7.update({"database": "bench_audit", "role": "bench_agent_wr",
+               "setting": "ALTER ROLE bench_agent_wr SET ai_agent_safety.audit_level = 'writes'",
+               "audit_with_side": audit_facts(facts, "s7_audit_writes")})
+    scenarios.append(s7)
+    rows.append(row)
+    s7p, s7p_ratio, row = throughput(runs, "s7_audit_writes", "7p", "pgAudit, pgaudit.log = write, writes",
+                                     None, a=("s7_audit_writes", "pgaudit"), b=("s7_audit_writes", "without"))
+    s7p.update({"role": "bench_agent_wr", "setting": "ALTER ROLE bench_agent_wr SET pgaudit.log = 'write'"})
+    scenarios.append(s7p)
+    rows.append(row)
+    s7vp, s7vp_ratio, row = throughput(runs, "s7_audit_writes", "7:7p", "ours (7) / pgAudit (7p)", 1.0,
+                                       a=("s7_audit_writes", "with"), b=("s7_audit_writes", "pgaudit"),
+                                       target_text=">= 1 (7p)")
+    scenarios.append(s7vp)
+    rows.append(row)
+    s7["target"] = "ratio >= 7p's ratio (pgAudit), same run"
+    s7["meets_target"] = s7vp_ratio >= 1.0
+    rows[-3] = rows[-3][:8] + (f">= 7p {s7p_ratio:.3f}", "ok" if s7vp_ratio >= 1.0 else "BELOW")
+
     ir_rows = []
     for scen in scenarios:
-        key = {"1": "s1_select", "2": "s2_tpcb", "3": "s3_agent_sel", "4": "s4_agent_wr",
-               "6": "s6_audit_all"}.get(scen["id"])
-        w, wo = ir.get((key, "with")), ir.get((key, "without"))
+        key, side, base = {"1": ("s1_select", "with", "s1_select"), "2": ("s2_tpcb", "with", "s2_tpcb"),
+                           "3": ("s3_agent_sel", "with", "s3_agent_sel"),
+                           "4": ("s4_agent_wr", "with", "s4_agent_wr"),
+                           "6": ("s6_audit_all", "with", "s6_audit_all"),
+                           "6t": ("s6t_audit_table", "with", "s6_audit_all"),
+                           "6p": ("s6_audit_all", "pgaudit", "s6_audit_all"),
+                           "7": ("s7_audit_writes", "with", "s7_audit_writes"),
+                           "7p": ("s7_audit_writes", "pgaudit", "s7_audit_writes")}.get(scen["id"], (None,) * 3)
+        w, wo = ir.get((key, side)), ir.get((base, "without"))
         if w and wo:
             scen["instructions_per_txn"] = {"with": round(w), "without": round(wo),
                                             "added": round(w - wo), "ratio_without_over_with": round(wo / w, 4)}
@@ -336,12 +402,19 @@ def main():
         print("  6r: PostgreSQL's log_statement = all (a non-agent, library not loaded) against the same")
         print("  select-only run with no logging (6's 'without' column): the price of one server-log line per")
         print("  statement by itself, which audit_level = all pays too.")
-    a6 = s6["audit_with_side"]
-    if xacts:
-        print(f"Scenario 6 (database bench_audit, role bench_agent_all): {a6['events_per_transaction']:.2f} audit "
-              f"events per transaction, server log +{a6['server_log_bytes_per_transaction']:.0f} bytes per "
-              f"transaction, {a6['events_dropped']} dropped;")
-        bl, dr = a6["backlog_after_run"], a6["drain_s"]
+    print("  6t: audit_level = all with audit_destination = table (no server-log line per statement) against")
+    print("  6's run without the library. 6p, 7p: the same loads and roles with pgAudit preloaded instead")
+    print("  (pgaudit.log = all, write), against the same runs without logging; 6:6p and 7:7p = ours / pgAudit's")
+    print("  tps in the same round (>= 1: ours costs no more than pgAudit for the same job).")
+    for sid, scen, role in (("6", "s6_audit_all", "bench_agent_all"), ("6t", "s6t_audit_table", "bench_agent_table"),
+                            ("7", "s7_audit_writes", "bench_agent_wr")):
+        af = audit_facts(facts, scen)
+        if not af["transactions"]:
+            continue
+        print(f"Scenario {sid} (database bench_audit, role {role}): {af['events_per_transaction']:.2f} audit "
+              f"events per transaction, server log +{af['server_log_bytes_per_transaction']:.0f} bytes per "
+              f"transaction, {af['events_dropped']} dropped;")
+        bl, dr = af["backlog_after_run"], af["drain_s"]
         print(f"  writer backlog at the end of a run {rng(bl)} events, loaded in "
               f"{dr['min']:.1f}-{dr['max']:.1f} s (between runs, not measured).")
     if a.load_before and a.cpus and float(a.load_before.split()[0]) > 0.5 * float(a.cpus):
@@ -367,6 +440,9 @@ def main():
         "worst_ratio": round(worst, 4),
         "worst_ratio_scenarios": "1-4",
         "audit_all_ratio": round(s6_ratio, 4),
+        "audit_all_vs_pgaudit": round(s6vp_ratio, 4),
+        "audit_table_ratio": round(s6t_ratio, 4),
+        "audit_writes_vs_pgaudit": round(s7vp_ratio, 4),
         "runs": runs,
         "facts": facts,
         "instructions": [{"scenario": k[0], "side": k[1], "per_transaction": round(v, 1)}

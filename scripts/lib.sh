@@ -77,7 +77,8 @@ as_postgres() {
 ensure_deps() {
     local missing=()
     # openssl, chromium and chromium-driver: the console's tests (console/tests).
-    for p in postgresql-15 postgresql-server-dev-15 postgresql-client-15 postgresql-contrib libclang-dev clang sudo valgrind pgbouncer openssl chromium chromium-driver; do
+    # postgresql-15-pgaudit: scripts/bench's pgAudit scenarios (6p, 7p).
+    for p in postgresql-15 postgresql-server-dev-15 postgresql-client-15 postgresql-contrib postgresql-15-pgaudit libclang-dev clang sudo valgrind pgbouncer openssl chromium chromium-driver; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then

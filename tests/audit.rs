@@ -380,6 +380,78 @@ fn audit_level_all_records_reads() {
     assert_eq!(ev.last().unwrap().event, "refused", "{ev:?}");
 }
 
+/// The server log's lines that name `who` (each event's JSON line names its
+/// session user). The test cluster logs to server.log in its data directory.
+fn log_lines_of(who: &str) -> Vec<String> {
+    let text: String = admin("postgres")
+        .query_one(
+            "SELECT pg_catalog.pg_read_file(f) FROM pg_catalog.pg_ls_dir('.') f WHERE f = 'server.log'
+             UNION ALL SELECT pg_catalog.pg_read_file(pg_catalog.pg_current_logfile())
+              WHERE pg_catalog.pg_current_logfile() IS NOT NULL LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    text.lines()
+        .filter(|l| l.contains("ai_agent_safety: {") && l.contains(&format!("\"{who}\"")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `audit_destination` routes the allowed statements `audit_level` adds:
+/// `table` writes them to the audit table and no log line, `log` to the
+/// log and not the table, `both` to both. A refusal goes to both under
+/// every destination.
+#[test]
+fn audit_destination_routes_allowed_statements_and_never_refusals() {
+    let w = World::with_settings("aud_dest", &[("ai_agent_safety.audit_level", "all")]);
+    let mut a = admin(&w.protected);
+    let mut refusals = 0;
+    for dest in ["both", "table", "log"] {
+        admin("postgres")
+            .batch_execute(&format!(
+                "ALTER DATABASE {} SET ai_agent_safety.audit_destination = '{dest}'",
+                w.protected
+            ))
+            .unwrap();
+        let mut ag = w.agent_in(&w.protected);
+        let marker = format!("SELECT 'read under {dest}'");
+        ag.simple_query(&marker).unwrap();
+        refusals += 1;
+        // The refusal comes after the read: once it is in the table, so is
+        // the read if it was spooled (one writer, in order).
+        marker_refusal(&w, &mut ag, refusals);
+        let in_table = count(
+            &mut a,
+            &format!(
+                "SELECT count(*) FROM ai_agent_safety.audit_log WHERE statement = $${marker}$$"
+            ),
+        );
+        let log = log_lines_of(&w.agent);
+        let in_log = log.iter().filter(|l| l.contains(&marker)).count();
+        let refusals_in_log = log
+            .iter()
+            .filter(|l| l.contains("\"event\":\"refused\""))
+            .count() as i64;
+        let want = match dest {
+            "both" => (1, 1),
+            "table" => (1, 0),
+            _ => (0, 1),
+        };
+        assert_eq!((in_table, in_log), want, "{dest}: (table, log) {log:#?}");
+        assert_eq!(refusals_in_log, refusals, "{dest}: every refusal is logged");
+    }
+    // Not an agent's to change, nor a non-superuser's.
+    let mut ag = w.agent_in(&w.protected);
+    let e = assert_refused(ag.batch_execute("SET ai_agent_safety.audit_destination = 'log'"));
+    assert!(e.contains("ai_agent_safety.audit_destination"), "{e}");
+    let mut owner = w.owner_in(&w.protected);
+    assert_sqlstate(
+        owner.batch_execute("SET ai_agent_safety.audit_destination = 'table'"),
+        "42501",
+    );
+}
+
 // ---------------------------------------------------------------- load and crashes
 
 /// `threads` agent sessions, started together, each making `per_thread`

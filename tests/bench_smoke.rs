@@ -76,7 +76,12 @@ fn bench_smoke_reports_every_scenario() {
             .collect(),
         other => panic!("scenarios is not an array: {other:?}"),
     };
-    for id in ["1", "2", "3", "4", "6"] {
+    // "with" and "without" are the two sides each ratio compares: for 6p
+    // and 7p pgAudit's run and the run without logging, for 6:6p and 7:7p
+    // ours and pgAudit's.
+    for id in [
+        "1", "2", "3", "4", "6", "6t", "6p", "6:6p", "7", "7p", "7:7p",
+    ] {
         let s = scenarios
             .get(id)
             .unwrap_or_else(|| panic!("scenario {id} missing"));
@@ -140,13 +145,40 @@ fn bench_smoke_reports_every_scenario() {
     );
     assert_eq!(num(audit, &["events_dropped"]), 0.0, "scenario 6: {audit}");
     assert!(num(&doc, &["audit_all_ratio"]) > 0.0);
+    // 6t (destination table) and 7 (audit_level = writes, two writes per
+    // transaction) recorded every statement too; 6t wrote no log line per
+    // statement.
+    for (id, per) in [("6t", 1.0), ("7", 2.0)] {
+        let audit = lookup(scenarios[id], &["audit_with_side"]);
+        assert!(
+            num(audit, &["events_per_transaction"]) >= per,
+            "scenario {id}: fewer audit events than statements: {audit}"
+        );
+        assert_eq!(
+            num(audit, &["events_dropped"]),
+            0.0,
+            "scenario {id}: {audit}"
+        );
+    }
+    let t = lookup(scenarios["6t"], &["audit_with_side"]);
+    assert!(
+        num(t, &["server_log_bytes"]) < num(t, &["transactions"]),
+        "scenario 6t (destination table) wrote server-log lines: {t}"
+    );
+    for key in [
+        "audit_all_vs_pgaudit",
+        "audit_table_ratio",
+        "audit_writes_vs_pgaudit",
+    ] {
+        assert!(num(&doc, &[key]) > 0.0, "{key}");
+    }
 
     // 6r, the log_statement = all reference, and the callgrind instruction
     // counts of scenarios 1-4 and 6 (single-user backend, with and without).
     let s6r = scenarios.get("6r").expect("scenario 6r missing");
     assert!(num(s6r, &["log_statement_all", "median"]) > 0.0);
     assert!(num(s6r, &["ratio"]) > 0.0);
-    for id in ["1", "2", "3", "4", "6"] {
+    for id in ["1", "2", "3", "4", "6", "6t", "6p", "7", "7p"] {
         let s = scenarios[id];
         for side in ["with", "without"] {
             assert!(

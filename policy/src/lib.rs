@@ -51,7 +51,7 @@ pub mod versions;
 pub mod way_forward;
 
 pub use api::{takes_api_name, ApiName, NameKind};
-pub use audit::{AuditLevel, EventKind, Mode, Source, Verdict, WriterState};
+pub use audit::{AuditDestination, AuditLevel, EventKind, Mode, Source, Verdict, WriterState};
 pub use credentials::{check_login, check_session, login_hint, HeldPrivilege, LoginFacts};
 pub use decision::{
     after_lost_race, decide, decide_statement, group_change_denial, needs_approval,

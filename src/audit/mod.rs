@@ -7,6 +7,9 @@
 //!    crash and a server restart; then
 //! 2. the server log, as one line `ai_agent_safety: {json}`.
 //!
+//! An allowed statement that `audit_level` records goes only where
+//! `audit_destination` says (`aas_policy::AuditDestination::routes`).
+//!
 //! Both encodings come from the one definition of a record,
 //! `aas_policy::audit::record::Record`. A background writer per database
 //! (`writer`, started by a backend or the `launcher`) moves spooled events
@@ -20,7 +23,7 @@ pub mod spool;
 pub mod writer;
 
 use crate::{dbfacts, identity, pg, settings};
-use aas_policy::audit::record::{write_both, Record};
+use aas_policy::audit::record::{write_both, write_copy_line, write_json, Record};
 use aas_policy::{EventKind, Source, Verdict};
 use pgrx::pg_sys;
 use std::borrow::Cow;
@@ -125,7 +128,9 @@ pub fn cut_statement(s: &str) -> Cow<'_, str> {
 }
 
 /// Spools the event (a COPY line), then writes it to the server log (JSON), so
-/// nothing in the log can be missing from the table.
+/// nothing in the log can be missing from the table; an allowed statement
+/// goes only where `ai_agent_safety.audit_destination` says, and only that
+/// encoding is built.
 fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
     let ts = aas_policy::time::iso_utc(spool::now());
     let statement = cut_statement(&e.statement);
@@ -148,20 +153,32 @@ fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
         reason: &e.reason,
         token: &e.token,
     };
-    let mut line = String::with_capacity(256 + statement.len() + e.reason.len());
-    let mut msg = Vec::with_capacity(384 + statement.len() + e.reason.len());
-    msg.extend_from_slice(b"ai_agent_safety: ");
-    write_both(&mut line, &mut msg, &record);
-    if c.db_oid != pg_sys::InvalidOid {
+    let routes = settings::audit_destination().routes(e.source, e.event);
+    let table = routes.table && c.db_oid != pg_sys::InvalidOid;
+    let size = statement.len() + e.reason.len();
+    let mut line = String::with_capacity(if table { 256 + size } else { 0 });
+    let mut msg = Vec::with_capacity(if routes.log { 384 + size } else { 0 });
+    if routes.log {
+        msg.extend_from_slice(b"ai_agent_safety: ");
+    }
+    match (table, routes.log) {
+        (true, true) => write_both(&mut line, &mut msg, &record),
+        (true, false) => write_copy_line(&mut line, &record),
+        (false, true) => write_json(&mut msg, &record),
+        (false, false) => {}
+    }
+    if table {
         line.push('\n');
         if spool::append(c.db_oid, line.as_bytes()) {
             launcher::start_writer(c.db_oid.to_u32());
         }
     }
-    // write_json escapes every control character: the only NUL is the last.
-    msg.push(0);
-    if let Ok(msg) = std::ffi::CStr::from_bytes_with_nul(&msg) {
-        server_log(msg);
+    if routes.log {
+        // write_json escapes every control character: the only NUL is the last.
+        msg.push(0);
+        if let Ok(msg) = std::ffi::CStr::from_bytes_with_nul(&msg) {
+            server_log(msg);
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 mod derived;
 mod not_agents;
 
-use aas_policy::{AuditLevel, Mode, OpSet, SwitchSource, Switches};
+use aas_policy::{AuditDestination, AuditLevel, Mode, OpSet, SwitchSource, Switches};
 use derived::{
     assign_agent_role, assign_environment, assign_protected, assign_require_approval,
     assign_task_environment, check_agent_role, check_env_list, check_environment, check_protected,
@@ -23,8 +23,8 @@ use derived::{
 pub use derived::{file_environment, file_protected_operations, file_require_approval};
 pub use not_agents::set_agent_test;
 use not_agents::{
-    check_audit_level, check_audit_statement_max, check_mode, check_preview_timeout,
-    check_recycle_retention, check_review_ttl, check_token_ttl,
+    check_audit_destination, check_audit_level, check_audit_statement_max, check_mode,
+    check_preview_timeout, check_recycle_retention, check_review_ttl, check_token_ttl,
 };
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
@@ -87,6 +87,10 @@ static MODE: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// For DBAs: what the audit log records about agents. Stores an `AuditLevel`
 /// ordinal.
 static AUDIT_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+/// For DBAs: where the allowed statements `audit_level` adds are recorded.
+/// Stores an `AuditDestination` ordinal (0: both).
+static AUDIT_DESTINATION: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 /// For DBAs (postgresql.conf): events older than this are purged.
 static AUDIT_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(365 * 24 * 3600);
@@ -167,6 +171,9 @@ pub fn mode() -> Mode {
 }
 pub fn audit_level() -> AuditLevel {
     AuditLevel::ALL[int(&AUDIT_LEVEL) as usize]
+}
+pub fn audit_destination() -> AuditDestination {
+    AuditDestination::ALL[int(&AUDIT_DESTINATION) as usize]
 }
 pub fn preview_timeout_ms() -> i32 {
     int(&PREVIEW_TIMEOUT)
@@ -412,6 +419,13 @@ pub fn define(show_agent_session: pg_sys::GucShowHook) {
             &AUDIT_LEVEL,
             AuditLevel::ALL.iter().map(|l| l.as_str()),
             Some(check_audit_level),
+        );
+        define_enum(
+            c"ai_agent_safety.audit_destination",
+            c"Where the allowed agent statements that audit_level records go: both, table or log. Decisions always go to both.",
+            &AUDIT_DESTINATION,
+            AuditDestination::ALL.iter().map(|d| d.as_str()),
+            Some(check_audit_destination),
         );
         GucRegistry::define_int_guc_with_hooks(
             c"ai_agent_safety.audit_retention",

@@ -77,6 +77,7 @@ int_check! {
     check_audit_statement_max => "ai_agent_safety.audit_statement_max",
     check_mode => "ai_agent_safety.mode",
     check_audit_level => "ai_agent_safety.audit_level",
+    check_audit_destination => "ai_agent_safety.audit_destination",
     check_preview_timeout => "ai_agent_safety.preview_timeout",
     check_review_ttl => "ai_agent_safety.review_ttl",
     check_recycle_retention => "ai_agent_safety.recycle_retention",

@@ -55,6 +55,44 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// `ai_agent_safety.audit_destination`: where the events that
+    /// `audit_level = writes` or `all` adds (allowed statements) go. Every
+    /// other event goes to both, whatever it says.
+    AuditDestination {
+        /// The audit table (through the spool) and the server log.
+        Both => "both",
+        /// The audit table only: an allowed statement writes no log line.
+        Table => "table",
+        /// The server log only: an allowed statement is not spooled.
+        Log => "log",
+    }
+}
+
+/// Where one event goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Routes {
+    /// Spooled for `ai_agent_safety.audit_log`.
+    pub table: bool,
+    /// Written to the server log as one JSON line.
+    pub log: bool,
+}
+
+impl AuditDestination {
+    /// Where an event goes. Only an allowed statement recorded by the guard
+    /// (what `audit_level` adds) follows the destination; refusals, token
+    /// use, reviews, credentials, the recycle bin and logins are decisions
+    /// and go to both, so a refusal reaches the log even when the table
+    /// cannot be reached, and the table even when the log is not kept.
+    pub fn routes(self, source: Source, event: EventKind) -> Routes {
+        let chosen = source == Source::Guard && event == EventKind::Allowed;
+        Routes {
+            table: !chosen || self != AuditDestination::Log,
+            log: !chosen || self != AuditDestination::Table,
+        }
+    }
+}
+
+vocabulary! {
     /// `ai_agent_safety.mode`: `enforce` refuses; `audit` refuses nothing and
     /// records what would have been refused (shadow mode).
     Mode {
@@ -220,6 +258,47 @@ mod tests {
             format!("日日日... [cut: 30 characters in all] ...日日")
         );
         assert_eq!(cut_text("abcdef", 0), "... [cut: 6 characters in all] ...");
+    }
+
+    #[test]
+    fn only_allowed_statements_follow_the_destination() {
+        let both = Routes {
+            table: true,
+            log: true,
+        };
+        for d in AuditDestination::ALL {
+            assert_eq!(AuditDestination::parse(d.as_str()), Some(*d));
+            // Every decision goes to both, whatever the destination says.
+            for s in Source::ALL {
+                for e in EventKind::ALL {
+                    if (*s, *e) != (Source::Guard, EventKind::Allowed) {
+                        assert_eq!(d.routes(*s, *e), both, "{d} {s} {e}");
+                    }
+                }
+            }
+        }
+        let allowed = |d: AuditDestination| d.routes(Source::Guard, EventKind::Allowed);
+        assert_eq!(allowed(AuditDestination::Both), both);
+        assert_eq!(
+            allowed(AuditDestination::Table),
+            Routes {
+                table: true,
+                log: false
+            }
+        );
+        assert_eq!(
+            allowed(AuditDestination::Log),
+            Routes {
+                table: false,
+                log: true
+            }
+        );
+        // A review's allowance is a decision (it names what an approver
+        // must commit): both.
+        assert_eq!(
+            AuditDestination::Table.routes(Source::Review, EventKind::Allowed),
+            both
+        );
     }
 
     #[test]

@@ -41,6 +41,8 @@ SET ai_agent_safety.mode = 'shadow';
 \echo :SQLSTATE
 SET ai_agent_safety.audit_level = 'everything';
 \echo :SQLSTATE
+SET ai_agent_safety.audit_destination = 'syslog';
+\echo :SQLSTATE
 SET ai_agent_safety.token_ttl = 0;
 \echo :SQLSTATE
 SET ai_agent_safety.token_ttl = '8d';
@@ -82,6 +84,8 @@ SET ai_agent_safety.protected_operations = 'UPDATE';
 SET ai_agent_safety.mode = 'audit';
 \echo :SQLSTATE
 SET ai_agent_safety.audit_level = 'decisions';
+\echo :SQLSTATE
+SET ai_agent_safety.audit_destination = 'table';
 \echo :SQLSTATE
 SET ai_agent_safety.agent_role = 'nobody';
 \echo :SQLSTATE
