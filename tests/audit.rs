@@ -382,17 +382,19 @@ fn audit_level_all_records_reads() {
 
 /// The server log's lines that name `who` (each event's JSON line names its
 /// session user). The test cluster logs to server.log in its data directory.
+/// Read as bytes: other tests' databases log in other encodings.
 fn log_lines_of(who: &str) -> Vec<String> {
-    let text: String = admin("postgres")
+    let bytes: Vec<u8> = admin("postgres")
         .query_one(
-            "SELECT pg_catalog.pg_read_file(f) FROM pg_catalog.pg_ls_dir('.') f WHERE f = 'server.log'
-             UNION ALL SELECT pg_catalog.pg_read_file(pg_catalog.pg_current_logfile())
+            "SELECT pg_catalog.pg_read_binary_file(f) FROM pg_catalog.pg_ls_dir('.') f WHERE f = 'server.log'
+             UNION ALL SELECT pg_catalog.pg_read_binary_file(pg_catalog.pg_current_logfile())
               WHERE pg_catalog.pg_current_logfile() IS NOT NULL LIMIT 1",
             &[],
         )
         .unwrap()
         .get(0);
-    text.lines()
+    String::from_utf8_lossy(&bytes)
+        .lines()
         .filter(|l| l.contains("ai_agent_safety: {") && l.contains(&format!("\"{who}\"")))
         .map(str::to_string)
         .collect()
@@ -1444,4 +1446,152 @@ fn a_latin1_database_keeps_every_event_and_its_characters() {
         "{:?}",
         ev.iter().map(|e| e.statement.clone()).collect::<Vec<_>>()
     );
+}
+
+/// Everything in a running cluster's spool for one database, in file-name
+/// order (with no writer, only `current.copy`).
+fn spool_text(cluster_dir: &str, dboid: u32) -> String {
+    let dir = std::path::Path::new(cluster_dir)
+        .join("ai_agent_safety_spool")
+        .join(dboid.to_string());
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|f| f.path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap_or_default()).into_owned())
+        .collect()
+}
+
+/// Every event is spooled at the moment of its decision, before the
+/// statement runs: an agent backend killed in the middle of a transaction
+/// (SIGKILL, which runs no abort) has lost none of its events, including
+/// those of writes whose effects died with it. When the spool cannot be
+/// written, the statement is refused and its event still reaches the server
+/// log.
+#[test]
+fn a_killed_backend_loses_no_event_and_a_spool_failure_still_logs() {
+    const NAME: &str = "auditkill";
+    const PORT: u16 = 55479;
+    const AGENT: &str = "kill_agent";
+    const DB: &str = "kill_prod";
+    let _guard = StopCluster(NAME);
+    // No writer can start (the launcher takes the one slot): every event
+    // stays in the spool, where the test reads it. Commits are flushed
+    // before they return, so a crash keeps what committed.
+    own_cluster(
+        NAME,
+        PORT,
+        &["max_worker_processes = 1", "synchronous_commit = on"],
+        AGENT,
+        &[DB],
+    );
+    let dir = format!("/tmp/aas-{NAME}");
+    let mut a = connect_port(PORT, "postgres", DB);
+    exec(
+        &mut a,
+        &format!("ALTER ROLE {AGENT} SET ai_agent_safety.audit_level = 'all'"),
+    );
+    let dboid: u32 = a
+        .query_one(
+            "SELECT oid::int8 FROM pg_database WHERE datname = current_database()",
+            &[],
+        )
+        .map(|r| r.get::<_, i64>(0) as u32)
+        .unwrap();
+    let statements = || -> Vec<String> {
+        spool_text(&dir, dboid)
+            .lines()
+            .filter(|l| l.contains(AGENT))
+            .map(|l| l.split('\t').nth(13).unwrap_or("").to_string())
+            .collect()
+    };
+
+    // 1. SIGKILL mid-transaction.
+    let mut ag = connect_port(PORT, AGENT, DB);
+    exec(
+        &mut ag,
+        "INSERT INTO public.orders VALUES (11, 'committed')",
+    );
+    let pid: i32 = ag.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    exec(&mut ag, "BEGIN");
+    exec(
+        &mut ag,
+        "SELECT 'read in the doomed transaction' FROM public.orders",
+    );
+    exec(&mut ag, "INSERT INTO public.orders VALUES (12, 'doomed')");
+    assert_guard_refused(ag.batch_execute("SAVEPOINT s; DELETE FROM public.orders WHERE id = 1"));
+    let before = statements();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success(), "kill -9 {pid}");
+    assert!(ag.batch_execute("SELECT 1").is_err(), "the backend is gone");
+    // The postmaster restarts every backend after a crash: wait for it.
+    let t0 = Instant::now();
+    let mut a = loop {
+        match try_connect_port(PORT, "postgres", DB) {
+            Ok(c) => break c,
+            Err(_) if t0.elapsed() < Duration::from_secs(60) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("the cluster did not come back: {}", describe(&e)),
+        }
+    };
+    assert_eq!(
+        count(
+            &mut a,
+            "SELECT count(*) FROM public.orders WHERE id IN (11, 12)"
+        ),
+        1,
+        "the committed row stays, the killed transaction's is gone"
+    );
+    let after = statements();
+    assert_eq!(after, before, "the kill took no event with it");
+    for s in [
+        "'committed'",
+        "read in the doomed",
+        "'doomed'",
+        "DELETE FROM public.orders WHERE id = 1",
+    ] {
+        assert_eq!(
+            after.iter().filter(|x| x.contains(s)).count(),
+            1,
+            "{s} once in {after:?}"
+        );
+    }
+
+    // 2. The spool cannot be written (a new session opens the file; it is
+    // unwritable now): the refusal still reaches the server log, and the
+    // statement does not run.
+    let file = std::path::Path::new(&dir)
+        .join("ai_agent_safety_spool")
+        .join(dboid.to_string())
+        .join("current.copy");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let mut ag = connect_port(PORT, AGENT, DB);
+    let err = ag
+        .batch_execute("DELETE FROM public.orders WHERE id = 2 /* unspoolable */")
+        .unwrap_err();
+    assert!(
+        describe(&err).contains("cannot open the audit spool"),
+        "{}",
+        describe(&err)
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let log =
+        String::from_utf8_lossy(&std::fs::read(format!("{dir}/server.log")).unwrap()).into_owned();
+    assert!(
+        log.lines().any(|l| l.contains("ai_agent_safety: {")
+            && l.contains("unspoolable")
+            && l.contains("\"event\":\"refused\"")),
+        "the refusal is in the server log"
+    );
+    assert_eq!(count(&mut a, "SELECT count(*) FROM public.orders"), 11);
 }

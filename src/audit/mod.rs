@@ -127,10 +127,12 @@ pub fn cut_statement(s: &str) -> Cow<'_, str> {
     aas_policy::audit::cut_text(s, settings::audit_statement_max())
 }
 
-/// Spools the event (a COPY line), then writes it to the server log (JSON), so
-/// nothing in the log can be missing from the table; an allowed statement
+/// Spools the event (a COPY line), then writes it to the server log (JSON),
+/// so nothing in the log can be missing from the table; an allowed statement
 /// goes only where `ai_agent_safety.audit_destination` says, and only that
-/// encoding is built.
+/// encoding is built. When the spool cannot be written, the ERROR (the
+/// statement does not run) is raised after the log line, so the event still
+/// reaches the log.
 fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
     let ts = aas_policy::time::iso_utc(spool::now());
     let statement = cut_statement(&e.statement);
@@ -167,18 +169,25 @@ fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
         (false, true) => write_json(&mut msg, &record),
         (false, false) => {}
     }
-    if table {
+    let spooled = if table {
         line.push('\n');
-        if spool::append(c.db_oid, line.as_bytes()) {
-            launcher::start_writer(c.db_oid.to_u32());
-        }
-    }
+        spool::append(c.db_oid, line.as_bytes())
+    } else {
+        Ok(false)
+    };
     if routes.log {
         // write_json escapes every control character: the only NUL is the last.
         msg.push(0);
         if let Ok(msg) = std::ffi::CStr::from_bytes_with_nul(&msg) {
             server_log(msg);
         }
+    }
+    match spooled {
+        Ok(true) => {
+            launcher::start_writer(c.db_oid.to_u32());
+        }
+        Ok(false) => {}
+        Err(e) => pgrx::error!("{e}"),
     }
 }
 

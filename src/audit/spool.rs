@@ -126,11 +126,12 @@ fn open_current(dboid: u32) -> std::io::Result<File> {
         .open(current_path(dboid))
 }
 
-/// Appends one event line (with its newline) in one `write()`. A failure to
-/// write is an ERROR: an agent's statement is not allowed through with its
-/// audit event lost. True when no writer serves the database and the caller
-/// must start one (its start is claimed).
-pub fn append(dboid: pg_sys::Oid, line: &[u8]) -> bool {
+/// Appends one event line (with its newline) in one `write()`. A failure
+/// is returned (the line is counted as dropped) for the caller to raise:
+/// an agent's statement is not allowed through with its audit event lost.
+/// True when no writer serves the database and the caller must start one
+/// (its start is claimed).
+pub fn append(dboid: pg_sys::Oid, line: &[u8]) -> Result<bool, String> {
     let dboid = dboid.to_u32();
     let served;
     {
@@ -150,8 +151,9 @@ pub fn append(dboid: pg_sys::Oid, line: &[u8]) -> bool {
                 }
                 Err(e) => {
                     Counters::add(&shared.counters.dropped, 1);
-                    drop(shared);
-                    pgrx::error!("ai_agent_safety: cannot open the audit spool for database oid {dboid}: {e}");
+                    return Err(format!(
+                        "ai_agent_safety: cannot open the audit spool for database oid {dboid}: {e}"
+                    ));
                 }
             }
         }
@@ -159,8 +161,9 @@ pub fn append(dboid: pg_sys::Oid, line: &[u8]) -> bool {
         if let Err(e) = f.write_all(line) {
             Counters::add(&shared.counters.dropped, 1);
             *open = None;
-            drop(shared);
-            pgrx::error!("ai_agent_safety: cannot write the audit spool: {e}");
+            return Err(format!(
+                "ai_agent_safety: cannot write the audit spool: {e}"
+            ));
         }
         Counters::add(&shared.counters.spooled, 1);
         served = shared
@@ -171,7 +174,7 @@ pub fn append(dboid: pg_sys::Oid, line: &[u8]) -> bool {
     // No running writer: claim its start under the exclusive lock. (A writer
     // retires only under that lock and only with an empty spool, so one that
     // retires after this append's check has seen the line and stayed.)
-    !served && claim(&mut SPOOL.exclusive(), dboid, false)
+    Ok(!served && claim(&mut SPOOL.exclusive(), dboid, false))
 }
 
 /// Claims the start of a writer for a database, for a backend that just
