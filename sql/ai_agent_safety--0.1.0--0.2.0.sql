@@ -563,3 +563,8 @@ REVOKE ALL ON FUNCTION ai_agent_safety.restore_dropped(bigint, text) FROM PUBLIC
 GRANT EXECUTE ON FUNCTION ai_agent_safety.restore_dropped(bigint, text) TO ai_agent_approver;
 REVOKE ALL ON FUNCTION ai_agent_safety.purge_dropped(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ai_agent_safety.purge_dropped(bigint) TO ai_agent_approver;
+
+-- The audit log's time index becomes BRIN (see audit.sql): what each event
+-- costs the writer.
+DROP INDEX ai_agent_safety.audit_log_ts;
+CREATE INDEX audit_log_ts ON ai_agent_safety.audit_log USING brin (ts);

@@ -72,7 +72,11 @@ pub fn run() {
 
 /// When this database next needs the writer's maintenance with no events
 /// coming in: a granted, unused token expires, or the oldest event passes the
-/// retention (one second late, so the moment has surely passed).
+/// retention (one second late, so the moment has surely passed). The oldest
+/// event is the first loaded (by the primary key; the ts index is BRIN,
+/// which cannot give a minimum without reading the table): events are
+/// loaded in about the order of their ts, and one that was loaded late is
+/// purged by the next pass.
 pub fn next_time() -> Option<i64> {
     // Unix epoch microseconds to PostgreSQL's (2000-01-01).
     const PG_EPOCH_US: i64 = 946_684_800_000_000;
@@ -82,7 +86,7 @@ pub fn next_time() -> Option<i64> {
                FROM (SELECT LEAST(
                         (SELECT pg_catalog.min(expires_at) FROM ai_agent_safety.tokens
                           WHERE state = 'granted' AND used_at IS NULL AND NOT expiry_logged),
-                        (SELECT pg_catalog.min(ts) FROM ai_agent_safety.audit_log)
+                        (SELECT ts FROM ai_agent_safety.audit_log ORDER BY id LIMIT 1)
                           + pg_catalog.current_setting('ai_agent_safety.audit_retention')::interval
                      ) AS x) t
               WHERE pg_catalog.isfinite(x)",
