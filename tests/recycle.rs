@@ -479,6 +479,19 @@ fn a_restore_rolled_back_to_a_savepoint_keeps_the_entry() {
     .unwrap();
     assert!(!database_exists(&w.protected));
     assert!(entry(&approver, &w.open, &w.protected).is_some());
+    // A restore cannot be prepared (what it removes at commit would
+    // outlive the transaction's fate): refused with an ERROR, the entry
+    // kept, the session still usable.
+    let msg = describe(
+        &a.batch_execute(&format!(
+            "BEGIN; SELECT ai_agent_safety.restore_dropped({id}); PREPARE TRANSACTION 'rb_savepoint_prep';"
+        ))
+        .unwrap_err(),
+    );
+    assert!(msg.contains("cannot be prepared"), "{msg}");
+    a.batch_execute("ROLLBACK").unwrap();
+    assert!(!database_exists(&w.protected));
+    assert!(entry(&approver, &w.open, &w.protected).is_some());
     a.query_one("SELECT ai_agent_safety.restore_dropped($1)", &[&id])
         .unwrap_or_else(|e| panic!("{}", describe(&e)));
     assert!(database_exists(&w.protected));

@@ -100,7 +100,8 @@ pub(crate) unsafe extern "C-unwind" fn on_xact(
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => false,
         XACT_EVENT_PRE_PREPARE => {
             // The file would outlive the transaction's fate.
-            pgrx::error!("a transaction that restored a recycle bin entry cannot be prepared");
+            // SAFETY: at PRE_PREPARE raising aborts the transaction.
+            unsafe { refuse_prepare() }
         }
         _ => return,
     };
@@ -109,6 +110,14 @@ pub(crate) unsafe extern "C-unwind" fn on_xact(
             file::remove(p.id);
         }
     }
+}
+
+/// A transaction that restored an entry is being prepared: refused, on the
+/// guarded path (the transaction callback itself is not guarded).
+#[pgrx::pg_guard]
+// SAFETY: called from `on_xact` at PRE_PREPARE, where raising aborts the transaction; #[pg_guard] turns the panic into the ERROR.
+unsafe extern "C-unwind" fn refuse_prepare() -> ! {
+    pgrx::error!("a transaction that restored a recycle bin entry cannot be prepared");
 }
 
 /// Is this entry still held by its closed, renamed database?
