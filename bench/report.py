@@ -365,7 +365,7 @@ def main():
     print(f"PostgreSQL {a.pg_version}, pgbench scale {a.scale}, {a.duration} s per run "
           f"({a.token_duration} s per token run), {a.rounds} round(s), two identical clusters swapping "
           f"with/without every round ({a.mode} mode)")
-    print(f"Scenarios 1-4: both clusters at the same time, {a.pair_clients} client each; 5, 6, 6r: one cluster at a "
+    print(f"Scenarios 1-4: both clusters at the same time, {a.pair_clients} client each; 5, 6-7p: one cluster at a "
           f"time, {a.clients} clients / {a.threads} threads"
           + (f"; scenario 5 in rounds 1-{a.token_rounds}" if a.token_rounds else ""))
     print(f"{a.cpus} CPUs; load average before {a.load_before}, after {a.load_after}")
@@ -431,8 +431,10 @@ def main():
             "rounds_per_side": a.rounds, "token_rounds": a.token_rounds,
             "pair_clients": a.pair_clients,
             "order": "two identical clusters (B a copy of A after setup) swap with/without every round; "
-                     "scenarios 1-4 run on both at the same time, 6 and 6r one cluster at a time "
-                     "(with first in odd rounds, without first in even ones), 5 on the with cluster",
+                     "scenarios 1-4 run on both at the same time, 6, 6t, 6r, 6p, 7 and 7p one cluster "
+                     "at a time (sides with, without, pgaudit in odd rounds, pgaudit, without, with in "
+                     "even ones; pgaudit is the without cluster with only pgaudit preloaded), "
+                     "5 on the with cluster",
             "protocol": "simple", "cpus": a.cpus,
             "load_average_before": a.load_before, "load_average_after": a.load_after,
         },

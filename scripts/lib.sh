@@ -30,7 +30,10 @@ case "$PG_MAJOR" in
 esac
 # Paths as the major's own tools see them (inside its root for 17 and 18);
 # prefix $PG_ROOT to reach them from the host.
+# AAS_PG_BIN points the host's 15 elsewhere (a private copy for day-to-day
+# work while a full test run uses the system's).
 PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+[ "$PG_MAJOR" = 15 ] && [ -n "${AAS_PG_BIN:-}" ] && PG_BIN=$AAS_PG_BIN
 PG_CONFIG=$PG_BIN/pg_config
 # The build of each major has a target directory of its own.
 PG_TARGET_DIR=$REPO_ROOT/target
