@@ -114,6 +114,27 @@ def span(values, fmt="{:.3f}"):
     return "-" if not values else f"{fmt.format(min(values))}-{fmt.format(max(values))}"
 
 
+def against_pgaudit(runs, scenarios, rows, ours, key, n, label, role, pgaudit_log):
+    """Scenario <n>p (pgAudit against the same load without logging) and
+    <n>:<n>p (ours against pgAudit's in the same round, >= 1: ours costs no
+    more); ours' own target becomes pgAudit's ratio in the same run.
+    Returns the <n>:<n>p ratio."""
+    sp, sp_ratio, row = throughput(runs, key, f"{n}p", label, None, a=(key, "pgaudit"), b=(key, "without"))
+    sp.update({"role": role, "setting": f"ALTER ROLE {role} SET pgaudit.log = '{pgaudit_log}'"})
+    scenarios.append(sp)
+    rows.append(row)
+    svp, svp_ratio, row = throughput(runs, key, f"{n}:{n}p", f"ours ({n}) / pgAudit ({n}p)", 1.0,
+                                     a=(key, "with"), b=(key, "pgaudit"), target_text=f">= 1 ({n}p)")
+    scenarios.append(svp)
+    rows.append(row)
+    ours["target"] = f"ratio >= {n}p's ratio (pgAudit), same run"
+    ours["meets_target"] = svp_ratio >= 1.0
+    for j, r in enumerate(rows):
+        if r[0] == n:
+            rows[j] = r[:8] + (f">= {n}p {sp_ratio:.3f}", "ok" if svp_ratio >= 1.0 else "BELOW")
+    return svp_ratio
+
+
 def throughput(runs, key, sid, desc, target, a=None, b=None, target_text=None):
     """a/b tps of one scenario, or exits when runs are missing; a and b are
     (scenario, side), by default key's with and without runs. The target is
@@ -302,43 +323,16 @@ def main():
                 "audit_with_side": audit_facts(facts, "s6t_audit_table")})
     scenarios.append(s6t)
     rows.append(row)
-    # pgAudit: 6p and 7p against the same load without logging, and ours
-    # against pgAudit's in the same round (>= 1: ours costs no more).
-    s6p, s6p_ratio, row = throughput(runs, "s6_audit_all", "6p", "pgAudit, pgaudit.log = all, select-only",
-                                     None, a=("s6_audit_all", "pgaudit"), b=("s6_audit_all", "without"))
-    s6p.update({"role": "bench_agent_all", "setting": "ALTER ROLE bench_agent_all SET pgaudit.log = 'all'"})
-    scenarios.append(s6p)
-    rows.append(row)
-    s6vp, s6vp_ratio, row = throughput(runs, "s6_audit_all", "6:6p", "ours (6) / pgAudit (6p)", 1.0,
-                                       a=("s6_audit_all", "with"), b=("s6_audit_all", "pgaudit"),
-                                       target_text=">= 1 (6p)")
-    scenarios.append(s6vp)
-    rows.append(row)
-    # Scenario 6's own target is pgAudit's ratio in the same run.
-    s6["target"] = "ratio >= 6p's ratio (pgAudit), same run"
-    s6["meets_target"] = s6vp_ratio >= 1.0
-    for i, r in enumerate(rows):
-        if r[0] == "6":
-            rows[i] = r[:8] + (f">= 6p {s6p_ratio:.3f}", "ok" if s6vp_ratio >= 1.0 else "BELOW")
+    s6vp_ratio = against_pgaudit(runs, scenarios, rows, s6, "s6_audit_all", "6",
+                                 "pgAudit, pgaudit.log = all, select-only", "bench_agent_all", "all")
     s7, s7_ratio, row = throughput(runs, "s7_audit_writes", "7", "agent writes, audit_level = writes", 0.0)
     s7.update({"database": "bench_audit", "role": "bench_agent_wr",
                "setting": "ALTER ROLE bench_agent_wr SET ai_agent_safety.audit_level = 'writes'",
                "audit_with_side": audit_facts(facts, "s7_audit_writes")})
     scenarios.append(s7)
     rows.append(row)
-    s7p, s7p_ratio, row = throughput(runs, "s7_audit_writes", "7p", "pgAudit, pgaudit.log = write, writes",
-                                     None, a=("s7_audit_writes", "pgaudit"), b=("s7_audit_writes", "without"))
-    s7p.update({"role": "bench_agent_wr", "setting": "ALTER ROLE bench_agent_wr SET pgaudit.log = 'write'"})
-    scenarios.append(s7p)
-    rows.append(row)
-    s7vp, s7vp_ratio, row = throughput(runs, "s7_audit_writes", "7:7p", "ours (7) / pgAudit (7p)", 1.0,
-                                       a=("s7_audit_writes", "with"), b=("s7_audit_writes", "pgaudit"),
-                                       target_text=">= 1 (7p)")
-    scenarios.append(s7vp)
-    rows.append(row)
-    s7["target"] = "ratio >= 7p's ratio (pgAudit), same run"
-    s7["meets_target"] = s7vp_ratio >= 1.0
-    rows[-3] = rows[-3][:8] + (f">= 7p {s7p_ratio:.3f}", "ok" if s7vp_ratio >= 1.0 else "BELOW")
+    s7vp_ratio = against_pgaudit(runs, scenarios, rows, s7, "s7_audit_writes", "7",
+                                 "pgAudit, pgaudit.log = write, writes", "bench_agent_wr", "write")
 
     ir_rows = []
     for scen in scenarios:
