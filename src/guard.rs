@@ -102,8 +102,14 @@ fn event(stmt: &Statement, source: &str, kind: (Source, EventKind, Verdict)) -> 
     }
 }
 
-/// Records an allowed statement when the audit level asks for it.
+/// Records an allowed statement when the audit level asks for it. A
+/// parallel worker runs part of a statement its leader has recorded: it
+/// records nothing again.
 fn record_allowed(stmt: &Statement, source: &str) {
+    // SAFETY: reads a backend variable (-1 outside parallel workers).
+    if unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
+        return;
+    }
     if settings::audit_level().records_allowed(Shape::of(stmt).writes) {
         audit::record(event(
             stmt,

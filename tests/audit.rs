@@ -380,6 +380,76 @@ fn audit_level_all_records_reads() {
     assert_eq!(ev.last().unwrap().event, "refused", "{ev:?}");
 }
 
+/// A statement run in parallel is recorded once, by its leader: the
+/// parallel workers that run parts of it record nothing again.
+#[test]
+fn audit_level_all_records_a_parallel_statement_once() {
+    let w = World::with_settings("aud_par", &[("ai_agent_safety.audit_level", "all")]);
+    let mut o = w.owner_in(&w.protected);
+    exec(
+        &mut o,
+        &format!(
+            "CREATE TABLE public.par AS SELECT g AS id FROM generate_series(1, 20000) g;
+             ANALYZE public.par; GRANT SELECT ON public.par TO {}",
+            w.agent
+        ),
+    );
+    let mut ag = w.agent_in(&w.protected);
+    let major = server_major(&mut ag);
+    let force = if major >= 16 {
+        "debug_parallel_query"
+    } else {
+        "force_parallel_mode"
+    };
+    exec(
+        &mut ag,
+        &format!(
+            "SET {force} = on; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;
+             SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2"
+        ),
+    );
+    // Worker slots are shared with the rest of the suite (audit writers):
+    // tried until a worker really ran the statement (bounded).
+    let mut launched = 0;
+    let mut tries = 0;
+    while launched == 0 && tries < 50 {
+        tries += 1;
+        let plan: Vec<String> = ag
+            .query(
+                &format!(
+                    "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) \
+                     SELECT count(*) FROM public.par WHERE id > {tries} /* par-{tries} */"
+                ),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        launched = plan
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("Workers Launched: "))
+            .and_then(|n| n.parse::<i64>().ok())
+            .unwrap_or(0);
+    }
+    assert!(launched > 0, "no parallel worker in {tries} tries");
+    marker_refusal(&w, &mut ag, 1);
+    let mark = format!("/* par-{tries} */");
+    let ev: Vec<Ev> = events_of(&mut admin(&w.protected), &w.agent)
+        .into_iter()
+        .filter(|e| {
+            e.statement.as_deref().unwrap_or("").contains(&mark)
+                && e.operation.as_deref() == Some("SELECT")
+        })
+        .collect();
+    // (The EXPLAIN itself is an event of its own, not counted here.)
+    assert_eq!(
+        ev.len(),
+        1,
+        "one event for a query {launched} worker(s) helped run: {ev:?}"
+    );
+}
+
 /// The server log's lines that name `who` (each event's JSON line names its
 /// session user). The test cluster logs to server.log in its data directory.
 /// Read as bytes: other tests' databases log in other encodings.
