@@ -141,6 +141,12 @@ fn start_due(now: i64) -> bool {
         };
         if claim && !start_writer(db) {
             no_worker = true;
+            // Still due: tried again on the next pass. (start_pending
+            // retries only databases with events spooled; without this a
+            // maintenance-only wake that found every worker slot taken was
+            // lost, and with it a token's, a review's or a recycle bin
+            // entry's expiry, until the database's next event.)
+            spool::set_wake(&mut SPOOL.exclusive(), db, Some(now));
         }
     }
     no_worker
