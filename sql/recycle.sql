@@ -7,8 +7,9 @@
 -- directory, read from every database: an agent drops a database from
 -- another one.
 
--- Rows an agent's TRUNCATE removed, kept in this database (their copies
--- are tables of schema ai_agent_safety_recycle).
+-- Rows an agent's TRUNCATE removed, and relations or schemas an agent
+-- dropped, kept in this database (copies and moved relations are in
+-- schema ai_agent_safety_recycle; a kept schema is renamed).
 CREATE TABLE ai_agent_safety.recycled_rows (
     id bigint PRIMARY KEY,
     kind text NOT NULL,
@@ -41,7 +42,7 @@ SELECT (e OPERATOR(pg_catalog.->>) 'id')::bigint AS id,
        pg_catalog.format('SELECT ai_agent_safety.restore_dropped(%s);', e OPERATOR(pg_catalog.->>) 'id') AS to_restore
   FROM ai_agent_safety._recycle_bin() AS e
 UNION ALL
-SELECT r.id, r.kind, r.object, NULL, r.dropped_by, r.task_id, r.token, r.statement, r.at, r.expires_at,
+SELECT r.id, r.kind, r.object, r.tables OPERATOR(pg_catalog.->>) 'kept_as', r.dropped_by, r.task_id, r.token, r.statement, r.at, r.expires_at,
        r.rows, r.bytes, pg_catalog.format('SELECT ai_agent_safety.restore_dropped(%s);', r.id)
   FROM ai_agent_safety.recycled_rows r
  WHERE ai_agent_safety._recycle_bin_readable();

@@ -1289,6 +1289,14 @@ fn any_object_token_does_not_cover_another_database() {
 #[test]
 fn a_role_is_a_target_only_as_drop_owned_by() {
     let w = World::new("ownedtok");
+    // Without the recycle bin: with it, a DROP OWNED BY that would remove
+    // tables is refused even when approved (tests/recycle_objects.rs).
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER ROLE {} SET ai_agent_safety.recycle_retention = 0",
+            w.agent
+        ))
+        .unwrap();
     let dba_role = new_approver("ownedtok");
     let mut dba = connect(&dba_role, &w.protected);
     let mut a = w.agent_in(&w.protected);

@@ -411,6 +411,14 @@ fn drop_type() {
 #[test]
 fn drop_owned_by_agent() {
     let w = World::new("dropowned");
+    // Without the recycle bin: with it, a DROP OWNED BY that would remove
+    // tables is refused (tests/recycle_objects.rs).
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER ROLE {} SET ai_agent_safety.recycle_retention = 0",
+            w.agent
+        ))
+        .unwrap();
     let probe_sql = "SELECT count(*) FROM pg_class WHERE oid = to_regclass('public.agent_notes')";
     for db in [&w.protected, &w.open] {
         run_ok(

@@ -752,3 +752,43 @@ fn a_restore_leaves_the_restorers_session_as_it_was_and_the_rows_whole() {
         30
     );
 }
+
+/// `recycle_max_bytes` bounds what the bin keeps of one database: an
+/// agent's TRUNCATE that would take it past the budget is refused (42501,
+/// naming the setting and the sizes) and truncates nothing; with a budget
+/// a DBA raised, it is kept. Agents cannot change it.
+#[test]
+fn a_truncate_past_recycle_max_bytes_is_refused_and_nothing_is_lost() {
+    let w = truncate_world("rb_budget");
+    let approver = new_approver("rb_budget");
+    let budget = |size: &str| {
+        admin("postgres")
+            .batch_execute(&format!(
+                "ALTER DATABASE {} SET ai_agent_safety.recycle_max_bytes = '{size}'",
+                w.open
+            ))
+            .unwrap()
+    };
+    budget("1kB");
+    let mut agent = w.agent_in(&w.open);
+    let e = assert_refused(agent.batch_execute("SET ai_agent_safety.recycle_max_bytes = -1"));
+    assert!(e.contains("recycle_max_bytes"), "{e}");
+    let e = assert_refused(agent.batch_execute("TRUNCATE orders CASCADE"));
+    assert!(
+        e.contains("TRUNCATE refused: agent role")
+            && e.contains(&format!(
+                "keeping them would take the recycle bin of database \"{}\" past ai_agent_safety.recycle_max_bytes (1 kB; it holds 0 bytes now)",
+                w.open
+            ))
+            && e.contains("ai_agent_safety.purge_dropped('<id>'::bigint)"),
+        "{e}"
+    );
+    let mut a = admin(&w.open);
+    assert_eq!(count(&mut a, "SELECT count(*) FROM orders"), 10);
+    assert_eq!(count(&mut a, "SELECT count(*) FROM order_lines"), 30);
+    budget("1MB");
+    let mut agent = w.agent_in(&w.open);
+    agent.batch_execute("TRUNCATE orders CASCADE").unwrap();
+    assert!(entry(&approver, &w.open, "public.orders, public.order_lines").is_some());
+    assert_eq!(count(&mut a, "SELECT count(*) FROM orders"), 0);
+}

@@ -101,6 +101,23 @@ pub fn literal(value: &str, sql_type: &str) -> String {
     format!("'{}'::{sql_type}", value.replace('\'', "''"))
 }
 
+/// A name as an identifier in SQL: quoted unless it is a plain lower-case
+/// name.
+pub fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
 /// A schema-qualified call of an API function with typed arguments, e.g.
 /// `ai_agent_safety.grant_approval_token('…'::uuid)`.
 pub fn call(function: &str, args: &[(&str, &str)]) -> String {

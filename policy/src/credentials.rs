@@ -67,22 +67,7 @@ impl HeldPrivilege {
     }
 }
 
-/// A role name as an identifier in SQL: quoted unless it is a plain lower-case
-/// name.
-fn quote_ident(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
+use crate::api::quote_ident;
 
 /// Microseconds in one second.
 pub const SECOND_US: i64 = 1_000_000;

@@ -44,7 +44,7 @@ fn is_non_writing(tag: pg_sys::NodeTag) -> bool {
     )
 }
 
-fn object_type_word(t: pg_sys::ObjectType::Type) -> &'static str {
+pub fn object_type_word(t: pg_sys::ObjectType::Type) -> &'static str {
     match t {
         OBJECT_TABLE => "TABLE",
         OBJECT_VIEW => "VIEW",

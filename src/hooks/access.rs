@@ -36,6 +36,11 @@ unsafe extern "C-unwind" fn hook(
         // SAFETY: as above.
         unsafe { prev(access, class_id, object_id, sub_id, arg) };
     }
+    if access == pg_sys::ObjectAccessType::OAT_DROP {
+        // Collected only while an agent's DROP is tried (recycle bin).
+        crate::recycle::objects::on_drop(class_id, object_id, sub_id);
+        return;
+    }
     if access == pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE
         && !(identity::known_not_agent() && agent_code::running().is_none())
         // Inside a statement (a portal is active) the statement was already

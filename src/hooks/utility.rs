@@ -244,6 +244,33 @@ unsafe extern "C-unwind" fn checked(
                     token,
                 )
         };
+        // So is its DROP TABLE, VIEW, MATERIALIZED VIEW, SEQUENCE or SCHEMA;
+        // its other DROPs (and DROP OWNED BY) may not remove rows.
+        // SAFETY: node is a valid utility statement.
+        let tag = unsafe { (*node).type_ };
+        if !recycled
+            && matches!(
+                tag,
+                pg_sys::NodeTag::T_DropStmt | pg_sys::NodeTag::T_DropOwnedStmt
+            )
+        {
+            let retention = settings::recycle_retention_s();
+            if aas_policy::recycle::keeps(true, retention) {
+                // SAFETY: a DropStmt or DropOwnedStmt, inside a
+                // transaction; query_string is this statement's text.
+                unsafe {
+                    recycled = crate::recycle::objects::instead_of_drop(
+                        node,
+                        &pg::statement_text(query_string, pstmt),
+                        token,
+                        retention,
+                    );
+                    if !recycled {
+                        crate::recycle::objects::refuse_other_drop_of_rows(node);
+                    }
+                }
+            }
+        }
     }
     let saved = gate::window();
     if approved {

@@ -8,7 +8,9 @@
 //! inside a function's transaction).
 
 mod database;
+mod entries;
 pub mod file;
+pub mod objects;
 mod purge;
 pub mod rows;
 
@@ -376,21 +378,19 @@ pub(super) fn held_entry(id: i64) -> Entry {
         })
 }
 
-pub(super) fn record_rows(
-    _id: i64,
-    object: &str,
-    task: Option<&str>,
-    kind: EventKind,
-    reason: String,
-) {
+pub(super) fn record_rows(k: &entries::Kept, kind: EventKind, reason: String) {
     audit::record_for_task(
         audit::Event {
-            operation: "TRUNCATE".into(),
-            object: object.to_string(),
+            operation: if k.is_truncate() {
+                "TRUNCATE".into()
+            } else {
+                format!("DROP {}", k.kind.to_uppercase())
+            },
+            object: k.object.clone(),
             reason,
             ..audit::Event::new(Source::Recycle, kind, Verdict::Info)
         },
-        task.unwrap_or(""),
+        k.task.as_deref().unwrap_or(""),
     );
 }
 
@@ -411,15 +411,13 @@ fn record(e: &Entry, kind: EventKind, reason: String) {
 /// `new_name`), open to connections again, with everything in it.
 pub fn restore(id: i64, new_name: Option<&str>) -> String {
     check_caller("restore_dropped");
-    if let Some((object, tables, by, task)) = rows::entry(id) {
-        let said = rows::restore(id, &object, &tables, &by);
-        record_rows(
-            id,
-            &object,
-            task.as_deref(),
-            EventKind::Restored,
-            said.clone(),
-        );
+    if let Some(k) = entries::entry(id) {
+        let said = if k.is_truncate() {
+            rows::restore(id, &k.object, &k.copies(), &k.dropped_by)
+        } else {
+            objects::restore(id, &k.kind, &k.object, &k.tables, new_name)
+        };
+        record_rows(&k, EventKind::Restored, said.clone());
         return said;
     }
     let e = held_entry(id);

@@ -18,18 +18,22 @@ use std::ffi::CString;
 /// runs it, in a transaction of its own, and this waits for it.
 pub fn purge(id: i64) -> String {
     check_caller("purge_dropped");
-    if let Some((object, tables, by, task)) = super::rows::entry(id) {
-        super::rows::drop_copies(id, &tables);
-        let said = format!(
-            "recycle bin entry {id} purged: the rows of {object} (truncated by {by}) are gone for good"
-        );
-        super::record_rows(
-            id,
-            &object,
-            task.as_deref(),
-            EventKind::Purged,
-            said.clone(),
-        );
+    if let Some(k) = super::entries::entry(id) {
+        let said = if k.is_truncate() {
+            super::rows::drop_copies(id, &k.copies());
+            format!(
+                "recycle bin entry {id} purged: the rows of {} (truncated by {}) are gone for good",
+                k.object, k.dropped_by
+            )
+        } else {
+            super::objects::drop_for_good(&k.tables);
+            super::entries::forget(id);
+            format!(
+                "recycle bin entry {id} purged: {} {} (dropped by {}) is gone for good",
+                k.kind, k.object, k.dropped_by
+            )
+        };
+        super::record_rows(&k, EventKind::Purged, said.clone());
         return said;
     }
     let e = held_entry(id);
@@ -157,7 +161,9 @@ pub fn tend(dboid: u32) {
     // Kept TRUNCATEs of this database (a failure here must not end the
     // writer: it is logged, and tried again next time).
     BackgroundWorker::transaction(|| {
-        pg::in_subtransaction("the recycle bin's expiry", super::rows::expire_all)
+        pg::in_subtransaction("the recycle bin's expiry", || {
+            super::rows::expire_all(super::objects::drop_for_good)
+        })
     });
     for e in file::list()
         .into_iter()

@@ -9,6 +9,7 @@
 //! rows back (as the table's owner, so its triggers and constraints judge
 //! them), a purge or the expiry drops the copies.
 
+use super::entries::{ensure_schema, forget, has_entries_table, record_entry, NewEntry};
 use super::file;
 use crate::{audit, pg, privileged};
 use aas_policy::recycle as policy;
@@ -48,7 +49,9 @@ unsafe fn truncated(stmt: *mut pg_sys::TruncateStmt) -> Vec<pg_sys::Oid> {
                 rels.push(relid);
             }
             if (*rv).inh {
-                for child in pg::oid_list(find_all_inheritors(relid, lock, std::ptr::null_mut())) {
+                for child in pg::oid_list(pgrx::pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                    find_all_inheritors(relid, lock, std::ptr::null_mut())
+                })) {
                     if !rels.contains(&child) {
                         rels.push(child);
                     }
@@ -111,30 +114,47 @@ pub unsafe fn before_truncate(
     if rels.is_empty() {
         return;
     }
+    // The budget: what this database keeps now, and about what this adds
+    // (the tables' heap and toast: the copies have no indexes).
+    if let Some(max) = crate::settings::recycle_max_bytes() {
+        let (kept, adding) = privileged::run(|| {
+            let kept = if has_entries_table() {
+                Spi::get_one::<i64>(
+                    "SELECT COALESCE(sum(bytes), 0)::bigint FROM ai_agent_safety.recycled_rows",
+                )
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+            } else {
+                0
+            };
+            let adding = Spi::get_one_with_args::<i64>(
+                "SELECT COALESCE(sum(pg_catalog.pg_table_size(r)), 0)::bigint FROM pg_catalog.unnest($1::oid[]) AS r",
+                &[rels.clone().into()],
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+            (kept, adding)
+        });
+        if policy::over_budget(kept, adding, Some(max)) {
+            pg::refuse(policy::budget_denial(
+                &pg::session_user_name(),
+                "TRUNCATE",
+                &crate::dbfacts::current_database_name(),
+                kept,
+                adding,
+                max,
+            ));
+        }
+    }
     let id = file::next_id().unwrap_or_else(|e| {
         pgrx::error!(
             "ai_agent_safety: could not number a recycle bin entry ({e}); nothing was truncated"
         )
     });
     let (tables, rows, bytes) = privileged::run(|| {
-        Spi::run(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {SCHEMA} AUTHORIZATION {}",
-            pg::quote_ident(&super::database::bootstrap_superuser())
-        ))
-        .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
-        // One someone else made first would hold the rows where they can
-        // reach them.
-        let owner = Spi::get_one::<pg_sys::Oid>(&format!(
-            "SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = '{SCHEMA}'"
-        ))
-        .ok()
-        .flatten();
-        if owner != Some(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID)) {
-            pgrx::error!(
-                "ai_agent_safety: schema {SCHEMA} belongs to {}, not to the bootstrap superuser, so the rows cannot be kept safely there; nothing was truncated (a DBA drops or reassigns that schema)",
-                owner.map(pg::role_name).unwrap_or_default()
-            );
-        }
+        ensure_schema("rows");
         let mut tables = Vec::new();
         let (mut rows, mut bytes) = (0i64, 0i64);
         for (n, relid) in rels.iter().enumerate() {
@@ -176,29 +196,16 @@ pub unsafe fn before_truncate(
         .filter_map(|t| t["table"].as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    let task = token
-        .and_then(super::token_task)
-        .or_else(|| crate::presented::task_of(statement));
-    privileged::run(|| {
-        Spi::run_with_args(
-            "INSERT INTO ai_agent_safety.recycled_rows
-               (id, kind, object, tables, dropped_by, task_id, token, statement, at, expires_at, rows, bytes)
-             VALUES ($1, 'truncate', $2, $3, $4, $5, $6::text::uuid, $7, pg_catalog.now(),
-                     pg_catalog.now() + pg_catalog.make_interval(secs => $8), $9, $10)",
-            &[
-                (id as i64).into(),
-                object.as_str().into(),
-                pgrx::JsonB(Value::Array(tables.clone())).into(),
-                pg::session_user_name().as_str().into(),
-                task.clone().into(),
-                token.map(|t| t.to_string()).into(),
-                audit::cut_statement(statement).into_owned().into(),
-                (retention as f64).into(),
-                rows.into(),
-                bytes.into(),
-            ],
-        )
-        .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: recording the recycle bin entry failed: {e}"))
+    record_entry(&NewEntry {
+        id,
+        kind: "truncate",
+        object: &object,
+        tables: Value::Array(tables),
+        token,
+        statement,
+        retention,
+        rows: Some(rows),
+        bytes,
     });
     audit::record(audit::Event {
         operation: "TRUNCATE".into(),
@@ -212,48 +219,6 @@ pub unsafe fn before_truncate(
         ..audit::Event::new(Source::Recycle, EventKind::Kept, Verdict::Info)
     });
     pgrx::notice!("{}", policy::kept_rows_notice(&object, rows, id, retention));
-}
-
-/// Does this database have the table of kept TRUNCATEs? A database whose
-/// extension predates the recycle bin has none, and a query naming it
-/// would not even parse there. Inside a transaction.
-fn has_entries_table() -> bool {
-    // SAFETY: a catalog lookup by name; missing_ok.
-    unsafe {
-        pg_sys::get_relname_relid(
-            c"recycled_rows".as_ptr(),
-            pg_sys::get_namespace_oid(c"ai_agent_safety".as_ptr(), true),
-        ) != pg_sys::InvalidOid
-    }
-}
-
-/// A kept TRUNCATE of this database: (object, tables, dropped_by, task).
-pub fn entry(id: i64) -> Option<(String, Vec<Value>, String, Option<String>)> {
-    privileged::run(|| {
-        Spi::connect(|c| {
-            if !has_entries_table() {
-                return Ok(None);
-            }
-            let r = c.select(
-                "SELECT object, tables, dropped_by, task_id FROM ai_agent_safety.recycled_rows WHERE id = $1",
-                None,
-                &[id.into()],
-            )?;
-            let mut out = None;
-            for row in r {
-                let tables: Option<pgrx::JsonB> = row.get(2)?;
-                out = Some((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    tables.and_then(|t| t.0.as_array().cloned()).unwrap_or_default(),
-                    row.get::<String>(3)?.unwrap_or_default(),
-                    row.get::<String>(4)?,
-                ));
-            }
-            Ok::<_, pgrx::spi::Error>(out)
-        })
-        .ok()
-        .flatten()
-    })
 }
 
 /// Puts the kept rows back, table by table in the TRUNCATE's order
@@ -367,7 +332,7 @@ pub fn restore(id: i64, object: &str, tables: &[Value], dropped_by: &str) -> Str
 /// level of its own with search_path pinned (as PostgreSQL runs
 /// maintenance as a table's owner): the table's code cannot change the
 /// session, nor leave a setting behind for the restorer's later queries.
-fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+pub(super) fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     let mut uid = pg_sys::InvalidOid;
     let mut sec = 0;
     // SAFETY: switches the user the way SECURITY DEFINER functions do and
@@ -419,28 +384,18 @@ pub fn drop_copies(id: i64, tables: &[Value]) {
     forget(id);
 }
 
-fn forget(id: i64) {
-    privileged::run(|| {
-        Spi::run_with_args(
-            "DELETE FROM ai_agent_safety.recycled_rows WHERE id = $1",
-            &[id.into()],
-        )
-        .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
-    });
-}
-
-/// An expired entry: (id, object, task, truncated by, tables).
-type Due = (i64, String, Option<String>, String, Vec<Value>);
+/// An expired entry: (id, object, task, dropped by, tables, kind).
+type Due = (i64, String, Option<String>, String, Value, String);
 
 /// Drops the kept TRUNCATEs of this database whose retention has passed,
 /// and records each. For the audit writer, inside its transaction.
-pub fn expire_all() {
+pub fn expire_all(drop_objects: fn(&Value)) {
     let due: Vec<Due> = Spi::connect(|c| {
         if !has_entries_table() {
             return Ok(Vec::new());
         }
         let rows = c.select(
-            "SELECT id, object, task_id, dropped_by, tables FROM ai_agent_safety.recycled_rows
+            "SELECT id, object, task_id, dropped_by, tables, kind FROM ai_agent_safety.recycled_rows
               WHERE expires_at <= pg_catalog.now()",
             None,
             &[],
@@ -453,31 +408,47 @@ pub fn expire_all() {
                 r.get::<String>(2)?.unwrap_or_default(),
                 r.get::<String>(3)?,
                 r.get::<String>(4)?.unwrap_or_default(),
-                tables
-                    .and_then(|t| t.0.as_array().cloned())
-                    .unwrap_or_default(),
+                tables.map(|t| t.0).unwrap_or(Value::Null),
+                r.get::<String>(6)?.unwrap_or_default(),
             ));
         }
         Ok::<_, pgrx::spi::Error>(out)
     })
     .unwrap_or_default();
-    for (id, object, task, by, tables) in due {
+    for (id, object, task, by, tables, kind) in due {
+        let (operation, what) = if kind == "truncate" {
+            (
+                "TRUNCATE".to_string(),
+                format!("the kept rows of {object} (truncated by {by})"),
+            )
+        } else {
+            (
+                format!("DROP {}", kind.to_uppercase()),
+                format!("{kind} {object} (dropped by {by})"),
+            )
+        };
         let line = Spi::get_one_with_args::<String>(
             "INSERT INTO ai_agent_safety.audit_log
                (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason)
-             VALUES (pg_catalog.now(), pg_catalog.current_database(), $1, $1, $2, 'recycle', 'expired', 'info', 'TRUNCATE', $3, $4)
+             VALUES (pg_catalog.now(), pg_catalog.current_database(), $1, $1, $2, 'recycle', 'expired', 'info', $5, $3, $4)
              RETURNING pg_catalog.row_to_json(audit_log)::text",
             &[
                 by.as_str().into(),
                 task.into(),
                 object.as_str().into(),
-                format!("recycle bin entry {id} expired: the kept rows of {object} (truncated by {by}) were dropped for good").into(),
+                format!("recycle bin entry {id} expired: {what} were dropped for good").into(),
+                operation.as_str().into(),
             ],
         );
         if let Ok(Some(l)) = line {
             pgrx::log!("ai_agent_safety: {l}");
         }
-        drop_copies(id, &tables);
+        if kind == "truncate" {
+            drop_copies(id, tables.as_array().map(Vec::as_slice).unwrap_or(&[]));
+        } else {
+            drop_objects(&tables);
+            forget(id);
+        }
     }
 }
 

@@ -24,7 +24,8 @@ pub use derived::{file_environment, file_protected_operations, file_require_appr
 pub use not_agents::set_agent_test;
 use not_agents::{
     check_audit_destination, check_audit_level, check_audit_statement_max, check_mode,
-    check_preview_timeout, check_recycle_retention, check_review_ttl, check_token_ttl,
+    check_preview_timeout, check_recycle_max_bytes, check_recycle_retention, check_review_ttl,
+    check_token_ttl,
 };
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
@@ -110,6 +111,10 @@ static REVIEW_TTL: GucSetting<i32> = GucSetting::<i32>::new(15 * 60);
 /// seconds; 0 turns it off.
 static RECYCLE_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 
+/// For DBAs: how much the recycle bin keeps of one database's rows, in kB;
+/// -1 is no limit.
+static RECYCLE_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(-1);
+
 // --- Typed accessors ---------------------------------------------------------
 
 /// A string setting's current value, trimmed; `None` when empty. Read through
@@ -183,6 +188,11 @@ pub fn review_ttl_s() -> i64 {
 }
 pub fn recycle_retention_s() -> i64 {
     int(&RECYCLE_RETENTION) as i64
+}
+/// The recycle bin's budget for one database, in bytes (`None`: no limit).
+pub fn recycle_max_bytes() -> Option<i64> {
+    let kb = int(&RECYCLE_MAX_BYTES);
+    (kb >= 0).then_some(kb as i64 * 1024)
 }
 pub fn audit_statement_max() -> usize {
     int(&AUDIT_STATEMENT_MAX).max(0) as usize
@@ -489,6 +499,19 @@ pub fn define(show_agent_session: pg_sys::GucShowHook) {
             GucContext::Suset,
             GucFlags::UNIT_S,
             Some(check_recycle_retention),
+            None,
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"ai_agent_safety.recycle_max_bytes",
+            c"How much the recycle bin keeps of one database's rows; an agent's TRUNCATE that would keep more is refused; -1 is no limit.",
+            c"",
+            &RECYCLE_MAX_BYTES,
+            -1,
+            i32::MAX,
+            GucContext::Suset,
+            GucFlags::UNIT_KB,
+            Some(check_recycle_max_bytes),
             None,
             None,
         );

@@ -81,4 +81,5 @@ int_check! {
     check_preview_timeout => "ai_agent_safety.preview_timeout",
     check_review_ttl => "ai_agent_safety.review_ttl",
     check_recycle_retention => "ai_agent_safety.recycle_retention",
+    check_recycle_max_bytes => "ai_agent_safety.recycle_max_bytes",
 }

@@ -17,6 +17,7 @@ mod facts;
 mod handover;
 mod operation;
 mod recycle;
+mod recycle_objects;
 mod review;
 mod side_door;
 mod sql_comment;

@@ -92,3 +92,39 @@ fn the_agent_is_told_where_its_drop_went_and_how_it_comes_back() {
         .message
         .contains("agent role \"bot\" may not read, restore or purge the recycle bin"));
 }
+
+#[test]
+fn the_budget_refuses_only_past_its_limit_and_says_how_much() {
+    assert!(!over_budget(10, 5, None));
+    assert!(!over_budget(10, 5, Some(15)));
+    assert!(over_budget(10, 6, Some(15)));
+    assert!(over_budget(i64::MAX, 1, Some(i64::MAX - 1)));
+    assert_eq!(size_text(512), "512 bytes");
+    assert_eq!(size_text(64 * 1024), "64 kB");
+    assert_eq!(size_text(1536 * 1024 * 1024), "1.5 GB");
+    let d = budget_denial(
+        "bot",
+        "TRUNCATE",
+        "shop",
+        1024 * 1024,
+        3 * 1024 * 1024,
+        2 * 1024 * 1024,
+    );
+    assert!(
+        d.message.starts_with("TRUNCATE refused: agent role \"bot\" would remove about 3 MB of rows, and keeping them would take the recycle bin of database \"shop\" past ai_agent_safety.recycle_max_bytes (2 MB; it holds 1 MB now)"),
+        "{}",
+        d.message
+    );
+    assert!(
+        d.hint
+            .contains("ai_agent_safety.purge_dropped('<id>'::bigint)"),
+        "{}",
+        d.hint
+    );
+    assert!(
+        d.hint
+            .ends_with("ALTER DATABASE shop SET ai_agent_safety.recycle_max_bytes = '8MB';"),
+        "{}",
+        d.hint
+    );
+}

@@ -90,7 +90,47 @@ SELECT (SELECT count(*) FROM reg_rb_orders) AS orders, (SELECT count(*) FROM reg
 DROP TABLE public.reg_rb_lines, public.reg_rb_orders;
 
 --
--- 5. A DBA's DROP drops.
+-- 5. An agent's DROP TABLE ... CASCADE keeps the table and its view, cuts
+-- the foreign key of a table that stays; the name is free at once; the
+-- restore refuses a taken name and new_name while links name the
+-- original, then puts everything back. What cannot be kept refuses the
+-- DROP, and nothing is dropped.
+--
+\c :regdb :su
+CREATE TABLE public.reg_rb_customers (id int PRIMARY KEY, name text);
+INSERT INTO public.reg_rb_customers SELECT g, 'customer ' || g FROM generate_series(1, 5) g;
+CREATE VIEW public.reg_rb_names AS SELECT name FROM public.reg_rb_customers;
+CREATE TABLE public.reg_rb_invoices (id int, customer_id int REFERENCES public.reg_rb_customers);
+INSERT INTO public.reg_rb_invoices VALUES (1, 2);
+ALTER TABLE public.reg_rb_customers OWNER TO reg_rb_agent;
+ALTER VIEW public.reg_rb_names OWNER TO reg_rb_agent;
+GRANT CREATE ON SCHEMA public TO reg_rb_agent;
+\c :regdb reg_rb_agent
+DROP TABLE reg_rb_customers;
+DROP TABLE reg_rb_customers CASCADE;
+SELECT * FROM ai_agent_safety_recycle.d5_0_reg_rb_names;
+CREATE TABLE public.reg_rb_customers (id int);
+\c :regdb reg_rb_approver
+SELECT id, kind, object, kept_as, dropped_by, statement FROM ai_agent_safety.recycle_bin;
+SELECT ai_agent_safety.restore_dropped(5);
+SELECT ai_agent_safety.restore_dropped(5, new_name => 'reg_rb_customers_old');
+\c :regdb :su
+DROP TABLE public.reg_rb_customers;
+\c :regdb reg_rb_approver
+SELECT ai_agent_safety.restore_dropped(5);
+\c :regdb :su
+SELECT count(*) AS names FROM public.reg_rb_names;
+SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'public.reg_rb_invoices'::regclass;
+CREATE TABLE public.reg_rb_archive (id int, old public.reg_rb_customers);
+\c :regdb reg_rb_agent
+DROP TABLE reg_rb_customers CASCADE;
+\c :regdb :su
+SELECT count(*) AS customers FROM public.reg_rb_customers;
+DROP TABLE public.reg_rb_archive, public.reg_rb_invoices, public.reg_rb_customers CASCADE;
+REVOKE CREATE ON SCHEMA public FROM reg_rb_agent;
+
+--
+-- 6. A DBA's DROP drops.
 --
 \c :regdb :su
 DROP DATABASE reg_rb_prod;

@@ -162,3 +162,62 @@ pub fn no_entry(id: i64) -> Denial {
         hint: "The entries are in SELECT * FROM ai_agent_safety.recycle_bin;".into(),
     }
 }
+
+pub mod objects;
+
+/// The setting that bounds what the recycle bin keeps of one database.
+pub const MAX_BYTES_SETTING: &str = "ai_agent_safety.recycle_max_bytes";
+
+/// Would keeping `adding` more bytes take a database's recycle bin, which
+/// holds `kept` now, past its budget (`None`: no limit)?
+pub fn over_budget(kept: i64, adding: i64, max: Option<i64>) -> bool {
+    max.is_some_and(|m| kept.saturating_add(adding) > m)
+}
+
+/// A size as a person reads it: `512 bytes`, `64 kB`, `1.5 GB`.
+pub fn size_text(bytes: i64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v.fract() < 0.05 || v >= 100.0 {
+        format!("{:.0} {}", v, UNITS[unit])
+    } else {
+        format!("{:.1} {}", v, UNITS[unit])
+    }
+}
+
+/// The refusal of an agent's statement whose kept rows would take the
+/// database's recycle bin past `recycle_max_bytes`: its destruction is
+/// never made unrecoverable silently.
+pub fn budget_denial(
+    role: &str,
+    statement_kind: &str,
+    database: &str,
+    kept: i64,
+    adding: i64,
+    max: i64,
+) -> Denial {
+    Denial {
+        source: Source::Recycle,
+        message: format!(
+            "{statement_kind} refused: agent role \"{role}\" would remove about {} of rows, and keeping them would take the recycle bin of database \"{database}\" past {MAX_BYTES_SETTING} ({}; it holds {} now)",
+            size_text(adding),
+            size_text(max),
+            size_text(kept)
+        ),
+        detail: "What an agent destroys is kept so that an approver can restore it; past the budget it could not be kept, and an agent's destruction is never made unrecoverable silently.".into(),
+        hint: format!(
+            "An approver frees room: SELECT id, object, bytes FROM ai_agent_safety.recycle_bin ORDER BY bytes DESC; then SELECT {}; or a DBA raises the budget: ALTER DATABASE {} SET {MAX_BYTES_SETTING} = '{}';",
+            api::call("purge_dropped", &[("<id>", "bigint")]),
+            api::quote_ident(database),
+            size_text((kept.saturating_add(adding)).saturating_mul(2)).replace(' ', "")
+        ),
+    }
+}
