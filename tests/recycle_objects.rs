@@ -590,3 +590,48 @@ fn a_restore_validates_remade_constraints_as_the_tables_owner() {
         .collect();
     assert_eq!(who, vec![w.agent.clone()], "validated as the table's owner");
 }
+
+/// What the bin holds cannot be removed by an agent's later DROP: not a
+/// kept schema's functions through DROP OWNED BY, not a kept view through
+/// a DROP ... CASCADE of the table it reads.
+#[test]
+fn an_agent_cannot_remove_what_the_bin_holds() {
+    let w = World::new("rbo_held");
+    let approver = new_approver("rbo_held");
+    admin(&w.open)
+        .batch_execute(&format!(
+            "CREATE SCHEMA fx AUTHORIZATION {agent};
+             SET ROLE {agent};
+             CREATE FUNCTION fx.total(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2';
+             CREATE TABLE public.base (id int);
+             CREATE VIEW public.base_view AS SELECT id FROM public.base;
+             RESET ROLE;",
+            agent = w.agent
+        ))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let mut agent = w.agent_in(&w.open);
+    agent.batch_execute("DROP SCHEMA fx CASCADE").unwrap();
+    agent.batch_execute("DROP VIEW base_view").unwrap();
+    let e = assert_refused(agent.batch_execute("DROP OWNED BY CURRENT_USER"));
+    assert!(
+        e.contains("DROP OWNED BY refused") && e.contains("(held by the recycle bin)"),
+        "{e}"
+    );
+    let e = assert_refused(agent.batch_execute("DROP TABLE base CASCADE"));
+    assert!(e.contains("(held by the recycle bin)"), "{e}");
+    // Both entries restore whole.
+    for object in ["fx", "public.base_view"] {
+        let (id, _, _) = entry(&approver, &w.open, object).unwrap();
+        connect(&approver, &w.open)
+            .query_one("SELECT ai_agent_safety.restore_dropped($1)", &[&id])
+            .unwrap_or_else(|e| panic!("restore {object}: {}", describe(&e)));
+    }
+    assert_eq!(
+        count(&mut admin(&w.open), "SELECT fx.total(21)::bigint"),
+        42
+    );
+    assert_eq!(
+        count(&mut admin(&w.open), "SELECT count(*) FROM public.base_view"),
+        0
+    );
+}

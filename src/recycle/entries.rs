@@ -156,3 +156,37 @@ pub(super) fn forget(id: i64) {
         .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
     });
 }
+
+/// The schemas that hold what this database's bin keeps: the recycle
+/// schema and every kept schema (renamed). Nothing in them may be removed
+/// but by a purge or the expiry.
+pub(super) fn kept_schemas() -> Vec<u32> {
+    privileged::run(|| {
+        let mut out = Vec::new();
+        let c = std::ffi::CString::new(SCHEMA).expect("no NUL");
+        // SAFETY: a catalog lookup by name.
+        let bin = unsafe { pg_sys::get_namespace_oid(c.as_ptr(), true) };
+        if bin != pg_sys::InvalidOid {
+            out.push(bin.to_u32());
+        }
+        if has_entries_table() {
+            let kept = Spi::connect(|c| {
+                let mut v = Vec::new();
+                for r in c.select(
+                    "SELECT (tables OPERATOR(pg_catalog.->) 'schema' OPERATOR(pg_catalog.->>) 'oid')::oid
+                       FROM ai_agent_safety.recycled_rows WHERE kind = 'schema'",
+                    None,
+                    &[],
+                )? {
+                    if let Some(o) = r.get::<pg_sys::Oid>(1)? {
+                        v.push(o.to_u32());
+                    }
+                }
+                Ok::<_, pgrx::spi::Error>(v)
+            })
+            .unwrap_or_default();
+            out.extend(kept);
+        }
+        out
+    })
+}

@@ -27,7 +27,7 @@ use trial::{facts, try_drop, Trial};
 
 use super::file;
 use crate::{audit, pg};
-use aas_policy::recycle::objects::{self as policy, Class, Fate};
+use aas_policy::recycle::objects::{self as policy, Class, Dropped, Fate};
 use aas_policy::{EventKind, Source, Verdict};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -102,15 +102,18 @@ pub unsafe fn refuse_other_drop_of_rows(node: *mut pg_sys::Node) {
     };
     // SAFETY: per this function's contract.
     let found = unsafe { try_drop(trial, true) };
-    let rows: Vec<String> = facts(&found)
-        .into_iter()
-        .filter(|d| match d.class {
-            Class::Relation(k) => matches!(k, 'r' | 'p' | 'm' | 'S') && !d.temporary,
-            Class::Column => !d.temporary,
-            _ => false,
-        })
-        .map(|d| d.what)
-        .collect();
+    let dropped = facts(&found);
+    let mut rows = held(&dropped);
+    rows.extend(
+        dropped
+            .into_iter()
+            .filter(|d| match d.class {
+                Class::Relation(k) => matches!(k, 'r' | 'p' | 'm' | 'S') && !d.temporary,
+                Class::Column => !d.temporary,
+                _ => false,
+            })
+            .map(|d| d.what),
+    );
     if !rows.is_empty() {
         let kind = match trial {
             Trial::DropOwned(_) => "owned by",
@@ -125,6 +128,18 @@ pub unsafe fn refuse_other_drop_of_rows(node: *mut pg_sys::Node) {
             &rows,
         ));
     }
+}
+
+/// What the bin holds already, among what a DROP would remove (a view
+/// kept in the recycle schema on a table being dropped, say): only a purge
+/// or the expiry removes it.
+fn held(dropped: &[Dropped]) -> Vec<String> {
+    let places = super::entries::kept_schemas();
+    dropped
+        .iter()
+        .filter(|d| d.schema.is_some_and(|s| places.contains(&s)))
+        .map(|d| format!("{} (held by the recycle bin)", d.what))
+        .collect()
 }
 
 /// Instead of an agent's DROP TABLE, VIEW, MATERIALIZED VIEW, SEQUENCE or
@@ -177,12 +192,14 @@ pub unsafe fn instead_of_drop(
     {
         return false;
     }
-    let refused: Vec<String> = dropped
-        .iter()
-        .zip(&fates)
-        .filter(|(_, f)| **f == Fate::Refuse)
-        .map(|(d, _)| d.what.clone())
-        .collect();
+    let mut refused = held(&dropped);
+    refused.extend(
+        dropped
+            .iter()
+            .zip(&fates)
+            .filter(|(_, f)| **f == Fate::Refuse)
+            .map(|(d, _)| d.what.clone()),
+    );
     if !refused.is_empty() {
         pg::refuse(policy::unkeepable_denial(
             &pg::session_user_name(),
