@@ -212,3 +212,49 @@ fn string<'a>(v: &'a Value, path: &[&str]) -> &'a str {
         other => panic!("{path:?} is not a string: {other}"),
     }
 }
+
+/// `scripts/bench --recycle --smoke`: the recycle bin's cases (an agent's
+/// DROP TABLE of two sizes and TRUNCATE, bin on and off) each print a
+/// median for both sides and a ratio, and the O(1) line. No timing
+/// assertions. Its own cluster (benchrb, port 55459).
+#[test]
+fn bench_smoke_recycle_reports_every_case() {
+    let root = repo_root();
+    let skip_install = std::env::var("AAS_BENCH_SKIP_INSTALL").unwrap_or_else(|_| "1".into());
+    let out = Command::new(root.join("scripts/bench"))
+        .args(["--recycle", "--smoke"])
+        .env("AAS_BENCH_SKIP_INSTALL", skip_install)
+        .current_dir(&root)
+        .output()
+        .expect("run scripts/bench --recycle");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "scripts/bench --recycle --smoke failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    for case in [
+        "DROP TABLE, 1000 rows",
+        "DROP TABLE, 100000 rows",
+        "TRUNCATE, 100000 rows",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(case))
+            .unwrap_or_else(|| panic!("no line for {case}:\n{stdout}"));
+        let numbers: Vec<f64> = line[line.find(case).unwrap() + case.len()..]
+            .split_whitespace()
+            .map(|n| {
+                n.parse()
+                    .unwrap_or_else(|_| panic!("not a number in {line:?}"))
+            })
+            .collect();
+        assert_eq!(numbers.len(), 3, "{line}");
+        assert!(numbers.iter().all(|n| *n > 0.0), "{line}");
+    }
+    assert!(
+        stdout.contains("O(1): a kept DROP of 100000 rows took"),
+        "{stdout}"
+    );
+}
