@@ -635,3 +635,92 @@ fn an_agent_cannot_remove_what_the_bin_holds() {
         0
     );
 }
+
+/// Other statements cannot reach what the bin holds either: an ALTER TABLE
+/// ... DROP COLUMN ... CASCADE that would drop a kept materialized view,
+/// an ALTER TYPE ... CASCADE that would change a kept typed table.
+#[test]
+fn no_alter_reaches_what_the_bin_holds() {
+    let w = World::new("rbo_alter");
+    admin(&w.open)
+        .batch_execute(&format!(
+            "SET ROLE {agent};
+             CREATE TABLE public.base (id int, c int);
+             INSERT INTO public.base VALUES (1, 10);
+             CREATE MATERIALIZED VIEW public.mv AS SELECT c FROM public.base;
+             CREATE TYPE public.row_t AS (id int, amount numeric);
+             CREATE TABLE public.ledger OF public.row_t;
+             INSERT INTO public.ledger VALUES (1, 2.5);
+             RESET ROLE;",
+            agent = w.agent
+        ))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let mut agent = w.agent_in(&w.open);
+    agent
+        .batch_execute("DROP MATERIALIZED VIEW mv; DROP TABLE ledger;")
+        .unwrap();
+    let e = assert_refused(agent.batch_execute("ALTER TABLE base DROP COLUMN c CASCADE"));
+    assert!(e.contains("which the recycle bin holds"), "{e}");
+    let e = assert_refused(
+        agent.batch_execute("ALTER TYPE row_t ALTER ATTRIBUTE amount TYPE int CASCADE"),
+    );
+    assert!(e.contains("which the recycle bin holds"), "{e}");
+    let mut a = admin(&w.open);
+    assert_eq!(
+        count(
+            &mut a,
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'ai_agent_safety_recycle'::regnamespace AND relkind IN ('m', 'r')"
+        ),
+        2
+    );
+    // What does not reach it runs.
+    agent
+        .batch_execute("ALTER TABLE base ADD COLUMN d int")
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+}
+
+/// A purge or the expiry drops only what the bin holds: when something
+/// outside depends on a kept table (an agent made a default that names its
+/// oid), the purge is refused, the entry stays, and nothing outside goes.
+#[test]
+fn a_purge_never_cascades_beyond_the_bin() {
+    let w = World::new("rbo_trap");
+    let approver = new_approver("rbo_trap");
+    admin(&w.open)
+        .batch_execute(&format!(
+            "SET ROLE {agent}; CREATE TABLE public.bait (id int); RESET ROLE;",
+            agent = w.agent
+        ))
+        .unwrap();
+    let mut a = admin(&w.open);
+    let oid: i64 = a
+        .query_one("SELECT 'public.bait'::regclass::oid::bigint", &[])
+        .unwrap()
+        .get(0);
+    let mut agent = w.agent_in(&w.open);
+    agent.batch_execute("DROP TABLE bait").unwrap();
+    agent
+        .batch_execute(&format!(
+            "CREATE TABLE public.valuable (id int, pin oid DEFAULT '{oid}'::regclass)"
+        ))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    a.batch_execute("INSERT INTO public.valuable (id) VALUES (1)")
+        .unwrap();
+    let (id, _, _) = entry(&approver, &w.open, "public.bait").unwrap();
+    let e = connect(&approver, &w.open)
+        .query_one("SELECT ai_agent_safety.purge_dropped($1)", &[&id])
+        .unwrap_err();
+    assert!(
+        describe(&e).contains("which the recycle bin does not hold; the entry is kept"),
+        "{}",
+        describe(&e)
+    );
+    assert!(entry(&approver, &w.open, "public.bait").is_some());
+    assert_eq!(
+        count(
+            &mut a,
+            "SELECT count(*) FROM pg_attrdef WHERE adrelid = 'public.valuable'::regclass"
+        ),
+        1
+    );
+}

@@ -36,9 +36,23 @@ unsafe extern "C-unwind" fn hook(
         // SAFETY: as above.
         unsafe { prev(access, class_id, object_id, sub_id, arg) };
     }
-    if access == pg_sys::ObjectAccessType::OAT_DROP {
-        // Collected only while an agent's DROP is tried (recycle bin).
-        crate::recycle::objects::on_drop(class_id, object_id, sub_id);
+    if access == pg_sys::ObjectAccessType::OAT_DROP
+        || access == pg_sys::ObjectAccessType::OAT_POST_ALTER
+    {
+        if access == pg_sys::ObjectAccessType::OAT_DROP {
+            // Collected only while a DROP is tried (recycle bin).
+            crate::recycle::objects::on_drop(class_id, object_id, sub_id);
+        }
+        // What the bin holds is changed by no agent's statement; the
+        // extension's own work (keep, restore, purge) and a DROP being
+        // tried pass.
+        if !identity::known_not_agent()
+            && !crate::privileged::active()
+            && !crate::recycle::objects::collecting()
+        {
+            // SAFETY: an object is dropped or altered, inside a transaction.
+            unsafe { held(class_id, object_id, sub_id) };
+        }
         return;
     }
     if access == pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE
@@ -65,5 +79,13 @@ unsafe extern "C-unwind" fn checked(func: pg_sys::Oid) {
         // ("fastpath function call" on that path).
         let text = unsafe { pg::cstr(pg_sys::debug_query_string) };
         guard::judge(&stmt, &text, guard::Origin::Nested);
+    }
+}
+
+#[pgrx::pg_guard]
+// SAFETY: called from `hook`; #[pg_guard] catches panics.
+unsafe extern "C-unwind" fn held(class: pg_sys::Oid, oid: pg_sys::Oid, sub: i32) {
+    if gate::agent_statement() {
+        crate::recycle::objects::refuse_if_held(class, oid, sub);
     }
 }

@@ -26,7 +26,9 @@ pub fn purge(id: i64) -> String {
                 k.object, k.dropped_by
             )
         } else {
-            super::objects::drop_for_good(&k.tables);
+            if let Err(e) = super::objects::drop_for_good(&k.tables) {
+                pgrx::error!("recycle bin entry {id} cannot be purged: {e}");
+            }
             super::entries::forget(id);
             format!(
                 "recycle bin entry {id} purged: {} {} (dropped by {}) is gone for good",
@@ -160,11 +162,7 @@ pub fn tend(dboid: u32) {
     LAST.store(now, std::sync::atomic::Ordering::Relaxed);
     // Kept TRUNCATEs of this database (a failure here must not end the
     // writer: it is logged, and tried again next time).
-    BackgroundWorker::transaction(|| {
-        pg::in_subtransaction("the recycle bin's expiry", || {
-            super::rows::expire_all(super::objects::drop_for_good)
-        })
-    });
+    BackgroundWorker::transaction(|| super::rows::expire_all(super::objects::drop_for_good));
     for e in file::list()
         .into_iter()
         .filter(|e| e.from_database == dboid && policy::expired(e.expires_at_us, now))

@@ -389,7 +389,7 @@ type Due = (i64, String, Option<String>, String, Value, String);
 
 /// Drops the kept TRUNCATEs of this database whose retention has passed,
 /// and records each. For the audit writer, inside its transaction.
-pub fn expire_all(drop_objects: fn(&Value)) {
+pub fn expire_all(drop_objects: fn(&Value) -> Result<(), String>) {
     let due: Vec<Due> = Spi::connect(|c| {
         if !has_entries_table() {
             return Ok(Vec::new());
@@ -415,40 +415,61 @@ pub fn expire_all(drop_objects: fn(&Value)) {
         Ok::<_, pgrx::spi::Error>(out)
     })
     .unwrap_or_default();
+    // Each entry on its own: one that cannot go (something outside the bin
+    // depends on it) must not hold back the others.
     for (id, object, task, by, tables, kind) in due {
-        let (operation, what) = if kind == "truncate" {
-            (
-                "TRUNCATE".to_string(),
-                format!("the kept rows of {object} (truncated by {by})"),
-            )
-        } else {
-            (
-                format!("DROP {}", kind.to_uppercase()),
-                format!("{kind} {object} (dropped by {by})"),
-            )
-        };
-        let line = Spi::get_one_with_args::<String>(
-            "INSERT INTO ai_agent_safety.audit_log
-               (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason)
-             VALUES (pg_catalog.now(), pg_catalog.current_database(), $1, $1, $2, 'recycle', 'expired', 'info', $5, $3, $4)
-             RETURNING pg_catalog.row_to_json(audit_log)::text",
-            &[
-                by.as_str().into(),
-                task.into(),
-                object.as_str().into(),
-                format!("recycle bin entry {id} expired: {what} were dropped for good").into(),
-                operation.as_str().into(),
-            ],
-        );
-        if let Ok(Some(l)) = line {
-            pgrx::log!("ai_agent_safety: {l}");
+        let what = format!("recycle bin entry {id}'s expiry");
+        pg::in_subtransaction(&what, || {
+            expire_one(id, &object, task, &by, &tables, &kind, drop_objects)
+        });
+    }
+}
+
+/// One expired entry: dropped for good and recorded, or (when its DROP
+/// would reach beyond the bin) an ERROR that its subtransaction logs.
+fn expire_one(
+    id: i64,
+    object: &str,
+    task: Option<String>,
+    by: &str,
+    tables: &Value,
+    kind: &str,
+    drop_objects: fn(&Value) -> Result<(), String>,
+) {
+    let (operation, what) = if kind == "truncate" {
+        (
+            "TRUNCATE".to_string(),
+            format!("the kept rows of {object} (truncated by {by})"),
+        )
+    } else {
+        (
+            format!("DROP {}", kind.to_uppercase()),
+            format!("{kind} {object} (dropped by {by})"),
+        )
+    };
+    if kind == "truncate" {
+        drop_copies(id, tables.as_array().map(Vec::as_slice).unwrap_or(&[]));
+    } else {
+        if let Err(e) = drop_objects(tables) {
+            pgrx::error!("recycle bin entry {id} did not expire: {e}");
         }
-        if kind == "truncate" {
-            drop_copies(id, tables.as_array().map(Vec::as_slice).unwrap_or(&[]));
-        } else {
-            drop_objects(&tables);
-            forget(id);
-        }
+        forget(id);
+    }
+    let line = Spi::get_one_with_args::<String>(
+        "INSERT INTO ai_agent_safety.audit_log
+           (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason)
+         VALUES (pg_catalog.now(), pg_catalog.current_database(), $1, $1, $2, 'recycle', 'expired', 'info', $5, $3, $4)
+         RETURNING pg_catalog.row_to_json(audit_log)::text",
+        &[
+            by.into(),
+            task.into(),
+            object.into(),
+            format!("recycle bin entry {id} expired: {what} were dropped for good").into(),
+            operation.as_str().into(),
+        ],
+    );
+    if let Ok(Some(l)) = line {
+        pgrx::log!("ai_agent_safety: {l}");
     }
 }
 

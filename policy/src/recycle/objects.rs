@@ -285,3 +285,29 @@ pub fn new_name_with_links(id: u32, object: &str, links: &[String]) -> Denial {
         ),
     }
 }
+
+/// Is a schema, by name, one that holds what the bin keeps: the recycle
+/// schema, or a kept schema (renamed `recycled_<entry>_<name>`)? A schema
+/// someone else named so is treated alike: agents may not change what is
+/// in it.
+pub fn is_kept_schema(name: &str) -> bool {
+    name == api::RECYCLE_SCHEMA
+        || name.strip_prefix("recycled_").is_some_and(|rest| {
+            rest.split_once('_')
+                .is_some_and(|(id, _)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+/// The refusal of an agent's statement that would drop or change an object
+/// the recycle bin holds (an ALTER ... CASCADE reaching a kept view, an
+/// ALTER TYPE rewriting a kept table).
+pub fn held_denial(role: &str, schema: &str) -> Denial {
+    Denial {
+        source: Source::Recycle,
+        message: format!(
+            "statement refused: agent role \"{role}\" would drop or change an object in schema {schema}, which the recycle bin holds"
+        ),
+        detail: "What the recycle bin keeps stays as it was dropped until an approver restores or purges it, or it expires.".into(),
+        hint: "Leave out what reaches it (a CASCADE, a change of a type a kept table uses); an approver reads SELECT * FROM ai_agent_safety.recycle_bin;".into(),
+    }
+}

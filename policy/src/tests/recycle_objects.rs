@@ -215,3 +215,18 @@ fn kept_and_restored_names_are_unique_and_fit_postgresql() {
         d.hint
     );
 }
+
+#[test]
+fn kept_schemas_are_known_by_name() {
+    assert!(is_kept_schema("ai_agent_safety_recycle"));
+    assert!(is_kept_schema("recycled_12_app"));
+    assert!(!is_kept_schema("recycled_app"));
+    assert!(!is_kept_schema("recycled__app"));
+    assert!(!is_kept_schema("public"));
+    let d = held_denial("bot", "ai_agent_safety_recycle");
+    assert!(
+        d.message.contains("which the recycle bin holds"),
+        "{}",
+        d.message
+    );
+}

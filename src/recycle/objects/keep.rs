@@ -48,13 +48,22 @@ SELECT o.what, o.ord,
        -- A constraint remade NOT VALID is validated as its table's owner.
        CASE WHEN o.kind = 'constraint' AND k.contype IN ('c', 'f') AND k.convalidated
             THEN pg_catalog.format('ALTER TABLE %s VALIDATE CONSTRAINT %I', k.conrelid::pg_catalog.regclass, k.conname) END,
-       CASE WHEN o.kind = 'constraint' THEN (SELECT relowner FROM pg_catalog.pg_class WHERE oid = k.conrelid) END
+       CASE WHEN o.kind = 'constraint' THEN (SELECT relowner FROM pg_catalog.pg_class WHERE oid = k.conrelid) END,
+       -- The table the link belongs to (that stays, or is kept).
+       t.oid,
+       COALESCE(t.relpersistence = 't', false),
+       k.contype::text
   FROM pg_catalog.jsonb_to_recordset($1) AS o(kind text, oid oid, parent oid, sub int4, what text, ord int4)
   LEFT JOIN pg_catalog.pg_constraint k ON o.kind = 'constraint' AND k.oid = o.oid
   LEFT JOIN pg_catalog.pg_attrdef ad ON o.kind = 'default' AND ad.oid = o.oid
   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
   LEFT JOIN pg_catalog.pg_trigger tg ON o.kind = 'trigger' AND tg.oid = o.oid
   LEFT JOIN pg_catalog.pg_policy po ON o.kind = 'policy' AND po.oid = o.oid
+  LEFT JOIN pg_catalog.pg_index ix ON o.kind = 'index' AND ix.indexrelid = o.oid
+  LEFT JOIN pg_catalog.pg_class t ON t.oid = COALESCE(NULLIF(k.conrelid, 0), ad.adrelid, tg.tgrelid, po.polrelid, ix.indrelid,
+                                                      CASE WHEN o.kind IN ('inherits', 'owned by') THEN o.oid END)
+ -- A partition's or child's copy of a constraint goes with its parent's.
+ WHERE NOT (o.kind = 'constraint' AND (k.conparentid <> 0 OR k.coninhcount > 0))
  ORDER BY o.ord";
 
 /// One relation kept: moved into the recycle schema, or in the kept
@@ -178,6 +187,9 @@ pub(super) fn keep(
                     "redo": row.get::<String>(4)?,
                     "validate": row.get::<String>(5)?,
                     "validate_as": row.get::<pg_sys::Oid>(6)?.map(|o| o.to_u32()),
+                    "target": row.get::<pg_sys::Oid>(7)?.map(|o| o.to_u32()),
+                    "temporary": row.get::<bool>(8)?.unwrap_or(false),
+                    "contype": row.get::<String>(9)?,
                 }));
             }
             Ok::<_, pgrx::spi::Error>(out)
@@ -188,7 +200,10 @@ pub(super) fn keep(
         // cut: the DROP is refused.
         let unmade: Vec<String> = cuts
             .iter()
-            .filter(|c| c["redo"].is_null() || c["undo"].is_null())
+            .filter(|c| {
+                (c["redo"].is_null() && c["temporary"].as_bool() != Some(true))
+                    || c["undo"].is_null()
+            })
             .filter_map(|c| c["what"].as_str().map(str::to_string))
             .collect();
         if !unmade.is_empty() {
@@ -337,6 +352,11 @@ pub(super) fn keep(
                 run(undo);
             }
         }
+        // A temporary table's link goes with its session: not remade.
+        let cuts: Vec<Value> = cuts
+            .into_iter()
+            .filter(|c| c["temporary"].as_bool() != Some(true))
+            .collect();
         let boss = pg::quote_ident(&bootstrap_superuser());
         let mut kept_as = Vec::new();
         let mut schema_info = Value::Null;

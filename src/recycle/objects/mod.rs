@@ -22,7 +22,7 @@ mod restore;
 mod trial;
 
 pub use restore::{drop_for_good, restore};
-pub use trial::on_drop;
+pub use trial::{collecting, on_drop};
 use trial::{facts, try_drop, Trial};
 
 use super::file;
@@ -116,7 +116,7 @@ pub unsafe fn refuse_other_drop_of_rows(node: *mut pg_sys::Node) {
     );
     if !rows.is_empty() {
         let kind = match trial {
-            Trial::DropOwned(_) => "owned by",
+            Trial::DropOwned(_) | Trial::Sql(_) => "owned by",
             // SAFETY: a valid DropStmt.
             Trial::Drop(s) => {
                 crate::classify::utility::object_type_word(unsafe { (*s).removeType })
@@ -296,11 +296,14 @@ fn original(r: &Value) -> String {
     )
 }
 
-/// Is a relation name free in a schema (by names)?
+/// Is a relation name free in a schema (by names; a type's name, a
+/// domain's say, would block a table's row type)?
 fn free(schema: &str, name: &str) -> bool {
     Spi::get_one_with_args::<bool>(
         "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                             WHERE n.nspname = $1 AND c.relname = $2)",
+                             WHERE n.nspname = $1 AND c.relname = $2)
+            AND NOT EXISTS (SELECT FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+                             WHERE n.nspname = $1 AND t.typname = $2)",
         &[schema.into(), name.into()],
     )
     .ok()
@@ -312,4 +315,52 @@ fn schema_exists(name: &str) -> bool {
     let c = std::ffi::CString::new(name).unwrap_or_default();
     // SAFETY: a catalog lookup by name.
     unsafe { pg_sys::get_namespace_oid(c.as_ptr(), true) != pg_sys::InvalidOid }
+}
+
+/// The schema an object dropped or altered lives in, when it is one of the
+/// bin's (by name; syscache lookups only): for relations and their
+/// columns, schemas, functions, types and constraints.
+pub fn kept_place_of(class: pg_sys::Oid, oid: pg_sys::Oid, sub: i32) -> Option<String> {
+    // SAFETY: catalog lookups by oid inside a transaction; each class
+    // below has a namespace get_object_namespace knows.
+    let nsp = unsafe {
+        if class == pg_sys::RelationRelationId {
+            pg_sys::get_rel_namespace(oid)
+        } else if class == pg_sys::NamespaceRelationId {
+            oid
+        } else if class == pg_sys::ProcedureRelationId
+            || class == pg_sys::TypeRelationId
+            // pg_constraint (ConstraintRelationId, not in pgrx's bindings).
+            || class == pg_sys::Oid::from(2606)
+        {
+            let addr = pg_sys::ObjectAddress {
+                classId: class,
+                objectId: oid,
+                objectSubId: sub,
+            };
+            pg_sys::get_object_namespace(&addr)
+        } else {
+            return None;
+        }
+    };
+    if nsp == pg_sys::InvalidOid {
+        return None;
+    }
+    // SAFETY: a catalog lookup; NULL when the schema is gone.
+    let name = unsafe { pg_sys::get_namespace_name(nsp) };
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: a NUL-terminated name.
+    let name = unsafe { pg::cstr(name) };
+    policy::is_kept_schema(&name).then_some(name)
+}
+
+/// An agent's statement drops or changes an object the bin holds (not
+/// through a DROP, which is tried and refused above; an ALTER ... CASCADE,
+/// an ALTER TYPE of a kept typed table): refused.
+pub fn refuse_if_held(class: pg_sys::Oid, oid: pg_sys::Oid, sub: i32) {
+    if let Some(schema) = kept_place_of(class, oid, sub) {
+        pg::refuse(policy::held_denial(&pg::session_user_name(), &schema));
+    }
 }

@@ -109,6 +109,14 @@ pub fn restore(id: i64, kind: &str, object: &str, entry: &Value, new_name: Optio
             };
             plan.push((r, schema, name));
         }
+        for (r, _, name) in &plan {
+            run(&format!(
+                "ALTER {} {} RENAME TO {}",
+                alter_word(r["relkind"].as_str().unwrap_or("r")),
+                pg::relation_display(oid_of(r)),
+                pg::quote_ident(name)
+            ));
+        }
         for (r, schema, _) in plan
             .iter()
             .filter(|(r, _, _)| r["top"].as_bool() == Some(true))
@@ -121,12 +129,6 @@ pub fn restore(id: i64, kind: &str, object: &str, entry: &Value, new_name: Optio
             ));
         }
         for (r, s, name) in &plan {
-            run(&format!(
-                "ALTER {} {} RENAME TO {}",
-                alter_word(r["relkind"].as_str().unwrap_or("r")),
-                pg::relation_display(oid_of(r)),
-                pg::quote_ident(name)
-            ));
             if r["top"].as_bool() == Some(true) {
                 back.push(format!("{}.{}", pg::quote_ident(s), pg::quote_ident(name)));
             }
@@ -180,23 +182,68 @@ pub fn restore(id: i64, kind: &str, object: &str, entry: &Value, new_name: Optio
         }
         // The links, made again; a constraint NOT VALID for now (checking
         // rows here would run its table's code as the bootstrap superuser).
+        // A link whose table that stayed is gone since cannot be: said.
+        let mut gone = Vec::new();
         for c in &cuts {
+            let target = c["target"].as_u64().map(|t| pg_sys::Oid::from(t as u32));
+            // SAFETY: a catalog lookup.
+            if target.is_some_and(|t| unsafe { pg_sys::get_rel_name(t) }.is_null()) {
+                gone.push(c["what"].as_str().unwrap_or("?").to_string());
+                continue;
+            }
             if let Some(redo) = c["redo"].as_str() {
                 run(redo);
             }
         }
-        back.join(", ")
+        let mut said = back.join(", ");
+        if !gone.is_empty() {
+            said.push_str(&format!(
+                "; not remade, their tables are gone: {}",
+                gone.join(", ")
+            ));
+        }
+        said
     });
     // Validated as its table's owner, restricted, outside the extension's
     // own rights: a row that breaks it refuses the whole restore, in
     // PostgreSQL's words (which row, which constraint).
+    let mut unvalidated = Vec::new();
     for c in &cuts {
         if let (Some(validate), Some(owner)) = (c["validate"].as_str(), c["validate_as"].as_u64()) {
-            super::super::rows::as_owner(pg_sys::Oid::from(owner as u32), || {
+            // The table's owner now. A CHECK of a superuser's table would
+            // run its expression with a superuser's rights: it stays NOT
+            // VALID, said (a foreign key's check runs no table code).
+            let target = c["target"].as_u64().map(|t| pg_sys::Oid::from(t as u32));
+            let owner = target
+                .and_then(|t| {
+                    privileged::run(|| {
+                        Spi::get_one_with_args::<pg_sys::Oid>(
+                            "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
+                            &[t.into()],
+                        )
+                        .ok()
+                        .flatten()
+                    })
+                })
+                .unwrap_or(pg_sys::Oid::from(owner as u32));
+            // SAFETY: a catalog lookup by oid.
+            if c["contype"].as_str() != Some("f") && unsafe { pg_sys::superuser_arg(owner) } {
+                unvalidated.push(c["what"].as_str().unwrap_or("?").to_string());
+                continue;
+            }
+            super::super::rows::as_owner(owner, || {
                 Spi::run(validate).unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
             });
         }
     }
+    let said = if unvalidated.is_empty() {
+        said
+    } else {
+        format!(
+            "{said}; left NOT VALID (their tables are a superuser's: a DBA validates them): {}",
+            unvalidated.join(", ")
+        )
+    };
     super::super::entries::forget(id);
     format!(
         "{} restored {kind} {object} (recycle bin entry {id}) as {said}",
@@ -204,15 +251,17 @@ pub fn restore(id: i64, kind: &str, object: &str, entry: &Value, new_name: Optio
     )
 }
 
-/// Drops a kept DROP's objects for good (purge or expiry).
-pub fn drop_for_good(entry: &Value) {
-    privileged::run(|| {
+/// Drops a kept DROP's objects for good (purge or expiry); refused (the
+/// entry stays) when that would remove anything the bin does not hold.
+pub fn drop_for_good(entry: &Value) -> Result<(), String> {
+    let places = super::super::entries::kept_schemas();
+    let sql = privileged::run(|| {
         if let Some(kept) = entry["schema"]["kept"].as_str() {
-            if schema_exists(kept) {
-                run(&format!("DROP SCHEMA {} CASCADE", pg::quote_ident(kept)));
-            }
-            return;
+            return schema_exists(kept)
+                .then(|| format!("DROP SCHEMA {} CASCADE", pg::quote_ident(kept)));
         }
+        let bin = places.first().copied();
+        let mut stmts = Vec::new();
         for r in entry["relations"]
             .as_array()
             .into_iter()
@@ -220,19 +269,25 @@ pub fn drop_for_good(entry: &Value) {
             .filter(|r| r["top"].as_bool() == Some(true))
         {
             let oid = pg_sys::Oid::from(r["oid"].as_u64().unwrap_or(0) as u32);
-            // SAFETY: a catalog lookup; gone already with an earlier one's CASCADE.
-            let exists = unsafe {
+            // SAFETY: catalog lookups: still there, still in the bin, still
+            // under the name it was kept as.
+            let still = unsafe {
                 !pg_sys::get_rel_name(oid).is_null()
-                    && pg_sys::get_rel_namespace(oid)
-                        == pg_sys::get_namespace_oid(c"ai_agent_safety_recycle".as_ptr(), true)
+                    && Some(pg_sys::get_rel_namespace(oid).to_u32()) == bin
+                    && pg::cstr(pg_sys::get_rel_name(oid)) == r["kept"].as_str().unwrap_or("")
             };
-            if exists {
-                run(&format!(
+            if still {
+                stmts.push(format!(
                     "DROP {} IF EXISTS {} CASCADE",
                     alter_word(r["relkind"].as_str().unwrap_or("r")),
                     pg::relation_display(oid)
                 ));
             }
         }
+        (!stmts.is_empty()).then(|| stmts.join("; "))
     });
+    match sql {
+        Some(sql) => super::trial::drop_checked(&sql, &places),
+        None => Ok(()),
+    }
 }

@@ -16,6 +16,11 @@ fn collected() -> &'static mut Option<Vec<(u32, u32, i32)>> {
     unsafe { &mut *std::ptr::addr_of_mut!(COLLECTED) }
 }
 
+/// Is a DROP being tried (its objects collected)?
+pub fn collecting() -> bool {
+    collected().is_some()
+}
+
 /// Called by the object access hook at OAT_DROP: one branch unless a DROP
 /// is being tried.
 #[inline]
@@ -30,6 +35,8 @@ pub fn on_drop(class: pg_sys::Oid, oid: pg_sys::Oid, sub: i32) {
 pub(super) enum Trial {
     Drop(*mut pg_sys::DropStmt),
     DropOwned(*mut pg_sys::DropOwnedStmt),
+    /// The extension's own DROP of what an entry kept (purge, expiry).
+    Sql(*const std::ffi::c_char),
 }
 
 impl Trial {
@@ -40,6 +47,14 @@ impl Trial {
         unsafe {
             match self {
                 Trial::DropOwned(s) => pg_sys::DropOwnedObjects(s),
+                Trial::Sql(sql) => {
+                    pg_sys::SPI_connect();
+                    let rc = pg_sys::SPI_execute(sql, false, 0);
+                    pg_sys::SPI_finish();
+                    if rc < 0 {
+                        pgrx::error!("SPI reported error code {rc}");
+                    }
+                }
                 Trial::Drop(s) => match (*s).removeType {
                     pg_sys::ObjectType::OBJECT_TABLE
                     | pg_sys::ObjectType::OBJECT_VIEW
@@ -225,4 +240,42 @@ pub(super) fn facts(found: &[(u32, u32, i32)]) -> Vec<Dropped> {
             pgrx::error!("ai_agent_safety: reading what the DROP removes failed: {e}")
         })
     })
+}
+
+/// Drops what an entry kept, for good, with `sql` (its DROP ... CASCADE):
+/// tried first, and run only when everything it would remove is in the
+/// bin (the recycle schema or a kept schema, or belongs to a relation
+/// there). Something outside that depends on a kept object (an agent can
+/// make one depend on an oid) keeps the entry: its DROP would destroy it.
+pub(crate) fn drop_checked(sql: &str, places: &[u32]) -> Result<(), String> {
+    let c = std::ffi::CString::new(sql).map_err(|e| e.to_string())?;
+    // SAFETY: a valid C string; inside a transaction; with the
+    // extension's own rights (the bin is no one else's).
+    let found = crate::privileged::run(|| unsafe { try_drop(Trial::Sql(c.as_ptr()), true) });
+    let rel_place = |r: Option<u32>| {
+        r.is_some_and(|r| {
+            // SAFETY: a catalog lookup.
+            let nsp = unsafe { pg_sys::get_rel_namespace(pg_sys::Oid::from(r)) };
+            places.contains(&nsp.to_u32())
+        })
+    };
+    let outside: Vec<String> = facts(&found)
+        .into_iter()
+        .filter(|d| {
+            // (A toast table or its index goes only with its table, which
+            // is judged itself.)
+            !(d.schema
+                .is_some_and(|s| places.contains(&s) || s == pg_sys::PG_TOAST_NAMESPACE)
+                || (d.class == Class::Schema && places.contains(&d.oid))
+                || rel_place(d.relation))
+        })
+        .map(|d| d.what)
+        .collect();
+    if !outside.is_empty() {
+        return Err(format!(
+            "it would also remove {}, which the recycle bin does not hold; the entry is kept (a DBA removes those first)",
+            outside.join(", ")
+        ));
+    }
+    crate::privileged::run(|| Spi::run(sql)).map_err(|e| e.to_string())
 }
