@@ -497,6 +497,28 @@ pub mod timeout {
     }
 }
 
+/// Sets a setting as the session would (`SET`, or `SET LOCAL` with
+/// `GUC_ACTION_LOCAL`), at the current GUC nest level: with
+/// `GUC_ACTION_SAVE` it goes when that level ends.
+///
+/// # Safety
+/// Inside a transaction; PostgreSQL raises for a bad name or value.
+pub unsafe fn set_setting(name: &CStr, value: &CStr, action: pg_sys::GucAction::Type) {
+    // SAFETY: per this function's contract.
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
 /// Runs `f` with search_path set to `path`, at a GUC nest level of its own
 /// (as a function's SET clause makes it): restored after `f`, and by the
 /// transaction if `f` raises.
@@ -506,16 +528,7 @@ pub fn with_search_path<R>(path: &str, f: impl FnOnce() -> R) -> Result<R, Strin
     // transaction; an error rolls it back with the transaction.
     unsafe {
         let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            path.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
+        set_setting(c"search_path", &path, pg_sys::GucAction::GUC_ACTION_SAVE);
         let r = f();
         pg_sys::AtEOXact_GUC(true, level);
         Ok(r)

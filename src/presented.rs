@@ -10,7 +10,6 @@
 use crate::settings;
 use aas_policy::sql_comment::{self, TASK_KEY, TOKEN_KEY};
 use pgrx::pg_sys;
-use std::ffi::CString;
 
 /// The token and task a statement presents.
 pub struct Presented {
@@ -130,19 +129,13 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
             if settings::approval_token() != Some(token.as_str()) {
                 return;
             }
-            let name = CString::new("ai_agent_safety.approval_token").expect("no NUL");
             // SAFETY: a session-level assignment of a user setting inside
             // the committing transaction, as SET would make it.
             unsafe {
-                pg_sys::set_config_option(
-                    name.as_ptr(),
-                    c"".as_ptr(),
-                    pg_sys::GucContext::PGC_USERSET,
-                    pg_sys::GucSource::PGC_S_SESSION,
+                crate::pg::set_setting(
+                    c"ai_agent_safety.approval_token",
+                    c"",
                     pg_sys::GucAction::GUC_ACTION_SET,
-                    true,
-                    0,
-                    false,
                 );
             }
         }

@@ -46,15 +46,10 @@ pub fn run<R>(f: impl FnOnce() -> R) -> R {
             sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
         );
         let nest = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
+        crate::pg::set_setting(
+            c"search_path",
+            c"pg_catalog, pg_temp",
             pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
         );
         let _reset = Reset(ACTIVE);
         ACTIVE = true;

@@ -404,28 +404,15 @@ fn an_expired_entry_is_dropped_by_the_writer() {
         .unwrap()
         .get(0);
     let mut open = admin(&w.open);
-    let start = Instant::now();
-    while database_exists(&kept_as) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the expired entry was not dropped within 60 s"
-        );
-        // Events in the open database keep its writer at work.
-        open.batch_execute("SELECT 1").unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let start = Instant::now();
-    while count(
+    wait_for_expiry(&mut open, "the kept database", || database_exists(&kept_as));
+    wait_for_count(
         &mut open,
         &format!(
             "SELECT count(*) FROM ai_agent_safety.audit_log WHERE source = 'recycle' AND event = 'expired' AND object = '{}'",
             w.protected
         ),
-    ) != 1
-    {
-        assert!(start.elapsed() < Duration::from_secs(30), "no expired event");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        1,
+    );
 }
 
 /// The dropped database's own retention counts too: an agent that drops
@@ -628,24 +615,14 @@ fn kept_rows_are_purged_or_expire() {
     let mut agent = w.agent_in(&w.open);
     agent.batch_execute("TRUNCATE orders CASCADE").unwrap();
     let mut open = admin(&w.open);
-    let start = Instant::now();
-    while entry(&approver, &w.open, "public.orders, public.order_lines").is_some() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "not expired within 60 s"
-        );
-        open.batch_execute("SELECT 1").unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let start = Instant::now();
-    while count(
+    wait_for_expiry(&mut open, "the kept rows", || {
+        entry(&approver, &w.open, "public.orders, public.order_lines").is_some()
+    });
+    wait_for_count(
         &mut open,
         "SELECT count(*) FROM ai_agent_safety.audit_log WHERE source = 'recycle' AND event = 'expired' AND operation = 'TRUNCATE' AND object = 'public.orders, public.order_lines'",
-    ) != 1
-    {
-        assert!(start.elapsed() < Duration::from_secs(30), "no expired event");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        1,
+    );
 }
 
 /// The schema that holds kept rows is the bootstrap superuser's: an agent

@@ -6,8 +6,6 @@
 
 use aas_integration::*;
 
-use std::time::{Duration, Instant};
-
 /// The entry of `object` in the recycle bin, as an approver reads it:
 /// (id, kind, kept_as).
 fn entry(approver: &str, db: &str, object: &str) -> Option<(i64, String, String)> {
@@ -18,23 +16,6 @@ fn entry(approver: &str, db: &str, object: &str) -> Option<(i64, String, String)
         )
         .unwrap_or_else(|e| panic!("recycle_bin: {}", describe(&e)))
         .map(|r| (r.get(0), r.get(1), r.get(2)))
-}
-
-/// Waits (up to 30 s) until `sql` counts `n`: the audit writer loads
-/// events a moment after their statements.
-fn wait_count(c: &mut postgres::Client, sql: &str, n: i64) {
-    let start = Instant::now();
-    loop {
-        let got = count(c, sql);
-        if got == n {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{sql}: {got}, not {n}, after 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Schema app (the agent's) with customers, orders (a foreign key, an
@@ -245,13 +226,13 @@ fn an_agents_drop_schema_cascade_is_kept_and_restored_whole() {
         .unwrap_or_else(|e| panic!("{}", describe(&e)));
     // Every step is in the audit log (the rolled-back DROP's keep too: an
     // event survives its statement's rollback), once the writer has it.
-    wait_count(
+    wait_for_count(
         &mut a,
         "SELECT count(*) FROM ai_agent_safety.audit_log WHERE source = 'recycle' AND operation = 'DROP SCHEMA'
            AND object = 'app' AND event = 'kept'",
         2,
     );
-    wait_count(
+    wait_for_count(
         &mut a,
         "SELECT count(*) FROM ai_agent_safety.audit_log WHERE source = 'recycle' AND operation = 'DROP SCHEMA'
            AND object = 'app' AND event = 'restored'",
@@ -450,16 +431,10 @@ fn kept_tables_are_purged_or_expire() {
         .unwrap();
     let mut agent = w.agent_in(&w.open);
     agent.batch_execute("DROP TABLE orders").unwrap();
-    let start = Instant::now();
-    while entry(&approver, &w.open, "public.orders").is_some() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "not expired within 60 s"
-        );
-        a.batch_execute("SELECT 1").unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    wait_count(
+    wait_for_expiry(&mut a, "the kept table", || {
+        entry(&approver, &w.open, "public.orders").is_some()
+    });
+    wait_for_count(
         &mut a,
         "SELECT count(*) FROM ai_agent_safety.audit_log WHERE source = 'recycle' AND event IN ('expired', 'purged') AND operation = 'DROP TABLE'",
         2,

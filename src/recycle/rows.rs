@@ -349,15 +349,10 @@ pub(super) fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     let nest = unsafe { pg_sys::NewGUCNestLevel() };
     // SAFETY: sets search_path at that level, as SET LOCAL would.
     unsafe {
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
+        crate::pg::set_setting(
+            c"search_path",
+            c"pg_catalog, pg_temp",
             pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
         );
     }
     let r = f();

@@ -138,6 +138,38 @@ pub fn count(c: &mut Client, sql: &str) -> i64 {
         .get(0)
 }
 
+/// Waits (up to 30 s) until `sql` counts `n`: the audit writer loads
+/// events a moment after their statements.
+pub fn wait_for_count(c: &mut Client, sql: &str, n: i64) {
+    let start = std::time::Instant::now();
+    loop {
+        let got = count(c, sql);
+        if got == n {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{sql}: {got}, not {n}, after 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits (up to 60 s) while `held` says a recycle bin entry is still there,
+/// with a statement in `nudge`'s database each time (events keep its audit
+/// writer, which expires entries, at work).
+pub fn wait_for_expiry(nudge: &mut Client, what: &str, mut held: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while held() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{what} did not expire within 60 s"
+        );
+        nudge.batch_execute("SELECT 1").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// One test's world: a protected database, an unprotected one, an agent role,
 /// a non-agent owner role. Each database has the extension and a table
 /// `public.orders` (10 rows) owned by the owner role, writable by the agent.

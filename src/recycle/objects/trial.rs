@@ -86,15 +86,10 @@ unsafe fn try_once(trial: Trial, quiet: bool) -> Vec<(u32, u32, i32)> {
         if quiet {
             // PostgreSQL's NOTICEs (skipping, cascades) are said once, by
             // the first try or by the DROP itself; the rollback undoes this.
-            pg_sys::set_config_option(
-                c"client_min_messages".as_ptr(),
-                c"error".as_ptr(),
-                pg_sys::GucContext::PGC_SUSET,
-                pg_sys::GucSource::PGC_S_SESSION,
+            crate::pg::set_setting(
+                c"client_min_messages",
+                c"error",
                 pg_sys::GucAction::GUC_ACTION_LOCAL,
-                true,
-                0,
-                false,
             );
         }
         let outcome = PgTryBuilder::new(|| {
