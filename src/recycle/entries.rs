@@ -9,14 +9,19 @@ use pgrx::prelude::*;
 use serde_json::Value;
 
 /// The schema that holds kept rows and relations.
-const SCHEMA: &str = aas_policy::api::RECYCLE_SCHEMA;
+pub(super) const SCHEMA: &str = aas_policy::api::RECYCLE_SCHEMA;
+
+/// The recycle schema's oid, when it exists.
+pub(super) fn bin_schema() -> Option<pg_sys::Oid> {
+    // SAFETY: a catalog lookup by name (missing_ok).
+    let oid = unsafe { pg_sys::get_namespace_oid(c"ai_agent_safety_recycle".as_ptr(), true) };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
 
 /// The recycle schema, made on first use, the bootstrap superuser's (one
 /// someone else made first would hold kept things where they reach them).
 pub(super) fn ensure_schema(what: &str) {
-    let c = std::ffi::CString::new(SCHEMA).expect("no NUL");
-    // SAFETY: a catalog lookup by name.
-    if unsafe { pg_sys::get_namespace_oid(c.as_ptr(), true) } == pg_sys::InvalidOid {
+    if bin_schema().is_none() {
         Spi::run(&format!(
             "CREATE SCHEMA {SCHEMA} AUTHORIZATION {}",
             pg::quote_ident(&super::database::bootstrap_superuser())
@@ -162,13 +167,7 @@ pub(super) fn forget(id: i64) {
 /// but by a purge or the expiry.
 pub(super) fn kept_schemas() -> Vec<u32> {
     privileged::run(|| {
-        let mut out = Vec::new();
-        let c = std::ffi::CString::new(SCHEMA).expect("no NUL");
-        // SAFETY: a catalog lookup by name.
-        let bin = unsafe { pg_sys::get_namespace_oid(c.as_ptr(), true) };
-        if bin != pg_sys::InvalidOid {
-            out.push(bin.to_u32());
-        }
+        let mut out: Vec<u32> = bin_schema().map(|b| b.to_u32()).into_iter().collect();
         if has_entries_table() {
             let kept = Spi::connect(|c| {
                 let mut v = Vec::new();

@@ -9,7 +9,7 @@
 //! rows back (as the table's owner, so its triggers and constraints judge
 //! them), a purge or the expiry drops the copies.
 
-use super::entries::{ensure_schema, forget, has_entries_table, record_entry, NewEntry};
+use super::entries::{ensure_schema, forget, has_entries_table, record_entry, NewEntry, SCHEMA};
 use super::file;
 use crate::{audit, pg, privileged};
 use aas_policy::recycle as policy;
@@ -26,9 +26,6 @@ extern "C-unwind" {
         numparents: *mut *mut pg_sys::List,
     ) -> *mut pg_sys::List;
 }
-
-/// The schema that holds kept rows.
-pub const SCHEMA: &str = aas_policy::api::RECYCLE_SCHEMA;
 
 /// The tables a TRUNCATE will empty, locked (AccessExclusiveLock) as it
 /// locks them, in the order it names them: the named tables, their

@@ -27,7 +27,12 @@ pub fn keeps(agent_statement: bool, retention_s: i64) -> bool {
 /// at a character boundary to PostgreSQL's 63 bytes. The id ties the name
 /// to its entry (ids are never handed out twice in a cluster).
 pub fn recycled_name(original: &str, id: u32) -> String {
-    let mut name = format!("recycled_{id}_");
+    cut(format!("recycled_{id}_"), original)
+}
+
+/// `prefix` followed by as much of `original` as fits PostgreSQL's 63
+/// bytes, cut at a character boundary.
+pub(crate) fn cut(mut name: String, original: &str) -> String {
     for c in original.chars() {
         if name.len() + c.len_utf8() > MAX_NAME {
             break;
@@ -35,6 +40,16 @@ pub fn recycled_name(original: &str, id: u32) -> String {
         name.push(c);
     }
     name
+}
+
+/// `ai_agent_safety.restore_dropped(<id>, new_name => <name>)`, as a hint
+/// writes it.
+pub(crate) fn restore_call_with_new_name(id: u32, new_name: &str) -> String {
+    api::call_named(
+        "restore_dropped",
+        &[(&id.to_string(), "bigint")],
+        &[("new_name", new_name, "text")],
+    )
 }
 
 /// Does the entry's database, now named `name`, still hold the entry kept
@@ -100,11 +115,7 @@ pub fn restore_name(
             detail: format!("A database name in PostgreSQL is not empty and at most {MAX_NAME} bytes long."),
             hint: format!(
                 "Pass another name: SELECT {};",
-                api::call_named(
-                    "restore_dropped",
-                    &[(&id.to_string(), "bigint")],
-                    &[("new_name", "<new name>", "text")]
-                )
+                restore_call_with_new_name(id, "<new name>")
             ),
         });
     }
@@ -119,11 +130,7 @@ pub fn restore_name(
             ),
             hint: format!(
                 "Restore it under another name: SELECT {};",
-                api::call_named(
-                    "restore_dropped",
-                    &[(&id.to_string(), "bigint")],
-                    &[("new_name", &format!("{original}_restored"), "text")]
-                )
+                restore_call_with_new_name(id, &format!("{original}_restored"))
             ),
         });
     }

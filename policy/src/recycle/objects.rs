@@ -225,28 +225,18 @@ pub fn schema_gone(id: u32, object: &str, schema: &str) -> Denial {
 /// (unique: entry ids are never handed out twice, `n` numbers the entry's
 /// relations).
 pub fn kept_relation_name(original: &str, id: u32, n: usize) -> String {
-    cut(format!("d{id}_{n}_"), original)
+    super::cut(format!("d{id}_{n}_"), original)
 }
 
 /// The name a restored index or sequence takes when its own was taken
 /// since: `<original>_r<entry>`, cut to 63 bytes.
 pub fn suffixed_name(original: &str, id: u32) -> String {
     let suffix = format!("_r{id}");
-    let mut name = cut(String::new(), original);
+    let mut name = super::cut(String::new(), original);
     while name.len() + suffix.len() > 63 {
         name.pop();
     }
     name + &suffix
-}
-
-fn cut(mut name: String, original: &str) -> String {
-    for c in original.chars() {
-        if name.len() + c.len_utf8() > 63 {
-            break;
-        }
-        name.push(c);
-    }
-    name
 }
 
 /// The refusal of a restore whose name is taken now.
@@ -259,11 +249,7 @@ pub fn name_taken(id: u32, kind: &str, name: &str) -> Denial {
         detail: format!("Since the DROP, another {kind} took the name {name}."),
         hint: format!(
             "Restore it under another name: SELECT {};",
-            api::call_named(
-                "restore_dropped",
-                &[(&id.to_string(), "bigint")],
-                &[("new_name", "<new name>", "text")]
-            )
+            super::restore_call_with_new_name(id, "<new name>")
         ),
     }
 }

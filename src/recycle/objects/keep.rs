@@ -97,7 +97,7 @@ pub(super) fn keep(
             .find(|(d, _)| d.oid == oid && matches!(d.class, Class::Relation(_)))
             .map(|(_, f)| f.clone())
     };
-    // Every relation kept (moved, or in the kept schema), tables first.
+    // Every relation kept (moved, or in the kept schema); ordered below.
     let kept_rels: Vec<(&Dropped, bool)> = dropped
         .iter()
         .zip(fates)

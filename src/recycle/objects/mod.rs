@@ -34,7 +34,7 @@ use pgrx::prelude::*;
 use serde_json::{json, Value};
 
 /// The schema kept relations are moved into.
-const SCHEMA: &str = aas_policy::api::RECYCLE_SCHEMA;
+use super::entries::SCHEMA;
 
 /// The word PostgreSQL uses for a DROP's object type, for the kinds kept.
 fn drop_word(t: pg_sys::ObjectType::Type) -> Option<&'static str> {

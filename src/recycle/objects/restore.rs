@@ -260,7 +260,7 @@ pub fn drop_for_good(entry: &Value) -> Result<(), String> {
             return schema_exists(kept)
                 .then(|| format!("DROP SCHEMA {} CASCADE", pg::quote_ident(kept)));
         }
-        let bin = places.first().copied();
+        let bin = super::super::entries::bin_schema();
         let mut stmts = Vec::new();
         for r in entry["relations"]
             .as_array()
@@ -273,7 +273,7 @@ pub fn drop_for_good(entry: &Value) -> Result<(), String> {
             // under the name it was kept as.
             let still = unsafe {
                 !pg_sys::get_rel_name(oid).is_null()
-                    && Some(pg_sys::get_rel_namespace(oid).to_u32()) == bin
+                    && Some(pg_sys::get_rel_namespace(oid)) == bin
                     && pg::cstr(pg_sys::get_rel_name(oid)) == r["kept"].as_str().unwrap_or("")
             };
             if still {
