@@ -11,6 +11,11 @@
 #              updates, whatever N); not kept is PostgreSQL's drop (unlink)
 #   truncate   TRUNCATE of a 1,000,000-row table: kept means its rows
 #              copied first
+#   delete N   DELETE of N rows (1, 1,000 and 100,000) of a 100,001-row
+#              table, after one kept DELETE of it in the same session: kept
+#              means each row copied into the table's store as it goes (the
+#              BEFORE ROW trigger added in the query's memory); and a one-row
+#              DELETE that is the session's first (the store made then)
 #
 # Prints one line per case (median ms on, off, and on/off), then the O(1)
 # check: a kept DROP of 1,000,000 rows against a kept DROP of 1,000.
@@ -24,10 +29,11 @@ RB_ROUNDS=${RB_ROUNDS:-5}
 
 rb_sql() { psql_as postgres "$RB_PORT" "$RB_DB" -tA "$@"; }
 
-# The statement's own time (psql \timing), in ms, as role $1.
+# The statement's own time (psql \timing), in ms, as role $1; $3, when
+# given, runs first in the same session, untimed (a warm-up).
 rb_time() {
-    local role=$1 stmt=$2
-    psql_as "$role" "$RB_PORT" "$RB_DB" -tA -c '\timing on' -c "$stmt" 2>&1 |
+    local role=$1 stmt=$2 warm=${3:-SELECT 1}
+    psql_as "$role" "$RB_PORT" "$RB_DB" -tA -c "$warm" -c '\timing on' -c "$stmt" 2>&1 |
         sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1
 }
 
@@ -43,12 +49,12 @@ rb_table() {
 median() { python3 -c "import statistics,sys; print(f'{statistics.median(float(x) for x in sys.argv[1:]):.2f}')" "$@"; }
 
 rb_case() {
-    local label=$1 rows=$2 stmt_of=$3
+    local label=$1 rows=$2 stmt_of=$3 warm=${5:-SELECT 1}
     local on=() off=()
     for _ in $(seq "$RB_ROUNDS"); do
         for side in on off; do
             rb_table rb_t "$rows"
-            local t; t=$(rb_time "bench_rb_$side" "$($stmt_of)")
+            local t; t=$(rb_time "bench_rb_$side" "$($stmt_of)" "$warm")
             if [ "$side" = on ]; then on+=("$t"); else off+=("$t"); fi
             # Kept things would pile up: purge what this round kept.
             rb_sql -q -c "SELECT ai_agent_safety.purge_dropped(id) FROM ai_agent_safety.recycle_bin" >/dev/null
@@ -64,9 +70,12 @@ rb_case() {
 
 stmt_drop() { echo "DROP TABLE rb_t"; }
 stmt_truncate() { echo "TRUNCATE rb_t"; }
+stmt_delete_1() { echo "DELETE FROM rb_t WHERE id = 1"; }
+stmt_delete_1000() { echo "DELETE FROM rb_t WHERE id <= 1000"; }
+stmt_delete_100000() { echo "DELETE FROM rb_t WHERE id <= 100000"; }
 
 run_recycle_bench() {
-    say "recycle bin: an agent's DROP TABLE and TRUNCATE, kept (bin on) vs not (bin off); cluster benchrb, port $RB_PORT"
+    say "recycle bin: an agent's DROP TABLE, TRUNCATE and DELETE, kept (bin on) vs not (bin off); cluster benchrb, port $RB_PORT"
     cluster_start benchrb "$RB_PORT"
     trap 'cluster_stop benchrb' EXIT
     local until; until=$(psql_as postgres "$RB_PORT" postgres -tA -c "SELECT now() + interval '1 day'")
@@ -83,6 +92,14 @@ run_recycle_bench() {
     rb_case "DROP TABLE, $small rows" "$small" stmt_drop DROP_SMALL
     rb_case "DROP TABLE, $big rows" "$big" stmt_drop DROP_BIG
     rb_case "TRUNCATE, $big rows" "$big" stmt_truncate TRUNCATE_BIG
+    # The first kept DELETE of a table makes its store (and a session's
+    # first takes a block of entry numbers): measured once on its own; the
+    # others run after one kept DELETE of the table in the same session.
+    rb_case "DELETE, 1 row, first of session" 100001 stmt_delete_1 DELETE_FIRST
+    for n in 1 1000 100000; do
+        rb_case "DELETE, $n of 100000 rows" 100001 "stmt_delete_$n" "DELETE_$n" \
+            "DELETE FROM rb_t WHERE id = 100001"
+    done
     note "O(1): a kept DROP of $big rows took $(python3 -c "print(f'{$RB_DROP_BIG / max($RB_DROP_SMALL, 0.001):.2f}')") x a kept DROP of $small rows (a rename, not a copy)"
     cluster_stop benchrb
     trap - EXIT

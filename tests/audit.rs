@@ -1271,9 +1271,9 @@ fn token_lifecycle_is_recorded_with_the_token_id() {
     expect_count(
         &mut a,
         &format!("SELECT count(*) FROM ai_agent_safety.audit_log WHERE token = '{token}'"),
-        3,
+        4,
         Duration::from_secs(5),
-        "requested, granted, consumed",
+        "requested, granted, consumed, and the deleted row kept",
     );
     let ev = events_where(&mut a, &format!("token = '{token}'"));
     let kinds: Vec<(&str, &str)> = ev
@@ -1285,7 +1285,8 @@ fn token_lifecycle_is_recorded_with_the_token_id() {
         [
             ("token", "requested"),
             ("token", "granted"),
-            ("token", "consumed")
+            ("token", "consumed"),
+            ("recycle", "kept")
         ],
         "{ev:?}"
     );

@@ -214,7 +214,8 @@ fn string<'a>(v: &'a Value, path: &[&str]) -> &'a str {
 }
 
 /// `scripts/bench --recycle --smoke`: the recycle bin's cases (an agent's
-/// DROP TABLE of two sizes and TRUNCATE, bin on and off) each print a
+/// DROP TABLE of two sizes, TRUNCATE and DELETE of three sizes, bin on
+/// and off) each print a
 /// median for both sides and a ratio, and the O(1) line. No timing
 /// assertions. Its own cluster (benchrb, port 55459).
 #[test]
@@ -238,6 +239,10 @@ fn bench_smoke_recycle_reports_every_case() {
         "DROP TABLE, 1000 rows",
         "DROP TABLE, 100000 rows",
         "TRUNCATE, 100000 rows",
+        "DELETE, 1 row, first of session",
+        "DELETE, 1 of 100000 rows",
+        "DELETE, 1000 of 100000 rows",
+        "DELETE, 100000 of 100000 rows",
     ] {
         let line = stdout
             .lines()

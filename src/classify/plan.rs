@@ -255,6 +255,56 @@ pub unsafe fn written_roots(stmt: &pg_sys::PlannedStmt) -> Vec<pg_sys::Oid> {
         .collect()
 }
 
+/// The range-table indexes of the tables a planned query deletes rows
+/// from (`OpClass::Delete`: DELETE nodes, MERGE nodes with a DELETE
+/// action) or updates rows of (`OpClass::Update`: UPDATE nodes, INSERT
+/// ... ON CONFLICT DO UPDATE, MERGE nodes with an UPDATE action).
+///
+/// # Safety
+/// `stmt` is a valid planned statement.
+pub unsafe fn result_rtis(stmt: &pg_sys::PlannedStmt, class: OpClass) -> Vec<i32> {
+    let (verb, upsert) = match class {
+        OpClass::Delete => (CMD_DELETE, false),
+        OpClass::Update => (CMD_UPDATE, true),
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for mt in modify_tables(stmt) {
+        let does = match mt.operation {
+            op if op == verb => true,
+            CMD_INSERT => {
+                upsert && mt.onConflictAction == pg_sys::OnConflictAction::ONCONFLICT_UPDATE
+            }
+            CMD_MERGE => list_ptrs(mt.mergeActionLists).into_iter().any(|actions| {
+                list_ptrs(actions as *mut pg_sys::List)
+                    .into_iter()
+                    .any(|a| (*(a as *const pg_sys::MergeAction)).commandType == verb)
+            }),
+            _ => false,
+        };
+        if does {
+            out.extend(list_ints(mt.resultRelations));
+        }
+    }
+    out
+}
+
+/// The range-table indexes of the tables a planned query upserts into
+/// (INSERT ... ON CONFLICT DO UPDATE).
+///
+/// # Safety
+/// `stmt` is a valid planned statement.
+pub unsafe fn upsert_rtis(stmt: &pg_sys::PlannedStmt) -> Vec<i32> {
+    modify_tables(stmt)
+        .into_iter()
+        .filter(|mt| {
+            mt.operation == CMD_INSERT
+                && mt.onConflictAction == pg_sys::OnConflictAction::ONCONFLICT_UPDATE
+        })
+        .flat_map(|mt| list_ints(mt.resultRelations))
+        .collect()
+}
+
 /// The tables a planned query writes (its ModifyTable result relations).
 ///
 /// # Safety

@@ -112,7 +112,11 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
             unsafe { crate::review::observe(query_desc, fk_action) };
         }
     }
-    let agent = gate::agent_statement();
+    // A recycle bin restore's own query, run as the table's owner, is the
+    // restore's (what it sets off is judged as ever).
+    // SAFETY: the query being started, with its plan.
+    let agent =
+        gate::agent_statement() && !unsafe { crate::recycle::rows::is_own_query(query_desc) };
     // Another role's query whose write an agent's rule or view decides is
     // that agent's while it is judged; one that runs an agent's view, rule
     // or table code runs it as the agent's while it runs.
@@ -184,6 +188,21 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
     gate::executor_left();
     if busy {
         agent_code::idle(query_desc);
+    }
+    // An agent's query that deletes rows keeps them (when the bin is on),
+    // and so does another role's whose write an agent's rule or view
+    // decides.
+    if (agent || rule_or_view.is_some())
+        && !explain_only
+        && !crate::privileged::active()
+        && !dry_run::active()
+    {
+        let token = match &approved {
+            Some((_, Some((token, _)), _, _)) => Some(*token),
+            _ => None,
+        };
+        // SAFETY: the agent's query just started, inside a transaction.
+        unsafe { crate::recycle::old_rows::started(query_desc, token) };
     }
     if let Some((scope, terms, stmt, text)) = approved {
         gate::open_query_window(query_desc, scope);
@@ -270,6 +289,18 @@ unsafe extern "C-unwind" fn finish_hook(query_desc: *mut pg_sys::QueryDesc) {
         // SAFETY: the query that just finished.
         unsafe { cap_checked(query_desc) };
     }
+    // Everything it deleted, cascades too, is in: the rows kept become an
+    // entry (or the statement is refused past the bin's budget).
+    if crate::recycle::old_rows::owns(query_desc) {
+        kept_checked();
+    }
+}
+
+/// Records the rows a finished query deleted; may raise the budget's
+/// refusal.
+#[pgrx::pg_guard]
+extern "C-unwind" fn kept_checked() {
+    crate::recycle::old_rows::finished();
 }
 
 /// Holds a finished capped query to its cap; may raise the refusal.
@@ -291,6 +322,11 @@ unsafe extern "C-unwind" fn end_hook(query_desc: *mut pg_sys::QueryDesc) {
         gate::close_window();
     }
     agent_code::unmark(query_desc);
+    // A query ended without ExecutorFinish: what it kept is recorded all
+    // the same.
+    if crate::recycle::old_rows::owns(query_desc) {
+        kept_checked();
+    }
     // SAFETY: see PREV_START; called exactly as PostgreSQL calls the hook.
     unsafe { PREV_END.unwrap_or(standard_ExecutorEnd)(query_desc) }
 }

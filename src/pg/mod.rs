@@ -478,6 +478,9 @@ pub unsafe fn existing_relation(rv: *const pg_sys::RangeVar) -> Option<pg_sys::O
 
 /// utils/timeout.h, which pgrx does not bind.
 pub mod timeout;
+mod tuples;
+
+pub use tuples::attr;
 
 /// Sets a setting as the session would (`SET`, or `SET LOCAL` with
 /// `GUC_ACTION_LOCAL`), at the current GUC nest level: with

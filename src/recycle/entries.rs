@@ -117,8 +117,9 @@ impl Kept {
         self.tables.as_array().cloned().unwrap_or_default()
     }
 
-    pub fn is_truncate(&self) -> bool {
-        self.kind == "truncate"
+    /// A kept TRUNCATE's or DELETE's rows (copies), not objects.
+    pub fn holds_rows(&self) -> bool {
+        aas_policy::recycle::holds_rows(&self.kind)
     }
 }
 

@@ -11,6 +11,7 @@ mod database;
 mod entries;
 pub mod file;
 pub mod objects;
+pub mod old_rows;
 mod purge;
 pub mod rows;
 
@@ -64,6 +65,10 @@ pub(crate) unsafe extern "C-unwind" fn on_subxact(
     _arg: *mut std::ffi::c_void,
 ) {
     use pg_sys::SubXactEvent::*;
+    if event == SUBXACT_EVENT_ABORT_SUB {
+        old_rows::aborted(Some(my));
+        rows::forget_own_query();
+    }
     if pending().is_empty() {
         return;
     }
@@ -94,6 +99,10 @@ pub(crate) unsafe extern "C-unwind" fn on_xact(
     _arg: *mut std::ffi::c_void,
 ) {
     use pg_sys::XactEvent::*;
+    if matches!(event, XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT) {
+        old_rows::aborted(None);
+        rows::forget_own_query();
+    }
     if pending().is_empty() {
         return;
     }
@@ -381,8 +390,8 @@ pub(super) fn held_entry(id: i64) -> Entry {
 pub(super) fn record_rows(k: &entries::Kept, kind: EventKind, reason: String) {
     audit::record_for_task(
         audit::Event {
-            operation: if k.is_truncate() {
-                "TRUNCATE".into()
+            operation: if k.holds_rows() {
+                k.kind.to_uppercase()
             } else {
                 format!("DROP {}", k.kind.to_uppercase())
             },
@@ -412,8 +421,8 @@ fn record(e: &Entry, kind: EventKind, reason: String) {
 pub fn restore(id: i64, new_name: Option<&str>) -> String {
     check_caller("restore_dropped");
     if let Some(k) = entries::entry(id) {
-        let said = if k.is_truncate() {
-            rows::restore(id, &k.object, &k.copies(), &k.dropped_by)
+        let said = if k.holds_rows() {
+            rows::restore(id, &k.kind, &k.object, &k.copies(), &k.dropped_by)
         } else {
             objects::restore(id, &k.kind, &k.object, &k.tables, new_name)
         };

@@ -19,11 +19,13 @@ use std::ffi::CString;
 pub fn purge(id: i64) -> String {
     check_caller("purge_dropped");
     if let Some(k) = super::entries::entry(id) {
-        let said = if k.is_truncate() {
+        let said = if k.holds_rows() {
             super::rows::drop_copies(id, &k.copies());
             format!(
-                "recycle bin entry {id} purged: the rows of {} (truncated by {}) are gone for good",
-                k.object, k.dropped_by
+                "recycle bin entry {id} purged: the rows of {} ({} by {}) are gone for good",
+                k.object,
+                policy::rows_verb_past(&k.kind),
+                k.dropped_by
             )
         } else {
             if let Err(e) = super::objects::drop_for_good(&k.tables) {

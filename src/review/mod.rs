@@ -407,6 +407,11 @@ fn strong_lock_on_others() -> Option<(String, String)> {
                   WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation' AND l.granted \
                     AND l.mode NOT IN ('AccessShareLock', 'RowShareLock', 'RowExclusiveLock') \
                     AND c.relowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user) \
+                    AND c.relnamespace IS DISTINCT FROM pg_catalog.to_regnamespace('ai_agent_safety_recycle') \
+                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_class b \
+                                     WHERE b.relnamespace = pg_catalog.to_regnamespace('ai_agent_safety_recycle') \
+                                       AND b.reltoastrelid IN (c.oid, (SELECT i.indrelid FROM pg_catalog.pg_index i \
+                                                                        WHERE i.indexrelid = c.oid))) \
                   ORDER BY 1 LIMIT 1",
                 None,
                 &[],

@@ -86,6 +86,42 @@ pub fn kept_rows_notice(object: &str, rows: i64, id: u32, retention_s: i64) -> S
     )
 }
 
+/// The NOTICE of a DELETE whose rows, or an UPDATE whose rows' old
+/// versions, were kept (`kind`: `delete` or `update`).
+pub fn kept_old_rows_notice(
+    kind: &str,
+    object: &str,
+    rows: i64,
+    id: u32,
+    retention_s: i64,
+) -> String {
+    let what = if kind == "update" {
+        format!("the old versions of the {rows} updated rows of {object} were")
+    } else {
+        format!("the {rows} deleted rows of {object} were")
+    };
+    format!(
+        "{what} kept in the recycle bin as entry {id} for {}; an approver can put them back with SELECT {}",
+        duration_text(retention_s),
+        api::call("restore_dropped", &[(&id.to_string(), "bigint")])
+    )
+}
+
+/// Does an entry of this kind hold rows (copies), rather than objects?
+pub fn holds_rows(kind: &str) -> bool {
+    matches!(kind, "truncate" | "delete" | "update")
+}
+
+/// What was done to an entry's rows, for messages: `truncated`, `deleted`.
+pub fn rows_verb_past(kind: &str) -> &'static str {
+    match kind {
+        "delete" => "deleted",
+        "update" => "updated",
+        "truncate" => "truncated",
+        _ => "dropped",
+    }
+}
+
 /// A retention as a person says it: `7 days`, `1 hour`, `90 seconds`.
 pub fn duration_text(s: i64) -> String {
     let (n, unit) = match s {
@@ -157,6 +193,35 @@ pub fn truncate_isolation_denial(role: &str) -> Denial {
         message: format!("TRUNCATE refused: agent role \"{role}\" runs it in a REPEATABLE READ or SERIALIZABLE transaction, where the recycle bin could not keep the rows committed since the transaction's snapshot; run it in a READ COMMITTED transaction"),
         detail: "What an agent's TRUNCATE removes is kept in the recycle bin; TRUNCATE removes every row, but a copy made under an older snapshot would miss the rows committed after it.".into(),
         hint: "Run the TRUNCATE in its own statement or in a transaction begun with BEGIN ISOLATION LEVEL READ COMMITTED;".into(),
+    }
+}
+
+/// The refusal of an agent's INSERT ... ON CONFLICT DO UPDATE into a
+/// partitioned table while UPDATE is protected: the partition a row goes
+/// to is found row by row, where the recycle bin cannot keep the old
+/// version it overwrites.
+pub fn upsert_partitioned_denial(role: &str, table: &str) -> Denial {
+    Denial {
+        source: Source::Recycle,
+        message: format!("INSERT ... ON CONFLICT DO UPDATE refused: agent role \"{role}\" would overwrite rows of partitioned table {table}, whose old versions the recycle bin cannot keep"),
+        detail: "UPDATE is one of ai_agent_safety.protected_operations, so the old version of every row an agent's statement changes is kept; an upsert into a partitioned table finds each row's partition as it runs, out of the bin's reach.".into(),
+        hint: format!("Write the change as an UPDATE of {table} and an INSERT ... ON CONFLICT DO NOTHING, which keep what they change."),
+    }
+}
+
+/// The refusal of a restore of an UPDATE's old rows while a later UPDATE
+/// of the same table is kept: restored first, the older versions would be
+/// overwritten by the later restore (or lose the later values for good).
+pub fn later_update_first(id: i64, later: i64, table: &str) -> Denial {
+    Denial {
+        source: Source::Recycle,
+        message: format!("recycle bin entry {id} cannot be restored yet: entry {later} kept a later UPDATE of {table}"),
+        detail: "Old versions go back newest first, so that each restore finds the rows as the UPDATE it undoes left them.".into(),
+        hint: format!(
+            "SELECT {}; then SELECT {};",
+            api::call("restore_dropped", &[(&later.to_string(), "bigint")]),
+            api::call("restore_dropped", &[(&id.to_string(), "bigint")])
+        ),
     }
 }
 

@@ -84,6 +84,14 @@ fn the_agent_is_told_where_its_drop_went_and_how_it_comes_back() {
         kept_rows_notice("public.orders", 10, 2, 3600),
         "the 10 rows of public.orders were kept in the recycle bin as entry 2 for 1 hour; an approver can put them back with SELECT ai_agent_safety.restore_dropped('2'::bigint)"
     );
+    assert_eq!(
+        kept_old_rows_notice("delete", "public.orders, public.lines", 3, 4, 86_400),
+        "the 3 deleted rows of public.orders, public.lines were kept in the recycle bin as entry 4 for 1 day; an approver can put them back with SELECT ai_agent_safety.restore_dropped('4'::bigint)"
+    );
+    assert_eq!(
+        kept_old_rows_notice("update", "public.orders", 1, 5, 60),
+        "the old versions of the 1 updated rows of public.orders were kept in the recycle bin as entry 5 for 1 minute; an approver can put them back with SELECT ai_agent_safety.restore_dropped('5'::bigint)"
+    );
     assert_eq!(duration_text(3600), "1 hour");
     assert_eq!(duration_text(90), "90 seconds");
     assert_eq!(duration_text(120), "2 minutes");
@@ -127,4 +135,18 @@ fn the_budget_refuses_only_past_its_limit_and_says_how_much() {
         "{}",
         d.hint
     );
+}
+
+#[test]
+fn rows_entries_are_truncates_and_deletes_and_say_what_was_done() {
+    assert!(holds_rows("truncate"));
+    assert!(holds_rows("delete"));
+    assert!(holds_rows("update"));
+    assert_eq!(rows_verb_past("update"), "updated");
+    assert!(!holds_rows("table"));
+    assert!(!holds_rows("schema"));
+    assert!(!holds_rows("database"));
+    assert_eq!(rows_verb_past("delete"), "deleted");
+    assert_eq!(rows_verb_past("truncate"), "truncated");
+    assert_eq!(rows_verb_past("table"), "dropped");
 }

@@ -130,7 +130,39 @@ DROP TABLE public.reg_rb_archive, public.reg_rb_invoices, public.reg_rb_customer
 REVOKE CREATE ON SCHEMA public FROM reg_rb_agent;
 
 --
--- 6. A DBA's DROP drops.
+-- 6. An agent's DELETE keeps every row it removes, its foreign key's
+-- cascade's too; a restore puts them back. Past recycle_max_bytes the
+-- DELETE is refused, and nothing is lost. A DBA's DELETE keeps nothing.
+--
+\c :regdb :su
+CREATE TABLE public.reg_rb_orders (id int PRIMARY KEY, note text);
+CREATE TABLE public.reg_rb_lines (id int, order_id int REFERENCES public.reg_rb_orders ON DELETE CASCADE);
+INSERT INTO public.reg_rb_orders SELECT g, 'order ' || g FROM generate_series(1, 10) g;
+INSERT INTO public.reg_rb_lines SELECT g, 1 + g % 10 FROM generate_series(1, 20) g;
+ALTER TABLE public.reg_rb_orders OWNER TO reg_rb_agent;
+ALTER TABLE public.reg_rb_lines OWNER TO reg_rb_agent;
+SELECT md5(string_agg(o::text, ',' ORDER BY id)) AS orders_before FROM public.reg_rb_orders o \gset
+\c :regdb reg_rb_agent
+DELETE FROM reg_rb_orders WHERE id <= 2;
+SELECT count(*) AS lines_left FROM reg_rb_lines;
+\c :regdb reg_rb_approver
+SELECT id AS del_id, kind, object, dropped_by, statement, rows FROM ai_agent_safety.recycle_bin WHERE kind = 'delete' \gset
+SELECT :'kind' AS kind, :'object' AS object, :'statement' AS statement, :rows AS rows;
+SELECT ai_agent_safety.restore_dropped(:del_id) LIKE 'reg_rb_approver restored the rows of public.reg_rb_orders, public.reg_rb_lines (recycle bin entry %, deleted by reg_rb_agent): 6 rows back' AS restored;
+\c :regdb :su
+SELECT md5(string_agg(o::text, ',' ORDER BY id)) = :'orders_before' AS orders_back, (SELECT count(*) FROM reg_rb_lines) AS lines FROM public.reg_rb_orders o;
+ALTER DATABASE :"regdb" SET ai_agent_safety.recycle_max_bytes = '1kB';
+\c :regdb reg_rb_agent
+DELETE FROM reg_rb_orders;
+\c :regdb :su
+ALTER DATABASE :"regdb" RESET ai_agent_safety.recycle_max_bytes;
+SELECT (SELECT count(*) FROM reg_rb_orders) AS orders, (SELECT count(*) FROM reg_rb_lines) AS lines;
+DELETE FROM reg_rb_orders;
+SELECT count(*) AS kept_deletes FROM ai_agent_safety.recycle_bin WHERE kind = 'delete';
+DROP TABLE public.reg_rb_lines, public.reg_rb_orders;
+
+--
+-- 7. A DBA's DROP drops.
 --
 \c :regdb :su
 DROP DATABASE reg_rb_prod;

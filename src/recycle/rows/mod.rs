@@ -9,6 +9,11 @@
 //! rows back (as the table's owner, so its triggers and constraints judge
 //! them), a purge or the expiry drops the copies.
 
+mod restore;
+
+pub(in crate::recycle) use restore::{as_owner, forget_own_query, own_query, Target};
+pub use restore::{is_own_query, restore};
+
 use super::entries::{ensure_schema, forget, has_entries_table, record_entry, NewEntry, SCHEMA};
 use super::file;
 use crate::{audit, pg, privileged};
@@ -159,9 +164,15 @@ pub unsafe fn before_truncate(
             let (count, size) = Spi::connect_mut(|c| {
                 c.update(
                     &format!(
-                        "CREATE TABLE {copy} AS SELECT * FROM ONLY {} ",
+                        "CREATE TABLE {copy} USING heap AS SELECT * FROM ONLY {} WITH NO DATA",
                         pg::relation_display(*relid)
                     ),
+                    None,
+                    &[],
+                )?;
+                never_analyzed(&copy);
+                c.update(
+                    &format!("INSERT INTO {copy} SELECT * FROM ONLY {}", pg::relation_display(*relid)),
                     None,
                     &[],
                 )?;
@@ -218,162 +229,80 @@ pub unsafe fn before_truncate(
     pgrx::notice!("{}", policy::kept_rows_notice(&object, rows, id, retention));
 }
 
-/// Puts the kept rows back, table by table in the TRUNCATE's order
-/// (referenced tables before the ones referencing them), each inserted as
-/// the table's owner, whose constraints and triggers judge them; then the
-/// copies and the entry go. One transaction: all or nothing.
-pub fn restore(id: i64, object: &str, tables: &[Value], dropped_by: &str) -> String {
-    let mut restored = 0i64;
-    for t in tables {
-        let (Some(relid), Some(copy)) = (t["relid"].as_u64(), t["copy"].as_str()) else {
-            continue;
-        };
-        let relid = pg_sys::Oid::from(relid as u32);
-        // SAFETY: a catalog lookup.
-        if unsafe { pg_sys::get_rel_name(relid) }.is_null() {
-            pgrx::error!(
-                "recycle bin entry {id} cannot be restored: table {} was dropped since",
-                t["table"].as_str().unwrap_or("?")
-            );
-        }
-        let table = pg::relation_display(relid);
-        let owner = privileged::run(|| {
-            Spi::get_one_with_args::<pg_sys::Oid>(
-                "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
-                &[relid.into()],
-            )
-            .ok()
-            .flatten()
-        })
-        .unwrap_or(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID));
-        // The kept columns, by name, into the table as it is now (a column
-        // added since takes its default); one of them gone or renamed since
-        // refuses the restore, and the rows stay kept.
-        let (columns, missing): (String, Option<String>) = privileged::run(|| {
-            Spi::connect(|c| {
-                let r = c.select(
-                    &format!(
-                        "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k.attname), ', ' ORDER BY k.attnum)
-                                  FILTER (WHERE t.attgenerated = ''),
-                                pg_catalog.string_agg(pg_catalog.quote_ident(k.attname), ', ' ORDER BY k.attnum)
-                                  FILTER (WHERE t.attname IS NULL)
-                           FROM pg_catalog.pg_attribute k
-                           LEFT JOIN pg_catalog.pg_attribute t
-                             ON t.attrelid = $1 AND t.attname = k.attname AND t.attnum > 0 AND NOT t.attisdropped
-                          WHERE k.attrelid = '{copy}'::pg_catalog.regclass AND k.attnum > 0 AND NOT k.attisdropped"
-                    ),
-                    None,
-                    &[relid.into()],
-                )?;
-                let row = r.first();
-                Ok::<_, pgrx::spi::Error>((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<String>(2)?,
-                ))
-            })
-            .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
-        });
-        if let Some(m) = missing {
-            pgrx::error!(
-                "recycle bin entry {id} cannot be restored into {table}: its column(s) {m} are gone or renamed since the TRUNCATE; the rows stay kept (a DBA reads them in {copy}, or restores after putting the columns back)"
-            );
-        }
-        let owner_name = privileged::run(|| {
-            Spi::get_one_with_args::<String>(
-                "SELECT pg_catalog.pg_get_userbyid($1)::text",
-                &[owner.into()],
-            )
-            .ok()
-            .flatten()
-        })
-        .unwrap_or_default();
-        // The owner reads the copy for this transaction only: the copy is
-        // dropped before it commits.
-        privileged::run(|| {
-            Spi::run(&format!(
-                "GRANT USAGE ON SCHEMA {SCHEMA} TO {o}; GRANT SELECT ON {copy} TO {o}",
-                o = pg::quote_ident(&owner_name)
-            ))
-            .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
-        });
-        let n = as_owner(owner, || {
-            Spi::connect_mut(|c| {
-                c.update(
-                    &format!(
-                        "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM {copy}"
-                    ),
-                    None,
-                    &[],
-                )
-                .map(|r| r.len() as i64)
-            })
-            .unwrap_or_else(|e| pgrx::error!("recycle bin entry {id} cannot be restored into {table}: {e}"))
-        });
-        restored += n;
-        privileged::run(|| {
-            Spi::run(&format!(
-                "DROP TABLE {copy}; REVOKE USAGE ON SCHEMA {SCHEMA} FROM {}",
-                pg::quote_ident(&owner_name)
-            ))
-            .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
-        });
-    }
-    forget(id);
-    format!(
-        "{} restored the rows of {object} (recycle bin entry {id}, truncated by {dropped_by}): {restored} rows back",
-        pg::session_user_name()
-    )
-}
-
-/// Runs `f` as `owner`, in a restricted security context and a GUC nest
-/// level of its own with search_path pinned (as PostgreSQL runs
-/// maintenance as a table's owner): the table's code cannot change the
-/// session, nor leave a setting behind for the restorer's later queries.
-pub(super) fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
-    let mut uid = pg_sys::InvalidOid;
-    let mut sec = 0;
-    // SAFETY: switches the user the way SECURITY DEFINER functions do and
-    // restores it on return (PostgreSQL's abort processing on error).
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut uid, &mut sec);
-        pg_sys::SetUserIdAndSecContext(
-            owner,
-            sec | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION)
-                as i32,
-        );
-    }
-    // SAFETY: a GUC nest level, undone below (and by abort on error).
-    let nest = unsafe { pg_sys::NewGUCNestLevel() };
-    // SAFETY: sets search_path at that level, as SET LOCAL would.
-    unsafe {
-        crate::pg::set_setting(
-            c"search_path",
-            c"pg_catalog, pg_temp",
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-        );
-    }
-    let r = f();
-    // SAFETY: as above: every setting made inside goes with the level (as
-    // PostgreSQL ends maintenance run as a table's owner: even a plain SET
-    // made there is undone).
-    unsafe {
-        pg_sys::AtEOXact_GUC(false, nest);
-        pg_sys::SetUserIdAndSecContext(uid, sec);
-    }
-    r
+/// A table of kept rows is never analyzed: ANALYZE (autovacuum's, or a
+/// DBA's database-wide one) would run its column types' functions (a range
+/// type's subtype_diff, which an agent may write) as the table's owner,
+/// the bootstrap superuser. Statistics 0 on every column makes ANALYZE
+/// skip them all; autovacuum still vacuums the table (what rolled-back
+/// statements kept is reclaimed) and guards it against wraparound.
+pub(super) fn never_analyzed(table: &str) {
+    Spi::run(&format!(
+        "DO $$DECLARE c text; BEGIN
+           FOR c IN SELECT pg_catalog.quote_ident(attname) FROM pg_catalog.pg_attribute
+                     WHERE attrelid = '{table}'::pg_catalog.regclass AND attnum > 0 AND NOT attisdropped LOOP
+             EXECUTE pg_catalog.format('ALTER TABLE {table} ALTER COLUMN %s SET STATISTICS 0', c);
+           END LOOP; END$$"
+    ))
+    .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
 }
 
 /// Drops the copies of a kept TRUNCATE and its entry.
 pub fn drop_copies(id: i64, tables: &[Value]) {
+    for t in tables {
+        drop_copy(t, id);
+    }
+    forget(id);
+}
+
+/// One table's kept rows of entry `id` go: a TRUNCATE's copy is dropped,
+/// a DELETE's rows leave their table's store (which stays, for the next).
+pub(super) fn drop_copy(t: &Value, id: i64) {
+    let Some(copy) = t["copy"].as_str() else {
+        return;
+    };
+    let sql = match t["entry_column"].as_str() {
+        Some(col) => format!("DELETE FROM {copy} WHERE {} = {id}", pg::quote_ident(col)),
+        None => format!("DROP TABLE IF EXISTS {copy}"),
+    };
+    privileged::run(|| Spi::run(&sql).unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}")));
+    if t["entry_column"].is_string() {
+        drop_if_empty(copy);
+    }
+}
+
+/// A store no entry uses any more goes (when no one else holds it now:
+/// else a later purge or expiry takes it).
+fn drop_if_empty(store: &str) {
+    // Under REPEATABLE READ or SERIALIZABLE the check below would see the
+    // transaction's snapshot, not rows other entries kept since: the store
+    // stays (a later purge or expiry takes it).
+    // SAFETY: reads a backend variable.
+    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        return;
+    }
     privileged::run(|| {
-        for t in tables {
-            if let Some(copy) = t["copy"].as_str() {
-                Spi::run(&format!("DROP TABLE IF EXISTS {copy}"))
-                    .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
-            }
+        let Some(oid) =
+            Spi::get_one::<pg_sys::Oid>(&format!("SELECT pg_catalog.to_regclass('{store}')::oid"))
+                .ok()
+                .flatten()
+        else {
+            return;
+        };
+        // SAFETY: takes a lock only if it is free (held to the end of the
+        // transaction).
+        let locked = unsafe {
+            pg_sys::ConditionalLockRelationOid(oid, pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE)
+        };
+        let empty = locked
+            && Spi::get_one::<bool>(&format!("SELECT NOT EXISTS (SELECT FROM {store})"))
+                .ok()
+                .flatten()
+                .unwrap_or(false);
+        if empty {
+            Spi::run(&format!("DROP TABLE {store}"))
+                .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
         }
     });
-    forget(id);
 }
 
 /// An expired entry: (id, object, task, dropped by, tables, kind).
@@ -428,10 +357,13 @@ fn expire_one(
     kind: &str,
     drop_objects: fn(&Value) -> Result<(), String>,
 ) {
-    let (operation, what) = if kind == "truncate" {
+    let (operation, what) = if policy::holds_rows(kind) {
         (
-            "TRUNCATE".to_string(),
-            format!("the kept rows of {object} (truncated by {by})"),
+            kind.to_uppercase(),
+            format!(
+                "the kept rows of {object} ({} by {by})",
+                policy::rows_verb_past(kind)
+            ),
         )
     } else {
         (
@@ -439,7 +371,7 @@ fn expire_one(
             format!("{kind} {object} (dropped by {by})"),
         )
     };
-    if kind == "truncate" {
+    if policy::holds_rows(kind) {
         drop_copies(id, tables.as_array().map(Vec::as_slice).unwrap_or(&[]));
     } else {
         if let Err(e) = drop_objects(tables) {
