@@ -711,3 +711,72 @@ fn updates_the_bin_cannot_keep_are_refused_and_restores_go_newest_first() {
         .get(0);
     assert_eq!(note, "order 1");
 }
+
+/// A restore is checked after it ran: a trigger of the table that writes
+/// something else than the kept rows refuses it, and the rows stay kept;
+/// an older UPDATE waits for a later one of the same rows even when the
+/// table's columns changed between them (another store).
+#[test]
+fn a_restore_the_tables_triggers_spoil_is_refused_and_nothing_is_lost() {
+    let w = world("rbd_spoil");
+    let approver = new_approver("rbd_spoil");
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET ai_agent_safety.protected_operations = 'DROP, DELETE, TRUNCATE, UPDATE'",
+            w.open
+        ))
+        .unwrap();
+    let mut agent = w.agent_in(&w.open);
+    agent
+        .batch_execute(
+            "DELETE FROM orders WHERE id <= 3;
+             UPDATE orders SET note = 'trashed' WHERE id IN (4, 5);
+             CREATE FUNCTION spoil() RETURNS trigger LANGUAGE plpgsql AS
+               $$BEGIN IF TG_OP = 'UPDATE' THEN RETURN OLD; END IF; NEW.note := 'junk'; RETURN NEW; END$$;
+             CREATE TRIGGER spoil BEFORE INSERT OR UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION spoil();",
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let (del, upd) = (
+        deletes(&approver, &w.open).pop().unwrap(),
+        listed(&approver, &w.open, "update").pop().unwrap(),
+    );
+    for id in [upd.0, del.0] {
+        let e = restore(&approver, &w.open, id).unwrap_err();
+        assert!(
+            describe(&e).contains("are not in the table as they were kept after the restore"),
+            "{}",
+            describe(&e)
+        );
+    }
+    assert_eq!(deletes(&approver, &w.open).len(), 1);
+    assert_eq!(listed(&approver, &w.open, "update").len(), 1);
+    agent.batch_execute("DROP TRIGGER spoil ON orders").unwrap();
+    restore(&approver, &w.open, upd.0).unwrap_or_else(|e| panic!("{}", describe(&e)));
+    restore(&approver, &w.open, del.0).unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(
+        count(
+            &mut admin(&w.open),
+            "SELECT count(*) FROM orders WHERE id <= 5 AND note = 'order ' || id"
+        ),
+        5
+    );
+    // Columns changed between two UPDATEs of one row.
+    agent
+        .batch_execute(
+            "UPDATE orders SET note = 'mid' WHERE id = 6;
+             ALTER TABLE orders ADD COLUMN w int;
+             UPDATE orders SET note = 'final' WHERE id = 6;",
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let u = listed(&approver, &w.open, "update");
+    assert_eq!(u.len(), 2, "{u:?}");
+    let e = restore(&approver, &w.open, u[0].0).unwrap_err();
+    assert!(
+        describe(&e).contains(&format!(
+            "entry {} kept a later UPDATE of public.orders",
+            u[1].0
+        )),
+        "{}",
+        describe(&e)
+    );
+}

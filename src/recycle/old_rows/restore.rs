@@ -43,24 +43,14 @@ pub(in crate::recycle) fn restore_updated(t: &Target) -> i64 {
         );
     };
     // Newest first: a later UPDATE's old versions of the same rows are
-    // this one's new ones.
-    let later = privileged::run(|| {
-        Spi::get_one::<i64>(&format!(
-            "SELECT max(k2.{ENTRY_COLUMN}) FROM {copy} k1 JOIN {copy} k2 ON ({}) = ({})
-              WHERE k1.{ENTRY_COLUMN} = {id} AND k2.{ENTRY_COLUMN} > {id}
-                AND k2.{ENTRY_COLUMN} IN (SELECT id FROM ai_agent_safety.recycled_rows WHERE kind = 'update')",
-            prefixed("k1", &key),
-            prefixed("k2", &key)
-        ))
-        .ok()
-        .flatten()
-    });
-    if let Some(later) = later {
+    // this one's new ones (in this store, or another one of the table's,
+    // made after its columns changed).
+    if let Some(later) = later_update(t, &key) {
         crate::pg::refuse(aas_policy::recycle::later_update_first(id, later, table));
     }
     let oldest =
         format!("(SELECT DISTINCT ON ({key}) * FROM {copy}{only_this} ORDER BY {key}, ctid)");
-    let sql = match settable {
+    let sql = match settable.clone() {
         Some(cols) => {
             let from: Vec<String> = cols.split(", ").map(|c| format!("k.{c}")).collect();
             format!(
@@ -98,7 +88,67 @@ pub(in crate::recycle) fn restore_updated(t: &Target) -> i64 {
             kept - found
         );
     }
+    // What is there now is what was kept (the table's triggers could have
+    // written something else, and the kept rows would go for nothing).
+    let compared = match &settable {
+        Some(cols) => format!("{key}, {cols}"),
+        None => key.clone(),
+    };
+    crate::recycle::rows::verify_restored(t, &compared, &oldest);
     found
+}
+
+/// The newest later UPDATE entry that kept one of this entry's rows (by
+/// primary key), in any store of the table; a store whose key columns do
+/// not compare counts as one.
+fn later_update(t: &Target, key: &str) -> Option<i64> {
+    let id = t.id;
+    privileged::run(|| {
+        let stores: Vec<String> = Spi::connect(|c| {
+            let mut v = Vec::new();
+            for r in c.select(
+                "SELECT DISTINCT e OPERATOR(pg_catalog.->>) 'copy'
+                   FROM ai_agent_safety.recycled_rows r, pg_catalog.jsonb_array_elements(r.tables) e
+                  WHERE r.kind = 'update' AND r.id > $1
+                    AND (e OPERATOR(pg_catalog.->>) 'relid')::int8 = $2",
+                None,
+                &[id.into(), (t.relid.to_u32() as i64).into()],
+            )? {
+                if let Some(s) = r.get::<String>(1)? {
+                    v.push(s);
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(v)
+        })
+        .unwrap_or_default();
+        stores
+            .iter()
+            .filter_map(|store| {
+                let sql = format!(
+                    "SELECT max(k2.{ENTRY_COLUMN}) FROM {copy} k1 JOIN {store} k2 ON ({}) = ({})
+                      WHERE k1.{ENTRY_COLUMN} = {id} AND k2.{ENTRY_COLUMN} > {id}
+                        AND k2.{ENTRY_COLUMN} IN (SELECT id FROM ai_agent_safety.recycled_rows WHERE kind = 'update')",
+                    prefixed("k1", key),
+                    prefixed("k2", key),
+                    copy = t.copy
+                );
+                let found = crate::pg::in_subtransaction("comparing kept UPDATEs", || {
+                    Spi::get_one::<i64>(&sql).ok().flatten()
+                });
+                match found {
+                    Some(later) => later,
+                    // Keys that do not compare: the later entry counts.
+                    None => Spi::get_one_with_args::<i64>(
+                        "SELECT max(r.id) FROM ai_agent_safety.recycled_rows r, pg_catalog.jsonb_array_elements(r.tables) e
+                          WHERE r.kind = 'update' AND r.id > $1 AND e OPERATOR(pg_catalog.->>) 'copy' = $2",
+                        &[id.into(), store.as_str().into()],
+                    )
+                    .ok()
+                    .flatten(),
+                }
+            })
+            .max()
+    })
 }
 
 /// `a, b` as `t.a, t.b`.

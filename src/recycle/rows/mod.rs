@@ -11,7 +11,9 @@
 
 mod restore;
 
-pub(in crate::recycle) use restore::{as_owner, forget_own_query, own_query, Target};
+pub(in crate::recycle) use restore::{
+    as_owner, forget_own_query, own_query, verify_restored, Target,
+};
 pub use restore::{is_own_query, restore};
 
 use super::entries::{ensure_schema, forget, has_entries_table, record_entry, NewEntry, SCHEMA};
@@ -164,18 +166,14 @@ pub unsafe fn before_truncate(
             let (count, size) = Spi::connect_mut(|c| {
                 c.update(
                     &format!(
-                        "CREATE TABLE {copy} USING heap AS SELECT * FROM ONLY {} WITH NO DATA",
+                        "CREATE TABLE {copy} USING heap AS SELECT * FROM ONLY {}",
                         pg::relation_display(*relid)
                     ),
                     None,
                     &[],
                 )?;
+                // (Before it commits: autovacuum cannot see it until then.)
                 never_analyzed(&copy);
-                c.update(
-                    &format!("INSERT INTO {copy} SELECT * FROM ONLY {}", pg::relation_display(*relid)),
-                    None,
-                    &[],
-                )?;
                 let count = c
                     .select(&format!("SELECT count(*) FROM {copy}"), None, &[])?
                     .first()

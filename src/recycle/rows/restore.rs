@@ -111,7 +111,40 @@ pub(in crate::recycle) fn insert_rows(t: &Target) -> i64 {
             t.rows
         );
     }
+    verify_restored(t, columns, &format!("(SELECT * FROM {copy}{only_this})"));
     n
+}
+
+/// After a restore's statement (and the AFTER triggers it fired): every
+/// kept row (its `columns`, read from `kept`, a query of the copy) is in
+/// the table as it was kept. The table's triggers could have written
+/// something else, or taken rows out again; then the kept rows would go
+/// for nothing, so the restore is refused. Compared as text (the types'
+/// output functions, never an agent's operator).
+pub(in crate::recycle) fn verify_restored(t: &Target, columns: &str, kept: &str) {
+    let as_text = |alias: &str| {
+        columns
+            .split(", ")
+            .map(|c| format!("{alias}.{c}::text"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sql = format!(
+        "SELECT count(*) FROM (SELECT {} FROM {kept} AS k EXCEPT ALL SELECT {} FROM {} AS t) AS missing",
+        as_text("k"),
+        as_text("t"),
+        t.table
+    );
+    let missing = privileged::run(|| Spi::get_one::<i64>(&sql))
+        .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
+        .unwrap_or(0);
+    if missing > 0 {
+        pgrx::error!(
+            "recycle bin entry {} cannot be restored into {}: {missing} of its rows are not in the table as they were kept after the restore (the table's triggers changed or removed them); nothing was changed and the rows stay kept (a DBA disables those triggers for the restore)",
+            t.id,
+            t.table
+        );
+    }
 }
 
 /// Puts the kept rows back, table by table in the order they were kept
