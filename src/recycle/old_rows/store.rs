@@ -206,10 +206,14 @@ fn store_of(relid: pg_sys::Oid, kind: Kind) -> Copy {
             for r in c.select(
                 "SELECT c.oid, c.relname::text FROM pg_catalog.pg_class c
                   WHERE c.relnamespace = pg_catalog.to_regnamespace($1) AND c.relkind = 'r'
-                    AND pg_catalog.starts_with(c.relname::text, $2)
+                    AND c.relname LIKE $2
                   ORDER BY c.oid",
                 None,
-                &[SCHEMA.into(), format!("{base}_").into()],
+                // A prefix LIKE (name is C-collated): pg_class's name index.
+                &[
+                    SCHEMA.into(),
+                    format!("{}\\_%", base.replace('_', "\\_")).into(),
+                ],
             )? {
                 if let (Some(o), Some(n)) = (r.get::<pg_sys::Oid>(1)?, r.get::<String>(2)?) {
                     v.push((o, n));
