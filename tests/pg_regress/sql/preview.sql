@@ -11,6 +11,8 @@
 DO $$ BEGIN
     EXECUTE format('CREATE ROLE reg_pv_agent LOGIN IN ROLE ai_agent VALID UNTIL %L', now() + interval '1 hour');
 END $$;
+-- (This test is about previews: the agent's DELETEs are not kept.)
+ALTER ROLE reg_pv_agent SET ai_agent_safety.recycle_retention = 0;
 CREATE ROLE reg_pv_approver LOGIN IN ROLE ai_agent_approver;
 CREATE ROLE reg_pv_owner;
 CREATE DATABASE reg_pv_prod OWNER reg_pv_owner;
