@@ -111,7 +111,9 @@ pub unsafe fn started(qd: *mut pg_sys::QueryDesc, token: Option<uuid::Uuid>) {
         return;
     }
     let retention = settings::recycle_retention_s();
-    if !policy::keeps(true, retention) {
+    // (A database whose extension predates the bin, not yet updated, has
+    // no entries table: nothing is kept there, as before the bin.)
+    if !policy::keeps(true, retention) || !has_entries_table() {
         return;
     }
     // SAFETY: ps is valid.
