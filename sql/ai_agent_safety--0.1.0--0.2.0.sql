@@ -531,6 +531,24 @@ CREATE TABLE ai_agent_safety.recycled_rows (
 );
 REVOKE ALL ON ai_agent_safety.recycled_rows FROM PUBLIC;
 
+-- The schema that holds what is kept, made now, by the bootstrap superuser,
+-- and not a member of the extension (DROP EXTENSION leaves what it holds).
+-- Made here rather than by the first keep: a schema made inside an agent's
+-- transaction would make every other agent's first keep wait for that
+-- transaction to end (the catalog's unique name), and a transaction kept
+-- open for review (PREPARE TRANSACTION) can last for hours.
+DO $aas_bin$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace
+                    WHERE nspname OPERATOR(pg_catalog.=) 'ai_agent_safety_recycle') THEN
+        EXECUTE pg_catalog.format('CREATE SCHEMA ai_agent_safety_recycle AUTHORIZATION %I',
+                                  (SELECT rolname FROM pg_catalog.pg_authid
+                                    WHERE oid OPERATOR(pg_catalog.=) 10));
+        ALTER EXTENSION ai_agent_safety DROP SCHEMA ai_agent_safety_recycle;
+    END IF;
+END
+$aas_bin$;
+
 CREATE VIEW ai_agent_safety.recycle_bin AS
 SELECT (e OPERATOR(pg_catalog.->>) 'id')::bigint AS id,
        e OPERATOR(pg_catalog.->>) 'kind' AS kind,

@@ -650,7 +650,9 @@ fn the_schema_of_kept_rows_cannot_be_planted() {
     assert!(e.contains("it is a name of the ai_agent_safety API"), "{e}");
     admin(&w.open)
         .batch_execute(&format!(
-            "SET ROLE {x}; CREATE SCHEMA ai_agent_safety_recycle; RESET ROLE;"
+            // The schema is made by CREATE EXTENSION; a DBA dropped it.
+            "DROP SCHEMA ai_agent_safety_recycle;
+             SET ROLE {x}; CREATE SCHEMA ai_agent_safety_recycle; RESET ROLE;"
         ))
         .unwrap();
     let e = agent.batch_execute("TRUNCATE order_lines").unwrap_err();

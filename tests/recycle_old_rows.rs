@@ -780,3 +780,58 @@ fn a_restore_the_tables_triggers_spoil_is_refused_and_nothing_is_lost() {
         describe(&e)
     );
 }
+
+/// The bin's schema is there from CREATE EXTENSION on, the bootstrap
+/// superuser's and no member of the extension, so an agent's first DELETE
+/// in a database never makes it: one kept inside a review held open by
+/// PREPARE TRANSACTION holds no other agent's DELETE back until the review
+/// is decided (before: the second agent waited on the schema's name).
+#[test]
+fn a_prepared_reviews_kept_rows_hold_no_other_agent_back() {
+    let w = World::new("rbd_prep");
+    let mut a = admin(&w.protected);
+    let r = a
+        .query_one(
+            "SELECT n.nspowner = 10,
+                    EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                              AND d.objid = n.oid AND d.deptype = 'e')
+               FROM pg_namespace n WHERE n.nspname = 'ai_agent_safety_recycle'",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("the bin's schema is missing: {}", describe(&e)));
+    let (bootstrap_owned, member): (bool, bool) = (r.get(0), r.get(1));
+    assert!(bootstrap_owned && !member);
+    let second = unique("rbd_prep_b");
+    let until = in_one_hour(&mut admin("postgres"));
+    admin("postgres")
+        .batch_execute(&format!(
+            "CREATE ROLE {second} LOGIN IN ROLE ai_agent VALID UNTIL '{until}'"
+        ))
+        .unwrap();
+    a.batch_execute(&format!("GRANT ALL ON public.orders TO {second}"))
+        .unwrap();
+    let review = |who: &str, n: i32| {
+        let gid = format!("review_{}_{n}", w.protected);
+        let r = connect(who, &w.protected).batch_execute(&format!(
+            "SET lock_timeout = '10s';
+             BEGIN; SELECT ai_agent_safety.begin_review('rbd-prep-{n}', 'old orders');
+             DELETE FROM orders WHERE id = {n};
+             PREPARE TRANSACTION '{gid}';"
+        ));
+        (gid, r)
+    };
+    let (first, r) = review(&w.agent, 1);
+    r.unwrap_or_else(|e| panic!("review: {}", describe(&e)));
+    let (then, waited) = review(&second, 2);
+    a.batch_execute(&format!("ROLLBACK PREPARED '{first}'"))
+        .unwrap();
+    waited.unwrap_or_else(|e| panic!("the second agent waited for the review: {}", describe(&e)));
+    let approver = new_approver("rbd_prep");
+    connect(&approver, &w.protected)
+        .batch_execute(&format!("COMMIT PREPARED '{then}'"))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let d = deletes(&approver, &w.protected);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].1.as_str(), d[0].2), ("public.orders", 1));
+    assert_eq!(count(&mut a, "SELECT count(*) FROM orders"), 9);
+}
