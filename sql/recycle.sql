@@ -33,13 +33,32 @@ REVOKE ALL ON ai_agent_safety.recycled_rows FROM PUBLIC;
 -- transaction to end (the catalog's unique name), and a transaction kept
 -- open for review (PREPARE TRANSACTION) can last for hours.
 DO $aas_bin$
+DECLARE
+    owner oid;
+    g text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace
-                    WHERE nspname OPERATOR(pg_catalog.=) 'ai_agent_safety_recycle') THEN
+    SELECT nspowner INTO owner FROM pg_catalog.pg_namespace
+     WHERE nspname OPERATOR(pg_catalog.=) 'ai_agent_safety_recycle';
+    IF NOT FOUND THEN
         EXECUTE pg_catalog.format('CREATE SCHEMA ai_agent_safety_recycle AUTHORIZATION %I',
                                   (SELECT rolname FROM pg_catalog.pg_authid
                                     WHERE oid OPERATOR(pg_catalog.=) 10));
         ALTER EXTENSION ai_agent_safety DROP SCHEMA ai_agent_safety_recycle;
+        -- A DBA's default privileges for new schemas do not apply here.
+        FOR g IN SELECT DISTINCT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                      ELSE pg_catalog.quote_ident(r.rolname) END
+                   FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+                   LEFT JOIN pg_catalog.pg_authid r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+                  WHERE n.nspname OPERATOR(pg_catalog.=) 'ai_agent_safety_recycle'
+                    AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner LOOP
+            EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA ai_agent_safety_recycle FROM %s', g);
+        END LOOP;
+    ELSIF owner OPERATOR(pg_catalog.<>) 10 THEN
+        -- Made before the extension by someone else: what it holds, and
+        -- code on it, would be theirs.
+        RAISE EXCEPTION 'schema ai_agent_safety_recycle already exists and belongs to role %, not to the bootstrap superuser; the recycle bin cannot keep anything there safely', owner::pg_catalog.regrole
+            USING ERRCODE = '42501',
+                  HINT = 'Check what it holds and drop it (DROP SCHEMA ai_agent_safety_recycle CASCADE;), then run this command again.';
     END IF;
 END
 $aas_bin$;

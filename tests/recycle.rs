@@ -655,16 +655,162 @@ fn the_schema_of_kept_rows_cannot_be_planted() {
              SET ROLE {x}; CREATE SCHEMA ai_agent_safety_recycle; RESET ROLE;"
         ))
         .unwrap();
-    let e = agent.batch_execute("TRUNCATE order_lines").unwrap_err();
+    let e = assert_refused(agent.batch_execute("TRUNCATE order_lines"));
     assert!(
-        describe(&e).contains("not to the bootstrap superuser, so the rows cannot be kept safely there; nothing was truncated"),
-        "{}",
-        describe(&e)
+        e.contains(&format!("schema ai_agent_safety_recycle belongs to role \"{x}\", not to the bootstrap superuser, so what the statement removes cannot be kept where only superusers reach it; nothing was truncated")),
+        "{e}"
+    );
+    assert!(
+        e.contains("DROP SCHEMA ai_agent_safety_recycle CASCADE;"),
+        "{e}"
     );
     assert_eq!(
         count(&mut admin(&w.open), "SELECT count(*) FROM order_lines"),
         30
     );
+}
+
+/// A schema of the bin's name that someone made before the extension
+/// (PostgreSQL lets any role with CREATE on the database make it) stops
+/// CREATE EXTENSION with a DBA's next step, instead of becoming the bin;
+/// a DBA's default privileges for new schemas never reach the bin, and a
+/// grant on it made later refuses an agent's keeping (nothing deleted);
+/// an agent cannot make the schema by naming only its AUTHORIZATION role.
+#[test]
+fn a_planted_or_granted_bin_schema_is_never_used() {
+    let db = unique("rb_preplant");
+    let x = unique("rb_preplant_x");
+    let mut a = admin("postgres");
+    for sql in [
+        format!("CREATE ROLE {x} LOGIN"),
+        format!("CREATE DATABASE {db}"),
+        format!("GRANT CREATE ON DATABASE {db} TO {x}"),
+    ] {
+        a.batch_execute(&sql).unwrap();
+    }
+    let mut d = admin(&db);
+    d.batch_execute(&format!(
+        "SET ROLE {x}; CREATE SCHEMA ai_agent_safety_recycle; RESET ROLE;"
+    ))
+    .unwrap();
+    let e = assert_refused(d.batch_execute("CREATE EXTENSION ai_agent_safety"));
+    assert!(
+        e.contains(&format!("schema ai_agent_safety_recycle already exists and belongs to role {x}, not to the bootstrap superuser")),
+        "{e}"
+    );
+    assert!(
+        e.contains("DROP SCHEMA ai_agent_safety_recycle CASCADE;"),
+        "{e}"
+    );
+    // Default privileges: a schema the bootstrap superuser makes grants
+    // USAGE to x; the bin does not.
+    let boot = bootstrap_name(&mut d);
+    d.batch_execute(&format!(
+        "DROP SCHEMA ai_agent_safety_recycle;
+         ALTER DEFAULT PRIVILEGES FOR ROLE {boot} GRANT USAGE, CREATE ON SCHEMAS TO {x};
+         CREATE SCHEMA plain_one;
+         CREATE EXTENSION ai_agent_safety;"
+    ))
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let reach = |d: &mut postgres::Client, schema: &str| -> bool {
+        d.query_one(
+            "SELECT has_schema_privilege($1, $2, 'USAGE')",
+            &[&x.as_str(), &schema],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert!(reach(&mut d, "plain_one"));
+    assert!(!reach(&mut d, "ai_agent_safety_recycle"));
+    // A grant made later: the agent's DELETE is refused, nothing deleted.
+    let agent = unique("rb_preplant_agent");
+    let until = in_one_hour(&mut a);
+    a.batch_execute(&format!(
+        "CREATE ROLE {agent} LOGIN IN ROLE ai_agent VALID UNTIL '{until}'"
+    ))
+    .unwrap();
+    d.batch_execute(&format!(
+        "CREATE TABLE public.t (id int); INSERT INTO public.t SELECT generate_series(1, 5);
+         GRANT ALL ON public.t TO {agent};
+         GRANT USAGE ON SCHEMA ai_agent_safety_recycle TO {x};"
+    ))
+    .unwrap();
+    let e = assert_refused(connect(&agent, &db).batch_execute("DELETE FROM t WHERE id = 1"));
+    assert!(
+        e.contains(&format!("schema ai_agent_safety_recycle grants privileges to {x}, so what the statement removes cannot be kept where only superusers reach it; nothing was deleted")),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "REVOKE ALL ON SCHEMA ai_agent_safety_recycle FROM {x};"
+        )),
+        "{e}"
+    );
+    assert_eq!(count(&mut d, "SELECT count(*) FROM t"), 5);
+    d.batch_execute(&format!(
+        "REVOKE ALL ON SCHEMA ai_agent_safety_recycle FROM {x}"
+    ))
+    .unwrap();
+    connect(&agent, &db)
+        .batch_execute("DELETE FROM t WHERE id = 1")
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    // A store the bootstrap superuser does not own is not one: the next
+    // DELETE keeps its rows in a new store, none in x's.
+    let store: String = d
+        .query_one(
+            "SELECT relname::text FROM pg_class WHERE relnamespace = 'ai_agent_safety_recycle'::regnamespace AND relkind = 'r'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    d.batch_execute(&format!(
+        "ALTER TABLE ai_agent_safety_recycle.{store} OWNER TO {x}"
+    ))
+    .unwrap();
+    connect(&agent, &db)
+        .batch_execute("DELETE FROM t WHERE id = 2")
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(
+        count(
+            &mut d,
+            &format!("SELECT count(*) FROM ai_agent_safety_recycle.{store}")
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &mut d,
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'ai_agent_safety_recycle'::regnamespace AND relkind = 'r' AND relowner = 10"
+        ),
+        1
+    );
+    // CREATE SCHEMA AUTHORIZATION r, no name: the schema is named r.
+    let bin_role = "ai_agent_safety_recycle";
+    a.batch_execute(&format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{bin_role}') THEN CREATE ROLE {bin_role}; END IF; END $$;
+         GRANT {bin_role} TO {agent}, {x}; GRANT CREATE ON DATABASE {db} TO {agent}"
+    ))
+    .unwrap();
+    // Where nothing guards it (a session that is no agent's), it works.
+    d.batch_execute(&format!(
+        "DROP SCHEMA ai_agent_safety_recycle CASCADE;
+         SET ROLE {x}; CREATE SCHEMA AUTHORIZATION {bin_role}; RESET ROLE;
+         DROP SCHEMA ai_agent_safety_recycle;"
+    ))
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let e = assert_refused(
+        connect(&agent, &db).batch_execute(&format!("CREATE SCHEMA AUTHORIZATION {bin_role}")),
+    );
+    assert!(e.contains("it is a name of the ai_agent_safety API"), "{e}");
+    a.batch_execute(&format!("REVOKE {bin_role} FROM {agent}, {x}"))
+        .unwrap();
+}
+
+/// The bootstrap superuser's name.
+fn bootstrap_name(c: &mut postgres::Client) -> String {
+    c.query_one("SELECT rolname::text FROM pg_authid WHERE oid = 10", &[])
+        .unwrap()
+        .get(0)
 }
 
 /// A restore runs the table's code as the table's owner, and nothing that

@@ -65,14 +65,36 @@ pub unsafe fn api_name_taken(node: *mut pg_sys::Node) -> Option<ApiName> {
                 .find(|n| takes_api_name(NameKind::Routine, n))?;
             ("CREATE TYPE ... AS RANGE", NameKind::Routine, name)
         }
-        T_CreateSchemaStmt => (
-            "CREATE SCHEMA",
-            NameKind::Schema,
-            cstr((*(node as *const pg_sys::CreateSchemaStmt)).schemaname),
-        ),
+        T_CreateSchemaStmt => {
+            let s = &*(node as *const pg_sys::CreateSchemaStmt);
+            // Without a name the schema takes its AUTHORIZATION role's.
+            let name = if s.schemaname.is_null() {
+                authorization_name(s.authrole)
+            } else {
+                cstr(s.schemaname)
+            };
+            ("CREATE SCHEMA", NameKind::Schema, name)
+        }
         _ => return None,
     };
     takes_api_name(kind, &name).then_some(ApiName { verb, kind, name })
+}
+
+/// The name a role specification stands for (empty for none).
+///
+/// # Safety
+/// `r` is NULL or a valid RoleSpec.
+unsafe fn authorization_name(r: *const pg_sys::RoleSpec) -> String {
+    use pg_sys::RoleSpecType::*;
+    if r.is_null() {
+        return String::new();
+    }
+    match (*r).roletype {
+        ROLESPEC_CSTRING => cstr((*r).rolename),
+        ROLESPEC_CURRENT_ROLE | ROLESPEC_CURRENT_USER => crate::pg::current_user_name(),
+        ROLESPEC_SESSION_USER => crate::pg::session_user_name(),
+        _ => String::new(),
+    }
 }
 
 /// The last element of a qualified name (a List of String nodes).

@@ -4,6 +4,7 @@
 //! when they end; and the schema that holds what is kept.
 
 use crate::{audit, pg, privileged};
+use aas_policy::recycle as policy;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use serde_json::Value;
@@ -11,35 +12,104 @@ use serde_json::Value;
 /// The schema that holds kept rows and relations.
 pub(super) const SCHEMA: &str = aas_policy::api::RECYCLE_SCHEMA;
 
-/// The recycle schema's oid, when it exists.
+/// The recycle schema's oid, when it exists and is safe to keep things in
+/// (see [`bin_trouble`]): one that is not is no bin, and nothing in it is
+/// taken for kept.
 pub(super) fn bin_schema() -> Option<pg_sys::Oid> {
+    let oid = schema_oid()?;
+    bin_trouble(oid).is_none().then_some(oid)
+}
+
+fn schema_oid() -> Option<pg_sys::Oid> {
     // SAFETY: a catalog lookup by name (missing_ok).
     let oid = unsafe { pg_sys::get_namespace_oid(c"ai_agent_safety_recycle".as_ptr(), true) };
     (oid != pg_sys::InvalidOid).then_some(oid)
 }
 
-/// The recycle schema, made on first use, the bootstrap superuser's (one
-/// someone else made first would hold kept things where they reach them).
-pub(super) fn ensure_schema(what: &str) {
-    if bin_schema().is_none() {
-        Spi::run(&format!(
-            "CREATE SCHEMA {SCHEMA} AUTHORIZATION {}",
-            pg::quote_ident(&super::database::bootstrap_superuser())
-        ))
-        .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
-    }
-    let owner = Spi::get_one::<pg_sys::Oid>(&format!(
-        "SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = '{SCHEMA}'"
-    ))
-    .ok()
-    .flatten();
-    if owner != Some(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID)) {
-        pgrx::error!(
-            "ai_agent_safety: schema {SCHEMA} belongs to {}, not to the bootstrap superuser, so the {what} cannot be kept safely there; nothing was {} (a DBA drops or reassigns that schema)",
-            owner.map(pg::role_name).unwrap_or_default(),
-            if what == "rows" { "truncated" } else { "dropped" }
+/// Why the schema cannot hold what an agent destroys, if it cannot: it
+/// is not the bootstrap superuser's, or its privileges are not an owner's
+/// alone (a DBA's default privileges, a grant). Read from the syscache.
+fn bin_trouble(oid: pg_sys::Oid) -> Option<policy::UnsafeBin> {
+    let bootstrap = pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID);
+    // SAFETY: syscache lookup and release; the tuple and its ACL are read
+    // while pinned (the ACL detoasted into the current memory context).
+    let (owner, owner_only) = unsafe {
+        let tup = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            pg_sys::Datum::from(oid),
         );
+        if tup.is_null() {
+            return None;
+        }
+        let owner = (*(pg_sys::GETSTRUCT(tup) as *const pg_sys::FormData_pg_namespace)).nspowner;
+        let mut isnull = false;
+        let d = pg_sys::SysCacheGetAttr(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            tup,
+            pg_sys::Anum_pg_namespace_nspacl as i16,
+            &mut isnull,
+        );
+        let owner_only = isnull
+            || pg_sys::aclequal(
+                pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *const pg_sys::Acl,
+                pg_sys::acldefault(pg_sys::ObjectType::OBJECT_SCHEMA, owner),
+            );
+        pg_sys::ReleaseSysCache(tup);
+        (owner, owner_only)
+    };
+    if owner != bootstrap {
+        return Some(policy::UnsafeBin::Owner(pg::role_name(owner)));
     }
+    if owner_only {
+        return None;
+    }
+    let grantees = Spi::get_one_with_args::<Vec<String>>(
+        "SELECT pg_catalog.array_agg(g ORDER BY g) FROM (
+           SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END AS g
+             FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+             LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+            WHERE n.oid = $1 AND a.grantee <> n.nspowner) s",
+        &[oid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    Some(policy::UnsafeBin::Grants(grantees))
+}
+
+/// The recycle schema, made when it is missing (CREATE EXTENSION makes it;
+/// a DBA may have dropped it since), the bootstrap superuser's with no
+/// privilege for anyone else. One someone else owns, or that grants
+/// anything, would hold kept things where others reach them: the
+/// statement `kind` (`truncate`, `delete`, `update`, `drop`) is refused.
+pub(super) fn ensure_schema(kind: &str) -> pg_sys::Oid {
+    let oid = match schema_oid() {
+        Some(oid) => oid,
+        None => {
+            Spi::run(&format!(
+                "CREATE SCHEMA {SCHEMA} AUTHORIZATION {}",
+                pg::quote_ident(&super::database::bootstrap_superuser())
+            ))
+            .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
+            // A DBA's default privileges for new schemas do not apply here.
+            Spi::run(&format!(
+                "DO $aas$ DECLARE g text; BEGIN
+                   FOR g IN SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END
+                              FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+                              LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+                             WHERE n.nspname = '{SCHEMA}' AND a.grantee <> n.nspowner LOOP
+                     EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA {SCHEMA} FROM %s', g);
+                   END LOOP; END $aas$"
+            ))
+            .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
+            schema_oid()
+                .unwrap_or_else(|| pgrx::error!("ai_agent_safety: schema {SCHEMA} is missing"))
+        }
+    };
+    if let Some(trouble) = bin_trouble(oid) {
+        pg::refuse(policy::unsafe_bin_denial(kind, &trouble));
+    }
+    oid
 }
 
 /// A new entry of this database's recycle bin.

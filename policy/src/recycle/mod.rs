@@ -265,6 +265,48 @@ pub fn size_text(bytes: i64) -> String {
     }
 }
 
+/// What makes the recycle schema unfit to keep anything in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnsafeBin {
+    /// It belongs to this role, not to the bootstrap superuser.
+    Owner(String),
+    /// It grants privileges to these roles (quoted; `PUBLIC` for all).
+    Grants(Vec<String>),
+}
+
+/// The refusal of an agent's statement (`kind`: `truncate`, `delete`,
+/// `update`, `drop`) whose destruction would be kept in a schema others
+/// reach: nothing is destroyed, and the hint says how a DBA makes the
+/// schema safe again.
+pub fn unsafe_bin_denial(kind: &str, why: &UnsafeBin) -> Denial {
+    let schema = api::RECYCLE_SCHEMA;
+    let (whose, hint) = match why {
+        UnsafeBin::Owner(owner) => (
+            format!("belongs to role \"{owner}\", not to the bootstrap superuser"),
+            format!(
+                "A DBA checks what the schema holds and drops it: DROP SCHEMA {schema} CASCADE; the next keep makes it again, the bootstrap superuser's."
+            ),
+        ),
+        UnsafeBin::Grants(roles) => {
+            let roles = if roles.is_empty() { "PUBLIC".to_string() } else { roles.join(", ") };
+            (
+                format!("grants privileges to {roles}"),
+                format!("A DBA revokes them: REVOKE ALL ON SCHEMA {schema} FROM {roles};"),
+            )
+        }
+    };
+    Denial {
+        source: Source::Recycle,
+        message: format!(
+            "{} refused: the recycle bin's schema {schema} {whose}, so what the statement removes cannot be kept where only superusers reach it; nothing was {}",
+            kind.to_uppercase(),
+            rows_verb_past(kind)
+        ),
+        detail: "What an agent destroys is kept in that schema for an approver to restore; kept where another role reaches it, the kept rows, or code run on them, would be that role's.".into(),
+        hint,
+    }
+}
+
 /// The refusal of an agent's statement whose kept rows would take the
 /// database's recycle bin past `recycle_max_bytes`: its destruction is
 /// never made unrecoverable silently.

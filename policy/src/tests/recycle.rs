@@ -150,3 +150,35 @@ fn rows_entries_are_truncates_and_deletes_and_say_what_was_done() {
     assert_eq!(rows_verb_past("truncate"), "truncated");
     assert_eq!(rows_verb_past("table"), "dropped");
 }
+
+#[test]
+fn a_bin_schema_others_own_or_reach_refuses_and_says_how_to_fix_it() {
+    let d = unsafe_bin_denial("delete", &UnsafeBin::Owner("mallory".into()));
+    assert_eq!(
+        d.message,
+        "DELETE refused: the recycle bin's schema ai_agent_safety_recycle belongs to role \"mallory\", not to the bootstrap superuser, so what the statement removes cannot be kept where only superusers reach it; nothing was deleted"
+    );
+    assert!(
+        d.hint
+            .contains("DROP SCHEMA ai_agent_safety_recycle CASCADE;"),
+        "{}",
+        d.hint
+    );
+    let d = unsafe_bin_denial(
+        "truncate",
+        &UnsafeBin::Grants(vec!["PUBLIC".into(), "\"Ops\"".into()]),
+    );
+    assert!(d.message.starts_with("TRUNCATE refused: the recycle bin's schema ai_agent_safety_recycle grants privileges to PUBLIC, \"Ops\","), "{}", d.message);
+    assert!(
+        d.message.ends_with("nothing was truncated"),
+        "{}",
+        d.message
+    );
+    assert_eq!(
+        d.hint,
+        "A DBA revokes them: REVOKE ALL ON SCHEMA ai_agent_safety_recycle FROM PUBLIC, \"Ops\";"
+    );
+    assert!(unsafe_bin_denial("drop", &UnsafeBin::Grants(vec![]))
+        .hint
+        .ends_with("FROM PUBLIC;"));
+}

@@ -108,7 +108,7 @@ pub(super) fn keep(
         .map(|(d, f)| (d, *f == Fate::Move))
         .collect();
     privileged::run(|| {
-        ensure_schema("objects");
+        ensure_schema("drop");
         // The links to cut, with what remakes them.
         let mut cuts: Vec<Value> = dropped
             .iter()

@@ -201,17 +201,20 @@ fn store_of(relid: pg_sys::Oid, kind: Kind) -> Copy {
         // table's (a name can be made to clash); a new one is named for
         // the transaction that makes it, so that two agents' first DELETEs
         // of one table never wait for each other's name.
+        // The schema is checked first (the bootstrap superuser's, granting
+        // nothing), and a store is one only when that superuser owns it.
+        let bin = ensure_schema(kind.name());
         let found: Vec<(pg_sys::Oid, String)> = Spi::connect(|c| {
             let mut v = Vec::new();
             for r in c.select(
                 "SELECT c.oid, c.relname::text FROM pg_catalog.pg_class c
-                  WHERE c.relnamespace = pg_catalog.to_regnamespace($1) AND c.relkind = 'r'
+                  WHERE c.relnamespace = $1 AND c.relkind = 'r' AND c.relowner = 10
                     AND c.relname LIKE $2
                   ORDER BY c.oid",
                 None,
                 // A prefix LIKE (name is C-collated): pg_class's name index.
                 &[
-                    SCHEMA.into(),
+                    bin.into(),
                     format!("{}\\_%", base.replace('_', "\\_")).into(),
                 ],
             )? {
@@ -236,7 +239,6 @@ fn store_of(relid: pg_sys::Oid, kind: Kind) -> Copy {
                 };
                 made_in = Some(sub);
                 let name = format!("{base}_{xid}_{sub}");
-                ensure_schema("rows");
                 let qualified = format!("{SCHEMA}.{name}");
                 Spi::run(&format!(
                     "CREATE TABLE {qualified} USING heap AS SELECT NULL::pg_catalog.int8 AS {ENTRY_COLUMN}, * FROM ONLY {table} WITH NO DATA;
@@ -253,7 +255,7 @@ fn store_of(relid: pg_sys::Oid, kind: Kind) -> Copy {
             }
         };
         let qualified = format!("{SCHEMA}.{name}");
-        let index = rel_in_bin(&format!("{name}_entry")).unwrap_or_else(|| {
+        let index = entry_index(store).unwrap_or_else(|| {
             pgrx::error!("ai_agent_safety: the recycle bin's store {qualified} has lost its index; nothing was changed")
         });
         Copy {
@@ -268,6 +270,20 @@ fn store_of(relid: pg_sys::Oid, kind: Kind) -> Copy {
             made_in,
         }
     })
+}
+
+/// A store's index of entries: a plain btree on its first column (the
+/// entry), whatever its name; nothing else is written into as one.
+fn entry_index(store: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT i.indexrelid FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+          WHERE i.indrelid = $1 AND i.indnatts = 1 AND i.indkey[0] = 1
+            AND i.indexprs IS NULL AND i.indpred IS NULL AND c.relam = 403
+          ORDER BY i.indexrelid LIMIT 1",
+        &[store.into()],
+    )
+    .ok()
+    .flatten()
 }
 
 /// Are a store's columns (after the entry) exactly the table's live ones,

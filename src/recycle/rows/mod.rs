@@ -158,7 +158,7 @@ pub unsafe fn before_truncate(
         )
     });
     let (tables, rows, bytes) = privileged::run(|| {
-        ensure_schema("rows");
+        ensure_schema("truncate");
         let mut tables = Vec::new();
         let (mut rows, mut bytes) = (0i64, 0i64);
         for (n, relid) in rels.iter().enumerate() {
