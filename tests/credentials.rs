@@ -755,6 +755,16 @@ fn agents_holding_privileges_that_reach_around_the_guard_cannot_log_in() {
             "pg_read_server_files".to_string(),
             "pg_read_server_files".to_string(),
         ),
+        // Every table whatever its grants: a token written in as granted,
+        // the recycle bin's kept rows read.
+        (
+            "pg_write_all_data".to_string(),
+            "pg_write_all_data".to_string(),
+        ),
+        (
+            "pg_read_all_data".to_string(),
+            "pg_read_all_data".to_string(),
+        ),
         (
             powerful.clone(),
             format!("BYPASSRLS (through role \"{powerful}\")"),

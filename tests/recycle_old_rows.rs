@@ -835,3 +835,150 @@ fn a_prepared_reviews_kept_rows_hold_no_other_agent_back() {
     assert_eq!((d[0].1.as_str(), d[0].2), ("public.orders", 1));
     assert_eq!(count(&mut a, "SELECT count(*) FROM orders"), 9);
 }
+
+/// What a restore, purge or expiry does as a superuser never runs an
+/// agent's code or touches a table it does not trust:
+/// - a `::text` cast an agent made for its own type runs as whoever casts
+///   (shown as a superuser), and the restore's check of the rows calls no
+///   cast;
+/// - restoring rows of a table the bootstrap superuser owns leaves the
+///   bin's schema as it was (the next agent's DELETE is kept, not refused);
+/// - a DBA's default privileges for the bootstrap superuser's new tables
+///   never reach a store;
+/// - after a DBA dropped the bin's schema and another role made one of
+///   that name again, with a table named as the old store and a trigger
+///   on it, a purge of the old entry leaves that table alone and a
+///   restore is refused.
+#[test]
+fn restores_and_purges_run_no_code_but_the_tables_own() {
+    let w = world("rbd_trust");
+    let approver = new_approver("rbd_trust");
+    let x = unique("rbd_trust_x");
+    let mut a = admin(&w.open);
+    let boot: String = a
+        .query_one("SELECT rolname::text FROM pg_authid WHERE oid = 10", &[])
+        .unwrap()
+        .get(0);
+    a.batch_execute(&format!(
+        "CREATE ROLE {x} LOGIN;
+         CREATE TABLE public.calls (who text); GRANT INSERT ON public.calls TO PUBLIC;
+         ALTER DEFAULT PRIVILEGES FOR ROLE {boot} IN SCHEMA ai_agent_safety_recycle GRANT SELECT, TRIGGER ON TABLES TO {x};"
+    ))
+    .unwrap();
+    let mut agent = w.agent_in(&w.open);
+    agent
+        .batch_execute(
+            "CREATE TYPE public.mood AS ENUM ('calm', 'busy');
+             CREATE FUNCTION public.mood_text(public.mood) RETURNS text LANGUAGE plpgsql AS
+               $$ BEGIN INSERT INTO public.calls VALUES (current_user); RETURN pg_catalog.format('%s', $1); END $$;
+             CREATE CAST (public.mood AS text) WITH FUNCTION public.mood_text(public.mood);
+             CREATE TABLE public.moods (id int PRIMARY KEY, m public.mood);
+             INSERT INTO public.moods SELECT g, 'calm' FROM generate_series(1, 4) g;",
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    // Where nothing guards it: a superuser's cast runs the agent's function.
+    let superuser_calls = |a: &mut postgres::Client| {
+        count(
+            a,
+            "SELECT count(*) FROM public.calls c JOIN pg_roles r ON r.rolname = c.who WHERE r.rolsuper",
+        )
+    };
+    a.batch_execute("SELECT m::text FROM public.moods WHERE id = 1")
+        .unwrap();
+    assert_eq!(superuser_calls(&mut a), 1);
+    agent
+        .batch_execute("DELETE FROM moods WHERE id <= 2")
+        .unwrap();
+    let del = deletes(&approver, &w.open).pop().unwrap();
+    assert_eq!((del.1.as_str(), del.2), ("public.moods", 2));
+    // The store: no privilege from the DBA's default privileges.
+    let store: String = a
+        .query_one(
+            "SELECT 'ai_agent_safety_recycle.' || relname FROM pg_class
+              WHERE relnamespace = 'ai_agent_safety_recycle'::regnamespace AND relkind = 'r'
+                AND relname LIKE 's' || 'public.moods'::regclass::oid || '\\_%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let reach: bool = a
+        .query_one(
+            "SELECT has_table_privilege($1, $2, 'SELECT') OR has_table_privilege($1, $2, 'TRIGGER')",
+            &[&x, &store],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!reach, "{x} reaches {store}");
+    restore(&approver, &w.open, del.0).unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(count(&mut a, "SELECT count(*) FROM moods"), 4);
+    assert_eq!(
+        superuser_calls(&mut a),
+        1,
+        "the restore ran the agent's cast as a superuser"
+    );
+    // A table the bootstrap superuser owns: restored, and the bin stays safe.
+    a.batch_execute(&format!(
+        "CREATE TABLE public.boots (id int); INSERT INTO public.boots SELECT generate_series(1, 3);
+         GRANT ALL ON public.boots TO {}",
+        w.agent
+    ))
+    .unwrap();
+    agent
+        .batch_execute("DELETE FROM boots WHERE id = 1")
+        .unwrap();
+    let boots = deletes(&approver, &w.open).pop().unwrap();
+    restore(&approver, &w.open, boots.0).unwrap_or_else(|e| panic!("{}", describe(&e)));
+    agent
+        .batch_execute("DELETE FROM boots WHERE id = 2")
+        .unwrap_or_else(|e| panic!("after a restore into a superuser's table: {}", describe(&e)));
+    // The schema dropped and made again by another role, with a table of
+    // the old store's name: purge and restore leave it alone.
+    let old = deletes(&approver, &w.open).pop().unwrap();
+    let old_store: String = a
+        .query_one(
+            "SELECT relname::text FROM pg_class WHERE relnamespace = 'ai_agent_safety_recycle'::regnamespace
+              AND relkind = 'r' AND relname LIKE 's' || 'public.boots'::regclass::oid || '\\_%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    a.batch_execute(&format!(
+        "DROP SCHEMA ai_agent_safety_recycle CASCADE;
+         GRANT CREATE ON DATABASE {db} TO {x};
+         SET ROLE {x};
+         CREATE SCHEMA ai_agent_safety_recycle;
+         CREATE TABLE ai_agent_safety_recycle.{old_store} (ai_agent_safety_entry int8, id int);
+         INSERT INTO ai_agent_safety_recycle.{old_store} VALUES ({id}, 2);
+         CREATE FUNCTION ai_agent_safety_recycle.note() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO public.calls VALUES (current_user); RETURN OLD; END $$;
+         CREATE TRIGGER note BEFORE DELETE ON ai_agent_safety_recycle.{old_store}
+           FOR EACH ROW EXECUTE FUNCTION ai_agent_safety_recycle.note();
+         RESET ROLE;",
+        db = w.open,
+        id = old.0
+    ))
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let e = restore(&approver, &w.open, old.0).unwrap_err();
+    assert!(
+        describe(&e).contains(
+            "is no longer a table of the recycle bin that only the bootstrap superuser owns"
+        ),
+        "{}",
+        describe(&e)
+    );
+    connect(&approver, &w.open)
+        .query_one("SELECT ai_agent_safety.purge_dropped($1)", &[&old.0])
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(
+        superuser_calls(&mut a),
+        1,
+        "the purge ran a trigger as a superuser"
+    );
+    assert_eq!(
+        count(
+            &mut a,
+            &format!("SELECT count(*) FROM ai_agent_safety_recycle.{old_store}")
+        ),
+        1
+    );
+}

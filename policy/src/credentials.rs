@@ -33,11 +33,15 @@ pub struct HeldPrivilege {
 }
 
 /// The predefined roles whose members can run programs or read and write
-/// files as the server: each is a way to act as any role.
-pub const SUPERUSER_EQUIVALENT_ROLES: [&str; 4] = [
+/// files as the server (each a way to act as any role), or read or write
+/// every table whatever its grants: the extension's own tables too (a
+/// token written in as granted, the recycle bin's kept rows read).
+pub const SUPERUSER_EQUIVALENT_ROLES: [&str; 6] = [
     "pg_execute_server_program",
     "pg_write_server_files",
     "pg_read_server_files",
+    "pg_write_all_data",
+    "pg_read_all_data",
     // PostgreSQL 16 and later: subscriptions, whose apply workers write
     // as their owner outside any session, and outlive its credentials.
     "pg_create_subscription",

@@ -77,6 +77,49 @@ fn bin_trouble(oid: pg_sys::Oid) -> Option<policy::UnsafeBin> {
     Some(policy::UnsafeBin::Grants(grantees))
 }
 
+/// A kept table (a store of old rows or a TRUNCATE's copy) by its
+/// qualified name, when it is one the extension can trust: in the safe
+/// bin schema, the bootstrap superuser's, a plain table with no trigger,
+/// rule or row security. The restore, purge and expiry act on it as a
+/// superuser; a table of that name that is anything else (the schema was
+/// dropped and made again by another role) is never touched.
+pub(in crate::recycle) fn kept_table(qualified: &str) -> Option<pg_sys::Oid> {
+    let bin = bin_schema()?;
+    privileged::run(|| {
+        Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT c.oid FROM pg_catalog.pg_class c
+              WHERE c.oid = pg_catalog.to_regclass($1) AND c.relnamespace = $2 AND c.relowner = 10
+                AND c.relkind = 'r' AND NOT c.relhastriggers AND NOT c.relhasrules AND NOT c.relrowsecurity
+                AND NOT EXISTS (SELECT FROM pg_catalog.aclexplode(c.relacl) a WHERE a.grantee <> c.relowner)",
+            &[qualified.into(), bin.into()],
+        )
+        .ok()
+        .flatten()
+    })
+}
+
+/// Takes from a table just made in the bin every privilege someone other
+/// than its owner got by a DBA's default privileges (ALTER DEFAULT
+/// PRIVILEGES FOR ROLE <bootstrap superuser> ... ON TABLES).
+pub(in crate::recycle) fn revoke_others(qualified: &str) {
+    privileged::run(|| {
+        let grantees: Vec<String> = Spi::get_one_with_args::<Vec<String>>(
+            "SELECT pg_catalog.array_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END)
+               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+               LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+              WHERE c.oid = pg_catalog.to_regclass($1) AND a.grantee <> c.relowner",
+            &[qualified.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        for g in grantees {
+            Spi::run(&format!("REVOKE ALL ON TABLE {qualified} FROM {g}"))
+                .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
+        }
+    })
+}
+
 /// The recycle schema, made when it is missing (CREATE EXTENSION makes it;
 /// a DBA may have dropped it since), the bootstrap superuser's with no
 /// privilege for anyone else. One someone else owns, or that grants

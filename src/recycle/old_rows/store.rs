@@ -210,6 +210,8 @@ fn store_of(relid: pg_sys::Oid, kind: Kind) -> Copy {
                 "SELECT c.oid, c.relname::text FROM pg_catalog.pg_class c
                   WHERE c.relnamespace = $1 AND c.relkind = 'r' AND c.relowner = 10
                     AND c.relname LIKE $2
+                    AND NOT c.relhastriggers AND NOT c.relhasrules AND NOT c.relrowsecurity
+                    AND NOT EXISTS (SELECT FROM pg_catalog.aclexplode(c.relacl) a WHERE a.grantee <> c.relowner)
                   ORDER BY c.oid",
                 None,
                 // A prefix LIKE (name is C-collated): pg_class's name index.
@@ -251,6 +253,7 @@ fn store_of(relid: pg_sys::Oid, kind: Kind) -> Copy {
                     pgrx::error!("ai_agent_safety: the recycle bin's store {qualified} is missing")
                 });
                 super::super::rows::never_analyzed(&qualified);
+                crate::recycle::entries::revoke_others(&qualified);
                 (name, store)
             }
         };

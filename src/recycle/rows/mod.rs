@@ -16,7 +16,9 @@ pub(in crate::recycle) use restore::{
 };
 pub use restore::{is_own_query, restore};
 
-use super::entries::{ensure_schema, forget, has_entries_table, record_entry, NewEntry, SCHEMA};
+use super::entries::{
+    ensure_schema, forget, has_entries_table, kept_table, record_entry, NewEntry, SCHEMA,
+};
 use super::file;
 use crate::{audit, pg, privileged};
 use aas_policy::recycle as policy;
@@ -174,6 +176,7 @@ pub unsafe fn before_truncate(
                 )?;
                 // (Before it commits: autovacuum cannot see it until then.)
                 never_analyzed(&copy);
+                super::entries::revoke_others(&copy);
                 let count = c
                     .select(&format!("SELECT count(*) FROM {copy}"), None, &[])?
                     .first()
@@ -258,6 +261,12 @@ pub(super) fn drop_copy(t: &Value, id: i64) {
     let Some(copy) = t["copy"].as_str() else {
         return;
     };
+    if kept_table(copy).is_none() {
+        pgrx::log!(
+            "ai_agent_safety: recycle bin entry {id}: {copy} is no kept table of the bin (not the bootstrap superuser's plain table in a safe ai_agent_safety_recycle); left alone"
+        );
+        return;
+    }
     let sql = match t["entry_column"].as_str() {
         Some(col) => format!("DELETE FROM {copy} WHERE {} = {id}", pg::quote_ident(col)),
         None => format!("DROP TABLE IF EXISTS {copy}"),
@@ -279,11 +288,7 @@ fn drop_if_empty(store: &str) {
         return;
     }
     privileged::run(|| {
-        let Some(oid) =
-            Spi::get_one::<pg_sys::Oid>(&format!("SELECT pg_catalog.to_regclass('{store}')::oid"))
-                .ok()
-                .flatten()
-        else {
+        let Some(oid) = kept_table(store) else {
             return;
         };
         // SAFETY: takes a lock only if it is free (held to the end of the

@@ -119,13 +119,15 @@ pub(in crate::recycle) fn insert_rows(t: &Target) -> i64 {
 /// kept row (its `columns`, read from `kept`, a query of the copy) is in
 /// the table as it was kept. The table's triggers could have written
 /// something else, or taken rows out again; then the kept rows would go
-/// for nothing, so the restore is refused. Compared as text (the types'
-/// output functions, never an agent's operator).
+/// for nothing, so the restore is refused. Compared as text made by the
+/// types' output functions (`format('%L', ..)`: a `::text` cast would run
+/// a cast an agent made for its own type, as the superuser), never by an
+/// agent's operator.
 pub(in crate::recycle) fn verify_restored(t: &Target, columns: &str, kept: &str) {
     let as_text = |alias: &str| {
         columns
             .split(", ")
-            .map(|c| format!("{alias}.{c}::text"))
+            .map(|c| format!("pg_catalog.format('%L', {alias}.{c})"))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -170,6 +172,11 @@ pub fn restore(id: i64, kind: &str, object: &str, tables: &[Value], dropped_by: 
             Some(col) => format!(" WHERE {} = {id}", pg::quote_ident(col)),
             None => String::new(),
         };
+        if crate::recycle::entries::kept_table(copy).is_none() {
+            pgrx::error!(
+                "recycle bin entry {id} cannot be restored: {copy} is no longer a table of the recycle bin that only the bootstrap superuser owns and nothing else acts on; nothing was changed (a DBA reads it, and purges the entry with SELECT ai_agent_safety.purge_dropped({id});)"
+            );
+        }
         let relid = pg_sys::Oid::from(relid as u32);
         // SAFETY: a catalog lookup.
         if unsafe { pg_sys::get_rel_name(relid) }.is_null() {
@@ -251,14 +258,19 @@ pub fn restore(id: i64, kind: &str, object: &str, tables: &[Value], dropped_by: 
         })
         .unwrap_or_default();
         // The owner reads the copy for this transaction only: the copy is
-        // dropped before it commits.
-        privileged::run(|| {
-            Spi::run(&format!(
-                "GRANT USAGE ON SCHEMA {SCHEMA} TO {o}; GRANT SELECT ON {copy} TO {o}",
-                o = pg::quote_ident(&owner_name)
-            ))
-            .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
-        });
+        // dropped before it commits. A superuser owner needs no grant (and
+        // revoking one from the bootstrap superuser would take away its own).
+        // SAFETY: a catalog lookup.
+        let grant = !unsafe { pg_sys::superuser_arg(owner) };
+        if grant {
+            privileged::run(|| {
+                Spi::run(&format!(
+                    "GRANT USAGE ON SCHEMA {SCHEMA} TO {o}; GRANT SELECT ON {copy} TO {o}",
+                    o = pg::quote_ident(&owner_name)
+                ))
+                .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
+            });
+        }
         let n = as_owner(owner, || {
             put(&Target {
                 id,
@@ -271,13 +283,15 @@ pub fn restore(id: i64, kind: &str, object: &str, tables: &[Value], dropped_by: 
             })
         });
         restored += n;
-        privileged::run(|| {
-            Spi::run(&format!(
-                "REVOKE SELECT ON {copy} FROM {o}; REVOKE USAGE ON SCHEMA {SCHEMA} FROM {o}",
-                o = pg::quote_ident(&owner_name)
-            ))
-            .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
-        });
+        if grant {
+            privileged::run(|| {
+                Spi::run(&format!(
+                    "REVOKE SELECT ON {copy} FROM {o}; REVOKE USAGE ON SCHEMA {SCHEMA} FROM {o}",
+                    o = pg::quote_ident(&owner_name)
+                ))
+                .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"))
+            });
+        }
         drop_copy(t, id);
     }
     forget(id);
