@@ -917,3 +917,86 @@ fn a_truncate_past_recycle_max_bytes_is_refused_and_nothing_is_lost() {
     assert!(entry(&approver, &w.open, "public.orders, public.order_lines").is_some());
     assert_eq!(count(&mut a, "SELECT count(*) FROM orders"), 0);
 }
+
+/// PostgreSQL evaluates an immutable call in a table's extended statistics
+/// while it plans a query of the table, as whoever plans it: where nothing
+/// guards it, a superuser's query runs the agent's function. The recycle
+/// bin copies a TRUNCATE's rows and checks a restore as the bootstrap
+/// superuser, so an agent's function met there is refused before it runs:
+/// the TRUNCATE is refused (rows intact) and so is the restore (rows kept).
+#[test]
+fn an_agents_function_never_runs_in_the_bins_superuser_work() {
+    let w = truncate_world("rb_stats");
+    let approver = new_approver("rb_stats");
+    let mut agent = w.agent_in(&w.open);
+    agent
+        .batch_execute(
+            "CREATE FUNCTION public.g() RETURNS int IMMUTABLE LANGUAGE plpgsql AS
+               $$ BEGIN RAISE NOTICE 'g ran as %', current_user; RETURN 0; END $$;
+             CREATE TABLE public.t (a int); INSERT INTO public.t SELECT generate_series(1, 5);
+             CREATE STATISTICS t_g ON (a + public.g()) FROM public.t;
+             CREATE TABLE public.u (a int); INSERT INTO public.u SELECT generate_series(1, 5);",
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let (mut su, seen) = connect_with_notices("postgres", &w.open);
+    su.batch_execute("SELECT count(*) FROM public.t").unwrap();
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|n| n == "g ran as postgres"),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let (mut agent, seen) = connect_with_notices(&w.agent, &w.open);
+    let e = assert_refused(agent.batch_execute("TRUNCATE t"));
+    assert!(
+        e.contains(&format!("function public.g(), which agent role \"{}\" owns, may not run inside ai_agent_safety's own work, where it would run as a superuser", w.agent)),
+        "{e}"
+    );
+    assert!(e.contains("FROM pg_catalog.pg_depend WHERE"), "{e}");
+    assert!(
+        !seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n == "g ran as postgres"),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert_eq!(
+        count(&mut admin(&w.open), "SELECT count(*) FROM public.t"),
+        5
+    );
+    // A restore meets it too: refused, the rows stay kept.
+    agent.batch_execute("DELETE FROM u WHERE a <= 2").unwrap();
+    agent
+        .batch_execute("CREATE STATISTICS u_g ON (a + public.g()) FROM public.u")
+        .unwrap();
+    let (id,): (i64,) = connect(&approver, &w.open)
+        .query_one(
+            "SELECT id FROM ai_agent_safety.recycle_bin WHERE kind = 'delete' AND object = 'public.u'",
+            &[],
+        )
+        .map(|r| (r.get(0),))
+        .unwrap();
+    let (mut ap, seen) = connect_with_notices(&approver, &w.open);
+    let e = assert_refused(ap.query_one("SELECT ai_agent_safety.restore_dropped($1)", &[&id]));
+    assert!(
+        e.contains("may not run inside ai_agent_safety's own work"),
+        "{e}"
+    );
+    assert!(
+        !seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n == "g ran as postgres"),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert_eq!(
+        count(&mut admin(&w.open), "SELECT count(*) FROM public.u"),
+        3
+    );
+}

@@ -74,12 +74,6 @@ unsafe extern "C-unwind" fn hook(
 ) {
     match event {
         FHET_START => {
-            // The previous hook first: if it raises, nothing was pushed.
-            // SAFETY: see PREV_HOOK; called as PostgreSQL calls the hook.
-            if let Some(prev) = unsafe { PREV_HOOK } {
-                // SAFETY: as above.
-                unsafe { prev(event, flinfo, arg) };
-            }
             // SAFETY: flinfo is the call's valid FmgrInfo.
             let fn_oid = unsafe { (*flinfo).fn_oid };
             let agent = match agent_code::cached_function_agent(fn_oid) {
@@ -88,6 +82,25 @@ unsafe extern "C-unwind" fn hook(
                 None => Some(pg_sys::Oid::from(unsafe { start_checked(fn_oid) }))
                     .filter(|a| *a != pg_sys::InvalidOid),
             };
+            // An agent's function about to run inside the extension's own
+            // work as a superuser (planning a table whose statistics or
+            // index expressions call it, a cast, a domain check): refused
+            // before anything runs, and before the previous hook sees it.
+            if let Some(agent) = agent {
+                // SAFETY: reads backend state.
+                if crate::privileged::active()
+                    && unsafe { pg_sys::superuser_arg(pg_sys::GetUserId()) }
+                {
+                    // SAFETY: raises a PostgreSQL error from a guarded function.
+                    unsafe { refuse_as_superuser(fn_oid, agent) };
+                }
+            }
+            // The previous hook first: if it raises, nothing was pushed.
+            // SAFETY: see PREV_HOOK; called as PostgreSQL calls the hook.
+            if let Some(prev) = unsafe { PREV_HOOK } {
+                // SAFETY: as above.
+                unsafe { prev(event, flinfo, arg) };
+            }
             agent_code::enter(agent);
         }
         FHET_END | FHET_ABORT => {
@@ -106,4 +119,17 @@ unsafe extern "C-unwind" fn hook(
 // SAFETY: called from `hook` at the start of a call; #[pg_guard] catches panics.
 unsafe extern "C-unwind" fn start_checked(fn_oid: pg_sys::Oid) -> u32 {
     agent_code::function_agent(fn_oid).map_or(0, |a| a.to_u32())
+}
+
+#[pgrx::pg_guard]
+// SAFETY: called from `hook` at the start of a call; #[pg_guard] turns the
+// error into PostgreSQL's.
+unsafe extern "C-unwind" fn refuse_as_superuser(fn_oid: pg_sys::Oid, agent: pg_sys::Oid) {
+    // SAFETY: a catalog lookup of a function that exists (it is starting).
+    let function = unsafe { crate::pg::cstr(pg_sys::format_procedure_qualified(fn_oid)) };
+    crate::pg::refuse(aas_policy::side_door::superuser_call_denial(
+        &function,
+        &crate::pg::role_name(agent),
+        fn_oid.to_u32(),
+    ));
 }

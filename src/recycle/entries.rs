@@ -78,19 +78,24 @@ fn bin_trouble(oid: pg_sys::Oid) -> Option<policy::UnsafeBin> {
 }
 
 /// A kept table (a store of old rows or a TRUNCATE's copy) by its
-/// qualified name, when it is one the extension can trust: in the safe
-/// bin schema, the bootstrap superuser's, a plain table with no trigger,
-/// rule or row security. The restore, purge and expiry act on it as a
-/// superuser; a table of that name that is anything else (the schema was
-/// dropped and made again by another role) is never touched.
+/// qualified name, when it is one the extension can trust: in the bin's
+/// schema while the bootstrap superuser owns it, that superuser's own, a
+/// plain table with no trigger, rule or row security. (Grants do not
+/// matter here: a restore's table owner holds USAGE on the schema and
+/// SELECT on the entry's store while the restore runs.) The restore, purge
+/// and expiry act on it as a superuser; a table of that name that is
+/// anything else (the schema was dropped and made again by another role)
+/// is never touched.
 pub(in crate::recycle) fn kept_table(qualified: &str) -> Option<pg_sys::Oid> {
-    let bin = bin_schema()?;
+    // The schema's owner, not its grants: a restore running now grants
+    // the table's owner USAGE until it ends.
+    let bin = schema_oid()?;
     privileged::run(|| {
         Spi::get_one_with_args::<pg_sys::Oid>(
-            "SELECT c.oid FROM pg_catalog.pg_class c
+            "SELECT c.oid FROM pg_catalog.pg_class c, pg_catalog.pg_namespace n
               WHERE c.oid = pg_catalog.to_regclass($1) AND c.relnamespace = $2 AND c.relowner = 10
-                AND c.relkind = 'r' AND NOT c.relhastriggers AND NOT c.relhasrules AND NOT c.relrowsecurity
-                AND NOT EXISTS (SELECT FROM pg_catalog.aclexplode(c.relacl) a WHERE a.grantee <> c.relowner)",
+                AND n.oid = c.relnamespace AND n.nspowner = 10
+                AND c.relkind = 'r' AND NOT c.relhastriggers AND NOT c.relhasrules AND NOT c.relrowsecurity",
             &[qualified.into(), bin.into()],
         )
         .ok()

@@ -124,6 +124,9 @@ fn later_update(t: &Target, key: &str) -> Option<i64> {
         stores
             .iter()
             .filter_map(|store| {
+                // A name that is no trusted kept table holds no entry's
+                // rows (and is never read as a superuser).
+                crate::recycle::entries::kept_table(store)?;
                 let sql = format!(
                     "SELECT max(k2.{ENTRY_COLUMN}) FROM {copy} k1 JOIN {store} k2 ON ({}) = ({})
                       WHERE k1.{ENTRY_COLUMN} = {id} AND k2.{ENTRY_COLUMN} > {id}

@@ -122,17 +122,18 @@ pub(in crate::recycle) fn insert_rows(t: &Target) -> i64 {
 /// for nothing, so the restore is refused. Compared as text made by the
 /// types' output functions (`format('%L', ..)`: a `::text` cast would run
 /// a cast an agent made for its own type, as the superuser), never by an
-/// agent's operator.
+/// agent's operator, byte for byte (an agent's collation could call two
+/// texts equal), in the table itself (not rows a trigger moved elsewhere).
 pub(in crate::recycle) fn verify_restored(t: &Target, columns: &str, kept: &str) {
     let as_text = |alias: &str| {
         columns
             .split(", ")
-            .map(|c| format!("pg_catalog.format('%L', {alias}.{c})"))
+            .map(|c| format!("pg_catalog.format('%L', {alias}.{c}) COLLATE pg_catalog.\"C\""))
             .collect::<Vec<_>>()
             .join(", ")
     };
     let sql = format!(
-        "SELECT count(*) FROM (SELECT {} FROM {kept} AS k EXCEPT ALL SELECT {} FROM {} AS t) AS missing",
+        "SELECT count(*) FROM (SELECT {} FROM {kept} AS k EXCEPT ALL SELECT {} FROM ONLY {} AS t) AS missing",
         as_text("k"),
         as_text("t"),
         t.table
