@@ -982,3 +982,61 @@ fn restores_and_purges_run_no_code_but_the_tables_own() {
         1
     );
 }
+
+/// PostgreSQL checks a new domain constraint against every value of the
+/// domain in every table, with the constraint's code, whoever may read the
+/// table: where nothing guards it, an agent's check reads a table it has no
+/// privilege on. So an agent may not add or validate a constraint of a
+/// domain the recycle bin keeps rows of; once those entries are restored
+/// it may.
+#[test]
+fn a_domain_check_cannot_read_kept_rows() {
+    let w = world("rbd_domain");
+    let approver = new_approver("rbd_domain");
+    let (mut agent, seen) = connect_with_notices(&w.agent, &w.open);
+    agent
+        .batch_execute(
+            "CREATE DOMAIN public.secret AS text;
+             CREATE FUNCTION public.peek(text) RETURNS bool LANGUAGE plpgsql AS
+               $$ BEGIN RAISE NOTICE 'peek %', $1; RETURN true; END $$;
+             CREATE TABLE public.vault (id int, s public.secret);
+             INSERT INTO public.vault VALUES (1, 'kept-one');",
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    // Where nothing guards it: a human's table of the domain, unreadable
+    // to the agent, is read by the agent's check.
+    admin(&w.open)
+        .batch_execute("CREATE TABLE public.hidden (s public.secret); INSERT INTO public.hidden VALUES ('human-only')")
+        .unwrap();
+    assert!(agent.batch_execute("SELECT * FROM public.hidden").is_err());
+    agent
+        .batch_execute("ALTER DOMAIN public.secret ADD CONSTRAINT p1 CHECK (public.peek(VALUE))")
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert!(seen.lock().unwrap().iter().any(|n| n == "peek human-only"));
+    admin(&w.open)
+        .batch_execute("DROP TABLE public.hidden")
+        .unwrap();
+    // Kept rows of the domain: refused, and nothing is read.
+    agent.batch_execute("DELETE FROM vault").unwrap();
+    seen.lock().unwrap().clear();
+    for sql in [
+        "ALTER DOMAIN public.secret ADD CONSTRAINT p2 CHECK (public.peek(VALUE))",
+        "ALTER DOMAIN public.secret VALIDATE CONSTRAINT p1",
+    ] {
+        let e = assert_refused(agent.batch_execute(sql));
+        assert!(
+            e.contains("may not add or validate a constraint of domain public.secret: the recycle bin keeps rows of that domain"),
+            "{e}"
+        );
+    }
+    assert!(
+        !seen.lock().unwrap().iter().any(|n| n.contains("kept-")),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let del = deletes(&approver, &w.open).pop().unwrap();
+    restore(&approver, &w.open, del.0).unwrap_or_else(|e| panic!("{}", describe(&e)));
+    agent
+        .batch_execute("ALTER DOMAIN public.secret ADD CONSTRAINT p2 CHECK (public.peek(VALUE))")
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+}

@@ -271,6 +271,11 @@ unsafe extern "C-unwind" fn checked(
                 }
             }
         }
+        // Its new or validated domain constraint would read kept rows.
+        if tag == pg_sys::NodeTag::T_AlterDomainStmt {
+            // SAFETY: an AlterDomainStmt, inside a transaction.
+            unsafe { crate::recycle::domains::refuse_check_of_kept(node) };
+        }
     }
     let saved = gate::window();
     if approved {

@@ -8,6 +8,7 @@
 //! inside a function's transaction).
 
 mod database;
+pub mod domains;
 mod entries;
 pub mod file;
 pub mod objects;

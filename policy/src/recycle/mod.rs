@@ -335,3 +335,19 @@ pub fn budget_denial(
         ),
     }
 }
+
+/// The refusal of an agent's `ALTER DOMAIN ... ADD CONSTRAINT` or
+/// `VALIDATE CONSTRAINT` on a domain that rows the recycle bin keeps are
+/// of: PostgreSQL checks every value of the domain, in every table, with
+/// the agent's code and without asking for any privilege on the tables,
+/// so the check would read the kept rows.
+pub fn domain_check_of_kept_denial(role: &str, domain: &str) -> Denial {
+    Denial {
+        source: Source::Recycle,
+        message: format!(
+            "ALTER DOMAIN refused: agent role \"{role}\" may not add or validate a constraint of domain {domain}: the recycle bin keeps rows of that domain, and the constraint's check would read them"
+        ),
+        detail: "PostgreSQL checks a new or validated domain constraint against every value of the domain in every table, with the constraint's code, whoever may read those tables; what the recycle bin keeps is for approvers only.".into(),
+        hint: "An approver restores or purges the entries that hold the domain's rows first: SELECT id, kind, object FROM ai_agent_safety.recycle_bin ORDER BY id;".into(),
+    }
+}

@@ -182,3 +182,15 @@ fn a_bin_schema_others_own_or_reach_refuses_and_says_how_to_fix_it() {
         .hint
         .ends_with("FROM PUBLIC;"));
 }
+
+#[test]
+fn a_domain_check_over_kept_rows_is_refused_with_the_way_out() {
+    let d = domain_check_of_kept_denial("bot", "public.mood");
+    assert!(d.message.starts_with("ALTER DOMAIN refused: agent role \"bot\" may not add or validate a constraint of domain public.mood"), "{}", d.message);
+    assert!(
+        d.hint
+            .ends_with("SELECT id, kind, object FROM ai_agent_safety.recycle_bin ORDER BY id;"),
+        "{}",
+        d.hint
+    );
+}
