@@ -11,6 +11,10 @@ use pgrx::pg_sys;
 // SAFETY: a backend is single-threaded; set and cleared around the
 // extension's own queries and on (sub)transaction abort.
 static mut ACTIVE: bool = false;
+// SAFETY: as ACTIVE. The transaction nesting level the outermost `run`
+// began at: a subtransaction that began inside it (an agent's function
+// catching its own error) does not end it when it aborts.
+static mut ACTIVE_LEVEL: i32 = 0;
 
 /// True while the extension runs its own queries: hooks pass straight through.
 #[inline]
@@ -19,18 +23,34 @@ pub fn active() -> bool {
     unsafe { ACTIVE }
 }
 
-struct Reset(bool);
+struct Reset(bool, i32);
 impl Drop for Reset {
     fn drop(&mut self) {
         // SAFETY: see ACTIVE.
-        unsafe { ACTIVE = self.0 }
+        unsafe {
+            ACTIVE = self.0;
+            ACTIVE_LEVEL = self.1;
+        }
     }
 }
 
-/// Called on (sub)transaction abort: an error may have skipped the Drop.
+/// Called on transaction abort: an error may have skipped the Drop.
 pub fn reset() {
     // SAFETY: see ACTIVE.
     unsafe { ACTIVE = false }
+}
+
+/// Called on subtransaction abort (the aborting one still current): ends
+/// the extension's own work only when that work ran inside it. One that
+/// began inside the work (code the work met, catching its own error) leaves
+/// the work, and everything that refuses code meeting it, as it was.
+pub fn reset_sub() {
+    // SAFETY: see ACTIVE; reads the transaction state.
+    unsafe {
+        if ACTIVE && pg_sys::GetCurrentTransactionNestLevel() <= ACTIVE_LEVEL {
+            ACTIVE = false;
+        }
+    }
 }
 
 pub fn run<R>(f: impl FnOnce() -> R) -> R {
@@ -51,7 +71,10 @@ pub fn run<R>(f: impl FnOnce() -> R) -> R {
             c"pg_catalog, pg_temp",
             pg_sys::GucAction::GUC_ACTION_SAVE,
         );
-        let _reset = Reset(ACTIVE);
+        let _reset = Reset(ACTIVE, ACTIVE_LEVEL);
+        if !ACTIVE {
+            ACTIVE_LEVEL = pg_sys::GetCurrentTransactionNestLevel();
+        }
         ACTIVE = true;
         let r = f();
         pg_sys::AtEOXact_GUC(true, nest);

@@ -928,13 +928,21 @@ fn a_truncate_past_recycle_max_bytes_is_refused_and_nothing_is_lost() {
 fn an_agents_function_never_runs_in_the_bins_superuser_work() {
     let w = truncate_world("rb_stats");
     let approver = new_approver("rb_stats");
+    // A human's function that catches an error of its own, met first: its
+    // subtransaction's end does not end the extension's own work.
+    admin(&w.open)
+        .batch_execute(
+            "CREATE FUNCTION public.h() RETURNS int IMMUTABLE LANGUAGE plpgsql AS
+               $$ BEGIN BEGIN PERFORM 1 / 0; EXCEPTION WHEN others THEN NULL; END; RETURN 0; END $$;",
+        )
+        .unwrap();
     let mut agent = w.agent_in(&w.open);
     agent
         .batch_execute(
             "CREATE FUNCTION public.g() RETURNS int IMMUTABLE LANGUAGE plpgsql AS
                $$ BEGIN RAISE NOTICE 'g ran as %', current_user; RETURN 0; END $$;
              CREATE TABLE public.t (a int); INSERT INTO public.t SELECT generate_series(1, 5);
-             CREATE STATISTICS t_g ON (a + public.g()) FROM public.t;
+             CREATE STATISTICS t_g ON (a + public.h()), (a + public.g()) FROM public.t;
              CREATE TABLE public.u (a int); INSERT INTO public.u SELECT generate_series(1, 5);",
         )
         .unwrap_or_else(|e| panic!("{}", describe(&e)));
@@ -951,7 +959,7 @@ fn an_agents_function_never_runs_in_the_bins_superuser_work() {
     let (mut agent, seen) = connect_with_notices(&w.agent, &w.open);
     let e = assert_refused(agent.batch_execute("TRUNCATE t"));
     assert!(
-        e.contains(&format!("function public.g(), which agent role \"{}\" owns, may not run inside ai_agent_safety's own work, where it would run as a superuser", w.agent)),
+        e.contains(&format!("function public.g(), which agent role \"{}\" owns, may not run inside ai_agent_safety's own work, where it would run with the extension's rights, unjudged", w.agent)),
         "{e}"
     );
     assert!(e.contains("FROM pg_catalog.pg_depend WHERE"), "{e}");

@@ -92,18 +92,20 @@ pub fn side_door_denial(session_user: &str, verb: &str, door: SideDoor) -> Denia
 }
 
 /// The refusal of an agent's function about to run inside the extension's
-/// own work, where it would run as a superuser: planning a table whose
-/// statistics or index expressions call it (PostgreSQL evaluates an
+/// own work, where it would run with the extension's rights (or as a
+/// table's owner while the guard stands aside), unjudged: planning a table
+/// whose statistics or index expressions call it (PostgreSQL evaluates an
 /// immutable call while planning), a cast or a domain check of the agent's
-/// type. Whatever the extension was doing (keeping a TRUNCATE's rows,
-/// checking a restore) is refused, and nothing was done.
-pub fn superuser_call_denial(function: &str, agent: &str, oid: u32) -> Denial {
+/// type, an index built. Whatever the extension was doing (keeping a
+/// TRUNCATE's rows, checking or doing a restore) is refused, and nothing
+/// was done.
+pub fn own_work_call_denial(function: &str, agent: &str, oid: u32) -> Denial {
     Denial {
         source: Source::Guard,
         message: format!(
-            "function {function}, which agent role \"{agent}\" owns, may not run inside ai_agent_safety's own work, where it would run as a superuser; the statement was refused and nothing was done"
+            "function {function}, which agent role \"{agent}\" owns, may not run inside ai_agent_safety's own work, where it would run with the extension's rights, unjudged; the statement was refused and nothing was done"
         ),
-        detail: "The recycle bin keeps and restores rows as the bootstrap superuser. A table's extended statistics or index expressions, a cast or a domain check can call a function while PostgreSQL plans or reads it, and an agent's function there would run with those rights, unjudged.".into(),
+        detail: "The recycle bin keeps and restores rows as the bootstrap superuser, with the guard standing aside for its own queries. A table's extended statistics or index expressions, a cast or a domain check can call a function while PostgreSQL plans, reads or indexes the table, and an agent's function there would run unjudged.".into(),
         hint: format!(
             "A DBA finds where the function is used and drops that use (the statistics object, index, cast or constraint): SELECT pg_catalog.pg_describe_object(classid, objid, objsubid) FROM pg_catalog.pg_depend WHERE refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND refobjid = {oid};"
         ),

@@ -83,17 +83,14 @@ unsafe extern "C-unwind" fn hook(
                     .filter(|a| *a != pg_sys::InvalidOid),
             };
             // An agent's function about to run inside the extension's own
-            // work as a superuser (planning a table whose statistics or
-            // index expressions call it, a cast, a domain check): refused
-            // before anything runs, and before the previous hook sees it.
-            if let Some(agent) = agent {
-                // SAFETY: reads backend state.
-                if crate::privileged::active()
-                    && unsafe { pg_sys::superuser_arg(pg_sys::GetUserId()) }
-                {
-                    // SAFETY: raises a PostgreSQL error from a guarded function.
-                    unsafe { refuse_as_superuser(fn_oid, agent) };
-                }
+            // work (planning a table whose statistics or index expressions
+            // call it, a cast, a domain check, an index built): there it
+            // would run with the extension's rights, or as the table's
+            // owner with the guard standing aside, unjudged. Refused before
+            // anything runs, and before the previous hook sees it.
+            if let Some(agent) = agent.filter(|_| crate::privileged::active()) {
+                // SAFETY: raises a PostgreSQL error from a guarded function.
+                unsafe { refuse_in_own_work(fn_oid, agent) };
             }
             // The previous hook first: if it raises, nothing was pushed.
             // SAFETY: see PREV_HOOK; called as PostgreSQL calls the hook.
@@ -124,10 +121,10 @@ unsafe extern "C-unwind" fn start_checked(fn_oid: pg_sys::Oid) -> u32 {
 #[pgrx::pg_guard]
 // SAFETY: called from `hook` at the start of a call; #[pg_guard] turns the
 // error into PostgreSQL's.
-unsafe extern "C-unwind" fn refuse_as_superuser(fn_oid: pg_sys::Oid, agent: pg_sys::Oid) {
+unsafe extern "C-unwind" fn refuse_in_own_work(fn_oid: pg_sys::Oid, agent: pg_sys::Oid) {
     // SAFETY: a catalog lookup of a function that exists (it is starting).
     let function = unsafe { crate::pg::cstr(pg_sys::format_procedure_qualified(fn_oid)) };
-    crate::pg::refuse(aas_policy::side_door::superuser_call_denial(
+    crate::pg::refuse(aas_policy::side_door::own_work_call_denial(
         &function,
         &crate::pg::role_name(agent),
         fn_oid.to_u32(),

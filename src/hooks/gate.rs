@@ -253,7 +253,7 @@ pub(crate) unsafe extern "C-unwind" fn subxact_callback(
         }
         pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
             close_window();
-            privileged::reset();
+            privileged::reset_sub();
             agent_code::forget_executing(Some(my));
             // The queries that ran when it aborted are gone with it.
             while let Some((s, running)) = saved.pop() {
