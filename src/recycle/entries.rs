@@ -20,7 +20,7 @@ pub(super) fn bin_schema() -> Option<pg_sys::Oid> {
     bin_trouble(oid).is_none().then_some(oid)
 }
 
-fn schema_oid() -> Option<pg_sys::Oid> {
+pub(super) fn schema_oid() -> Option<pg_sys::Oid> {
     // SAFETY: a catalog lookup by name (missing_ok).
     let oid = unsafe { pg_sys::get_namespace_oid(c"ai_agent_safety_recycle".as_ptr(), true) };
     (oid != pg_sys::InvalidOid).then_some(oid)

@@ -213,8 +213,10 @@ unsafe fn refuse_partitioned_upsert(qd: *mut pg_sys::QueryDesc, ps: &pg_sys::Pla
 fn in_bin(relid: pg_sys::Oid) -> bool {
     // SAFETY: catalog lookups by oid.
     let nsp = unsafe { pg_sys::get_rel_namespace(relid) };
-    if Some(nsp) == super::entries::bin_schema() {
-        return true;
+    // The schema's name first (one cache lookup); its owner and grants only
+    // for a table in it: one someone else owns or reaches is no bin.
+    if Some(nsp) == super::entries::schema_oid() {
+        return super::entries::bin_schema() == Some(nsp);
     }
     // SAFETY: as above.
     let name = unsafe { pg_sys::get_namespace_name(nsp) };
