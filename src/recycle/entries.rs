@@ -63,18 +63,36 @@ fn bin_trouble(oid: pg_sys::Oid) -> Option<policy::UnsafeBin> {
     if owner_only {
         return None;
     }
-    let grantees = Spi::get_one_with_args::<Vec<String>>(
-        "SELECT pg_catalog.array_agg(g ORDER BY g) FROM (
-           SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END AS g
-             FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
-             LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
-            WHERE n.oid = $1 AND a.grantee <> n.nspowner) s",
+    Some(policy::UnsafeBin::Grants(granted(Granted::Schema, oid)))
+}
+
+/// What holds the privileges [`granted`] reads.
+#[derive(Clone, Copy)]
+enum Granted {
+    Schema,
+    Table,
+}
+
+/// The roles other than its owner a schema's or table's privileges grant
+/// anything to, quoted for SQL (`PUBLIC` for everyone), in order.
+fn granted(on: Granted, oid: pg_sys::Oid) -> Vec<String> {
+    let (catalog, acl, owner) = match on {
+        Granted::Schema => ("pg_namespace", "nspacl", "nspowner"),
+        Granted::Table => ("pg_class", "relacl", "relowner"),
+    };
+    Spi::get_one_with_args::<Vec<String>>(
+        &format!(
+            "SELECT pg_catalog.array_agg(g ORDER BY g) FROM (
+               SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END AS g
+                 FROM pg_catalog.{catalog} o, pg_catalog.aclexplode(o.{acl}) a
+                 LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+                WHERE o.oid = $1 AND a.grantee <> o.{owner}) s"
+        ),
         &[oid.into()],
     )
     .ok()
     .flatten()
-    .unwrap_or_default();
-    Some(policy::UnsafeBin::Grants(grantees))
+    .unwrap_or_default()
 }
 
 /// A kept table (a store of old rows or a TRUNCATE's copy) by its
@@ -108,17 +126,15 @@ pub(in crate::recycle) fn kept_table(qualified: &str) -> Option<pg_sys::Oid> {
 /// PRIVILEGES FOR ROLE <bootstrap superuser> ... ON TABLES).
 pub(in crate::recycle) fn revoke_others(qualified: &str) {
     privileged::run(|| {
-        let grantees: Vec<String> = Spi::get_one_with_args::<Vec<String>>(
-            "SELECT pg_catalog.array_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END)
-               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
-               LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
-              WHERE c.oid = pg_catalog.to_regclass($1) AND a.grantee <> c.relowner",
+        let Some(oid) = Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
             &[qualified.into()],
         )
         .ok()
-        .flatten()
-        .unwrap_or_default();
-        for g in grantees {
+        .flatten() else {
+            return;
+        };
+        for g in granted(Granted::Table, oid) {
             Spi::run(&format!("REVOKE ALL ON TABLE {qualified} FROM {g}"))
                 .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
         }
@@ -139,19 +155,14 @@ pub(super) fn ensure_schema(kind: &str) -> pg_sys::Oid {
                 pg::quote_ident(&super::database::bootstrap_superuser())
             ))
             .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
+            let oid = schema_oid()
+                .unwrap_or_else(|| pgrx::error!("ai_agent_safety: schema {SCHEMA} is missing"));
             // A DBA's default privileges for new schemas do not apply here.
-            Spi::run(&format!(
-                "DO $aas$ DECLARE g text; BEGIN
-                   FOR g IN SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END
-                              FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
-                              LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
-                             WHERE n.nspname = '{SCHEMA}' AND a.grantee <> n.nspowner LOOP
-                     EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA {SCHEMA} FROM %s', g);
-                   END LOOP; END $aas$"
-            ))
-            .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
-            schema_oid()
-                .unwrap_or_else(|| pgrx::error!("ai_agent_safety: schema {SCHEMA} is missing"))
+            for g in granted(Granted::Schema, oid) {
+                Spi::run(&format!("REVOKE ALL ON SCHEMA {SCHEMA} FROM {g}"))
+                    .unwrap_or_else(|e| pgrx::error!("ai_agent_safety: {e}"));
+            }
+            oid
         }
     };
     if let Some(trouble) = bin_trouble(oid) {
