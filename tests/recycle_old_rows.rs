@@ -1040,3 +1040,45 @@ fn a_domain_check_cannot_read_kept_rows() {
         .batch_execute("ALTER DOMAIN public.secret ADD CONSTRAINT p2 CHECK (public.peek(VALUE))")
         .unwrap_or_else(|e| panic!("{}", describe(&e)));
 }
+
+/// A restore checks the rows it put back by the table's name, as a
+/// superuser, after the table's triggers ran. A trigger of the agent's that
+/// renames the table's schema and puts a view of the same rows under the
+/// old name makes the restore refuse (before: the check read the view, as
+/// a superuser, and passed), and the rows stay kept.
+#[test]
+fn a_table_swapped_by_its_trigger_during_a_restore_is_refused() {
+    let w = world("rbd_swap");
+    let approver = new_approver("rbd_swap");
+    admin(&w.open)
+        .batch_execute(&format!(
+            "GRANT CREATE ON DATABASE {} TO {}",
+            w.open, w.agent
+        ))
+        .unwrap();
+    let mut agent = w.agent_in(&w.open);
+    agent
+        .batch_execute(
+            "CREATE SCHEMA vs; CREATE TABLE vs.t (id int); INSERT INTO vs.t SELECT generate_series(1, 3);
+             DELETE FROM vs.t;
+             CREATE FUNCTION public.swap() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN
+                    ALTER SCHEMA vs RENAME TO vs_old;
+                    CREATE SCHEMA vs;
+                    CREATE VIEW vs.t AS SELECT * FROM vs_old.t;
+                    RETURN NULL;
+                  END $$;
+             CREATE TRIGGER swap AFTER INSERT ON vs.t FOR EACH STATEMENT EXECUTE FUNCTION public.swap();",
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let del = deletes(&approver, &w.open).pop().unwrap();
+    assert_eq!((del.1.as_str(), del.2), ("vs.t", 3));
+    let e = restore(&approver, &w.open, del.0).unwrap_err();
+    assert!(
+        describe(&e).contains("the table was renamed or replaced while the restore ran"),
+        "{}",
+        describe(&e)
+    );
+    assert_eq!(deletes(&approver, &w.open).len(), 1, "the rows stay kept");
+    assert_eq!(count(&mut admin(&w.open), "SELECT count(*) FROM vs.t"), 0);
+}

@@ -125,6 +125,29 @@ pub(in crate::recycle) fn insert_rows(t: &Target) -> i64 {
 /// agent's operator, byte for byte (an agent's collation could call two
 /// texts equal), in the table itself (not rows a trigger moved elsewhere).
 pub(in crate::recycle) fn verify_restored(t: &Target, columns: &str, kept: &str) {
+    // The check reads the table by name, as a superuser: the name must
+    // still be this table's, a plain one with no rules. The table's own
+    // code has just run (its triggers) and could have renamed its schema
+    // and put something else, a view, under the name.
+    let same = pg::relation_display(t.relid) == t.table
+        && privileged::run(|| {
+            Spi::get_one_with_args::<bool>(
+                "SELECT c.relkind IN ('r', 'p')
+                        AND NOT EXISTS (SELECT FROM pg_catalog.pg_rewrite r WHERE r.ev_class = c.oid)
+                   FROM pg_catalog.pg_class c WHERE c.oid = $1 AND pg_catalog.to_regclass($2) = c.oid",
+                &[t.relid.into(), t.table.into()],
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+        });
+    if !same {
+        pgrx::error!(
+            "recycle bin entry {} cannot be restored into {}: the table was renamed or replaced while the restore ran (its triggers); nothing was changed and the rows stay kept",
+            t.id,
+            t.table
+        );
+    }
     let as_text = |alias: &str| {
         columns
             .split(", ")
