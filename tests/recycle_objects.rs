@@ -686,7 +686,7 @@ fn a_purge_never_cascades_beyond_the_bin() {
         .query_one("SELECT ai_agent_safety.purge_dropped($1)", &[&id])
         .unwrap_err();
     assert!(
-        describe(&e).contains("which the recycle bin does not hold; the entry is kept"),
+        describe(&e).contains("which the recycle bin does not hold for this entry (outside the bin, or kept by another entry); the entry is kept"),
         "{}",
         describe(&e)
     );
@@ -697,5 +697,53 @@ fn a_purge_never_cascades_beyond_the_bin() {
             "SELECT count(*) FROM pg_attrdef WHERE adrelid = 'public.valuable'::regclass"
         ),
         1
+    );
+}
+
+/// A purge or expiry drops only its own entry's relations. An agent can
+/// make a table depend on another entry's kept table (a partition key
+/// naming its oid, which `'<oid>'::regclass` reads without any right on
+/// the bin); once that table is kept too, the first entry's purge would
+/// have cascaded into it, destroying the second entry. The purge is
+/// refused instead, and the second entry restores whole.
+#[test]
+fn a_purge_never_removes_another_entrys_relations() {
+    let w = World::new("rbo_cross");
+    let approver = new_approver("rbo_cross");
+    let mut agent = w.agent_in(&w.open);
+    agent
+        .batch_execute("CREATE TABLE public.j (id int); DROP TABLE public.j;")
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let (a, _, _) = entry(&approver, &w.open, "public.j").expect("j kept");
+    let j: u32 = admin(&w.open)
+        .query_one(
+            "SELECT oid FROM pg_class WHERE relnamespace = 'ai_agent_safety_recycle'::regnamespace AND relname LIKE 'd' || $1::text || '\\_%'",
+            &[&a.to_string()],
+        )
+        .map(|r| r.get::<_, postgres::types::Oid>(0))
+        .unwrap();
+    agent
+        .batch_execute(&format!(
+            "CREATE TABLE public.p (id int) PARTITION BY RANGE ((id + ('{j}'::regclass)::oid::int8 * 0));
+             CREATE TABLE public.p1 PARTITION OF public.p FOR VALUES FROM (MINVALUE) TO (MAXVALUE);
+             INSERT INTO public.p SELECT generate_series(1, 7);
+             DROP TABLE public.p;"
+        ))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let (b, _, _) = entry(&approver, &w.open, "public.p").expect("p kept");
+    let e = connect(&approver, &w.open)
+        .query_one("SELECT ai_agent_safety.purge_dropped($1)", &[&a])
+        .unwrap_err();
+    assert!(
+        describe(&e).contains("which the recycle bin does not hold for this entry (outside the bin, or kept by another entry)"),
+        "{}",
+        describe(&e)
+    );
+    connect(&approver, &w.open)
+        .query_one("SELECT ai_agent_safety.restore_dropped($1)", &[&b])
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(
+        count(&mut admin(&w.open), "SELECT count(*) FROM public.p"),
+        7
     );
 }

@@ -254,7 +254,22 @@ pub fn restore(id: i64, kind: &str, object: &str, entry: &Value, new_name: Optio
 /// Drops a kept DROP's objects for good (purge or expiry); refused (the
 /// entry stays) when that would remove anything the bin does not hold.
 pub fn drop_for_good(entry: &Value) -> Result<(), String> {
+    // Everything in the bin's places; of relations, only the entry's own:
+    // those it kept, and those in its kept schema.
     let places = super::super::entries::kept_schemas();
+    let own: Vec<u32> = entry["relations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["oid"].as_u64().map(|o| o as u32))
+        .collect();
+    let own_places: Vec<u32> = entry["schema"]["kept"]
+        .as_str()
+        .and_then(|kept| std::ffi::CString::new(kept).ok())
+        // SAFETY: a catalog lookup by name (missing_ok).
+        .map(|c| unsafe { pg_sys::get_namespace_oid(c.as_ptr(), true) }.to_u32())
+        .into_iter()
+        .collect();
     let sql = privileged::run(|| {
         if let Some(kept) = entry["schema"]["kept"].as_str() {
             return schema_exists(kept)
@@ -287,7 +302,7 @@ pub fn drop_for_good(entry: &Value) -> Result<(), String> {
         (!stmts.is_empty()).then(|| stmts.join("; "))
     });
     match sql {
-        Some(sql) => super::trial::drop_checked(&sql, &places),
+        Some(sql) => super::trial::drop_checked(&sql, &places, &own, &own_places),
         None => Ok(()),
     }
 }

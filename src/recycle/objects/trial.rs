@@ -242,33 +242,46 @@ pub(super) fn facts(found: &[(u32, u32, i32)]) -> Vec<Dropped> {
 /// bin (the recycle schema or a kept schema, or belongs to a relation
 /// there). Something outside that depends on a kept object (an agent can
 /// make one depend on an oid) keeps the entry: its DROP would destroy it.
-pub(crate) fn drop_checked(sql: &str, places: &[u32]) -> Result<(), String> {
+///
+/// A relation, or anything of one, that the DROP would remove must be the
+/// entry's own: one it kept (`own`, by oid) or one in its kept schema
+/// (`own_places`). Another entry's kept table that was made to depend on
+/// one of this entry's (a partition key or a default naming its oid) is
+/// in the bin too, but is not this entry's to remove.
+pub(crate) fn drop_checked(
+    sql: &str,
+    places: &[u32],
+    own: &[u32],
+    own_places: &[u32],
+) -> Result<(), String> {
     let c = std::ffi::CString::new(sql).map_err(|e| e.to_string())?;
     // SAFETY: a valid C string; inside a transaction; with the
     // extension's own rights (the bin is no one else's).
     let found = crate::privileged::run(|| unsafe { try_drop(Trial::Sql(c.as_ptr()), true) });
-    let rel_place = |r: Option<u32>| {
-        r.is_some_and(|r| {
-            // SAFETY: a catalog lookup.
-            let nsp = unsafe { pg_sys::get_rel_namespace(pg_sys::Oid::from(r)) };
-            places.contains(&nsp.to_u32())
-        })
-    };
     let outside: Vec<String> = facts(&found)
         .into_iter()
         .filter(|d| {
             // (A toast table or its index goes only with its table, which
             // is judged itself.)
-            !(d.schema
-                .is_some_and(|s| places.contains(&s) || s == pg_sys::PG_TOAST_NAMESPACE)
-                || (d.class == Class::Schema && places.contains(&d.oid))
-                || rel_place(d.relation))
+            if d.schema == Some(pg_sys::PG_TOAST_NAMESPACE) {
+                return false;
+            }
+            let relation = d
+                .relation
+                .or(matches!(d.class, Class::Relation(_)).then_some(d.oid));
+            if let Some(r) = relation {
+                // SAFETY: a catalog lookup.
+                let nsp = unsafe { pg_sys::get_rel_namespace(pg_sys::Oid::from(r)) };
+                return !(own.contains(&r) || own_places.contains(&nsp.to_u32()));
+            }
+            !(d.schema.is_some_and(|s| places.contains(&s))
+                || (d.class == Class::Schema && places.contains(&d.oid)))
         })
         .map(|d| d.what)
         .collect();
     if !outside.is_empty() {
         return Err(format!(
-            "it would also remove {}, which the recycle bin does not hold; the entry is kept (a DBA removes those first)",
+            "it would also remove {}, which the recycle bin does not hold for this entry (outside the bin, or kept by another entry); the entry is kept (a DBA removes those first)",
             outside.join(", ")
         ));
     }
