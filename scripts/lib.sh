@@ -77,7 +77,20 @@ as_postgres() {
     if [ -n "$PG_ROOT" ]; then in_root_postgres "$PG_MAJOR" "$@"; else host_as_postgres "$@"; fi
 }
 
+# The clusters' private ports (55430-55499) are kept out of the kernel's
+# ephemeral range when this machine lets us (root, writable /proc/sys): a
+# client connection given one of them as its local port would make a
+# cluster's start fail with "Address already in use" (seen once in CI).
+reserve_ports() {
+    local f=/proc/sys/net/ipv4/ip_local_reserved_ports
+    if [ -w "$f" ] && ! grep -q "55430-55499" "$f" 2>/dev/null; then
+        local now; now=$(cat "$f" 2>/dev/null)
+        echo "${now:+$now,}55430-55499" > "$f" 2>/dev/null || true
+    fi
+}
+
 ensure_deps() {
+    reserve_ports
     local missing=()
     # openssl, chromium and chromium-driver: the console's tests (console/tests).
     # postgresql-15-pgaudit: scripts/bench's pgAudit scenarios (6p, 7p).
