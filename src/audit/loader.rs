@@ -143,8 +143,10 @@ pub fn load_file(path: &std::path::Path) {
                 Counters::add(&shared.counters.written, good);
                 Counters::add(&shared.counters.dropped, bad);
             }
-            let _ = std::fs::remove_file(path);
+            // Its attempt count goes first: whoever sees the spool empty
+            // (audit_stats.queue_depth = 0) finds nothing of it left.
             let _ = std::fs::remove_file(&attempts_path);
+            let _ = std::fs::remove_file(path);
         }
         Err(e) => pgrx::log!("ai_agent_safety: loading {name} failed, will retry: {e}"),
     }
