@@ -37,6 +37,11 @@ pub enum SideDoor {
     /// downstream (a publication's row filter turns an UPDATE into a
     /// DELETE there; a dropped or advanced slot skips changes).
     Replication,
+    /// A command sent to other nodes of a distributed cluster (Citus's
+    /// `run_command_on_*()`, `master_run_on_worker()`): it runs there in
+    /// sessions of their own, as the current role, as text the guard on
+    /// this node never judges.
+    RemoteCommand,
     /// A logical replication subscription: its apply worker writes the
     /// database (DELETE, TRUNCATE) as the subscription's owner, from another
     /// server, outside any session.
@@ -74,6 +79,11 @@ pub fn side_door_denial(session_user: &str, verb: &str, door: SideDoor) -> Denia
             "create or change subscriptions",
             "A subscription's apply worker deletes and truncates what another server sends, as the subscription's owner, outside any session the guard judges, and it keeps running after the owner's credentials expire or are revoked.",
             "A DBA creates and manages subscriptions, owned by a role that is not an agent.",
+        ),
+        SideDoor::RemoteCommand => (
+            "send commands to other nodes of the cluster",
+            "The other nodes run the command in sessions of their own, as the current role (which may be a role the agent switched to with SET ROLE), from text this node never judges.",
+            "Run the statement on the distributed table itself: the coordinator judges it against the table's name, and one approval token covers it on every node.",
         ),
         SideDoor::Connection => (
             "open connections out of the session",

@@ -24,6 +24,18 @@ const CONNECTING: [&str; 6] = [
     "dblink_open",
 ];
 
+/// Citus's functions that send a command, as text, to other nodes of the
+/// cluster, by name (their oids are not fixed either).
+const REMOTE_COMMANDS: [&str; 7] = [
+    "run_command_on_workers",
+    "run_command_on_all_nodes",
+    "run_command_on_coordinator",
+    "run_command_on_shards",
+    "run_command_on_placements",
+    "run_command_on_colocated_placements",
+    "master_run_on_worker",
+];
+
 const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
 
 /// adminpack's functions that write, rename or remove the server's files,
@@ -37,12 +49,15 @@ const WRITING_FILES: [&str; 4] = [
 ];
 
 /// A door of another extension's function, by its name (dblink's that
-/// connect, adminpack's that write the server's files).
+/// connect, Citus's that send commands to other nodes, adminpack's that
+/// write the server's files).
 fn door_of_other_extension(func: pg_sys::Oid) -> Option<(&'static str, SideDoor)> {
     // SAFETY: a catalog lookup by oid, inside a transaction (a call starts).
     let name = unsafe { crate::pg::cstr(pg_sys::get_func_name(func)) };
     if CONNECTING.contains(&name.as_str()) {
         Some(("dblink", SideDoor::Connection))
+    } else if REMOTE_COMMANDS.contains(&name.as_str()) {
+        Some(("Citus's run_command_on_*()", SideDoor::RemoteCommand))
     } else if WRITING_FILES.contains(&name.as_str()) {
         Some((
             "adminpack's pg_file_*() on a server file",

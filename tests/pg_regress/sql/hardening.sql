@@ -80,6 +80,29 @@ SELECT request_approval_token('DROP', 'reg-hard-1', 'ROLE reg_hard_team');
 \echo :SQLSTATE
 
 --
+-- 4. Statements sent elsewhere: dblink's connections, and Citus's
+-- run_command_on_*(), which run text on other nodes as the current role
+-- (here a stand-in of the same name, called as Citus's C function is: Citus
+-- is not installed; scripts/citus-check runs the real ones). A DBA's call
+-- runs; the agent's is refused, also after SET ROLE to a human's role.
+--
+\c reg_hard_prod :su
+CREATE EXTENSION dblink;
+CREATE FUNCTION public.run_command_on_workers(command text) RETURNS text
+  LANGUAGE plpgsql AS $$ BEGIN RETURN 'sent to every worker: ' || command; END $$;
+GRANT EXECUTE ON FUNCTION public.run_command_on_workers(text) TO PUBLIC;
+SELECT public.run_command_on_workers('DELETE FROM public.orders_102008');
+\c reg_hard_prod reg_hard_agent
+SELECT public.run_command_on_workers('DELETE FROM public.orders_102008');
+\echo :SQLSTATE
+SET ROLE reg_hard_team;
+SELECT public.run_command_on_workers('DELETE FROM public.orders_102008');
+\echo :SQLSTATE
+RESET ROLE;
+SELECT dblink_connect('elsewhere', 'dbname=reg_hard_prod');
+\echo :SQLSTATE
+
+--
 -- Clean up.
 --
 \c :regdb :su
