@@ -326,7 +326,7 @@ fn in_rolled_back_subtransaction(
             }
             if let Some(t) = uncountable {
                 return Err(format!(
-                    "its dry run wrote foreign table {} in a way whose rows cannot be counted (a WITH clause's write, or one beside another write); write a foreign table only as the statement's own target",
+                    "its dry run wrote {}, whose rows are another server's (a foreign or distributed table), in a way whose rows cannot be counted (a WITH clause's write, or one beside another write); write such a table only as the statement's own target",
                     pg::relation_display(t)
                 ));
             }

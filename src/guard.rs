@@ -28,6 +28,10 @@ pub enum Outcome {
     /// Allowed without a token in a review (`begin_review`): what it sets
     /// off through PostgreSQL's foreign-key actions is part of it.
     Reviewed,
+    /// Sent by another node of the cluster, whose guard judged the
+    /// statement it is part of: what it sets off through PostgreSQL's
+    /// foreign-key actions is part of it too.
+    FromClusterNode,
 }
 
 /// Where a judged statement comes from: the client sent it, or it runs
@@ -60,7 +64,7 @@ pub fn judge(stmt: &Statement, source: &str, origin: Origin) -> Outcome {
 /// Who the statement is judged as: the agent session, or, in another
 /// role's session, the agent whose code runs it (with no task and no scope
 /// of its own: those are the session's, not the agent's).
-fn session_facts(presented: &presented::Presented) -> SessionFacts {
+fn session_facts(presented: &presented::Presented, origin: Origin) -> SessionFacts {
     let session_agent = identity::session_user_is_agent();
     match agent_code::running().filter(|_| !session_agent) {
         // An agent's code in another role's session.
@@ -88,6 +92,9 @@ fn session_facts(presented: &presented::Presented) -> SessionFacts {
             run_by: None,
             token_from_setting: presented.token_from_setting,
             review: crate::review::task(),
+            // Sent as it is by another node: its own statements, not those
+            // a function or trigger it sets off runs here.
+            from_cluster_node: origin == Origin::Client && crate::port::from_cluster_node(),
         },
     }
 }
@@ -122,7 +129,7 @@ fn record_allowed(stmt: &Statement, source: &str) {
 /// Gathers the facts, decides once, and acts.
 fn decide(stmt: &Statement, source: &str, origin: Origin, sw: &Switches) -> Outcome {
     let presented = presented::of(source);
-    let session = session_facts(&presented);
+    let session = session_facts(&presented, origin);
     let here = dbfacts::current();
     let target = stmt
         .ops
@@ -163,6 +170,21 @@ fn decide(stmt: &Statement, source: &str, origin: Origin, sw: &Switches) -> Outc
         Decision::Allow => {
             record_allowed(stmt, source);
             Outcome::Allow
+        }
+        Decision::AllowFromClusterNode => {
+            audit::record(audit::Event {
+                reason: format!(
+                    "{} allowed: sent by another node of the cluster (certificate {}), whose guard judged the statement it is part of",
+                    stmt.operation_text(),
+                    crate::port::client_certificate_subject(),
+                ),
+                ..event(
+                    stmt,
+                    source,
+                    (Source::Guard, EventKind::Allowed, Verdict::Allow),
+                )
+            });
+            Outcome::FromClusterNode
         }
         Decision::AllowInReview => {
             let task = session.review.clone().unwrap_or_default();

@@ -75,3 +75,49 @@ pub fn this_backend() -> Client {
     // SAFETY: MyProcPort is NULL or this backend's connection.
     unsafe { client(pg_sys::MyProcPort as *const std::ffi::c_void) }
 }
+
+extern "C-unwind" {
+    // libpq/libpq-be.h (PostgreSQL built with SSL): the client certificate's
+    // subject, as pg_stat_ssl shows it; "" without one. A client sends a
+    // certificate only when the server asks (ssl_ca_file set), and the
+    // handshake fails unless that file's CA signed it. The same in 15 to 18.
+    fn be_tls_get_peer_subject_name(port: *mut std::ffi::c_void, ptr: *mut c_char, len: usize);
+}
+
+// SAFETY: a backend is single-threaded; read and written by its own thread.
+static mut CERTIFICATE_SUBJECT: Option<String> = None;
+
+/// The subject of the certificate this backend's client presented, verified
+/// by the server's CA; empty without one (no SSL, no certificate, a
+/// background process). Fixed for the session, so read once.
+pub fn client_certificate_subject() -> &'static str {
+    // SAFETY: see CERTIFICATE_SUBJECT.
+    let cached = unsafe { &mut *std::ptr::addr_of_mut!(CERTIFICATE_SUBJECT) };
+    cached.get_or_insert_with(|| {
+        // SAFETY: reads a backend variable.
+        let port = unsafe { pg_sys::MyProcPort };
+        if port.is_null() {
+            return String::new();
+        }
+        let mut buf = [0 as c_char; 1024];
+        // SAFETY: port is this backend's connection; the function writes at
+        // most len bytes, NUL-terminated.
+        unsafe {
+            be_tls_get_peer_subject_name(
+                port as *mut std::ffi::c_void,
+                buf.as_mut_ptr(),
+                buf.len(),
+            );
+            pg::cstr(buf.as_ptr())
+        }
+    })
+}
+
+/// Is this session's client another node of the cluster: did it present
+/// the certificate `ai_agent_safety.cluster_node_certificate` names?
+pub fn from_cluster_node() -> bool {
+    match crate::settings::cluster_node_certificate() {
+        Some(subject) => client_certificate_subject() == subject,
+        None => false,
+    }
+}

@@ -14,7 +14,9 @@
 //! A foreign table has no counters: its rows count as the query that
 //! writes it reports them (es_processed), which only a query whose one
 //! write is its own target does. A foreign table written any other way (a
-//! WITH clause's write) leaves the tally uncountable.
+//! WITH clause's write) leaves the tally uncountable. So does a table
+//! another extension's node writes on other servers (Citus's distributed
+//! table, whose rows are the workers' shards').
 
 use aas_policy::row_cap::Changes;
 use pgrx::pg_sys;
@@ -175,13 +177,24 @@ impl Tally {
             via
         };
         // SAFETY: per this function's contract.
-        let (written, roots, reports) = unsafe {
+        let (written, roots, reports, elsewhere) = unsafe {
             (
                 crate::classify::plan::written_relations(ps),
                 crate::classify::plan::written_roots(ps),
                 crate::classify::plan::reports_its_writes(ps),
+                crate::classify::plan::unplanned_written(ps),
             )
         };
+        // Rows another extension's node writes on other servers (Citus's
+        // shards) change no counter here: the query's report counts them.
+        for relid in elsewhere {
+            self.add(relid, via);
+            if reports {
+                self.reporting.push((qd, relid));
+            } else {
+                self.uncountable.get_or_insert(relid);
+            }
+        }
         for relid in written.into_iter().chain(roots) {
             self.add(relid, via);
             // SAFETY: a catalog lookup; NoLock, as only counters are read.

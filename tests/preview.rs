@@ -910,7 +910,7 @@ fn rows_written_to_a_foreign_table_are_counted_or_refused() {
         &token,
     )));
     assert!(
-        e.contains("it wrote foreign table public.ft in a way whose rows cannot be counted"),
+        e.contains("it wrote public.ft, whose rows are another server's (a foreign or distributed table), in a way whose rows cannot be counted"),
         "{e}"
     );
     assert_eq!(remote(), 20);
@@ -952,7 +952,7 @@ fn rows_written_to_a_foreign_table_are_counted_or_refused() {
     .unwrap_err();
     assert!(
         describe(&e)
-            .contains("wrote foreign table public.ft in a way whose rows cannot be counted"),
+            .contains("wrote public.ft, whose rows are another server's (a foreign or distributed table), in a way whose rows cannot be counted"),
         "{}",
         describe(&e)
     );

@@ -40,7 +40,7 @@ pub fn decide_statement(
         Decision::Deny(in_message(d))
     };
     if stmt.changes_roles && session.is_agent {
-        return finish(role_change_denial(session, here, stmt));
+        return finish(crate::roles::role_change_denial(session, here, stmt));
     }
     if !stmt.changes_settings.is_empty() && session.is_agent {
         return finish(crate::guard_settings::settings_change_denial(
@@ -58,6 +58,21 @@ pub fn decide_statement(
     // A review ends with PREPARE TRANSACTION, for an approver to commit.
     if let (Some((_, SideDoor::PreparedTransaction)), Some(_)) = (stmt.side_door, &session.review) {
         return Decision::AllowInReview;
+    }
+    // A distributed transaction's two-phase commit, sent by the node that
+    // coordinates it (Citus prepares every worker's part).
+    if let (Some((_, SideDoor::PreparedTransaction)), true) =
+        (stmt.side_door, session.from_cluster_node)
+    {
+        return Decision::AllowFromClusterNode;
+    }
+    if stmt.reaches_other_nodes && session.is_agent && session.current_user != session.session_user
+    {
+        return finish(crate::side_door::other_nodes_as_another_role_denial(
+            &session.session_user,
+            &session.current_user,
+            &stmt.what(),
+        ));
     }
     if let (Some((verb, door)), true) = (stmt.side_door, session.is_agent) {
         return finish(crate::side_door::side_door_denial(
@@ -104,73 +119,6 @@ pub fn token_can_matter(stmt: &Statement) -> bool {
     !stmt.ops.is_empty() && !stmt.touches_guard()
 }
 
-/// Roles are cluster-wide: an agent that could create, alter, rename, drop,
-/// grant or revoke them could stop being an agent, approve its own tokens or
-/// outlive its credentials in every database. So an agent's role changes are
-/// refused in every database, whatever its settings say, and no token
-/// covers them: a human DBA makes them.
-fn role_change_denial(session: &SessionFacts, here: &DatabaseFacts, stmt: &Statement) -> Denial {
-    let what: Vec<String> = stmt.ops.iter().map(Operation::describe).collect();
-    let what = if what.is_empty() {
-        "role change".to_string()
-    } else {
-        what.join(", ")
-    };
-    Denial {
-        source: Source::Guard,
-        message: format!(
-            "{what} refused: agent role \"{}\" may not create, alter, drop or grant roles",
-            session.session_user
-        ),
-        detail: format!(
-            "Roles are cluster-wide, so an agent's role changes are refused in every database, whatever ai_agent_safety.require_approval or ai_agent_safety.mode say in database \"{}\"; no approval token covers them.",
-            here.name
-        ),
-        hint: "Role changes are made by a DBA, from a role that is not an agent.".into(),
-    }
-}
-
-/// One of the groups the extension finds people by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Group {
-    /// The group named by `ai_agent_safety.agent_role`: its members are agents.
-    Agents,
-    /// `ai_agent_approver`: its members may grant and deny tokens.
-    Approvers,
-}
-
-/// Renaming or dropping the agent group would switch the guard off for every
-/// agent in the cluster (nobody would be an agent any more); the approver
-/// group's name is how the token functions find approvers. So neither is
-/// renamed or dropped while the library is loaded, by anyone: a DBA first
-/// points `agent_role` elsewhere. `groups` are the two groups' oids.
-pub fn group_change_denial(stmt: &Statement, groups: &[(u32, Group)]) -> Option<Denial> {
-    let (op, group) = stmt.ops.iter().find_map(|op| {
-        groups
-            .iter()
-            .find(|(oid, _)| *oid != 0 && op.object.classid == 1260 && op.object.objid == *oid)
-            .map(|(_, g)| (op, *g))
-    })?;
-    let (what, why, hint) = match group {
-        Group::Agents => (
-            "the agent group (ai_agent_safety.agent_role)",
-            "ai_agent_safety finds agents by membership in this group: without it no session would be an agent, and the guard would be off for every agent in the cluster.",
-            "To retire the group, first name another one: ALTER SYSTEM SET ai_agent_safety.agent_role = '<new group>'; SELECT pg_catalog.pg_reload_conf();".to_string(),
-        ),
-        Group::Approvers => (
-            "the approver group",
-            "The token functions find approvers by membership in ai_agent_approver: without it nobody could grant or deny a token.",
-            "It stays while ai_agent_safety is loaded: remove ai_agent_safety from shared_preload_libraries and restart PostgreSQL first.".to_string(),
-        ),
-    };
-    Some(Denial {
-        source: Source::Guard,
-        message: format!("{} refused: {} is {what}", op.describe(), op.object.display),
-        detail: why.to_string(),
-        hint,
-    })
-}
-
 /// The refusal after the guard lost the race for a token that
 /// [`decide_statement`] accepted: another session used or changed it between
 /// the read and the consuming update. `fresh` is the token row read again;
@@ -186,7 +134,10 @@ pub fn after_lost_race(
 ) -> Denial {
     match decide_statement(session, here, target_db, stmt, fresh, now_us) {
         Decision::Deny(d) => d,
-        Decision::Allow | Decision::AllowWithToken { .. } | Decision::AllowInReview => Denial {
+        Decision::Allow
+        | Decision::AllowWithToken { .. }
+        | Decision::AllowInReview
+        | Decision::AllowFromClusterNode => Denial {
             source: Source::Token,
             message: format!("approval token {token} could not be consumed"),
             detail: "Another session used or changed it at the same moment.".into(),
@@ -256,6 +207,18 @@ pub fn decide(
     let Some(&(first, first_db)) = needing.first() else {
         return Decision::Allow;
     };
+    // Part of a statement another node of the cluster judged (Citus's
+    // shard statement of a distributed DELETE or UPDATE that node
+    // approved). Row changes only: a node sends a TRUNCATE or DROP of a
+    // shard for Citus's own functions too, which an agent can call with
+    // nothing destructive for its node to judge.
+    if session.from_cluster_node
+        && needing
+            .iter()
+            .all(|(op, _)| matches!(op.class, OpClass::Delete | OpClass::Update))
+    {
+        return Decision::AllowFromClusterNode;
+    }
 
     // In a review, row changes wait for an approver's COMMIT PREPARED;
     // nothing else is covered there, not even with a token.

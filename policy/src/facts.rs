@@ -32,6 +32,12 @@ pub struct SessionFacts {
     pub token_from_setting: bool,
     /// The task of the review this transaction is (`begin_review`), if any.
     pub review: Option<String>,
+    /// The statement was sent as it is, at top level, by another node of a
+    /// distributed cluster (Citus), over a connection that presented the
+    /// cluster's node certificate (`ai_agent_safety.cluster_node_certificate`):
+    /// the guard of the node it came from judged the client's statement it
+    /// is part of, and approved it if it needed a token.
+    pub from_cluster_node: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

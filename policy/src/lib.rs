@@ -39,6 +39,7 @@ pub mod operation;
 pub mod outcome;
 pub mod recycle;
 pub mod review;
+pub mod roles;
 pub mod row_cap;
 pub mod side_door;
 pub mod sql_comment;
@@ -53,10 +54,7 @@ pub mod way_forward;
 pub use api::{takes_api_name, ApiName, NameKind};
 pub use audit::{AuditDestination, AuditLevel, EventKind, Mode, Source, Verdict, WriterState};
 pub use credentials::{check_login, check_session, login_hint, HeldPrivilege, LoginFacts};
-pub use decision::{
-    after_lost_race, decide, decide_statement, group_change_denial, needs_approval,
-    token_can_matter, Group,
-};
+pub use decision::{after_lost_race, decide, decide_statement, needs_approval, token_can_matter};
 pub use environment::{check_connect_environment, decide_write, environment_in_scope};
 pub use facts::{
     parse_token_id, BoundStatement, DatabaseFacts, SessionFacts, TokenFacts, TokenPresented,
@@ -66,6 +64,7 @@ pub use guard_settings::{is_guard_setting, settings_change_denial};
 pub use handover::{Handover, HandoverKind};
 pub use operation::{token_target_text, ObjectRef, OpClass, OpSet, Operation, Statement};
 pub use outcome::{Decision, Denial};
+pub use roles::{group_change_denial, Group};
 pub use side_door::SideDoor;
 pub use treatment::{treatment, Shape, SwitchSource, Switches, Treatment};
 

@@ -269,6 +269,13 @@ pub struct Statement {
     /// A door out of the database it opens (`COPY ... PROGRAM`, `COPY ...
     /// 'file'`), by how it is spelled.
     pub side_door: Option<(&'static str, SideDoor)>,
+    /// Other nodes of a distributed cluster carry out part of it (a Citus
+    /// distributed plan), in sessions of the current role. The glue says
+    /// so only while the statement runs as a role other than the session's
+    /// agent (`SET ROLE`, `SECURITY DEFINER`, an agent's code in another
+    /// role's session): the one case a rule reads it, so an agent's own
+    /// distributed reads are not decided for it.
+    pub reaches_other_nodes: bool,
 }
 
 impl Statement {
@@ -291,6 +298,7 @@ impl Statement {
             || self.takes_api_name.is_some()
             || self.hands_over.is_some()
             || self.side_door.is_some()
+            || self.reaches_other_nodes
     }
 
     /// The classes its operations perform.

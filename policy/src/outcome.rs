@@ -31,6 +31,10 @@ pub enum Decision {
     /// Protected, but the transaction is a review: allowed without a
     /// token, to take effect only when an approver commits it.
     AllowInReview,
+    /// Protected, but sent by another node of the cluster, whose guard
+    /// judged (and approved) the statement it is part of
+    /// ([`crate::SessionFacts::from_cluster_node`]).
+    AllowFromClusterNode,
     /// Refused.
     Deny(Denial),
 }

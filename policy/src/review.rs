@@ -86,6 +86,18 @@ pub struct Finisher {
     pub is_agent: bool,
     pub is_approver: bool,
     pub is_superuser: bool,
+    /// Sent by another node of the cluster over its certificate's
+    /// connection (`crate::SessionFacts::from_cluster_node`): Citus commits
+    /// every worker's part of a distributed transaction this way.
+    pub from_cluster_node: bool,
+}
+
+/// Is `who`'s COMMIT PREPARED refused before anything else is read? An
+/// agent commits nothing prepared (it prepares only reviews, an approver's
+/// to commit), unless the node that coordinates a distributed transaction
+/// commits the agent's part of it.
+pub fn commit_prepared_refusal(who: &Finisher, gid: &str) -> Option<Denial> {
+    (who.is_agent && !who.from_cluster_node).then(|| agent_commit_denial(&who.session_user, gid))
 }
 
 /// May `who` COMMIT PREPARED (`commit`) or ROLLBACK PREPARED the review
@@ -296,6 +308,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_the_coordinating_node_commits_an_agents_prepared_part() {
+        let agent = who("bot", true, false, false);
+        let d = commit_prepared_refusal(&agent, "citus_0_1_2_3").unwrap();
+        assert!(d.message.contains("may not commit prepared transactions"));
+        let node = Finisher {
+            from_cluster_node: true,
+            ..who("bot", true, false, false)
+        };
+        assert!(commit_prepared_refusal(&node, "citus_0_1_2_3").is_none());
+        assert!(commit_prepared_refusal(&who("dba", false, true, false), "g").is_none());
+    }
+
+    #[test]
     fn a_review_covers_row_changes_only() {
         assert!(covers(OpClass::Delete));
         assert!(covers(OpClass::Update));
@@ -317,6 +342,7 @@ mod tests {
             is_agent: agent,
             is_approver: approver,
             is_superuser: su,
+            from_cluster_node: false,
         }
     }
 

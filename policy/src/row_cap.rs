@@ -191,9 +191,9 @@ pub fn refusal(what: &str, token: Uuid, e: &Exceeded, table: &str) -> Denial {
         Exceeded::Uncountable { .. } => Denial {
             source: Source::Token,
             message: format!(
-                "{what} refused: it wrote foreign table {table} in a way whose rows cannot be counted against approval token {token}; nothing was changed and the token is still unused; write a foreign table only as the statement's own target"
+                "{what} refused: it wrote {table}, whose rows are another server's (a foreign or distributed table), in a way whose rows cannot be counted against approval token {token}; nothing was changed and the token is still unused; write such a table only as the statement's own target"
             ),
-            detail: "PostgreSQL keeps no per-table counts for a foreign table: its rows count only as the query that writes it reports them, which a WITH clause's write, or one beside another write, does not.".into(),
+            detail: "PostgreSQL keeps no per-table counts here for a foreign or distributed table: its rows count only as the query that writes it reports them, which a WITH clause's write, or one beside another write, does not.".into(),
             hint: format!(
                 "Write {table} with a statement of its own, such as DELETE FROM {table} WHERE ..., with {}.",
                 tag(TOKEN_KEY, &token.to_string())
@@ -458,7 +458,7 @@ mod tests {
         assert_eq!(d.source, Source::Token);
         assert!(
             d.message.starts_with(
-                "DELETE on public.remote_orders refused: it wrote foreign table public.remote_orders in a way whose rows cannot be counted"
+                "DELETE on public.remote_orders refused: it wrote public.remote_orders, whose rows are another server's (a foreign or distributed table), in a way whose rows cannot be counted"
             ),
             "{}",
             d.message

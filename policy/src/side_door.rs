@@ -42,6 +42,11 @@ pub enum SideDoor {
     /// sessions of their own, as the current role, as text the guard on
     /// this node never judges.
     RemoteCommand,
+    /// Citus's internal functions (schema `citus_internal`, or named
+    /// `citus_internal_*`): they edit the cluster's metadata (which shards
+    /// a table has, where they live) for Citus's own node connections, and
+    /// unlock for any session that names itself `citus_internal`.
+    CitusInternal,
     /// A logical replication subscription: its apply worker writes the
     /// database (DELETE, TRUNCATE) as the subscription's owner, from another
     /// server, outside any session.
@@ -85,6 +90,11 @@ pub fn side_door_denial(session_user: &str, verb: &str, door: SideDoor) -> Denia
             "The other nodes run the command in sessions of their own, as the current role (which may be a role the agent switched to with SET ROLE), from text this node never judges.",
             "Run the statement on the distributed table itself: the coordinator judges it against the table's name, and one approval token covers it on every node.",
         ),
+        SideDoor::CitusInternal => (
+            "call Citus's internal functions",
+            "They change the cluster's metadata (which shards a table has and where they live) below anything the guard judges, and are meant for Citus's own connections between nodes: an agent's call could make a table's rows unreachable.",
+            "Use Citus's documented functions and statements on the distributed table; Citus calls its internal functions itself.",
+        ),
         SideDoor::Connection => (
             "open connections out of the session",
             "A new connection is a session of its own, as whoever its connection string names, outside what the guard judges here.",
@@ -98,6 +108,26 @@ pub fn side_door_denial(session_user: &str, verb: &str, door: SideDoor) -> Denia
             "{why} Refused in every database, whatever its settings say; no approval token covers it."
         ),
         hint: hint.into(),
+    }
+}
+
+/// The refusal of an agent's statement that other nodes of a distributed
+/// cluster would carry out while it runs as another role: Citus connects
+/// to them as the current role, so their guards would judge that role,
+/// not the agent (a function pushed down to a shard, a human's role after
+/// `SET ROLE`, could delete there unjudged). No token covers it.
+pub fn other_nodes_as_another_role_denial(agent: &str, current: &str, verb: &str) -> Denial {
+    Denial {
+        source: Source::Guard,
+        message: format!(
+            "{verb} refused: agent role \"{agent}\" may not run a statement that reaches other nodes of the cluster as role \"{current}\""
+        ),
+        detail: format!(
+            "Citus carries out part of it on other nodes in sessions of the current role, \"{current}\", whose guards would judge that role instead of the agent. Refused in every database, whatever its settings say; no approval token covers it."
+        ),
+        hint: format!(
+            "Run it as \"{agent}\" itself: RESET ROLE; then the statement (not from a function that runs as another role)."
+        ),
     }
 }
 

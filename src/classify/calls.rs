@@ -58,6 +58,9 @@ fn door_of_other_extension(func: pg_sys::Oid) -> Option<(&'static str, SideDoor)
         Some(("dblink", SideDoor::Connection))
     } else if REMOTE_COMMANDS.contains(&name.as_str()) {
         Some(("Citus's run_command_on_*()", SideDoor::RemoteCommand))
+    } else if citus_internal(func, &name) && !crate::port::from_cluster_node() {
+        // On another node's connection they are Citus's own work.
+        Some(("Citus's internal function", SideDoor::CitusInternal))
     } else if WRITING_FILES.contains(&name.as_str()) {
         Some((
             "adminpack's pg_file_*() on a server file",
@@ -66,6 +69,24 @@ fn door_of_other_extension(func: pg_sys::Oid) -> Option<(&'static str, SideDoor)
     } else {
         None
     }
+}
+
+/// Is this one of Citus's internal functions: in schema `citus_internal`,
+/// or named `citus_internal_*` (the older names, in `pg_catalog`)?
+fn citus_internal(func: pg_sys::Oid, name: &str) -> bool {
+    if name.starts_with("citus_internal") {
+        return true;
+    }
+    // SAFETY: catalog lookups by oid, inside a transaction (a call starts).
+    let schema = unsafe {
+        let ns = pg_sys::get_func_namespace(func);
+        let n = pg_sys::get_namespace_name(ns);
+        if n.is_null() {
+            return false;
+        }
+        crate::pg::cstr(n)
+    };
+    schema == "citus_internal"
 }
 
 /// `lo_import(text, oid)`: pgrx types this one constant as an Oid.

@@ -66,6 +66,64 @@ unsafe fn unplanned_writes(stmt: &pg_sys::PlannedStmt) -> Vec<(OpClass, pg_sys::
         .collect()
 }
 
+/// Does another node of a distributed cluster carry out part of this plan:
+/// a custom scan of Citus's ("Citus Adaptive", "Citus MERGE INTO ...")
+/// anywhere in it? Citus runs those parts on the workers as the current
+/// role.
+///
+/// # Safety
+/// `stmt` is a valid planned statement.
+pub unsafe fn distributed(stmt: &pg_sys::PlannedStmt) -> bool {
+    std::iter::once(stmt.planTree as *mut std::ffi::c_void)
+        .chain(list_ptrs(stmt.subplans))
+        .any(|p| has_citus_scan(p as *const pg_sys::Plan))
+}
+
+/// # Safety
+/// `p` is NULL or a valid plan node.
+unsafe fn has_citus_scan(p: *const pg_sys::Plan) -> bool {
+    use pg_sys::NodeTag::*;
+    if p.is_null() {
+        return false;
+    }
+    let any = |list: *mut pg_sys::List| {
+        list_ptrs(list)
+            .into_iter()
+            .any(|c| has_citus_scan(c as *const pg_sys::Plan))
+    };
+    let below = match node_tag(p as *const std::ffi::c_void) {
+        T_CustomScan => {
+            let cs = &*(p as *const pg_sys::CustomScan);
+            if !cs.methods.is_null()
+                && crate::pg::cstr((*cs.methods).CustomName).starts_with("Citus")
+            {
+                return true;
+            }
+            any(cs.custom_plans)
+        }
+        T_Append => any((*(p as *const pg_sys::Append)).appendplans),
+        T_MergeAppend => any((*(p as *const pg_sys::MergeAppend)).mergeplans),
+        T_BitmapAnd => any((*(p as *const pg_sys::BitmapAnd)).bitmapplans),
+        T_BitmapOr => any((*(p as *const pg_sys::BitmapOr)).bitmapplans),
+        T_SubqueryScan => has_citus_scan((*(p as *const pg_sys::SubqueryScan)).subplan),
+        _ => false,
+    };
+    below || has_citus_scan((*p).lefttree) || has_citus_scan((*p).righttree)
+}
+
+/// Did rules make this query, or make it what it is: a rule's extra action
+/// (it sets no command tag), or a query over a view or a table with rules
+/// (an INSTEAD rule's or an updatable view's rewrite keeps the relation it
+/// replaced in the range table)? Such a query is not the one its text says.
+///
+/// # Safety
+/// `stmt` is a valid planned statement, inside a transaction.
+pub unsafe fn rewritten(stmt: &pg_sys::PlannedStmt) -> bool {
+    !stmt.canSetTag
+        || crate::range_table::relations(stmt)
+            .any(|r| r.is_view() || crate::pg::has_rules(r.relid()))
+}
+
 /// The operation classes a planned query performs, from its ModifyTable nodes
 /// and its permissions alone (no catalog access). Lets the hook skip
 /// classification when nothing the query does is protected.
@@ -238,7 +296,32 @@ pub unsafe fn classify(stmt: &pg_sys::PlannedStmt) -> Statement {
 /// # Safety
 /// `stmt` is a valid planned statement.
 pub unsafe fn reports_its_writes(stmt: &pg_sys::PlannedStmt) -> bool {
-    stmt.commandType != CMD_SELECT && stmt.canSetTag && modify_tables(stmt).len() == 1
+    stmt.commandType != CMD_SELECT
+        && stmt.canSetTag
+        && match modify_tables(stmt).len() {
+            1 => true,
+            // Another extension's node writes (Citus: the rows of every
+            // shard), and reports them: one table, its own target.
+            0 => unplanned_written(stmt).len() == 1,
+            _ => false,
+        }
+}
+
+/// The tables a planned query writes through another extension's node (no
+/// ModifyTable node: Citus's distributed DELETE, UPDATE or MERGE), from the
+/// permissions it asks for. Their rows are not this server's: only the
+/// query's report (es_processed) counts them.
+///
+/// # Safety
+/// `stmt` is a valid planned statement.
+pub unsafe fn unplanned_written(stmt: &pg_sys::PlannedStmt) -> Vec<pg_sys::Oid> {
+    let mut out: Vec<pg_sys::Oid> = Vec::new();
+    for (_, relid) in unplanned_writes(stmt) {
+        if !out.contains(&relid) {
+            out.push(relid);
+        }
+    }
+    out
 }
 
 /// The partitioned tables a planned query writes through (its ModifyTable

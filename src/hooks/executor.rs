@@ -85,6 +85,15 @@ pub(super) unsafe fn shape(ps: &pg_sys::PlannedStmt) -> Shape {
     }
 }
 
+/// Does the statement judged as an agent's run as another role: the
+/// agent's `SET ROLE`, a `SECURITY DEFINER` function of another owner, or
+/// the agent's code in another role's session?
+fn acting_as_another_role() -> bool {
+    // SAFETY: reads two backend variables.
+    let switched = unsafe { pg_sys::GetUserId() != pg_sys::GetSessionUserId() };
+    switched || !crate::identity::session_user_is_agent()
+}
+
 #[pgrx::pg_guard]
 // SAFETY: called from `start_hook` with PostgreSQL's arguments; #[pg_guard] catches panics.
 unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
@@ -129,21 +138,28 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
     if !fk_action && (agent || rule_or_view.is_some()) {
         let _judging = rule_or_view.map(agent_code::Judging::as_agent);
         // SAFETY: ps is valid.
-        let shape = unsafe { shape(ps) };
+        let mut shape = unsafe { shape(ps) };
+        let read = shape == Shape::READ;
+        // Parts of it run on other nodes as the current role: decided
+        // while that role is not the agent's own.
+        // SAFETY: ps is valid.
+        let reaches = acting_as_another_role() && unsafe { plan::distributed(ps) };
+        shape.touches_guard |= reaches;
         if !explain_only && treatment(&settings::Live, shape) != Treatment::Pass {
-            let stmt = if shape == Shape::READ {
+            let mut stmt = if read {
                 Statement::read()
             } else {
                 // SAFETY: ps is valid.
                 unsafe { plan::classify(ps) }
             };
+            stmt.reaches_other_nodes = reaches;
             // SAFETY: sourceText is the query's text.
             let text = unsafe { pg::statement_text((*query_desc).sourceText, ps) };
             // A review's statement opens the window too (its foreign-key
             // actions are its own), with nothing to cap.
-            let terms = match guard::judge(&stmt, &text, sent_by_client(query_desc)) {
+            let terms = match guard::judge(&stmt, &text, origin(query_desc, ps)) {
                 Outcome::Approved { token, limits } => Some(Some((token, limits))),
-                Outcome::Reviewed => Some(None),
+                Outcome::Reviewed | Outcome::FromClusterNode => Some(None),
                 Outcome::Allow => None,
             };
             if let Some(terms) = terms {
@@ -329,6 +345,22 @@ unsafe extern "C-unwind" fn end_hook(query_desc: *mut pg_sys::QueryDesc) {
     }
     // SAFETY: see PREV_START; called exactly as PostgreSQL calls the hook.
     unsafe { PREV_END.unwrap_or(standard_ExecutorEnd)(query_desc) }
+}
+
+/// Where the query comes from, for judging it: as [`sent_by_client`], but
+/// on another node's connection a query that rules made or rewrote is not
+/// the statement that node judged and sent (an agent's rule on a shard
+/// could turn Citus's DELETE there into one elsewhere).
+fn origin(query_desc: *mut pg_sys::QueryDesc, ps: &pg_sys::PlannedStmt) -> guard::Origin {
+    match sent_by_client(query_desc) {
+        // SAFETY: ps is the query's valid plan, inside a transaction.
+        guard::Origin::Client
+            if crate::port::from_cluster_node() && unsafe { plan::rewritten(ps) } =>
+        {
+            guard::Origin::Nested
+        }
+        o => o,
+    }
 }
 
 /// Did the client send this query (the active portal runs it), rather than

@@ -10,7 +10,7 @@
 
 use super::file::{self, Meta};
 use crate::{audit, identity, pg, privileged};
-use aas_policy::review::{agent_commit_denial, may_finish, Finisher};
+use aas_policy::review::{commit_prepared_refusal, may_finish, Finisher};
 use aas_policy::{EventKind, Source, Verdict};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
@@ -95,6 +95,8 @@ fn finisher() -> Finisher {
             || crate::agent_code::running().is_some(),
         is_approver: approver,
         is_superuser: su,
+        from_cluster_node: crate::port::from_cluster_node()
+            && crate::agent_code::running().is_none(),
     }
 }
 
@@ -130,13 +132,11 @@ pub unsafe fn before(node: *const pg_sys::Node) -> Option<Finishing> {
     // SAFETY: the gid of a COMMIT or ROLLBACK PREPARED is a C string.
     let (raw, gid) = unsafe { (CStr::from_ptr(t.gid).to_bytes().to_vec(), pg::cstr(t.gid)) };
     let who = finisher();
-    if commit && who.is_agent {
-        refuse(
-            agent_commit_denial(&who.session_user, &gid),
-            commit,
-            &gid,
-            "",
-        );
+    if let Some(d) = commit
+        .then(|| commit_prepared_refusal(&who, &gid))
+        .flatten()
+    {
+        refuse(d, commit, &gid, "");
     }
     let (xid, owner) = prepared(&raw)?;
     let (path, meta) = file::read(dboid(), xid)?;

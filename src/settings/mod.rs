@@ -115,6 +115,12 @@ static RECYCLE_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600
 /// -1 is no limit.
 static RECYCLE_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(-1);
 
+/// For DBAs, in postgresql.conf: the subject of the client certificate the
+/// nodes of a distributed cluster (Citus) present to each other, as
+/// `pg_stat_ssl.client_dn` shows it; empty: no connection is a node's.
+static CLUSTER_NODE_CERTIFICATE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c""));
+
 // --- Typed accessors ---------------------------------------------------------
 
 /// A string setting's current value, trimmed; `None` when empty. Read through
@@ -193,6 +199,9 @@ pub fn recycle_retention_s() -> i64 {
 pub fn recycle_max_bytes() -> Option<i64> {
     let kb = int(&RECYCLE_MAX_BYTES);
     (kb >= 0).then_some(kb as i64 * 1024)
+}
+pub fn cluster_node_certificate() -> Option<&'static str> {
+    text(&CLUSTER_NODE_CERTIFICATE)
 }
 pub fn audit_statement_max() -> usize {
     int(&AUDIT_STATEMENT_MAX).max(0) as usize
@@ -399,6 +408,17 @@ pub fn define(show_agent_session: pg_sys::GucShowHook) {
             i32::MAX,
             GucContext::Sighup,
             GucFlags::UNIT_S,
+            None,
+            None,
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"ai_agent_safety.cluster_node_certificate",
+            c"Subject of the client certificate the nodes of a distributed cluster present to each other (as pg_stat_ssl.client_dn shows it): their statements were judged on the node that sent them.",
+            c"",
+            &CLUSTER_NODE_CERTIFICATE,
+            GucContext::Sighup,
+            GucFlags::SUPERUSER_ONLY,
             None,
             None,
             None,

@@ -14,6 +14,7 @@ fn role_change(verb: &str, role: &str) -> Statement {
         takes_api_name: None,
         hands_over: None,
         side_door: None,
+        reaches_other_nodes: false,
     }
 }
 
@@ -86,6 +87,7 @@ fn the_two_groups_are_not_renamed_or_dropped_by_anyone() {
         takes_api_name: None,
         hands_over: None,
         side_door: None,
+        reaches_other_nodes: false,
     };
     let d = group_change_denial(&change("DROP ROLE", 10, "ai_agent"), &groups).unwrap();
     assert_eq!(

@@ -7,6 +7,7 @@ use crate::credentials::SECOND_US;
 use crate::*;
 
 mod api;
+mod cluster_node;
 mod credentials;
 mod decision;
 mod decision_environment;
@@ -61,6 +62,7 @@ fn agent() -> SessionFacts {
         run_by: None,
         token_from_setting: false,
         review: None,
+        from_cluster_node: false,
     }
 }
 

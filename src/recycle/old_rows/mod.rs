@@ -326,10 +326,15 @@ fn record(k: &Keeping, kind: Kind, id: u32, copies: &[&Copy]) {
         statement: k.statement.clone(),
         ..audit::Event::new(Source::Recycle, EventKind::Kept, Verdict::Info)
     });
-    pgrx::notice!(
-        "{}",
-        policy::kept_old_rows_notice(kind.name(), &object, rows, id, k.retention)
-    );
+    // Another node's statement (Citus's, on a shard): its client is that
+    // node, which passes notices on to the agent; the shard is not the
+    // agent's to see (the entry and the audit event name it here).
+    if !crate::port::from_cluster_node() {
+        pgrx::notice!(
+            "{}",
+            policy::kept_old_rows_notice(kind.name(), &object, rows, id, k.retention)
+        );
+    }
 }
 
 /// A (sub)transaction aborted: what it kept is gone with it, and an owner
