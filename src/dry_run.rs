@@ -317,8 +317,14 @@ fn in_rolled_back_subtransaction(
             enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
             pg_sys::SPI_connect();
             let rc = pg_sys::SPI_execute(ptr, false, 0);
-            let tally = dry().as_ref().map(|d| (d.tally.per_table(), d.tally.uncountable()));
-            let (per_table, uncountable) = tally.unwrap_or_default();
+            let tally = dry().as_ref().map(|d| {
+                (
+                    d.tally.per_table(),
+                    d.tally.uncountable(),
+                    d.tally.cascades_elsewhere(),
+                )
+            });
+            let (per_table, uncountable, cascades) = tally.unwrap_or_default();
             pg_sys::SPI_finish();
             disable_timeout(STATEMENT_TIMEOUT, false);
             if rc < 0 {
@@ -328,6 +334,12 @@ fn in_rolled_back_subtransaction(
                 return Err(format!(
                     "its dry run wrote {}, whose rows are another server's (a foreign or distributed table), in a way whose rows cannot be counted (a WITH clause's write, or one beside another write); write such a table only as the statement's own target",
                     pg::relation_display(t)
+                ));
+            }
+            if let Some(t) = cascades {
+                return Err(format!(
+                    "in its dry run, {}",
+                    aas_policy::row_cap::cascade_not_counted(&pg::relation_display(t))
                 ));
             }
             Ok(per_table)

@@ -120,9 +120,10 @@ pub unsafe fn finished(qd: *mut pg_sys::QueryDesc) {
         .into_iter()
         .map(|(t, n, _)| (t.to_u32(), n))
         .collect();
-    let exceeded = match c.tally.uncountable() {
-        Some(t) => Some(Exceeded::Uncountable { relid: t.to_u32() }),
-        None => aas_policy::row_cap::check(&c.limits, &counted, c.reported),
+    let exceeded = match (c.tally.uncountable(), c.tally.cascades_elsewhere()) {
+        (Some(t), _) => Some(Exceeded::Uncountable { relid: t.to_u32() }),
+        (None, Some(t)) => Some(Exceeded::CascadesElsewhere { relid: t.to_u32() }),
+        (None, None) => aas_policy::row_cap::check(&c.limits, &counted, c.reported),
     };
     if let Some(e) = exceeded {
         let table = e

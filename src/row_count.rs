@@ -16,7 +16,10 @@
 //! write is its own target does. A foreign table written any other way (a
 //! WITH clause's write) leaves the tally uncountable. So does a table
 //! another extension's node writes on other servers (Citus's distributed
-//! table, whose rows are the workers' shards').
+//! table, whose rows are the workers' shards'). Its report counts its own
+//! rows only: what a foreign key referencing it cascades to (ON DELETE
+//! CASCADE ..., run on the workers) is counted nowhere, so such a write
+//! leaves the tally uncountable too.
 
 use aas_policy::row_cap::Changes;
 use pgrx::pg_sys;
@@ -123,6 +126,10 @@ pub struct Tally {
     reporting: Vec<(*mut pg_sys::QueryDesc, pg_sys::Oid)>,
     /// A foreign table written where its rows go unreported.
     uncountable: Option<pg_sys::Oid>,
+    /// A table whose foreign key carries a distributed table's deletes or
+    /// updates to its own rows, on the servers that hold them: no report
+    /// counts those.
+    cascades: Option<pg_sys::Oid>,
 }
 
 /// The table's transaction counters: rows inserted, updated and deleted in
@@ -187,8 +194,20 @@ impl Tally {
         };
         // Rows another extension's node writes on other servers (Citus's
         // shards) change no counter here: the query's report counts them.
+        let (delete, update) = match ps.commandType {
+            pg_sys::CmdType::CMD_DELETE => (true, false),
+            pg_sys::CmdType::CMD_UPDATE => (false, true),
+            pg_sys::CmdType::CMD_MERGE => (true, true),
+            _ => (false, false),
+        };
         for relid in elsewhere {
             self.add(relid, via);
+            if self.cascades.is_none() && (delete || update) {
+                // SAFETY: per this function's contract.
+                let referencing =
+                    unsafe { crate::pg::cascading_referencers(relid, delete, update) };
+                self.cascades = referencing.first().copied();
+            }
             if reports {
                 self.reporting.push((qd, relid));
             } else {
@@ -259,6 +278,13 @@ impl Tally {
     /// A foreign table written where its rows cannot be counted, if any.
     pub fn uncountable(&self) -> Option<pg_sys::Oid> {
         self.uncountable
+    }
+
+    /// A table a foreign key changes on other servers, with no count, when
+    /// a distributed table it references is written (Citus runs the
+    /// key's CASCADE, SET NULL or SET DEFAULT on the workers), if any.
+    pub fn cascades_elsewhere(&self) -> Option<pg_sys::Oid> {
+        self.cascades
     }
 
     /// Rows changed in each table seen, in the order seen: the change of its

@@ -256,6 +256,40 @@ fn only_the_clusters_node_certificate_carries_statements_another_node_judged() {
         "{out}"
     );
     assert_eq!(rows(&mut su), 8);
+    // Nor does a query run through a portal of its own look like the one
+    // the node sent (such a portal carries its query's own text): a
+    // PL/pgSQL FOR loop over DELETE ... RETURNING, from a function, a
+    // procedure, or a trigger the node's own DELETE sets off; SQL EXECUTE
+    // of a prepared DELETE, from a function or sent by the node itself.
+    let out = as_agent(
+        Some("node"),
+        "CREATE FUNCTION public.loop_sweep() RETURNS void LANGUAGE plpgsql AS $$
+           DECLARE r record; BEGIN FOR r IN DELETE FROM public.orders WHERE id = 3 RETURNING id LOOP END LOOP; END $$;
+         CREATE PROCEDURE public.loop_proc() LANGUAGE plpgsql AS $$
+           DECLARE r record; BEGIN FOR r IN EXECUTE 'DELETE FROM public.orders WHERE id = 3 RETURNING id' LOOP END LOOP; END $$;
+         CREATE FUNCTION public.exec_sweep() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'EXECUTE gone'; END $$;
+         CREATE TABLE public.marks (id int);
+         CREATE FUNCTION public.loop_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+           DECLARE r record; BEGIN FOR r IN DELETE FROM public.orders WHERE id = 3 RETURNING id LOOP END LOOP; RETURN OLD; END $$;
+         CREATE TRIGGER loop_trigger AFTER DELETE ON public.marks FOR EACH ROW EXECUTE FUNCTION public.loop_trigger();
+         INSERT INTO public.marks VALUES (1);",
+    );
+    assert!(!out.contains("ERROR"), "{out}");
+    for sql in [
+        "SELECT public.loop_sweep();",
+        "CALL public.loop_proc();",
+        "PREPARE gone AS DELETE FROM public.orders WHERE id = 3; SELECT public.exec_sweep();",
+        "PREPARE gone AS DELETE FROM public.orders WHERE id = 3; EXECUTE gone;",
+        "DELETE FROM public.marks;",
+    ] {
+        let out = as_agent(Some("node"), sql);
+        assert!(
+            out.contains("ERROR:  42501") && out.contains("needs an approval token"),
+            "{sql}: {out}"
+        );
+    }
+    assert_eq!(rows(&mut su), 8);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM public.marks"), 1);
     // Rules and views the agent made do not ride on the node's trust: a
     // rule's extra DELETE, an INSTEAD rule that turns a DELETE of its own
     // table into one of another, a DELETE through its view.
@@ -288,11 +322,13 @@ fn only_the_clusters_node_certificate_carries_statements_another_node_judged() {
         );
     }
     assert_eq!(rows(&mut su), 8);
-    // Each let-through is in the audit log, with why.
+    // Each let-through is in the audit log, with why: the two DELETEs, the
+    // two-phase commit, and the DELETE of public.marks whose trigger was
+    // refused (audit events outlive their statement's rollback).
     wait_for_count(
         &mut su,
         "SELECT count(*) FROM ai_agent_safety.audit_log WHERE session_user_name = 'cn_agent' \
          AND decision = 'allow' AND reason LIKE '%sent by another node of the cluster (certificate /CN=aas-test-node)%'",
-        3,
+        4,
     );
 }

@@ -96,6 +96,11 @@ pub enum Exceeded {
     /// by a query that does not report those rows (a WITH clause, or beside
     /// another write): they cannot be counted, so not held to the cap.
     Uncountable { relid: u32 },
+    /// A table whose foreign key changes its own rows (ON DELETE or ON
+    /// UPDATE CASCADE, SET NULL, SET DEFAULT) when a distributed table it
+    /// references is written: the workers run the key's action on their
+    /// shards, and nothing reports those rows.
+    CascadesElsewhere { relid: u32 },
 }
 
 impl Exceeded {
@@ -105,7 +110,8 @@ impl Exceeded {
             Exceeded::Total { .. } => None,
             Exceeded::Table { relid, .. }
             | Exceeded::Untrustworthy { relid }
-            | Exceeded::Uncountable { relid } => Some(*relid),
+            | Exceeded::Uncountable { relid }
+            | Exceeded::CascadesElsewhere { relid } => Some(*relid),
         }
     }
 }
@@ -148,6 +154,14 @@ pub fn check(limits: &Limits, counted: &[(u32, Changes)], floor: i64) -> Option<
         Some(cap) if exceeded(cap, reached) => Some(Exceeded::Total { cap, reached }),
         _ => None,
     }
+}
+
+/// Why a statement's rows cannot be counted when `table`'s foreign key
+/// cascades its change on other servers (the preview's reason too).
+pub fn cascade_not_counted(table: &str) -> String {
+    format!(
+        "a foreign key of {table} carries it to {table}'s rows on the servers that hold them (ON DELETE or ON UPDATE CASCADE, SET NULL or SET DEFAULT, of a distributed table), which nothing counts"
+    )
 }
 
 fn rows(n: i64) -> String {
@@ -196,6 +210,18 @@ pub fn refusal(what: &str, token: Uuid, e: &Exceeded, table: &str) -> Denial {
             detail: "PostgreSQL keeps no per-table counts here for a foreign or distributed table: its rows count only as the query that writes it reports them, which a WITH clause's write, or one beside another write, does not.".into(),
             hint: format!(
                 "Write {table} with a statement of its own, such as DELETE FROM {table} WHERE ..., with {}.",
+                tag(TOKEN_KEY, &token.to_string())
+            ),
+        },
+        Exceeded::CascadesElsewhere { .. } => Denial {
+            source: Source::Token,
+            message: format!(
+                "{what} refused: {}, so the rows it changed cannot be counted against approval token {token}; nothing was changed and the token is still unused; change {table}'s rows first, with a statement of its own",
+                cascade_not_counted(table)
+            ),
+            detail: "A distributed table's rows are its shards' on the workers, and so are the rows its foreign keys' actions change: the statement reports its own table's rows only, and no per-table count here sees the others.".into(),
+            hint: format!(
+                "Change the referencing rows first, with a statement of its own, such as DELETE FROM {table} WHERE ..., then this one again, each with {}.",
                 tag(TOKEN_KEY, &token.to_string())
             ),
         },
@@ -465,6 +491,26 @@ mod tests {
         );
         assert!(d.message.contains("the token is still unused"));
         assert!(d.hint.contains("DELETE FROM public.remote_orders WHERE"));
+        assert!(d
+            .hint
+            .contains("/*ai_agent_safety_token='8c2952f6-081c-488d-b9ff-9afcc9069553'*/"));
+    }
+
+    #[test]
+    fn rows_a_foreign_key_cascades_to_on_other_servers_are_refused() {
+        let e = Exceeded::CascadesElsewhere { relid: 11 };
+        assert_eq!(e.relid(), Some(11));
+        let d = refusal("DELETE on public.customers", id(), &e, "public.orders");
+        assert_eq!(d.source, Source::Token);
+        assert!(
+            d.message.starts_with(
+                "DELETE on public.customers refused: a foreign key of public.orders carries it to public.orders's rows on the servers that hold them"
+            ),
+            "{}",
+            d.message
+        );
+        assert!(d.message.contains("the token is still unused"));
+        assert!(d.hint.contains("DELETE FROM public.orders WHERE"));
         assert!(d
             .hint
             .contains("/*ai_agent_safety_token='8c2952f6-081c-488d-b9ff-9afcc9069553'*/"));

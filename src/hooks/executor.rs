@@ -348,18 +348,37 @@ unsafe extern "C-unwind" fn end_hook(query_desc: *mut pg_sys::QueryDesc) {
 }
 
 /// Where the query comes from, for judging it: as [`sent_by_client`], but
-/// on another node's connection a query that rules made or rewrote is not
-/// the statement that node judged and sent (an agent's rule on a shard
-/// could turn Citus's DELETE there into one elsewhere).
+/// on another node's connection only the statement that node sent, as it
+/// sent it, is the one that node judged. Not a query that rules made or
+/// rewrote (an agent's rule on a shard could turn Citus's DELETE there into
+/// one elsewhere), and not one run through a portal of its own (a PL/pgSQL
+/// `FOR r IN DELETE ... RETURNING` loop's cursor, or SQL `EXECUTE` of a
+/// prepared statement from a function or trigger): such a portal carries
+/// its query's own text, as the client's does.
 fn origin(query_desc: *mut pg_sys::QueryDesc, ps: &pg_sys::PlannedStmt) -> guard::Origin {
     match sent_by_client(query_desc) {
-        // SAFETY: ps is the query's valid plan, inside a transaction.
         guard::Origin::Client
-            if crate::port::from_cluster_node() && unsafe { plan::rewritten(ps) } =>
+            if crate::port::from_cluster_node()
+                // SAFETY: ps is the query's valid plan, inside a transaction.
+                && (!protocol_portal() || unsafe { plan::rewritten(ps) }) =>
         {
             guard::Origin::Nested
         }
         o => o,
+    }
+}
+
+/// Is the active portal the unnamed one, which only PostgreSQL's protocol
+/// code makes (for a simple query, and for an unnamed Bind, as libpq and
+/// Citus send)? A cursor's portal (SQL, PL/pgSQL or SPI) and SQL
+/// `EXECUTE`'s are named: `CreateNewPortal` picks "<unnamed portal N>"
+/// for one asked for with no name, and SQL may not name a cursor "".
+fn protocol_portal() -> bool {
+    // SAFETY: ActivePortal is NULL or the running portal, whose name is a
+    // valid C string.
+    unsafe {
+        let portal = pg_sys::ActivePortal;
+        !portal.is_null() && *(*portal).name == 0
     }
 }
 

@@ -329,27 +329,6 @@ pub unsafe fn statement_text(query: *const c_char, pstmt: *const pg_sys::Planned
     unsafe { server_text(&all[start..end]) }.trim().to_string()
 }
 
-/// The tables a table's foreign keys reference (from the relcache).
-///
-/// # Safety
-/// Inside a transaction.
-pub unsafe fn foreign_key_targets(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
-    // SAFETY: the relation is opened and closed here; its FK list belongs
-    // to the relcache and is only read.
-    unsafe {
-        let rel = pg_sys::RelationIdGetRelation(relid);
-        if rel.is_null() {
-            return Vec::new();
-        }
-        let targets = list_ptrs(pg_sys::RelationGetFKeyList(rel))
-            .into_iter()
-            .map(|fk| (*(fk as *const pg_sys::ForeignKeyCacheInfo)).confrelid)
-            .collect();
-        pg_sys::RelationClose(rel);
-        targets
-    }
-}
-
 /// Does the relation have rules (`pg_class.relhasrules`)? False for one
 /// that is gone.
 ///
@@ -477,9 +456,11 @@ pub unsafe fn existing_relation(rv: *const pg_sys::RangeVar) -> Option<pg_sys::O
 }
 
 /// utils/timeout.h, which pgrx does not bind.
+mod foreign_keys;
 pub mod timeout;
 mod tuples;
 
+pub use foreign_keys::{cascading_referencers, foreign_key_targets};
 pub use tuples::attr;
 
 /// Sets a setting as the session would (`SET`, or `SET LOCAL` with

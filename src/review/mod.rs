@@ -214,9 +214,21 @@ pub unsafe fn finished(qd: *mut pg_sys::QueryDesc) {
         rows += n.total().max(0);
         tables.push(crate::row_count::entry(relid, n, via, command));
     }
+    // Rows no count here sees (another server's, written where the query
+    // does not report them, or a foreign key's action there): named for
+    // the approver, who sees them as not counted.
+    let mut entry = json!({"statement": cut(&c.text), "rows": rows, "tables": tables});
+    let uncounted: Vec<String> = [c.tally.uncountable(), c.tally.cascades_elsewhere()]
+        .into_iter()
+        .flatten()
+        .map(pg::relation_display)
+        .collect();
+    if !uncounted.is_empty() {
+        entry["not_counted"] = json!(uncounted);
+    }
     r.statements.push(Recorded {
         subxact: c.subxact,
-        entry: json!({"statement": cut(&c.text), "rows": rows, "tables": tables}),
+        entry,
         rows,
     });
 }

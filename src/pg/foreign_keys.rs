@@ -1,0 +1,102 @@
+//! Foreign keys: what a table references, and what references it in a way
+//! that changes rows of its own.
+
+use super::list_ptrs;
+use pgrx::pg_sys;
+
+/// The tables a table's foreign keys reference (from the relcache).
+///
+/// # Safety
+/// Inside a transaction.
+pub unsafe fn foreign_key_targets(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    // SAFETY: the relation is opened and closed here; its FK list belongs
+    // to the relcache and is only read.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return Vec::new();
+        }
+        let targets = list_ptrs(pg_sys::RelationGetFKeyList(rel))
+            .into_iter()
+            .map(|fk| (*(fk as *const pg_sys::ForeignKeyCacheInfo)).confrelid)
+            .collect();
+        pg_sys::RelationClose(rel);
+        targets
+    }
+}
+
+/// The tables whose foreign keys change their own rows when rows of
+/// `relid` are deleted (`delete`) or updated (`update`): ON DELETE or ON
+/// UPDATE CASCADE, SET NULL or SET DEFAULT. A heap scan of pg_constraint
+/// (which has no index on the referenced table), for the rare statement
+/// that asks.
+///
+/// # Safety
+/// Inside a transaction.
+pub unsafe fn cascading_referencers(
+    relid: pg_sys::Oid,
+    delete: bool,
+    update: bool,
+) -> Vec<pg_sys::Oid> {
+    let acts = |action: u8| matches!(action, b'c' | b'n' | b'd');
+    let mut out = Vec::new();
+    let mut columns: Option<[i32; 5]> = None;
+    // SAFETY: per this function's contract; each tuple is read during the
+    // call, with the catalog's own descriptor.
+    unsafe {
+        super::scan_catalog(CONSTRAINT_RELATION_ID.into(), |tup, desc| {
+            let [contype, conrelid, confrelid, confupdtype, confdeltype] = *columns
+                .get_or_insert_with(|| {
+                    [
+                        "contype",
+                        "conrelid",
+                        "confrelid",
+                        "confupdtype",
+                        "confdeltype",
+                    ]
+                    .map(|name| column(desc, name))
+                });
+            let get = |attnum: i32| {
+                if attnum == 0 {
+                    return None;
+                }
+                let mut null = false;
+                let d = pg_sys::heap_getattr(tup, attnum, desc, &mut null);
+                (!null).then_some(d.value())
+            };
+            let byte = |attnum| get(attnum).map(|v| v as u8).unwrap_or(0);
+            let oid = |attnum| get(attnum).map(|v| v as u32).unwrap_or(0);
+            if byte(contype) == b'f'
+                && oid(confrelid) == relid.to_u32()
+                && ((delete && acts(byte(confdeltype))) || (update && acts(byte(confupdtype))))
+            {
+                let r = pg_sys::Oid::from(oid(conrelid));
+                if !out.contains(&r) {
+                    out.push(r);
+                }
+            }
+        })
+    };
+    out
+}
+
+/// pg_constraint (catalog/pg_constraint.h; the same in 15 to 18, whose
+/// bindings pgrx leaves out).
+const CONSTRAINT_RELATION_ID: u32 = 2606;
+
+/// The 1-based number of the catalog column `name` (0 when none is: then
+/// nothing is read).
+///
+/// # Safety
+/// `desc` is a valid tuple descriptor.
+unsafe fn column(desc: pg_sys::TupleDesc, name: &str) -> i32 {
+    // SAFETY: per this function's contract; attribute names are C strings.
+    unsafe {
+        (0..(*desc).natts as usize)
+            .find(|i| {
+                std::ffi::CStr::from_ptr((*super::attr(desc, *i)).attname.data.as_ptr()).to_bytes()
+                    == name.as_bytes()
+            })
+            .map_or(0, |i| i as i32 + 1)
+    }
+}
