@@ -203,9 +203,19 @@ impl Tally {
         for relid in elsewhere {
             self.add(relid, via);
             if self.cascades.is_none() && (delete || update) {
+                // Its partitions' foreign keys too: a key may reference one.
+                // SAFETY: per this function's contract; a catalog lookup
+                // (NoLock: the query holds its locks), an oid list.
+                let family = unsafe {
+                    crate::pg::oid_list(find_all_inheritors(
+                        relid,
+                        pg_sys::NoLock as i32,
+                        std::ptr::null_mut(),
+                    ))
+                };
                 // SAFETY: per this function's contract.
                 let referencing =
-                    unsafe { crate::pg::cascading_referencers(relid, delete, update) };
+                    unsafe { crate::pg::cascading_referencers(&family, delete, update) };
                 self.cascades = referencing.first().copied();
             }
             if reports {

@@ -530,6 +530,67 @@ fn agent_code_and_what_the_guard_decides_from() {
     assert_eq!(orders(&mut o), 10);
 }
 
+/// A foreign key whose action writes is a trigger in all but name: it
+/// deletes or changes the referencing table's rows whenever the referenced
+/// rows go (and on a Citus worker, a key planted there is unseen by the
+/// node that previewed the statement). An agent may not add one to a
+/// human's table, as it may not add a trigger.
+#[test]
+fn a_foreign_key_that_writes_is_not_the_agents_to_add_to_a_humans_table() {
+    let w = World::new("fkaction");
+    let mut su = connect("postgres", &w.protected);
+    su.batch_execute(&format!("GRANT {} TO {}", w.owner, w.agent))
+        .unwrap();
+    let mut o = w.owner_in(&w.protected);
+    o.batch_execute(
+        "CREATE TABLE public.ledger (order_id int, amount int);
+         INSERT INTO public.ledger SELECT g, g FROM generate_series(1, 10) g;",
+    )
+    .unwrap();
+    // Where nothing judges it (the owner, a human): once the key is there,
+    // an order's DELETE takes the owner's ledger rows with it.
+    o.batch_execute(
+        "BEGIN;
+         ALTER TABLE public.ledger ADD FOREIGN KEY (order_id) REFERENCES public.orders ON DELETE CASCADE;
+         DELETE FROM public.orders WHERE id = 1;",
+    )
+    .unwrap();
+    assert_eq!(count(&mut o, "SELECT count(*) FROM public.ledger"), 9);
+    o.batch_execute("ROLLBACK").unwrap();
+    // The agent, a member of the owner's role (so it may alter the table):
+    // refused for each action that writes.
+    let mut a = w.agent_in(&w.protected);
+    for action in [
+        "ON DELETE CASCADE",
+        "ON DELETE SET NULL",
+        "ON DELETE SET DEFAULT",
+        "ON UPDATE CASCADE",
+    ] {
+        let msg = assert_refused(a.batch_execute(&format!(
+            "ALTER TABLE public.ledger ADD FOREIGN KEY (order_id) REFERENCES public.orders {action}"
+        )));
+        assert!(
+            msg.contains("ALTER TABLE ... ADD FOREIGN KEY refused: agent role")
+                && msg.contains("may not add a foreign key that deletes or changes rows")
+                && msg.contains(&format!("to a table owned by role \"{}\"", w.owner)),
+            "{action}: {msg}"
+        );
+    }
+    // A key that only checks is the agent's to add.
+    a.batch_execute(
+        "ALTER TABLE public.ledger ADD FOREIGN KEY (order_id) REFERENCES public.orders",
+    )
+    .unwrap();
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'public.ledger'::regclass AND contype = 'f'"
+        ),
+        1
+    );
+    assert_eq!(count(&mut su, "SELECT count(*) FROM public.ledger"), 10);
+}
+
 /// An approved DELETE's foreign-key cascade runs a trigger the agent put
 /// on a referencing table: the trigger's own DELETE is not part of the
 /// approved cascade.

@@ -35,6 +35,12 @@ pub enum HandoverKind {
     /// A trigger on a table this role owns (it runs on that owner's and
     /// everyone's writes, whatever function it calls).
     TriggerOnTableOf,
+    /// A foreign key whose action writes (ON DELETE or ON UPDATE CASCADE,
+    /// SET NULL, SET DEFAULT) on a table this role owns: PostgreSQL's
+    /// trigger in all but name, changing that table's rows whenever the
+    /// referenced rows go, and on a Citus worker unseen by the node that
+    /// previewed the statement.
+    ForeignKeyActionOnTableOf,
 }
 
 pub fn handover_denial(session_user: &str, h: &Handover) -> Denial {
@@ -55,6 +61,10 @@ pub fn handover_denial(session_user: &str, h: &Handover) -> Denial {
         HandoverKind::TriggerOnTableOf => (
             format!("may not create a trigger on a table owned by role \"{owner}\", which is not an agent"),
             "A trigger runs on every write to the table, whoever writes, and can drop or change rows silently; a DBA creates triggers on tables agents do not own.".to_string(),
+        ),
+        HandoverKind::ForeignKeyActionOnTableOf => (
+            format!("may not add a foreign key that deletes or changes rows (ON DELETE or ON UPDATE CASCADE, SET NULL or SET DEFAULT) to a table owned by role \"{owner}\", which is not an agent"),
+            "Add a key that only checks, with no ON DELETE or ON UPDATE action (NO ACTION, the default): ALTER TABLE <schema>.<table> ADD FOREIGN KEY (<columns>) REFERENCES <schema>.<table> (<columns>); a DBA adds keys with actions to tables agents do not own.".to_string(),
         ),
     };
     Denial {

@@ -85,15 +85,6 @@ pub(super) unsafe fn shape(ps: &pg_sys::PlannedStmt) -> Shape {
     }
 }
 
-/// Does the statement judged as an agent's run as another role: the
-/// agent's `SET ROLE`, a `SECURITY DEFINER` function of another owner, or
-/// the agent's code in another role's session?
-fn acting_as_another_role() -> bool {
-    // SAFETY: reads two backend variables.
-    let switched = unsafe { pg_sys::GetUserId() != pg_sys::GetSessionUserId() };
-    switched || !crate::identity::session_user_is_agent()
-}
-
 #[pgrx::pg_guard]
 // SAFETY: called from `start_hook` with PostgreSQL's arguments; #[pg_guard] catches panics.
 unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
@@ -143,7 +134,7 @@ unsafe extern "C-unwind" fn start_checked(query_desc: *mut pg_sys::QueryDesc, ef
         // Parts of it run on other nodes as the current role: decided
         // while that role is not the agent's own.
         // SAFETY: ps is valid.
-        let reaches = acting_as_another_role() && unsafe { plan::distributed(ps) };
+        let reaches = gate::acting_as_another_role() && unsafe { plan::distributed(ps) };
         shape.touches_guard |= reaches;
         if !explain_only && treatment(&settings::Live, shape) != Treatment::Pass {
             let mut stmt = if read {

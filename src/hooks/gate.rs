@@ -267,3 +267,12 @@ pub(crate) unsafe extern "C-unwind" fn subxact_callback(
         _ => {}
     }
 }
+
+/// Does the statement judged as an agent's run as another role: the
+/// agent's `SET ROLE`, a `SECURITY DEFINER` function of another owner, or
+/// the agent's code in another role's session?
+pub fn acting_as_another_role() -> bool {
+    // SAFETY: reads two backend variables.
+    let switched = unsafe { pg_sys::GetUserId() != pg_sys::GetSessionUserId() };
+    switched || !crate::identity::session_user_is_agent()
+}

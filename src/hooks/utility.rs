@@ -181,7 +181,12 @@ unsafe extern "C-unwind" fn checked(
         // SAFETY: a utility PlannedStmt always has its utilityStmt.
         let node = unsafe { (*pstmt).utilityStmt };
         // SAFETY: node is a valid utility statement.
-        let shape = unsafe { utility::shape(node) };
+        let mut shape = unsafe { utility::shape(node) };
+        // A CALL Citus delegates to another node runs there as the current
+        // role: decided while that role is not the agent's own.
+        // SAFETY: node is a valid utility statement, inside a transaction.
+        let reaches = gate::acting_as_another_role() && unsafe { delegated_call(node) };
+        shape.touches_guard |= reaches;
         if crate::review::active() {
             // SAFETY: node is a valid utility statement; query_string is
             // this statement's text.
@@ -196,12 +201,16 @@ unsafe extern "C-unwind" fn checked(
         if treatment(&settings::Live, shape) != Treatment::Pass {
             // SAFETY: node is a valid utility statement; query_string is this
             // statement's query text.
-            let (stmt, text) = unsafe {
+            let (mut stmt, text) = unsafe {
                 (
                     utility::classify(node),
                     pg::statement_text(query_string, pstmt),
                 )
             };
+            stmt.reaches_other_nodes = reaches;
+            if reaches {
+                stmt.verb = "CALL";
+            }
             let origin = if context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL {
                 guard::Origin::Client
             } else {
@@ -317,5 +326,22 @@ unsafe extern "C-unwind" fn checked(
     crate::agent_code::unmark(key);
     if let Some(r) = rename {
         crate::renames::after(r);
+    }
+}
+
+/// Is this a CALL of a procedure Citus distributed (which it may delegate
+/// to the node holding its distribution argument's shard)?
+///
+/// # Safety
+/// `node` is a valid utility statement, inside a transaction.
+unsafe fn delegated_call(node: *mut pg_sys::Node) -> bool {
+    // SAFETY: per this function's contract; a CallStmt's funcexpr is set by
+    // parse analysis.
+    unsafe {
+        if (*node).type_ != pg_sys::NodeTag::T_CallStmt {
+            return false;
+        }
+        let call = &*(node as *const pg_sys::CallStmt);
+        !call.funcexpr.is_null() && pg::citus::distributed_function((*call.funcexpr).funcid)
     }
 }

@@ -26,7 +26,7 @@ pub unsafe fn foreign_key_targets(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
 }
 
 /// The tables whose foreign keys change their own rows when rows of
-/// `relid` are deleted (`delete`) or updated (`update`): ON DELETE or ON
+/// the `targets` are deleted (`delete`) or updated (`update`): ON DELETE or ON
 /// UPDATE CASCADE, SET NULL or SET DEFAULT. A heap scan of pg_constraint
 /// (which has no index on the referenced table), for the rare statement
 /// that asks.
@@ -34,7 +34,7 @@ pub unsafe fn foreign_key_targets(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
 /// # Safety
 /// Inside a transaction.
 pub unsafe fn cascading_referencers(
-    relid: pg_sys::Oid,
+    targets: &[pg_sys::Oid],
     delete: bool,
     update: bool,
 ) -> Vec<pg_sys::Oid> {
@@ -54,20 +54,13 @@ pub unsafe fn cascading_referencers(
                         "confupdtype",
                         "confdeltype",
                     ]
-                    .map(|name| column(desc, name))
+                    .map(|name| super::column_number(desc, name))
                 });
-            let get = |attnum: i32| {
-                if attnum == 0 {
-                    return None;
-                }
-                let mut null = false;
-                let d = pg_sys::heap_getattr(tup, attnum, desc, &mut null);
-                (!null).then_some(d.value())
-            };
+            let get = |attnum: i32| super::column_value(tup, desc, attnum);
             let byte = |attnum| get(attnum).map(|v| v as u8).unwrap_or(0);
             let oid = |attnum| get(attnum).map(|v| v as u32).unwrap_or(0);
             if byte(contype) == b'f'
-                && oid(confrelid) == relid.to_u32()
+                && targets.contains(&pg_sys::Oid::from(oid(confrelid)))
                 && ((delete && acts(byte(confdeltype))) || (update && acts(byte(confupdtype))))
             {
                 let r = pg_sys::Oid::from(oid(conrelid));
@@ -83,20 +76,3 @@ pub unsafe fn cascading_referencers(
 /// pg_constraint (catalog/pg_constraint.h; the same in 15 to 18, whose
 /// bindings pgrx leaves out).
 const CONSTRAINT_RELATION_ID: u32 = 2606;
-
-/// The 1-based number of the catalog column `name` (0 when none is: then
-/// nothing is read).
-///
-/// # Safety
-/// `desc` is a valid tuple descriptor.
-unsafe fn column(desc: pg_sys::TupleDesc, name: &str) -> i32 {
-    // SAFETY: per this function's contract; attribute names are C strings.
-    unsafe {
-        (0..(*desc).natts as usize)
-            .find(|i| {
-                std::ffi::CStr::from_ptr((*super::attr(desc, *i)).attname.data.as_ptr()).to_bytes()
-                    == name.as_bytes()
-            })
-            .map_or(0, |i| i as i32 + 1)
-    }
-}

@@ -456,12 +456,13 @@ pub unsafe fn existing_relation(rv: *const pg_sys::RangeVar) -> Option<pg_sys::O
 }
 
 /// utils/timeout.h, which pgrx does not bind.
+pub mod citus;
 mod foreign_keys;
 pub mod timeout;
 mod tuples;
 
 pub use foreign_keys::{cascading_referencers, foreign_key_targets};
-pub use tuples::attr;
+pub use tuples::{attr, column_number, column_value};
 
 /// Sets a setting as the session would (`SET`, or `SET LOCAL` with
 /// `GUC_ACTION_LOCAL`), at the current GUC nest level: with

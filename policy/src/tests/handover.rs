@@ -31,6 +31,11 @@ fn agents_may_not_hand_code_to_roles_that_are_not_agents() {
             HandoverKind::RuleOnTableOf,
             "CREATE RULE refused: agent role \"agent_bot\" may not create a rule on a table owned by role \"alice\", which is not an agent",
         ),
+        (
+            "ALTER TABLE ... ADD FOREIGN KEY",
+            HandoverKind::ForeignKeyActionOnTableOf,
+            "ALTER TABLE ... ADD FOREIGN KEY refused: agent role \"agent_bot\" may not add a foreign key that deletes or changes rows (ON DELETE or ON UPDATE CASCADE, SET NULL or SET DEFAULT) to a table owned by role \"alice\", which is not an agent",
+        ),
     ];
     for (verb, how, message) in cases {
         let stmt = handing(verb, how);

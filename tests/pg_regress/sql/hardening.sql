@@ -28,6 +28,8 @@ CREATE TABLE public.orders (id int PRIMARY KEY, note text);
 INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series(1, 10) g;
 GRANT ALL ON public.orders TO reg_hard_agent;
 RESET ROLE;
+CREATE TABLE public.team_ledger (order_id int);
+ALTER TABLE public.team_ledger OWNER TO reg_hard_team;
 
 --
 -- 1. The agent plants code; the owner's innocent statements run it.
@@ -61,6 +63,11 @@ CREATE FUNCTION public.team_report() RETURNS int LANGUAGE sql AS 'SELECT 1';
 RESET ROLE;
 CREATE FUNCTION public.quiet() RETURNS int LANGUAGE sql SET ai_agent_safety.require_approval = off AS 'SELECT 1';
 \echo :SQLSTATE
+-- A foreign key whose action deletes the team's rows: a trigger in all
+-- but name. One that only checks is the agent's to add.
+ALTER TABLE public.team_ledger ADD FOREIGN KEY (order_id) REFERENCES public.orders ON DELETE CASCADE;
+\echo :SQLSTATE
+ALTER TABLE public.team_ledger ADD FOREIGN KEY (order_id) REFERENCES public.orders;
 
 --
 -- 3. Doors out, and destruction by call.
