@@ -59,6 +59,18 @@ pub unsafe fn open(
         crate::guard::refuse_recorded(d, stmt, source, &token.to_string());
         return;
     }
+    // Citus commits a change to one shard at once outside a transaction
+    // block: a count over the limits could not take it back.
+    // SAFETY: per this function's contract; reads transaction state.
+    let elsewhere = unsafe {
+        !crate::classify::plan::unplanned_written(&*(*qd).plannedstmt).is_empty()
+            && !pg_sys::IsTransactionBlock()
+    };
+    if elsewhere {
+        let d = aas_policy::row_cap::outside_transaction_block(&stmt.what(), token);
+        crate::guard::refuse_recorded(d, stmt, source, &token.to_string());
+        return;
+    }
     let mut tally = Tally::default();
     // SAFETY: per this function's contract.
     unsafe { tally.track(qd, Via::Statement) };

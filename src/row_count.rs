@@ -26,17 +26,11 @@ use pgrx::pg_sys;
 use serde_json::{json, Value};
 
 extern "C-unwind" {
-    // catalog/pg_inherits.h (not in pgrx's bindings); the same in 15 to 18.
     // utils/fmgrprotos.h, as PostgreSQL's C functions (pgrx binds them
     // wrapped, and a function pointer must be the C one).
     fn pg_stat_get_xact_tuples_inserted(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
     fn pg_stat_get_xact_tuples_updated(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
     fn pg_stat_get_xact_tuples_deleted(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
-    fn find_all_inheritors(
-        parent: pg_sys::Oid,
-        lockmode: pg_sys::LOCKMODE,
-        numparents: *mut *mut pg_sys::List,
-    ) -> *mut pg_sys::List;
 }
 
 /// How a table came to be written.
@@ -206,13 +200,7 @@ impl Tally {
                 // Its partitions' foreign keys too: a key may reference one.
                 // SAFETY: per this function's contract; a catalog lookup
                 // (NoLock: the query holds its locks), an oid list.
-                let family = unsafe {
-                    crate::pg::oid_list(find_all_inheritors(
-                        relid,
-                        pg_sys::NoLock as i32,
-                        std::ptr::null_mut(),
-                    ))
-                };
+                let family = unsafe { crate::pg::family(relid) };
                 // SAFETY: per this function's contract.
                 let referencing =
                     unsafe { crate::pg::cascading_referencers(&family, delete, update) };
@@ -238,11 +226,7 @@ impl Tally {
             if unsafe { pg_sys::get_rel_relkind(relid) } == pg_sys::RELKIND_PARTITIONED_TABLE as i8
             {
                 // SAFETY: as above; the list is of oids.
-                let all = unsafe {
-                    find_all_inheritors(relid, pg_sys::NoLock as i32, std::ptr::null_mut())
-                };
-                // SAFETY: an oid list (or NIL).
-                for part in unsafe { crate::pg::oid_list(all) } {
+                for part in unsafe { crate::pg::family(relid) } {
                     self.add(part, via);
                 }
             }

@@ -576,6 +576,64 @@ fn a_foreign_key_that_writes_is_not_the_agents_to_add_to_a_humans_table() {
             "{action}: {msg}"
         );
     }
+    // Nor as a new column's REFERENCES (its DEFAULT fills every row).
+    let msg = assert_refused(a.batch_execute(
+        "ALTER TABLE public.ledger ADD COLUMN ref int DEFAULT 2 REFERENCES public.orders ON DELETE CASCADE",
+    ));
+    assert!(
+        msg.contains("may not add a foreign key that deletes or changes rows"),
+        "{msg}"
+    );
+    // Nor on a table of its own whose partition the owner owns (the key
+    // goes on every partition), nor by making the owner's table a
+    // partition or child of one of its own (the parent's keys are cloned
+    // onto it, its rows written through the parent).
+    a.batch_execute(
+        "CREATE TABLE public.agent_parted (order_id int, amount int) PARTITION BY RANGE (order_id);
+         CREATE TABLE public.agent_parted_keyed (order_id int, amount int) PARTITION BY RANGE (order_id);
+         ALTER TABLE public.agent_parted_keyed ADD FOREIGN KEY (order_id) REFERENCES public.orders ON DELETE CASCADE;
+         CREATE TABLE public.agent_plain (order_id int, amount int);",
+    )
+    .unwrap();
+    o.batch_execute(
+        "CREATE TABLE public.owner_part (order_id int, amount int);
+         INSERT INTO public.owner_part VALUES (3, 3);
+         CREATE TABLE public.owner_child (order_id int, amount int);",
+    )
+    .unwrap();
+    su.batch_execute(&format!(
+        "ALTER TABLE public.agent_parted ATTACH PARTITION public.owner_part FOR VALUES FROM (0) TO (100);
+         ALTER TABLE public.owner_part OWNER TO {owner};",
+        owner = w.owner
+    ))
+    .unwrap();
+    for (sql, verb) in [
+        (
+            "ALTER TABLE public.agent_parted ADD FOREIGN KEY (order_id) REFERENCES public.orders ON DELETE CASCADE",
+            "ALTER TABLE ... ADD FOREIGN KEY refused",
+        ),
+        (
+            "ALTER TABLE public.agent_parted_keyed ATTACH PARTITION public.owner_child FOR VALUES FROM (0) TO (100)",
+            "ALTER TABLE ... ATTACH PARTITION refused",
+        ),
+        (
+            "ALTER TABLE public.owner_child INHERIT public.agent_plain",
+            "ALTER TABLE ... INHERIT refused",
+        ),
+    ] {
+        let msg = assert_refused(a.batch_execute(sql));
+        assert!(
+            msg.contains(verb) && msg.contains(&format!("role \"{}\"", w.owner)),
+            "{sql}: {msg}"
+        );
+    }
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM pg_inherits WHERE inhrelid = 'public.owner_child'::regclass"
+        ),
+        0
+    );
     // A key that only checks is the agent's to add.
     a.batch_execute(
         "ALTER TABLE public.ledger ADD FOREIGN KEY (order_id) REFERENCES public.orders",

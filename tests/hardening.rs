@@ -468,21 +468,25 @@ fn queries_started_inside_a_foreign_key_action_are_not_the_action() {
 }
 
 /// TRUNCATE without ONLY empties the tables that inherit from the one it
-/// names: a table another role owns, attached by the agent, is named in the
-/// decision, so a token for the agent's own table cannot reach it.
+/// names: a table another role owns, under the agent's, is named in the
+/// decision, so a token for the agent's own table cannot reach it. (The
+/// agent may not attach it itself: a DBA's INHERIT here.)
 #[test]
 fn truncate_names_the_inheriting_tables_of_others() {
     let w = World::new("inhtrunc");
     agent_member_of_owner(&w);
     let owner_setup =
         "CREATE TABLE public.ledger (id int); INSERT INTO public.ledger VALUES (1), (2), (3);";
-    let agent_setup =
-        "CREATE TABLE public.par (id int); ALTER TABLE public.ledger INHERIT public.par;";
     for db in [&w.protected, &w.open] {
         w.owner_in(db).batch_execute(owner_setup).unwrap();
-        w.agent_in(db)
-            .batch_execute(agent_setup)
+        let mut a = w.agent_in(db);
+        a.batch_execute("CREATE TABLE public.par (id int)")
             .unwrap_or_else(|e| panic!("{}", describe(&e)));
+        let msg = assert_refused(a.batch_execute("ALTER TABLE public.ledger INHERIT public.par"));
+        assert!(msg.contains("ALTER TABLE ... INHERIT refused"), "{msg}");
+        admin(db)
+            .batch_execute("ALTER TABLE public.ledger INHERIT public.par")
+            .unwrap();
     }
     let ledger = |db: &str| count(&mut admin(db), "SELECT count(*) FROM public.ledger");
     w.agent_in(&w.open).batch_execute("TRUNCATE par").unwrap();

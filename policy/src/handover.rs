@@ -41,6 +41,10 @@ pub enum HandoverKind {
     /// referenced rows go, and on a Citus worker unseen by the node that
     /// previewed the statement.
     ForeignKeyActionOnTableOf,
+    /// A table this role owns made another table's partition or child
+    /// (ATTACH PARTITION, INHERIT): its rows are then written through the
+    /// parent, and take the parent's foreign keys.
+    AttachedTableOf,
 }
 
 pub fn handover_denial(session_user: &str, h: &Handover) -> Denial {
@@ -61,6 +65,10 @@ pub fn handover_denial(session_user: &str, h: &Handover) -> Denial {
         HandoverKind::TriggerOnTableOf => (
             format!("may not create a trigger on a table owned by role \"{owner}\", which is not an agent"),
             "A trigger runs on every write to the table, whoever writes, and can drop or change rows silently; a DBA creates triggers on tables agents do not own.".to_string(),
+        ),
+        HandoverKind::AttachedTableOf => (
+            format!("may not make a table owned by role \"{owner}\", which is not an agent, a partition or child of another table"),
+            "Its rows would be written through the parent, and take the parent's foreign keys; a DBA attaches tables agents do not own.".to_string(),
         ),
         HandoverKind::ForeignKeyActionOnTableOf => (
             format!("may not add a foreign key that deletes or changes rows (ON DELETE or ON UPDATE CASCADE, SET NULL or SET DEFAULT) to a table owned by role \"{owner}\", which is not an agent"),

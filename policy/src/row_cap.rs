@@ -156,6 +156,24 @@ pub fn check(limits: &Limits, counted: &[(u32, Changes)], floor: i64) -> Option<
     }
 }
 
+/// The refusal of a statement held to its token's limits that writes a
+/// distributed table outside a transaction block: Citus commits a change to
+/// one shard on its worker at once, before the rows are counted here, so a
+/// refusal could not take it back.
+pub fn outside_transaction_block(what: &str, token: Uuid) -> Denial {
+    Denial {
+        source: Source::Token,
+        message: format!(
+            "{what} refused: approval token {token} holds it to a row count, and it changes rows on other servers (a distributed table's), which outside a transaction block may commit there before they are counted; nothing was changed and the token is still unused; run it inside BEGIN ... COMMIT"
+        ),
+        detail: "Citus sends a change to one shard, outside a transaction block, as a transaction of its own on the worker: a count over the token's limits (its preview or max_rows) could refuse the statement only after those rows were changed. Inside a transaction block a refusal rolls the shards back too.".into(),
+        hint: format!(
+            "BEGIN; then the statement with {}; then COMMIT;",
+            tag(TOKEN_KEY, &token.to_string())
+        ),
+    }
+}
+
 /// Why a statement's rows cannot be counted when `table`'s foreign key
 /// cascades its change on other servers (the preview's reason too).
 pub fn cascade_not_counted(table: &str) -> String {
@@ -514,6 +532,19 @@ mod tests {
         assert!(d
             .hint
             .contains("/*ai_agent_safety_token='8c2952f6-081c-488d-b9ff-9afcc9069553'*/"));
+    }
+
+    #[test]
+    fn a_capped_distributed_write_outside_a_transaction_block_is_refused() {
+        let d = outside_transaction_block("DELETE on public.orders", id());
+        assert_eq!(d.source, Source::Token);
+        assert!(
+            d.message.starts_with("DELETE on public.orders refused: approval token 8c2952f6-081c-488d-b9ff-9afcc9069553 holds it to a row count"),
+            "{}",
+            d.message
+        );
+        assert!(d.message.contains("the token is still unused"));
+        assert!(d.hint.starts_with("BEGIN; then the statement with /*ai_agent_safety_token='8c2952f6-081c-488d-b9ff-9afcc9069553'*/"));
     }
 
     #[test]

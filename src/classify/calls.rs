@@ -36,6 +36,19 @@ const REMOTE_COMMANDS: [&str; 7] = [
     "master_run_on_worker",
 ];
 
+/// Citus's functions that drop a distributed table's shards, or remove it
+/// from Citus's metadata (its rows then out of the coordinator's reach),
+/// by name: Citus's drop trigger calls them once the table is dropped
+/// (never for an agent's DROP TABLE, which the recycle bin keeps instead).
+const CITUS_DROPS: [&str; 6] = [
+    "citus_drop_all_shards",
+    "master_drop_all_shards",
+    "master_remove_partition_metadata",
+    "master_remove_distributed_table_metadata_from_workers",
+    "worker_drop_distributed_table",
+    "worker_drop_shell_table",
+];
+
 const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
 
 /// adminpack's functions that write, rename or remove the server's files,
@@ -51,17 +64,22 @@ const WRITING_FILES: [&str; 4] = [
 /// A door of another extension's function, by its name (dblink's that
 /// connect, Citus's that send commands to other nodes, adminpack's that
 /// write the server's files).
-fn door_of_other_extension(func: pg_sys::Oid) -> Option<(&'static str, SideDoor)> {
-    // SAFETY: a catalog lookup by oid, inside a transaction (a call starts).
-    let name = unsafe { crate::pg::cstr(pg_sys::get_func_name(func)) };
-    if CONNECTING.contains(&name.as_str()) {
+fn door_of_other_extension(func: pg_sys::Oid, name: &str) -> Option<(&'static str, SideDoor)> {
+    if CONNECTING.contains(&name) {
         Some(("dblink", SideDoor::Connection))
-    } else if REMOTE_COMMANDS.contains(&name.as_str()) {
+    } else if REMOTE_COMMANDS.contains(&name) {
         Some(("Citus's run_command_on_*()", SideDoor::RemoteCommand))
-    } else if citus_internal(func, &name) && !crate::port::from_cluster_node() {
+    } else if citus_internal(func, name) && !crate::port::from_cluster_node() {
         // On another node's connection they are Citus's own work.
         Some(("Citus's internal function", SideDoor::CitusInternal))
-    } else if WRITING_FILES.contains(&name.as_str()) {
+    } else if CITUS_DROPS.contains(&name) && !crate::port::from_cluster_node() {
+        // Likewise; an agent drops a distributed table with DROP TABLE,
+        // which the recycle bin keeps.
+        Some((
+            "Citus's function that drops a table's shards or metadata",
+            SideDoor::CitusInternal,
+        ))
+    } else if WRITING_FILES.contains(&name) {
         Some((
             "adminpack's pg_file_*() on a server file",
             SideDoor::ServerFile,
@@ -185,7 +203,10 @@ pub fn classify(func: pg_sys::Oid) -> Option<Statement> {
         Some(Builtin::Door(verb)) => Some(door(verb, SideDoor::ServerFile)),
         Some(Builtin::Replication(verb)) => Some(door(verb, SideDoor::Replication)),
         None if f >= FIRST_NORMAL_OBJECT_ID => {
-            door_of_other_extension(func).map(|(verb, d)| door(verb, d))
+            // SAFETY: a catalog lookup by oid, inside a transaction (a call
+            // starts).
+            let name = unsafe { crate::pg::cstr(pg_sys::get_func_name(func)) };
+            door_of_other_extension(func, &name).map(|(verb, d)| door(verb, d))
         }
         None => None,
     }

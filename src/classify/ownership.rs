@@ -24,25 +24,50 @@ pub unsafe fn hands_over(node: *mut pg_sys::Node) -> Option<Handover> {
         }
         T_AlterTableStmt => {
             // ALTER TABLE | VIEW | SEQUENCE ... OWNER TO is a subcommand,
-            // and so is ADD CONSTRAINT ... FOREIGN KEY.
+            // and so are a foreign key (ADD CONSTRAINT, or a new column's
+            // REFERENCES), ATTACH PARTITION and INHERIT.
             let s = &*(node as *const pg_sys::AlterTableStmt);
-            let cmds = pg::list_ptrs(s.cmds);
-            let new_owner = cmds.iter().find_map(|c| {
-                let c = &*(*c as *const pg_sys::AlterTableCmd);
-                (c.subtype == pg_sys::AlterTableType::AT_ChangeOwner).then_some(c.newowner)
-            });
-            match new_owner {
-                Some(new_owner) => (
+            let cmds: Vec<&pg_sys::AlterTableCmd> = pg::list_ptrs(s.cmds)
+                .into_iter()
+                .map(|c| &*(c as *const pg_sys::AlterTableCmd))
+                .collect();
+            if let Some(c) = cmds
+                .iter()
+                .find(|c| c.subtype == pg_sys::AlterTableType::AT_ChangeOwner)
+            {
+                (
                     "ALTER ... OWNER TO",
-                    pg_sys::get_rolespec_oid(new_owner, true),
+                    pg_sys::get_rolespec_oid(c.newowner, true),
                     HandoverKind::GivenTo,
-                ),
-                None if cmds.iter().any(|c| adds_writing_foreign_key(*c)) => (
+                )
+            } else if let Some(c) = cmds.iter().find(|c| attaches(c)) {
+                // The table made another's child: its rows are written
+                // through the parent from then on.
+                let child = if c.subtype == pg_sys::AlterTableType::AT_AttachPartition {
+                    pg::existing_relation((*(c.def as *const pg_sys::PartitionCmd)).name)?
+                } else {
+                    pg::existing_relation(s.relation)?
+                };
+                (
+                    if c.subtype == pg_sys::AlterTableType::AT_AttachPartition {
+                        "ALTER TABLE ... ATTACH PARTITION"
+                    } else {
+                        "ALTER TABLE ... INHERIT"
+                    },
+                    pg::relation_owner(child)?,
+                    HandoverKind::AttachedTableOf,
+                )
+            } else if cmds.iter().any(|c| adds_writing_foreign_key(c)) {
+                // The key goes on the table and on every partition of it.
+                let table = pg::existing_relation(s.relation)?;
+                let owner = family_owner_not_agent(table)?;
+                (
                     "ALTER TABLE ... ADD FOREIGN KEY",
-                    pg::relation_owner(pg::existing_relation(s.relation)?)?,
+                    owner,
                     HandoverKind::ForeignKeyActionOnTableOf,
-                ),
-                None => return None,
+                )
+            } else {
+                return None;
             }
         }
         T_ReassignOwnedStmt => {
@@ -101,22 +126,56 @@ pub unsafe fn hands_over(node: *mut pg_sys::Node) -> Option<Handover> {
     })
 }
 
-/// Is this ALTER TABLE subcommand ADD CONSTRAINT ... FOREIGN KEY with an
-/// action that writes the table's rows (ON DELETE or ON UPDATE CASCADE,
-/// SET NULL, SET DEFAULT)?
+/// Is this ALTER TABLE subcommand ATTACH PARTITION or INHERIT?
+fn attaches(c: &pg_sys::AlterTableCmd) -> bool {
+    (c.subtype == pg_sys::AlterTableType::AT_AttachPartition && !c.def.is_null())
+        || c.subtype == pg_sys::AlterTableType::AT_AddInherit
+}
+
+/// Does this ALTER TABLE subcommand add a foreign key with an action that
+/// writes the table's rows (ON DELETE or ON UPDATE CASCADE, SET NULL, SET
+/// DEFAULT): ADD CONSTRAINT ... FOREIGN KEY, or ADD COLUMN ... REFERENCES?
 ///
 /// # Safety
-/// `cmd` is a valid AlterTableCmd.
-unsafe fn adds_writing_foreign_key(cmd: *mut std::ffi::c_void) -> bool {
-    let c = &*(cmd as *const pg_sys::AlterTableCmd);
-    if c.subtype != pg_sys::AlterTableType::AT_AddConstraint
-        || c.def.is_null()
-        || (*c.def).type_ != T_Constraint
-    {
+/// `c` is a valid AlterTableCmd.
+unsafe fn adds_writing_foreign_key(c: &pg_sys::AlterTableCmd) -> bool {
+    if c.def.is_null() {
         return false;
     }
-    let k = &*(c.def as *const pg_sys::Constraint);
+    match c.subtype {
+        pg_sys::AlterTableType::AT_AddConstraint => writing_foreign_key(c.def),
+        pg_sys::AlterTableType::AT_AddColumn if (*c.def).type_ == T_ColumnDef => {
+            pg::list_ptrs((*(c.def as *const pg_sys::ColumnDef)).constraints)
+                .into_iter()
+                .any(|k| writing_foreign_key(k as *mut pg_sys::Node))
+        }
+        _ => false,
+    }
+}
+
+/// Is this node a FOREIGN KEY constraint whose action writes?
+///
+/// # Safety
+/// `node` is a valid node.
+unsafe fn writing_foreign_key(node: *mut pg_sys::Node) -> bool {
+    if node.is_null() || (*node).type_ != T_Constraint {
+        return false;
+    }
+    let k = &*(node as *const pg_sys::Constraint);
     let writes = |action: std::ffi::c_char| matches!(action as u8, b'c' | b'n' | b'd');
     k.contype == pg_sys::ConstrType::CONSTR_FOREIGN
         && (writes(k.fk_del_action) || writes(k.fk_upd_action))
+}
+
+/// The owner of the table, or of one of its partitions or children, that
+/// is not an agent, if any (the role named when one is).
+///
+/// # Safety
+/// Inside a transaction.
+unsafe fn family_owner_not_agent(table: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    pg::family(table)
+        .into_iter()
+        .filter_map(|t| pg::relation_owner(t))
+        .find(|o| !agent_code::role_is_agent(*o))
+        .or_else(|| pg::relation_owner(table))
 }

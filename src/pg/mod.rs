@@ -458,10 +458,12 @@ pub unsafe fn existing_relation(rv: *const pg_sys::RangeVar) -> Option<pg_sys::O
 /// utils/timeout.h, which pgrx does not bind.
 pub mod citus;
 mod foreign_keys;
+mod inheritance;
 pub mod timeout;
 mod tuples;
 
 pub use foreign_keys::{cascading_referencers, foreign_key_targets};
+pub use inheritance::family;
 pub use tuples::{attr, column_number, column_value};
 
 /// Sets a setting as the session would (`SET`, or `SET LOCAL` with

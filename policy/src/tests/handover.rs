@@ -32,6 +32,11 @@ fn agents_may_not_hand_code_to_roles_that_are_not_agents() {
             "CREATE RULE refused: agent role \"agent_bot\" may not create a rule on a table owned by role \"alice\", which is not an agent",
         ),
         (
+            "ALTER TABLE ... ATTACH PARTITION",
+            HandoverKind::AttachedTableOf,
+            "ALTER TABLE ... ATTACH PARTITION refused: agent role \"agent_bot\" may not make a table owned by role \"alice\", which is not an agent, a partition or child of another table",
+        ),
+        (
             "ALTER TABLE ... ADD FOREIGN KEY",
             HandoverKind::ForeignKeyActionOnTableOf,
             "ALTER TABLE ... ADD FOREIGN KEY refused: agent role \"agent_bot\" may not add a foreign key that deletes or changes rows (ON DELETE or ON UPDATE CASCADE, SET NULL or SET DEFAULT) to a table owned by role \"alice\", which is not an agent",

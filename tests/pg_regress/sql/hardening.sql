@@ -89,8 +89,8 @@ SELECT request_approval_token('DROP', 'reg-hard-1', 'ROLE reg_hard_team');
 --
 -- 4. Statements sent elsewhere: dblink's connections, and Citus's
 -- run_command_on_*(), which run text on other nodes as the current role,
--- and its internal functions, which edit which shards a table has
--- (here a stand-in of the same name, called as Citus's C function is: Citus
+-- and its internal functions, which edit which shards a table has, and
+-- its functions that drop a table's shards (judged as a DROP) (here a stand-in of the same name, called as Citus's C function is: Citus
 -- is not installed; scripts/citus-check runs the real ones). A DBA's call
 -- runs; the agent's is refused, also after SET ROLE to a human's role.
 --
@@ -102,7 +102,11 @@ GRANT EXECUTE ON FUNCTION public.run_command_on_workers(text) TO PUBLIC;
 CREATE FUNCTION public.citus_internal_delete_shard_metadata(shard_id bigint) RETURNS void
   LANGUAGE plpgsql AS $$ BEGIN RAISE NOTICE 'shard % forgotten', shard_id; END $$;
 GRANT EXECUTE ON FUNCTION public.citus_internal_delete_shard_metadata(bigint) TO PUBLIC;
+CREATE FUNCTION public.citus_drop_all_shards(logicalrelid regclass, schema_name text, table_name text)
+  RETURNS int LANGUAGE plpgsql AS $$ BEGIN RAISE NOTICE 'shards of % dropped', logicalrelid; RETURN 1; END $$;
+GRANT EXECUTE ON FUNCTION public.citus_drop_all_shards(regclass, text, text) TO PUBLIC;
 SELECT public.run_command_on_workers('DELETE FROM public.orders_102008');
+SELECT public.citus_drop_all_shards('public.orders', 'public', 'orders');
 \c reg_hard_prod reg_hard_agent
 SELECT public.run_command_on_workers('DELETE FROM public.orders_102008');
 \echo :SQLSTATE
@@ -114,6 +118,8 @@ SET application_name = 'citus_internal gpid=10000000001';
 SELECT public.citus_internal_delete_shard_metadata(102008);
 \echo :SQLSTATE
 RESET application_name;
+SELECT public.citus_drop_all_shards('public.orders', 'public', 'orders');
+\echo :SQLSTATE
 SELECT dblink_connect('elsewhere', 'dbname=reg_hard_prod');
 \echo :SQLSTATE
 

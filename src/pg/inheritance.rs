@@ -1,0 +1,28 @@
+//! Tables and their partitions or inheritance children.
+
+use pgrx::pg_sys;
+
+extern "C-unwind" {
+    // catalog/pg_inherits.h (not in pgrx's bindings); the same in 15 to 18.
+    fn find_all_inheritors(
+        parent: pg_sys::Oid,
+        lockmode: pg_sys::LOCKMODE,
+        numparents: *mut *mut pg_sys::List,
+    ) -> *mut pg_sys::List;
+}
+
+/// The table and every table below it (partitions, inheritance children,
+/// theirs in turn), taking no lock.
+///
+/// # Safety
+/// Inside a transaction.
+pub unsafe fn family(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    // SAFETY: per this function's contract; a catalog lookup, an oid list.
+    unsafe {
+        super::oid_list(find_all_inheritors(
+            relid,
+            pg_sys::NoLock as i32,
+            std::ptr::null_mut(),
+        ))
+    }
+}
