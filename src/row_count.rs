@@ -178,12 +178,13 @@ impl Tally {
             via
         };
         // SAFETY: per this function's contract.
-        let (written, roots, reports, elsewhere) = unsafe {
+        let (written, roots, reports, elsewhere, elsewhere_reported) = unsafe {
             (
                 crate::classify::plan::written_relations(ps),
                 crate::classify::plan::written_roots(ps),
                 crate::classify::plan::reports_its_writes(ps),
                 crate::classify::plan::unplanned_written(ps),
+                crate::classify::plan::reports_unplanned(ps),
             )
         };
         // Rows another extension's node writes on other servers (Citus's
@@ -206,7 +207,7 @@ impl Tally {
                     unsafe { crate::pg::cascading_referencers(&family, delete, update) };
                 self.cascades = referencing.first().copied();
             }
-            if reports {
+            if elsewhere_reported {
                 self.reporting.push((qd, relid));
             } else {
                 self.uncountable.get_or_insert(relid);

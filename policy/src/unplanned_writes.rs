@@ -23,11 +23,12 @@ pub struct Entry {
     pub row_marked: bool,
 }
 
-/// The deletes and updates the entries ask for, for a query that can
-/// change rows and has no ModifyTable node at all (the glue asks only then:
-/// a plan of PostgreSQL's own says what it writes in its nodes, and a rule
-/// action's plan also carries the permissions of the statement it
-/// replaced). Each relation and class once, in entry order.
+/// The deletes and updates the entries ask for: the relations of a plan
+/// that no ModifyTable node names, when another extension's node writes
+/// (the glue asks only then: a plan of PostgreSQL's own says what it
+/// writes in its nodes, and a rule action's plan also carries the
+/// permissions of the statement it replaced). Each relation and class
+/// once, in entry order.
 pub fn inferred(entries: &[Entry]) -> Vec<(OpClass, u32)> {
     let mut out = Vec::new();
     for e in entries.iter().filter(|e| !e.is_view) {

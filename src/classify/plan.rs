@@ -15,11 +15,19 @@ use aas_policy::{OpClass, OpSet, Operation, SideDoor, Statement};
 use pg_sys::CmdType::{CMD_DELETE, CMD_INSERT, CMD_MERGE, CMD_SELECT, CMD_UPDATE};
 use pgrx::pg_sys;
 
-/// True when the query can change nothing: checked before anything else, so
-/// reads cost no more than this.
+/// True when the query can change nothing: a SELECT with no writable WITH
+/// clause that asks no permission to delete or update (Citus plans a
+/// writable WITH clause it sends whole to one shard as a SELECT here, whose
+/// range table still asks for the DELETE). Checked before anything else:
+/// a read costs a look at its range table's permissions.
+///
+/// # Safety
+/// `stmt` is a valid planned statement.
 #[inline]
-pub fn is_read_only(stmt: &pg_sys::PlannedStmt) -> bool {
-    stmt.commandType == CMD_SELECT && !stmt.hasModifyingCTE
+pub unsafe fn is_read_only(stmt: &pg_sys::PlannedStmt) -> bool {
+    stmt.commandType == CMD_SELECT
+        && !stmt.hasModifyingCTE
+        && permission_writes(stmt, &[]).is_empty()
 }
 
 /// The ModifyTable nodes of a planned query: the top of the main plan and of
@@ -35,23 +43,59 @@ unsafe fn modify_tables(stmt: &pg_sys::PlannedStmt) -> Vec<&pg_sys::ModifyTable>
         .collect()
 }
 
-/// The deletes and updates a planned query that can change rows asks
-/// permission for, when it has no ModifyTable node at all: another
-/// extension's node writes them (Citus). A plan with ModifyTable nodes is
-/// PostgreSQL's own, and they say what it writes (a rule action's plan also
-/// carries the permissions of the statement the rule replaced).
+/// The deletes and updates a planned query asks permission for where no
+/// ModifyTable node names the table: another extension's node writes them
+/// (Citus: a distributed DELETE, UPDATE or MERGE has no ModifyTable node,
+/// and a writable WITH clause it sends whole to a shard can sit under a
+/// SELECT, or under an INSERT into a local table). A plan of PostgreSQL's
+/// own (ModifyTable nodes, no Citus scan) says what it writes in its nodes:
+/// a rule action's plan also carries the permissions of the statement the
+/// rule replaced.
 ///
 /// # Safety
 /// `stmt` is a valid planned statement.
 unsafe fn unplanned_writes(stmt: &pg_sys::PlannedStmt) -> Vec<(OpClass, pg_sys::Oid)> {
-    if is_read_only(stmt) || !modify_tables(stmt).is_empty() {
+    let nodes = modify_tables(stmt);
+    if !nodes.is_empty() && !distributed(stmt) {
+        return Vec::new();
+    }
+    // The tables the nodes name (partitions' roots too) are theirs.
+    let named: Vec<u32> = nodes
+        .iter()
+        .flat_map(|mt| {
+            list_ints(mt.resultRelations)
+                .into_iter()
+                .map(|r| r as u32)
+                .chain((mt.rootRelation > 0).then_some(mt.rootRelation))
+                .chain((mt.nominalRelation > 0).then_some(mt.nominalRelation))
+        })
+        .collect();
+    permission_writes(stmt, &named)
+}
+
+/// What the permissions of a plan's relations (other than the range-table
+/// indexes `named`) say is deleted or updated: DELETE, or UPDATE not taken
+/// for a row lock (SELECT ... FOR UPDATE); views are written through their
+/// tables.
+///
+/// # Safety
+/// `stmt` is a valid planned statement.
+unsafe fn permission_writes(
+    stmt: &pg_sys::PlannedStmt,
+    named: &[u32],
+) -> Vec<(OpClass, pg_sys::Oid)> {
+    let asks = pg_sys::ACL_DELETE as pg_sys::AclMode | pg_sys::ACL_UPDATE as pg_sys::AclMode;
+    let mut entries = crate::range_table::relations(stmt)
+        .filter(|r| r.required & asks != 0 && !named.contains(&r.rti))
+        .peekable();
+    if entries.peek().is_none() {
         return Vec::new();
     }
     let marked: Vec<u32> = list_ptrs(stmt.rowMarks)
         .into_iter()
         .map(|m| (*(m as *const pg_sys::PlanRowMark)).rti)
         .collect();
-    let entries: Vec<Entry> = crate::range_table::relations(stmt)
+    let entries: Vec<Entry> = entries
         .map(|r| Entry {
             relid: r.relid().to_u32(),
             delete: r.required & pg_sys::ACL_DELETE as pg_sys::AclMode != 0,
@@ -305,6 +349,19 @@ pub unsafe fn reports_its_writes(stmt: &pg_sys::PlannedStmt) -> bool {
             0 => unplanned_written(stmt).len() == 1,
             _ => false,
         }
+}
+
+/// Does the query report the rows another extension's node writes: its
+/// one write, its own target (Citus's distributed DELETE, UPDATE or MERGE,
+/// reporting every shard's rows), with no ModifyTable node beside it?
+///
+/// # Safety
+/// `stmt` is a valid planned statement.
+pub unsafe fn reports_unplanned(stmt: &pg_sys::PlannedStmt) -> bool {
+    stmt.commandType != CMD_SELECT
+        && stmt.canSetTag
+        && modify_tables(stmt).is_empty()
+        && unplanned_written(stmt).len() == 1
 }
 
 /// The tables a planned query writes through another extension's node (no

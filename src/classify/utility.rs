@@ -146,6 +146,25 @@ unsafe fn drop_stmt(s: &pg_sys::DropStmt, out: &mut Statement) {
 /// # Safety
 /// `node` is a valid utility statement, inside a transaction.
 pub unsafe fn shape(node: *mut pg_sys::Node) -> Shape {
+    // BEGIN, COMMIT, ROLLBACK and savepoints write nothing (PREPARE
+    // TRANSACTION and COMMIT or ROLLBACK PREPARED are judged): an agent's
+    // transaction pays nothing for its brackets.
+    if (*node).type_ == T_TransactionStmt {
+        use pg_sys::TransactionStmtKind::*;
+        let kind = (*(node as *const pg_sys::TransactionStmt)).kind;
+        if matches!(
+            kind,
+            TRANS_STMT_BEGIN
+                | TRANS_STMT_START
+                | TRANS_STMT_COMMIT
+                | TRANS_STMT_ROLLBACK
+                | TRANS_STMT_SAVEPOINT
+                | TRANS_STMT_RELEASE
+                | TRANS_STMT_ROLLBACK_TO
+        ) {
+            return Shape::READ;
+        }
+    }
     Shape::unclassified_utility(
         effects::acts_on_database(node),
         roles::changes_roles(node)

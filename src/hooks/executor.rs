@@ -71,7 +71,8 @@ unsafe extern "C-unwind" fn start_hook(query_desc: *mut pg_sys::QueryDesc, eflag
 /// # Safety
 /// `ps` is a valid PlannedStmt.
 pub(super) unsafe fn shape(ps: &pg_sys::PlannedStmt) -> Shape {
-    if plan::is_read_only(ps) {
+    // SAFETY: per this function's contract.
+    if unsafe { plan::is_read_only(ps) } {
         Shape::READ
     } else {
         Shape {

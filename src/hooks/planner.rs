@@ -68,7 +68,8 @@ unsafe extern "C-unwind" fn judge_cursor(
 ) {
     // SAFETY: ps is a valid PlannedStmt.
     let ps = unsafe { &*ps };
-    if identity::session_user_is_agent() || plan::is_read_only(ps) {
+    // SAFETY: ps is valid.
+    if identity::session_user_is_agent() || unsafe { plan::is_read_only(ps) } {
         return;
     }
     // SAFETY: ps is valid.

@@ -107,15 +107,12 @@ pub unsafe fn started(qd: *mut pg_sys::QueryDesc, token: Option<uuid::Uuid>) {
     use crate::classify::plan;
     // SAFETY: per this function's contract.
     let ps = unsafe { &*(*qd).plannedstmt };
-    if plan::is_read_only(ps) {
+    // SAFETY: ps is valid.
+    if unsafe { plan::is_read_only(ps) } {
         return;
     }
-    let retention = settings::recycle_retention_s();
-    // (A database whose extension predates the bin, not yet updated, has
-    // no entries table: nothing is kept there, as before the bin.)
-    if !policy::keeps(true, retention) || !has_entries_table() {
-        return;
-    }
+    // What it deletes (and updates, when UPDATE is protected) first: most
+    // of an agent's writes keep nothing, and need no catalog lookup.
     // SAFETY: ps is valid.
     let deletes = unsafe { plan::result_rtis(ps, OpClass::Delete) };
     let updates = if settings::protected_operations().contains(OpClass::Update) {
@@ -124,6 +121,15 @@ pub unsafe fn started(qd: *mut pg_sys::QueryDesc, token: Option<uuid::Uuid>) {
     } else {
         Vec::new()
     };
+    if deletes.is_empty() && updates.is_empty() {
+        return;
+    }
+    let retention = settings::recycle_retention_s();
+    // (A database whose extension predates the bin, not yet updated, has
+    // no entries table: nothing is kept there, as before the bin.)
+    if !policy::keeps(true, retention) || !has_entries_table() {
+        return;
+    }
     if !updates.is_empty() {
         // SAFETY: ps is valid; a started query's EState.
         unsafe { refuse_partitioned_upsert(qd, ps) };
