@@ -101,7 +101,10 @@ unsafe fn permission_writes(
             delete: r.required & pg_sys::ACL_DELETE as pg_sys::AclMode != 0,
             update: r.required & pg_sys::ACL_UPDATE as pg_sys::AclMode != 0,
             is_view: r.is_view(),
-            row_marked: marked.contains(&r.rti),
+            // A row lock (FOR UPDATE / SHARE) asks for UPDATE permission
+            // and takes RowShareLock, where a write takes RowExclusiveLock:
+            // Citus's router plan keeps the entries but not the row marks.
+            row_marked: marked.contains(&r.rti) || r.rte.rellockmode == pg_sys::RowShareLock as i32,
         })
         .collect();
     unplanned_writes::inferred(&entries)

@@ -17,12 +17,22 @@ extern "C-unwind" {
 /// # Safety
 /// Inside a transaction.
 pub unsafe fn family(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
-    // SAFETY: per this function's contract; a catalog lookup, an oid list.
+    // SAFETY: per this function's contract.
+    unsafe { family_locked(relid, pg_sys::NoLock as pg_sys::LOCKMODE) }
+}
+
+/// The same, each table below it locked in `lock` (as the statement that
+/// will write them locks them); raises as PostgreSQL does when a lock
+/// cannot be had.
+///
+/// # Safety
+/// Inside a transaction.
+pub unsafe fn family_locked(relid: pg_sys::Oid, lock: pg_sys::LOCKMODE) -> Vec<pg_sys::Oid> {
+    // SAFETY: per this function's contract; a catalog lookup that may raise
+    // (through the FFI guard), an oid list.
     unsafe {
-        super::oid_list(find_all_inheritors(
-            relid,
-            pg_sys::NoLock as i32,
-            std::ptr::null_mut(),
-        ))
+        super::oid_list(pgrx::pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            find_all_inheritors(relid, lock, std::ptr::null_mut())
+        }))
     }
 }

@@ -463,7 +463,7 @@ pub mod timeout;
 mod tuples;
 
 pub use foreign_keys::{cascading_referencers, foreign_key_targets};
-pub use inheritance::family;
+pub use inheritance::{family, family_locked};
 pub use tuples::{attr, column_number, column_value};
 
 /// Sets a setting as the session would (`SET`, or `SET LOCAL` with

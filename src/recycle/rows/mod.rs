@@ -27,15 +27,6 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 
-extern "C-unwind" {
-    // catalog/pg_inherits.h (not in pgrx's bindings); the same in 15 to 18.
-    fn find_all_inheritors(
-        parent: pg_sys::Oid,
-        lockmode: pg_sys::LOCKMODE,
-        numparents: *mut *mut pg_sys::List,
-    ) -> *mut pg_sys::List;
-}
-
 /// The tables a TRUNCATE will empty, locked (AccessExclusiveLock) as it
 /// locks them, in the order it names them: the named tables, their
 /// children (unless ONLY), then (CASCADE) the tables referencing them.
@@ -55,9 +46,7 @@ unsafe fn truncated(stmt: *mut pg_sys::TruncateStmt) -> Vec<pg_sys::Oid> {
                 rels.push(relid);
             }
             if (*rv).inh {
-                for child in pg::oid_list(pgrx::pg_sys::ffi::pg_guard_ffi_boundary(|| {
-                    find_all_inheritors(relid, lock, std::ptr::null_mut())
-                })) {
+                for child in pg::family_locked(relid, lock) {
                     if !rels.contains(&child) {
                         rels.push(child);
                     }
