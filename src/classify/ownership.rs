@@ -162,9 +162,8 @@ unsafe fn writing_foreign_key(node: *mut pg_sys::Node) -> bool {
         return false;
     }
     let k = &*(node as *const pg_sys::Constraint);
-    let writes = |action: std::ffi::c_char| matches!(action as u8, b'c' | b'n' | b'd');
     k.contype == pg_sys::ConstrType::CONSTR_FOREIGN
-        && (writes(k.fk_del_action) || writes(k.fk_upd_action))
+        && (pg::action_writes(k.fk_del_action as u8) || pg::action_writes(k.fk_upd_action as u8))
 }
 
 /// The owner of the table, or of one of its partitions or children, that

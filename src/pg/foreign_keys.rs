@@ -38,7 +38,6 @@ pub unsafe fn cascading_referencers(
     delete: bool,
     update: bool,
 ) -> Vec<pg_sys::Oid> {
-    let acts = |action: u8| matches!(action, b'c' | b'n' | b'd');
     let mut out = Vec::new();
     let mut columns: Option<[i32; 5]> = None;
     // SAFETY: per this function's contract; each tuple is read during the
@@ -61,7 +60,8 @@ pub unsafe fn cascading_referencers(
             let oid = |attnum| get(attnum).map(|v| v as u32).unwrap_or(0);
             if byte(contype) == b'f'
                 && targets.contains(&pg_sys::Oid::from(oid(confrelid)))
-                && ((delete && acts(byte(confdeltype))) || (update && acts(byte(confupdtype))))
+                && ((delete && action_writes(byte(confdeltype)))
+                    || (update && action_writes(byte(confupdtype))))
             {
                 let r = pg_sys::Oid::from(oid(conrelid));
                 if !out.contains(&r) {
@@ -76,3 +76,11 @@ pub unsafe fn cascading_referencers(
 /// pg_constraint (catalog/pg_constraint.h; the same in 15 to 18, whose
 /// bindings pgrx leaves out).
 const CONSTRAINT_RELATION_ID: u32 = 2606;
+
+/// Does a foreign key's action (`confdeltype`, `confupdtype`, or a
+/// Constraint's `fk_del_action`) change the referencing rows: CASCADE
+/// ('c'), SET NULL ('n') or SET DEFAULT ('d'), rather than NO ACTION or
+/// RESTRICT?
+pub fn action_writes(action: u8) -> bool {
+    matches!(action, b'c' | b'n' | b'd')
+}

@@ -462,7 +462,7 @@ mod inheritance;
 pub mod timeout;
 mod tuples;
 
-pub use foreign_keys::{cascading_referencers, foreign_key_targets};
+pub use foreign_keys::{action_writes, cascading_referencers, foreign_key_targets};
 pub use inheritance::{family, family_locked};
 pub use tuples::{attr, column_number, column_value};
 
