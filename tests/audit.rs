@@ -681,18 +681,78 @@ fn writer_terminated_mid_load_loses_and_duplicates_nothing() {
     );
 }
 
+/// What a spool file holds that is not loaded yet: a closed file's bytes,
+/// or a backend's segment's lines between `taken` and `published` (the
+/// header's words at bytes 16 and 8; see aas_policy::audit::segment).
+fn spool_file_lines(path: &std::path::Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    if path.extension().is_some_and(|x| x == "seg") {
+        let word = |at: usize| {
+            bytes
+                .get(at..at + 8)
+                .map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap()) as usize)
+        };
+        let (taken, published) = (word(16), word(8));
+        return bytes.get(taken..published).unwrap_or_default().to_vec();
+    }
+    if path.extension().is_some_and(|x| x == "copy") {
+        return bytes;
+    }
+    Vec::new()
+}
+
 /// Lines waiting in a stopped cluster's spool (not loaded into any table yet).
 fn spool_lines(cluster_dir: &str) -> usize {
     let root = std::path::Path::new(cluster_dir).join("ai_agent_safety_spool");
     let mut n = 0;
     for db in std::fs::read_dir(root).into_iter().flatten().flatten() {
         for f in std::fs::read_dir(db.path()).into_iter().flatten().flatten() {
-            if let Ok(s) = std::fs::read(f.path()) {
-                n += s.iter().filter(|b| **b == b'\n').count();
-            }
+            n += spool_file_lines(&f.path())
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count();
         }
     }
     n
+}
+
+/// Starts a stopped test cluster, waits until its spool is loaded, and
+/// returns a connection and the agent's refused statements, in id order.
+fn start_and_load(dir: &str, port: u16, db: &str, agent: &str) -> (Client, Vec<String>) {
+    run_lib_sh(&format!(
+        "as_postgres env -u RUST_BACKTRACE $PG_BIN/pg_ctl -D {dir} -l {dir}/server.log -w start >/dev/null"
+    ));
+    let mut c = connect_port(port, "postgres", db);
+    let w = wait_count(
+        &mut c,
+        "SELECT queue_depth FROM ai_agent_safety.audit_stats",
+        0,
+        Duration::from_secs(30),
+    );
+    assert_eq!(w.last, 0, "the spool is loaded after {:?}", w.elapsed);
+    let loaded = c
+        .query(
+            "SELECT statement FROM ai_agent_safety.audit_log
+              WHERE session_user_name = $1 AND event = 'refused' ORDER BY id",
+            &[&agent],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    (c, loaded)
+}
+
+/// Every file in a stopped test cluster's databases' spool directories.
+fn spool_db_files(dir: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(format!("{dir}/ai_agent_safety_spool"))
+        .unwrap()
+        .flatten()
+        // The databases' directories (not the spool's origin marker).
+        .filter(|d| d.path().is_dir())
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .map(|f| f.path())
+        .collect()
 }
 
 /// A test's own cluster: the extension in `postgres`, an agent role, and
@@ -865,16 +925,10 @@ fn lines_cut_by_a_crash_are_dropped_and_counted_and_the_rest_load() {
     // character and run into event 7, and a last line, event 10, cut short
     // with no newline.
     let dir = format!("/tmp/aas-{NAME}");
-    let spool: Vec<_> = std::fs::read_dir(format!("{dir}/ai_agent_safety_spool"))
-        .unwrap()
-        .flatten()
-        // The databases' directories (not the spool's origin marker).
-        .filter(|d| d.path().is_dir())
-        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
-        .map(|f| f.path())
-        .collect();
+    let spool = spool_db_files(&dir);
+    // The agent's backend's segment.
     assert_eq!(spool.len(), 1, "one spool file: {spool:?}");
-    let text = std::fs::read_to_string(&spool[0]).unwrap();
+    let text = String::from_utf8(spool_file_lines(&spool[0])).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 10, "ten events spooled");
     for (i, l) in lines.iter().enumerate() {
@@ -900,29 +954,14 @@ fn lines_cut_by_a_crash_are_dropped_and_counted_and_the_rest_load() {
             }
         }
     }
-    std::fs::write(&spool[0], damaged).unwrap();
-    run_lib_sh(&format!(
-        "as_postgres env -u RUST_BACKTRACE $PG_BIN/pg_ctl -D {dir} -l {dir}/server.log -w start >/dev/null"
-    ));
-
-    let mut c = connect_port(PORT, "postgres", DB);
-    let w = wait_count(
-        &mut c,
-        "SELECT queue_depth FROM ai_agent_safety.audit_stats",
-        0,
-        Duration::from_secs(30),
-    );
-    assert_eq!(w.last, 0, "the spool is loaded after {:?}", w.elapsed);
-    let loaded: Vec<String> = c
-        .query(
-            "SELECT statement FROM ai_agent_safety.audit_log
-              WHERE session_user_name = $1 AND event = 'refused' ORDER BY id",
-            &[&AGENT],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    // As a closed spool file (what the writer takes segments' lines into).
+    std::fs::remove_file(&spool[0]).unwrap();
+    std::fs::write(
+        spool[0].with_file_name("00000000000000000001-000001-1.copy"),
+        damaged,
+    )
+    .unwrap();
+    let (mut c, loaded) = start_and_load(&dir, PORT, DB, AGENT);
     let want: Vec<String> = [1, 2, 5, 8, 9].into_iter().map(statement).collect();
     assert_eq!(loaded, want, "every whole line loaded, exactly once");
     // Three damaged lines (3-and-4 and 6-and-7 run together, and 10) counted
@@ -941,6 +980,282 @@ fn lines_cut_by_a_crash_are_dropped_and_counted_and_the_rest_load() {
         left.is_empty(),
         "nothing set aside or left behind: {left:?}"
     );
+}
+
+/// A backend's segment is taken by the writer into a closed file, with a
+/// sidecar naming how far: the writer may die at any point of that. A
+/// sidecar whose closed file exists is applied at the next start (the lines
+/// it names are not taken again); one whose closed file was never made is
+/// discarded (its lines are taken again). Either way every event is loaded
+/// exactly once, and the finished segment and the leftovers go.
+#[test]
+fn a_writer_killed_while_taking_segments_repeats_and_loses_nothing() {
+    const NAME: &str = "audittake";
+    const PORT: u16 = 55484;
+    const AGENT: &str = "take_agent";
+    const DB: &str = "take_prod";
+    let _guard = StopCluster(NAME);
+    // No writer can start until the restart: the events stay in the segment.
+    own_cluster(NAME, PORT, &["max_worker_processes = 1"], AGENT, &[DB]);
+    // A backend's first 16 events go to the shared file, the rest to its
+    // segment: 20 events, 4 in the segment.
+    let mut agent = connect_port(PORT, AGENT, DB);
+    for id in 1..=20 {
+        assert_refused(agent.batch_execute(&format!("DELETE FROM orders WHERE id = {id}")));
+    }
+    drop(agent);
+    let mut c = connect_port(PORT, "postgres", DB);
+    exec(&mut c, "ALTER SYSTEM SET max_worker_processes = 8");
+    drop(c);
+    run_lib_sh(&format!("cluster_stop {NAME}"));
+
+    let dir = format!("/tmp/aas-{NAME}");
+    let segs: Vec<_> = spool_db_files(&dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    assert_eq!(segs.len(), 1, "the agent's segment: {segs:?}");
+    let seg = &segs[0];
+    let lines = String::from_utf8(spool_file_lines(seg)).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 4, "four events in the segment");
+    assert!(lines[0].contains("WHERE id = 17"), "{}", lines[0]);
+    // The writer took the segment's lines 1-3 into a closed file and died
+    // before it stored `taken` in the segment's header (which still says 64).
+    let three: usize = lines[..3].iter().map(|l| l.len() + 1).sum();
+    let seg_name = seg.file_name().unwrap().to_str().unwrap();
+    let db_dir = seg.parent().unwrap();
+    let closed = db_dir.join("00000000000000000001-000001-1.copy");
+    std::fs::write(
+        &closed,
+        lines[..3]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    std::fs::write(
+        closed.with_extension("ranges"),
+        format!("{seg_name} {}\n", 64 + three),
+    )
+    .unwrap();
+    // And, from an earlier attempt, it died before making the closed file:
+    // a sidecar and a half-written temporary file, naming all four lines.
+    let all: usize = lines.iter().map(|l| l.len() + 1).sum();
+    let never = db_dir.join("00000000000000000000-000009-1.copy");
+    std::fs::write(
+        never.with_extension("ranges"),
+        format!("{seg_name} {}\n", 64 + all),
+    )
+    .unwrap();
+    std::fs::write(never.with_extension("tmp"), &lines[0][..10]).unwrap();
+
+    let (mut c, loaded) = start_and_load(&dir, PORT, DB, AGENT);
+    // Every event once (the crafted closed file is named as if taken before
+    // the shared file's rotation, so ids do not follow the events here).
+    let mut loaded = loaded;
+    loaded.sort();
+    let mut want: Vec<String> = (1..=20)
+        .map(|id| format!("DELETE FROM orders WHERE id = {id}"))
+        .collect();
+    want.sort();
+    assert_eq!(loaded, want, "every event once");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT events_dropped FROM ai_agent_safety.audit_stats"
+        ),
+        0
+    );
+    // The sealed, fully taken segment and the leftovers are gone (the
+    // writer removes segments after each load: wait for its next pass).
+    let w = wait_count(
+        &mut c,
+        &format!(
+            "SELECT count(*) FROM pg_ls_dir('ai_agent_safety_spool/{}') f",
+            db_dir.file_name().unwrap().to_str().unwrap()
+        ),
+        0,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        w.last, 0,
+        "the spool directory is empty after {:?}",
+        w.elapsed
+    );
+}
+
+/// Files in a cluster's spool directory for one database, by suffix.
+fn spool_files(cluster_dir: &str, dboid: u32, ext: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(
+        std::path::Path::new(cluster_dir)
+            .join("ai_agent_safety_spool")
+            .join(dboid.to_string()),
+    )
+    .into_iter()
+    .flatten()
+    .flatten()
+    .map(|f| f.path())
+    .filter(|p| p.extension().is_some_and(|x| x == ext))
+    .collect()
+}
+
+fn dboid_of(c: &mut Client) -> u32 {
+    c.query_one(
+        "SELECT oid::int8 FROM pg_database WHERE datname = current_database()",
+        &[],
+    )
+    .map(|r| r.get::<_, i64>(0) as u32)
+    .unwrap()
+}
+
+/// A backend's segment costs a file and disk blocks of its own (one at
+/// first), so a login refusal, whose backend ends at once, and a session's
+/// first 16 events go to the database's shared spool file instead: an agent
+/// opening many short connections where no writer runs (a standby, no
+/// worker slot, no extension) grows the spool by its lines, not by a file
+/// and a block per connection. A session's later events go to its segment,
+/// which stays while the backend lives and goes once it has died (SIGKILL:
+/// no exit code runs) and everything in it is loaded.
+#[test]
+fn refused_logins_share_one_file_and_a_segment_lives_as_long_as_its_backend() {
+    const NAME: &str = "auditseg";
+    const PORT: u16 = 55485;
+    const AGENT: &str = "seg_agent";
+    const DB: &str = "seg_prod";
+    let _guard = StopCluster(NAME);
+    own_cluster(NAME, PORT, &["max_worker_processes = 1"], AGENT, &[DB]);
+    let dir = format!("/tmp/aas-{NAME}");
+    let mut a = connect_port(PORT, "postgres", DB);
+    let dboid = dboid_of(&mut a);
+    exec(
+        &mut a,
+        &format!("CREATE ROLE {AGENT}_noexp LOGIN IN ROLE ai_agent"),
+    );
+    for _ in 0..20 {
+        let e = try_connect_port(PORT, &format!("{AGENT}_noexp"), DB)
+            .err()
+            .map(|e| describe(&e))
+            .expect("an agent without VALID UNTIL must not log in");
+        assert!(e.contains("no credential expiry"), "{e}");
+    }
+    assert_eq!(
+        spool_files(&dir, dboid, "seg"),
+        Vec::<std::path::PathBuf>::new(),
+        "no segment for a refused login"
+    );
+    let shared = spool_files(&dir, dboid, "copy");
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    let text = String::from_utf8(spool_file_lines(&shared[0])).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.contains("login_refused")).count(),
+        20
+    );
+
+    // A session's first 16 events go to the shared file too; the 17th
+    // makes its own segment.
+    let mut ag = connect_port(PORT, AGENT, DB);
+    for _ in 0..16 {
+        assert_refused(ag.batch_execute("DELETE FROM orders WHERE id = 1"));
+    }
+    assert_eq!(
+        spool_files(&dir, dboid, "seg"),
+        Vec::<std::path::PathBuf>::new(),
+        "no segment for a session's first 16 events"
+    );
+    assert_refused(ag.batch_execute("DELETE FROM orders WHERE id = 1"));
+    let pid: i32 = ag.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let segs = spool_files(&dir, dboid, "seg");
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    // Sparse: one disk block so far, whatever its length.
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&segs[0]).unwrap();
+    assert!(
+        m.blocks() * 512 <= 8192,
+        "{} bytes allocated",
+        m.blocks() * 512
+    );
+    assert!(m.len() >= 1 << 20, "{} bytes long", m.len());
+
+    // A writer can start now: everything loads; the live session's segment
+    // stays.
+    exec(&mut a, "ALTER SYSTEM SET max_worker_processes = 8");
+    drop(a);
+    run_lib_sh(&format!(
+        "as_postgres env -u RUST_BACKTRACE $PG_BIN/pg_ctl -D {dir} -l {dir}/server.log -w restart >/dev/null"
+    ));
+    let mut ag = connect_port(PORT, AGENT, DB);
+    for _ in 0..17 {
+        assert_refused(ag.batch_execute("DELETE FROM orders WHERE id = 2"));
+    }
+    let pid2: i32 = ag.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    assert_ne!(pid, pid2);
+    let mut a = connect_port(PORT, "postgres", DB);
+    let w = wait_count(
+        &mut a,
+        &format!("SELECT count(*) FROM ai_agent_safety.audit_log WHERE session_user_name IN ('{AGENT}', '{AGENT}_noexp')"),
+        54,
+        Duration::from_secs(30),
+    );
+    assert_eq!(w.last, 54, "loaded after {:?}", w.elapsed);
+    // The first session's segment ended with the restart (sealed at its
+    // exit) and goes; the second stays while its backend lives.
+    let w = wait_count(
+        &mut a,
+        &format!(
+            "SELECT count(*) FROM pg_ls_dir('ai_agent_safety_spool/{dboid}') f WHERE f LIKE '%.seg'"
+        ),
+        1,
+        Duration::from_secs(10),
+    );
+    assert_eq!(w.last, 1, "after {:?}", w.elapsed);
+    let live = spool_files(&dir, dboid, "seg");
+    assert!(
+        live[0].to_str().unwrap().ends_with(&format!("-{pid2}.seg")),
+        "{live:?}"
+    );
+    // SIGKILL: no exit code seals it; the kernel drops its owner's lock.
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid2.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    drop(ag);
+    // The postmaster restarts every backend after a crash: wait for it.
+    let t0 = Instant::now();
+    let mut ag = loop {
+        match try_connect_port(PORT, AGENT, DB) {
+            Ok(c) => break c,
+            Err(_) if t0.elapsed() < Duration::from_secs(60) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("the cluster did not come back: {}", describe(&e)),
+        }
+    };
+    // A new event starts a writer, which loads it and removes the dead
+    // backend's segment.
+    assert_refused(ag.batch_execute("DELETE FROM orders WHERE id = 3"));
+    let mut a = connect_port(PORT, "postgres", DB);
+    let w = wait_count(
+        &mut a,
+        &format!(
+            "SELECT count(*) FROM pg_ls_dir('ai_agent_safety_spool/{dboid}') f WHERE f LIKE '%-{pid2}.seg'"
+        ),
+        0,
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        w.last, 0,
+        "the killed backend's segment is removed after {:?}",
+        w.elapsed
+    );
+    let w = wait_count(
+        &mut a,
+        &format!("SELECT count(*) FROM ai_agent_safety.audit_log WHERE session_user_name IN ('{AGENT}', '{AGENT}_noexp')"),
+        55,
+        Duration::from_secs(30),
+    );
+    assert_eq!(w.last, 55, "nothing lost or repeated");
 }
 
 #[test]
@@ -1524,7 +1839,7 @@ fn a_latin1_database_keeps_every_event_and_its_characters() {
 }
 
 /// Everything in a running cluster's spool for one database, in file-name
-/// order (with no writer, only `current.copy`).
+/// order (with no writer, only its backends' segments).
 fn spool_text(cluster_dir: &str, dboid: u32) -> String {
     let dir = std::path::Path::new(cluster_dir)
         .join("ai_agent_safety_spool")
@@ -1538,7 +1853,7 @@ fn spool_text(cluster_dir: &str, dboid: u32) -> String {
     files.sort();
     files
         .iter()
-        .map(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap_or_default()).into_owned())
+        .map(|f| String::from_utf8_lossy(&spool_file_lines(f)).into_owned())
         .collect()
 }
 
@@ -1571,13 +1886,7 @@ fn a_killed_backend_loses_no_event_and_a_spool_failure_still_logs() {
         &mut a,
         &format!("ALTER ROLE {AGENT} SET ai_agent_safety.audit_level = 'all'"),
     );
-    let dboid: u32 = a
-        .query_one(
-            "SELECT oid::int8 FROM pg_database WHERE datname = current_database()",
-            &[],
-        )
-        .map(|r| r.get::<_, i64>(0) as u32)
-        .unwrap();
+    let dboid = dboid_of(&mut a);
     let statements = || -> Vec<String> {
         spool_text(&dir, dboid)
             .lines()
@@ -1593,6 +1902,11 @@ fn a_killed_backend_loses_no_event_and_a_spool_failure_still_logs() {
         "INSERT INTO public.orders VALUES (11, 'committed')",
     );
     let pid: i32 = ag.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    // Past a backend's first 16 events (the shared file): what follows is
+    // in its own segment, a mapped file, when the kill comes.
+    for _ in 0..16 {
+        exec(&mut ag, "SELECT 'before the segment'");
+    }
     exec(&mut ag, "BEGIN");
     exec(
         &mut ag,
@@ -1634,6 +1948,12 @@ fn a_killed_backend_loses_no_event_and_a_spool_failure_still_logs() {
     );
     let after = statements();
     assert_eq!(after, before, "the kill took no event with it");
+    assert!(
+        spool_db_files(&dir)
+            .iter()
+            .any(|p| p.to_str().unwrap().ends_with(&format!("-{pid}.seg"))),
+        "the killed backend's events are in its segment"
+    );
     for s in [
         "'committed'",
         "read in the doomed",
@@ -1647,15 +1967,17 @@ fn a_killed_backend_loses_no_event_and_a_spool_failure_still_logs() {
         );
     }
 
-    // 2. The spool cannot be written (a new session opens the file; it is
-    // unwritable now): the refusal still reaches the server log, and the
-    // statement does not run.
+    // 2. The spool cannot be written (a new session's first events go to
+    // the shared current.copy, read-only now, and later ones to a segment
+    // of its own in the database's spool directory, unwritable now): the
+    // refusal still reaches the server log, and the statement does not run.
     let file = std::path::Path::new(&dir)
         .join("ai_agent_safety_spool")
-        .join(dboid.to_string())
-        .join("current.copy");
+        .join(dboid.to_string());
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let shared = file.join("current.copy");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o500)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o400)).unwrap();
     let mut ag = connect_port(PORT, AGENT, DB);
     let err = ag
         .batch_execute("DELETE FROM public.orders WHERE id = 2 /* unspoolable */")
@@ -1665,7 +1987,8 @@ fn a_killed_backend_loses_no_event_and_a_spool_failure_still_logs() {
         "{}",
         describe(&err)
     );
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o700)).unwrap();
     let log =
         String::from_utf8_lossy(&std::fs::read(format!("{dir}/server.log")).unwrap()).into_owned();
     assert!(

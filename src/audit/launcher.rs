@@ -91,6 +91,10 @@ pub extern "C-unwind" fn aas_audit_launcher_main(_arg: pg_sys::Datum) {
 fn start_pending() -> bool {
     let mut no_worker = false;
     for db in spool::spooled_databases() {
+        // Segments of backends that ended with everything taken (a crash
+        // or a restart left them, or their writer had retired): removed
+        // here, so they need no writer and no new event to go.
+        super::segment::reap(&spool::db_dir(db));
         if !spool::pending(db) {
             continue;
         }

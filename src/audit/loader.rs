@@ -117,6 +117,11 @@ pub fn load_file(path: &std::path::Path) {
     );
     let loaded = BackgroundWorker::transaction(|| {
         Spi::connect_mut(|c| {
+            // The spool file is removed once this commits: the commit must
+            // be on disk by then, whatever the server's or the database's
+            // synchronous_commit says (asynchronous, a crash right after
+            // would take the rows back with the file already gone).
+            c.update("SET LOCAL synchronous_commit = on", None, &[])?;
             let fresh = c.update(
                 "INSERT INTO ai_agent_safety.audit_spool_done (file) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1",
                 None,
@@ -131,7 +136,10 @@ pub fn load_file(path: &std::path::Path) {
             Ok::<bool, pgrx::spi::Error>(fresh.len() == 1)
         })
     });
-    let _ = std::fs::remove_file(&clean_path);
+    // Either converted copy (one may be left by an earlier attempt that a
+    // kill interrupted).
+    let _ = std::fs::remove_file(path.with_extension("bin"));
+    let _ = std::fs::remove_file(path.with_extension("clean"));
     match loaded {
         Ok(fresh) => {
             // Counted before the file leaves the spool, so that the counts

@@ -19,6 +19,7 @@
 pub mod launcher;
 pub mod loader;
 pub mod maintenance;
+pub mod segment;
 pub mod spool;
 pub mod writer;
 
@@ -171,7 +172,13 @@ fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
     }
     let spooled = if table {
         line.push('\n');
-        spool::append(c.db_oid, line.as_bytes())
+        // A login refusal's backend ends at once: the shared file.
+        let via = if e.event == EventKind::LoginRefused {
+            spool::Via::Shared
+        } else {
+            spool::Via::Segment
+        };
+        spool::append(c.db_oid, line.as_bytes(), via)
     } else {
         Ok(false)
     };

@@ -1,15 +1,20 @@
 //! The spool: durable, append-only event files, one stream per database.
 //!
-//! `$PGDATA/ai_agent_safety_spool/<dboid>/current.copy` receives one line per
-//! event, in COPY text format (`aas_policy::audit_record`). Backends append
-//! with one `write()` on an `O_APPEND` descriptor while holding a shared-memory
-//! LWLock in *shared* mode, so appenders never wait for each other (the kernel
-//! keeps each append whole). The writer rotates the file
-//! under the same lock in exclusive mode (rename to `<time>-<seq>.copy`,
-//! bumping a generation number so every backend reopens `current.copy`), so no
-//! append can land in a file after it is closed; then it loads closed files.
-//! Files survive a writer crash and a server restart; nothing is kept only in
-//! memory, so a full queue cannot exist: the spool grows on disk instead.
+//! Each event is one line of COPY text format (`aas_policy::audit::record`).
+//! A backend appends it to a segment of its own under
+//! `$PGDATA/ai_agent_safety_spool/<dboid>/` (`segment`: a mapped file, no
+//! system call per event) or, for a login refusal, its first few events and
+//! file systems where segments are not used, with one `write()` to the
+//! database's shared `current.copy` (see `Via`), in both cases while holding
+//! a shared-memory LWLock in *shared* mode, so appenders never wait for
+//! each other. The writer rotates `current.copy` under the same lock in
+//! exclusive mode (rename to `<time>-<seq>-<pid>.copy`, bumping a
+//! generation number so every backend reopens it), so no append lands in a
+//! file after it is closed, takes the segments' new lines into closed files
+//! too, and loads those; it decides to retire under the exclusive lock, so
+//! no line is appended unseen. Files survive a backend's SIGKILL, a writer
+//! crash and a server restart; nothing is kept only in memory, so a full
+//! queue cannot exist: the spool grows on disk instead.
 
 use aas_policy::WriterState;
 use pgrx::lwlock::PgLwLock;
@@ -101,15 +106,6 @@ pub fn init_shmem() {
     pgrx::pg_shmem_init!(SPOOL);
 }
 
-/// This backend's open spool file.
-struct Open {
-    dboid: u32,
-    generation: u64,
-    file: File,
-}
-// SAFETY: a backend is single-threaded; only `append` touches it.
-static mut OPEN: Option<Open> = None;
-
 pub fn db_dir(dboid: u32) -> PathBuf {
     PathBuf::from(DIR).join(dboid.to_string())
 }
@@ -117,6 +113,15 @@ pub fn db_dir(dboid: u32) -> PathBuf {
 pub fn current_path(dboid: u32) -> PathBuf {
     db_dir(dboid).join("current.copy")
 }
+
+/// This backend's open shared spool file (`current.copy`).
+struct Open {
+    dboid: u32,
+    generation: u64,
+    file: File,
+}
+// SAFETY: a backend is single-threaded; only `append_shared` touches it.
+static mut OPEN: Option<Open> = None;
 
 fn open_current(dboid: u32) -> std::io::Result<File> {
     std::fs::create_dir_all(db_dir(dboid))?;
@@ -126,43 +131,67 @@ fn open_current(dboid: u32) -> std::io::Result<File> {
         .open(current_path(dboid))
 }
 
-/// Appends one event line (with its newline) in one `write()`. A failure
-/// is returned (the line is counted as dropped) for the caller to raise:
-/// an agent's statement is not allowed through with its audit event lost.
-/// True when no writer serves the database and the caller must start one
-/// (its start is claimed).
-pub fn append(dboid: pg_sys::Oid, line: &[u8]) -> Result<bool, String> {
+/// Appends one line to the database's shared `current.copy` in one
+/// `write()` (the kernel keeps each append whole). Call under the shared lock.
+fn append_shared(shared: &Shared, dboid: u32, line: &[u8]) -> std::io::Result<()> {
+    // SAFETY: see OPEN.
+    let open = unsafe { &mut *std::ptr::addr_of_mut!(OPEN) };
+    if !matches!(open, Some(o) if o.dboid == dboid && o.generation == shared.generation) {
+        *open = Some(Open {
+            dboid,
+            generation: shared.generation,
+            file: open_current(dboid)?,
+        });
+    }
+    let r = open.as_mut().expect("opened above").file.write_all(line);
+    if r.is_err() {
+        *open = None;
+    }
+    r
+}
+
+/// Where an event line goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// This backend's own segment (`segment`), once it has spooled more
+    /// than a few events (a short session's go to the shared file: a
+    /// segment per connection would cost an agent that opens many of them
+    /// a file and a disk block each, where no writer removes them), and
+    /// where the file system allocates a mapped file's blocks up front;
+    /// else the shared file.
+    Segment,
+    /// The shared `current.copy`: for a login refusal, whose backend ends
+    /// at once (a segment per refused connection would cost an agent that
+    /// retries nothing but a file and a disk block each time).
+    Shared,
+}
+
+/// Appends one event line (with its newline). A failure is returned (the
+/// line is counted as dropped) for the caller to raise: an agent's statement
+/// is not allowed through with its audit event lost. True when no writer
+/// serves the database and the caller must start one (its start is claimed).
+pub fn append(dboid: pg_sys::Oid, line: &[u8], via: Via) -> Result<bool, String> {
     let dboid = dboid.to_u32();
     let served;
     {
+        // Held in shared mode across the append: a writer retires only
+        // under the exclusive lock, after finding nothing waiting, and
+        // rotates `current.copy` only under it, so a line appended here is
+        // either seen by it or finds it gone, and never lands in a file
+        // already closed.
         let shared = SPOOL.share();
-        // SAFETY: see OPEN.
-        let open = unsafe { &mut *std::ptr::addr_of_mut!(OPEN) };
-        let stale =
-            !matches!(open, Some(o) if o.dboid == dboid && o.generation == shared.generation);
-        if stale {
-            match open_current(dboid) {
-                Ok(f) => {
-                    *open = Some(Open {
-                        dboid,
-                        generation: shared.generation,
-                        file: f,
-                    })
-                }
-                Err(e) => {
-                    Counters::add(&shared.counters.dropped, 1);
-                    return Err(format!(
-                        "ai_agent_safety: cannot open the audit spool for database oid {dboid}: {e}"
-                    ));
-                }
-            }
-        }
-        let f = &mut open.as_mut().unwrap().file;
-        if let Err(e) = f.write_all(line) {
+        let r = if via == Via::Segment
+            && super::segment::wanted()
+            && super::segment::usable(|| db_dir(dboid))
+        {
+            super::segment::append(dboid, || db_dir(dboid), line)
+        } else {
+            append_shared(&shared, dboid, line)
+        };
+        if let Err(e) = r {
             Counters::add(&shared.counters.dropped, 1);
-            *open = None;
             return Err(format!(
-                "ai_agent_safety: cannot write the audit spool: {e}"
+                "ai_agent_safety: cannot open the audit spool for database oid {dboid}: {e}"
             ));
         }
         Counters::add(&shared.counters.spooled, 1);
@@ -305,6 +334,7 @@ pub fn set_wake(shared: &mut Shared, dboid: u32, at: Option<i64>) {
 /// decide whether a writer may retire.)
 pub fn pending(dboid: u32) -> bool {
     !closed_files(dboid).is_empty()
+        || super::segment::any_waiting(&db_dir(dboid))
         || std::fs::metadata(current_path(dboid))
             .map(|m| m.len() > 0)
             .unwrap_or(false)
@@ -313,8 +343,12 @@ pub fn pending(dboid: u32) -> bool {
 /// Rotates `current.copy` of a database if it holds anything. Returns the
 /// closed file's path.
 pub fn rotate(dboid: u32, seq: &mut u64) -> Option<PathBuf> {
-    let mut shared = SPOOL.exclusive();
     let cur = current_path(dboid);
+    // Most passes find nothing: no exclusive lock for those.
+    if std::fs::metadata(&cur).map_or(true, |m| m.len() == 0) {
+        return None;
+    }
+    let mut shared = SPOOL.exclusive();
     let len = std::fs::metadata(&cur).map(|m| m.len()).unwrap_or(0);
     if len == 0 {
         return None;
@@ -426,7 +460,8 @@ pub fn database_lines(dboid: u32) -> u64 {
         .into_iter()
         .chain(std::iter::once(current_path(dboid)))
         .map(|f| line_count(&f))
-        .sum()
+        .sum::<u64>()
+        + super::segment::waiting_lines(&db_dir(dboid))
 }
 
 /// The current time, as PostgreSQL keeps it.

@@ -11,7 +11,7 @@
 //! retention); the launcher starts a writer then.
 
 use super::spool::{self, SPOOL};
-use super::{loader, maintenance};
+use super::{loader, maintenance, segment};
 use aas_policy::WriterState;
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -224,10 +224,20 @@ fn extension_present() -> bool {
 
 /// Loads everything spooled so far. True when there was anything.
 fn drain(dboid: u32, seq: &mut u64) -> bool {
+    // The shared file: login refusals, each backend's first events, and
+    // file systems without segments (`spool::Via`).
     spool::rotate(dboid, seq);
+    let dir = spool::db_dir(dboid);
+    // Held until the files are loaded: nobody else takes these lines.
+    let taker = segment::taker_lock(&dir);
+    if taker.is_some() {
+        segment::recover(&dir);
+        segment::take(&dir, seq);
+    }
     let files = spool::closed_files(dboid);
     for f in &files {
         loader::load_file(f);
     }
+    segment::reap(&dir);
     !files.is_empty()
 }

@@ -6,6 +6,7 @@
 
 pub mod binary;
 pub mod record;
+pub mod segment;
 
 use serde::Serialize;
 
