@@ -602,7 +602,220 @@ GRANT EXECUTE ON FUNCTION ai_agent_safety.restore_dropped(bigint, text) TO ai_ag
 REVOKE ALL ON FUNCTION ai_agent_safety.purge_dropped(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ai_agent_safety.purge_dropped(bigint) TO ai_agent_approver;
 
--- The audit log's time index becomes BRIN (see audit.sql): what each event
--- costs the writer.
+-- The audit log becomes the view audit_log over two tables (see audit.sql):
+-- audit_row, which is 0.1.0's table renamed, its events and ids kept, and
+-- audit_batch, where the writer now stores spooled events many to a row.
+-- Views and functions of a DBA's that read 0.1.0's table follow the rename
+-- (as agent_activity does, replaced below): they are named in a warning,
+-- since from now on they see only the events kept one to a row.
+DO $$
+DECLARE
+    deps text;
+BEGIN
+    SELECT pg_catalog.string_agg(DISTINCT o, ', ') INTO deps
+      FROM (SELECT v.oid::regclass::text AS o
+              FROM pg_catalog.pg_depend d
+              JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+              JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+             WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass
+               AND d.refobjid = 'ai_agent_safety.audit_log'::regclass
+               AND v.oid <> 'ai_agent_safety.agent_activity'::regclass
+            UNION ALL
+            SELECT d.objid::regprocedure::text
+              FROM pg_catalog.pg_depend d
+             WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+               AND d.refobjid = 'ai_agent_safety.audit_log'::regclass) x;
+    IF deps IS NOT NULL THEN
+        RAISE WARNING 'these read ai_agent_safety.audit_log, which 0.2.0 renames to ai_agent_safety.audit_row: %', deps
+            USING DETAIL = 'From now on they see only the events kept one to a row, not the audit writer''s batches.',
+                  HINT = 'Make them read the view ai_agent_safety.audit_log again, with CREATE OR REPLACE VIEW (or FUNCTION).';
+    END IF;
+END $$;
+ALTER TABLE ai_agent_safety.audit_log RENAME TO audit_row;
+ALTER SEQUENCE ai_agent_safety.audit_log_id_seq RENAME TO audit_row_id_seq;
+ALTER INDEX ai_agent_safety.audit_log_pkey RENAME TO audit_row_pkey;
+ALTER TRIGGER audit_log_append_only ON ai_agent_safety.audit_row RENAME TO audit_row_append_only;
+ALTER TRIGGER audit_log_no_truncate ON ai_agent_safety.audit_row RENAME TO audit_row_no_truncate;
+ALTER SEQUENCE ai_agent_safety.audit_row_id_seq INCREMENT BY 1024;
+-- The time index becomes BRIN: what each event costs the writer.
 DROP INDEX ai_agent_safety.audit_log_ts;
-CREATE INDEX audit_log_ts ON ai_agent_safety.audit_log USING brin (ts);
+CREATE INDEX audit_row_ts ON ai_agent_safety.audit_row USING brin (ts);
+COMMENT ON TABLE ai_agent_safety.audit_row IS
+    'Audit events one to a row (written inside a transaction, or from before 0.2.0); read them through ai_agent_safety.audit_log.';
+
+CREATE FUNCTION ai_agent_safety."_audit_events"(
+	"rows" bytea, /* & [u8] */
+	"first_id" bigint /* i64 */
+) RETURNS TABLE (
+	"id" bigint,  /* i64 */
+	"ts" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
+	"database" TEXT,  /* Option < String > */
+	"pid" INT,  /* Option < i32 > */
+	"client_addr" TEXT,  /* Option < String > */
+	"application_name" TEXT,  /* Option < String > */
+	"session_user_name" TEXT,  /* Option < String > */
+	"current_user_name" TEXT,  /* Option < String > */
+	"task_id" TEXT,  /* Option < String > */
+	"source" TEXT,  /* Option < String > */
+	"event" TEXT,  /* Option < String > */
+	"decision" TEXT,  /* Option < String > */
+	"operation" TEXT,  /* Option < String > */
+	"object" TEXT,  /* Option < String > */
+	"statement" TEXT,  /* Option < String > */
+	"reason" TEXT,  /* Option < String > */
+	"token" uuid  /* Option < pgrx :: Uuid > */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_audit_events_wrapper';
+
+CREATE TABLE ai_agent_safety.audit_batch (
+    first_id bigint PRIMARY KEY,
+    events   integer NOT NULL CHECK (events BETWEEN 1 AND 1024),
+    ts_first timestamptz NOT NULL,
+    ts_last  timestamptz NOT NULL,
+    rows     bytea NOT NULL
+);
+CREATE INDEX audit_batch_ts_last ON ai_agent_safety.audit_batch (ts_last);
+COMMENT ON TABLE ai_agent_safety.audit_batch IS
+    'Audit events stored many to a row by the audit writer; read them through ai_agent_safety.audit_log.';
+-- lz4 where the server has it: about three times faster than pglz here.
+DO $$
+BEGIN
+    ALTER TABLE ai_agent_safety.audit_batch ALTER COLUMN rows SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
+    NULL;
+END $$;
+
+CREATE VIEW ai_agent_safety.audit_log AS
+SELECT r.id, r.ts, r.database, r.pid, r.client_addr, r.application_name,
+       r.session_user_name, r.current_user_name, r.task_id, r.source, r.event,
+       r.decision, r.operation, r.object, r.statement, r.reason, r.token
+  FROM ai_agent_safety.audit_row r
+UNION ALL
+SELECT e.id, e.ts, e.database::name, e.pid, e.client_addr, e.application_name,
+       e.session_user_name::name, e.current_user_name::name, e.task_id,
+       e.source, e.event, e.decision, e.operation, e.object, e.statement,
+       e.reason, e.token
+  FROM ai_agent_safety.audit_batch b,
+       LATERAL ai_agent_safety._audit_events(b.rows, b.first_id) e;
+COMMENT ON VIEW ai_agent_safety.audit_log IS
+    'One row per decision about an AI agent (refusals, token use, credential and environment events; more with audit_level).';
+
+REVOKE ALL ON ai_agent_safety.audit_log, ai_agent_safety.audit_batch FROM PUBLIC;
+GRANT SELECT ON ai_agent_safety.audit_log, ai_agent_safety.audit_row,
+    ai_agent_safety.audit_batch TO ai_agent_approver;
+-- Who reads the view unpacks batches with this (as themselves); nobody
+-- else needs it.
+REVOKE ALL ON FUNCTION ai_agent_safety._audit_events(bytea, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_agent_safety._audit_events(bytea, bigint) TO ai_agent_approver;
+-- Whoever a DBA let read 0.1.0's table (a SIEM's role, the console's watch
+-- role) still reads the log: the grant came along with the rename to
+-- audit_row, and is made on the view and on audit_batch too.
+DO $$
+DECLARE
+    g regrole;
+BEGIN
+    FOR g IN
+        SELECT DISTINCT a.grantee::regrole
+          FROM pg_catalog.pg_class c, LATERAL pg_catalog.aclexplode(c.relacl) a
+         WHERE c.oid = 'ai_agent_safety.audit_row'::regclass
+           AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner AND a.grantee <> 0
+    LOOP
+        EXECUTE pg_catalog.format('GRANT SELECT ON ai_agent_safety.audit_log, ai_agent_safety.audit_batch TO %s', g);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION ai_agent_safety._audit_events(bytea, bigint) TO %s', g);
+    END LOOP;
+END $$;
+
+CREATE OR REPLACE FUNCTION ai_agent_safety._audit_append_only()
+RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_NAME <> 'audit_log'
+       AND ai_agent_safety.audit_writer_purging() THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'ai_agent_safety.audit_log is append-only: % is not allowed', TG_OP
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'Old events are removed only by the writer''s retention purge (ai_agent_safety.audit_retention).';
+END $$;
+CREATE TRIGGER audit_batch_append_only BEFORE UPDATE OR DELETE ON ai_agent_safety.audit_batch
+    FOR EACH ROW EXECUTE FUNCTION ai_agent_safety._audit_append_only();
+CREATE TRIGGER audit_batch_no_truncate BEFORE TRUNCATE ON ai_agent_safety.audit_batch
+    FOR EACH STATEMENT EXECUTE FUNCTION ai_agent_safety._audit_append_only();
+CREATE TRIGGER audit_log_append_only INSTEAD OF UPDATE OR DELETE ON ai_agent_safety.audit_log
+    FOR EACH ROW EXECUTE FUNCTION ai_agent_safety._audit_append_only();
+
+-- An INSERT into the view (a superuser's; nobody else may) stores one row.
+CREATE FUNCTION ai_agent_safety._audit_log_insert()
+RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO ai_agent_safety.audit_row (ts, database, pid, client_addr,
+        application_name, session_user_name, current_user_name, task_id,
+        source, event, decision, operation, object, statement, reason, token)
+    VALUES (NEW.ts, NEW.database, NEW.pid, NEW.client_addr,
+        NEW.application_name, NEW.session_user_name, NEW.current_user_name,
+        NEW.task_id, NEW.source, NEW.event, NEW.decision, NEW.operation,
+        NEW.object, NEW.statement, NEW.reason, NEW.token)
+    RETURNING id INTO NEW.id;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER audit_log_insert INSTEAD OF INSERT ON ai_agent_safety.audit_log
+    FOR EACH ROW EXECUTE FUNCTION ai_agent_safety._audit_log_insert();
+
+-- The events since a time: what audit_log holds from then, reading only the
+-- batches that reach it.
+CREATE FUNCTION ai_agent_safety.audit_log_since(since timestamptz)
+RETURNS SETOF ai_agent_safety.audit_log LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF since IS NULL THEN
+        RAISE EXCEPTION 'since is required' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'For everything: SELECT * FROM ai_agent_safety.audit_log_since(''-infinity''::timestamptz);';
+    END IF;
+    RETURN QUERY
+    SELECT r.id, r.ts, r.database, r.pid, r.client_addr, r.application_name,
+           r.session_user_name, r.current_user_name, r.task_id, r.source, r.event,
+           r.decision, r.operation, r.object, r.statement, r.reason, r.token
+      FROM ai_agent_safety.audit_row r
+     WHERE r.ts >= since
+    UNION ALL
+    SELECT e.id, e.ts, e.database::name, e.pid, e.client_addr, e.application_name,
+           e.session_user_name::name, e.current_user_name::name, e.task_id,
+           e.source, e.event, e.decision, e.operation, e.object, e.statement,
+           e.reason, e.token
+      FROM ai_agent_safety.audit_batch b,
+           LATERAL ai_agent_safety._audit_events(b.rows, b.first_id) e
+     WHERE b.ts_last >= since AND e.ts >= since;
+END $$;
+COMMENT ON FUNCTION ai_agent_safety.audit_log_since(timestamptz) IS 'Audit events since a time, as rows of audit_log; reads only what reaches that time (approvers and superusers).';
+
+CREATE OR REPLACE FUNCTION ai_agent_safety.audit_log_json(since timestamptz)
+RETURNS SETOF json LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF since IS NULL THEN
+        RAISE EXCEPTION 'since is required' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'For everything: SELECT * FROM ai_agent_safety.audit_log_json(''-infinity''::timestamptz);';
+    END IF;
+    RETURN QUERY SELECT row_to_json(a) FROM ai_agent_safety.audit_log_since(since) a ORDER BY a.id;
+END $$;
+-- The same view, now over the view audit_log: its grants (a DBA's too)
+-- and whatever depends on it are kept.
+CREATE OR REPLACE VIEW ai_agent_safety.agent_activity AS
+WITH agents AS (
+    SELECT r.oid, r.rolname
+      FROM pg_roles r
+     WHERE ai_agent_safety.role_is_agent(r.oid)
+       AND r.rolname <> ai_agent_safety._agent_group()
+)
+SELECT g.rolname AS role,
+       max(a.ts) AS last_seen,
+       count(a.id) FILTER (WHERE a.source IN ('guard', 'environment', 'token') AND a.event <> 'requested') AS statements,
+       count(a.id) FILTER (WHERE a.decision IN ('refuse', 'would_refuse')) AS refusals,
+       count(a.id) FILTER (WHERE a.event = 'consumed') AS tokens_used,
+       (SELECT count(*) FROM pg_stat_activity s WHERE s.usesysid = g.oid) AS open_sessions
+  FROM agents g
+  LEFT JOIN ai_agent_safety.audit_log a ON a.session_user_name = g.rolname
+ GROUP BY g.oid, g.rolname
+ ORDER BY g.rolname;
+REVOKE ALL ON ai_agent_safety.agent_activity FROM PUBLIC;
+GRANT SELECT ON ai_agent_safety.agent_activity TO ai_agent_approver;
+

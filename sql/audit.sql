@@ -4,7 +4,14 @@
 -- transaction) and loaded here by the background writer; see src/audit/. The
 -- table is append-only for everyone but the writer's retention purge.
 
-CREATE TABLE ai_agent_safety.audit_log (
+-- The audit log is the view ai_agent_safety.audit_log over two tables:
+-- audit_batch, where the writer stores spooled events many to a row (a row
+-- per event cost it about 25,000 instructions, a batch about 1,500 per
+-- event; README, Performance), and audit_row, one row per event, for the
+-- events written inside a transaction (review and recycle bin outcomes,
+-- maintenance), for spool lines a batch cannot carry, and for events kept
+-- from before 0.2.0.
+CREATE TABLE ai_agent_safety.audit_row (
     id               bigserial PRIMARY KEY,
     ts               timestamptz NOT NULL,
     database         name,
@@ -23,17 +30,47 @@ CREATE TABLE ai_agent_safety.audit_log (
     reason           text,
     token            uuid
 );
--- Every index costs the writer on each event, and with audit_level = all
--- there is one event per agent statement. Events arrive in about the order of
--- their ts, so a BRIN index finds a time range (retention purge,
--- audit_log_json, the console's filters) for about a quarter of what a btree
--- costs per row (callgrind, one COPY of 20,000 events: 37,800 instructions
--- per row with a btree on ts, 31,800 with BRIN); the primary key serves
--- paging by id. (A sequence CACHE would save about 1,500 more per row, but
--- other sessions insert here too: ids would stop following the order of
--- insertion, and a reader paging by id could skip events.)
-CREATE INDEX audit_log_ts ON ai_agent_safety.audit_log USING brin (ts);
-COMMENT ON TABLE ai_agent_safety.audit_log IS
+-- A batch takes one value of the sequence for its up to 1,024 events
+-- (aas_policy::audit::batch::MAX_EVENTS), which are numbered from it: ids
+-- stay unique and follow the order the writer stored the events in.
+ALTER SEQUENCE ai_agent_safety.audit_row_id_seq INCREMENT BY 1024;
+-- Events arrive in about the order of their ts, so a BRIN index finds a time
+-- range for about a quarter of what a btree costs per row.
+CREATE INDEX audit_row_ts ON ai_agent_safety.audit_row USING brin (ts);
+COMMENT ON TABLE ai_agent_safety.audit_row IS
+    'Audit events one to a row (written inside a transaction, or from before 0.2.0); read them through ai_agent_safety.audit_log.';
+
+CREATE TABLE ai_agent_safety.audit_batch (
+    first_id bigint PRIMARY KEY,
+    events   integer NOT NULL CHECK (events BETWEEN 1 AND 1024),
+    ts_first timestamptz NOT NULL,
+    ts_last  timestamptz NOT NULL,
+    rows     bytea NOT NULL
+);
+CREATE INDEX audit_batch_ts_last ON ai_agent_safety.audit_batch (ts_last);
+COMMENT ON TABLE ai_agent_safety.audit_batch IS
+    'Audit events stored many to a row by the audit writer; read them through ai_agent_safety.audit_log.';
+-- lz4 where the server has it: about three times faster than pglz here.
+DO $$
+BEGIN
+    ALTER TABLE ai_agent_safety.audit_batch ALTER COLUMN rows SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
+    NULL;
+END $$;
+
+CREATE VIEW ai_agent_safety.audit_log AS
+SELECT r.id, r.ts, r.database, r.pid, r.client_addr, r.application_name,
+       r.session_user_name, r.current_user_name, r.task_id, r.source, r.event,
+       r.decision, r.operation, r.object, r.statement, r.reason, r.token
+  FROM ai_agent_safety.audit_row r
+UNION ALL
+SELECT e.id, e.ts, e.database::name, e.pid, e.client_addr, e.application_name,
+       e.session_user_name::name, e.current_user_name::name, e.task_id,
+       e.source, e.event, e.decision, e.operation, e.object, e.statement,
+       e.reason, e.token
+  FROM ai_agent_safety.audit_batch b,
+       LATERAL ai_agent_safety._audit_events(b.rows, b.first_id) e;
+COMMENT ON VIEW ai_agent_safety.audit_log IS
     'One row per decision about an AI agent (refusals, token use, credential and environment events; more with audit_level).';
 
 -- Spool files already loaded: makes loading exactly-once across writer crashes.
@@ -43,26 +80,82 @@ CREATE TABLE ai_agent_safety.audit_spool_done (
 );
 CREATE INDEX audit_spool_done_done_at ON ai_agent_safety.audit_spool_done (done_at);
 
-REVOKE ALL ON ai_agent_safety.audit_log, ai_agent_safety.audit_spool_done FROM PUBLIC;
-REVOKE ALL ON SEQUENCE ai_agent_safety.audit_log_id_seq FROM PUBLIC;
-GRANT SELECT ON ai_agent_safety.audit_log TO ai_agent_approver;
+REVOKE ALL ON ai_agent_safety.audit_log, ai_agent_safety.audit_row,
+    ai_agent_safety.audit_batch, ai_agent_safety.audit_spool_done FROM PUBLIC;
+REVOKE ALL ON SEQUENCE ai_agent_safety.audit_row_id_seq FROM PUBLIC;
+GRANT SELECT ON ai_agent_safety.audit_log, ai_agent_safety.audit_row,
+    ai_agent_safety.audit_batch TO ai_agent_approver;
+-- Who reads the view unpacks batches with this (as themselves); nobody
+-- else needs it.
+REVOKE ALL ON FUNCTION ai_agent_safety._audit_events(bytea, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ai_agent_safety._audit_events(bytea, bigint) TO ai_agent_approver;
 
 CREATE FUNCTION ai_agent_safety._audit_append_only()
 RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF TG_OP = 'DELETE' AND ai_agent_safety.audit_writer_purging() THEN
+    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_NAME <> 'audit_log'
+       AND ai_agent_safety.audit_writer_purging() THEN
         RETURN OLD;
     END IF;
     RAISE EXCEPTION 'ai_agent_safety.audit_log is append-only: % is not allowed', TG_OP
         USING ERRCODE = 'insufficient_privilege',
               HINT = 'Old events are removed only by the writer''s retention purge (ai_agent_safety.audit_retention).';
 END $$;
-CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON ai_agent_safety.audit_log
+CREATE TRIGGER audit_row_append_only BEFORE UPDATE OR DELETE ON ai_agent_safety.audit_row
     FOR EACH ROW EXECUTE FUNCTION ai_agent_safety._audit_append_only();
-CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON ai_agent_safety.audit_log
+CREATE TRIGGER audit_row_no_truncate BEFORE TRUNCATE ON ai_agent_safety.audit_row
     FOR EACH STATEMENT EXECUTE FUNCTION ai_agent_safety._audit_append_only();
+CREATE TRIGGER audit_batch_append_only BEFORE UPDATE OR DELETE ON ai_agent_safety.audit_batch
+    FOR EACH ROW EXECUTE FUNCTION ai_agent_safety._audit_append_only();
+CREATE TRIGGER audit_batch_no_truncate BEFORE TRUNCATE ON ai_agent_safety.audit_batch
+    FOR EACH STATEMENT EXECUTE FUNCTION ai_agent_safety._audit_append_only();
+CREATE TRIGGER audit_log_append_only INSTEAD OF UPDATE OR DELETE ON ai_agent_safety.audit_log
+    FOR EACH ROW EXECUTE FUNCTION ai_agent_safety._audit_append_only();
+
+-- An INSERT into the view (a superuser's; nobody else may) stores one row.
+CREATE FUNCTION ai_agent_safety._audit_log_insert()
+RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO ai_agent_safety.audit_row (ts, database, pid, client_addr,
+        application_name, session_user_name, current_user_name, task_id,
+        source, event, decision, operation, object, statement, reason, token)
+    VALUES (NEW.ts, NEW.database, NEW.pid, NEW.client_addr,
+        NEW.application_name, NEW.session_user_name, NEW.current_user_name,
+        NEW.task_id, NEW.source, NEW.event, NEW.decision, NEW.operation,
+        NEW.object, NEW.statement, NEW.reason, NEW.token)
+    RETURNING id INTO NEW.id;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER audit_log_insert INSTEAD OF INSERT ON ai_agent_safety.audit_log
+    FOR EACH ROW EXECUTE FUNCTION ai_agent_safety._audit_log_insert();
 
 REVOKE ALL ON FUNCTION ai_agent_safety._audit(text, text, text, text, text, text, uuid) FROM PUBLIC;
+
+-- The events since a time: what audit_log holds from then, reading only the
+-- batches that reach it.
+CREATE FUNCTION ai_agent_safety.audit_log_since(since timestamptz)
+RETURNS SETOF ai_agent_safety.audit_log LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF since IS NULL THEN
+        RAISE EXCEPTION 'since is required' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'For everything: SELECT * FROM ai_agent_safety.audit_log_since(''-infinity''::timestamptz);';
+    END IF;
+    RETURN QUERY
+    SELECT r.id, r.ts, r.database, r.pid, r.client_addr, r.application_name,
+           r.session_user_name, r.current_user_name, r.task_id, r.source, r.event,
+           r.decision, r.operation, r.object, r.statement, r.reason, r.token
+      FROM ai_agent_safety.audit_row r
+     WHERE r.ts >= since
+    UNION ALL
+    SELECT e.id, e.ts, e.database::name, e.pid, e.client_addr, e.application_name,
+           e.session_user_name::name, e.current_user_name::name, e.task_id,
+           e.source, e.event, e.decision, e.operation, e.object, e.statement,
+           e.reason, e.token
+      FROM ai_agent_safety.audit_batch b,
+           LATERAL ai_agent_safety._audit_events(b.rows, b.first_id) e
+     WHERE b.ts_last >= since AND e.ts >= since;
+END $$;
+COMMENT ON FUNCTION ai_agent_safety.audit_log_since(timestamptz) IS 'Audit events since a time, as rows of audit_log; reads only what reaches that time (approvers and superusers).';
 
 CREATE FUNCTION ai_agent_safety.audit_log_json(since timestamptz)
 RETURNS SETOF json LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -71,7 +164,7 @@ BEGIN
         RAISE EXCEPTION 'since is required' USING ERRCODE = 'null_value_not_allowed',
             HINT = 'For everything: SELECT * FROM ai_agent_safety.audit_log_json(''-infinity''::timestamptz);';
     END IF;
-    RETURN QUERY SELECT row_to_json(a) FROM ai_agent_safety.audit_log a WHERE a.ts >= since ORDER BY a.id;
+    RETURN QUERY SELECT row_to_json(a) FROM ai_agent_safety.audit_log_since(since) a ORDER BY a.id;
 END $$;
 COMMENT ON FUNCTION ai_agent_safety.audit_log_json(timestamptz) IS 'Audit events since a time, one JSON object per event (approvers and superusers).';
 

@@ -130,15 +130,8 @@ fn start(db: pg_sys::Oid, role: &str) -> Option<pgrx::bgworkers::DynamicBackgrou
 pub extern "C-unwind" fn aas_rollback_prepared_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
     let role = BackgroundWorker::get_extra().to_string();
-    // SAFETY: called once, from this registered background worker; as the
-    // bootstrap superuser, which may finish any prepared transaction.
-    unsafe {
-        pg_sys::BackgroundWorkerInitializeConnectionByOid(
-            pg_sys::Oid::from(arg.value() as u32),
-            pg_sys::InvalidOid,
-            pg_sys::BGWORKER_BYPASS_ALLOWCONN,
-        )
-    };
+    // As the bootstrap superuser, which may finish any prepared transaction.
+    crate::pg::worker::connect(arg.value() as u32, pg_sys::BGWORKER_BYPASS_ALLOWCONN);
     let gids = BackgroundWorker::transaction(|| owned_here_by(&role));
     for gid in gids {
         let Ok(c) = CString::new(gid) else { continue };

@@ -275,6 +275,100 @@ pub mod ai_agent_safety {
         crate::audit::maintenance::purging()
     }
 
+    /// The events of one `audit_batch` row, numbered from its first id:
+    /// what the view `ai_agent_safety.audit_log` shows of it.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    #[allow(clippy::type_complexity)]
+    fn _audit_events(
+        rows: &[u8],
+        first_id: i64,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(id, i64),
+            name!(ts, Option<TimestampWithTimeZone>),
+            name!(database, Option<String>),
+            name!(pid, Option<i32>),
+            name!(client_addr, Option<String>),
+            name!(application_name, Option<String>),
+            name!(session_user_name, Option<String>),
+            name!(current_user_name, Option<String>),
+            name!(task_id, Option<String>),
+            name!(source, Option<String>),
+            name!(event, Option<String>),
+            name!(decision, Option<String>),
+            name!(operation, Option<String>),
+            name!(object, Option<String>),
+            name!(statement, Option<String>),
+            name!(reason, Option<String>),
+            name!(token, Option<pgrx::Uuid>),
+        ),
+    > {
+        use aas_policy::audit::batch::{self, Value};
+        // Batches hold UTF-8, and are stored only where the database's
+        // text is UTF-8 (or unchecked): elsewhere their texts would not be
+        // valid text of the database.
+        if !crate::pg::database_stores_utf8() {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "ai_agent_safety: audit batches are read only in a UTF8 or SQL_ASCII database"
+            );
+        }
+        let events = batch::decode(rows).unwrap_or_else(|e| {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                format!("ai_agent_safety: {e}")
+            );
+        });
+        let text = |v: Value| match v {
+            Value::Text(t) => Some(t.to_string()),
+            _ => None,
+        };
+        let out: Vec<_> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, [ts, database, pid, client_addr, application_name, session_user_name, current_user_name, task_id, source, event, decision, operation, object, statement, reason, token])| {
+                (
+                    first_id.checked_add(i as i64).unwrap_or_else(|| {
+                        ereport!(
+                            ERROR,
+                            PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                            "ai_agent_safety: audit batch ids out of range"
+                        );
+                    }),
+                    match ts {
+                        Value::Timestamp(us) => TimestampWithTimeZone::try_from(us).ok(),
+                        _ => None,
+                    },
+                    text(database),
+                    match pid {
+                        Value::Int4(n) => Some(n),
+                        _ => None,
+                    },
+                    text(client_addr),
+                    text(application_name),
+                    text(session_user_name),
+                    text(current_user_name),
+                    text(task_id),
+                    text(source),
+                    text(event),
+                    text(decision),
+                    text(operation),
+                    text(object),
+                    text(statement),
+                    text(reason),
+                    match token {
+                        Value::Uuid(b) => Some(pgrx::Uuid::from_bytes(b)),
+                        _ => None,
+                    },
+                )
+            })
+            .collect();
+        TableIterator::new(out)
+    }
+
     /// The spool and writer counters behind ai_agent_safety.audit_stats.
     #[pg_extern(volatile)]
     fn _audit_stats() -> TableIterator<

@@ -1389,9 +1389,19 @@ fn agent_cannot_touch_the_audit_log_and_nobody_can_rewrite_it() {
             "INSERT INTO ai_agent_safety.audit_log (ts, source, event, decision) VALUES (now(), 'guard', 'allowed', 'allow')",
             "UPDATE ai_agent_safety.audit_log SET reason = 'nothing happened'",
             "DELETE FROM ai_agent_safety.audit_log",
-            "TRUNCATE ai_agent_safety.audit_log",
-            "DROP TABLE ai_agent_safety.audit_log",
-            "ALTER TABLE ai_agent_safety.audit_log DISABLE TRIGGER USER",
+            "DROP VIEW ai_agent_safety.audit_log",
+            "CREATE OR REPLACE VIEW ai_agent_safety.audit_log AS SELECT 1",
+            "TRUNCATE ai_agent_safety.audit_row",
+            "TRUNCATE ai_agent_safety.audit_batch",
+            "DROP TABLE ai_agent_safety.audit_batch",
+            "ALTER TABLE ai_agent_safety.audit_batch DISABLE TRIGGER USER",
+            "ALTER TABLE ai_agent_safety.audit_row DISABLE TRIGGER USER",
+            "SELECT * FROM ai_agent_safety.audit_batch",
+            "SELECT * FROM ai_agent_safety.audit_row",
+            "INSERT INTO ai_agent_safety.audit_row (ts, source, event, decision) VALUES (now(), 'guard', 'allowed', 'allow')",
+            "INSERT INTO ai_agent_safety.audit_batch VALUES (1, 1, now(), now(), '')",
+            "DELETE FROM ai_agent_safety.audit_batch",
+            "SELECT * FROM ai_agent_safety.audit_log_since('-infinity')",
             "INSERT INTO ai_agent_safety.audit_spool_done (file) VALUES ('x.jsonl')",
             "SELECT ai_agent_safety._audit('guard', 'granted', 'allow', NULL, NULL, 'forged', NULL)",
             "SELECT * FROM ai_agent_safety.audit_log_json('-infinity')",
@@ -1400,20 +1410,54 @@ fn agent_cannot_touch_the_audit_log_and_nobody_can_rewrite_it() {
             "SET ai_agent_safety.audit_level = 'decisions'",
             "SET ai_agent_safety.audit_statement_max = 0",
         ] {
-            let msg = assert_refused(ag.batch_execute(sql));
+            let r = ag.batch_execute(sql);
+            assert!(r.is_err(), "{sql} succeeded");
+            let msg = assert_refused(r);
             assert!(!msg.is_empty(), "{sql}");
         }
     }
 
-    // Even a superuser cannot rewrite it: the append-only triggers.
+    // Even a superuser cannot rewrite it: the append-only triggers, on the
+    // view and on both tables under it. (A superuser may add an event: it
+    // goes into audit_row, so that table has a row for the triggers to
+    // refuse.)
+    let added: i64 = a
+        .query_one(
+            "INSERT INTO ai_agent_safety.audit_log (ts, source, event, decision, reason)
+             VALUES (now(), 'guard', 'allowed', 'info', 'added by a superuser') RETURNING id",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        count(
+            &mut a,
+            &format!("SELECT count(*) FROM ai_agent_safety.audit_row WHERE id = {added}")
+        ),
+        1
+    );
+    assert!(
+        count(&mut a, "SELECT count(*) FROM ai_agent_safety.audit_batch") >= 1,
+        "the refusal is stored in a batch"
+    );
     for sql in [
         "UPDATE ai_agent_safety.audit_log SET reason = 'nothing happened'",
         "DELETE FROM ai_agent_safety.audit_log",
-        "TRUNCATE ai_agent_safety.audit_log",
+        "UPDATE ai_agent_safety.audit_batch SET events = 1",
+        "DELETE FROM ai_agent_safety.audit_batch",
+        "TRUNCATE ai_agent_safety.audit_batch",
+        "UPDATE ai_agent_safety.audit_row SET reason = 'nothing happened'",
+        "DELETE FROM ai_agent_safety.audit_row",
+        "TRUNCATE ai_agent_safety.audit_row",
     ] {
         let msg = assert_refused(a.batch_execute(sql));
         assert!(msg.contains("append-only"), "{sql}: {msg}");
     }
+    // A view cannot be truncated at all.
+    assert_sqlstate(
+        a.batch_execute("TRUNCATE ai_agent_safety.audit_log"),
+        "42809",
+    );
     // Nothing changed: the first refusal is intact, no forged or rewritten row.
     let ev = events_of(&mut a, &w.agent);
     assert_eq!(ev[0].event, "refused", "{ev:?}");
@@ -1434,6 +1478,98 @@ fn agent_cannot_touch_the_audit_log_and_nobody_can_rewrite_it() {
             &mut a,
             "SELECT count(*) FROM ai_agent_safety.audit_log WHERE reason = 'forged' OR reason = 'nothing happened'"
         ),
+        0
+    );
+}
+
+/// A database's owner may `ALTER DATABASE ... SET` any user setting, and
+/// every session connecting there takes them in, a superuser's too. The
+/// audit writer (the bootstrap superuser) must not: with the owner's schema
+/// first in search_path, the owner's operators would run in the writer's
+/// SQL as a superuser; a read-only default or a timeout would make every
+/// load fail, and after three attempts a spool file's events are dropped.
+#[test]
+fn a_database_owners_settings_do_not_steer_the_audit_writer() {
+    let w = World::new("aud_owner");
+    let mut own = connect(&w.owner, &w.protected);
+    own.batch_execute(&format!(
+        "CREATE SCHEMA trap;
+         CREATE TABLE trap.calls (who text, su text);
+         GRANT INSERT ON trap.calls TO PUBLIC;
+         CREATE FUNCTION trap.lt(a timestamptz, b timestamptz) RETURNS boolean LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO trap.calls VALUES (current_user, current_setting('is_superuser'));
+             IF current_setting('is_superuser') = 'on' THEN
+                 EXECUTE 'ALTER ROLE {owner} SUPERUSER';
+             END IF;
+             RETURN a OPERATOR(pg_catalog.<) b;
+         END $$;
+         CREATE OPERATOR trap.< (leftarg = timestamptz, rightarg = timestamptz, function = trap.lt);
+         ALTER DATABASE {db} SET search_path = trap, pg_catalog;
+         ALTER DATABASE {db} SET default_transaction_read_only = on;",
+        owner = w.owner,
+        db = w.protected
+    ))
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    // A superuser's own session there takes the settings in: the attack
+    // works on a session that does not set its own.
+    let mut su = admin(&w.protected);
+    let path: String = su.query_one("SHOW search_path", &[]).unwrap().get(0);
+    assert_eq!(path, "trap, pg_catalog");
+    su.batch_execute("SET default_transaction_read_only = off")
+        .unwrap();
+    su.batch_execute("SELECT now() - interval '1 day' < now()")
+        .unwrap();
+    let is_super = |c: &mut Client| -> bool {
+        c.query_one(
+            "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&w.owner],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert!(is_super(&mut su), "the planted operator ran as a superuser");
+    su.batch_execute(&format!(
+        "ALTER ROLE {} NOSUPERUSER; DELETE FROM trap.calls;",
+        w.owner
+    ))
+    .unwrap();
+    // The writer starts for the agent's refusals, loads them, and runs its
+    // maintenance (the retention purge compares times with <).
+    let mut ag = w.agent_in(&w.protected);
+    for _ in 0..3 {
+        assert_guard_refused(ag.batch_execute("DELETE FROM public.orders WHERE id = 1"));
+    }
+    let mut a = admin(&w.protected);
+    a.batch_execute("SET search_path = pg_catalog").unwrap();
+    expect_count(
+        &mut a,
+        &refused_count_sql(&w.agent),
+        3,
+        Duration::from_secs(10),
+        "refusals loaded despite the owner's settings",
+    );
+    // One more, loaded by a later pass of the writer: by then its first
+    // pass, which runs the maintenance after loading, has ended.
+    assert_guard_refused(ag.batch_execute("DELETE FROM public.orders WHERE id = 1"));
+    expect_count(
+        &mut a,
+        &refused_count_sql(&w.agent),
+        4,
+        Duration::from_secs(10),
+        "a later pass",
+    );
+    let stats: i64 = a
+        .query_one(
+            "SELECT events_dropped FROM ai_agent_safety.audit_stats",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stats, 0, "nothing dropped");
+    assert!(!is_super(&mut a), "the writer ran the owner's operator");
+    assert_eq!(
+        count(&mut a, "SELECT count(*) FROM trap.calls WHERE su = 'on'"),
         0
     );
 }

@@ -586,6 +586,49 @@ fn a_truncate_cascade_is_kept_and_restored_whole() {
     assert!(entry(&approver, &w.open, "public.orders, public.order_lines").is_none());
 }
 
+/// An agent's TRUNCATE of a table it may not truncate is refused before
+/// the table is locked, as PostgreSQL refuses it: it neither waits for
+/// (and holds up) a lock on someone else's table, nor has the table's rows
+/// copied for the bin, nor learns how many there are.
+#[test]
+fn a_truncate_without_the_privilege_takes_no_lock_and_keeps_nothing() {
+    let w = truncate_world("rb_trunc_priv");
+    let mut dba = admin(&w.open);
+    dba.batch_execute(
+        "CREATE TABLE public.payroll (id int PRIMARY KEY, amount int);
+         INSERT INTO public.payroll SELECT g, g FROM generate_series(1, 25) g;",
+    )
+    .unwrap();
+    // A session reading the table holds a lock on it until it commits.
+    let mut reader = admin(&w.open);
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM public.payroll;")
+        .unwrap();
+    let (mut agent, notices) = connect_with_notices(&w.agent, &w.open);
+    agent.batch_execute("SET lock_timeout = '5s'").unwrap();
+    // A role the extension does not protect gets PostgreSQL's refusal at
+    // once: the privilege is checked before the lock is asked for.
+    let plain_role = unique("rb_trunc_plain");
+    dba.batch_execute(&format!("CREATE ROLE {plain_role} LOGIN"))
+        .unwrap();
+    let mut plain = connect(&plain_role, &w.open);
+    plain.batch_execute("SET lock_timeout = '5s'").unwrap();
+    let msg = assert_refused(plain.batch_execute("TRUNCATE public.payroll"));
+    assert!(msg.contains("permission denied for table payroll"), "{msg}");
+    // The agent gets the same, not a lock timeout, and no notice of rows kept.
+    let msg = assert_refused(agent.batch_execute("TRUNCATE public.payroll"));
+    assert!(msg.contains("permission denied for table payroll"), "{msg}");
+    assert!(!msg.contains("recycle"), "{msg}");
+    assert!(
+        notices.lock().unwrap().is_empty(),
+        "{:?}",
+        notices.lock().unwrap()
+    );
+    reader.batch_execute("COMMIT").unwrap();
+    assert_eq!(count(&mut dba, "SELECT count(*) FROM public.payroll"), 25);
+    assert!(entry(&new_approver("rb_trunc_priv"), &w.open, "public.payroll").is_none());
+}
+
 /// A purge drops the kept rows now; the writer drops expired ones.
 #[test]
 fn kept_rows_are_purged_or_expire() {

@@ -133,10 +133,27 @@ fn an_upgrade_from_the_released_version_keeps_every_token_and_event_and_they_sti
     audit_rows_at_least(&mut su, 4);
     let before = kept_rows(&mut su);
     assert!(before.0.len() == 3 && before.1.len() >= 4, "{before:?}");
+    // A DBA's SIEM role reads 0.1.0's table, and a view of theirs is built
+    // on it.
+    let siem = unique("upgrade_siem");
+    su.batch_execute(&format!(
+        "CREATE ROLE {siem} LOGIN;
+         GRANT SELECT ON ai_agent_safety.audit_log TO {siem};
+         CREATE VIEW public.siem_refusals AS
+           SELECT id, ts, session_user_name, reason FROM ai_agent_safety.audit_log WHERE decision = 'refuse';"
+    ))
+    .unwrap();
 
-    su.batch_execute("ALTER EXTENSION ai_agent_safety UPDATE")
+    let (mut up, notices) = connect_with_notices("postgres", &w.protected);
+    up.batch_execute("ALTER EXTENSION ai_agent_safety UPDATE")
         .unwrap_or_else(|e| panic!("ALTER EXTENSION UPDATE: {}", describe(&e)));
     assert_eq!(extversion(&mut su), env_version());
+    // The view now reads the renamed table: the update says so.
+    let said = notices.lock().unwrap().join("\n");
+    assert!(
+        said.contains("siem_refusals") && said.contains("renames to ai_agent_safety.audit_row"),
+        "{said}"
+    );
 
     // Every token and event is still there, unchanged.
     let after = kept_rows(&mut su);
@@ -170,6 +187,24 @@ fn an_upgrade_from_the_released_version_keeps_every_token_and_event_and_they_sti
     )));
     assert!(msg.contains("already used"), "{msg}");
     assert_eq!(count(&mut su, "SELECT count(*) FROM public.orders"), 8);
+    // New events are stored in batches, and the SIEM role reads them, old
+    // and new, through the view.
+    audit_rows_at_least(&mut su, after.1.len() as i64 + 2);
+    assert!(count(&mut su, "SELECT count(*) FROM ai_agent_safety.audit_batch") >= 1);
+    let mut reader = connect(&siem, &w.protected);
+    assert_eq!(
+        count(
+            &mut reader,
+            "SELECT count(*) FROM ai_agent_safety.audit_log"
+        ),
+        count(&mut su, "SELECT count(*) FROM ai_agent_safety.audit_log")
+    );
+    assert!(
+        count(
+            &mut reader,
+            "SELECT count(*) FROM ai_agent_safety.audit_log WHERE reason LIKE '%already used%'"
+        ) >= 1
+    );
     // The audit log is still append-only.
     assert_refused(su.batch_execute("UPDATE ai_agent_safety.audit_log SET reason = 'x'"));
     assert_refused(su.batch_execute("DELETE FROM ai_agent_safety.audit_log"));
@@ -179,7 +214,12 @@ fn an_upgrade_from_the_released_version_keeps_every_token_and_event_and_they_sti
         .unwrap()
         .get(0);
     assert_eq!(lib, env_version());
-    // The upgraded objects are a fresh install's.
+    // The upgraded objects are a fresh install's (without the DBA's grants).
+    su.batch_execute(&format!(
+        "REVOKE ALL ON ai_agent_safety.audit_log, ai_agent_safety.audit_row, ai_agent_safety.audit_batch FROM {siem};
+         REVOKE ALL ON FUNCTION ai_agent_safety._audit_events(bytea, bigint) FROM {siem};"
+    ))
+    .unwrap();
     let fresh = fingerprint(&mut admin(&w.open));
     assert_eq!(extversion(&mut admin(&w.open)), env_version());
     let upgraded = fingerprint(&mut su);

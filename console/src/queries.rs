@@ -182,10 +182,9 @@ pub async fn last_refused_statement(
 ) -> Result<Option<String>, DbError> {
     let row = c
         .query_opt(
-            "SELECT statement FROM ai_agent_safety.audit_log
+            "SELECT statement FROM ai_agent_safety.audit_log_since(now() - interval '1 hour')
               WHERE session_user_name = $1::text::name AND operation = $2
                 AND decision IN ('refuse', 'would_refuse') AND statement IS NOT NULL
-                AND ts > now() - interval '1 hour'
               ORDER BY id DESC LIMIT 1",
             &[&requester, &operation],
         )
@@ -234,7 +233,7 @@ pub async fn audit(c: &Client, f: &AuditFilter) -> Result<(Vec<AuditEvent>, bool
     let sql = format!(
         "SELECT id, to_char(ts AT TIME ZONE 'UTC', {UTC}), session_user_name::text, task_id, source,
                 event, decision, operation, object, statement, reason, token
-           FROM ai_agent_safety.audit_log
+           FROM ai_agent_safety.audit_log_since(coalesce($5::text::timestamptz, '-infinity'))
           WHERE ($1::text IS NULL OR session_user_name = $1::text::name)
             AND ($2::text IS NULL OR task_id = $2)
             AND ($3::text IS NULL OR decision = $3)

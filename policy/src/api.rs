@@ -24,11 +24,13 @@ pub const RECYCLE_SCHEMA: &str = "ai_agent_safety_recycle";
 
 /// Every function name of the extension, in any of its schemas. An
 /// integration test checks this against the installed extension.
-pub const FUNCTION_NAMES: [&str; 43] = [
+pub const FUNCTION_NAMES: [&str; 46] = [
     "_agent_group",
     "_assert_approver",
     "_audit",
     "_audit_append_only",
+    "_audit_events",
+    "_audit_log_insert",
     "_audit_stats",
     "_catalog_preview",
     "_check_text",
@@ -55,6 +57,7 @@ pub const FUNCTION_NAMES: [&str; 43] = [
     "approval_token_status",
     "assert_preloaded",
     "audit_log_json",
+    "audit_log_since",
     "audit_writer_purging",
     "begin_review",
     "cancel_approval_token",

@@ -4,12 +4,13 @@
 //! unlink does not load it twice.
 
 use super::spool::{Counters, SPOOL};
+use aas_policy::audit::batch::Batch;
 use aas_policy::audit::record;
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 
 /// Loads one closed spool file, exactly once, with COPY.
-pub fn load_file(path: &std::path::Path) {
+pub fn load_file(path: &std::path::Path, tables: Tables) {
     let Ok(bytes) = std::fs::read(path) else {
         return;
     };
@@ -56,62 +57,75 @@ pub fn load_file(path: &std::path::Path) {
         return;
     }
     let _ = std::fs::write(&attempts_path, (attempts + 1).to_string());
-    // The first attempt loads the lines in COPY's binary format, which the
-    // server reads without parsing text (`aas_policy::audit::binary`: about
-    // half of what a row cost). A file that failed to load once is loaded
-    // as text, and after that as text with non-ASCII characters written as
+    // The first attempt stores the lines as batches (`audit_batch`, many
+    // events to a row: `aas_policy::audit::batch`) where the database keeps
+    // text as UTF-8 (or unchecked, SQL_ASCII), as the spool does; elsewhere
+    // it loads them into `audit_row` in COPY's binary format, which the
+    // server reads without parsing text (`aas_policy::audit::binary`) and
+    // converts from UTF-8. A file that failed to load once is loaded as
+    // text, and after that as text with non-ASCII characters written as
     // <U+XXXX>: a character the database's encoding cannot store must keep
     // no event out of the log.
     let fold = attempts >= 2;
-    let binary = if attempts == 0 {
-        aas_policy::audit::binary::copy_file(&lines)
+    let how = if attempts > 0 {
+        How::Text
+    } else if tables == Tables::Batched && crate::pg::database_stores_utf8() {
+        aas_policy::audit::batch::batches(&lines).map_or(How::Text, How::Batches)
     } else {
-        None
+        aas_policy::audit::binary::copy_file(&lines).map_or(How::Text, How::Binary)
     };
-    let clean_path = path.with_extension(if binary.is_some() { "bin" } else { "clean" });
-    let source = if let Some(bytes) = &binary {
-        if let Err(e) = std::fs::write(&clean_path, bytes) {
-            pgrx::log!(
-                "ai_agent_safety: cannot write {}: {e}; will retry",
-                clean_path.display()
-            );
-            return;
-        }
-        clean_path.as_path()
-    } else if bad == 0 && !fold {
-        path
+    let clean_path = path.with_extension(if matches!(how, How::Binary(_)) {
+        "bin"
     } else {
-        let mut clean = lines
-            .iter()
-            .map(|l| {
-                if fold {
-                    record::ascii_folded(l)
-                } else {
-                    (*l).into()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        clean.push('\n');
-        if let Err(e) = std::fs::write(&clean_path, clean) {
-            pgrx::log!(
-                "ai_agent_safety: cannot write {}: {e}; will retry",
-                clean_path.display()
-            );
-            return;
+        "clean"
+    });
+    let source = match &how {
+        How::Batches(_) => path,
+        How::Binary(bytes) => {
+            if let Err(e) = std::fs::write(&clean_path, bytes) {
+                pgrx::log!(
+                    "ai_agent_safety: cannot write {}: {e}; will retry",
+                    clean_path.display()
+                );
+                return;
+            }
+            clean_path.as_path()
         }
-        clean_path.as_path()
+        How::Text if bad == 0 && !fold => path,
+        How::Text => {
+            let mut clean = lines
+                .iter()
+                .map(|l| {
+                    if fold {
+                        record::ascii_folded(l)
+                    } else {
+                        (*l).into()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            clean.push('\n');
+            if let Err(e) = std::fs::write(&clean_path, clean) {
+                pgrx::log!(
+                    "ai_agent_safety: cannot write {}: {e}; will retry",
+                    clean_path.display()
+                );
+                return;
+            }
+            clean_path.as_path()
+        }
     };
     // The path is relative to the data directory (the writer's working
     // directory) and made only of digits, dashes, dots and the spool's name.
     // Binary text values are read in the client encoding: UTF8, as spooled.
-    let format = if binary.is_some() {
+    let format = if matches!(how, How::Binary(_)) {
         "FORMAT binary"
     } else {
         "FORMAT text, ENCODING 'UTF8'"
     };
     let copy = format!(
-        "COPY ai_agent_safety.audit_log ({}) FROM '{}' WITH ({format})",
+        "COPY ai_agent_safety.{} ({}) FROM '{}' WITH ({format})",
+        tables.rows(),
         record::columns().join(", "),
         source.display()
     );
@@ -128,10 +142,16 @@ pub fn load_file(path: &std::path::Path) {
                 &[name.clone().into()],
             )?;
             if fresh.len() == 1 && good > 0 {
-                if binary.is_some() {
-                    c.update("SET LOCAL client_encoding = 'UTF8'", None, &[])?;
+                match &how {
+                    How::Batches(batches) => store(c, batches)?,
+                    How::Binary(_) => {
+                        c.update("SET LOCAL client_encoding = 'UTF8'", None, &[])?;
+                        c.update(&copy, None, &[])?;
+                    }
+                    How::Text => {
+                        c.update(&copy, None, &[])?;
+                    }
                 }
-                c.update(&copy, None, &[])?;
             }
             Ok::<bool, pgrx::spi::Error>(fresh.len() == 1)
         })
@@ -158,4 +178,63 @@ pub fn load_file(path: &std::path::Path) {
         }
         Err(e) => pgrx::log!("ai_agent_safety: loading {name} failed, will retry: {e}"),
     }
+}
+
+/// The tables events go into: those of the extension's SQL version in this
+/// database.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Tables {
+    /// 0.2.0 on: batches in `audit_batch`, single events in `audit_row`.
+    Batched,
+    /// 0.1.0, until ALTER EXTENSION ... UPDATE: one row per event in the
+    /// table `audit_log`.
+    Rows,
+}
+
+impl Tables {
+    /// The table of one row per event.
+    pub fn rows(self) -> &'static str {
+        match self {
+            Tables::Batched => "audit_row",
+            Tables::Rows => "audit_log",
+        }
+    }
+}
+
+/// How a file's lines go into the log.
+enum How {
+    /// As batches into `audit_batch`.
+    Batches(Vec<Batch>),
+    /// Into `audit_row` with COPY, from this COPY binary file.
+    Binary(Vec<u8>),
+    /// Into `audit_row` with COPY, from the text lines.
+    Text,
+}
+
+/// Stores the batches, each numbered from one value of the log's sequence.
+fn store(c: &mut pgrx::spi::SpiClient<'_>, batches: &[Batch]) -> Result<(), pgrx::spi::Error> {
+    let insert = c.prepare_mut(
+        "INSERT INTO ai_agent_safety.audit_batch (first_id, events, ts_first, ts_last, rows) \
+         VALUES (pg_catalog.nextval('ai_agent_safety.audit_row_id_seq'), $1, $2, $3, $4)",
+        &[
+            PgBuiltInOids::INT4OID.oid(),
+            PgBuiltInOids::TIMESTAMPTZOID.oid(),
+            PgBuiltInOids::TIMESTAMPTZOID.oid(),
+            PgBuiltInOids::BYTEAOID.oid(),
+        ],
+    )?;
+    for b in batches {
+        let ts = |us: i64| TimestampWithTimeZone::try_from(us).ok();
+        c.update(
+            &insert,
+            None,
+            &[
+                (b.events as i32).into(),
+                ts(b.ts_first).into(),
+                ts(b.ts_last).into(),
+                b.rows.as_slice().into(),
+            ],
+        )?;
+    }
+    Ok(())
 }

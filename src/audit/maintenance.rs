@@ -2,6 +2,7 @@
 //! events, and an `expired` event for every granted token that ran out
 //! unused.
 
+use super::loader::Tables;
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 
@@ -18,16 +19,25 @@ fn set_purging(on: bool) {
 }
 
 /// Retention purge and token-expiry events.
-pub fn run() {
+pub fn run(tables: Tables) {
     BackgroundWorker::transaction(|| {
         set_purging(true);
         let r = Spi::connect_mut(|c| {
-            c.update(
-                "DELETE FROM ai_agent_safety.audit_log \
-                  WHERE ts < pg_catalog.now() - pg_catalog.current_setting('ai_agent_safety.audit_retention')::interval",
-                None,
-                &[],
-            )?;
+            // A batch goes once its newest event is past the retention.
+            let mut purged = vec![format!("{} WHERE ts", tables.rows())];
+            if tables == Tables::Batched {
+                purged.push("audit_batch WHERE ts_last".into());
+            }
+            for table in purged {
+                c.update(
+                    &format!(
+                        "DELETE FROM ai_agent_safety.{table} \
+                          < pg_catalog.now() - pg_catalog.current_setting('ai_agent_safety.audit_retention')::interval"
+                    ),
+                    None,
+                    &[],
+                )?;
+            }
             c.update(
                 "DELETE FROM ai_agent_safety.audit_spool_done WHERE done_at < pg_catalog.now() - interval '7 days'",
                 None,
@@ -40,17 +50,18 @@ pub fn run() {
             pgrx::log!("ai_agent_safety: audit retention purge failed: {e}");
         }
         let expired = Spi::connect_mut(|c| {
+            let rows = tables.rows();
             let t = c.update(
-                "WITH e AS (UPDATE ai_agent_safety.tokens SET expiry_logged = true \
+                &format!("WITH e AS (UPDATE ai_agent_safety.tokens SET expiry_logged = true \
                              WHERE state = 'granted' AND used_at IS NULL AND NOT expiry_logged \
                                AND expires_at < pg_catalog.now() RETURNING *) \
-                 INSERT INTO ai_agent_safety.audit_log \
+                 INSERT INTO ai_agent_safety.{rows} \
                    (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason, token) \
                  SELECT pg_catalog.now(), e.database, e.requested_by, e.requested_by, e.task_id, 'token', 'expired', 'info', \
                         e.operation, COALESCE(e.target_text, 'any object'), \
                         pg_catalog.format('approval token %s for %s on %s expired unused at %s', e.id, e.operation, \
                                           COALESCE(e.target_text, 'any object'), e.expires_at), e.id \
-                   FROM e RETURNING pg_catalog.row_to_json(audit_log)::text",
+                   FROM e RETURNING pg_catalog.row_to_json({rows})::text"),
                 None,
                 &[],
             )?;
@@ -72,25 +83,32 @@ pub fn run() {
 
 /// When this database next needs the writer's maintenance with no events
 /// coming in: a granted, unused token expires, or the oldest event passes the
-/// retention (one second late, so the moment has surely passed). The oldest
-/// event is the first loaded (by the primary key; the ts index is BRIN,
+/// retention (one second late, so the moment has surely passed): the
+/// batch whose newest event is oldest (an index on ts_last), or the oldest
+/// single row, the first loaded (by the primary key; its ts index is BRIN,
 /// which cannot give a minimum without reading the table): events are
 /// loaded in about the order of their ts, and one that was loaded late is
 /// purged by the next pass.
-pub fn next_time() -> Option<i64> {
+pub fn next_time(tables: Tables) -> Option<i64> {
     // Unix epoch microseconds to PostgreSQL's (2000-01-01).
     const PG_EPOCH_US: i64 = 946_684_800_000_000;
+    let rows = tables.rows();
+    let batches = match tables {
+        Tables::Batched => "(SELECT pg_catalog.min(ts_last) FROM ai_agent_safety.audit_batch)",
+        Tables::Rows => "NULL",
+    };
     BackgroundWorker::transaction(|| {
-        Spi::get_one::<i64>(
+        Spi::get_one::<i64>(&format!(
             "SELECT (pg_catalog.date_part('epoch', x) * 1000000)::int8
                FROM (SELECT LEAST(
                         (SELECT pg_catalog.min(expires_at) FROM ai_agent_safety.tokens
                           WHERE state = 'granted' AND used_at IS NULL AND NOT expiry_logged),
-                        (SELECT ts FROM ai_agent_safety.audit_log ORDER BY id LIMIT 1)
+                        LEAST((SELECT ts FROM ai_agent_safety.{rows} ORDER BY id LIMIT 1),
+                              {batches})
                           + pg_catalog.current_setting('ai_agent_safety.audit_retention')::interval
                      ) AS x) t
-              WHERE pg_catalog.isfinite(x)",
-        )
+              WHERE pg_catalog.isfinite(x)"
+        ))
         .ok()
         .flatten()
     })

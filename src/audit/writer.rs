@@ -1,5 +1,5 @@
 //! The audit writer: a dynamic background worker per database that moves
-//! spooled events into `ai_agent_safety.audit_log`.
+//! spooled events into `ai_agent_safety.audit_log` (its tables).
 //!
 //! It rotates its database's spool every 100 ms and loads each closed file
 //! (`loader`), runs the maintenance (`maintenance`) when it starts and then
@@ -10,6 +10,7 @@
 //! maintenance (a granted token's expiry, its oldest event passing the
 //! retention); the launcher starts a writer then.
 
+use super::loader::Tables;
 use super::spool::{self, SPOOL};
 use super::{loader, maintenance, segment};
 use aas_policy::WriterState;
@@ -98,15 +99,7 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
     // With BGWORKER_BYPASS_ALLOWCONN: a database whose connections are
     // switched off (ALTER DATABASE ... ALLOW_CONNECTIONS false) still gets
     // its audit events loaded; otherwise its owner could starve the log.
-    // SAFETY: called once, from this registered background worker, as
-    // BackgroundWorker::connect_worker_to_spi_by_oid does without the flag.
-    unsafe {
-        pg_sys::BackgroundWorkerInitializeConnectionByOid(
-            pg_sys::Oid::from(dboid),
-            pg_sys::InvalidOid,
-            pg_sys::BGWORKER_BYPASS_ALLOWCONN,
-        )
-    };
+    crate::pg::worker::connect(dboid, pg_sys::BGWORKER_BYPASS_ALLOWCONN);
 
     let mut seq = 0u64;
     let mut last_maintenance = 0i64;
@@ -116,19 +109,19 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
             // SAFETY: the documented way for a worker to reload its settings.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        if !extension_present() {
+        let Some(tables) = extension_tables() else {
             // Keep the events; the launcher retries later.
             set_state(dboid, WriterState::WaitingForExtension);
             return;
-        }
-        let loaded = drain(dboid, &mut seq);
+        };
+        let loaded = drain(dboid, &mut seq, tables);
         // Prepared reviews: announced when new, rolled back when expired.
         crate::review::finish::tend(dboid);
         // Recycle bin entries kept from here: dropped for good once expired.
         crate::recycle::tend(dboid);
         let now = spool::now();
         if now - last_maintenance > 60_000_000 {
-            maintenance::run();
+            maintenance::run(tables);
             last_maintenance = now;
         }
         if loaded {
@@ -138,7 +131,7 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
         let idle = now - busy_at;
         let crowded = spool::someone_waits(&SPOOL.share());
         if idle >= IDLE_RETIRE_US || (crowded && idle >= IDLE_RETIRE_CROWDED_US) {
-            let wake = next_wake(dboid);
+            let wake = next_wake(dboid, tables);
             if retire(dboid, wake) {
                 return;
             }
@@ -146,9 +139,9 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
         }
     }
     // SIGTERM (writer stop or server shutdown): load what is there, then go.
-    if extension_present() {
-        drain(dboid, &mut seq);
-        let wake = next_wake(dboid);
+    if let Some(tables) = extension_tables() {
+        drain(dboid, &mut seq, tables);
+        let wake = next_wake(dboid, tables);
         let mut shared = SPOOL.exclusive();
         spool::set_wake(&mut shared, dboid, wake);
     }
@@ -156,10 +149,10 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
 
 /// When the database next needs a writer with no events coming in: its
 /// maintenance, or a review's expiry (a second late).
-fn next_wake(dboid: u32) -> Option<i64> {
+fn next_wake(dboid: u32, tables: Tables) -> Option<i64> {
     let review = crate::review::finish::next_expiry(dboid).map(|t| t + 1_000_000);
     let recycled = crate::recycle::next_expiry(dboid).map(|t| t + 1_000_000);
-    [maintenance::next_time(), review, recycled]
+    [maintenance::next_time(tables), review, recycled]
         .into_iter()
         .flatten()
         .min()
@@ -204,7 +197,7 @@ fn my_pid() -> i32 {
     unsafe { pg_sys::MyProcPid }
 }
 
-fn extension_present() -> bool {
+fn extension_tables() -> Option<Tables> {
     // The extension's own tables, as members of the extension: never a
     // table that is only named like one (an agent can make a schema called
     // ai_agent_safety where the extension is not created, with triggers
@@ -213,17 +206,25 @@ fn extension_present() -> bool {
     // events kept, until ALTER EXTENSION ... UPDATE (or the right library).
     // SAFETY: reads shared state; raises nothing.
     if unsafe { pg_sys::RecoveryInProgress() } {
-        return false;
+        return None;
     }
     BackgroundWorker::transaction(|| {
-        crate::pg::own_relation(c"audit_spool_done") != pg_sys::InvalidOid
-            && crate::pg::own_relation(c"audit_log") != pg_sys::InvalidOid
-            && crate::pg::sql_objects_served().is_ok()
+        let own = |name: &std::ffi::CStr| crate::pg::own_relation(name) != pg_sys::InvalidOid;
+        if !own(c"audit_spool_done") || crate::pg::sql_objects_served().is_err() {
+            None
+        } else if own(c"audit_batch") && own(c"audit_row") {
+            Some(Tables::Batched)
+        } else if own(c"audit_log") {
+            // 0.1.0's objects, until ALTER EXTENSION ... UPDATE.
+            Some(Tables::Rows)
+        } else {
+            None
+        }
     })
 }
 
 /// Loads everything spooled so far. True when there was anything.
-fn drain(dboid: u32, seq: &mut u64) -> bool {
+fn drain(dboid: u32, seq: &mut u64, tables: Tables) -> bool {
     // The shared file: login refusals, each backend's first events, and
     // file systems without segments (`spool::Via`).
     spool::rotate(dboid, seq);
@@ -236,7 +237,7 @@ fn drain(dboid: u32, seq: &mut u64) -> bool {
     }
     let files = spool::closed_files(dboid);
     for f in &files {
-        loader::load_file(f);
+        loader::load_file(f, tables);
     }
     segment::reap(&dir);
     !files.is_empty()

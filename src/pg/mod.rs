@@ -461,6 +461,7 @@ mod foreign_keys;
 mod inheritance;
 pub mod timeout;
 mod tuples;
+pub mod worker;
 
 pub use foreign_keys::{action_writes, cascading_referencers, foreign_key_targets};
 pub use inheritance::{family, family_locked};
@@ -486,6 +487,14 @@ pub unsafe fn set_setting(name: &CStr, value: &CStr, action: pg_sys::GucAction::
             false,
         );
     }
+}
+
+/// Does this database keep text as UTF-8 (or unchecked: SQL_ASCII), the
+/// spool's and an audit batch's encoding?
+pub fn database_stores_utf8() -> bool {
+    // SAFETY: reads the database's encoding, set once connected.
+    let enc = unsafe { pg_sys::GetDatabaseEncoding() } as u32;
+    enc == pg_sys::pg_enc::PG_UTF8 || enc == pg_sys::pg_enc::PG_SQL_ASCII
 }
 
 /// Runs `f` with search_path set to `path`, at a GUC nest level of its own

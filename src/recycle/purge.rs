@@ -90,10 +90,10 @@ fn drop_for_good(e: &Entry, actor: &str, event: EventKind, reason: &str) {
             return;
         }
         let line = Spi::get_one_with_args::<String>(
-            "INSERT INTO ai_agent_safety.audit_log \
+            "INSERT INTO ai_agent_safety.audit_row \
                (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason, token) \
              VALUES (pg_catalog.now(), pg_catalog.current_database(), $1, $1, $2, 'recycle', $3, 'info', 'DROP DATABASE', $4, $5, $6::uuid) \
-             RETURNING pg_catalog.row_to_json(audit_log)::text",
+             RETURNING pg_catalog.row_to_json(audit_row)::text",
             &[
                 actor.into(),
                 e.task_id.clone().into(),
@@ -128,15 +128,8 @@ pub extern "C-unwind" fn aas_recycle_purge_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
     let extra = BackgroundWorker::get_extra().to_string();
     let (id, who) = extra.split_once('\n').unwrap_or((extra.as_str(), ""));
-    // SAFETY: called once, from this registered background worker; as the
-    // bootstrap superuser, which may drop any database.
-    unsafe {
-        pg_sys::BackgroundWorkerInitializeConnectionByOid(
-            pg_sys::Oid::from(arg.value() as u32),
-            pg_sys::InvalidOid,
-            0,
-        )
-    };
+    // As the bootstrap superuser, which may drop any database.
+    crate::pg::worker::connect(arg.value() as u32, 0);
     let Some(e) = id.parse::<u32>().ok().and_then(file::read) else {
         return;
     };

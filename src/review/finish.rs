@@ -377,7 +377,7 @@ fn expire(path: &std::path::Path, m: &Meta) {
     }
     BackgroundWorker::transaction(|| {
         let r = Spi::run_with_args(
-            "INSERT INTO ai_agent_safety.audit_log \
+            "INSERT INTO ai_agent_safety.audit_row \
                (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason) \
              VALUES (pg_catalog.now(), pg_catalog.current_database(), $1, $1, $2, 'review', 'expired', 'info', \
                      'ROLLBACK PREPARED', $3, $4)",

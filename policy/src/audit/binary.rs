@@ -17,11 +17,11 @@ use super::record::{self, COLUMNS};
 use crate::time::PG_EPOCH_UNIX_S;
 
 /// The file header: signature, flags, header extension length.
-const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+pub(crate) const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
 /// How each column of the record travels in binary format.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
+pub(crate) enum Kind {
     /// timestamptz: microseconds since 2000-01-01 UTC, 8 bytes.
     Timestamp,
     /// integer: 4 bytes.
@@ -33,7 +33,7 @@ enum Kind {
     Text,
 }
 
-fn kind(column: &str) -> Kind {
+pub(crate) fn kind(column: &str) -> Kind {
     match column {
         "ts" => Kind::Timestamp,
         "pid" => Kind::Int4,
@@ -130,8 +130,7 @@ pub fn columns() -> &'static [&'static str] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::record::{to_copy_line, Record};
-    use crate::audit::{EventKind, Source, Verdict};
+    use crate::audit::record::{allowed_read, to_copy_line, Record};
 
     /// Reads a binary COPY file back: per row, each field's bytes or None.
     fn decode(b: &[u8]) -> Vec<Vec<Option<Vec<u8>>>> {
@@ -161,24 +160,7 @@ mod tests {
     }
 
     fn record<'a>(statement: &'a str, token: &'a str, pid: Option<i32>) -> Record<'a> {
-        Record {
-            ts: "2026-12-02T15:07:24.915102Z",
-            database: "prod",
-            pid,
-            client_addr: "",
-            application_name: "psql",
-            session_user_name: "agent",
-            current_user_name: "agent",
-            task_id: "task-1",
-            source: Source::Guard,
-            event: EventKind::Allowed,
-            decision: Verdict::Allow,
-            operation: "SELECT",
-            object: "",
-            statement,
-            reason: "",
-            token,
-        }
+        allowed_read("2026-12-02T15:07:24.915102Z", statement, token, pid)
     }
 
     #[test]

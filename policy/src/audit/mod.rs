@@ -4,6 +4,7 @@
 //! columns of `ai_agent_safety.audit_log`, in the server-log line and in the
 //! README. Each enum's `as_str` is the one spelling; serde uses it too.
 
+pub mod batch;
 pub mod binary;
 pub mod record;
 pub mod segment;

@@ -335,28 +335,46 @@ fn is_uuid(s: &str) -> bool {
     s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
 }
 
+/// An allowed read's record, for tests of the encodings.
+#[cfg(test)]
+pub(crate) fn allowed_read<'a>(
+    ts: &'a str,
+    statement: &'a str,
+    token: &'a str,
+    pid: Option<i32>,
+) -> Record<'a> {
+    Record {
+        ts,
+        database: "prod",
+        pid,
+        client_addr: "",
+        application_name: "psql",
+        session_user_name: "agent",
+        current_user_name: "agent",
+        task_id: "task-1",
+        source: Source::Guard,
+        event: EventKind::Allowed,
+        decision: Verdict::Allow,
+        operation: "SELECT",
+        object: "",
+        statement,
+        reason: "",
+        token,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sample<'a>(statement: &'a str, token: &'a str) -> Record<'a> {
         Record {
-            ts: "2026-11-25T17:00:00.000000Z",
-            database: "prod",
-            pid: Some(4242),
-            client_addr: "",
-            application_name: "psql",
-            session_user_name: "agent",
-            current_user_name: "agent",
-            task_id: "task-1",
-            source: Source::Guard,
             event: EventKind::Refused,
             decision: Verdict::Refuse,
             operation: "DELETE",
             object: "public.orders",
-            statement,
             reason: "DELETE is protected",
-            token,
+            ..allowed_read("2026-11-25T17:00:00.000000Z", statement, token, Some(4242))
         }
     }
 

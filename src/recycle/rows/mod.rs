@@ -41,7 +41,13 @@ unsafe fn truncated(stmt: *mut pg_sys::TruncateStmt) -> Vec<pg_sys::Oid> {
     unsafe {
         for rv in pg::list_ptrs((*stmt).relations) {
             let rv = rv as *mut pg_sys::RangeVar;
-            let relid = pg_sys::RangeVarGetRelidExtended(rv, lock, 0, None, std::ptr::null_mut());
+            let relid = pg_sys::RangeVarGetRelidExtended(
+                rv,
+                lock,
+                0,
+                Some(may_truncate),
+                std::ptr::null_mut(),
+            );
             if !rels.contains(&relid) {
                 rels.push(relid);
             }
@@ -74,6 +80,39 @@ unsafe fn truncated(stmt: *mut pg_sys::TruncateStmt) -> Vec<pg_sys::Oid> {
         }
     }
     rels
+}
+
+/// Checked before a named table is locked, as PostgreSQL's own TRUNCATE
+/// checks it: a table the user may not truncate is refused with
+/// PostgreSQL's own error, so that an agent can neither queue for an
+/// exclusive lock on a table it has no right to (holding up every session
+/// behind it), nor have its rows copied (and counted) for the bin.
+#[pg_guard]
+// SAFETY: a RangeVarGetRelidExtended callback; `rv` is the RangeVar being looked up.
+unsafe extern "C-unwind" fn may_truncate(
+    rv: *const pg_sys::RangeVar,
+    relid: pg_sys::Oid,
+    _old: pg_sys::Oid,
+    _arg: *mut std::ffi::c_void,
+) {
+    if relid == pg_sys::InvalidOid {
+        return;
+    }
+    // SAFETY: catalog lookups for an existing relation; aclcheck_error raises.
+    unsafe {
+        let r = pg_sys::pg_class_aclcheck(
+            relid,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_TRUNCATE as pg_sys::AclMode,
+        );
+        if r != pg_sys::AclResult::ACLCHECK_OK {
+            pg_sys::aclcheck_error(
+                r,
+                pg_sys::get_relkind_objtype(pg_sys::get_rel_relkind(relid)),
+                (*rv).relname,
+            );
+        }
+    }
 }
 
 fn relkind(relid: pg_sys::Oid) -> u8 {
@@ -372,10 +411,10 @@ fn expire_one(
         forget(id);
     }
     let line = Spi::get_one_with_args::<String>(
-        "INSERT INTO ai_agent_safety.audit_log
+        "INSERT INTO ai_agent_safety.audit_row
            (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason)
          VALUES (pg_catalog.now(), pg_catalog.current_database(), $1, $1, $2, 'recycle', 'expired', 'info', $5, $3, $4)
-         RETURNING pg_catalog.row_to_json(audit_log)::text",
+         RETURNING pg_catalog.row_to_json(audit_row)::text",
         &[
             by.into(),
             task.into(),
