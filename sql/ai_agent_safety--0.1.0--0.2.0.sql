@@ -636,6 +636,21 @@ ALTER SEQUENCE ai_agent_safety.audit_log_id_seq RENAME TO audit_row_id_seq;
 ALTER INDEX ai_agent_safety.audit_log_pkey RENAME TO audit_row_pkey;
 ALTER TRIGGER audit_log_append_only ON ai_agent_safety.audit_row RENAME TO audit_row_append_only;
 ALTER TRIGGER audit_log_no_truncate ON ai_agent_safety.audit_row RENAME TO audit_row_no_truncate;
+-- PostgreSQL 18 names NOT NULL constraints (audit_log_ts_not_null, ...):
+-- named after the table, as a fresh install names them.
+DO $$
+DECLARE
+    c name;
+BEGIN
+    FOR c IN
+        SELECT conname FROM pg_catalog.pg_constraint
+         WHERE conrelid = 'ai_agent_safety.audit_row'::regclass
+           AND pg_catalog.starts_with(conname, 'audit_log_')
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE ai_agent_safety.audit_row RENAME CONSTRAINT %I TO %I',
+                                  c, 'audit_row_' || pg_catalog.substr(c, 11));
+    END LOOP;
+END $$;
 ALTER SEQUENCE ai_agent_safety.audit_row_id_seq INCREMENT BY 1024;
 -- The time index becomes BRIN: what each event costs the writer.
 DROP INDEX ai_agent_safety.audit_log_ts;

@@ -1534,6 +1534,13 @@ fn a_database_owners_settings_do_not_steer_the_audit_writer() {
         w.owner
     ))
     .unwrap();
+    // And a session user, which a background worker connecting as the
+    // bootstrap superuser takes in (a client's session does not).
+    own.batch_execute(&format!(
+        "ALTER DATABASE {} SET session_authorization = {}",
+        w.protected, w.owner
+    ))
+    .unwrap();
     // The writer starts for the agent's refusals, loads them, and runs its
     // maintenance (the retention purge compares times with <).
     let mut ag = w.agent_in(&w.protected);
@@ -1541,7 +1548,8 @@ fn a_database_owners_settings_do_not_steer_the_audit_writer() {
         assert_guard_refused(ag.batch_execute("DELETE FROM public.orders WHERE id = 1"));
     }
     let mut a = admin(&w.protected);
-    a.batch_execute("SET search_path = pg_catalog").unwrap();
+    a.batch_execute("SET SESSION AUTHORIZATION DEFAULT; SET search_path = pg_catalog")
+        .unwrap();
     expect_count(
         &mut a,
         &refused_count_sql(&w.agent),

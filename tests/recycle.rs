@@ -626,6 +626,52 @@ fn a_truncate_without_the_privilege_takes_no_lock_and_keeps_nothing() {
     );
     reader.batch_execute("COMMIT").unwrap();
     assert_eq!(count(&mut dba, "SELECT count(*) FROM public.payroll"), 25);
+    // A view the agent was granted everything on is not a table: refused
+    // before it is locked too, while another session reads it.
+    dba.batch_execute(&format!(
+        "CREATE VIEW public.payroll_v AS SELECT * FROM public.payroll;
+         GRANT ALL ON public.payroll_v TO {agent}, {plain_role};",
+        agent = w.agent
+    ))
+    .unwrap();
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM public.payroll_v;")
+        .unwrap();
+    let msg = assert_sqlstate(plain.batch_execute("TRUNCATE public.payroll_v"), "42809");
+    assert!(msg.contains("\"payroll_v\" is not a table"), "{msg}");
+    let msg = assert_sqlstate(agent.batch_execute("TRUNCATE public.payroll_v"), "42809");
+    assert!(msg.contains("\"payroll_v\" is not a table"), "{msg}");
+    reader.batch_execute("COMMIT").unwrap();
+    // A table CASCADE would add, which the agent may not truncate: refused
+    // as PostgreSQL refuses it, before any of its rows is copied.
+    dba.batch_execute(&format!(
+        "CREATE TABLE public.payslips (id int PRIMARY KEY REFERENCES public.orders, amount int);
+         INSERT INTO public.payslips SELECT id, id FROM public.orders;
+         GRANT ALL ON public.orders, public.order_lines TO {plain_role};",
+    ))
+    .unwrap();
+    let msg = assert_refused(plain.batch_execute("TRUNCATE public.orders CASCADE"));
+    assert!(
+        msg.contains("permission denied for table payslips"),
+        "{msg}"
+    );
+    let msg = assert_refused(agent.batch_execute("TRUNCATE public.orders CASCADE"));
+    assert!(
+        msg.contains("permission denied for table payslips"),
+        "{msg}"
+    );
+    assert!(
+        notices.lock().unwrap().is_empty(),
+        "{:?}",
+        notices.lock().unwrap()
+    );
+    assert!(count(&mut dba, "SELECT count(*) FROM public.payslips") > 0);
+    assert!(entry(
+        &new_approver("rb_trunc_casc"),
+        &w.open,
+        "public.orders, public.payslips"
+    )
+    .is_none());
     assert!(entry(&new_approver("rb_trunc_priv"), &w.open, "public.payroll").is_none());
 }
 

@@ -9,7 +9,8 @@ use aas_policy::audit::record;
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 
-/// Loads one closed spool file, exactly once, with COPY.
+/// Loads one closed spool file, exactly once: as batches, or as rows with
+/// COPY.
 pub fn load_file(path: &std::path::Path, tables: Tables) {
     let Ok(bytes) = std::fs::read(path) else {
         return;

@@ -1,6 +1,7 @@
 //! Connecting this extension's background workers to a database as the
 //! bootstrap superuser, with settings of their own.
 
+use pgrx::pg_sys::GucAction::GUC_ACTION_SET;
 use pgrx::prelude::*;
 use std::ffi::CStr;
 
@@ -10,7 +11,10 @@ use std::ffi::CStr;
 /// them in when it connects: a search_path with the owner's schema first
 /// would run the owner's operators in the worker's SQL as a superuser; a
 /// read-only default, a timeout or a role would make every load fail
-/// (after three, a spool file is set aside: its events dropped).
+/// (after three, a spool file is set aside: its events dropped). The
+/// session's user (`session_authorization`, which a database's settings
+/// may name too) is set back to the bootstrap superuser first, by
+/// [`connect`].
 const WORKER_SETTINGS: &[(&CStr, &CStr)] = &[
     (c"search_path", c"pg_catalog, pg_temp"),
     (c"role", c"none"),
@@ -45,20 +49,25 @@ pub fn connect(dboid: u32, flags: u32) {
         )
     };
     pgrx::bgworkers::BackgroundWorker::transaction(|| {
-        for (name, value) in WORKER_SETTINGS {
-            // SAFETY: inside a transaction; known settings and valid values.
-            unsafe {
-                pg_sys::set_config_option(
-                    name.as_ptr(),
-                    value.as_ptr(),
-                    pg_sys::GucContext::PGC_SUSET,
-                    pg_sys::GucSource::PGC_S_SESSION,
-                    pg_sys::GucAction::GUC_ACTION_SET,
-                    true,
-                    0,
-                    false,
-                );
+        let bootstrap = pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID);
+        // SAFETY: a catalog lookup of a role that always exists.
+        let name = unsafe { CStr::from_ptr(pg_sys::GetUserNameFromId(bootstrap, false)) };
+        // SAFETY: inside a transaction; known settings and valid values.
+        unsafe {
+            super::set_setting(c"session_authorization", name, GUC_ACTION_SET);
+            for (name, value) in WORKER_SETTINGS {
+                super::set_setting(name, value, GUC_ACTION_SET);
             }
+        }
+        // SAFETY: reads backend variables.
+        let (session, current) = unsafe { (pg_sys::GetSessionUserId(), pg_sys::GetUserId()) };
+        if session != bootstrap || current != bootstrap {
+            // Never work as anyone else.
+            pgrx::error!(
+                "ai_agent_safety: a background worker is not the bootstrap superuser after connecting (session user oid {}, current user oid {}); it stops",
+                session.to_u32(),
+                current.to_u32()
+            );
         }
     });
 }

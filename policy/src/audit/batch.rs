@@ -10,7 +10,6 @@
 
 use super::binary::{self, Kind, HEADER};
 use super::record::COLUMNS;
-use crate::time::PG_EPOCH_UNIX_S;
 
 /// The most events in one batch. Ids are reserved per batch from the
 /// sequence, which therefore steps by this much.
@@ -56,13 +55,11 @@ pub fn batches(lines: &[&str]) -> Option<Vec<Batch>> {
             end += 1;
         }
         let chunk = &lines[start..end];
-        let rows = binary::copy_file(chunk).filter(|r| r.len() <= MAX_STORED)?;
-        let mut ts_first = i64::MAX;
-        let mut ts_last = i64::MIN;
-        for line in chunk {
-            let ts = line.split('\t').next().and_then(ts_of)?;
-            ts_first = ts_first.min(ts);
-            ts_last = ts_last.max(ts);
+        let (rows, (ts_first, ts_last)) =
+            binary::copy_file_timed(chunk).filter(|(r, _)| r.len() <= MAX_STORED)?;
+        if ts_first > ts_last {
+            // A line without a time.
+            return None;
         }
         out.push(Batch {
             rows,
@@ -73,13 +70,6 @@ pub fn batches(lines: &[&str]) -> Option<Vec<Batch>> {
         start = end;
     }
     Some(out)
-}
-
-/// A spool line's time, as microseconds since 2000-01-01 UTC.
-fn ts_of(f: &str) -> Option<i64> {
-    let t = chrono::DateTime::parse_from_rfc3339(f).ok()?;
-    t.timestamp_micros()
-        .checked_sub(PG_EPOCH_UNIX_S * 1_000_000)
 }
 
 /// One value of a stored event.

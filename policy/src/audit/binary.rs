@@ -14,7 +14,6 @@
 //! read the file.
 
 use super::record::{self, COLUMNS};
-use crate::time::PG_EPOCH_UNIX_S;
 
 /// The file header: signature, flags, header extension length.
 pub(crate) const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -47,38 +46,48 @@ pub(crate) fn kind(column: &str) -> Kind {
 /// something the fixed shape does not expect (an escape the spool's writer
 /// never writes, a value out of range): the caller then loads the text.
 pub fn copy_file(lines: &[&str]) -> Option<Vec<u8>> {
-    let kinds: Vec<Kind> = COLUMNS.iter().map(|c| kind(c)).collect();
+    copy_file_timed(lines).map(|(o, _)| o)
+}
+
+/// [`copy_file`], with the earliest and the latest of the lines' times
+/// (microseconds since 2000-01-01 UTC; `(i64::MAX, i64::MIN)` for no lines).
+pub fn copy_file_timed(lines: &[&str]) -> Option<(Vec<u8>, (i64, i64))> {
     let mut o =
         Vec::with_capacity(HEADER.len() + 2 + lines.iter().map(|l| l.len() + 96).sum::<usize>());
     o.extend_from_slice(HEADER);
+    let mut range = (i64::MAX, i64::MIN);
+    let kinds: Vec<Kind> = COLUMNS.iter().map(|c| kind(c)).collect();
     for line in lines {
-        let fields: Vec<&str> = line.split('\t').collect();
-        if fields.len() != kinds.len() {
-            return None;
+        o.extend_from_slice(&(COLUMNS.len() as i16).to_be_bytes());
+        let mut n = 0;
+        for f in line.split('\t') {
+            let k = *kinds.get(n)?;
+            if let Some(ts) = field(&mut o, f, k)? {
+                range = (range.0.min(ts), range.1.max(ts));
+            }
+            n += 1;
         }
-        o.extend_from_slice(&(kinds.len() as i16).to_be_bytes());
-        for (f, k) in fields.iter().zip(&kinds) {
-            field(&mut o, f, *k)?;
+        if n != COLUMNS.len() {
+            return None;
         }
     }
     o.extend_from_slice(&(-1i16).to_be_bytes());
-    Some(o)
+    Some((o, range))
 }
 
-/// Appends one field: its length (-1 for NULL) and its bytes.
-fn field(o: &mut Vec<u8>, f: &str, k: Kind) -> Option<()> {
+/// Appends one field: its length (-1 for NULL) and its bytes. A time's
+/// value comes back too.
+fn field(o: &mut Vec<u8>, f: &str, k: Kind) -> Option<Option<i64>> {
     if f == "\\N" {
         o.extend_from_slice(&(-1i32).to_be_bytes());
-        return Some(());
+        return Some(None);
     }
     match k {
         Kind::Timestamp => {
-            let t = chrono::DateTime::parse_from_rfc3339(f).ok()?;
-            let us = t
-                .timestamp_micros()
-                .checked_sub(PG_EPOCH_UNIX_S * 1_000_000)?;
+            let us = crate::time::parse_iso_utc(f)?;
             o.extend_from_slice(&8i32.to_be_bytes());
             o.extend_from_slice(&us.to_be_bytes());
+            return Some(Some(us));
         }
         Kind::Int4 => {
             let n: i32 = f.parse().ok()?;
@@ -98,7 +107,7 @@ fn field(o: &mut Vec<u8>, f: &str, k: Kind) -> Option<()> {
             o[at..at + 4].copy_from_slice(&len.to_be_bytes());
         }
     }
-    Some(())
+    Some(None)
 }
 
 /// Appends a text field without COPY's escapes, as the spool's writer

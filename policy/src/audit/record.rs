@@ -125,7 +125,14 @@ pub fn columns() -> &'static [&'static str] {
     COLUMNS
 }
 
+/// Where the columns [`copy_line_is_whole`] checks are in the line (a test
+/// compares them with [`COLUMNS`]).
+const TS_AT: usize = 0;
+const PID_AT: usize = 2;
+const TOKEN_AT: usize = 15;
+
 /// The position of a column in the COPY line.
+#[cfg(test)]
 fn column_index(name: &str) -> usize {
     columns()
         .iter()
@@ -307,15 +314,26 @@ pub fn ascii_folded(line: &str) -> std::borrow::Cow<'_, str> {
 /// cut fell inside the first field, a malformed timestamp. Such a line must be
 /// left out, or the COPY of its whole file would fail.
 pub fn copy_line_is_whole(line: &str) -> bool {
-    let fields: Vec<&str> = line.split('\t').collect();
-    let field = |name: &str| fields.get(column_index(name)).copied().unwrap_or("");
-    let pid = field("pid");
-    let token = field("token");
-    fields.len() == columns().len()
-        && is_iso_utc(field("ts"))
-        && (pid == "\\N" || (!pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())))
-        && (token == "\\N" || is_uuid(token))
-        && !line.ends_with('\\')
+    // One pass over the fields, without collecting them: the writer checks
+    // every line it loads.
+    let (ts, pid, token) = (TS_AT, PID_AT, TOKEN_AT);
+    let mut n = 0;
+    for f in line.split('\t') {
+        let ok = if n == ts {
+            is_iso_utc(f)
+        } else if n == pid {
+            f == "\\N" || (!f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+        } else if n == token {
+            f == "\\N" || is_uuid(f)
+        } else {
+            true
+        };
+        if !ok {
+            return false;
+        }
+        n += 1;
+    }
+    n == columns().len() && !line.ends_with('\\')
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, as `time::iso_utc` writes it.
@@ -366,6 +384,13 @@ pub(crate) fn allowed_read<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checked_columns_are_where_the_record_puts_them() {
+        assert_eq!(column_index("ts"), TS_AT);
+        assert_eq!(column_index("pid"), PID_AT);
+        assert_eq!(column_index("token"), TOKEN_AT);
+    }
 
     fn sample<'a>(statement: &'a str, token: &'a str) -> Record<'a> {
         Record {

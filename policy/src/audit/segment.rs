@@ -137,7 +137,10 @@ pub fn merge(chunks: &[&[u8]]) -> Vec<u8> {
         }
     }
     if chunks.len() > 1 {
-        lines.sort_by(|a, b| time_of(a).cmp(time_of(b)));
+        // Each line's time found once, not at every comparison.
+        let mut keyed: Vec<(&[u8], &[u8])> = lines.iter().map(|l| (time_of(l), *l)).collect();
+        keyed.sort_by(|a, b| a.0.cmp(b.0));
+        lines = keyed.into_iter().map(|(_, l)| l).collect();
     }
     let mut out = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
     for l in lines {
@@ -148,7 +151,10 @@ pub fn merge(chunks: &[&[u8]]) -> Vec<u8> {
 }
 
 fn time_of(line: &[u8]) -> &[u8] {
-    line.split(|b| *b == b'\t').next().unwrap_or(line)
+    match line.iter().position(|b| *b == b'\t') {
+        Some(i) => &line[..i],
+        None => line,
+    }
 }
 
 /// The sidecar of a closed file made from segments: which segment it took

@@ -74,6 +74,12 @@ unsafe fn truncated(stmt: *mut pg_sys::TruncateStmt) -> Vec<pg_sys::Oid> {
                 }
                 for r in more {
                     pg_sys::LockRelationOid(r, lock);
+                    // As PostgreSQL checks each table CASCADE adds, before
+                    // anything of it is copied.
+                    let name = pg_sys::get_rel_name(r);
+                    if !name.is_null() {
+                        check_truncate(r, name);
+                    }
                     rels.push(r);
                 }
             }
@@ -98,7 +104,33 @@ unsafe extern "C-unwind" fn may_truncate(
     if relid == pg_sys::InvalidOid {
         return;
     }
-    // SAFETY: catalog lookups for an existing relation; aclcheck_error raises.
+    // SAFETY: `rv` is the RangeVar being looked up, its name a C string.
+    let name = unsafe { (*rv).relname };
+    // SAFETY: per this function's contract.
+    unsafe { check_truncate(relid, name) };
+}
+
+/// What PostgreSQL's TRUNCATE checks of a table before it locks it (a named
+/// table) or right after (one CASCADE adds): it is a table, and the user
+/// may truncate it. Raises PostgreSQL's own errors.
+///
+/// # Safety
+/// `relid` is an existing relation; `name` its name, a C string.
+unsafe fn check_truncate(relid: pg_sys::Oid, name: *const std::ffi::c_char) {
+    let kind = relkind(relid);
+    if kind != pg_sys::RELKIND_RELATION
+        && kind != pg_sys::RELKIND_PARTITIONED_TABLE
+        && kind != pg_sys::RELKIND_FOREIGN_TABLE
+    {
+        // SAFETY: per this function's contract.
+        let shown = unsafe { pg::cstr(name) };
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("\"{shown}\" is not a table")
+        );
+    }
+    // SAFETY: a catalog lookup; aclcheck_error raises.
     unsafe {
         let r = pg_sys::pg_class_aclcheck(
             relid,
@@ -108,8 +140,8 @@ unsafe extern "C-unwind" fn may_truncate(
         if r != pg_sys::AclResult::ACLCHECK_OK {
             pg_sys::aclcheck_error(
                 r,
-                pg_sys::get_relkind_objtype(pg_sys::get_rel_relkind(relid)),
-                (*rv).relname,
+                pg_sys::get_relkind_objtype(kind as std::ffi::c_char),
+                name,
             );
         }
     }
