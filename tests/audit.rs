@@ -412,11 +412,17 @@ fn audit_level_all_records_a_parallel_statement_once() {
              SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2"
         ),
     );
-    // Worker slots are shared with the rest of the suite (audit writers):
-    // tried until a worker really ran the statement (bounded).
+    // Worker slots are shared with the rest of the suite (the audit writers
+    // of the databases other tests use, each kept a few idle seconds):
+    // tried until a worker really ran the statement (bounded in time, as
+    // all of the slots can be busy for a while).
     let mut launched = 0;
     let mut tries = 0;
-    while launched == 0 && tries < 50 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while launched == 0 && Instant::now() < deadline {
+        if tries > 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         tries += 1;
         let plan: Vec<String> = ag
             .query(
