@@ -675,6 +675,75 @@ fn a_truncate_without_the_privilege_takes_no_lock_and_keeps_nothing() {
     assert!(entry(&new_approver("rb_trunc_priv"), &w.open, "public.payroll").is_none());
 }
 
+/// The table an agent's TRUNCATE empties is the table whose rows were kept,
+/// even when the name would find another table by the time the copy is
+/// done. The agent stalls its own TRUNCATE on a lock it holds (on a child
+/// of the table its name finds first), takes away its own USAGE on that
+/// table's schema, and lets the TRUNCATE go on: PostgreSQL's own lookup of
+/// the unqualified name would then find the other table in its search_path,
+/// whose rows were never kept.
+#[test]
+fn a_truncate_empties_only_the_table_it_kept_when_the_name_moves_meanwhile() {
+    let w = World::new("rb_trunc_swap");
+    let mut dba = admin(&w.open);
+    dba.batch_execute(&format!(
+        "CREATE SCHEMA prod; CREATE TABLE prod.t (id int);
+         INSERT INTO prod.t SELECT generate_series(1, 50);
+         GRANT USAGE ON SCHEMA prod TO {a}; GRANT TRUNCATE, SELECT ON prod.t TO {a};
+         CREATE SCHEMA mys AUTHORIZATION {a};
+         CREATE TABLE mys.t (id int); CREATE TABLE mys.tc () INHERITS (mys.t);
+         ALTER TABLE mys.t OWNER TO {a}; ALTER TABLE mys.tc OWNER TO {a};",
+        a = w.agent
+    ))
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    // The agent holds a lock on the child in one session...
+    let mut holder = w.agent_in(&w.open);
+    holder
+        .batch_execute("BEGIN; LOCK mys.tc IN ACCESS SHARE MODE")
+        .unwrap();
+    // ...so that its TRUNCATE in another, having found mys.t, waits there.
+    let (agent, db) = (w.agent.clone(), w.open.clone());
+    let truncate = std::thread::spawn(move || {
+        let mut c = connect(&agent, &db);
+        c.batch_execute("SET search_path = mys, prod; SET application_name = 'rb_trunc_swap'")
+            .unwrap();
+        c.batch_execute("TRUNCATE t").map_err(|e| {
+            e.as_db_error()
+                .map(|d| (d.code().code().to_string(), describe(&e)))
+                .unwrap_or_default()
+        })
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count(
+        &mut dba,
+        "SELECT count(*) FROM pg_catalog.pg_stat_activity
+          WHERE application_name = 'rb_trunc_swap' AND wait_event_type = 'Lock'",
+    ) == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the TRUNCATE never waited for the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Now the name t would find prod.t: the agent takes its USAGE on mys away.
+    w.agent_in(&w.open)
+        .batch_execute(&format!("REVOKE USAGE ON SCHEMA mys FROM {}", w.agent))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    holder.batch_execute("COMMIT").unwrap();
+    let result = truncate.join().unwrap();
+    // prod.t, whose rows were never kept, is not emptied; the TRUNCATE is
+    // refused (the table it kept is no longer reachable by its name).
+    assert_eq!(
+        count(&mut dba, "SELECT count(*) FROM prod.t"),
+        50,
+        "{result:?}"
+    );
+    let (code, msg) = result.expect_err("the TRUNCATE went through");
+    assert_eq!(code, "42501", "{msg}");
+    assert!(entry(&new_approver("rb_trunc_swap"), &w.open, "prod.t").is_none());
+}
+
 /// A purge drops the kept rows now; the writer drops expired ones.
 #[test]
 fn kept_rows_are_purged_or_expire() {

@@ -144,6 +144,9 @@ unsafe extern "C-unwind" fn checked(
     let mut recycled = false;
     let mut token = None;
     let mut rename = None;
+    // What runs: the statement, or a copy of it (an agent's TRUNCATE).
+    let mut run_pstmt = pstmt;
+    let mut run_read_only = read_only_tree;
     // SAFETY: pstmt is valid; its utilityStmt a valid utility statement,
     // inside a transaction.
     let finishing = unsafe {
@@ -227,16 +230,24 @@ unsafe extern "C-unwind" fn checked(
         if unsafe { (*node).type_ } == pg_sys::NodeTag::T_TruncateStmt {
             let retention = settings::recycle_retention_s();
             if aas_policy::recycle::keeps(true, retention) {
-                // SAFETY: a TruncateStmt, inside a transaction; query_string
-                // is this statement's text.
+                // The TRUNCATE that runs names the very tables whose rows
+                // were kept (before_truncate qualifies their names): a
+                // copy of the statement, so that a cached one keeps its own.
+                // SAFETY: copies a valid PlannedStmt; its copy's
+                // utilityStmt is a TruncateStmt, inside a transaction;
+                // query_string is this statement's text.
                 unsafe {
+                    let copy = pg_sys::copyObjectImpl(pstmt as *const std::ffi::c_void)
+                        as *mut pg_sys::PlannedStmt;
                     crate::recycle::rows::before_truncate(
-                        node,
+                        (*copy).utilityStmt,
                         &pg::statement_text(query_string, pstmt),
                         token,
                         retention,
-                    )
-                };
+                    );
+                    run_pstmt = copy;
+                    run_read_only = false;
+                }
             }
         }
         // An agent's DROP DATABASE, allowed (approved, or in a database
@@ -302,9 +313,9 @@ unsafe extern "C-unwind" fn checked(
         unsafe {
             pg_guard_ffi_boundary(|| {
                 next(
-                    pstmt,
+                    run_pstmt,
                     query_string,
-                    read_only_tree,
+                    run_read_only,
                     context,
                     params,
                     query_env,

@@ -196,6 +196,18 @@ pub fn truncate_isolation_denial(role: &str) -> Denial {
     }
 }
 
+/// The refusal of an agent's TRUNCATE whose table name found another table
+/// by the time its rows were kept (a schema renamed meanwhile): the table
+/// TRUNCATE would empty is not the one kept.
+pub fn truncate_names_changed_denial(role: &str, table: &str) -> Denial {
+    Denial {
+        source: Source::Recycle,
+        message: format!("TRUNCATE refused: agent role \"{role}\"'s TRUNCATE named {table}, whose rows were kept, but by the time they were its name found another table; nothing was truncated"),
+        detail: "What an agent's TRUNCATE removes is kept in the recycle bin first; a table whose rows were not kept is never emptied.".into(),
+        hint: format!("Run the TRUNCATE again, naming the table with its schema: TRUNCATE {table};"),
+    }
+}
+
 /// The refusal of an agent's INSERT ... ON CONFLICT DO UPDATE into a
 /// partitioned table while UPDATE is protected: the partition a row goes
 /// to is found row by row, where the recycle bin cannot keep the old

@@ -33,9 +33,10 @@ use serde_json::{json, Value};
 ///
 /// # Safety
 /// `stmt` is a valid TruncateStmt; inside a transaction.
-unsafe fn truncated(stmt: *mut pg_sys::TruncateStmt) -> Vec<pg_sys::Oid> {
+unsafe fn truncated(stmt: *mut pg_sys::TruncateStmt) -> (Vec<pg_sys::Oid>, Vec<Named>) {
     let lock = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
     let mut rels: Vec<pg_sys::Oid> = Vec::new();
+    let mut named = Vec::new();
     // SAFETY: per this function's contract; lookups raise PostgreSQL's own
     // errors for a missing table.
     unsafe {
@@ -51,6 +52,8 @@ unsafe fn truncated(stmt: *mut pg_sys::TruncateStmt) -> Vec<pg_sys::Oid> {
             if !rels.contains(&relid) {
                 rels.push(relid);
             }
+            qualify(rv, relid);
+            named.push(Named { rv, relid });
             if (*rv).inh {
                 for child in pg::family_locked(relid, lock) {
                     if !rels.contains(&child) {
@@ -85,7 +88,52 @@ unsafe fn truncated(stmt: *mut pg_sys::TruncateStmt) -> Vec<pg_sys::Oid> {
             }
         }
     }
-    rels
+    (rels, named)
+}
+
+/// A table the TRUNCATE names, and the table its name was found to be.
+struct Named {
+    rv: *mut pg_sys::RangeVar,
+    relid: pg_sys::Oid,
+}
+
+/// Names the table found in the statement by its schema and name, so that
+/// PostgreSQL's own lookup, when the TRUNCATE runs, cannot find another
+/// table (a search_path whose first schema an agent took away from itself
+/// while the copy waited): the table emptied is the table whose rows were
+/// kept.
+///
+/// # Safety
+/// `rv` is a RangeVar of the statement (a copy the caller may change);
+/// `relid` an existing relation, locked.
+unsafe fn qualify(rv: *mut pg_sys::RangeVar, relid: pg_sys::Oid) {
+    // SAFETY: catalog lookups of a locked relation; palloc'd names.
+    unsafe {
+        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        let name = pg_sys::get_rel_name(relid);
+        if !schema.is_null() && !name.is_null() {
+            (*rv).catalogname = std::ptr::null_mut();
+            (*rv).schemaname = schema;
+            (*rv).relname = name;
+        }
+    }
+}
+
+/// After the copy: each name of the statement still finds the table whose
+/// rows were kept, or the TRUNCATE is refused (nothing is lost: it rolls
+/// back with the copy). A schema renamed while the copy ran is the one way
+/// left for a qualified name to find another table.
+fn still_named(named: &[Named]) {
+    for n in named {
+        // SAFETY: a RangeVar of the statement, inside a transaction.
+        let now = unsafe { pg::existing_relation(n.rv) };
+        if now != Some(n.relid) {
+            pg::refuse(policy::truncate_names_changed_denial(
+                &pg::session_user_name(),
+                &pg::relation_display(n.relid),
+            ));
+        }
+    }
 }
 
 /// Checked before a named table is locked, as PostgreSQL's own TRUNCATE
@@ -171,7 +219,8 @@ pub unsafe fn before_truncate(
         pg::refuse(policy::truncate_isolation_denial(&pg::session_user_name()));
     }
     // SAFETY: per this function's contract.
-    let rels: Vec<pg_sys::Oid> = unsafe { truncated(node as *mut pg_sys::TruncateStmt) }
+    let (rels, named) = unsafe { truncated(node as *mut pg_sys::TruncateStmt) };
+    let rels: Vec<pg_sys::Oid> = rels
         .into_iter()
         // Only tables hold rows here (a partitioned table's are its
         // partitions'; a foreign table's are on its server).
@@ -260,6 +309,7 @@ pub unsafe fn before_truncate(
         }
         (tables, rows, bytes)
     });
+    still_named(&named);
     let object = tables
         .iter()
         .filter_map(|t| t["table"].as_str())
