@@ -64,6 +64,7 @@ pub extern "C-unwind" fn _PG_init() {
     agent_code::register_invalidation();
     agent_plan::register_invalidation();
     pg::register_invalidation();
+    pg::relation_names::register_invalidation();
     audit::spool::init_shmem();
     // Before any backend runs: a spool copied with the data directory from
     // another server is that server's (see set_aside_a_copied_spool).

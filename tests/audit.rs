@@ -361,6 +361,46 @@ fn audit_level_writes_records_writes_not_reads() {
     );
 }
 
+/// An event names its table as it is named now: after a rename in another
+/// session, a schema's rename, and with quote_all_identifiers (names are
+/// cached per backend until one of these changes them).
+#[test]
+fn events_name_tables_as_they_are_named_now() {
+    let w = World::with_settings("aud_names", &[("ai_agent_safety.audit_level", "writes")]);
+    let mut dba = admin(&w.protected);
+    exec(
+        &mut dba,
+        &format!(
+            "CREATE SCHEMA s1; CREATE TABLE s1.t (id int); INSERT INTO s1.t VALUES (1);
+             GRANT USAGE ON SCHEMA s1 TO {a}; GRANT SELECT, UPDATE ON s1.t TO {a}",
+            a = w.agent
+        ),
+    );
+    let mut ag = w.agent_in(&w.protected);
+    exec(&mut ag, "UPDATE s1.t SET id = 2");
+    exec(&mut dba, "ALTER TABLE s1.t RENAME TO t2");
+    exec(&mut ag, "UPDATE s1.t2 SET id = 3");
+    exec(&mut dba, "ALTER SCHEMA s1 RENAME TO s2");
+    exec(&mut ag, "UPDATE s2.t2 SET id = 4");
+    exec(&mut ag, "SET quote_all_identifiers = on");
+    exec(&mut ag, "UPDATE s2.t2 SET id = 5");
+    marker_refusal(&w, &mut ag, 1);
+    let objects: Vec<Option<String>> = events_where(
+        &mut dba,
+        &format!(
+            "session_user_name = '{}' AND operation = 'UPDATE' AND event = 'allowed'",
+            w.agent
+        ),
+    )
+    .into_iter()
+    .map(|e| e.object)
+    .collect();
+    assert_eq!(
+        objects,
+        ["s1.t", "s1.t2", "s2.t2", "\"s2\".\"t2\""].map(|o| Some(o.to_string())),
+    );
+}
+
 #[test]
 fn audit_level_all_records_reads() {
     let w = World::with_settings("aud_lvl_a", &[("ai_agent_safety.audit_level", "all")]);

@@ -702,30 +702,12 @@ fn a_truncate_empties_only_the_table_it_kept_when_the_name_moves_meanwhile() {
         .batch_execute("BEGIN; LOCK mys.tc IN ACCESS SHARE MODE")
         .unwrap();
     // ...so that its TRUNCATE in another, having found mys.t, waits there.
-    let (agent, db) = (w.agent.clone(), w.open.clone());
-    let truncate = std::thread::spawn(move || {
-        let mut c = connect(&agent, &db);
-        c.batch_execute("SET search_path = mys, prod; SET application_name = 'rb_trunc_swap'")
-            .unwrap();
-        c.batch_execute("TRUNCATE t").map_err(|e| {
-            e.as_db_error()
-                .map(|d| (d.code().code().to_string(), describe(&e)))
-                .unwrap_or_default()
-        })
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while count(
+    let truncate = truncate_waiting(
         &mut dba,
-        "SELECT count(*) FROM pg_catalog.pg_stat_activity
-          WHERE application_name = 'rb_trunc_swap' AND wait_event_type = 'Lock'",
-    ) == 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the TRUNCATE never waited for the lock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+        &w,
+        "rb_trunc_swap",
+        "SET search_path = mys, prod; TRUNCATE t",
+    );
     // Now the name t would find prod.t: the agent takes its USAGE on mys away.
     w.agent_in(&w.open)
         .batch_execute(&format!("REVOKE USAGE ON SCHEMA mys FROM {}", w.agent))
@@ -742,6 +724,93 @@ fn a_truncate_empties_only_the_table_it_kept_when_the_name_moves_meanwhile() {
     let (code, msg) = result.expect_err("the TRUNCATE went through");
     assert_eq!(code, "42501", "{msg}");
     assert!(entry(&new_approver("rb_trunc_swap"), &w.open, "prod.t").is_none());
+}
+
+/// Runs `sql` as the agent in a session of its own (named
+/// `application_name`), and returns once that session waits for a lock:
+/// the result is the statement's SQLSTATE and message when it fails.
+fn truncate_waiting(
+    dba: &mut postgres::Client,
+    w: &World,
+    application_name: &str,
+    sql: &str,
+) -> std::thread::JoinHandle<Result<(), (String, String)>> {
+    let (agent, db) = (w.agent.clone(), w.open.clone());
+    let (name, sql) = (application_name.to_string(), sql.to_string());
+    let handle = std::thread::spawn(move || {
+        let mut c = connect(&agent, &db);
+        c.batch_execute(&format!("SET application_name = '{name}'"))
+            .unwrap();
+        c.batch_execute(&sql).map_err(|e| {
+            e.as_db_error()
+                .map(|d| (d.code().code().to_string(), describe(&e)))
+                .unwrap_or_default()
+        })
+    });
+    waits_for_a_lock(dba, application_name);
+    handle
+}
+
+/// Until the session with this application_name waits for a lock.
+fn waits_for_a_lock(dba: &mut postgres::Client, application_name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count(
+        dba,
+        &format!(
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity
+              WHERE application_name = '{application_name}' AND wait_event_type = 'Lock'"
+        ),
+    ) == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the TRUNCATE never waited for the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The same swap through a table with no rows of its own (partitioned, its
+/// only partition partitioned too): nothing is copied, and the name must
+/// still find the table it found. The agent renames its own schemas while
+/// its TRUNCATE waits for the partition's lock.
+#[test]
+fn a_truncate_that_keeps_nothing_empties_no_table_when_a_schema_is_renamed_meanwhile() {
+    let w = World::new("rb_trunc_ren");
+    let mut dba = admin(&w.open);
+    dba.batch_execute(&format!(
+        "GRANT CREATE ON DATABASE {db} TO {a};
+         CREATE SCHEMA app AUTHORIZATION {a}; CREATE SCHEMA scratch AUTHORIZATION {a};
+         CREATE TABLE app.x (id int); INSERT INTO app.x SELECT generate_series(1, 50);
+         CREATE TABLE scratch.x (id int) PARTITION BY LIST (id);
+         CREATE TABLE scratch.x_sub PARTITION OF scratch.x FOR VALUES IN (1) PARTITION BY LIST (id);
+         ALTER TABLE app.x OWNER TO {a}; ALTER TABLE scratch.x OWNER TO {a};
+         ALTER TABLE scratch.x_sub OWNER TO {a};",
+        db = w.open,
+        a = w.agent
+    ))
+    .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let mut holder = w.agent_in(&w.open);
+    holder
+        .batch_execute("BEGIN; LOCK scratch.x_sub IN ACCESS SHARE MODE")
+        .unwrap();
+    let truncate = truncate_waiting(&mut dba, &w, "rb_trunc_ren", "TRUNCATE scratch.x");
+    // scratch.x now names the table that was app.x.
+    w.agent_in(&w.open)
+        .batch_execute(
+            "ALTER SCHEMA scratch RENAME TO scratch_old; ALTER SCHEMA app RENAME TO scratch",
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    holder.batch_execute("COMMIT").unwrap();
+    let result = truncate.join().unwrap();
+    assert_eq!(
+        count(&mut dba, "SELECT count(*) FROM scratch.x"),
+        50,
+        "{result:?}"
+    );
+    let (code, msg) = result.expect_err("the TRUNCATE went through");
+    assert_eq!(code, "42501", "{msg}");
+    assert!(msg.contains("scratch_old.x"), "{msg}");
 }
 
 /// A purge drops the kept rows now; the writer drops expired ones.

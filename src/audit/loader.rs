@@ -5,7 +5,7 @@
 
 use super::spool::{Counters, SPOOL};
 use aas_policy::audit::batch::Batch;
-use aas_policy::audit::record;
+use aas_policy::audit::{record, spool_text};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 
@@ -18,7 +18,7 @@ pub fn load_file(path: &std::path::Path, tables: Tables) {
     // A line cut inside a multi-byte character is not UTF-8; it fails the
     // whole-line check below like any other cut line, and must not keep the
     // rest of the file from loading.
-    let text = String::from_utf8_lossy(&bytes);
+    let text = spool_text::lossy_utf8(&bytes);
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -29,7 +29,7 @@ pub fn load_file(path: &std::path::Path, tables: Tables) {
     // lines still load. Lines are checked as they are split; only when some
     // is left out is a clean copy of the file written for COPY.
     let whole_file = text.ends_with('\n');
-    let mut lines: Vec<&str> = text.split_terminator('\n').collect();
+    let mut lines: Vec<&str> = spool_text::lines(&text).collect();
     let unterminated = if whole_file { None } else { lines.pop() };
     let total = lines.len() as u64 + unterminated.is_some() as u64;
     lines.retain(|l| record::copy_line_is_whole(l));

@@ -203,7 +203,11 @@ pub fn append(dboid: pg_sys::Oid, line: &[u8], via: Via) -> Result<bool, String>
     // No running writer: claim its start under the exclusive lock. (A writer
     // retires only under that lock and only with an empty spool, so one that
     // retires after this append's check has seen the line and stayed.)
-    Ok(!served && claim(&mut SPOOL.exclusive(), dboid, false))
+    // In single-user mode no worker can start (nor a writer run): the
+    // events wait in the spool for the next start of the server.
+    // SAFETY: reads a backend variable.
+    let can_start = unsafe { pg_sys::IsUnderPostmaster };
+    Ok(!served && can_start && claim(&mut SPOOL.exclusive(), dboid, false))
 }
 
 /// Claims the start of a writer for a database, for a backend that just

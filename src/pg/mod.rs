@@ -29,7 +29,7 @@ pub unsafe fn server_text(bytes: &[u8]) -> String {
     // SAFETY: reads a backend variable.
     let utf8 = unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32;
     if utf8 || bytes.is_ascii() {
-        return String::from_utf8_lossy(bytes).into_owned();
+        return aas_policy::audit::spool_text::lossy_utf8(bytes).into_owned();
     }
     let Ok(c) = CString::new(bytes) else {
         return String::from_utf8_lossy(bytes).into_owned();
@@ -136,16 +136,9 @@ pub fn quote_ident(s: &str) -> String {
 }
 
 /// `schema.relation` for a relation oid, quoted as PostgreSQL would.
+/// (Cached: `relation_names`.)
 pub fn relation_display(relid: pg_sys::Oid) -> String {
-    // SAFETY: syscache lookups by oid; NULL when the relation is gone.
-    unsafe {
-        let name = pg_sys::get_rel_name(relid);
-        if name.is_null() {
-            return format!("relation {}", relid.to_u32());
-        }
-        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
-        format!("{}.{}", quote_ident(&cstr(nsp)), quote_ident(&cstr(name)))
-    }
+    relation_names::display(relid)
 }
 
 /// A role's name, or `oid N` when it does not exist.
@@ -459,6 +452,7 @@ pub unsafe fn existing_relation(rv: *const pg_sys::RangeVar) -> Option<pg_sys::O
 pub mod citus;
 mod foreign_keys;
 mod inheritance;
+pub mod relation_names;
 pub mod timeout;
 mod tuples;
 pub mod worker;

@@ -60,7 +60,7 @@ pub fn copy_file_timed(lines: &[&str]) -> Option<(Vec<u8>, (i64, i64))> {
     for line in lines {
         o.extend_from_slice(&(COLUMNS.len() as i16).to_be_bytes());
         let mut n = 0;
-        for f in line.split('\t') {
+        for f in super::spool_text::fields(line) {
             let k = *kinds.get(n)?;
             if let Some(ts) = field(&mut o, f, k)? {
                 range = (range.0.min(ts), range.1.max(ts));
@@ -115,7 +115,7 @@ fn field(o: &mut Vec<u8>, f: &str, k: Kind) -> Option<Option<i64>> {
 fn unescape(o: &mut Vec<u8>, f: &str) -> Option<()> {
     let b = f.as_bytes();
     let mut i = 0;
-    while let Some(p) = b[i..].iter().position(|&c| c == b'\\') {
+    while let Some(p) = memchr::memchr(b'\\', &b[i..]) {
         o.extend_from_slice(&b[i..i + p]);
         let c = match b.get(i + p + 1)? {
             b'\\' => b'\\',

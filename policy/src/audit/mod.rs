@@ -8,6 +8,7 @@ pub mod batch;
 pub mod binary;
 pub mod record;
 pub mod segment;
+pub mod spool_text;
 
 use serde::Serialize;
 

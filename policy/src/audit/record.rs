@@ -318,7 +318,7 @@ pub fn copy_line_is_whole(line: &str) -> bool {
     // every line it loads.
     let (ts, pid, token) = (TS_AT, PID_AT, TOKEN_AT);
     let mut n = 0;
-    for f in line.split('\t') {
+    for f in super::spool_text::fields(line) {
         let ok = if n == ts {
             is_iso_utc(f)
         } else if n == pid {

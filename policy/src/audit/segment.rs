@@ -133,7 +133,7 @@ pub fn merge(chunks: &[&[u8]]) -> Vec<u8> {
     for c in chunks {
         let c = c.strip_suffix(b"\n").unwrap_or(c);
         if !c.is_empty() {
-            lines.extend(c.split(|b| *b == b'\n'));
+            lines.extend(super::spool_text::split_lines(c));
         }
     }
     if chunks.len() > 1 {
@@ -151,7 +151,7 @@ pub fn merge(chunks: &[&[u8]]) -> Vec<u8> {
 }
 
 fn time_of(line: &[u8]) -> &[u8] {
-    match line.iter().position(|b| *b == b'\t') {
+    match memchr::memchr(b'\t', line) {
         Some(i) => &line[..i],
         None => line,
     }

@@ -220,6 +220,10 @@ pub unsafe fn before_truncate(
     }
     // SAFETY: per this function's contract.
     let (rels, named) = unsafe { truncated(node as *mut pg_sys::TruncateStmt) };
+    // Finding the tables can wait on locks (children, later names, what
+    // CASCADE adds), while a schema is renamed: each name must still find
+    // the table found for it, also when none of them holds rows to keep.
+    still_named(&named);
     let rels: Vec<pg_sys::Oid> = rels
         .into_iter()
         // Only tables hold rows here (a partitioned table's are its
