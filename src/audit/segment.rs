@@ -18,8 +18,10 @@ use aas_policy::audit::segment::{
 };
 use memmap2::MmapMut;
 use pgrx::pg_sys;
+use rustc_hash::FxHashMap as HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 fn word(map: &MmapMut, off: usize) -> &AtomicU64 {
@@ -227,8 +229,41 @@ pub fn append(dboid: u32, dir: impl FnOnce() -> PathBuf, line: &[u8]) -> std::io
 /// writer stores `taken`), and its state.
 struct Seen {
     name: String,
-    map: Option<MmapMut>,
+    map: Option<Rc<MmapMut>>,
     state: policy::State,
+}
+
+/// The audit writer's segments, kept open and mapped from one pass to the
+/// next: a segment's size is fixed when it is made and its name is never
+/// used again, so the map stays right for as long as the file exists.
+/// Opening, mapping and unmapping each segment on every look (a pass
+/// looks at each two or three times) cost the writer more system time
+/// than anything else it did (`strace -c`: `munmap` at 46 us a call). Only
+/// the writer keeps them (`keep_maps`); a backend that looks (audit_stats)
+/// maps and lets go.
+struct Kept {
+    file: File,
+    map: Rc<MmapMut>,
+}
+// SAFETY: a backend is single-threaded; only `see`, `forget` and `keep_maps` touch it.
+static mut KEPT: Option<HashMap<String, Kept>> = None;
+
+/// Called by the audit writer: its looks at segments keep them mapped.
+pub fn keep_maps() {
+    // SAFETY: see KEPT.
+    unsafe { *std::ptr::addr_of_mut!(KEPT) = Some(HashMap::default()) };
+}
+
+/// Lets go of kept segments other than these (removed, or never to be seen again).
+fn forget_all_but(names: &[PathBuf]) {
+    // SAFETY: see KEPT.
+    if let Some(kept) = unsafe { (*std::ptr::addr_of_mut!(KEPT)).as_mut() } {
+        kept.retain(|name, _| {
+            names
+                .iter()
+                .any(|p| p.file_name().is_some_and(|n| n == name.as_str()))
+        });
+    }
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
@@ -245,17 +280,37 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 
 fn see(path: &Path) -> Option<Seen> {
     let name = path.file_name()?.to_str()?.to_string();
+    // SAFETY: see KEPT.
+    let kept = unsafe { (*std::ptr::addr_of_mut!(KEPT)).as_mut() };
+    if let Some(k) = kept.as_ref().and_then(|k| k.get(&name)) {
+        // A lock that cannot be tested counts as held: the segment stays.
+        let owner_alive = owner_lock(&k.file, false).unwrap_or(true);
+        let len = k.map.len() as u64;
+        return Some(seen(name, Some(k.map.clone()), owner_alive, len));
+    }
     let file = OpenOptions::new().read(true).write(true).open(path).ok()?;
-    // A lock that cannot be tested counts as held: the segment stays.
     let owner_alive = owner_lock(&file, false).unwrap_or(true);
     let len = file.metadata().ok()?.len();
     let map = if len >= HEADER_LEN as u64 {
         // SAFETY: the writer only reads the lines, and stores `taken`, an
         // atomic word no backend writes; the owner never truncates it.
-        unsafe { MmapMut::map_mut(&file) }.ok()
+        unsafe { MmapMut::map_mut(&file) }.ok().map(Rc::new)
     } else {
         None
     };
+    if let (Some(kept), Some(map)) = (kept, &map) {
+        kept.insert(
+            name.clone(),
+            Kept {
+                file,
+                map: map.clone(),
+            },
+        );
+    }
+    Some(seen(name, map, owner_alive, len))
+}
+
+fn seen(name: String, map: Option<Rc<MmapMut>>, owner_alive: bool, len: u64) -> Seen {
     let state = match &map {
         Some(m) => {
             // Sealed first, then published: a line appended before the seal
@@ -280,7 +335,7 @@ fn see(path: &Path) -> Option<Seen> {
             len,
         },
     };
-    Some(Seen { name, map, state })
+    Seen { name, map, state }
 }
 
 /// Lines waiting in the segments of a database's spool directory (for audit_stats).
@@ -383,7 +438,9 @@ pub fn recover(dir: &Path) {
 /// `spool::rotate` names them). Returns its path, or None when nothing
 /// waits (or the file cannot be made).
 pub fn take(dir: &Path, seq: &mut u64) -> Option<PathBuf> {
-    let seen: Vec<Seen> = segments(dir).iter().filter_map(|p| see(p)).collect();
+    let listed = segments(dir);
+    forget_all_but(&listed);
+    let seen: Vec<Seen> = listed.iter().filter_map(|p| see(p)).collect();
     let mut chunks: Vec<&[u8]> = Vec::new();
     let mut ranges: Vec<(String, u64)> = Vec::new();
     let mut room = policy::TAKE_MAX;
@@ -433,11 +490,15 @@ pub fn take(dir: &Path, seq: &mut u64) -> Option<PathBuf> {
 /// Removes the segments that are done with (sealed, or their owner gone,
 /// and everything in them taken).
 pub fn reap(dir: &Path) {
+    let mut left = Vec::new();
     for p in segments(dir) {
         if let Some(s) = see(&p) {
             if s.state.removable() {
                 let _ = std::fs::remove_file(&p);
+                continue;
             }
         }
+        left.push(p);
     }
+    forget_all_but(&left);
 }

@@ -97,6 +97,7 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
     // SAFETY: registers this module's #[pg_guard] exit callback.
     unsafe { pg_sys::before_shmem_exit(Some(free_slot), pg_sys::Datum::from(dboid)) };
     keep_freed_memory();
+    segment::keep_maps();
     // With BGWORKER_BYPASS_ALLOWCONN: a database whose connections are
     // switched off (ALTER DATABASE ... ALLOW_CONNECTIONS false) still gets
     // its audit events loaded; otherwise its owner could starve the log.
