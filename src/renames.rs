@@ -4,7 +4,6 @@
 //! make are kept in `ai_agent_safety.renames`, in the same transaction, and
 //! `ai_agent_safety.pending_requests` shows a target's earlier names.
 
-use crate::classify::relation_ref;
 use crate::{pg, privileged};
 use pg_sys::NodeTag::*;
 use pg_sys::ObjectType::*;
@@ -52,7 +51,7 @@ pub unsafe fn before(node: *mut pg_sys::Node) -> Option<Pending> {
     let relid = pg::existing_relation(rv)?;
     Some(Pending {
         relid,
-        old_name: relation_ref(relid).display,
+        old_name: pg::relation_display(relid),
     })
 }
 

@@ -325,6 +325,33 @@ fn a_taken_name_needs_new_name_and_purge_is_for_good() {
     assert!(entry(&approver, &w.open, &back).is_none());
 }
 
+/// A purge is carried out by a worker connected to the database
+/// purge_dropped was called in: closed to new connections meanwhile
+/// (ALLOW_CONNECTIONS false), it still is.
+#[test]
+fn a_purge_from_a_database_closed_to_connections_is_carried_out() {
+    let w = world("rb_purge_closed");
+    let approver = new_approver("rb_purge_closed");
+    approved_drop(&w, &approver, "");
+    let (id, kept_as, _, _) = entry(&approver, &w.open, &w.protected).unwrap();
+    let mut a = connect(&approver, &w.open);
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            w.open
+        ))
+        .unwrap();
+    let said = a.query_one("SELECT ai_agent_safety.purge_dropped($1)", &[&id]);
+    admin("postgres")
+        .batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", w.open))
+        .unwrap();
+    let said: String = said
+        .unwrap_or_else(|e| panic!("purge: {}", describe(&e)))
+        .get(0);
+    assert!(said.contains("is gone for good"), "{said}");
+    assert!(!database_exists(&kept_as));
+}
+
 /// Agents can neither read, restore nor purge the recycle bin: not by
 /// privilege, and not even as members of ai_agent_approver.
 #[test]

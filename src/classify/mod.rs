@@ -22,7 +22,8 @@ pub(crate) fn relation_ref(relid: pg_sys::Oid) -> ObjectRef {
     ObjectRef {
         classid: pg_sys::RelationRelationId.to_u32(),
         objid: relid.to_u32(),
-        display: pg::relation_display(relid),
+        // Shown in events and messages only: the cached name.
+        display: pg::relation_names::cached(relid),
     }
 }
 

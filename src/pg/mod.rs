@@ -136,9 +136,8 @@ pub fn quote_ident(s: &str) -> String {
 }
 
 /// `schema.relation` for a relation oid, quoted as PostgreSQL would.
-/// (Cached: `relation_names`.)
 pub fn relation_display(relid: pg_sys::Oid) -> String {
-    relation_names::display(relid)
+    relation_names::looked_up(relid).unwrap_or_else(|| format!("relation {}", relid.to_u32()))
 }
 
 /// A role's name, or `oid N` when it does not exist.

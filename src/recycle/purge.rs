@@ -128,8 +128,10 @@ pub extern "C-unwind" fn aas_recycle_purge_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
     let extra = BackgroundWorker::get_extra().to_string();
     let (id, who) = extra.split_once('\n').unwrap_or((extra.as_str(), ""));
-    // As the bootstrap superuser, which may drop any database.
-    crate::pg::worker::connect(arg.value() as u32, 0);
+    // As the bootstrap superuser, which may drop any database; with
+    // BGWORKER_BYPASS_ALLOWCONN, as the other workers: a database closed to
+    // connections after purge_dropped was called in it still gets its purge.
+    crate::pg::worker::connect(arg.value() as u32, pg_sys::BGWORKER_BYPASS_ALLOWCONN);
     let Some(e) = id.parse::<u32>().ok().and_then(file::read) else {
         return;
     };
