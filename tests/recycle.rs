@@ -840,6 +840,81 @@ fn a_truncate_that_keeps_nothing_empties_no_table_when_a_schema_is_renamed_meanw
     assert!(msg.contains("scratch_old.x"), "{msg}");
 }
 
+/// Another session's temporary child of a table: PostgreSQL's TRUNCATE
+/// leaves it alone (no backend can read another's temporary tables), and an
+/// agent's TRUNCATE, whose rows are kept first, does the same instead of
+/// failing on it.
+#[test]
+fn an_agents_truncate_leaves_another_sessions_temporary_child_alone() {
+    let w = World::new("rb_trunc_tmp");
+    admin(&w.open)
+        .batch_execute(&format!(
+            "CREATE TABLE public.par (id int); INSERT INTO public.par SELECT generate_series(1, 5);
+             ALTER TABLE public.par OWNER TO {a};",
+            a = w.agent
+        ))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let mut other = w.agent_in(&w.open);
+    other
+        .batch_execute(
+            "CREATE TEMP TABLE tmp_child () INHERITS (public.par);
+             INSERT INTO tmp_child SELECT generate_series(100, 102)",
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    w.agent_in(&w.open)
+        .batch_execute("TRUNCATE public.par")
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(
+        count(&mut admin(&w.open), "SELECT count(*) FROM ONLY public.par"),
+        0
+    );
+    assert_eq!(count(&mut other, "SELECT count(*) FROM tmp_child"), 3);
+    let approver = new_approver("rb_trunc_tmp");
+    let (id, _, _, _) = entry(&approver, &w.open, "public.par").expect("kept");
+    let rows: i64 = connect(&approver, &w.open)
+        .query_one(
+            "SELECT rows FROM ai_agent_safety.recycle_bin WHERE id = $1",
+            &[&id],
+        )
+        .unwrap_or_else(|e| panic!("{}", describe(&e)))
+        .get(0);
+    assert_eq!(rows, 5);
+}
+
+/// An agent that may TRUNCATE a table but not read it learns from the
+/// NOTICE that its rows were kept, not how many (PostgreSQL's TRUNCATE
+/// tells no count); one that may read it is told the count.
+#[test]
+fn the_kept_rows_count_is_told_only_to_who_may_read_the_table() {
+    let w = World::new("rb_trunc_count");
+    admin(&w.open)
+        .batch_execute(&format!(
+            "CREATE TABLE public.secret (id int); INSERT INTO public.secret SELECT generate_series(1, 7);
+             GRANT TRUNCATE ON public.secret TO {a};
+             CREATE TABLE public.open_t (id int); INSERT INTO public.open_t SELECT generate_series(1, 4);
+             GRANT TRUNCATE, SELECT ON public.open_t TO {a};",
+            a = w.agent
+        ))
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let (mut c, notices) = connect_with_notices(&w.agent, &w.open);
+    c.batch_execute("TRUNCATE public.secret")
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    c.batch_execute("TRUNCATE public.open_t")
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    let seen = notices.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|n| n.starts_with("the rows of public.secret were kept")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|n| n.starts_with("the 4 rows of public.open_t were kept")),
+        "{seen:?}"
+    );
+    assert!(!seen.iter().any(|n| n.contains("7 rows")), "{seen:?}");
+}
+
 /// A purge drops the kept rows now; the writer drops expired ones.
 #[test]
 fn kept_rows_are_purged_or_expire() {

@@ -32,9 +32,6 @@ pub fn load_file(path: &std::path::Path, tables: Tables) {
     let mut lines: Vec<&str> = spool_text::lines(&text).collect();
     let unterminated = if whole_file { None } else { lines.pop() };
     let total = lines.len() as u64 + unterminated.is_some() as u64;
-    lines.retain(|l| record::copy_line_is_whole(l));
-    let good = lines.len() as u64;
-    let bad = total - good;
     // A file whose load keeps failing (say, a line that passes the check but
     // that COPY rejects, after an OS crash) must not stop the audit log for
     // good: the attempt count survives the writer, and after three failed
@@ -68,13 +65,30 @@ pub fn load_file(path: &std::path::Path, tables: Tables) {
     // <U+XXXX>: a character the database's encoding cannot store must keep
     // no event out of the log.
     let fold = attempts >= 2;
-    let how = if attempts > 0 {
-        How::Text
-    } else if tables == Tables::Batched && crate::pg::database_stores_utf8() {
-        aas_policy::audit::batch::batches(&lines).map_or(How::Text, How::Batches)
+    let batched = tables == Tables::Batched && crate::pg::database_stores_utf8();
+    // The usual case: each line checked as it becomes part of a batch, in
+    // one walk. Otherwise (a first attempt that met something unexpected,
+    // or a later one) the lines are checked first, then loaded.
+    let checked = if attempts == 0 && batched {
+        aas_policy::audit::batch::checked_batches(&lines)
     } else {
-        aas_policy::audit::binary::copy_file(&lines).map_or(How::Text, How::Binary)
+        None
     };
+    let (good, how) = match checked {
+        Some((batches, left_out)) => ((lines.len() - left_out) as u64, How::Batches(batches)),
+        None => {
+            lines.retain(|l| record::copy_line_is_whole(l));
+            let how = if attempts > 0 {
+                How::Text
+            } else if batched {
+                aas_policy::audit::batch::batches(&lines).map_or(How::Text, How::Batches)
+            } else {
+                aas_policy::audit::binary::copy_file(&lines).map_or(How::Text, How::Binary)
+            };
+            (lines.len() as u64, how)
+        }
+    };
+    let bad = total - good;
     let clean_path = path.with_extension(if matches!(how, How::Binary(_)) {
         "bin"
     } else {

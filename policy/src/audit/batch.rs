@@ -72,6 +72,72 @@ pub fn batches(lines: &[&str]) -> Option<Vec<Batch>> {
     Some(out)
 }
 
+/// The lines of a spool file (whole or not, in load order) cut into
+/// batches, each line checked as it is converted (one walk over it, where
+/// `copy_line_is_whole` and then [`batches`] took two): the batches, and how
+/// many lines were left out as not whole. `None` when a whole line holds
+/// something the binary form does not expect (or a batch would be longer
+/// than [`MAX_STORED`]); the caller then checks the lines and loads them as
+/// [`batches`] or as rows.
+pub fn checked_batches(lines: &[&str]) -> Option<(Vec<Batch>, usize)> {
+    let kinds = binary::kinds();
+    let mut out = Vec::new();
+    let mut left_out = 0;
+    let mut open: Option<Open> = None;
+    for line in lines {
+        if let Some(o) = &open {
+            if o.events > 0 && (o.events == MAX_EVENTS || o.bytes + line.len() > MAX_BYTES) {
+                out.push(open.take()?.close()?);
+            }
+        }
+        let o = open.get_or_insert_with(Open::new);
+        match binary::whole_line_into(&mut o.rows, line, &kinds) {
+            Ok(ts) => {
+                o.events += 1;
+                o.bytes += line.len();
+                o.ts = (o.ts.0.min(ts), o.ts.1.max(ts));
+            }
+            Err(binary::NotAppended::NotWhole) => left_out += 1,
+            Err(binary::NotAppended::Unexpected) => return None,
+        }
+    }
+    if let Some(o) = open.filter(|o| o.events > 0) {
+        out.push(o.close()?);
+    }
+    Some((out, left_out))
+}
+
+/// A batch being filled by [`checked_batches`].
+struct Open {
+    rows: Vec<u8>,
+    events: usize,
+    bytes: usize,
+    ts: (i64, i64),
+}
+
+impl Open {
+    fn new() -> Open {
+        let mut rows = Vec::with_capacity(256 << 10);
+        rows.extend_from_slice(HEADER);
+        Open {
+            rows,
+            events: 0,
+            bytes: 0,
+            ts: (i64::MAX, i64::MIN),
+        }
+    }
+
+    fn close(mut self) -> Option<Batch> {
+        self.rows.extend_from_slice(&(-1i16).to_be_bytes());
+        (self.rows.len() <= MAX_STORED && self.events > 0).then_some(Batch {
+            rows: self.rows,
+            events: self.events,
+            ts_first: self.ts.0,
+            ts_last: self.ts.1,
+        })
+    }
+}
+
 /// One value of a stored event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Value<'a> {
@@ -157,7 +223,7 @@ pub fn decode(b: &[u8]) -> Result<Vec<[Value<'_>; COLUMNS.len()]>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::record::{allowed_read, to_copy_line};
+    use crate::audit::record::{self, allowed_read, to_copy_line};
 
     fn line(ts: &str, statement: &str, pid: Option<i32>, token: &str) -> String {
         to_copy_line(&allowed_read(ts, statement, token, pid))
@@ -297,5 +363,79 @@ mod tests {
         let good = line("2026-12-02T15:07:24.915102Z", "x", None, "");
         let odd = good.replace("\tx\t", "\t\\x41\t");
         assert!(batches(&[&good, &odd]).is_none());
+        assert!(checked_batches(&[&good, &odd]).is_none());
+    }
+
+    /// What `copy_line_is_whole` then `batches` make, in one walk: the
+    /// same batches from whole lines; lines that are not whole left out and
+    /// counted, whatever makes them so.
+    #[test]
+    fn checked_batches_are_the_whole_lines_batches() {
+        let tok = "0b9c3c4e-6f1a-4d2b-9a51-3f1d2c4b5a69";
+        let l = |i: usize| {
+            line(
+                &format!("2026-12-02T15:07:{:02}.{:06}Z", i % 60, i),
+                &format!("SELECT {i}\tand a tab"),
+                Some(i as i32),
+                if i.is_multiple_of(7) { tok } else { "" },
+            )
+        };
+        let many: Vec<String> = (0..2 * MAX_EVENTS + 5).map(l).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let big = line(
+            "2026-12-02T15:07:24.915102Z",
+            &"y".repeat(MAX_BYTES / 3),
+            None,
+            "",
+        );
+        let huge = line(
+            "2026-12-02T15:07:24.915102Z",
+            &"z".repeat(MAX_BYTES + 1),
+            None,
+            "",
+        );
+        for lines in [
+            refs.clone(),
+            vec![&big, &big, &big, &big],
+            vec![&refs[0], &huge, &refs[1]],
+            vec![],
+        ] {
+            assert_eq!(checked_batches(&lines), Some((batches(&lines).unwrap(), 0)));
+        }
+        let whole = &many[3];
+        let cut = |n: usize| whole[..n].to_string();
+        let not_whole: Vec<String> = vec![
+            cut(10),                              // inside the time
+            cut(whole.len() - 5),                 // a field short
+            format!("{}{}", cut(40), whole),      // two run together
+            format!("{whole}\\"),                 // ends in a backslash
+            whole.replacen("\t3\t", "\t+3\t", 1), // a pid that is not digits
+            whole.replacen('T', " ", 1),          // another time shape
+            format!("{whole}\tone more"),         // a field too many
+            String::new(),
+        ];
+        for bad in &not_whole {
+            assert!(!record::copy_line_is_whole(bad), "{bad:?}");
+        }
+        let mut mixed: Vec<&str> = Vec::new();
+        for (i, l) in refs.iter().enumerate() {
+            mixed.push(l);
+            if i.is_multiple_of(300) {
+                mixed.extend(not_whole.iter().map(String::as_str));
+            }
+        }
+        let (got, left_out) = checked_batches(&mixed).unwrap();
+        let bad = mixed.len() - refs.len();
+        assert_eq!(bad, not_whole.len() * refs.len().div_ceil(300));
+        assert_eq!(left_out, bad);
+        let want = batches(&refs).unwrap();
+        let events = |bs: &[Batch]| -> Vec<Vec<String>> {
+            bs.iter()
+                .flat_map(|b| decode(&b.rows).unwrap())
+                .map(|e| e.iter().map(|v| format!("{v:?}")).collect())
+                .collect()
+        };
+        assert_eq!(events(&got), events(&want));
+        assert_eq!(got.iter().map(|b| b.events).sum::<usize>(), refs.len());
     }
 }

@@ -56,7 +56,7 @@ pub fn copy_file_timed(lines: &[&str]) -> Option<(Vec<u8>, (i64, i64))> {
         Vec::with_capacity(HEADER.len() + 2 + lines.iter().map(|l| l.len() + 96).sum::<usize>());
     o.extend_from_slice(HEADER);
     let mut range = (i64::MAX, i64::MIN);
-    let kinds: Vec<Kind> = COLUMNS.iter().map(|c| kind(c)).collect();
+    let kinds = kinds();
     for line in lines {
         o.extend_from_slice(&(COLUMNS.len() as i16).to_be_bytes());
         let mut n = 0;
@@ -73,6 +73,69 @@ pub fn copy_file_timed(lines: &[&str]) -> Option<(Vec<u8>, (i64, i64))> {
     }
     o.extend_from_slice(&(-1i16).to_be_bytes());
     Some((o, range))
+}
+
+/// The kind of each column, in order.
+pub(crate) fn kinds() -> [Kind; COLUMNS.len()] {
+    let mut k = [Kind::Text; COLUMNS.len()];
+    for (i, c) in COLUMNS.iter().enumerate() {
+        k[i] = kind(c);
+    }
+    k
+}
+
+/// Why a line was not appended by [`whole_line_into`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotAppended {
+    /// Not whole (`record::copy_line_is_whole` says so): left out.
+    NotWhole,
+    /// Whole, but holding what the binary form does not expect.
+    Unexpected,
+}
+
+/// Appends one spool line as a row of the binary form and returns its
+/// time, checking as it goes what `record::copy_line_is_whole` checks: one
+/// walk over the line instead of two. Nothing is appended when the line
+/// is not.
+pub(crate) fn whole_line_into(
+    o: &mut Vec<u8>,
+    line: &str,
+    kinds: &[Kind; COLUMNS.len()],
+) -> Result<i64, NotAppended> {
+    let at = o.len();
+    let r = line_into(o, line, kinds);
+    if r.is_err() {
+        o.truncate(at);
+    }
+    r
+}
+
+fn line_into(
+    o: &mut Vec<u8>,
+    line: &str,
+    kinds: &[Kind; COLUMNS.len()],
+) -> Result<i64, NotAppended> {
+    use NotAppended::*;
+    if line.ends_with('\\') {
+        return Err(NotWhole);
+    }
+    o.extend_from_slice(&(COLUMNS.len() as i16).to_be_bytes());
+    let mut ts = None;
+    let mut n = 0;
+    for f in super::spool_text::fields(line) {
+        let k = *kinds.get(n).ok_or(NotWhole)?;
+        if !record::field_is_whole(n, f) {
+            return Err(NotWhole);
+        }
+        if let Some(t) = field(o, f, k).ok_or(Unexpected)? {
+            ts = Some(t);
+        }
+        n += 1;
+    }
+    if n != COLUMNS.len() {
+        return Err(NotWhole);
+    }
+    ts.ok_or(Unexpected)
 }
 
 /// Appends one field: its length (-1 for NULL) and its bytes. A time's

@@ -316,24 +316,25 @@ pub fn ascii_folded(line: &str) -> std::borrow::Cow<'_, str> {
 pub fn copy_line_is_whole(line: &str) -> bool {
     // One pass over the fields, without collecting them: the writer checks
     // every line it loads.
-    let (ts, pid, token) = (TS_AT, PID_AT, TOKEN_AT);
     let mut n = 0;
     for f in super::spool_text::fields(line) {
-        let ok = if n == ts {
-            is_iso_utc(f)
-        } else if n == pid {
-            f == "\\N" || (!f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
-        } else if n == token {
-            f == "\\N" || is_uuid(f)
-        } else {
-            true
-        };
-        if !ok {
+        if !field_is_whole(n, f) {
             return false;
         }
         n += 1;
     }
     n == columns().len() && !line.ends_with('\\')
+}
+
+/// Is field `n` of a spool line as [`write_copy_line`] writes it? (The
+/// fields a cut line shows: its time, pid and token.)
+pub(crate) fn field_is_whole(n: usize, f: &str) -> bool {
+    match n {
+        TS_AT => is_iso_utc(f),
+        PID_AT => f == "\\N" || (!f.is_empty() && f.bytes().all(|b| b.is_ascii_digit())),
+        TOKEN_AT => f == "\\N" || is_uuid(f),
+        _ => true,
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, as `time::iso_utc` writes it.

@@ -77,10 +77,13 @@ pub fn kept_notice(kind: &str, object: &str, id: u32, recycled: &str, retention_
     )
 }
 
-/// The NOTICE of a TRUNCATE whose rows were kept.
-pub fn kept_rows_notice(object: &str, rows: i64, id: u32, retention_s: i64) -> String {
+/// The NOTICE of a TRUNCATE whose rows were kept: how many, when the
+/// session may read every table emptied (`None` otherwise: PostgreSQL's
+/// TRUNCATE tells no count, and TRUNCATE needs no SELECT).
+pub fn kept_rows_notice(object: &str, rows: Option<i64>, id: u32, retention_s: i64) -> String {
+    let rows = rows.map(|n| format!("{n} ")).unwrap_or_default();
     format!(
-        "the {rows} rows of {object} were kept in the recycle bin as entry {id} for {}; an approver can put them back with SELECT {}",
+        "the {rows}rows of {object} were kept in the recycle bin as entry {id} for {}; an approver can put them back with SELECT {}",
         duration_text(retention_s),
         api::call("restore_dropped", &[(&id.to_string(), "bigint")])
     )

@@ -81,8 +81,12 @@ fn the_agent_is_told_where_its_drop_went_and_how_it_comes_back() {
         "database production was moved to the recycle bin as entry 1 (recycled_1_production) for 7 days; an approver can restore it with SELECT ai_agent_safety.restore_dropped('1'::bigint)"
     );
     assert_eq!(
-        kept_rows_notice("public.orders", 10, 2, 3600),
+        kept_rows_notice("public.orders", Some(10), 2, 3600),
         "the 10 rows of public.orders were kept in the recycle bin as entry 2 for 1 hour; an approver can put them back with SELECT ai_agent_safety.restore_dropped('2'::bigint)"
+    );
+    assert_eq!(
+        kept_rows_notice("public.orders", None, 2, 3600),
+        "the rows of public.orders were kept in the recycle bin as entry 2 for 1 hour; an approver can put them back with SELECT ai_agent_safety.restore_dropped('2'::bigint)"
     );
     assert_eq!(
         kept_old_rows_notice("delete", "public.orders, public.lines", 3, 4, 86_400),

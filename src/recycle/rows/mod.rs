@@ -56,7 +56,10 @@ unsafe fn truncated(stmt: *mut pg_sys::TruncateStmt) -> (Vec<pg_sys::Oid>, Vec<N
             named.push(Named { rv, relid });
             if (*rv).inh {
                 for child in pg::family_locked(relid, lock) {
-                    if !rels.contains(&child) {
+                    // Another session's temporary child: PostgreSQL's
+                    // TRUNCATE leaves it alone (no backend can read
+                    // another's temporary tables), and so does the copy.
+                    if !rels.contains(&child) && !other_sessions_temp(child) {
                         rels.push(child);
                     }
                 }
@@ -89,6 +92,15 @@ unsafe fn truncated(stmt: *mut pg_sys::TruncateStmt) -> (Vec<pg_sys::Oid>, Vec<N
         }
     }
     (rels, named)
+}
+
+/// Is this relation a temporary table of another session?
+fn other_sessions_temp(relid: pg_sys::Oid) -> bool {
+    // SAFETY: syscache lookups by oid of a locked relation.
+    unsafe {
+        pg_sys::get_rel_persistence(relid) == pg_sys::RELPERSISTENCE_TEMP as std::ffi::c_char
+            && pg_sys::isOtherTempNamespace(pg_sys::get_rel_namespace(relid))
+    }
 }
 
 /// A table the TRUNCATE names, and the table its name was found to be.
@@ -341,7 +353,22 @@ pub unsafe fn before_truncate(
         statement: statement.to_string(),
         ..audit::Event::new(Source::Recycle, EventKind::Kept, Verdict::Info)
     });
-    pgrx::notice!("{}", policy::kept_rows_notice(&object, rows, id, retention));
+    // The count only to a session that may read every table emptied.
+    let readable = rels.iter().all(|r| {
+        // SAFETY: an ACL check of a locked relation by the current user.
+        let acl = unsafe {
+            pg_sys::pg_class_aclcheck(
+                *r,
+                pg_sys::GetUserId(),
+                pg_sys::ACL_SELECT as pg_sys::AclMode,
+            )
+        };
+        acl == pg_sys::AclResult::ACLCHECK_OK
+    });
+    pgrx::notice!(
+        "{}",
+        policy::kept_rows_notice(&object, readable.then_some(rows), id, retention)
+    );
 }
 
 /// A table of kept rows is never analyzed: ANALYZE (autovacuum's, or a

@@ -168,5 +168,18 @@ DROP TABLE public.reg_rb_lines, public.reg_rb_orders;
 DROP DATABASE reg_rb_prod;
 SELECT count(*) AS recycled FROM pg_database WHERE datname LIKE 'recycled%';
 
+--
+-- 8. An agent that may TRUNCATE a table but not read it is told that its
+-- rows were kept, not how many.
+--
+\c :regdb :su
+CREATE TABLE public.reg_rb_secret (id int);
+INSERT INTO public.reg_rb_secret SELECT generate_series(1, 3);
+GRANT TRUNCATE ON public.reg_rb_secret TO reg_rb_agent;
+\c :regdb reg_rb_agent
+TRUNCATE public.reg_rb_secret;
+\c :regdb :su
+DROP TABLE public.reg_rb_secret;
+
 -- Clean up.
 DROP ROLE reg_rb_agent, reg_rb_approver;
