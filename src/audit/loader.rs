@@ -67,8 +67,9 @@ pub fn load_file(path: &std::path::Path, tables: Tables) {
     let fold = attempts >= 2;
     let batched = tables == Tables::Batched && crate::pg::database_stores_utf8();
     // The usual case: each line checked as it becomes part of a batch, in
-    // one walk. Otherwise (a first attempt that met something unexpected,
-    // or a later one) the lines are checked first, then loaded.
+    // one walk. Otherwise (a batch's line the binary form does not expect,
+    // a later attempt, a database that keeps no UTF-8) the lines are
+    // checked first, then loaded as rows.
     let checked = if attempts == 0 && batched {
         aas_policy::audit::batch::checked_batches(&lines)
     } else {
@@ -78,10 +79,8 @@ pub fn load_file(path: &std::path::Path, tables: Tables) {
         Some((batches, left_out)) => ((lines.len() - left_out) as u64, How::Batches(batches)),
         None => {
             lines.retain(|l| record::copy_line_is_whole(l));
-            let how = if attempts > 0 {
+            let how = if attempts > 0 || batched {
                 How::Text
-            } else if batched {
-                aas_policy::audit::batch::batches(&lines).map_or(How::Text, How::Batches)
             } else {
                 aas_policy::audit::binary::copy_file(&lines).map_or(How::Text, How::Binary)
             };

@@ -245,7 +245,7 @@ struct Kept {
     file: File,
     map: Rc<MmapMut>,
 }
-// SAFETY: a backend is single-threaded; only `see`, `forget` and `keep_maps` touch it.
+// SAFETY: a backend is single-threaded; only `see`, `forget_all_but` and `keep_maps` touch it.
 static mut KEPT: Option<HashMap<String, Kept>> = None;
 
 /// Called by the audit writer: its looks at segments keep them mapped.

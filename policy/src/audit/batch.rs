@@ -38,47 +38,13 @@ pub struct Batch {
     pub ts_last: i64,
 }
 
-/// The spool lines (each whole, in load order) cut into batches. `None`
-/// when a line holds something the binary form does not expect; the caller
-/// then loads the lines as rows.
-pub fn batches(lines: &[&str]) -> Option<Vec<Batch>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < lines.len() {
-        let mut end = start;
-        let mut bytes = 0;
-        while end < lines.len()
-            && end - start < MAX_EVENTS
-            && (end == start || bytes + lines[end].len() <= MAX_BYTES)
-        {
-            bytes += lines[end].len();
-            end += 1;
-        }
-        let chunk = &lines[start..end];
-        let (rows, (ts_first, ts_last)) =
-            binary::copy_file_timed(chunk).filter(|(r, _)| r.len() <= MAX_STORED)?;
-        if ts_first > ts_last {
-            // A line without a time.
-            return None;
-        }
-        out.push(Batch {
-            rows,
-            events: chunk.len(),
-            ts_first,
-            ts_last,
-        });
-        start = end;
-    }
-    Some(out)
-}
-
 /// The lines of a spool file (whole or not, in load order) cut into
 /// batches, each line checked as it is converted (one walk over it, where
-/// `copy_line_is_whole` and then [`batches`] took two): the batches, and how
+/// `copy_line_is_whole` and then the conversion took two): the batches, and how
 /// many lines were left out as not whole. `None` when a whole line holds
 /// something the binary form does not expect (or a batch would be longer
 /// than [`MAX_STORED`]); the caller then checks the lines and loads them as
-/// [`batches`] or as rows.
+/// rows.
 pub fn checked_batches(lines: &[&str]) -> Option<(Vec<Batch>, usize)> {
     let kinds = binary::kinds();
     let mut out = Vec::new();
@@ -151,7 +117,7 @@ pub enum Value<'a> {
 
 /// The events of a stored batch, each its values in the order of
 /// [`COLUMNS`]. An error (never a panic) for bytes that are not a batch as
-/// [`batches`] makes them: a wrong header, count or length, a text that is
+/// [`checked_batches`] makes them: a wrong header, count or length, a text that is
 /// not UTF-8 or holds a NUL, or bytes after the trailer.
 pub fn decode(b: &[u8]) -> Result<Vec<[Value<'_>; COLUMNS.len()]>, String> {
     if b.len() > MAX_STORED {
@@ -227,6 +193,13 @@ mod tests {
 
     fn line(ts: &str, statement: &str, pid: Option<i32>, token: &str) -> String {
         to_copy_line(&allowed_read(ts, statement, token, pid))
+    }
+
+    /// Whole lines cut into batches (none left out).
+    fn batches(lines: &[&str]) -> Option<Vec<Batch>> {
+        checked_batches(lines)
+            .filter(|(_, left_out)| *left_out == 0)
+            .map(|(b, _)| b)
     }
 
     fn col(name: &str) -> usize {

@@ -42,9 +42,10 @@ pub(crate) fn kind(column: &str) -> Kind {
 }
 
 /// A COPY binary file holding these spool lines (each one whole, as
-/// `record::copy_line_is_whole` checks), in order. `None` when a line holds
-/// something the fixed shape does not expect (an escape the spool's writer
-/// never writes, a value out of range): the caller then loads the text.
+/// `record::copy_line_is_whole` checks), in order. `None` when a line is
+/// not whole or holds something the fixed shape does not expect (an escape
+/// the spool's writer never writes, a value out of range): the caller then
+/// loads the text.
 pub fn copy_file(lines: &[&str]) -> Option<Vec<u8>> {
     copy_file_timed(lines).map(|(o, _)| o)
 }
@@ -58,18 +59,8 @@ pub fn copy_file_timed(lines: &[&str]) -> Option<(Vec<u8>, (i64, i64))> {
     let mut range = (i64::MAX, i64::MIN);
     let kinds = kinds();
     for line in lines {
-        o.extend_from_slice(&(COLUMNS.len() as i16).to_be_bytes());
-        let mut n = 0;
-        for f in super::spool_text::fields(line) {
-            let k = *kinds.get(n)?;
-            if let Some(ts) = field(&mut o, f, k)? {
-                range = (range.0.min(ts), range.1.max(ts));
-            }
-            n += 1;
-        }
-        if n != COLUMNS.len() {
-            return None;
-        }
+        let ts = whole_line_into(&mut o, line, &kinds).ok()?;
+        range = (range.0.min(ts), range.1.max(ts));
     }
     o.extend_from_slice(&(-1i16).to_be_bytes());
     Some((o, range))
