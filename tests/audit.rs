@@ -574,6 +574,136 @@ fn audit_destination_routes_allowed_statements_and_never_refusals() {
     );
 }
 
+/// The pid in a server-log line's prefix (the test clusters keep
+/// PostgreSQL's default log_line_prefix, `%m [%p] `): who wrote the line.
+fn written_by(line: &str) -> i32 {
+    let from = line.find('[').expect("a [pid] prefix") + 1;
+    let to = from + line[from..].find(']').expect("a [pid] prefix");
+    line[from..to].parse().expect("a pid")
+}
+
+/// Under `audit_destination = both` (the default), an allowed statement's
+/// log line is written by the database's audit writer as it loads the
+/// event: the same JSON, naming the agent's backend, once, by the time the
+/// event is in the table. A refusal's line is written by the agent's backend
+/// at the moment it is refused.
+#[test]
+fn under_both_the_writer_writes_an_allowed_statements_log_line() {
+    let w = World::with_settings("aud_wlog", &[("ai_agent_safety.audit_level", "all")]);
+    let mut ag = w.agent_in(&w.protected);
+    let pid: i32 = ag.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let marker = "SELECT 'read, logged by the writer', E'tab\\there'";
+    ag.simple_query(marker).unwrap();
+    marker_refusal(&w, &mut ag, 1);
+    let log = log_lines_of(&w.agent);
+    let reads: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("read, logged by the writer"))
+        .collect();
+    assert_eq!(reads.len(), 1, "{log:#?}");
+    let read = reads[0];
+    assert_ne!(written_by(read), pid, "the writer's line: {read}");
+    assert!(
+        read.contains(&format!("\"pid\":{pid},"))
+            && read.contains("\"event\":\"allowed\"")
+            && read.contains(r#"E'tab\\there'"#),
+        "{read}"
+    );
+    let mut a = admin(&w.protected);
+    let row = a
+        .query_one(
+            &format!(
+                "SELECT to_json(l)::text FROM (SELECT to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS ts, statement
+                   FROM ai_agent_safety.audit_log WHERE statement = $${marker}$$) l"
+            ),
+            &[],
+        )
+        .unwrap()
+        .get::<_, String>(0);
+    let v: serde_json::Value = serde_json::from_str(&row).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&read[read.find("ai_agent_safety: ").unwrap() + 17..]).unwrap();
+    assert_eq!(json["ts"], v["ts"], "the event's own time: {read}");
+    assert_eq!(json["statement"], v["statement"], "{read}");
+    let refusals: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("\"event\":\"refused\""))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{log:#?}");
+    assert_eq!(
+        written_by(refusals[0]),
+        pid,
+        "the backend's line: {}",
+        refusals[0]
+    );
+}
+
+/// Where the extension is not created yet, an agent's events wait in the
+/// spool for it, and their log lines do not: the agent's backend writes
+/// them at once (a writer waiting for CREATE EXTENSION can lose its slot to
+/// another database's, and an agent with many such databases could keep it
+/// away). Once the extension is created, the writer writes them again for
+/// the new events, and the waiting events load without a second log line.
+#[test]
+fn where_the_extension_is_not_created_the_backend_writes_the_log_line() {
+    let w = World::new("aud_wlogext");
+    let db = unique("aud_wlogext_bare");
+    let mut su = admin("postgres");
+    exec(&mut su, &format!("CREATE DATABASE {db}"));
+    exec(
+        &mut su,
+        &format!(
+            "ALTER ROLE {} IN DATABASE {db} SET ai_agent_safety.audit_level = 'all'",
+            w.agent
+        ),
+    );
+    let mut ag = w.agent_in(&db);
+    let pid: i32 = ag.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let before = "SELECT 'read before CREATE EXTENSION'";
+    ag.simple_query(before).unwrap();
+    let lines_of = |text: &str| -> Vec<String> {
+        log_lines_of(&w.agent)
+            .into_iter()
+            .filter(|l| l.contains(text))
+            .collect()
+    };
+    let logged = lines_of("read before CREATE EXTENSION");
+    assert_eq!(logged.len(), 1, "{logged:#?}");
+    assert_eq!(written_by(&logged[0]), pid, "{}", logged[0]);
+
+    let mut a = admin(&db);
+    exec(&mut a, "CREATE EXTENSION ai_agent_safety");
+    let after = "SELECT 'read after CREATE EXTENSION'";
+    // The writer looks again for the extension at an event a second after
+    // its last look: the agent's reads go on until both events are loaded.
+    let start = Instant::now();
+    loop {
+        ag.simple_query(after).unwrap();
+        let loaded = count(
+            &mut a,
+            &format!(
+                "SELECT count(DISTINCT statement) FROM ai_agent_safety.audit_log WHERE statement IN ($${before}$$, $${after}$$)"
+            ),
+        );
+        if loaded == 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not loaded after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(lines_of("read before CREATE EXTENSION").len(), 1);
+    // A read after CREATE EXTENSION that is loaded has its line, from the
+    // writer (which writes it before it loads it).
+    let after_lines = lines_of("read after CREATE EXTENSION");
+    assert!(
+        after_lines.iter().any(|l| written_by(l) != pid),
+        "a line by the writer: {after_lines:#?}"
+    );
+}
+
 // ---------------------------------------------------------------- load and crashes
 
 /// `threads` agent sessions, started together, each making `per_thread`
@@ -2059,6 +2189,7 @@ fn a_killed_backend_loses_no_event_and_a_spool_failure_still_logs() {
     const PORT: u16 = 55479;
     const AGENT: &str = "kill_agent";
     const DB: &str = "kill_prod";
+    const OTHER: &str = "kill_other";
     let _guard = StopCluster(NAME);
     // No writer can start (the launcher takes the one slot): every event
     // stays in the spool, where the test reads it. Commits are flushed
@@ -2068,7 +2199,7 @@ fn a_killed_backend_loses_no_event_and_a_spool_failure_still_logs() {
         PORT,
         &["max_worker_processes = 1", "synchronous_commit = on"],
         AGENT,
-        &[DB],
+        &[DB, OTHER],
     );
     let dir = format!("/tmp/aas-{NAME}");
     let mut a = connect_port(PORT, "postgres", DB);
@@ -2188,4 +2319,84 @@ fn a_killed_backend_loses_no_event_and_a_spool_failure_still_logs() {
         "the refusal is in the server log"
     );
     assert_eq!(count(&mut a, "SELECT count(*) FROM public.orders"), 11);
+    // An allowed read the spool cannot take is refused, and its log line,
+    // which the writer would have written, is the backend's.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o500)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let err = ag.batch_execute("SELECT 'read unspoolable'").unwrap_err();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(
+        describe(&err).contains("cannot open the audit spool"),
+        "{}",
+        describe(&err)
+    );
+    let agent_pid: i32 = ag.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let log =
+        String::from_utf8_lossy(&std::fs::read(format!("{dir}/server.log")).unwrap()).into_owned();
+    let unspooled: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ai_agent_safety: {") && l.contains("read unspoolable"))
+        .collect();
+    assert_eq!(unspooled.len(), 1, "{unspooled:?}");
+    assert_eq!(written_by(unspooled[0]), agent_pid, "{}", unspooled[0]);
+
+    // 3. Room for a writer: the killed backend's allowed reads, spooled
+    // with their log lines owed by the writer (audit_destination = both),
+    // reach the table and the log, each once. In another database, whose
+    // extension was dropped before its writer came, the writer still writes
+    // the lines it owes (the events wait for CREATE EXTENSION).
+    let mut other = connect_port(PORT, AGENT, OTHER);
+    exec(&mut other, "SELECT 'read before DROP EXTENSION'");
+    drop(other);
+    exec(
+        &mut connect_port(PORT, "postgres", OTHER),
+        "DROP EXTENSION ai_agent_safety CASCADE",
+    );
+    exec(&mut a, "ALTER SYSTEM SET max_worker_processes = 8");
+    drop((a, ag));
+    run_lib_sh(&format!("cluster_stop {NAME}"));
+    run_lib_sh(&format!(
+        "as_postgres env -u RUST_BACKTRACE $PG_BIN/pg_ctl -D {dir} -l {dir}/server.log -w start >/dev/null"
+    ));
+    let mut a = connect_port(PORT, "postgres", DB);
+    wait_for_count(
+        &mut a,
+        "SELECT count(*) FROM ai_agent_safety.audit_log WHERE statement LIKE '%read in the doomed transaction%'",
+        1,
+    );
+    let log =
+        String::from_utf8_lossy(&std::fs::read(format!("{dir}/server.log")).unwrap()).into_owned();
+    let doomed: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("ai_agent_safety: {") && l.contains("read in the doomed transaction")
+        })
+        .collect();
+    assert_eq!(doomed.len(), 1, "{doomed:?}");
+    assert!(
+        doomed[0].contains(&format!("\"pid\":{pid},")),
+        "{}",
+        doomed[0]
+    );
+    assert_ne!(written_by(doomed[0]), pid, "{}", doomed[0]);
+    let start = Instant::now();
+    loop {
+        let log = std::fs::read(format!("{dir}/server.log")).unwrap();
+        let n = String::from_utf8_lossy(&log)
+            .lines()
+            .filter(|l| {
+                l.contains("ai_agent_safety: {") && l.contains("read before DROP EXTENSION")
+            })
+            .count();
+        if n == 1 {
+            break;
+        }
+        assert!(
+            n == 0 && start.elapsed() < Duration::from_secs(60),
+            "{n} lines for the read before DROP EXTENSION after {:?}",
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -46,6 +46,7 @@ fn a_standby_refuses_agents_writes_itself_and_after_failover_a_granted_token_wor
     for sql in [
         "CREATE EXTENSION ai_agent_safety".to_string(),
         format!("CREATE ROLE repl_agent LOGIN IN ROLE ai_agent VALID UNTIL '{until_}'"),
+        "ALTER ROLE repl_agent SET ai_agent_safety.audit_level = 'all'".to_string(),
         "CREATE ROLE repl_dba LOGIN".to_string(),
         format!("CREATE DATABASE {DB}"),
         format!("ALTER DATABASE {DB} SET ai_agent_safety.require_approval = on"),
@@ -111,6 +112,18 @@ fn a_standby_refuses_agents_writes_itself_and_after_failover_a_granted_token_wor
     // in the standby's spool.
     let msg = assert_refused(a.batch_execute("DELETE FROM public.orders WHERE id = 7"));
     assert!(msg.contains("needs an approval token"), "{msg}");
+    // An allowed read (audit_level = all) is logged at once, by the agent's
+    // backend: no writer runs on a standby to write its line later.
+    let pid: i32 = a.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    a.batch_execute("SELECT 'read on the standby'").unwrap();
+    let log = server_log(STANDBY);
+    let read = log
+        .lines()
+        .find(|l| l.contains("ai_agent_safety: {") && l.contains("read on the standby"));
+    assert!(
+        read.is_some_and(|l| l.contains(&format!("[{pid}]"))),
+        "the read's line, by its backend {pid}: {read:?}"
+    );
     // Nothing crashed, and no error of the extension's (a writer trying to
     // load on a standby) is in its log.
     let log = server_log(STANDBY);

@@ -5,7 +5,7 @@
 
 use super::spool::{Counters, SPOOL};
 use aas_policy::audit::batch::Batch;
-use aas_policy::audit::{record, spool_text};
+use aas_policy::audit::{record, spool_text, writer_log};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 
@@ -53,6 +53,23 @@ pub fn load_file(path: &std::path::Path, tables: Tables) {
             name.trim_end_matches(".copy"),
         );
         return;
+    }
+    // The lines whose log line this writer owes (`writer_log`) lose their
+    // mark, and at the first attempt their log lines are written, before the
+    // attempt is counted: a writer that dies before that writes them again
+    // (at least once), and a file that never loads still has them logged.
+    let mut json = Vec::new();
+    let mut marked = false;
+    for l in lines.iter_mut() {
+        let (owed, line) = writer_log::unmarked(l);
+        if !owed {
+            continue;
+        }
+        *l = line;
+        marked = true;
+        if attempts == 0 {
+            log_owed_line(line, &mut json);
+        }
     }
     let _ = std::fs::write(&attempts_path, (attempts + 1).to_string());
     // The first attempt stores the lines as batches (`audit_batch`, many
@@ -105,7 +122,8 @@ pub fn load_file(path: &std::path::Path, tables: Tables) {
             }
             clean_path.as_path()
         }
-        How::Text if bad == 0 && !fold => path,
+        // The file as it is, when COPY can read every line of it.
+        How::Text if bad == 0 && !fold && !marked => path,
         How::Text => {
             let mut clean = lines
                 .iter()
@@ -170,10 +188,11 @@ pub fn load_file(path: &std::path::Path, tables: Tables) {
             Ok::<bool, pgrx::spi::Error>(fresh.len() == 1)
         })
     });
-    // Either converted copy (one may be left by an earlier attempt that a
-    // kill interrupted).
+    // Either converted copy, and a copy without marks (one may be left by
+    // an earlier attempt that a kill interrupted).
     let _ = std::fs::remove_file(path.with_extension("bin"));
     let _ = std::fs::remove_file(path.with_extension("clean"));
+    let _ = std::fs::remove_file(path.with_extension("unmarked"));
     match loaded {
         Ok(fresh) => {
             // Counted before the file leaves the spool, so that the counts
@@ -191,6 +210,50 @@ pub fn load_file(path: &std::path::Path, tables: Tables) {
             let _ = std::fs::remove_file(path);
         }
         Err(e) => pgrx::log!("ai_agent_safety: loading {name} failed, will retry: {e}"),
+    }
+}
+
+/// Writes the log line owed for a spooled event (`writer_log`); a line cut
+/// by a crash has none.
+fn log_owed_line(line: &str, json: &mut Vec<u8>) {
+    json.clear();
+    json.extend_from_slice(b"ai_agent_safety: ");
+    // The JSON escapes every control character: its only NUL is the last.
+    if writer_log::json_of_copy_line(line, json) {
+        json.push(0);
+        if let Ok(msg) = std::ffi::CStr::from_bytes_with_nul(json) {
+            super::server_log(msg);
+        }
+    }
+}
+
+/// Writes the log lines a closed spool file owes (`writer_log`), then
+/// puts the file back without its marks, for events that cannot be loaded
+/// yet (the extension is not created in the database, or its objects are
+/// of a version this library does not serve): their log lines do not wait
+/// for that. A writer stopped in between writes them again (at least once).
+pub fn log_owed_lines(path: &std::path::Path) {
+    let Ok(bytes) = std::fs::read(path) else {
+        return;
+    };
+    let text = spool_text::lossy_utf8(&bytes);
+    let mut json = Vec::new();
+    let Some(clean) = writer_log::unmark_file(&text, |l| log_owed_line(l, &mut json)) else {
+        return;
+    };
+    // On disk before it replaces the file: the events are only there.
+    let tmp = path.with_extension("unmarked");
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(clean.as_bytes())?;
+        f.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => {}
+        Err(e) => pgrx::log!(
+            "ai_agent_safety: cannot put back {} without its marks: {e}; its log lines may be written again",
+            path.display()
+        ),
     }
 }
 

@@ -8,7 +8,9 @@
 //! 2. the server log, as one line `ai_agent_safety: {json}`.
 //!
 //! An allowed statement that `audit_level` records goes only where
-//! `audit_destination` says (`aas_policy::AuditDestination::routes`).
+//! `audit_destination` says (`aas_policy::AuditDestination::routes`); under
+//! `both`, its log line is written by the writer as it loads the event
+//! (`aas_policy::audit::writer_log`), not by the agent's backend.
 //!
 //! Both encodings come from the one definition of a record,
 //! `aas_policy::audit::record::Record`. A background writer per database
@@ -25,6 +27,7 @@ pub mod writer;
 
 use crate::{dbfacts, identity, pg, settings};
 use aas_policy::audit::record::{write_both, write_copy_line, write_json, Record};
+use aas_policy::audit::writer_log;
 use aas_policy::{EventKind, Source, Verdict};
 use pgrx::pg_sys;
 use std::borrow::Cow;
@@ -131,9 +134,10 @@ pub fn cut_statement(s: &str) -> Cow<'_, str> {
 /// Spools the event (a COPY line), then writes it to the server log (JSON),
 /// so nothing in the log can be missing from the table; an allowed statement
 /// goes only where `ai_agent_safety.audit_destination` says, and only that
-/// encoding is built. When the spool cannot be written, the ERROR (the
-/// statement does not run) is raised after the log line, so the event still
-/// reaches the log.
+/// encoding is built, and under `both` its log line is the writer's, written
+/// as it loads the line (`aas_policy::audit::writer_log`). When the spool
+/// cannot be written, the ERROR (the statement does not run) is raised after
+/// the log line, so the event still reaches the log.
 fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
     let ts = aas_policy::time::iso_utc(spool::now());
     let statement = cut_statement(&e.statement);
@@ -158,13 +162,20 @@ fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
     };
     let routes = settings::audit_destination().routes(e.source, e.event);
     let table = routes.table && c.db_oid != pg_sys::InvalidOid;
+    // The writer writes this event's log line as it loads it
+    // (`aas_policy::audit::writer_log`), where it loads events now.
+    let later = routes.log_by_writer && table && writer_loads_here();
+    let now = routes.log && !later;
     let size = statement.len() + e.reason.len();
-    let mut line = String::with_capacity(if table { 256 + size } else { 0 });
+    let mut line = String::with_capacity(if table { 257 + size } else { 0 });
     let mut msg = Vec::with_capacity(if routes.log { 384 + size } else { 0 });
     if routes.log {
         msg.extend_from_slice(b"ai_agent_safety: ");
     }
-    match (table, routes.log) {
+    if later {
+        line.push(writer_log::MARK);
+    }
+    match (table, now) {
         (true, true) => write_both(&mut line, &mut msg, &record),
         (true, false) => write_copy_line(&mut line, &record),
         (false, true) => write_json(&mut msg, &record),
@@ -182,7 +193,11 @@ fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
     } else {
         Ok(false)
     };
-    if routes.log {
+    // An event the spool could not take is logged here all the same.
+    if now || (later && spooled.is_err()) {
+        if later {
+            write_json(&mut msg, &record);
+        }
         // write_json escapes every control character: the only NUL is the last.
         msg.push(0);
         if let Ok(msg) = std::ffi::CStr::from_bytes_with_nul(&msg) {
@@ -198,11 +213,25 @@ fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
     }
 }
 
+/// Does this database's audit writer load events now, so that it writes
+/// the log lines it owes at once? Not on a standby (no writer runs there
+/// until it is promoted), nor where the extension is not created: there the
+/// events wait for CREATE EXTENSION, and a waiting database's writer slot
+/// can be taken by another's, so an agent with many such databases could
+/// keep its writer from coming back. Where it does not, the backend writes
+/// the line itself. (The extension's schema comes and goes with it, and is
+/// cached until a schema changes.)
+fn writer_loads_here() -> bool {
+    // SAFETY: reads shared state and a backend variable; raises nothing.
+    let readable = unsafe { !pg_sys::RecoveryInProgress() && pg_sys::IsTransactionState() };
+    readable && pg::own_namespace() != pg_sys::InvalidOid
+}
+
 /// Writes a message to the server log at LOG level, without the STATEMENT
 /// line PostgreSQL would add to it: the JSON holds the statement (cut at
 /// audit_statement_max), and with audit_level = all a second copy of every
 /// statement would double what each event costs the log.
-fn server_log(msg: &std::ffi::CStr) {
+pub fn server_log(msg: &std::ffi::CStr) {
     use std::ffi::{c_char, c_int};
     // Not in pgrx's bindings (it wraps them in its own ereport).
     extern "C-unwind" {

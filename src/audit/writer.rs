@@ -112,7 +112,12 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
         let Some(tables) = extension_tables() else {
-            // Keep the events; the launcher retries later.
+            // Keep the events; the launcher retries later. Their log lines
+            // do not wait.
+            let (_taker, files) = close_spooled(dboid, &mut seq);
+            for f in &files {
+                loader::log_owed_lines(f);
+            }
             set_state(dboid, WriterState::WaitingForExtension);
             return;
         };
@@ -241,20 +246,26 @@ fn extension_tables() -> Option<Tables> {
 
 /// Loads everything spooled so far. True when there was anything.
 fn drain(dboid: u32, seq: &mut u64, tables: Tables) -> bool {
-    // The shared file: login refusals, each backend's first events, and
-    // file systems without segments (`spool::Via`).
+    let (_taker, files) = close_spooled(dboid, seq);
+    for f in &files {
+        loader::load_file(f, tables);
+    }
+    segment::reap(&spool::db_dir(dboid));
+    !files.is_empty()
+}
+
+/// Everything spooled so far, as closed files: the shared file (login
+/// refusals, each backend's first events, and file systems without
+/// segments: `spool::Via`) rotated, and the segments' lines taken. The
+/// taker's lock comes with them, to hold until they are dealt with: nobody
+/// else takes these lines.
+fn close_spooled(dboid: u32, seq: &mut u64) -> (Option<std::fs::File>, Vec<std::path::PathBuf>) {
     spool::rotate(dboid, seq);
     let dir = spool::db_dir(dboid);
-    // Held until the files are loaded: nobody else takes these lines.
     let taker = segment::taker_lock(&dir);
     if taker.is_some() {
         segment::recover(&dir);
         segment::take(&dir, seq);
     }
-    let files = spool::closed_files(dboid);
-    for f in &files {
-        loader::load_file(f, tables);
-    }
-    segment::reap(&dir);
-    !files.is_empty()
+    (taker, spool::closed_files(dboid))
 }

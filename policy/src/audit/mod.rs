@@ -9,6 +9,7 @@ pub mod binary;
 pub mod record;
 pub mod segment;
 pub mod spool_text;
+pub mod writer_log;
 
 use serde::Serialize;
 
@@ -79,6 +80,9 @@ pub struct Routes {
     pub table: bool,
     /// Written to the server log as one JSON line.
     pub log: bool,
+    /// That line is written by the audit writer as it loads the spooled
+    /// event (`writer_log`), not by the backend, when the event is spooled.
+    pub log_by_writer: bool,
 }
 
 impl AuditDestination {
@@ -92,6 +96,7 @@ impl AuditDestination {
         Routes {
             table: !chosen || self != AuditDestination::Log,
             log: !chosen || self != AuditDestination::Table,
+            log_by_writer: chosen && self == AuditDestination::Both,
         }
     }
 }
@@ -269,6 +274,7 @@ mod tests {
         let both = Routes {
             table: true,
             log: true,
+            log_by_writer: false,
         };
         for d in AuditDestination::ALL {
             assert_eq!(AuditDestination::parse(d.as_str()), Some(*d));
@@ -282,19 +288,28 @@ mod tests {
             }
         }
         let allowed = |d: AuditDestination| d.routes(Source::Guard, EventKind::Allowed);
-        assert_eq!(allowed(AuditDestination::Both), both);
+        // An allowed statement's log line, under both, is the writer's.
+        assert_eq!(
+            allowed(AuditDestination::Both),
+            Routes {
+                log_by_writer: true,
+                ..both
+            }
+        );
         assert_eq!(
             allowed(AuditDestination::Table),
             Routes {
                 table: true,
-                log: false
+                log: false,
+                log_by_writer: false,
             }
         );
         assert_eq!(
             allowed(AuditDestination::Log),
             Routes {
                 table: false,
-                log: true
+                log: true,
+                log_by_writer: false,
             }
         );
         // A review's allowance is a decision (it names what an approver

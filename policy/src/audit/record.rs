@@ -154,7 +154,7 @@ pub fn write_json(o: &mut Vec<u8>, r: &Record) {
 
 /// Appends one `"name":value` pair of the JSON object.
 #[inline]
-fn json_field(o: &mut Vec<u8>, first: bool, name: &str, v: Field) {
+pub(crate) fn json_field(o: &mut Vec<u8>, first: bool, name: &str, v: Field) {
     if !first {
         o.push(b',');
     }

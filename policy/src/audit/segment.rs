@@ -150,7 +150,9 @@ pub fn merge(chunks: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// The time a spool line begins with (after the mark of `writer_log`).
 fn time_of(line: &[u8]) -> &[u8] {
+    let line = super::writer_log::unmarked_bytes(line);
     match memchr::memchr(b'\t', line) {
         Some(i) => &line[..i],
         None => line,
@@ -264,6 +266,11 @@ mod tests {
             "2026-01-01T00:00:01.000000Z\ta1\n2026-01-01T00:00:02.000000Z\tb1\n\
              2026-01-01T00:00:03.000000Z\ta2\n2026-01-01T00:00:03.000000Z\tb2\n"
         );
+        // A line whose log line the writer owes sorts by its time too.
+        let c = b"+2026-01-01T00:00:00.500000Z\tc1\n+2026-01-01T00:00:02.500000Z\tc2\n";
+        let m = String::from_utf8(merge(&[a, c])).unwrap();
+        let order: Vec<&str> = m.lines().map(|l| &l[l.len() - 2..]).collect();
+        assert_eq!(order, ["c1", "a1", "c2", "a2"], "{m}");
         // One chunk: as it is. A piece with no newline becomes a line.
         assert_eq!(merge(&[b"x\ny"]), b"x\ny\n");
         assert_eq!(merge(&[b""]), b"");
