@@ -191,10 +191,15 @@ fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
         };
         spool::append(c.db_oid, line.as_bytes(), via)
     } else {
-        Ok(false)
+        Ok(spool::Appended {
+            start_writer: false,
+            marked: false,
+        })
     };
-    // An event the spool could not take is logged here all the same.
-    if now || (later && spooled.is_err()) {
+    // An event the spool could not take, or took while no writer ran to
+    // write its line, is logged here all the same.
+    let owed_here = later && !matches!(&spooled, Ok(a) if a.marked);
+    if now || owed_here {
         if later {
             write_json(&mut msg, &record);
         }
@@ -205,10 +210,11 @@ fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
         }
     }
     match spooled {
-        Ok(true) => {
-            launcher::start_writer(c.db_oid.to_u32());
+        Ok(a) => {
+            if a.start_writer {
+                launcher::start_writer(c.db_oid.to_u32());
+            }
         }
-        Ok(false) => {}
         Err(e) => pgrx::error!("{e}"),
     }
 }

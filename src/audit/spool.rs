@@ -166,20 +166,45 @@ pub enum Via {
     Shared,
 }
 
-/// Appends one event line (with its newline). A failure is returned (the
-/// line is counted as dropped) for the caller to raise: an agent's statement
-/// is not allowed through with its audit event lost. True when no writer
-/// serves the database and the caller must start one (its start is claimed).
-pub fn append(dboid: pg_sys::Oid, line: &[u8], via: Via) -> Result<bool, String> {
+/// What [`append`] did with a line.
+pub struct Appended {
+    /// No writer serves the database: the caller starts one (its start is
+    /// claimed).
+    pub start_writer: bool,
+    /// The line kept its mark (`aas_policy::audit::writer_log`): a running
+    /// writer writes its log line. A marked line is appended without its
+    /// mark when no writer is running for the database (none could start,
+    /// say, every background worker slot being taken): the caller writes
+    /// the line then, as nothing would for as long as that lasted.
+    pub marked: bool,
+}
+
+/// Appends one event line (with its newline), which may begin with the mark
+/// of `writer_log`. A failure is returned (the line is counted as dropped)
+/// for the caller to raise: an agent's statement is not allowed through
+/// with its audit event lost.
+pub fn append(dboid: pg_sys::Oid, line: &[u8], via: Via) -> Result<Appended, String> {
     let dboid = dboid.to_u32();
     let served;
+    let marked;
     {
         // Held in shared mode across the append: a writer retires only
         // under the exclusive lock, after finding nothing waiting, and
         // rotates `current.copy` only under it, so a line appended here is
         // either seen by it or finds it gone, and never lands in a file
-        // already closed.
+        // already closed. So a writer running now sees a marked line.
         let shared = SPOOL.share();
+        served = shared
+            .writers
+            .iter()
+            .any(|s| s.dboid == dboid && s.state == WriterState::Running);
+        let has_mark = line.first() == Some(&(aas_policy::audit::writer_log::MARK as u8));
+        marked = has_mark && served;
+        let line = if has_mark && !served {
+            &line[1..]
+        } else {
+            line
+        };
         let r = if via == Via::Segment
             && super::segment::wanted()
             && super::segment::usable(|| db_dir(dboid))
@@ -195,10 +220,6 @@ pub fn append(dboid: pg_sys::Oid, line: &[u8], via: Via) -> Result<bool, String>
             ));
         }
         Counters::add(&shared.counters.spooled, 1);
-        served = shared
-            .writers
-            .iter()
-            .any(|s| s.dboid == dboid && s.state == WriterState::Running);
     }
     // No running writer: claim its start under the exclusive lock. (A writer
     // retires only under that lock and only with an empty spool, so one that
@@ -207,7 +228,10 @@ pub fn append(dboid: pg_sys::Oid, line: &[u8], via: Via) -> Result<bool, String>
     // events wait in the spool for the next start of the server.
     // SAFETY: reads a backend variable.
     let can_start = unsafe { pg_sys::IsUnderPostmaster };
-    Ok(!served && can_start && claim(&mut SPOOL.exclusive(), dboid, false))
+    Ok(Appended {
+        start_writer: !served && can_start && claim(&mut SPOOL.exclusive(), dboid, false),
+        marked,
+    })
 }
 
 /// Claims the start of a writer for a database, for a backend that just

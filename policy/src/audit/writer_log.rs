@@ -8,7 +8,10 @@
 //! 2-core machine that line cost an agent's select-only load about a third of
 //! its throughput, against about 3 µs of the writer's CPU per line
 //! (README, Performance). Refusals and every other decision are still logged
-//! by the backend at the moment of the decision.
+//! by the backend at the moment of the decision, and so is an allowed
+//! statement's line whenever no writer is running for the database as it
+//! is spooled (the spool keeps the mark only then: nothing else would write
+//! the line while no writer can start).
 
 use super::record::{self, Field, COLUMNS};
 use super::spool_text;
