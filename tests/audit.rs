@@ -712,6 +712,161 @@ fn where_the_extension_is_not_created_the_backend_writes_the_log_line() {
     assert_eq!(lines_of("read before CREATE EXTENSION").len(), 1);
 }
 
+/// Stops every audit writer of a database (SIGTERM: each loads what waits
+/// and goes), so the next event starts a new one, whose first pass runs
+/// the maintenance.
+fn restart_writers(a: &mut Client, db: &str) {
+    for pid in writer_pids(a, db) {
+        terminate(a, pid);
+        wait_gone(a, pid);
+    }
+}
+
+/// An agent cannot hold the audit writer up with a lock of its own. The
+/// writer's maintenance records an `expired` event for each granted token
+/// that ran out unused; an agent that kept its token's row locked (it
+/// cancels the token, or uses it, in a transaction it leaves open) made the
+/// writer wait there, and every event of the database, the log lines under
+/// `both` among them, waited behind it (adversary finding). The writer now
+/// skips a locked token, goes on loading, and records the token's expiry at
+/// a later pass once the lock is gone.
+#[test]
+fn an_agent_locking_its_expired_token_does_not_hold_up_the_writer() {
+    let w = World::with_settings(
+        "aud_tokstall",
+        &[
+            ("ai_agent_safety.audit_level", "all"),
+            ("ai_agent_safety.token_ttl", "1s"),
+        ],
+    );
+    let dba = new_approver("aud_tokstall");
+    let mut ag = w.agent_in(&w.protected);
+    let token = request(&mut ag, "DELETE", "public.orders");
+    grant(&mut connect(&dba, &w.protected), &token);
+    let mut holder = w.agent_in(&w.protected);
+    exec(&mut holder, "BEGIN");
+    holder
+        .query_one(
+            "SELECT ai_agent_safety.cancel_approval_token($1::text::uuid)",
+            &[&token],
+        )
+        .unwrap_or_else(|e| panic!("cancel in an open transaction: {}", describe(&e)));
+    let mut a = admin(&w.protected);
+    expect_count(
+        &mut a,
+        &format!(
+            "SELECT count(*) FROM ai_agent_safety.tokens WHERE id = '{token}' AND expires_at < now()"
+        ),
+        1,
+        Duration::from_secs(5),
+        "the token runs out (token_ttl 1s)",
+    );
+    restart_writers(&mut a, &w.protected);
+    // The new writer's first pass loads this read, then runs the maintenance.
+    let first = "SELECT 'starts a writer after the expiry'";
+    ag.simple_query(first).unwrap();
+    let in_table = |s: &str| {
+        format!("SELECT count(*) FROM ai_agent_safety.audit_log WHERE statement = $${s}$$")
+    };
+    expect_count(
+        &mut a,
+        &in_table(first),
+        1,
+        Duration::from_secs(10),
+        "first read",
+    );
+    let next = "SELECT 'read after the maintenance'";
+    ag.simple_query(next).unwrap();
+    expect_count(
+        &mut a,
+        &in_table(next),
+        1,
+        Duration::from_secs(10),
+        "a read after the maintenance loads while the agent holds its token's row",
+    );
+    // The lock gone, a later pass records the expiry it skipped.
+    exec(&mut holder, "ROLLBACK");
+    restart_writers(&mut a, &w.protected);
+    ag.simple_query("SELECT 'starts a writer again'").unwrap();
+    expect_count(
+        &mut a,
+        &format!(
+            "SELECT count(*) FROM ai_agent_safety.audit_log WHERE token = '{token}' AND event = 'expired'"
+        ),
+        1,
+        Duration::from_secs(10),
+        "the expiry, recorded once the row is free",
+    );
+}
+
+/// A writer held up anywhere in its loop (here by a superuser's lock on
+/// the tokens table that its maintenance waits for, standing for any wait
+/// nobody foresaw) is not left the log lines of new allowed statements:
+/// once it has not begun a pass for a second, the agents' backends write
+/// their lines at once, and the lines left to it before are written, once
+/// each, when it goes on.
+#[test]
+fn a_writer_held_up_is_not_left_new_log_lines() {
+    let w = World::with_settings("aud_wlate", &[("ai_agent_safety.audit_level", "all")]);
+    let mut ag = w.agent_in(&w.protected);
+    let pid: i32 = ag.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let mut a = admin(&w.protected);
+    let mut locker = admin(&w.protected);
+    exec(
+        &mut locker,
+        "BEGIN; LOCK TABLE ai_agent_safety.tokens IN SHARE MODE",
+    );
+    restart_writers(&mut a, &w.protected);
+    ag.simple_query("SELECT 'starts a writer'").unwrap();
+    expect_count(
+        &mut a,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'ai_agent_safety audit writer' \
+              AND datname = '{}' AND wait_event_type = 'Lock'",
+            w.protected
+        ),
+        1,
+        Duration::from_secs(10),
+        "the new writer waits for the lock in its maintenance",
+    );
+    let lines_of = |text: &str| -> Vec<String> {
+        log_lines_of(&w.agent)
+            .into_iter()
+            .filter(|l| l.contains(text))
+            .collect()
+    };
+    let start = Instant::now();
+    let mut reads = 0;
+    loop {
+        reads += 1;
+        ag.simple_query(&format!("SELECT 'read {reads} while the writer waits'"))
+            .unwrap();
+        let logged = lines_of(&format!("'read {reads} while the writer waits'"));
+        if let [line] = logged.as_slice() {
+            assert_eq!(written_by(line), pid, "{line}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no read's line logged in 10 s while the writer waited: {logged:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    exec(&mut locker, "ROLLBACK");
+    let last = format!("SELECT 'read {reads} while the writer waits'");
+    expect_count(
+        &mut a,
+        &format!("SELECT count(*) FROM ai_agent_safety.audit_log WHERE statement = $${last}$$"),
+        1,
+        Duration::from_secs(10),
+        "the reads load once the writer goes on",
+    );
+    for i in 1..=reads {
+        let logged = lines_of(&format!("'read {i} while the writer waits'"));
+        assert_eq!(logged.len(), 1, "read {i}: {logged:#?}");
+    }
+}
+
 // ---------------------------------------------------------------- load and crashes
 
 /// `threads` agent sessions, started together, each making `per_thread`

@@ -52,9 +52,16 @@ pub fn run(tables: Tables) {
         let expired = Spi::connect_mut(|c| {
             let rows = tables.rows();
             let t = c.update(
+                // A token whose row is locked (an agent using or cancelling it
+                // in a transaction it keeps open) is skipped, and looked at
+                // again by the next pass: waiting for it would hold the
+                // writer, and every event of the database, for as long as
+                // the agent liked.
                 &format!("WITH e AS (UPDATE ai_agent_safety.tokens SET expiry_logged = true \
-                             WHERE state = 'granted' AND used_at IS NULL AND NOT expiry_logged \
-                               AND expires_at < pg_catalog.now() RETURNING *) \
+                             WHERE id IN (SELECT id FROM ai_agent_safety.tokens \
+                                           WHERE state = 'granted' AND used_at IS NULL AND NOT expiry_logged \
+                                             AND expires_at < pg_catalog.now() FOR UPDATE SKIP LOCKED) \
+                             RETURNING *) \
                  INSERT INTO ai_agent_safety.{rows} \
                    (ts, database, session_user_name, current_user_name, task_id, source, event, decision, operation, object, reason, token) \
                  SELECT pg_catalog.now(), e.database, e.requested_by, e.requested_by, e.task_id, 'token', 'expired', 'info', \

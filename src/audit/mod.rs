@@ -139,7 +139,8 @@ pub fn cut_statement(s: &str) -> Cow<'_, str> {
 /// cannot be written, the ERROR (the statement does not run) is raised after
 /// the log line, so the event still reaches the log.
 fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
-    let ts = aas_policy::time::iso_utc(spool::now());
+    let at = spool::now();
+    let ts = aas_policy::time::iso_utc(at);
     let statement = cut_statement(&e.statement);
     let record = Record {
         ts: &ts,
@@ -189,7 +190,7 @@ fn emit(e: &Event, c: &Context, application_name: &str, task_id: &str) {
         } else {
             spool::Via::Segment
         };
-        spool::append(c.db_oid, line.as_bytes(), via)
+        spool::append(c.db_oid, line.as_bytes(), via, at)
     } else {
         Ok(spool::Appended {
             start_writer: false,

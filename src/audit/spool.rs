@@ -16,6 +16,7 @@
 //! crash and a server restart; nothing is kept only in memory, so a full
 //! queue cannot exist: the spool grows on disk instead.
 
+use aas_policy::audit::writer_log;
 use aas_policy::WriterState;
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_sys;
@@ -39,6 +40,10 @@ pub struct WriterSlot {
     /// Starting, but the last start found no free background worker slot
     /// (max_worker_processes): retried soon, and idle writers make room.
     pub no_worker: bool,
+    /// When the running writer last began a pass (PostgreSQL timestamp):
+    /// one that falls behind (`writer_log::keeps_up`) is not left the log
+    /// lines of new events.
+    pub pass_at: i64,
 }
 
 /// A database without a running writer that needs one at a given time for
@@ -174,16 +179,18 @@ pub struct Appended {
     /// The line kept its mark (`aas_policy::audit::writer_log`): a running
     /// writer writes its log line. A marked line is appended without its
     /// mark when no writer is running for the database (none could start,
-    /// say, every background worker slot being taken): the caller writes
-    /// the line then, as nothing would for as long as that lasted.
+    /// say, every background worker slot being taken), or the one running
+    /// has fallen behind (`writer_log::keeps_up`: held up on a lock, say):
+    /// the caller writes the line then, as nothing would for as long as
+    /// that lasted.
     pub marked: bool,
 }
 
 /// Appends one event line (with its newline), which may begin with the mark
-/// of `writer_log`. A failure is returned (the line is counted as dropped)
-/// for the caller to raise: an agent's statement is not allowed through
-/// with its audit event lost.
-pub fn append(dboid: pg_sys::Oid, line: &[u8], via: Via) -> Result<Appended, String> {
+/// of `writer_log`, at `now` (the event's time). A failure is returned (the
+/// line is counted as dropped) for the caller to raise: an agent's
+/// statement is not allowed through with its audit event lost.
+pub fn append(dboid: pg_sys::Oid, line: &[u8], via: Via, now: i64) -> Result<Appended, String> {
     let dboid = dboid.to_u32();
     let served;
     let marked;
@@ -194,13 +201,14 @@ pub fn append(dboid: pg_sys::Oid, line: &[u8], via: Via) -> Result<Appended, Str
         // either seen by it or finds it gone, and never lands in a file
         // already closed. So a writer running now sees a marked line.
         let shared = SPOOL.share();
-        served = shared
+        let running = shared
             .writers
             .iter()
-            .any(|s| s.dboid == dboid && s.state == WriterState::Running);
-        let has_mark = line.first() == Some(&(aas_policy::audit::writer_log::MARK as u8));
-        marked = has_mark && served;
-        let line = if has_mark && !served {
+            .find(|s| s.dboid == dboid && s.state == WriterState::Running);
+        served = running.is_some();
+        let has_mark = line.first() == Some(&(writer_log::MARK as u8));
+        marked = has_mark && running.is_some_and(|s| writer_log::keeps_up(s.pass_at, now));
+        let line = if has_mark && !marked {
             &line[1..]
         } else {
             line
@@ -302,6 +310,7 @@ pub fn claim(shared: &mut Shared, dboid: u32, launcher: bool) -> bool {
             pid: 0,
             since: now,
             no_worker: false,
+            pass_at: 0,
         };
         return true;
     }

@@ -89,6 +89,7 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
                     pid: me,
                     since: now,
                     no_worker: false,
+                    pass_at: now,
                 }
             }
             None => return,
@@ -121,6 +122,7 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
             set_state(dboid, WriterState::WaitingForExtension);
             return;
         };
+        began_pass(dboid);
         let loaded = drain(dboid, &mut seq, tables);
         // Prepared reviews: announced when new, rolled back when expired.
         crate::review::finish::tend(dboid);
@@ -151,6 +153,25 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
         let wake = next_wake(dboid, tables);
         let mut shared = SPOOL.exclusive();
         spool::set_wake(&mut shared, dboid, wake);
+    }
+}
+
+/// Notes in this writer's slot that it begins a pass: the lines spooled
+/// from now on are seen by this pass or the next. Backends leave the log
+/// lines of their allowed statements only to a writer that keeps doing
+/// this (`aas_policy::audit::writer_log::keeps_up`): one held up later in
+/// its loop (a lock it waits for in its review, recycle-bin or maintenance
+/// steps) is not left new lines to write.
+fn began_pass(dboid: u32) {
+    let now = spool::now();
+    let me = my_pid();
+    let mut shared = SPOOL.exclusive();
+    if let Some(s) = shared
+        .writers
+        .iter_mut()
+        .find(|s| s.dboid == dboid && s.pid == me)
+    {
+        s.pass_at = now;
     }
 }
 

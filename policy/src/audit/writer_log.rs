@@ -10,8 +10,10 @@
 //! (README, Performance). Refusals and every other decision are still logged
 //! by the backend at the moment of the decision, and so is an allowed
 //! statement's line whenever no writer is running for the database as it
-//! is spooled (the spool keeps the mark only then: nothing else would write
-//! the line while no writer can start).
+//! is spooled, or the one running has not begun a pass for
+//! [`LATE_AFTER_US`] ([`keeps_up`]): the spool keeps the mark only for a
+//! writer that is getting through its loop, as nothing else would write
+//! the line while no writer can start or one is held up.
 
 use super::record::{self, Field, COLUMNS};
 use super::spool_text;
@@ -19,6 +21,20 @@ use super::spool_text;
 /// The first byte of a spool line whose log line the writer owes. A line
 /// otherwise begins with its time, a digit.
 pub const MARK: char = '+';
+
+/// How long a running writer may go without beginning a pass (it begins
+/// one every 100 ms, and a pass loads what waits) before the backends log
+/// their allowed statements' lines themselves: a writer held up (waiting
+/// on a lock, say) would otherwise hold those lines back for as long as
+/// that lasted.
+pub const LATE_AFTER_US: i64 = 1_000_000;
+
+/// Does a running writer that began its last pass at `pass_at` keep up at
+/// `now` (both in microseconds), so that a line spooled now may leave its
+/// log line to it? A clock that went back counts as keeping up.
+pub fn keeps_up(pass_at: i64, now: i64) -> bool {
+    now - pass_at < LATE_AFTER_US
+}
 
 /// The line without its mark, and whether it had one.
 pub fn unmarked(line: &str) -> (bool, &str) {
@@ -174,5 +190,16 @@ mod tests {
             line.as_bytes()
         );
         assert_eq!(unmarked_bytes(line.as_bytes()), line.as_bytes());
+    }
+
+    #[test]
+    fn a_writer_keeps_up_until_a_pass_is_a_second_late() {
+        let pass = 1_000_000_000;
+        assert!(keeps_up(pass, pass));
+        assert!(keeps_up(pass, pass + LATE_AFTER_US - 1));
+        assert!(!keeps_up(pass, pass + LATE_AFTER_US));
+        assert!(!keeps_up(pass, pass + 60 * LATE_AFTER_US));
+        // The clock went back: not a late writer.
+        assert!(keeps_up(pass, pass - 5_000_000));
     }
 }
