@@ -722,6 +722,35 @@ fn restart_writers(a: &mut Client, db: &str) {
     }
 }
 
+/// Restarts a database's writers, then shows the new writer gets past its
+/// first pass's other steps (the maintenance, the recycle bin's expiry:
+/// `step`): a read starts it and loads, and a read after that pass loads
+/// too, within 10 s each.
+fn a_new_writer_gets_past(a: &mut Client, ag: &mut Client, db: &str, step: &str) {
+    restart_writers(a, db);
+    let in_table = |s: &str| {
+        format!("SELECT count(*) FROM ai_agent_safety.audit_log WHERE statement = $${s}$$")
+    };
+    let first = format!("SELECT 'starts a writer, then {step}'");
+    ag.simple_query(&first).unwrap();
+    expect_count(
+        a,
+        &in_table(&first),
+        1,
+        Duration::from_secs(10),
+        "first read",
+    );
+    let next = format!("SELECT 'read after {step}'");
+    ag.simple_query(&next).unwrap();
+    expect_count(
+        a,
+        &in_table(&next),
+        1,
+        Duration::from_secs(10),
+        &format!("a read after {step}, while the agent holds its lock"),
+    );
+}
+
 /// An agent cannot hold the audit writer up with a lock of its own. The
 /// writer's maintenance records an `expired` event for each granted token
 /// that ran out unused; an agent that kept its token's row locked (it
@@ -761,29 +790,7 @@ fn an_agent_locking_its_expired_token_does_not_hold_up_the_writer() {
         Duration::from_secs(5),
         "the token runs out (token_ttl 1s)",
     );
-    restart_writers(&mut a, &w.protected);
-    // The new writer's first pass loads this read, then runs the maintenance.
-    let first = "SELECT 'starts a writer after the expiry'";
-    ag.simple_query(first).unwrap();
-    let in_table = |s: &str| {
-        format!("SELECT count(*) FROM ai_agent_safety.audit_log WHERE statement = $${s}$$")
-    };
-    expect_count(
-        &mut a,
-        &in_table(first),
-        1,
-        Duration::from_secs(10),
-        "first read",
-    );
-    let next = "SELECT 'read after the maintenance'";
-    ag.simple_query(next).unwrap();
-    expect_count(
-        &mut a,
-        &in_table(next),
-        1,
-        Duration::from_secs(10),
-        "a read after the maintenance loads while the agent holds its token's row",
-    );
+    a_new_writer_gets_past(&mut a, &mut ag, &w.protected, "the maintenance");
     // The lock gone, a later pass records the expiry it skipped.
     exec(&mut holder, "ROLLBACK");
     restart_writers(&mut a, &w.protected);
@@ -799,9 +806,70 @@ fn an_agent_locking_its_expired_token_does_not_hold_up_the_writer() {
     );
 }
 
-/// A writer held up anywhere in its loop (here by a superuser's lock on
-/// the tokens table that its maintenance waits for, standing for any wait
-/// nobody foresaw) is not left the log lines of new allowed statements:
+/// Nor with a lock on something the recycle bin's expiry must drop: an
+/// agent made a temporary table of its own depend on a kept sequence (a
+/// default naming the sequence's oid) and read it in a transaction left
+/// open; the expiry's trial DROP ... CASCADE waited for that table's lock,
+/// and the writer with it, with every event of the database behind it
+/// (adversary finding). The writer's steps other than the load now give
+/// a lock up after a moment and try again at a later pass; the entry
+/// expires once nothing outside the bin depends on it.
+#[test]
+fn an_agent_locking_what_an_expiry_drops_does_not_hold_up_the_writer() {
+    let w = World::with_settings("aud_binstall", &[("ai_agent_safety.audit_level", "all")]);
+    let db = &w.open;
+    let mut su = admin("postgres");
+    exec(
+        &mut su,
+        &format!(
+            "ALTER DATABASE {db} SET ai_agent_safety.audit_level = 'all';
+             ALTER DATABASE {db} SET ai_agent_safety.recycle_retention = '1s'"
+        ),
+    );
+    let mut a = admin(db);
+    exec(
+        &mut a,
+        &format!(
+            "CREATE SEQUENCE public.kept_seq; ALTER SEQUENCE public.kept_seq OWNER TO {}",
+            w.agent
+        ),
+    );
+    let mut holder = w.agent_in(db);
+    let oid: u32 = holder
+        .query_one("SELECT 'public.kept_seq'::regclass::oid", &[])
+        .unwrap()
+        .get(0);
+    exec(&mut holder, "DROP SEQUENCE public.kept_seq");
+    exec(
+        &mut holder,
+        &format!("CREATE TEMP TABLE hold (c bigint DEFAULT nextval('{oid}'::regclass))"),
+    );
+    exec(&mut holder, "BEGIN; SELECT count(*) FROM hold");
+    let held = |a: &mut Client| {
+        count(
+            a,
+            "SELECT count(*) FROM ai_agent_safety.recycle_bin WHERE object = 'public.kept_seq'",
+        )
+    };
+    assert_eq!(held(&mut a), 1, "the DROP is kept");
+    expect_count(
+        &mut a,
+        "SELECT count(*) FROM ai_agent_safety.recycle_bin WHERE object = 'public.kept_seq' AND expires_at < now()",
+        1,
+        Duration::from_secs(5),
+        "the entry's retention (1s) passes",
+    );
+    let mut ag = w.agent_in(db);
+    a_new_writer_gets_past(&mut a, &mut ag, db, "the expiry is tried");
+    assert_eq!(held(&mut a), 1, "the entry waits");
+    // The agent's session gone, and its table with it, the entry expires.
+    drop(holder);
+    wait_for_expiry(&mut ag, "the kept sequence", || held(&mut a) == 1);
+}
+
+/// A writer held up anywhere in its loop (here by a superuser's lock on a
+/// table its load writes: the load waits for its locks, however long) is
+/// not left the log lines of new allowed statements:
 /// once it has not begun a pass for a second, the agents' backends write
 /// their lines at once, and the lines left to it before are written, once
 /// each, when it goes on.
@@ -814,7 +882,7 @@ fn a_writer_held_up_is_not_left_new_log_lines() {
     let mut locker = admin(&w.protected);
     exec(
         &mut locker,
-        "BEGIN; LOCK TABLE ai_agent_safety.tokens IN SHARE MODE",
+        "BEGIN; LOCK TABLE ai_agent_safety.audit_spool_done IN SHARE MODE",
     );
     restart_writers(&mut a, &w.protected);
     ag.simple_query("SELECT 'starts a writer'").unwrap();
@@ -827,7 +895,7 @@ fn a_writer_held_up_is_not_left_new_log_lines() {
         ),
         1,
         Duration::from_secs(10),
-        "the new writer waits for the lock in its maintenance",
+        "the new writer waits for the lock in its load",
     );
     let lines_of = |text: &str| -> Vec<String> {
         log_lines_of(&w.agent)
@@ -2590,6 +2658,17 @@ fn a_killed_backend_loses_no_event_and_a_spool_failure_still_logs() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let kept = std::fs::read_to_string(&owed).unwrap();
-    assert!(kept.starts_with("2026-12-03T18:00:00"), "{kept}");
+    // The writer puts the file back unmarked just after writing its lines.
+    let start = Instant::now();
+    loop {
+        let kept = std::fs::read_to_string(&owed).unwrap();
+        if kept.starts_with("2026-12-03T18:00:00") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still marked after 10 s: {kept}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -415,6 +415,13 @@ fn agents_cannot_read_restore_or_purge_the_bin() {
 fn an_expired_entry_is_dropped_by_the_writer() {
     let w = world("rb_expiry");
     let approver = new_approver("rb_expiry");
+    let kept_as = kept_for_a_second(&w, &approver);
+    expires_and_is_recorded(&w, &kept_as);
+}
+
+/// The agent's approved DROP of the protected database, kept for one
+/// second (both databases' retention); the kept database's name.
+fn kept_for_a_second(w: &World, approver: &str) -> String {
     admin("postgres")
         .batch_execute(&format!(
             "ALTER DATABASE {} SET ai_agent_safety.recycle_retention = '1s';
@@ -422,16 +429,20 @@ fn an_expired_entry_is_dropped_by_the_writer() {
             w.open, w.protected
         ))
         .unwrap();
-    approved_drop(&w, &approver, "");
-    let kept_as: String = admin("postgres")
+    approved_drop(w, approver, "");
+    admin("postgres")
         .query_one(
             "SELECT datname::text FROM pg_database WHERE datname LIKE 'recycled\\_%' AND datname LIKE '%' || $1",
             &[&w.protected],
         )
         .unwrap()
-        .get(0);
+        .get(0)
+}
+
+/// The kept database goes at its expiry, recorded once.
+fn expires_and_is_recorded(w: &World, kept_as: &str) {
     let mut open = admin(&w.open);
-    wait_for_expiry(&mut open, "the kept database", || database_exists(&kept_as));
+    wait_for_expiry(&mut open, "the kept database", || database_exists(kept_as));
     wait_for_count(
         &mut open,
         &format!(
@@ -440,6 +451,78 @@ fn an_expired_entry_is_dropped_by_the_writer() {
         ),
         1,
     );
+}
+
+/// Lines of the server log that contain `text` (the test cluster logs to
+/// server.log in its data directory).
+fn server_log_lines(text: &str) -> usize {
+    let bytes: Vec<u8> = admin("postgres")
+        .query_one("SELECT pg_catalog.pg_read_binary_file('server.log')", &[])
+        .unwrap()
+        .get(0);
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter(|l| l.contains(text))
+        .count()
+}
+
+/// A session holding a lock on a kept database (here a superuser's COMMENT
+/// ON DATABASE in a transaction left open: a kept database is the
+/// bootstrap superuser's, closed to connections, so an agent that owned it
+/// cannot) would have held its expiry's DROP DATABASE in the audit writer,
+/// and every event of the writer's database behind it (an adversary found
+/// that way through a kept sequence). The expiry takes the lock only if it
+/// is free, leaves the entry for a later pass, and the writer goes on; the
+/// database goes once the lock is gone.
+#[test]
+fn a_lock_on_a_kept_database_holds_up_neither_its_expiry_nor_the_writer() {
+    let w = world("rb_dblock");
+    let approver = new_approver("rb_dblock");
+    admin("postgres")
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET ai_agent_safety.audit_level = 'all'",
+            w.open
+        ))
+        .unwrap();
+    let kept_as = kept_for_a_second(&w, &approver);
+    // The agent's reads keep the writer busy (an idle one retires).
+    let mut reader = connect(&w.agent, &w.open);
+    let mut holder = admin("postgres");
+    holder
+        .batch_execute(&format!("BEGIN; COMMENT ON DATABASE {kept_as} IS 'held'"))
+        .unwrap_or_else(|e| panic!("COMMENT: {}", describe(&e)));
+    // The writer of the database the DROP came from tries the expiry once
+    // a second: twice, and the same writer is there after both.
+    let said = format!("another session holds a lock on database {kept_as}");
+    let mut open = admin(&w.open);
+    let start = Instant::now();
+    let mut writer = None;
+    while server_log_lines(&said) < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the expiry was not tried twice in 30 s"
+        );
+        reader.batch_execute("SELECT 1").unwrap();
+        if writer.is_none() && server_log_lines(&said) == 1 {
+            writer = Some(writer_of(&mut open, &w.open));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let writer = writer.unwrap_or_else(|| writer_of(&mut open, &w.open));
+    assert!(database_exists(&kept_as), "kept while locked");
+    assert_eq!(writer_of(&mut open, &w.open), writer, "the same writer");
+    holder.batch_execute("ROLLBACK").unwrap();
+    expires_and_is_recorded(&w, &kept_as);
+}
+
+/// The pid of a database's audit writer (one must be running).
+fn writer_of(c: &mut postgres::Client, db: &str) -> i32 {
+    c.query_one(
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'ai_agent_safety audit writer' AND datname = $1",
+        &[&db],
+    )
+    .unwrap_or_else(|e| panic!("the writer of {db}: {}", describe(&e)))
+    .get(0)
 }
 
 /// The dropped database's own retention counts too: an agent that drops

@@ -168,6 +168,11 @@ pub fn load_file(path: &std::path::Path, tables: Tables) {
             // synchronous_commit says (asynchronous, a crash right after
             // would take the rows back with the file already gone).
             c.update("SET LOCAL synchronous_commit = on", None, &[])?;
+            // The load waits for its locks, however long (only a superuser
+            // can hold the audit tables): a load given up would count
+            // against the file (`writer::STEP_LOCK_TIMEOUT` is for the
+            // writer's other steps).
+            c.update("SET LOCAL lock_timeout = 0", None, &[])?;
             let fresh = c.update(
                 "INSERT INTO ai_agent_safety.audit_spool_done (file) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1",
                 None,

@@ -21,15 +21,18 @@ fn set_purging(on: bool) {
 /// Retention purge and token-expiry events.
 pub fn run(tables: Tables) {
     BackgroundWorker::transaction(|| {
+        // Each part in a subtransaction: a lock it gave up on
+        // (`writer::STEP_LOCK_TIMEOUT`) is logged, and tried again next time.
         set_purging(true);
-        let r = Spi::connect_mut(|c| {
-            // A batch goes once its newest event is past the retention.
-            let mut purged = vec![format!("{} WHERE ts", tables.rows())];
-            if tables == Tables::Batched {
-                purged.push("audit_batch WHERE ts_last".into());
-            }
-            for table in purged {
-                c.update(
+        let r = crate::pg::in_subtransaction("the audit retention purge", || {
+            Spi::connect_mut(|c| {
+                // A batch goes once its newest event is past the retention.
+                let mut purged = vec![format!("{} WHERE ts", tables.rows())];
+                if tables == Tables::Batched {
+                    purged.push("audit_batch WHERE ts_last".into());
+                }
+                for table in purged {
+                    c.update(
                     &format!(
                         "DELETE FROM ai_agent_safety.{table} \
                           < pg_catalog.now() - pg_catalog.current_setting('ai_agent_safety.audit_retention')::interval"
@@ -37,21 +40,23 @@ pub fn run(tables: Tables) {
                     None,
                     &[],
                 )?;
-            }
-            c.update(
+                }
+                c.update(
                 "DELETE FROM ai_agent_safety.audit_spool_done WHERE done_at < pg_catalog.now() - interval '7 days'",
                 None,
                 &[],
             )
             .map(|_| ())
+            })
         });
         set_purging(false);
-        if let Err(e) = r {
+        if let Some(Err(e)) = r {
             pgrx::log!("ai_agent_safety: audit retention purge failed: {e}");
         }
-        let expired = Spi::connect_mut(|c| {
-            let rows = tables.rows();
-            let t = c.update(
+        let expired = crate::pg::in_subtransaction("the token expiry records", || {
+            Spi::connect_mut(|c| {
+                let rows = tables.rows();
+                let t = c.update(
                 // A token whose row is locked (an agent using or cancelling it
                 // in a transaction it keeps open) is skipped, and looked at
                 // again by the next pass: waiting for it would hold the
@@ -72,15 +77,16 @@ pub fn run(tables: Tables) {
                 None,
                 &[],
             )?;
-            let mut lines = Vec::new();
-            for row in t {
-                if let Some(l) = row.get::<String>(1)? {
-                    lines.push(l);
+                let mut lines = Vec::new();
+                for row in t {
+                    if let Some(l) = row.get::<String>(1)? {
+                        lines.push(l);
+                    }
                 }
-            }
-            Ok::<_, pgrx::spi::Error>(lines)
+                Ok::<_, pgrx::spi::Error>(lines)
+            })
         });
-        if let Ok(lines) = expired {
+        if let Some(Ok(lines)) = expired {
             for l in lines {
                 pgrx::log!("ai_agent_safety: {l}");
             }

@@ -18,6 +18,14 @@ use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 use std::time::Duration;
 
+/// How long the writer's steps other than the load (reviews, the recycle
+/// bin's expiry, the maintenance) wait for a lock before they give up and
+/// try again at a later pass: a session could otherwise hold the writer,
+/// and every event of its database, with a lock on something a step must
+/// drop (an agent's table whose default names a kept sequence, say: the
+/// expiry's DROP ... CASCADE locks it). The load itself waits (`loader`).
+const STEP_LOCK_TIMEOUT: &std::ffi::CStr = c"50ms";
+
 /// A writer retires after its spool has been empty this long...
 const IDLE_RETIRE_US: i64 = 5_000_000;
 /// ...or this long, when another database waits for a worker slot.
@@ -103,6 +111,16 @@ pub extern "C-unwind" fn aas_audit_writer_main(arg: pg_sys::Datum) {
     // switched off (ALTER DATABASE ... ALLOW_CONNECTIONS false) still gets
     // its audit events loaded; otherwise its owner could starve the log.
     crate::pg::worker::connect(dboid, pg_sys::BGWORKER_BYPASS_ALLOWCONN);
+    BackgroundWorker::transaction(|| {
+        // SAFETY: inside a transaction; a known setting and a valid value.
+        unsafe {
+            crate::pg::set_setting(
+                c"lock_timeout",
+                STEP_LOCK_TIMEOUT,
+                pg_sys::GucAction::GUC_ACTION_SET,
+            )
+        }
+    });
 
     let mut seq = 0u64;
     let mut last_maintenance = 0i64;

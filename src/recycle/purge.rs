@@ -82,12 +82,25 @@ pub fn purge(id: i64) -> String {
 /// Drops a held entry's database for good, in a transaction of its own,
 /// after recording why (the record goes first: nothing may fail after
 /// dropdb, which removes the files at once). Runs in a background worker.
+/// Left for a later pass, entry and all, while another session holds a
+/// lock on the database.
 fn drop_for_good(e: &Entry, actor: &str, event: EventKind, reason: &str) {
     let recycled = CString::new(e.recycled.clone()).expect("a database name has no NUL");
     let p = recycled.as_ptr();
-    BackgroundWorker::transaction(|| {
+    let done = BackgroundWorker::transaction(|| {
         if !held(e) {
-            return;
+            return true;
+        }
+        // A session holding a lock on the database would hold this worker
+        // (the audit writer, at an expiry) for as long as it liked: the
+        // entry waits for a later pass instead.
+        if !try_lock_database_for_drop(pg_sys::Oid::from(e.oid)) {
+            pgrx::log!(
+                "ai_agent_safety: recycle bin entry {}: another session holds a lock on database {}; it is dropped at a later pass",
+                e.id,
+                e.recycled
+            );
+            return false;
         }
         let line = Spi::get_one_with_args::<String>(
             "INSERT INTO ai_agent_safety.audit_row \
@@ -116,8 +129,11 @@ fn drop_for_good(e: &Entry, actor: &str, event: EventKind, reason: &str) {
         unsafe {
             pg_sys::ffi::pg_guard_ffi_boundary(|| pg_sys::dropdb(p, true, true));
         }
+        true
     });
-    file::remove(e.id);
+    if done {
+        file::remove(e.id);
+    }
 }
 
 /// The purge worker: connected to the database purge_dropped was called
@@ -194,4 +210,32 @@ pub fn next_expiry(dboid: u32) -> Option<i64> {
         .map(|e| e.expires_at_us)
         .chain(rows)
         .min()
+}
+
+/// Takes the lock DROP DATABASE takes on a database (held to the end of the
+/// transaction) only if it is free: false, and nothing taken, when another
+/// session holds a lock on the database object (a COMMENT ON DATABASE in a
+/// transaction left open, say). For the extension's workers, which must
+/// not wait on a session's locks.
+fn try_lock_database_for_drop(db: pg_sys::Oid) -> bool {
+    // As SET_LOCKTAG_OBJECT for a shared object (no database), which
+    // LockSharedObject and dropdb use.
+    let tag = pg_sys::LOCKTAG {
+        locktag_field1: 0,
+        locktag_field2: pg_sys::DatabaseRelationId.to_u32(),
+        locktag_field3: db.to_u32(),
+        locktag_field4: 0,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
+        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+    };
+    // SAFETY: the lock manager, inside a transaction, never waiting; then
+    // the invalidations LockSharedObject takes in after its lock.
+    unsafe {
+        let got = pg_sys::LockAcquire(&tag, pg_sys::AccessExclusiveLock as i32, false, true);
+        if got == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
+            return false;
+        }
+        pg_sys::AcceptInvalidationMessages();
+    }
+    true
 }

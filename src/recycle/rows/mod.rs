@@ -449,6 +449,10 @@ fn drop_if_empty(store: &str) {
     });
 }
 
+/// How long one pass of the audit writer spends on expiries (see
+/// `expire_all`).
+const EXPIRY_BUDGET_US: i64 = 200_000;
+
 /// An expired entry: (id, object, task, dropped by, tables, kind).
 type Due = (i64, String, Option<String>, String, Value, String);
 
@@ -461,7 +465,7 @@ pub fn expire_all(drop_objects: fn(&Value) -> Result<(), String>) {
         }
         let rows = c.select(
             "SELECT id, object, task_id, dropped_by, tables, kind FROM ai_agent_safety.recycled_rows
-              WHERE expires_at <= pg_catalog.now()",
+              WHERE expires_at <= pg_catalog.now() ORDER BY pg_catalog.random()",
             None,
             &[],
         )?;
@@ -481,8 +485,18 @@ pub fn expire_all(drop_objects: fn(&Value) -> Result<(), String>) {
     })
     .unwrap_or_default();
     // Each entry on its own: one that cannot go (something outside the bin
-    // depends on it) must not hold back the others.
+    // depends on it, or another session holds a lock its DROP needs, which
+    // it waits for only `audit::writer::STEP_LOCK_TIMEOUT`) must not hold
+    // back the others. In a random order, and for at most
+    // EXPIRY_BUDGET_US a pass: many entries whose locks are held must not
+    // add up to a writer held up; the rest go at later passes.
+    // SAFETY: reads the clock.
+    let start = unsafe { pg_sys::GetCurrentTimestamp() };
     for (id, object, task, by, tables, kind) in due {
+        // SAFETY: reads the clock.
+        if unsafe { pg_sys::GetCurrentTimestamp() } - start > EXPIRY_BUDGET_US {
+            break;
+        }
         let what = format!("recycle bin entry {id}'s expiry");
         pg::in_subtransaction(&what, || {
             expire_one(id, &object, task, &by, &tables, &kind, drop_objects)
