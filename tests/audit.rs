@@ -1491,6 +1491,32 @@ fn a_writer_killed_while_taking_segments_repeats_and_loses_nothing() {
         w.elapsed
     );
 }
+/// SIGKILL to a backend of an own cluster (`dir`), then waits (bounded)
+/// until the postmaster has restarted every backend after it and accepts
+/// connections again: a connection made before it noticed the crash would
+/// be ended by the restart.
+fn kill_and_wait_for_the_restart(dir: &str, pid: i32) {
+    let ready = || {
+        let log = std::fs::read(format!("{dir}/server.log")).unwrap();
+        String::from_utf8_lossy(&log)
+            .matches("database system is ready to accept connections")
+            .count()
+    };
+    let before = ready();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success(), "kill -9 {pid}");
+    let t0 = Instant::now();
+    while ready() == before {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the cluster did not come back within 60 s of kill -9 {pid}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 /// Files in a cluster's spool directory for one database, by suffix.
 fn spool_files(cluster_dir: &str, dboid: u32, ext: &str) -> Vec<std::path::PathBuf> {
@@ -1622,23 +1648,9 @@ fn refused_logins_share_one_file_and_a_segment_lives_as_long_as_its_backend() {
         "{live:?}"
     );
     // SIGKILL: no exit code seals it; the kernel drops its owner's lock.
-    let killed = std::process::Command::new("kill")
-        .args(["-9", &pid2.to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    kill_and_wait_for_the_restart(&dir, pid2);
     drop(ag);
-    // The postmaster restarts every backend after a crash: wait for it.
-    let t0 = Instant::now();
-    let mut ag = loop {
-        match try_connect_port(PORT, AGENT, DB) {
-            Ok(c) => break c,
-            Err(_) if t0.elapsed() < Duration::from_secs(60) => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("the cluster did not come back: {}", describe(&e)),
-        }
-    };
+    let mut ag = connect_port(PORT, AGENT, DB);
     // A new event starts a writer, which loads it and removes the dead
     // backend's segment.
     assert_refused(ag.batch_execute("DELETE FROM orders WHERE id = 3"));
@@ -2480,33 +2492,13 @@ fn a_killed_backend_loses_no_event_and_a_spool_failure_still_logs() {
     exec(&mut ag, "INSERT INTO public.orders VALUES (12, 'doomed')");
     assert_guard_refused(ag.batch_execute("SAVEPOINT s; DELETE FROM public.orders WHERE id = 1"));
     let before = statements();
-    let killed = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success(), "kill -9 {pid}");
+    kill_and_wait_for_the_restart(&dir, pid);
     assert!(ag.batch_execute("SELECT 1").is_err(), "the backend is gone");
-    // The postmaster restarts every backend after a crash: wait for it (a
-    // connection made before it noticed is ended by the restart: again).
-    let t0 = Instant::now();
-    let (mut a, rows) = loop {
-        let r = try_connect_port(PORT, "postgres", DB).and_then(|mut c| {
-            let n: i64 = c
-                .query_one(
-                    "SELECT count(*) FROM public.orders WHERE id IN (11, 12)",
-                    &[],
-                )?
-                .get(0);
-            Ok((c, n))
-        });
-        match r {
-            Ok(r) => break r,
-            Err(_) if t0.elapsed() < Duration::from_secs(60) => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("the cluster did not come back: {}", describe(&e)),
-        }
-    };
+    let mut a = connect_port(PORT, "postgres", DB);
+    let rows = count(
+        &mut a,
+        "SELECT count(*) FROM public.orders WHERE id IN (11, 12)",
+    );
     assert_eq!(
         rows, 1,
         "the committed row stays, the killed transaction's is gone"
