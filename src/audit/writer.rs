@@ -23,7 +23,9 @@ use std::time::Duration;
 /// try again at a later pass: a session could otherwise hold the writer,
 /// and every event of its database, with a lock on something a step must
 /// drop (an agent's table whose default names a kept sequence, say: the
-/// expiry's DROP ... CASCADE locks it). The load itself waits (`loader`).
+/// expiry's DROP ... CASCADE locks it). The load itself waits (`loader`),
+/// and so does a review's announcement for NOTIFY's lock, which sessions
+/// hold only while they commit (`review::finish`).
 const STEP_LOCK_TIMEOUT: &std::ffi::CStr = c"50ms";
 
 /// A writer retires after its spool has been empty this long...

@@ -253,12 +253,15 @@ pub fn tend(dboid: u32) {
             }
             continue;
         }
+        // An expired review is rolled back first, whatever its
+        // announcement does; it needs none then.
+        if aas_policy::review::expired(m.prepared_at_us, m.expires_at_us - m.prepared_at_us, now) {
+            expire(&path, &m);
+            continue;
+        }
         if !file::announced_marker(&path).exists() {
             announce(&m);
             let _ = std::fs::write(file::announced_marker(&path), b"");
-        }
-        if aas_policy::review::expired(m.prepared_at_us, m.expires_at_us - m.prepared_at_us, now) {
-            expire(&path, &m);
         }
     }
     file::sweep_tombstones(dboid);
@@ -315,6 +318,16 @@ fn payload(m: &Meta) -> String {
 fn announce(m: &Meta) {
     let payload = payload(m);
     BackgroundWorker::transaction(|| {
+        // NOTIFY's commit takes a lock of the whole cluster that a session
+        // committing notifications of its own holds while it queues them
+        // (an agent's can take seconds): the announcement waits its turn,
+        // as the load does. Given up after the writer's short lock timeout,
+        // the failed commit would end the writer, and the next one, at
+        // every pass (adversary finding).
+        // SAFETY: inside a transaction; a known setting and a valid value.
+        unsafe {
+            crate::pg::set_setting(c"lock_timeout", c"0", pg_sys::GucAction::GUC_ACTION_LOCAL)
+        };
         let ok = in_subtransaction(|| {
             Spi::run_with_args(
                 "SELECT pg_catalog.pg_notify('ai_agent_safety_requests', $1)",
